@@ -1,0 +1,152 @@
+//! Clients for the CLI, the demo and the tests: the local operator API and
+//! a hub's inbox.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use tokio::net::UnixStream;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::class::Class;
+use crate::identity::{Identity, Trust};
+use crate::proto::{
+    Cursor, InboxItem, ItemStatus, StatusRequest, SubmitRequest, SubscribeRequest,
+    inbox_client::InboxClient, operator_client::OperatorClient,
+};
+
+/// Errors talking to a node.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Nothing is listening on the operator socket.
+    #[error("node not running: cannot connect to {path}: {source}")]
+    NotRunning {
+        /// The socket path.
+        path: PathBuf,
+        /// The connect error.
+        source: std::io::Error,
+    },
+    /// The node answered with an error.
+    #[error("{}: {}", .0.code(), .0.message())]
+    Status(#[from] tonic::Status),
+    /// The connection failed.
+    #[error("connection: {0}")]
+    Transport(String),
+    /// Local identity or trust material is unusable.
+    #[error(transparent)]
+    Load(#[from] crate::identity::LoadError),
+    /// TLS setup failed.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+}
+
+/// A connection to a node's operator API over its Unix socket.
+#[derive(Debug, Clone)]
+pub struct Operator {
+    inner: OperatorClient<Channel>,
+}
+
+impl Operator {
+    /// Connects to the operator socket at `path`.
+    pub async fn connect(path: &Path) -> Result<Self, ClientError> {
+        // Probe first, so "not running" is told apart from other failures.
+        if let Err(source) = UnixStream::connect(path).await {
+            return Err(ClientError::NotRunning {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+        let socket = path.to_path_buf();
+        let channel = Endpoint::from_static("http://localhost")
+            .connect_with_connector(tower::service_fn(move |_: http::Uri| {
+                let socket = socket.clone();
+                async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(socket).await?)) }
+            }))
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        Ok(Self {
+            inner: OperatorClient::new(channel).max_decoding_message_size(96 * 1024 * 1024),
+        })
+    }
+
+    /// Submits a report; returns its id once the node has it on disk.
+    pub async fn submit(
+        &mut self,
+        class: Class,
+        title: &str,
+        body: Vec<u8>,
+        deadline_unix_ms: i64,
+    ) -> Result<String, ClientError> {
+        let resp = self
+            .inner
+            .submit(SubmitRequest {
+                priority: class.to_proto() as i32,
+                title: title.to_string(),
+                body,
+                deadline_unix_ms,
+            })
+            .await?;
+        Ok(resp.into_inner().id)
+    }
+
+    /// The item's state, times and receipt.
+    pub async fn status(&mut self, id: &str) -> Result<ItemStatus, ClientError> {
+        Ok(self
+            .inner
+            .status(StatusRequest { id: id.to_string() })
+            .await?
+            .into_inner())
+    }
+
+    /// Waits until the item is receipted (or refused), at most `timeout`.
+    pub async fn wait_receipt(&mut self, id: &str, timeout: Duration) -> Result<ItemStatus, ClientError> {
+        let mut req = tonic::Request::new(StatusRequest { id: id.to_string() });
+        req.set_timeout(timeout);
+        Ok(self.inner.wait_receipt(req).await?.into_inner())
+    }
+}
+
+/// A consumer of a hub's inbox over mutual TLS.
+#[derive(Debug)]
+pub struct Inbox {
+    inner: InboxClient<Channel>,
+}
+
+impl Inbox {
+    /// Connects to the hub `hub_id` at `addr` as the holder of `cert`/`key`.
+    pub async fn connect(
+        addr: &str,
+        hub_id: &str,
+        ca: &Path,
+        cert: &Path,
+        key: &Path,
+    ) -> Result<Self, ClientError> {
+        crate::tls::install_crypto_provider();
+        let identity = Identity::load(cert, key)?;
+        let trust = Trust::load(ca, None)?;
+        let config = crate::tls::client_config(&identity, &trust.snapshot(), hub_id)?;
+        let channel = crate::tls::connect_channel(addr, Arc::new(config), hub_id, Duration::from_secs(5))
+            .await
+            .map_err(|e| ClientError::Transport(format!("{addr}: {e:?}")))?;
+        Ok(Self {
+            inner: InboxClient::new(channel).max_decoding_message_size(96 * 1024 * 1024),
+        })
+    }
+
+    /// Streams items after `cursor`; with `follow`, waits for new ones.
+    pub async fn subscribe(
+        &mut self,
+        cursor: Cursor,
+        follow: bool,
+    ) -> Result<tonic::Streaming<InboxItem>, ClientError> {
+        Ok(self
+            .inner
+            .subscribe(SubscribeRequest {
+                cursor: Some(cursor),
+                no_follow: !follow,
+            })
+            .await?
+            .into_inner())
+    }
+}

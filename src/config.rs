@@ -1,0 +1,345 @@
+//! Node configuration: one TOML file per node, checked before anything binds.
+//!
+//! Every field is documented in `config/node.toml` and `config/hub.toml`.
+//! Relative paths are taken relative to the directory the node is started
+//! in. [`NodeConfig::validate`] names the field at fault.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::class::Class;
+
+/// A configuration that cannot be used, naming the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML does not parse or has unknown or mistyped fields.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, which names the field and line.
+        message: String,
+    },
+    /// A field has a value that cannot work.
+    #[error("invalid `{field}`: {why}")]
+    Invalid {
+        /// Dotted field name.
+        field: &'static str,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+/// Paths of this node's identity and the region's trust material.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The region CA certificate (PEM).
+    pub ca: PathBuf,
+    /// This node's certificate (PEM); its URI SAN is the node id.
+    pub cert: PathBuf,
+    /// This node's Ed25519 private key (PEM, PKCS#8, mode 0600).
+    pub key: PathBuf,
+    /// The region CRL (PEM); re-read when it changes.
+    #[serde(default)]
+    pub crl: Option<PathBuf>,
+}
+
+/// The mTLS listener for child nodes and inbox consumers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayListen {
+    /// Address to listen on, e.g. `0.0.0.0:7400`; port 0 picks a free one.
+    pub listen: SocketAddr,
+}
+
+/// The local operator API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorConfig {
+    /// Unix socket path; default `<data_dir>/operator.sock`.
+    #[serde(default)]
+    pub socket: Option<PathBuf>,
+    /// Socket file mode (octal string); file permissions are the access control.
+    #[serde(default = "default_socket_mode")]
+    pub socket_mode: String,
+}
+
+fn default_socket_mode() -> String {
+    "0660".into()
+}
+
+impl Default for OperatorConfig {
+    fn default() -> Self {
+        Self {
+            socket: None,
+            socket_mode: default_socket_mode(),
+        }
+    }
+}
+
+/// Where this node forwards to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// The upstream's node id; its certificate must name it.
+    pub node_id: String,
+    /// `host:port` of the upstream's relay listener.
+    pub addr: String,
+}
+
+/// Bounds on everything that comes from outside.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest encoded report accepted (operator body included), bytes.
+    pub max_report_bytes: usize,
+    /// Largest title, bytes.
+    pub max_title_bytes: usize,
+    /// Items sent upstream and not yet receipted, per stream; also how many
+    /// items of one incoming stream are processed at once.
+    pub max_in_flight: usize,
+    /// Relay connections at once, all peers.
+    pub max_connections: usize,
+    /// Relay connections at once from one node.
+    pub max_connections_per_peer: usize,
+    /// Seconds allowed for a TLS handshake.
+    pub handshake_timeout_secs: u64,
+    /// Longest wait, seconds, between reconnection attempts to upstream.
+    pub max_backoff_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_report_bytes: 1024 * 1024,
+            max_title_bytes: 1024,
+            max_in_flight: 64,
+            max_connections: 1024,
+            max_connections_per_peer: 16,
+            handshake_timeout_secs: 10,
+            max_backoff_secs: 10,
+        }
+    }
+}
+
+/// Receipt deadlines per class, in seconds after submission.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Deadlines {
+    /// Emergency: reported within the first moment.
+    pub emergency_secs: u64,
+    /// Bad news: edited and sent at once.
+    pub bad_news_secs: u64,
+    /// Routine: today's news today.
+    pub routine_secs: u64,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Self {
+            emergency_secs: 60,
+            bad_news_secs: 600,
+            routine_secs: 24 * 3600,
+        }
+    }
+}
+
+impl Deadlines {
+    /// The receipt deadline of `class`.
+    pub fn of(&self, class: Class) -> Duration {
+        Duration::from_secs(match class {
+            Class::Emergency => self.emergency_secs,
+            Class::BadNews => self.bad_news_secs,
+            Class::Routine => self.routine_secs,
+        })
+    }
+}
+
+/// A node's whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This node's id; must equal the id in its certificate.
+    pub node_id: String,
+    /// Directory for the store and the operator socket.
+    pub data_dir: PathBuf,
+    /// Identity and trust.
+    pub tls: TlsConfig,
+    /// Relay listener (children, inbox consumers); absent = none.
+    #[serde(default)]
+    pub relay: Option<RelayListen>,
+    /// Operator API.
+    #[serde(default)]
+    pub operator: OperatorConfig,
+    /// Where to forward; absent = this node is a hub (items go to its inbox).
+    #[serde(default)]
+    pub upstream: Option<UpstreamConfig>,
+    /// Limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Per-class receipt deadlines.
+    #[serde(default)]
+    pub deadlines: Deadlines,
+}
+
+impl NodeConfig {
+    /// Reads and validates a TOML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let cfg: Self = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The operator socket path.
+    pub fn operator_socket(&self) -> PathBuf {
+        self.operator
+            .socket
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("operator.sock"))
+    }
+
+    /// The operator socket mode as a number.
+    pub fn socket_mode(&self) -> Result<u32, ConfigError> {
+        u32::from_str_radix(self.operator.socket_mode.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+            .ok_or_else(|| ConfigError::Invalid {
+                field: "operator.socket_mode",
+                why: format!("{:?} is not an octal file mode", self.operator.socket_mode),
+            })
+    }
+
+    /// Checks every field that could make the node misbehave.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field, why: String| ConfigError::Invalid { field, why };
+        crate::pki::validate_node_id(&self.node_id).map_err(|e| invalid("node_id", e.to_string()))?;
+        self.socket_mode()?;
+        let l = &self.limits;
+        if l.max_report_bytes < 1024 || l.max_report_bytes > 64 * 1024 * 1024 {
+            return Err(invalid("limits.max_report_bytes", "must be between 1 KiB and 64 MiB".into()));
+        }
+        if l.max_title_bytes == 0 || l.max_title_bytes > 64 * 1024 {
+            return Err(invalid("limits.max_title_bytes", "must be between 1 and 65536".into()));
+        }
+        if l.max_in_flight == 0 || l.max_in_flight > 4096 {
+            return Err(invalid("limits.max_in_flight", "must be between 1 and 4096".into()));
+        }
+        if l.max_connections == 0 {
+            return Err(invalid("limits.max_connections", "must be at least 1".into()));
+        }
+        if l.max_connections_per_peer == 0 {
+            return Err(invalid("limits.max_connections_per_peer", "must be at least 1".into()));
+        }
+        if l.handshake_timeout_secs == 0 {
+            return Err(invalid("limits.handshake_timeout_secs", "must be at least 1".into()));
+        }
+        if l.max_backoff_secs == 0 {
+            return Err(invalid("limits.max_backoff_secs", "must be at least 1".into()));
+        }
+        let d = &self.deadlines;
+        for (field, v) in [
+            ("deadlines.emergency_secs", d.emergency_secs),
+            ("deadlines.bad_news_secs", d.bad_news_secs),
+            ("deadlines.routine_secs", d.routine_secs),
+        ] {
+            if v == 0 || v > 7 * 24 * 3600 {
+                return Err(invalid(field, "must be between 1 second and 7 days".into()));
+            }
+        }
+        if let Some(up) = &self.upstream {
+            crate::pki::validate_node_id(&up.node_id)
+                .map_err(|e| invalid("upstream.node_id", e.to_string()))?;
+            if up.node_id == self.node_id {
+                return Err(invalid("upstream.node_id", "a node cannot forward to itself".into()));
+            }
+            if !up.addr.contains(':') {
+                return Err(invalid("upstream.addr", format!("{:?} is not host:port", up.addr)));
+            }
+        }
+        Ok(())
+    }
+
+    /// A minimal configuration for tests and the demo: certificates from
+    /// `pki_dir` (as written by `certs init`), data under `data_dir`.
+    pub fn for_node(node_id: &str, pki_dir: &Path, data_dir: &Path) -> Self {
+        let (cert, key) = crate::pki::node_paths(pki_dir, node_id);
+        Self {
+            node_id: node_id.to_string(),
+            data_dir: data_dir.to_path_buf(),
+            tls: TlsConfig {
+                ca: pki_dir.join(crate::pki::CA_CERT),
+                cert,
+                key,
+                crl: Some(pki_dir.join(crate::pki::CRL)),
+            },
+            relay: None,
+            operator: OperatorConfig::default(),
+            upstream: None,
+            limits: Limits::default(),
+            deadlines: Deadlines::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<NodeConfig, ConfigError> {
+        let cfg: NodeConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: "test.toml".into(),
+            message: e.to_string(),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    const BASE: &str = r#"
+node_id = "county-a"
+data_dir = "data/county-a"
+[tls]
+ca = "certs/ca.pem"
+cert = "certs/county-a.pem"
+key = "certs/county-a.key"
+"#;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let cfg = parse(BASE).unwrap();
+        assert_eq!(cfg.limits.max_in_flight, 64);
+        assert_eq!(cfg.operator_socket(), PathBuf::from("data/county-a/operator.sock"));
+        assert_eq!(cfg.socket_mode().unwrap(), 0o660);
+        assert!(cfg.upstream.is_none());
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let err = parse(&format!("{BASE}[limits]\nmax_in_flight = 0\n")).unwrap_err();
+        assert!(err.to_string().contains("limits.max_in_flight"), "{err}");
+        let err = parse(&format!("{BASE}[upstream]\nnode_id = \"county-a\"\naddr = \"x:1\"\n")).unwrap_err();
+        assert!(err.to_string().contains("upstream.node_id"), "{err}");
+        let err = parse(&format!("{BASE}bogus = 1\n")).unwrap_err();
+        assert!(err.to_string().contains("bogus"), "{err}");
+        let err = parse(&BASE.replace("county-a\"\ndata", "County A\"\ndata")).unwrap_err();
+        assert!(err.to_string().contains("node_id"), "{err}");
+    }
+}

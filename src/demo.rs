@@ -1,0 +1,1 @@
+//! `zhibao demo`.

@@ -1,0 +1,173 @@
+//! Signed reports: sealing at the origin, opening (verifying) anywhere.
+//!
+//! The origin signs the exact encoded bytes of a [`Report`]; receivers check
+//! the signer's certificate against the region CA and CRL, the signature
+//! over the bytes they received, and that the report's `origin` is the node
+//! the certificate names. Only then are the bytes decoded and trusted.
+
+use std::time::SystemTime;
+
+use prost::Message;
+use ring::digest;
+
+use crate::class::Class;
+use crate::identity::{Identity, SignerError, Trust};
+use crate::proto::{Report, SignedReport};
+
+/// Longest item id accepted from the network.
+pub const MAX_ID_LEN: usize = 64;
+
+/// Why a signed report was refused.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum VerifyError {
+    /// The report is larger than this node accepts.
+    #[error("report is {size} bytes, over the limit of {limit} bytes")]
+    TooLarge {
+        /// Size of the encoded report.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The signer's certificate or the signature did not verify.
+    #[error("{0}")]
+    Signer(#[from] SignerError),
+    /// The signed bytes are not a report.
+    #[error("report bytes do not decode: {0}")]
+    Malformed(String),
+    /// The report claims an origin other than its signer.
+    #[error("report claims origin {claimed:?} but is signed by node {signer:?}")]
+    OriginMismatch {
+        /// The origin written in the report.
+        claimed: String,
+        /// The node named in the signer's certificate.
+        signer: String,
+    },
+    /// A field of the report is not acceptable.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<VerifyError> for tonic::Status {
+    fn from(e: VerifyError) -> Self {
+        let msg = e.to_string();
+        match e {
+            VerifyError::TooLarge { .. } => Self::resource_exhausted(msg),
+            VerifyError::Signer(_) => Self::unauthenticated(msg),
+            VerifyError::OriginMismatch { .. } => Self::permission_denied(msg),
+            VerifyError::Malformed(_) | VerifyError::Invalid(_) => Self::invalid_argument(msg),
+        }
+    }
+}
+
+/// A report whose signature, signer and fields have been checked.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// The decoded report.
+    pub report: Report,
+    /// Its class.
+    pub class: Class,
+    /// SHA-256 of the signed bytes.
+    pub sha256: [u8; 32],
+}
+
+/// SHA-256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let d = digest::digest(&digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// A new item id: 12 hex digits of milliseconds, then 20 random hex digits,
+/// so ids sort by creation time and never collide.
+pub fn new_item_id() -> String {
+    use ring::rand::SecureRandom;
+    let mut random = [0u8; 10];
+    ring::rand::SystemRandom::new()
+        .fill(&mut random)
+        .expect("the OS random number generator failed");
+    format!("{:012x}{}", now_ms() & 0xffff_ffff_ffff, hex(&random))
+}
+
+/// Checks an id from the network: short, printable, no separators.
+pub fn check_id(id: &str) -> Result<(), VerifyError> {
+    if id.is_empty() || id.len() > MAX_ID_LEN {
+        return Err(VerifyError::Invalid(format!(
+            "item id must be 1 to {MAX_ID_LEN} characters"
+        )));
+    }
+    if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(VerifyError::Invalid(
+            "item id may hold only letters, digits, '-' and '_'".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Encodes and signs `report` with our key.
+pub fn seal(report: &Report, identity: &Identity) -> SignedReport {
+    let bytes = report.encode_to_vec();
+    SignedReport {
+        signature: identity.sign(&bytes),
+        signer_cert: identity.cert().to_vec(),
+        report: bytes,
+        hops: Vec::new(),
+    }
+}
+
+/// Verifies a signed report received from anywhere.
+///
+/// # Errors
+/// Any failed check, most specific first: size, signer and signature,
+/// encoding, origin, fields.
+pub fn open(
+    signed: &SignedReport,
+    trust: &Trust,
+    max_report_bytes: usize,
+    now: SystemTime,
+) -> Result<Verified, VerifyError> {
+    if signed.report.len() > max_report_bytes {
+        return Err(VerifyError::TooLarge {
+            size: signed.report.len(),
+            limit: max_report_bytes,
+        });
+    }
+    let signer = trust.verify_signed(&signed.signer_cert, &signed.report, &signed.signature, now)?;
+    let report =
+        Report::decode(signed.report.as_slice()).map_err(|e| VerifyError::Malformed(e.to_string()))?;
+    if report.origin != signer {
+        return Err(VerifyError::OriginMismatch {
+            claimed: report.origin,
+            signer,
+        });
+    }
+    check_id(&report.id)?;
+    let class = Class::from_proto(report.priority).ok_or_else(|| {
+        VerifyError::Invalid(format!(
+            "unknown priority class {}: use emergency, bad_news or routine",
+            report.priority
+        ))
+    })?;
+    Ok(Verified {
+        sha256: sha256(&signed.report),
+        report,
+        class,
+    })
+}

@@ -1,0 +1,41 @@
+//! zhibao (直报, "direct report"): a secure store-and-forward relay for
+//! urgent reports from county direct-reporting points to a regional hub.
+//!
+//! # Layout
+//! - [`pki`]: the region CA, node certificates and CRL on disk (`zhibao certs`);
+//! - [`identity`]: our key and certificate; the CA and CRL we trust;
+//! - [`tls`]: mutual TLS 1.3 listeners and connections, peer identity;
+//! - [`envelope`]: signed reports (seal at the origin, open anywhere);
+//! - [`receipt`]: signed receipts;
+//! - [`store`]: the durable custody store, priority lanes, the inbox;
+//! - [`node`]: a running node — operator API, relay service, forwarder, inbox;
+//! - [`client`]: operator and inbox clients;
+//! - [`config`], [`class`]: configuration and priority classes;
+//! - [`demo`]: a whole small region on loopback.
+//!
+//! # How an item flows
+//! ```text
+//! operator ──Submit──▶ node: seal (sign) ─▶ store (fsync) ─▶ forwarder
+//!                                                              │ Relay.Forward (mTLS)
+//!                                                              ▼
+//!                       hub: envelope::open (CA, CRL, signature, origin)
+//!                            ─▶ store (fsync) ─▶ signed receipt ─▶ back to the node
+//!                            ─▶ inbox ─▶ consumers (Inbox.Subscribe)
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+
+pub mod class;
+pub mod client;
+pub mod config;
+pub mod demo;
+pub mod envelope;
+pub mod identity;
+pub mod node;
+pub mod pki;
+pub mod proto;
+pub mod receipt;
+pub mod store;
+pub mod telemetry;
+pub mod tls;

@@ -1,0 +1,284 @@
+//! The forwarder: one long-lived `Relay.Forward` stream to the upstream.
+//!
+//! It keeps up to `max_in_flight` items on the wire, always taking the next
+//! item in schedule order from the store (emergency lane first, earliest
+//! deadline first), verifies every receipt (CA, signature, receiver, item,
+//! digest) before storing it, and on any failure reconnects with capped
+//! exponential backoff and jitter. Whatever had no receipt is sent again;
+//! receivers deduplicate by id, so the effect is exactly once.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Code;
+use tracing::{debug, error, info, warn};
+
+use super::Shared;
+use crate::config::UpstreamConfig;
+use crate::proto::{
+    ForwardRequest, ForwardResponse, SignedReport, forward_response, relay_client::RelayClient,
+};
+use crate::tls;
+
+/// Capped exponential backoff with full jitter.
+#[derive(Debug)]
+pub(crate) struct Backoff {
+    min: Duration,
+    max: Duration,
+    current: Duration,
+}
+
+impl Backoff {
+    pub(crate) fn new(min: Duration, max: Duration) -> Self {
+        Self {
+            min,
+            max,
+            current: min,
+        }
+    }
+
+    pub(crate) fn reset(&mut self) {
+        self.current = self.min;
+    }
+
+    /// The next wait: uniformly random in [min, current], then current doubles.
+    pub(crate) fn next_delay(&mut self) -> Duration {
+        use ring::rand::SecureRandom;
+        let mut b = [0u8; 4];
+        let _ = ring::rand::SystemRandom::new().fill(&mut b);
+        let frac = f64::from(u32::from_le_bytes(b)) / f64::from(u32::MAX);
+        let span = self.current.saturating_sub(self.min);
+        let delay = self.min + span.mul_f64(frac);
+        self.current = (self.current * 2).min(self.max);
+        delay
+    }
+}
+
+/// Why a session with the upstream ended.
+#[derive(Debug, thiserror::Error)]
+enum SessionEnd {
+    #[error("connect: {0}")]
+    Connect(String),
+    #[error("stream: {0}")]
+    Stream(String),
+    #[error("upstream is busy: {0}")]
+    Busy(String),
+    #[error("store: {0}")]
+    Store(#[from] crate::store::Error),
+    #[error("shutting down")]
+    Shutdown,
+}
+
+/// Sends queued items to one upstream.
+pub(crate) struct Forwarder {
+    shared: Arc<Shared>,
+    upstream: UpstreamConfig,
+}
+
+impl Forwarder {
+    pub(crate) fn new(shared: Arc<Shared>, upstream: UpstreamConfig) -> Self {
+        Self { shared, upstream }
+    }
+
+    /// Runs until shutdown.
+    pub(crate) async fn run(self) {
+        let max = Duration::from_secs(self.shared.cfg.limits.max_backoff_secs);
+        let mut backoff = Backoff::new(Duration::from_millis(50), max);
+        loop {
+            let mut delivered = false;
+            let end = self.session(&mut delivered).await;
+            self.shared
+                .in_flight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+            match end {
+                SessionEnd::Shutdown => return,
+                e => {
+                    if delivered {
+                        backoff.reset();
+                    }
+                    let delay = backoff.next_delay();
+                    warn!(upstream = %self.upstream.node_id, addr = %self.upstream.addr, error = %e,
+                        retry_in_ms = delay.as_millis() as u64, "upstream session ended; items stay queued");
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = self.shared.shutdown.cancelled() => return,
+                    }
+                }
+            }
+        }
+    }
+
+    async fn session(&self, delivered: &mut bool) -> SessionEnd {
+        let shared = &self.shared;
+        let config = match tls::client_config(&shared.identity, &shared.trust.snapshot(), &self.upstream.node_id) {
+            Ok(c) => Arc::new(c),
+            Err(e) => return SessionEnd::Connect(e.to_string()),
+        };
+        let connect = tls::connect_channel(&self.upstream.addr, config, &self.upstream.node_id, Duration::from_secs(5));
+        let channel = tokio::select! {
+            c = connect => match c {
+                Ok(c) => c,
+                Err(e) => return SessionEnd::Connect(error_chain(&e)),
+            },
+            () = shared.shutdown.cancelled() => return SessionEnd::Shutdown,
+        };
+        let max_msg = shared.cfg.limits.max_report_bytes + 64 * 1024;
+        let mut client = RelayClient::new(channel)
+            .max_decoding_message_size(max_msg)
+            .max_encoding_message_size(max_msg);
+        let window = shared.cfg.limits.max_in_flight;
+        let (tx, rx) = mpsc::channel::<ForwardRequest>(window);
+        let mut responses = tokio::select! {
+            r = client.forward(ReceiverStream::new(rx)) => match r {
+                Ok(r) => r.into_inner(),
+                Err(s) => return SessionEnd::Stream(format!("{}: {}", s.code(), s.message())),
+            },
+            () = shared.shutdown.cancelled() => return SessionEnd::Shutdown,
+        };
+        info!(upstream = %self.upstream.node_id, addr = %self.upstream.addr, "forwarding stream open");
+        // id -> digest of the bytes we sent, to check the receipt against.
+        let mut in_flight: HashMap<String, Vec<u8>> = HashMap::new();
+        let mut queue = shared.store.queue_watch();
+        loop {
+            if in_flight.len() < window {
+                queue.borrow_and_update();
+                let skip: HashSet<String> = in_flight.keys().cloned().collect();
+                let next = match shared.store.next_queued(window - in_flight.len(), skip).await {
+                    Ok(n) => n,
+                    Err(e) => return e.into(),
+                };
+                for (id, rec) in next {
+                    let item = match <SignedReport as prost::Message>::decode(rec.signed.as_slice()) {
+                        Ok(i) => i,
+                        Err(e) => {
+                            error!(%id, error = %e, "stored item does not decode; marking it refused");
+                            if let Err(e) = shared.store.record_refusal(id, format!("corrupt in store: {e}")).await {
+                                return e.into();
+                            }
+                            continue;
+                        }
+                    };
+                    shared
+                        .in_flight
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(id.clone());
+                    in_flight.insert(id.clone(), rec.sha256.clone());
+                    debug!(%id, lane = rec.lane, "sending");
+                    if tx.send(ForwardRequest { item: Some(item) }).await.is_err() {
+                        return SessionEnd::Stream("request stream closed".into());
+                    }
+                }
+            }
+            let room = in_flight.len() < window;
+            tokio::select! {
+                msg = responses.message() => match msg {
+                    Ok(Some(resp)) => {
+                        if let Err(end) = self.on_response(resp, &mut in_flight).await {
+                            return end;
+                        }
+                        *delivered = true;
+                    }
+                    Ok(None) => return SessionEnd::Stream("upstream closed the stream".into()),
+                    Err(s) => return SessionEnd::Stream(format!("{}: {}", s.code(), s.message())),
+                },
+                r = queue.changed(), if room => if r.is_err() { return SessionEnd::Shutdown },
+                () = shared.shutdown.cancelled() => return SessionEnd::Shutdown,
+            }
+        }
+    }
+
+    async fn on_response(
+        &self,
+        resp: ForwardResponse,
+        in_flight: &mut HashMap<String, Vec<u8>>,
+    ) -> Result<(), SessionEnd> {
+        let shared = &self.shared;
+        let up = &self.upstream.node_id;
+        match resp.result {
+            Some(forward_response::Result::Receipt(signed)) => {
+                let receipt = match crate::receipt::open(&signed, &shared.trust, Shared::now()) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        error!(alarm = "bad-receipt", upstream = %up, error = %e, "ALARM: receipt does not verify; item stays queued");
+                        return Ok(());
+                    }
+                };
+                let id = receipt.item_id.clone();
+                let Some(sha) = in_flight.get(&id) else {
+                    warn!(alarm = "unknown-receipt", upstream = %up, %id, "receipt for an item not in flight here; ignored");
+                    return Ok(());
+                };
+                if let Err(e) = crate::receipt::open_for(&signed, &shared.trust, Shared::now(), &id, sha, up) {
+                    error!(alarm = "bad-receipt", upstream = %up, %id, error = %e, "ALARM: receipt does not match the item; it stays queued");
+                    return Ok(());
+                }
+                let bytes = prost::Message::encode_to_vec(&signed);
+                shared.store.record_receipt(id.clone(), bytes).await?;
+                in_flight.remove(&id);
+                shared.in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                debug!(%id, upstream = %up, "receipted");
+                Ok(())
+            }
+            Some(forward_response::Result::Refusal(r)) => {
+                let code = Code::from_i32(r.code);
+                match code {
+                    // The upstream could not take it now: try again later.
+                    Code::Unavailable | Code::ResourceExhausted | Code::Internal | Code::Aborted | Code::DeadlineExceeded => {
+                        Err(SessionEnd::Busy(format!("item {}: {code:?}: {}", r.item_id, r.message)))
+                    }
+                    _ => {
+                        if in_flight.remove(&r.item_id).is_none() {
+                            warn!(upstream = %up, id = %r.item_id, code = ?code, message = %r.message, "refusal for an item not in flight here");
+                            return Ok(());
+                        }
+                        shared.in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(&r.item_id);
+                        error!(alarm = "refused", upstream = %up, id = %r.item_id, code = ?code, message = %r.message,
+                            "ALARM: upstream refused the item; it is kept here, marked refused");
+                        shared
+                            .store
+                            .record_refusal(r.item_id, format!("{code:?}: {}", r.message))
+                            .await?;
+                        Ok(())
+                    }
+                }
+            }
+            None => Err(SessionEnd::Stream("empty response from upstream".into())),
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_the_cap_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+        let mut last_cap = Duration::ZERO;
+        for _ in 0..20 {
+            let d = b.next_delay();
+            assert!(d >= Duration::from_millis(50) && d <= Duration::from_secs(2), "{d:?}");
+            last_cap = b.current;
+        }
+        assert_eq!(last_cap, Duration::from_secs(2));
+        b.reset();
+        assert_eq!(b.current, Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,402 @@
+//! A running zhibao node: listeners, store, forwarder, and their shutdown.
+//!
+//! [`start`] loads identity and trust, opens the store, binds the relay
+//! listener (mTLS) and the operator socket, starts the forwarder if the node
+//! has an upstream, and returns once everything is bound — so tests and the
+//! demo can use the addresses at once. [`run`] is `start` plus waiting for a
+//! signal and a bounded drain, for `zhibao serve`.
+
+mod forward;
+mod inbox;
+mod operator;
+mod relay;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use prost::Message;
+use tokio::net::{TcpListener, UnixListener};
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::class::Class;
+use crate::config::{ConfigError, NodeConfig};
+use crate::envelope::{Verified, VerifyError};
+use crate::identity::{Identity, LoadError, Trust};
+use crate::proto::{
+    ReceiptKind, SignedReceipt, SignedReport, inbox_server::InboxServer,
+    operator_server::OperatorServer, relay_server::RelayServer,
+};
+use crate::store::{self, Destination, ItemRecord, PutOutcome, Store};
+use crate::tls::{self, ListenLimits};
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Certificates or keys could not be loaded.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The certificate names another node than `node_id`.
+    #[error("certificate {path} names node {found:?} but node_id is {expected:?}")]
+    IdentityMismatch {
+        /// The certificate file.
+        path: PathBuf,
+        /// The node id in it.
+        found: String,
+        /// The configured node id.
+        expected: String,
+    },
+    /// The store could not be opened.
+    #[error("store {path}: {source}")]
+    Store {
+        /// The store file.
+        path: PathBuf,
+        /// Why.
+        source: store::Error,
+    },
+    /// A listener could not be bound.
+    #[error("bind {what}: {source}")]
+    Bind {
+        /// Which listener.
+        what: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// TLS configuration failed.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+}
+
+/// State shared by every service and task of one node.
+pub(crate) struct Shared {
+    pub(crate) cfg: NodeConfig,
+    pub(crate) identity: Arc<Identity>,
+    pub(crate) trust: Arc<Trust>,
+    pub(crate) store: Store,
+    /// Items sent upstream and not yet answered (for `status`).
+    pub(crate) in_flight: Mutex<HashSet<String>>,
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// Why an item was not taken into custody.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AcceptError {
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error("item {id} is already stored with different content (stored digest {stored}, offered {offered})")]
+    Conflict {
+        id: String,
+        stored: String,
+        offered: String,
+    },
+}
+
+impl From<AcceptError> for tonic::Status {
+    fn from(e: AcceptError) -> Self {
+        match e {
+            AcceptError::Verify(v) => v.into(),
+            AcceptError::Store(s) => s.into(),
+            AcceptError::Conflict { .. } => Self::already_exists(e.to_string()),
+        }
+    }
+}
+
+impl Shared {
+    /// The receipt deadline of an item created at `created_ms`, never later
+    /// than its class allows.
+    pub(crate) fn deadline_ms(&self, class: Class, created_ms: i64, asked_ms: i64) -> i64 {
+        let limit = i64::try_from(self.cfg.deadlines.of(class).as_millis()).unwrap_or(i64::MAX);
+        let class_deadline = created_ms.saturating_add(limit);
+        if asked_ms > 0 {
+            asked_ms.min(class_deadline)
+        } else {
+            class_deadline
+        }
+    }
+
+    /// Takes a verified item into custody: stores it durably (or finds it
+    /// already stored), then signs the receipt for it.
+    pub(crate) async fn accept(
+        &self,
+        signed: &SignedReport,
+        verified: &Verified,
+        from: &str,
+    ) -> Result<(ItemRecord, SignedReceipt), AcceptError> {
+        let report = &verified.report;
+        let record = ItemRecord {
+            signed: signed.encode_to_vec(),
+            lane: u32::from(verified.class.lane()),
+            created_ms: report.created_unix_ms,
+            deadline_ms: self.deadline_ms(verified.class, report.created_unix_ms, report.deadline_unix_ms),
+            sha256: verified.sha256.to_vec(),
+            from: from.to_string(),
+            ..Default::default()
+        };
+        let dest = if self.cfg.upstream.is_some() {
+            Destination::Queue
+        } else {
+            Destination::Inbox
+        };
+        let stored = match self.store.put(report.id.clone(), record, dest).await? {
+            PutOutcome::Stored(r) => r,
+            PutOutcome::Duplicate(r) => {
+                info!(id = %report.id, %from, "duplicate item; answering with the original receipt");
+                r
+            }
+            PutOutcome::Conflict(old) => {
+                let e = AcceptError::Conflict {
+                    id: report.id.clone(),
+                    stored: crate::envelope::hex(&old.sha256),
+                    offered: crate::envelope::hex(&verified.sha256),
+                };
+                error!(alarm = "id-conflict", %from, origin = %report.origin, "ALARM: {e}");
+                return Err(e);
+            }
+        };
+        Ok((stored.clone(), self.receipt_for(&report.id, &stored)))
+    }
+
+    /// The receipt this node gives for a stored item (deterministic).
+    pub(crate) fn receipt_for(&self, id: &str, rec: &ItemRecord) -> SignedReceipt {
+        let mut sha = [0u8; 32];
+        if rec.sha256.len() == 32 {
+            sha.copy_from_slice(&rec.sha256);
+        }
+        let kind = if rec.state() == Some(store::RecordState::Delivered) {
+            ReceiptKind::Delivery
+        } else {
+            ReceiptKind::Custody
+        };
+        crate::receipt::issue(&self.identity, id, &sha, rec.stored_ms, kind)
+    }
+
+    pub(crate) fn now() -> SystemTime {
+        SystemTime::now()
+    }
+}
+
+/// A node that has bound its listeners and is serving.
+#[derive(Debug)]
+pub struct RunningNode {
+    /// The relay listener's address, if it has one.
+    pub relay_addr: Option<SocketAddr>,
+    /// The operator socket path.
+    pub operator_socket: PathBuf,
+    /// The node id.
+    pub node_id: String,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+    store_closed: tokio::sync::watch::Receiver<bool>,
+}
+
+impl RunningNode {
+    /// Stops the node: listeners close, streams end, the forwarder stops,
+    /// the store is closed. Waits at most `grace` for connections to drain.
+    pub async fn shutdown(mut self, grace: Duration) {
+        self.shutdown.cancel();
+        let tasks = std::mem::take(&mut self.tasks);
+        let aborts: Vec<_> = tasks.iter().map(JoinHandle::abort_handle).collect();
+        if tokio::time::timeout(grace, futures::future::join_all(tasks))
+            .await
+            .is_err()
+        {
+            warn!(node = %self.node_id, "shutdown grace period over; closing remaining connections");
+            for a in aborts {
+                a.abort();
+            }
+        }
+        // The store closes when its last handle is gone; wait for that so
+        // the same data directory can be opened again at once.
+        let mut closed = self.store_closed.clone();
+        if tokio::time::timeout(grace, closed.wait_for(|c| *c)).await.is_err() {
+            warn!(node = %self.node_id, "store still open after shutdown");
+        }
+    }
+}
+
+/// Starts a node from a validated configuration.
+pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
+    cfg.validate()?;
+    tls::install_crypto_provider();
+    let identity = Arc::new(Identity::load(&cfg.tls.cert, &cfg.tls.key)?);
+    if identity.node_id() != cfg.node_id {
+        return Err(NodeError::IdentityMismatch {
+            path: cfg.tls.cert.clone(),
+            found: identity.node_id().to_string(),
+            expected: cfg.node_id.clone(),
+        });
+    }
+    let trust = Arc::new(Trust::load(&cfg.tls.ca, cfg.tls.crl.as_deref())?);
+    // Our own certificate must be one the region accepts.
+    trust
+        .verify_signed(identity.cert(), b"self-check", &identity.sign(b"self-check"), SystemTime::now())
+        .map_err(|e| LoadError::Invalid {
+            path: cfg.tls.cert.clone(),
+            what: format!("not valid for this region: {e}"),
+        })?;
+    let store_path = cfg.data_dir.join("store.redb");
+    let (store, store_closed) = Store::open_watched(&store_path).map_err(|source| NodeError::Store {
+        path: store_path.clone(),
+        source,
+    })?;
+
+    let shutdown = CancellationToken::new();
+    let shared = Arc::new(Shared {
+        cfg: cfg.clone(),
+        identity: identity.clone(),
+        trust: trust.clone(),
+        store,
+        in_flight: Mutex::new(HashSet::new()),
+        shutdown: shutdown.clone(),
+    });
+    let mut tasks = Vec::new();
+    let max_msg = cfg.limits.max_report_bytes + 64 * 1024;
+
+    // Operator socket: file permissions are the access control.
+    let socket = cfg.operator_socket();
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| NodeError::Bind {
+            what: format!("operator socket directory {}", dir.display()),
+            source,
+        })?;
+    }
+    if socket.exists() {
+        // A socket file left by a killed node; refuse to steal a live one.
+        if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+            return Err(NodeError::Bind {
+                what: format!("operator socket {}", socket.display()),
+                source: std::io::Error::new(std::io::ErrorKind::AddrInUse, "another node is serving on it"),
+            });
+        }
+        let _ = std::fs::remove_file(&socket);
+    }
+    let unix = UnixListener::bind(&socket).map_err(|source| NodeError::Bind {
+        what: format!("operator socket {}", socket.display()),
+        source,
+    })?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(cfg.socket_mode()?)).map_err(
+        |source| NodeError::Bind {
+            what: format!("operator socket mode {}", socket.display()),
+            source,
+        },
+    )?;
+    {
+        let svc = OperatorServer::new(operator::OperatorService::new(shared.clone()))
+            .max_decoding_message_size(max_msg);
+        let token = shutdown.clone();
+        let socket_path = socket.clone();
+        tasks.push(tokio::spawn(async move {
+            let res = tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_incoming_shutdown(UnixListenerStream::new(unix), token.cancelled_owned())
+                .await;
+            if let Err(e) = res {
+                error!(error = %e, "operator API stopped");
+            }
+            let _ = std::fs::remove_file(&socket_path);
+        }));
+    }
+
+    // Relay listener (children and inbox consumers), mutual TLS.
+    let mut relay_addr = None;
+    if let Some(relay) = &cfg.relay {
+        let listener = TcpListener::bind(relay.listen).await.map_err(|source| NodeError::Bind {
+            what: format!("relay listener {}", relay.listen),
+            source,
+        })?;
+        let addr = listener.local_addr().map_err(|source| NodeError::Bind {
+            what: "relay listener".into(),
+            source,
+        })?;
+        relay_addr = Some(addr);
+        // Check the TLS configuration now, so a bad one fails at start.
+        tls::server_config(&identity, &trust.snapshot())?;
+        let limits = ListenLimits {
+            max_connections: cfg.limits.max_connections,
+            max_connections_per_peer: cfg.limits.max_connections_per_peer,
+            handshake_timeout: Duration::from_secs(cfg.limits.handshake_timeout_secs),
+        };
+        let incoming = tls::spawn_acceptor(listener, identity.clone(), trust.clone(), limits, shutdown.clone());
+        let relay_svc = RelayServer::new(relay::RelayService::new(shared.clone()))
+            .max_decoding_message_size(max_msg);
+        let inbox_svc = InboxServer::new(inbox::InboxService::new(shared.clone()));
+        let token = shutdown.clone();
+        let concurrency = cfg.limits.max_in_flight.max(16);
+        tasks.push(tokio::spawn(async move {
+            let res = tonic::transport::Server::builder()
+                .concurrency_limit_per_connection(concurrency)
+                .max_concurrent_streams(u32::try_from(concurrency).ok())
+                .http2_keepalive_interval(Some(Duration::from_secs(20)))
+                .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+                .add_service(relay_svc)
+                .add_service(inbox_svc)
+                .serve_with_incoming_shutdown(ReceiverStream::new(incoming), token.cancelled_owned())
+                .await;
+            if let Err(e) = res {
+                error!(error = %e, "relay listener stopped");
+            }
+        }));
+    }
+
+    // Reload CA and CRL when their files change.
+    {
+        let trust = trust.clone();
+        let token = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = token.cancelled() => return,
+                }
+                match trust.reload_if_changed() {
+                    Ok(true) => info!("region CA/CRL changed; reloaded"),
+                    Ok(false) => {}
+                    Err(e) => warn!(error = %e, "CA/CRL changed but cannot be loaded; keeping the previous one"),
+                }
+            }
+        }));
+    }
+
+    if let Some(up) = &cfg.upstream {
+        tasks.push(tokio::spawn(forward::Forwarder::new(shared.clone(), up.clone()).run()));
+    }
+
+    info!(
+        node = %cfg.node_id,
+        relay = ?relay_addr,
+        operator = %socket.display(),
+        upstream = ?cfg.upstream.as_ref().map(|u| format!("{}@{}", u.node_id, u.addr)),
+        "node started"
+    );
+    drop(shared);
+    Ok(RunningNode {
+        relay_addr,
+        operator_socket: socket,
+        node_id: cfg.node_id,
+        shutdown,
+        tasks,
+        store_closed,
+    })
+}
+
+/// Runs a node until `signal` completes, then drains for at most 10 seconds.
+pub async fn run(cfg: NodeConfig, signal: impl Future<Output = ()>) -> Result<(), NodeError> {
+    let node = start(cfg).await?;
+    signal.await;
+    info!(node = %node.node_id, "shutting down");
+    node.shutdown(Duration::from_secs(10)).await;
+    Ok(())
+}

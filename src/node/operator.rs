@@ -1,0 +1,203 @@
+//! `Operator`: the local operator API (Unix socket by default).
+//!
+//! Submissions are checked, written up as a [`Report`] with this node as
+//! origin, signed, and stored durably before the id is returned.
+
+use std::sync::Arc;
+
+use prost::Message;
+use tonic::{Request, Response, Status};
+use tracing::info;
+
+use super::Shared;
+use crate::class::Class;
+use crate::envelope::{self, now_ms};
+use crate::proto::{
+    ItemState, ItemStatus, Receipt, Report, SignedReceipt, SignedReport, StatusRequest,
+    SubmitRequest, SubmitResponse, operator_server::Operator,
+};
+use crate::store::{ItemRecord, RecordState};
+
+pub(crate) struct OperatorService {
+    shared: Arc<Shared>,
+}
+
+impl OperatorService {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    fn status_of(&self, id: &str, rec: &ItemRecord) -> ItemStatus {
+        let report = SignedReport::decode(rec.signed.as_slice())
+            .ok()
+            .and_then(|s| Report::decode(s.report.as_slice()).ok())
+            .unwrap_or_default();
+        let state = match rec.state() {
+            Some(RecordState::Queued) => {
+                let in_flight = self
+                    .shared
+                    .in_flight
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .contains(id);
+                if in_flight {
+                    ItemState::InFlight
+                } else {
+                    ItemState::Queued
+                }
+            }
+            Some(RecordState::Receipted) => ItemState::Receipted,
+            Some(RecordState::Refused) => ItemState::Refused,
+            Some(RecordState::Delivered) => ItemState::Delivered,
+            None => ItemState::Unspecified,
+        };
+        let mut status = ItemStatus {
+            id: id.to_string(),
+            origin: report.origin,
+            priority: report.priority,
+            title: report.title,
+            state: state as i32,
+            created_unix_ms: rec.created_ms,
+            stored_unix_ms: rec.stored_ms,
+            deadline_unix_ms: rec.deadline_ms,
+            receipted_unix_ms: rec.receipted_ms,
+            refusal: rec.refusal.clone(),
+            body_bytes: report.body.len() as u64,
+            ..Default::default()
+        };
+        let receipt = if rec.state() == Some(RecordState::Delivered) {
+            // A hub's own receipt for an item in its inbox.
+            Some(self.shared.receipt_for(id, rec))
+        } else if rec.receipt.is_empty() {
+            None
+        } else {
+            SignedReceipt::decode(rec.receipt.as_slice()).ok()
+        };
+        if let Some(signed) = receipt {
+            let receiver = crate::receipt::open(&signed, &self.shared.trust, Shared::now())
+                .map(|r| r.receiver)
+                .unwrap_or_default();
+            let check = crate::receipt::open_for(
+                &signed,
+                &self.shared.trust,
+                Shared::now(),
+                id,
+                &rec.sha256,
+                &receiver,
+            );
+            status.receipt_verification = match &check {
+                Ok(r) => format!("valid: signed by {}, digest matches", r.receiver),
+                Err(e) => format!("INVALID: {e}"),
+            };
+            status.receipt_body = Receipt::decode(signed.receipt.as_slice()).ok();
+            status.receipt = Some(signed);
+        }
+        status
+    }
+}
+
+#[tonic::async_trait]
+impl Operator for OperatorService {
+    async fn submit(&self, request: Request<SubmitRequest>) -> Result<Response<SubmitResponse>, Status> {
+        let req = request.into_inner();
+        let shared = &self.shared;
+        let limits = &shared.cfg.limits;
+        let class = Class::from_proto(req.priority).ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "unknown class {}: use emergency, bad_news or routine",
+                req.priority
+            ))
+        })?;
+        let title = req.title.trim();
+        if title.is_empty() {
+            return Err(Status::invalid_argument("title is empty"));
+        }
+        if title.len() > limits.max_title_bytes {
+            return Err(Status::invalid_argument(format!(
+                "title is {} bytes, over the limit of {} (limits.max_title_bytes)",
+                title.len(),
+                limits.max_title_bytes
+            )));
+        }
+        // Room for the envelope fields around the body.
+        let budget = limits.max_report_bytes.saturating_sub(title.len() + 256);
+        if req.body.len() > budget {
+            return Err(Status::resource_exhausted(format!(
+                "body is {} bytes, over the limit of {budget} bytes for this title (limits.max_report_bytes = {})",
+                req.body.len(),
+                limits.max_report_bytes
+            )));
+        }
+        let now = now_ms();
+        if req.deadline_unix_ms != 0 && req.deadline_unix_ms <= now {
+            return Err(Status::invalid_argument("deadline is in the past"));
+        }
+        let report = Report {
+            id: envelope::new_item_id(),
+            origin: shared.identity.node_id().to_string(),
+            priority: class.to_proto() as i32,
+            title: title.to_string(),
+            body: req.body,
+            created_unix_ms: now,
+            deadline_unix_ms: req.deadline_unix_ms,
+            attachments: Vec::new(),
+        };
+        let signed = envelope::seal(&report, &shared.identity);
+        let verified = envelope::Verified {
+            sha256: envelope::sha256(&signed.report),
+            class,
+            report,
+        };
+        let (rec, _) = shared.accept(&signed, &verified, "operator").await?;
+        info!(id = %verified.report.id, class = %class, bytes = verified.report.body.len(), stored_ms = rec.stored_ms, "submitted");
+        Ok(Response::new(SubmitResponse {
+            id: verified.report.id,
+        }))
+    }
+
+    async fn status(&self, request: Request<StatusRequest>) -> Result<Response<ItemStatus>, Status> {
+        let id = request.into_inner().id;
+        envelope::check_id(&id).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let rec = self
+            .shared
+            .store
+            .get(id.clone())
+            .await?
+            .ok_or_else(|| Status::not_found(format!("no item {id}")))?;
+        Ok(Response::new(self.status_of(&id, &rec)))
+    }
+
+    async fn wait_receipt(&self, request: Request<StatusRequest>) -> Result<Response<ItemStatus>, Status> {
+        let id = request.into_inner().id;
+        envelope::check_id(&id).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        // Subscribe before looking, so a receipt stored in between is not missed.
+        let mut events = self.shared.store.events();
+        loop {
+            let rec = self
+                .shared
+                .store
+                .get(id.clone())
+                .await?
+                .ok_or_else(|| Status::not_found(format!("no item {id}")))?;
+            if rec.state() != Some(RecordState::Queued) {
+                return Ok(Response::new(self.status_of(&id, &rec)));
+            }
+            loop {
+                tokio::select! {
+                    ev = events.recv() => match ev {
+                        Ok(ev) if ev.id == id => break,
+                        Ok(_) => {}
+                        // Missed some events: look again.
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                            return Err(Status::unavailable("node is shutting down"));
+                        }
+                    },
+                    () = self.shared.shutdown.cancelled() => {
+                        return Err(Status::unavailable("node is shutting down"));
+                    }
+                }
+            }
+        }
+    }
+}
