@@ -27,6 +27,7 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 pub mod class;
+pub mod cli_fmt;
 pub mod client;
 pub mod config;
 pub mod demo;

@@ -1,9 +1,10 @@
-//! Structured logs on stderr, filtered by `RUST_LOG` (default `info`).
+//! Structured logs on stderr, filtered by `RUST_LOG`.
 
-/// Installs the log subscriber; a second call is harmless.
-pub fn init() {
+/// Installs the log subscriber with `default` as the filter unless
+/// `RUST_LOG` says otherwise; a second call is harmless.
+pub fn init(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,h2=warn,tower=warn,hyper=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -87,6 +87,9 @@ impl Forwarder {
     pub(crate) async fn run(self) {
         let max = Duration::from_secs(self.shared.cfg.limits.max_backoff_secs);
         let mut backoff = Backoff::new(Duration::from_millis(50), max);
+        // Consecutive failed sessions; logged loudly on the first and then
+        // now and again, so an outage is visible without flooding the log.
+        let mut failures: u64 = 0;
         loop {
             let mut delivered = false;
             let end = self.session(&mut delivered).await;
@@ -95,20 +98,24 @@ impl Forwarder {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clear();
-            match end {
-                SessionEnd::Shutdown => return,
-                e => {
-                    if delivered {
-                        backoff.reset();
-                    }
-                    let delay = backoff.next_delay();
-                    warn!(upstream = %self.upstream.node_id, addr = %self.upstream.addr, error = %e,
-                        retry_in_ms = delay.as_millis() as u64, "upstream session ended; items stay queued");
-                    tokio::select! {
-                        () = tokio::time::sleep(delay) => {}
-                        () = self.shared.shutdown.cancelled() => return,
-                    }
-                }
+            if matches!(end, SessionEnd::Shutdown) {
+                return;
+            }
+            if delivered {
+                backoff.reset();
+                failures = 0;
+            }
+            failures += 1;
+            let delay = backoff.next_delay();
+            let (up, addr) = (&self.upstream.node_id, &self.upstream.addr);
+            if failures == 1 || failures % 50 == 0 {
+                warn!(upstream = %up, %addr, error = %end, failures, "upstream unavailable; items stay queued and are retried");
+            } else {
+                debug!(upstream = %up, %addr, error = %end, failures, retry_in_ms = delay.as_millis() as u64, "upstream still unavailable");
+            }
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = self.shared.shutdown.cancelled() => return,
             }
         }
     }

@@ -400,3 +400,17 @@ pub async fn run(cfg: NodeConfig, signal: impl Future<Output = ()>) -> Result<()
     node.shutdown(Duration::from_secs(10)).await;
     Ok(())
 }
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        // Without signal handlers the process can still be killed; run on.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = int.recv() => info!("SIGINT received"),
+        _ = term.recv() => info!("SIGTERM received"),
+    }
+}

@@ -1,0 +1,88 @@
+//! Human-readable output for the command line and the demo.
+
+use std::fmt::Write;
+
+use prost::Message;
+
+use crate::class::Class;
+use crate::proto::{InboxItem, ItemState, ItemStatus, Report};
+
+fn time(ms: i64) -> String {
+    if ms <= 0 {
+        return "-".into();
+    }
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// The name of an item state.
+pub fn state_name(state: i32) -> &'static str {
+    match ItemState::try_from(state).unwrap_or(ItemState::Unspecified) {
+        ItemState::Queued => "queued",
+        ItemState::InFlight => "in flight",
+        ItemState::Receipted => "receipted",
+        ItemState::Refused => "refused",
+        ItemState::Delivered => "delivered (in this hub's inbox)",
+        ItemState::Unspecified => "unknown",
+    }
+}
+
+/// `zhibao status` output.
+pub fn status(s: &ItemStatus) -> String {
+    let class = Class::from_proto(s.priority).map_or("?", Class::name);
+    let mut out = String::new();
+    let _ = writeln!(out, "id:        {}", s.id);
+    let _ = writeln!(out, "origin:    {}", s.origin);
+    let _ = writeln!(out, "class:     {class}");
+    let _ = writeln!(out, "title:     {}", s.title);
+    let _ = writeln!(out, "body:      {} bytes", s.body_bytes);
+    let _ = writeln!(out, "state:     {}", state_name(s.state));
+    let _ = writeln!(out, "created:   {}", time(s.created_unix_ms));
+    let _ = writeln!(out, "stored:    {}", time(s.stored_unix_ms));
+    let _ = writeln!(out, "deadline:  {}", time(s.deadline_unix_ms));
+    if s.receipted_unix_ms > 0 {
+        let _ = writeln!(
+            out,
+            "receipted: {} ({} ms after submission)",
+            time(s.receipted_unix_ms),
+            s.receipted_unix_ms - s.created_unix_ms
+        );
+    }
+    if !s.refusal.is_empty() {
+        let _ = writeln!(out, "refused:   {}", s.refusal);
+    }
+    if let Some(r) = &s.receipt_body {
+        let kind = match r.kind {
+            1 => "custody",
+            2 => "delivery",
+            _ => "?",
+        };
+        let _ = writeln!(out, "receipt:   {kind} receipt from {}, stored {}", r.receiver, time(r.stored_unix_ms));
+        let _ = writeln!(out, "  digest:  sha256:{}", crate::envelope::hex(&r.report_sha256));
+        let _ = writeln!(out, "  check:   {}", s.receipt_verification);
+    } else {
+        let _ = writeln!(out, "receipt:   none yet");
+    }
+    out
+}
+
+/// One line per inbox item for `zhibao inbox`.
+pub fn inbox_item(item: &InboxItem) -> String {
+    let report = item
+        .item
+        .as_ref()
+        .and_then(|s| Report::decode(s.report.as_slice()).ok())
+        .unwrap_or_default();
+    let class = Class::from_proto(report.priority).map_or("?", Class::name);
+    let c = item.next.unwrap_or_default();
+    format!(
+        "{}\t{}\t{class}\t{}\t{} bytes\tcursor={},{},{}",
+        report.id,
+        report.origin,
+        report.title,
+        report.body.len(),
+        c.emergency,
+        c.bad_news,
+        c.routine
+    )
+}
