@@ -1,0 +1,172 @@
+//! Test support: a fresh region PKI per test, real nodes on 127.0.0.1:0 with
+//! their own stores, clients, and a log capture to check what nodes say.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tonic::transport::{Channel, Endpoint};
+use zhibao::client::Operator;
+use zhibao::config::{NodeConfig, RelayListen, UpstreamConfig};
+use zhibao::identity::{Identity, Trust};
+use zhibao::node::{self, RunningNode};
+use zhibao::pki;
+use zhibao::proto::relay_client::RelayClient;
+
+pub const HUB: &str = "hub";
+
+/// Every log line any node in this test process wrote.
+fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
+    static BUF: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    BUF.get_or_init(|| Arc::new(Mutex::new(Vec::new())))
+}
+
+#[derive(Clone)]
+struct Capture;
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        log_buffer().lock().unwrap().extend_from_slice(buf);
+        std::io::stderr().write_all(buf)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs logging into the capture buffer (once per process).
+pub fn init_logs() {
+    zhibao::tls::install_crypto_provider();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("info,h2=warn,tower=warn,hyper=warn")
+        .with_ansi(false)
+        .with_writer(|| Capture)
+        .try_init();
+}
+
+/// The captured log lines containing every one of `needles`.
+pub fn log_lines_with(needles: &[&str]) -> Vec<String> {
+    let buf = log_buffer().lock().unwrap();
+    String::from_utf8_lossy(&buf)
+        .lines()
+        .filter(|l| needles.iter().all(|n| l.contains(n)))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Waits until `f` returns true, checking whenever the node logs, at most
+/// `patience`. Used only where no event can be awaited directly (log lines
+/// written by another task).
+pub async fn eventually(patience: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        if f() {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A temporary region: PKI and data directories.
+pub struct Region {
+    pub dir: tempfile::TempDir,
+}
+
+impl Region {
+    /// A CA, a hub and the given county nodes.
+    pub fn new(nodes: &[&str]) -> Self {
+        init_logs();
+        let dir = tempfile::tempdir().unwrap();
+        let nodes: Vec<String> = nodes.iter().map(|s| s.to_string()).collect();
+        pki::init(&dir.path().join("certs"), "test", HUB, &nodes).unwrap();
+        Self { dir }
+    }
+
+    pub fn pki(&self) -> PathBuf {
+        self.dir.path().join("certs")
+    }
+
+    pub fn data(&self, node: &str) -> PathBuf {
+        self.dir.path().join("data").join(node)
+    }
+
+    pub fn trust(&self) -> Trust {
+        Trust::load(&self.pki().join(pki::CA_CERT), Some(&self.pki().join(pki::CRL))).unwrap()
+    }
+
+    pub fn identity(&self, node: &str) -> Identity {
+        let (c, k) = pki::node_paths(&self.pki(), node);
+        Identity::load(&c, &k).unwrap()
+    }
+
+    pub fn hub_config(&self, addr: SocketAddr) -> NodeConfig {
+        let mut cfg = NodeConfig::for_node(HUB, &self.pki(), &self.data(HUB));
+        cfg.relay = Some(RelayListen { listen: addr });
+        cfg
+    }
+
+    pub async fn start_hub(&self) -> RunningNode {
+        node::start(self.hub_config("127.0.0.1:0".parse().unwrap())).await.unwrap()
+    }
+
+    pub async fn restart_hub(&self, addr: SocketAddr) -> RunningNode {
+        node::start(self.hub_config(addr)).await.unwrap()
+    }
+
+    pub fn node_config(&self, name: &str, hub: SocketAddr) -> NodeConfig {
+        let mut cfg = NodeConfig::for_node(name, &self.pki(), &self.data(name));
+        cfg.upstream = Some(UpstreamConfig {
+            node_id: HUB.into(),
+            addr: hub.to_string(),
+        });
+        cfg.limits.max_backoff_secs = 1;
+        cfg
+    }
+
+    pub async fn start_node(&self, name: &str, hub: SocketAddr) -> RunningNode {
+        node::start(self.node_config(name, hub)).await.unwrap()
+    }
+}
+
+pub async fn operator(node: &RunningNode) -> Operator {
+    Operator::connect(&node.operator_socket).await.unwrap()
+}
+
+/// A Relay client over TLS with an arbitrary client configuration.
+pub async fn relay_with(addr: SocketAddr, config: rustls::ClientConfig) -> Result<RelayClient<Channel>, tonic::transport::Error> {
+    let config = Arc::new(config);
+    let connector = tower::service_fn(move |_: http::Uri| {
+        let config = config.clone();
+        async move {
+            let tcp = TcpStream::connect(addr).await?;
+            let name = ServerName::try_from(HUB).unwrap();
+            let tls = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await?;
+            Ok::<_, std::io::Error>(TokioIo::new(tls))
+        }
+    });
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_with_connector(connector)
+        .await?;
+    Ok(RelayClient::new(channel))
+}
+
+/// A Relay client connected as `node` (a certificate in `pki_dir`).
+pub async fn relay_as(pki_dir: &Path, node: &str, trust_dir: &Path, addr: SocketAddr) -> RelayClient<Channel> {
+    let (c, k) = pki::node_paths(pki_dir, node);
+    let id = Identity::load(&c, &k).unwrap();
+    let trust = Trust::load(&trust_dir.join(pki::CA_CERT), None).unwrap();
+    let cfg = zhibao::tls::client_config(&id, &trust.snapshot(), HUB).unwrap();
+    relay_with(addr, cfg).await.unwrap()
+}
