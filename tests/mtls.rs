@@ -1,0 +1,273 @@
+//! Who may connect, and which reports are accepted: each refusal with the
+//! right error, and a log line naming the peer.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use common::{HUB, Region};
+use rustls::RootCertStore;
+use zhibao::class::Class;
+use zhibao::identity::{Identity, Trust};
+use zhibao::proto::{Report, SignedReport};
+use zhibao::{envelope, pki};
+
+const PATIENCE: Duration = Duration::from_secs(10);
+
+fn roots(region: &Region) -> Arc<RootCertStore> {
+    let trust = region.trust();
+    let mut roots = RootCertStore::empty();
+    roots.add(trust.snapshot().ca.clone()).unwrap();
+    Arc::new(roots)
+}
+
+fn report(origin: &str) -> Report {
+    Report {
+        id: envelope::new_item_id(),
+        origin: origin.into(),
+        priority: Class::Emergency.to_proto() as i32,
+        title: "flood".into(),
+        body: b"the river road is under water".to_vec(),
+        created_unix_ms: envelope::now_ms(),
+        ..Default::default()
+    }
+}
+
+/// Client config presenting `cert`/`key` from `pki_dir`, trusting `region`'s CA.
+fn client_cfg(region: &Region, pki_dir: &std::path::Path, node: &str) -> rustls::ClientConfig {
+    let (c, k) = pki::node_paths(pki_dir, node);
+    let id = Identity::load(&c, &k).unwrap();
+    rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
+        .with_root_certificates(roots(region))
+        .with_client_auth_cert(vec![id.cert().clone()], id.private_key())
+        .unwrap()
+}
+
+/// Tries one call over a connection made with `cfg`; it must fail.
+async fn call_is_refused(addr: std::net::SocketAddr, cfg: rustls::ClientConfig, signer: &Identity) {
+    let signed = envelope::seal(&report(signer.node_id()), signer);
+    match common::relay_with(addr, cfg).await {
+        Err(_) => {}
+        Ok(mut client) => {
+            let res = client.deliver(signed).await;
+            assert!(res.is_err(), "a refused client got an answer: {res:?}");
+        }
+    }
+}
+
+async fn assert_logged(needles: &[&str]) {
+    assert!(
+        common::eventually(PATIENCE, || !common::log_lines_with(needles).is_empty()).await,
+        "no log line with {needles:?}"
+    );
+}
+
+#[tokio::test]
+async fn client_without_certificate_is_refused() {
+    let region = Region::new(&["county-a"]);
+    let hub = region.start_hub().await;
+    let addr = hub.relay_addr.unwrap();
+    let cfg = rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
+        .with_root_certificates(roots(&region))
+        .with_no_client_auth();
+    call_is_refused(addr, cfg, &region.identity("county-a")).await;
+    assert_logged(&["refused TLS client", "no client certificate"]).await;
+    hub.shutdown(PATIENCE).await;
+}
+
+#[tokio::test]
+async fn certificate_from_another_ca_is_refused() {
+    let region = Region::new(&["county-a"]);
+    let other = tempfile::tempdir().unwrap();
+    pki::init(other.path(), "elsewhere", "hub", &["intruder".into()]).unwrap();
+    let hub = region.start_hub().await;
+    let addr = hub.relay_addr.unwrap();
+    let (c, k) = pki::node_paths(other.path(), "intruder");
+    let intruder = Identity::load(&c, &k).unwrap();
+    call_is_refused(addr, client_cfg(&region, other.path(), "intruder"), &intruder).await;
+    assert_logged(&["refused TLS client", "\"intruder\"", "not issued by the region CA"]).await;
+    hub.shutdown(PATIENCE).await;
+}
+
+#[tokio::test]
+async fn revoked_certificate_is_refused_even_after_the_hub_started() {
+    let region = Region::new(&["county-a", "county-r"]);
+    let hub = region.start_hub().await;
+    let addr = hub.relay_addr.unwrap();
+    // Accepted before revocation...
+    let mut ok = common::relay_as(&region.pki(), "county-r", &region.pki(), addr).await;
+    ok.deliver(envelope::seal(&report("county-r"), &region.identity("county-r"))).await.unwrap();
+    // ...refused after it, without restarting the hub.
+    pki::revoke(&region.pki(), "county-r").unwrap();
+    assert_logged(&["CRL changed; reloaded"]).await;
+    call_is_refused(addr, client_cfg(&region, &region.pki(), "county-r"), &region.identity("county-r")).await;
+    assert_logged(&["refused TLS client", "\"county-r\"", "revoked"]).await;
+    hub.shutdown(PATIENCE).await;
+}
+
+#[tokio::test]
+async fn expired_certificate_is_refused() {
+    let region = Region::new(&["county-a"]);
+    let now = time::OffsetDateTime::now_utc();
+    let opts = pki::IssueOptions {
+        not_before: now - time::Duration::days(30),
+        not_after: now - time::Duration::days(1),
+        ..Default::default()
+    };
+    pki::issue_with(&region.pki(), "county-old", &opts).unwrap();
+    let hub = region.start_hub().await;
+    let addr = hub.relay_addr.unwrap();
+    call_is_refused(addr, client_cfg(&region, &region.pki(), "county-old"), &region.identity("county-old")).await;
+    assert_logged(&["refused TLS client", "\"county-old\"", "expired"]).await;
+    hub.shutdown(PATIENCE).await;
+}
+
+#[tokio::test]
+async fn certificate_without_node_id_is_refused() {
+    let region = Region::new(&["county-a"]);
+    let opts = pki::IssueOptions {
+        with_node_id: false,
+        ..Default::default()
+    };
+    pki::issue_with(&region.pki(), "anonymous", &opts).unwrap();
+    let hub = region.start_hub().await;
+    let addr = hub.relay_addr.unwrap();
+    let cfg = client_cfg_no_id(&region);
+    call_is_refused(addr, cfg, &region.identity("county-a")).await;
+    assert_logged(&["refused TLS client", "names no node", "anonymous"]).await;
+    hub.shutdown(PATIENCE).await;
+}
+
+fn client_cfg_no_id(region: &Region) -> rustls::ClientConfig {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    let (c, k) = pki::node_paths(&region.pki(), "anonymous");
+    let cert = CertificateDer::from_pem_file(&c).unwrap();
+    let key = PrivateKeyDer::from_pem_file(&k).unwrap();
+    rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
+        .with_root_certificates(roots(region))
+        .with_client_auth_cert(vec![cert], key)
+        .unwrap()
+}
+
+/// A connected client as county-a, and the hub.
+async fn hub_and_client(region: &Region) -> (zhibao::node::RunningNode, zhibao::proto::relay_client::RelayClient<tonic::transport::Channel>) {
+    let hub = region.start_hub().await;
+    let addr = hub.relay_addr.unwrap();
+    let client = common::relay_as(&region.pki(), "county-a", &region.pki(), addr).await;
+    (hub, client)
+}
+
+async fn inbox_len(region: &Region, addr: std::net::SocketAddr) -> usize {
+    let (cert, key) = pki::node_paths(&region.pki(), HUB);
+    let mut inbox = zhibao::client::Inbox::connect(&addr.to_string(), HUB, &region.pki().join(pki::CA_CERT), &cert, &key)
+        .await
+        .unwrap();
+    let mut stream = inbox.subscribe(Default::default(), false).await.unwrap();
+    let mut n = 0;
+    while stream.message().await.unwrap().is_some() {
+        n += 1;
+    }
+    n
+}
+
+#[tokio::test]
+async fn origin_spoofing_is_refused_and_not_stored() {
+    let region = Region::new(&["county-a", "county-b"]);
+    let (hub, mut client) = hub_and_client(&region).await;
+    // county-a signs a report that claims to come from county-b.
+    let signed = envelope::seal(&report("county-b"), &region.identity("county-a"));
+    let err = client.deliver(signed).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+    assert!(err.message().contains("county-b") && err.message().contains("county-a"), "{}", err.message());
+    assert_eq!(inbox_len(&region, hub.relay_addr.unwrap()).await, 0);
+    hub.shutdown(PATIENCE).await;
+}
+
+#[tokio::test]
+async fn a_flipped_byte_is_refused_and_not_stored() {
+    let region = Region::new(&["county-a"]);
+    let (hub, mut client) = hub_and_client(&region).await;
+    let mut signed = envelope::seal(&report("county-a"), &region.identity("county-a"));
+    let last = signed.report.len() - 1;
+    signed.report[last] ^= 0x01;
+    let err = client.deliver(signed).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
+    assert!(err.message().contains("signature"), "{}", err.message());
+    assert_eq!(inbox_len(&region, hub.relay_addr.unwrap()).await, 0);
+    hub.shutdown(PATIENCE).await;
+}
+
+#[tokio::test]
+async fn report_signed_under_another_ca_is_refused() {
+    let region = Region::new(&["county-a"]);
+    let other = tempfile::tempdir().unwrap();
+    pki::init(other.path(), "elsewhere", "hub", &["county-a".into()]).unwrap();
+    let (c, k) = pki::node_paths(other.path(), "county-a");
+    let impostor = Identity::load(&c, &k).unwrap();
+    let (hub, mut client) = hub_and_client(&region).await;
+    let err = client.deliver(envelope::seal(&report("county-a"), &impostor)).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
+    hub.shutdown(PATIENCE).await;
+}
+
+#[tokio::test]
+async fn malformed_oversized_and_classless_reports_are_refused() {
+    let region = Region::new(&["county-a"]);
+    let (hub, mut client) = hub_and_client(&region).await;
+    let me = region.identity("county-a");
+
+    let garbage = SignedReport {
+        report: vec![0xff; 40],
+        signature: me.sign(&[0xff; 40]),
+        signer_cert: me.cert().to_vec(),
+        hops: vec![],
+    };
+    let err = client.deliver(garbage).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+
+    let mut r = report("county-a");
+    r.priority = 42;
+    let err = client.deliver(envelope::seal(&r, &me)).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("class"), "{}", err.message());
+
+    let mut r = report("county-a");
+    r.id = "../../etc/passwd".into();
+    let err = client.deliver(envelope::seal(&r, &me)).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+
+    let mut r = report("county-a");
+    r.body = vec![7; 1024 * 1024 + 1];
+    let err = client.deliver(envelope::seal(&r, &me)).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
+
+    let empty = SignedReport::default();
+    let err = client.deliver(empty).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
+
+    // The connection is still good for honest reports.
+    client.deliver(envelope::seal(&report("county-a"), &me)).await.unwrap();
+    assert_eq!(inbox_len(&region, hub.relay_addr.unwrap()).await, 1);
+    hub.shutdown(PATIENCE).await;
+}
+
+#[tokio::test]
+async fn receipts_verify_only_against_the_region_ca() {
+    let region = Region::new(&["county-a"]);
+    let (hub, mut client) = hub_and_client(&region).await;
+    let signed = envelope::seal(&report("county-a"), &region.identity("county-a"));
+    let receipt = client.deliver(signed.clone()).await.unwrap().into_inner();
+    let sha = envelope::sha256(&signed.report);
+    let id = prost::Message::decode(signed.report.as_slice()).map(|r: Report| r.id).unwrap();
+    zhibao::receipt::open_for(&receipt, &region.trust(), SystemTime::now(), &id, &sha, HUB).unwrap();
+
+    let other = tempfile::tempdir().unwrap();
+    pki::init(other.path(), "elsewhere", "hub", &[]).unwrap();
+    let foreign = Trust::load(&other.path().join(pki::CA_CERT), None).unwrap();
+    assert!(zhibao::receipt::open(&receipt, &foreign, SystemTime::now()).is_err());
+    let mut tampered = receipt.clone();
+    tampered.receipt[3] ^= 1;
+    assert!(zhibao::receipt::open(&tampered, &region.trust(), SystemTime::now()).is_err());
+    hub.shutdown(PATIENCE).await;
+}
