@@ -175,7 +175,9 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            if e.downcast_ref::<zhibao::config::ConfigError>().is_some() {
+            let bad_config = e.downcast_ref::<zhibao::config::ConfigError>().is_some()
+                || matches!(e.downcast_ref::<node::NodeError>(), Some(node::NodeError::Config(_)));
+            if bad_config {
                 return ExitCode::from(EX_USAGE);
             }
             if let Some(ClientError::NotRunning { .. }) = e.downcast_ref::<ClientError>() {
@@ -190,7 +192,17 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve { config } => {
             let cfg = NodeConfig::load(&config)?;
-            node::run(cfg, zhibao::node::shutdown_signal()).await?;
+            let running = node::start(cfg).await?;
+            // One machine-readable line once everything is bound, for
+            // supervisors and tests to wait on.
+            println!(
+                "ready node={} relay={} operator={}",
+                running.node_id,
+                running.relay_addr.map_or_else(|| "-".to_string(), |a| a.to_string()),
+                running.operator_socket.display()
+            );
+            node::shutdown_signal().await;
+            running.shutdown(Duration::from_secs(10)).await;
         }
         Command::Certs { action } => certs(action)?,
         Command::Submit {

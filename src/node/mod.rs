@@ -3,8 +3,8 @@
 //! [`start`] loads identity and trust, opens the store, binds the relay
 //! listener (mTLS) and the operator socket, starts the forwarder if the node
 //! has an upstream, and returns once everything is bound — so tests and the
-//! demo can use the addresses at once. [`run`] is `start` plus waiting for a
-//! signal and a bounded drain, for `zhibao serve`.
+//! demo can use the addresses at once; [`RunningNode::shutdown`] drains it
+//! within a grace period.
 
 mod forward;
 mod inbox;
@@ -12,7 +12,6 @@ mod operator;
 mod relay;
 
 use std::collections::HashSet;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -390,15 +389,6 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         tasks,
         store_closed,
     })
-}
-
-/// Runs a node until `signal` completes, then drains for at most 10 seconds.
-pub async fn run(cfg: NodeConfig, signal: impl Future<Output = ()>) -> Result<(), NodeError> {
-    let node = start(cfg).await?;
-    signal.await;
-    info!(node = %node.node_id, "shutting down");
-    node.shutdown(Duration::from_secs(10)).await;
-    Ok(())
 }
 
 /// Completes on SIGINT or SIGTERM.

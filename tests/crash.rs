@@ -1,0 +1,201 @@
+//! Crash tests with the real binary: SIGKILL a node or the hub at a bad
+//! moment, restart it, and check every acknowledged item is delivered once.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{HUB, Region};
+use prost::Message;
+use zhibao::class::Class;
+use zhibao::client::{Inbox, Operator};
+use zhibao::pki;
+use zhibao::proto::{Cursor, ItemState, Report};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A `zhibao serve` child process.
+struct Daemon {
+    child: Child,
+    relay: Option<SocketAddr>,
+    socket: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `zhibao serve` and waits for its `ready` line.
+    fn start(config: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_zhibao"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start zhibao serve");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        assert!(line.starts_with("ready "), "unexpected first line: {line:?}");
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|f| f.strip_prefix(&format!("{name}=")))
+                .unwrap()
+                .to_string()
+        };
+        Self {
+            relay: field("relay").parse().ok(),
+            socket: PathBuf::from(field("operator")),
+            child,
+        }
+    }
+
+    fn kill9(mut self) {
+        // Child::kill sends SIGKILL on Unix: no chance to flush or clean up.
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write_config(region: &Region, name: &str, relay: Option<SocketAddr>, upstream: Option<SocketAddr>) -> PathBuf {
+    let pki = region.pki();
+    let (cert, key) = pki::node_paths(&pki, name);
+    let mut text = format!(
+        "node_id = \"{name}\"\ndata_dir = \"{}\"\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\ncrl = \"{}\"\n\n[limits]\nmax_backoff_secs = 1\n",
+        region.data(name).display(),
+        pki.join(pki::CA_CERT).display(),
+        cert.display(),
+        key.display(),
+        pki.join(pki::CRL).display(),
+    );
+    if let Some(addr) = relay {
+        text.push_str(&format!("\n[relay]\nlisten = \"{addr}\"\n"));
+    }
+    if let Some(addr) = upstream {
+        text.push_str(&format!("\n[upstream]\nnode_id = \"{HUB}\"\naddr = \"{addr}\"\n"));
+    }
+    let path = region.dir.path().join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A loopback port nothing listens on (yet).
+fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+async fn inbox_counts(region: &Region, addr: SocketAddr) -> HashMap<String, usize> {
+    let (cert, key) = pki::node_paths(&region.pki(), HUB);
+    let mut inbox = Inbox::connect(&addr.to_string(), HUB, &region.pki().join(pki::CA_CERT), &cert, &key)
+        .await
+        .unwrap();
+    let mut stream = inbox.subscribe(Cursor::default(), false).await.unwrap();
+    let mut counts = HashMap::new();
+    while let Some(item) = stream.message().await.unwrap() {
+        let r = Report::decode(item.item.unwrap().report.as_slice()).unwrap();
+        *counts.entry(r.id).or_insert(0) += 1;
+    }
+    counts
+}
+
+#[tokio::test]
+async fn node_killed_with_queued_items_delivers_them_all_once_after_restart() {
+    let region = Region::new(&["county-a"]);
+    let hub_addr = free_port();
+    let config = write_config(&region, "county-a", None, Some(hub_addr));
+
+    // The hub is not up: everything the node acknowledges stays queued.
+    let node = Daemon::start(&config);
+    let mut op = Operator::connect(&node.socket).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..60 {
+        let class = Class::ALL[i % 3];
+        ids.push(op.submit(class, &format!("item {i}"), vec![b'x'; 512], 0).await.unwrap());
+    }
+    drop(op);
+    node.kill9();
+
+    let node = Daemon::start(&config);
+    let mut op = Operator::connect(&node.socket).await.unwrap();
+    for id in &ids {
+        let st = op.status(id).await.unwrap();
+        assert_eq!(st.state, ItemState::Queued as i32, "{id} survived the kill, still queued");
+    }
+    let hub = region.restart_hub(hub_addr).await;
+    for id in &ids {
+        let st = op.wait_receipt(id, WAIT).await.unwrap();
+        assert_eq!(st.state, ItemState::Receipted as i32, "{id}");
+        assert!(st.receipt_verification.starts_with("valid"));
+    }
+    let counts = inbox_counts(&region, hub_addr).await;
+    assert_eq!(counts.len(), ids.len());
+    for id in &ids {
+        assert_eq!(counts.get(id), Some(&1), "{id}");
+    }
+    hub.shutdown(WAIT).await;
+    drop(node);
+}
+
+#[tokio::test]
+async fn hub_killed_mid_stream_loses_nothing_and_duplicates_nothing() {
+    let region = Region::new(&["county-a"]);
+    let hub_addr = free_port();
+    let hub_config = write_config(&region, HUB, Some(hub_addr), None);
+    let hub = Daemon::start(&hub_config);
+    assert_eq!(hub.relay, Some(hub_addr));
+
+    let node = region.start_node("county-a", hub_addr).await;
+    let mut op = common::operator(&node).await;
+    // Submit continuously from another task while the hub is killed.
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel();
+    let mut submitter = common::operator(&node).await;
+    let feeding = tokio::spawn(async move {
+        let mut ids = Vec::new();
+        let mut first_tx = Some(first_tx);
+        for i in 0..600 {
+            let id = submitter.submit(Class::ALL[i % 3], &format!("item {i}"), vec![b'y'; 256], 0).await.unwrap();
+            if let Some(tx) = first_tx.take() {
+                tx.send(id.clone()).unwrap();
+            }
+            ids.push(id);
+        }
+        ids
+    });
+    // Kill the hub as soon as it has taken one, while the rest stream in.
+    let first = first_rx.await.unwrap();
+    op.wait_receipt(&first, WAIT).await.unwrap();
+    hub.kill9();
+    let ids = feeding.await.unwrap();
+    let receipted_before = {
+        let mut n = 0;
+        for id in &ids {
+            if op.status(id).await.unwrap().state == ItemState::Receipted as i32 {
+                n += 1;
+            }
+        }
+        n
+    };
+    eprintln!("{receipted_before} of {} receipted before the kill", ids.len());
+
+    let hub = Daemon::start(&hub_config);
+    for id in &ids {
+        let st = op.wait_receipt(id, WAIT).await.unwrap();
+        assert_eq!(st.state, ItemState::Receipted as i32, "{id}");
+    }
+    let counts = inbox_counts(&region, hub_addr).await;
+    assert_eq!(counts.len(), ids.len(), "every item reached the inbox");
+    assert!(counts.values().all(|n| *n == 1), "an item was stored twice");
+    node.shutdown(WAIT).await;
+    drop(hub);
+}
