@@ -11,7 +11,8 @@ fn time(ms: i64) -> String {
     if ms <= 0 {
         return "-".into();
     }
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    let t =
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
     humantime::format_rfc3339_millis(t).to_string()
 }
 
@@ -57,8 +58,17 @@ pub fn status(s: &ItemStatus) -> String {
             2 => "delivery",
             _ => "?",
         };
-        let _ = writeln!(out, "receipt:   {kind} receipt from {}, stored {}", r.receiver, time(r.stored_unix_ms));
-        let _ = writeln!(out, "  digest:  sha256:{}", crate::envelope::hex(&r.report_sha256));
+        let _ = writeln!(
+            out,
+            "receipt:   {kind} receipt from {}, stored {}",
+            r.receiver,
+            time(r.stored_unix_ms)
+        );
+        let _ = writeln!(
+            out,
+            "  digest:  sha256:{}",
+            crate::envelope::hex(&r.report_sha256)
+        );
         let _ = writeln!(out, "  check:   {}", s.receipt_verification);
     } else {
         let _ = writeln!(out, "receipt:   none yet");

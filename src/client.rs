@@ -58,13 +58,16 @@ impl Operator {
             });
         }
         let socket = path.to_path_buf();
-        let channel = Endpoint::from_static("http://localhost")
-            .connect_with_connector(tower::service_fn(move |_: http::Uri| {
-                let socket = socket.clone();
-                async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(socket).await?)) }
-            }))
-            .await
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let channel =
+            Endpoint::from_static("http://localhost")
+                .connect_with_connector(tower::service_fn(move |_: http::Uri| {
+                    let socket = socket.clone();
+                    async move {
+                        Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(socket).await?))
+                    }
+                }))
+                .await
+                .map_err(|e| ClientError::Transport(e.to_string()))?;
         Ok(Self {
             inner: OperatorClient::new(channel).max_decoding_message_size(96 * 1024 * 1024),
         })
@@ -100,7 +103,11 @@ impl Operator {
     }
 
     /// Waits until the item is receipted (or refused), at most `timeout`.
-    pub async fn wait_receipt(&mut self, id: &str, timeout: Duration) -> Result<ItemStatus, ClientError> {
+    pub async fn wait_receipt(
+        &mut self,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<ItemStatus, ClientError> {
         let mut req = tonic::Request::new(StatusRequest { id: id.to_string() });
         req.set_timeout(timeout);
         Ok(self.inner.wait_receipt(req).await?.into_inner())
@@ -126,9 +133,10 @@ impl Inbox {
         let identity = Identity::load(cert, key)?;
         let trust = Trust::load(ca, None)?;
         let config = crate::tls::client_config(&identity, &trust.snapshot(), hub_id)?;
-        let channel = crate::tls::connect_channel(addr, Arc::new(config), hub_id, Duration::from_secs(5))
-            .await
-            .map_err(|e| ClientError::Transport(format!("{addr}: {e:?}")))?;
+        let channel =
+            crate::tls::connect_channel(addr, Arc::new(config), hub_id, Duration::from_secs(5))
+                .await
+                .map_err(|e| ClientError::Transport(format!("{addr}: {e:?}")))?;
         Ok(Self {
             inner: InboxClient::new(channel).max_decoding_message_size(96 * 1024 * 1024),
         })

@@ -231,29 +231,51 @@ impl NodeConfig {
     /// Checks every field that could make the node misbehave.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |field, why: String| ConfigError::Invalid { field, why };
-        crate::pki::validate_node_id(&self.node_id).map_err(|e| invalid("node_id", e.to_string()))?;
+        crate::pki::validate_node_id(&self.node_id)
+            .map_err(|e| invalid("node_id", e.to_string()))?;
         self.socket_mode()?;
         let l = &self.limits;
         if l.max_report_bytes < 1024 || l.max_report_bytes > 64 * 1024 * 1024 {
-            return Err(invalid("limits.max_report_bytes", "must be between 1 KiB and 64 MiB".into()));
+            return Err(invalid(
+                "limits.max_report_bytes",
+                "must be between 1 KiB and 64 MiB".into(),
+            ));
         }
         if l.max_title_bytes == 0 || l.max_title_bytes > 64 * 1024 {
-            return Err(invalid("limits.max_title_bytes", "must be between 1 and 65536".into()));
+            return Err(invalid(
+                "limits.max_title_bytes",
+                "must be between 1 and 65536".into(),
+            ));
         }
         if l.max_in_flight == 0 || l.max_in_flight > 4096 {
-            return Err(invalid("limits.max_in_flight", "must be between 1 and 4096".into()));
+            return Err(invalid(
+                "limits.max_in_flight",
+                "must be between 1 and 4096".into(),
+            ));
         }
         if l.max_connections == 0 {
-            return Err(invalid("limits.max_connections", "must be at least 1".into()));
+            return Err(invalid(
+                "limits.max_connections",
+                "must be at least 1".into(),
+            ));
         }
         if l.max_connections_per_peer == 0 {
-            return Err(invalid("limits.max_connections_per_peer", "must be at least 1".into()));
+            return Err(invalid(
+                "limits.max_connections_per_peer",
+                "must be at least 1".into(),
+            ));
         }
         if l.handshake_timeout_secs == 0 {
-            return Err(invalid("limits.handshake_timeout_secs", "must be at least 1".into()));
+            return Err(invalid(
+                "limits.handshake_timeout_secs",
+                "must be at least 1".into(),
+            ));
         }
         if l.max_backoff_secs == 0 {
-            return Err(invalid("limits.max_backoff_secs", "must be at least 1".into()));
+            return Err(invalid(
+                "limits.max_backoff_secs",
+                "must be at least 1".into(),
+            ));
         }
         let d = &self.deadlines;
         for (field, v) in [
@@ -269,10 +291,16 @@ impl NodeConfig {
             crate::pki::validate_node_id(&up.node_id)
                 .map_err(|e| invalid("upstream.node_id", e.to_string()))?;
             if up.node_id == self.node_id {
-                return Err(invalid("upstream.node_id", "a node cannot forward to itself".into()));
+                return Err(invalid(
+                    "upstream.node_id",
+                    "a node cannot forward to itself".into(),
+                ));
             }
             if !up.addr.contains(':') {
-                return Err(invalid("upstream.addr", format!("{:?} is not host:port", up.addr)));
+                return Err(invalid(
+                    "upstream.addr",
+                    format!("{:?} is not host:port", up.addr),
+                ));
             }
         }
         Ok(())
@@ -326,7 +354,10 @@ key = "certs/county-a.key"
     fn minimal_config_gets_defaults() {
         let cfg = parse(BASE).unwrap();
         assert_eq!(cfg.limits.max_in_flight, 64);
-        assert_eq!(cfg.operator_socket(), PathBuf::from("data/county-a/operator.sock"));
+        assert_eq!(
+            cfg.operator_socket(),
+            PathBuf::from("data/county-a/operator.sock")
+        );
         assert_eq!(cfg.socket_mode().unwrap(), 0o660);
         assert!(cfg.upstream.is_none());
     }
@@ -335,7 +366,10 @@ key = "certs/county-a.key"
     fn errors_name_the_field() {
         let err = parse(&format!("{BASE}[limits]\nmax_in_flight = 0\n")).unwrap_err();
         assert!(err.to_string().contains("limits.max_in_flight"), "{err}");
-        let err = parse(&format!("{BASE}[upstream]\nnode_id = \"county-a\"\naddr = \"x:1\"\n")).unwrap_err();
+        let err = parse(&format!(
+            "{BASE}[upstream]\nnode_id = \"county-a\"\naddr = \"x:1\"\n"
+        ))
+        .unwrap_err();
         assert!(err.to_string().contains("upstream.node_id"), "{err}");
         let err = parse(&format!("{BASE}bogus = 1\n")).unwrap_err();
         assert!(err.to_string().contains("bogus"), "{err}");

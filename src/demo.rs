@@ -47,7 +47,11 @@ pub async fn run() -> anyhow::Result<bool> {
     let data = tmp.path().join("data");
     let counties: Vec<String> = COUNTIES.iter().map(|s| (*s).to_string()).collect();
     pki::init(&pki_dir, "demo", HUB, &counties)?;
-    println!("region CA, hub and {} county certificates in {}", COUNTIES.len(), pki_dir.display());
+    println!(
+        "region CA, hub and {} county certificates in {}",
+        COUNTIES.len(),
+        pki_dir.display()
+    );
 
     let hub = start_hub(&pki_dir, &data, "127.0.0.1:0".parse()?).await?;
     let hub_addr = hub.relay_addr.context("hub has no relay address")?;
@@ -69,19 +73,35 @@ pub async fn run() -> anyhow::Result<bool> {
     println!("{} county nodes up, each with its own store", nodes.len());
 
     let mix = [
-        (Class::Routine, "Daily situation: grain procurement on schedule"),
+        (
+            Class::Routine,
+            "Daily situation: grain procurement on schedule",
+        ),
         (Class::BadNews, "Irrigation channel breach, 200 mu affected"),
-        (Class::Emergency, "Flash flood on the river road, 2 villages cut off"),
+        (
+            Class::Emergency,
+            "Flash flood on the river road, 2 villages cut off",
+        ),
         (Class::Routine, "Township meeting on winter heating held"),
     ];
     let mut items = Vec::new();
     let mut submitted_at = HashMap::new();
     for (i, op) in ops.iter_mut().enumerate() {
         for (class, title) in mix {
-            let body = format!("{title}. Reported by {} at {:?}.", COUNTIES[i], SystemTime::now()).into_bytes();
+            let body = format!(
+                "{title}. Reported by {} at {:?}.",
+                COUNTIES[i],
+                SystemTime::now()
+            )
+            .into_bytes();
             let id = op.submit(class, title, body, 0).await?;
             submitted_at.insert(id.clone(), Instant::now());
-            items.push(Submitted { id, county: COUNTIES[i], class, during_outage: false });
+            items.push(Submitted {
+                id,
+                county: COUNTIES[i],
+                class,
+                during_outage: false,
+            });
         }
     }
     // Let the first round land before the outage, so the table shows both.
@@ -102,7 +122,12 @@ pub async fn run() -> anyhow::Result<bool> {
                 bail!("item {id} receipted while the hub was down");
             }
             submitted_at.insert(id.clone(), Instant::now());
-            items.push(Submitted { id, county: COUNTIES[i], class, during_outage: true });
+            items.push(Submitted {
+                id,
+                county: COUNTIES[i],
+                class,
+                during_outage: true,
+            });
         }
     }
     let queued = items.iter().filter(|i| i.during_outage).count();
@@ -110,7 +135,10 @@ pub async fn run() -> anyhow::Result<bool> {
     // Keep the hub down for a few seconds, as a real outage would be.
     tokio::time::sleep(Duration::from_secs(3).saturating_sub(outage.elapsed())).await;
     let hub = start_hub(&pki_dir, &data, hub_addr).await?;
-    println!("-- hub restarted on {hub_addr} after {:.1} s --\n", outage.elapsed().as_secs_f64());
+    println!(
+        "-- hub restarted on {hub_addr} after {:.1} s --\n",
+        outage.elapsed().as_secs_f64()
+    );
 
     let mut ok = true;
     let mut rows = Vec::new();
@@ -120,21 +148,34 @@ pub async fn run() -> anyhow::Result<bool> {
         let receipted = st.state == ItemState::Receipted as i32;
         let receipt_ok = st.receipt_verification.starts_with("valid");
         ok &= receipted && receipt_ok;
-        let latency = if receipted { st.receipted_unix_ms - st.created_unix_ms } else { -1 };
+        let latency = if receipted {
+            st.receipted_unix_ms - st.created_unix_ms
+        } else {
+            -1
+        };
         rows.push((it, latency, receipt_ok, st.receipt_body.clone()));
     }
 
     // What reached the hub: each item exactly once, origin signature valid.
     let trust = Trust::load(&pki_dir.join(pki::CA_CERT), Some(&pki_dir.join(pki::CRL)))?;
     let (cert, key) = pki::node_paths(&pki_dir, HUB);
-    let mut inbox = Inbox::connect(&hub_addr.to_string(), HUB, &pki_dir.join(pki::CA_CERT), &cert, &key).await?;
+    let mut inbox = Inbox::connect(
+        &hub_addr.to_string(),
+        HUB,
+        &pki_dir.join(pki::CA_CERT),
+        &cert,
+        &key,
+    )
+    .await?;
     let mut stream = inbox.subscribe(Cursor::default(), false).await?;
     let mut seen: HashMap<String, (usize, Result<(), String>)> = HashMap::new();
     let mut order = Vec::new();
     while let Some(item) = stream.message().await? {
         let Some(signed) = item.item else { continue };
         let check = crate::envelope::open(&signed, &trust, 1 << 20, SystemTime::now());
-        let id = Report::decode(signed.report.as_slice()).map(|r| r.id).unwrap_or_default();
+        let id = Report::decode(signed.report.as_slice())
+            .map(|r| r.id)
+            .unwrap_or_default();
         order.push(id.clone());
         let e = seen.entry(id).or_insert((0, Ok(())));
         e.0 += 1;
@@ -142,30 +183,50 @@ pub async fn run() -> anyhow::Result<bool> {
     }
 
     println!(
-        "{:<14} {:<9} {:<10} {:>14} {:<9} {:<16} {}",
-        "item", "county", "class", "latency (ms)", "receipt", "origin signature", "inbox copies"
+        "{:<14} {:<9} {:<10} {:>14} {:<9} {:<16} inbox copies",
+        "item", "county", "class", "latency (ms)", "receipt", "origin signature"
     );
     for (it, latency, receipt_ok, receipt) in &rows {
-        let (copies, sig) = seen.get(&it.id).cloned().unwrap_or((0, Err("not in inbox".into())));
+        let (copies, sig) = seen
+            .get(&it.id)
+            .cloned()
+            .unwrap_or((0, Err("not in inbox".into())));
         ok &= copies == 1 && sig.is_ok();
         let sig_text = match &sig {
             Ok(()) => "valid".to_string(),
             Err(e) => format!("INVALID: {e}"),
         };
-        let receiver = receipt.as_ref().map_or("-", |r: &Receipt| r.receiver.as_str());
+        let receiver = receipt
+            .as_ref()
+            .map_or("-", |r: &Receipt| r.receiver.as_str());
         println!(
             "{:<14} {:<9} {:<10} {:>14} {:<9} {:<16} {}{}",
             &it.id[it.id.len().saturating_sub(12)..],
             it.county,
             it.class.name(),
-            if *latency >= 0 { latency.to_string() } else { "NOT RECEIPTED".into() },
-            if *receipt_ok { format!("{receiver} ok") } else { "INVALID".into() },
+            if *latency >= 0 {
+                latency.to_string()
+            } else {
+                "NOT RECEIPTED".into()
+            },
+            if *receipt_ok {
+                format!("{receiver} ok")
+            } else {
+                "INVALID".into()
+            },
             sig_text,
             copies,
-            if it.during_outage { "  (submitted while hub was down)" } else { "" },
+            if it.during_outage {
+                "  (submitted while hub was down)"
+            } else {
+                ""
+            },
         );
     }
-    let extra = seen.keys().filter(|id| !items.iter().any(|i| &i.id == *id)).count();
+    let extra = seen
+        .keys()
+        .filter(|id| !items.iter().any(|i| &i.id == *id))
+        .count();
     ok &= extra == 0 && order.len() == items.len();
 
     hub.shutdown(Duration::from_secs(5)).await;
@@ -178,7 +239,11 @@ pub async fn run() -> anyhow::Result<bool> {
         order.len(),
         extra,
         started.elapsed().as_secs_f64(),
-        if ok { "every item receipted once with a valid signature" } else { "FAILED" }
+        if ok {
+            "every item receipted once with a valid signature"
+        } else {
+            "FAILED"
+        }
     );
     Ok(ok)
 }

@@ -81,10 +81,12 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
 /// Lower-case hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// Milliseconds since the Unix epoch.
@@ -113,7 +115,10 @@ pub fn check_id(id: &str) -> Result<(), VerifyError> {
             "item id must be 1 to {MAX_ID_LEN} characters"
         )));
     }
-    if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
         return Err(VerifyError::Invalid(
             "item id may hold only letters, digits, '-' and '_'".into(),
         ));
@@ -149,9 +154,10 @@ pub fn open(
             limit: max_report_bytes,
         });
     }
-    let signer = trust.verify_signed(&signed.signer_cert, &signed.report, &signed.signature, now)?;
-    let report =
-        Report::decode(signed.report.as_slice()).map_err(|e| VerifyError::Malformed(e.to_string()))?;
+    let signer =
+        trust.verify_signed(&signed.signer_cert, &signed.report, &signed.signature, now)?;
+    let report = Report::decode(signed.report.as_slice())
+        .map_err(|e| VerifyError::Malformed(e.to_string()))?;
     if report.origin != signer {
         return Err(VerifyError::OriginMismatch {
             claimed: report.origin,

@@ -93,10 +93,15 @@ impl Identity {
         let node_id = node_id_of(&cert)
             .ok_or_else(|| invalid(cert_path, "certificate names no node (URI SAN)".into()))?;
         let spki_matches = x509_parser::parse_x509_certificate(&cert)
-            .map(|(_, c)| c.public_key().subject_public_key.data.as_ref() == signer.public_key().as_ref())
+            .map(|(_, c)| {
+                c.public_key().subject_public_key.data.as_ref() == signer.public_key().as_ref()
+            })
             .unwrap_or(false);
         if !spki_matches {
-            return Err(invalid(key_path, format!("key does not match {}", cert_path.display())));
+            return Err(invalid(
+                key_path,
+                format!("key does not match {}", cert_path.display()),
+            ));
         }
         Ok(Self {
             node_id,

@@ -19,7 +19,11 @@ const EX_USAGE: u8 = 64;
 const EX_UNAVAILABLE: u8 = 69;
 
 #[derive(Parser, Debug)]
-#[command(name = "zhibao", version, about = "直报 — secure store-and-forward relay for urgent reports")]
+#[command(
+    name = "zhibao",
+    version,
+    about = "直报 — secure store-and-forward relay for urgent reports"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -176,7 +180,10 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             let bad_config = e.downcast_ref::<zhibao::config::ConfigError>().is_some()
-                || matches!(e.downcast_ref::<node::NodeError>(), Some(node::NodeError::Config(_)));
+                || matches!(
+                    e.downcast_ref::<node::NodeError>(),
+                    Some(node::NodeError::Config(_))
+                );
             if bad_config {
                 return ExitCode::from(EX_USAGE);
             }
@@ -198,7 +205,9 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             println!(
                 "ready node={} relay={} operator={}",
                 running.node_id,
-                running.relay_addr.map_or_else(|| "-".to_string(), |a| a.to_string()),
+                running
+                    .relay_addr
+                    .map_or_else(|| "-".to_string(), |a| a.to_string()),
                 running.operator_socket.display()
             );
             node::shutdown_signal().await;
@@ -218,10 +227,14 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let class: Class = priority.parse()?;
             let body = match (body, body_file) {
                 (Some(b), _) => b.into_bytes(),
-                (None, Some(f)) => std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?,
+                (None, Some(f)) => {
+                    std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?
+                }
                 (None, None) => {
                     let mut b = Vec::new();
-                    std::io::stdin().read_to_end(&mut b).context("reading the body from stdin")?;
+                    std::io::stdin()
+                        .read_to_end(&mut b)
+                        .context("reading the body from stdin")?;
                     b
                 }
             };
@@ -251,7 +264,9 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         } => {
             let cursor = parse_cursor(&from)?;
             let (cert, key) = pki::node_paths(&certs, &name);
-            let mut inbox = client::Inbox::connect(&hub, &hub_id, &certs.join(pki::CA_CERT), &cert, &key).await?;
+            let mut inbox =
+                client::Inbox::connect(&hub, &hub_id, &certs.join(pki::CA_CERT), &cert, &key)
+                    .await?;
             let mut stream = inbox.subscribe(cursor, follow).await?;
             while let Some(item) = stream.message().await.map_err(ClientError::from)? {
                 println!("{}", cli_fmt::inbox_item(&item));
@@ -259,7 +274,11 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Demo => {
             let ok = demo::run().await?;
-            return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+            return Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
         }
     }
     Ok(ExitCode::SUCCESS)

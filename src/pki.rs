@@ -35,7 +35,9 @@ pub enum Error {
     #[error("a CA already exists at {0}; refusing to overwrite it")]
     CaExists(PathBuf),
     /// `issue` found a certificate for the node already.
-    #[error("a certificate for node {0:?} already exists at {1}; revoke it and remove the files first")]
+    #[error(
+        "a certificate for node {0:?} already exists at {1}; revoke it and remove the files first"
+    )]
     NodeExists(String, PathBuf),
     /// No CA in the directory.
     #[error("no CA found at {0}; run `zhibao certs init` first")]
@@ -44,7 +46,9 @@ pub enum Error {
     #[error("no certificate for node {0:?} at {1}")]
     NoNode(String, PathBuf),
     /// The node id is not usable as an identity and DNS name.
-    #[error("invalid node id {0:?}: use 1-63 characters from a-z, 0-9 and '-', starting with a letter or digit")]
+    #[error(
+        "invalid node id {0:?}: use 1-63 characters from a-z, 0-9 and '-', starting with a letter or digit"
+    )]
     BadNodeId(String),
     /// A file could not be read or written.
     #[error("{path}: {source}")]
@@ -106,7 +110,10 @@ impl Default for IssueOptions {
 
 /// Paths of one node's certificate and key in a PKI directory.
 pub fn node_paths(dir: &Path, node: &str) -> (PathBuf, PathBuf) {
-    (dir.join(format!("{node}.pem")), dir.join(format!("{node}.key")))
+    (
+        dir.join(format!("{node}.pem")),
+        dir.join(format!("{node}.key")),
+    )
 }
 
 /// Creates a region CA and certificates for `hub` and every node in `nodes`.
@@ -234,15 +241,15 @@ pub fn revoke(dir: &Path, node: &str) -> Result<(), Error> {
         return Err(Error::NoNode(node.to_string(), cert_path));
     }
     let der = read_cert_der(&cert_path)?;
-    let (_, cert) = x509_parser::parse_x509_certificate(&der)
-        .map_err(|_| Error::BadPem(cert_path.clone()))?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(&der).map_err(|_| Error::BadPem(cert_path.clone()))?;
     let serial = cert.raw_serial().to_vec();
 
     let crl_path = dir.join(CRL);
     let (mut revoked, number) = if crl_path.exists() {
         let crl_der = read_crl_der(&crl_path)?;
-        let (_, crl) = x509_parser::parse_x509_crl(&crl_der)
-            .map_err(|_| Error::BadPem(crl_path.clone()))?;
+        let (_, crl) =
+            x509_parser::parse_x509_crl(&crl_der).map_err(|_| Error::BadPem(crl_path.clone()))?;
         let list: Vec<RevokedCertParams> = crl
             .iter_revoked_certificates()
             .map(|r| RevokedCertParams {
@@ -350,10 +357,9 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), Error> {
     f.write_all(data).map_err(io)?;
     f.sync_all().map_err(io)?;
     fs::rename(&tmp, path).map_err(io)?;
-    if let Some(parent) = path.parent() {
-        if let Ok(d) = fs::File::open(parent) {
-            let _ = d.sync_all();
-        }
+    // The rename itself must reach the disk too.
+    if let Some(d) = path.parent().and_then(|p| fs::File::open(p).ok()) {
+        let _ = d.sync_all();
     }
     Ok(())
 }
@@ -367,7 +373,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         init(dir.path(), "test", "hub", &["county-a".into()]).unwrap();
         for f in ["ca.key", "hub.key", "county-a.key"] {
-            let mode = fs::metadata(dir.path().join(f)).unwrap().permissions().mode();
+            let mode = fs::metadata(dir.path().join(f))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600, "{f}");
         }
         assert!(dir.path().join(CRL).exists());

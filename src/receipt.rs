@@ -58,8 +58,13 @@ pub fn issue(
 }
 
 /// Verifies a receipt's signer and signature and decodes it.
-pub fn open(signed: &SignedReceipt, trust: &Trust, now: SystemTime) -> Result<Receipt, ReceiptError> {
-    let signer = trust.verify_signed(&signed.signer_cert, &signed.receipt, &signed.signature, now)?;
+pub fn open(
+    signed: &SignedReceipt,
+    trust: &Trust,
+    now: SystemTime,
+) -> Result<Receipt, ReceiptError> {
+    let signer =
+        trust.verify_signed(&signed.signer_cert, &signed.receipt, &signed.signature, now)?;
     let receipt = Receipt::decode(signed.receipt.as_slice())
         .map_err(|e| ReceiptError::Malformed(e.to_string()))?;
     if receipt.receiver != signer {

@@ -52,9 +52,14 @@ pub enum RecordState {
 
 impl RecordState {
     fn from_i32(v: i32) -> Option<Self> {
-        [Self::Queued, Self::Receipted, Self::Refused, Self::Delivered]
-            .into_iter()
-            .find(|s| *s as i32 == v)
+        [
+            Self::Queued,
+            Self::Receipted,
+            Self::Refused,
+            Self::Delivered,
+        ]
+        .into_iter()
+        .find(|s| *s as i32 == v)
     }
 }
 
@@ -110,7 +115,9 @@ impl ItemRecord {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// The disk is full: nothing new is accepted, nothing stored is lost.
-    #[error("store is full (no space left on device); new items are refused, stored items are kept")]
+    #[error(
+        "store is full (no space left on device); new items are refused, stored items are kept"
+    )]
     Full,
     /// The writer thread has stopped (the node is shutting down).
     #[error("store is closed")]
@@ -122,10 +129,10 @@ pub enum Error {
 
 impl From<redb::Error> for Error {
     fn from(e: redb::Error) -> Self {
-        if let redb::Error::Io(io) = &e {
-            if io.kind() == std::io::ErrorKind::StorageFull {
-                return Self::Full;
-            }
+        if let redb::Error::Io(io) = &e
+            && io.kind() == std::io::ErrorKind::StorageFull
+        {
+            return Self::Full;
         }
         Self::Db(e.to_string())
     }
@@ -273,7 +280,10 @@ impl Store {
         Ok((Self { inner }, closed_rx))
     }
 
-    async fn submit<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T, Error>>) -> Op) -> Result<T, Error> {
+    async fn submit<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, Error>>) -> Op,
+    ) -> Result<T, Error> {
         let (tx, rx) = oneshot::channel();
         self.inner
             .ops
@@ -286,7 +296,12 @@ impl Store {
     /// Stores a new item durably, or reports that its id is already taken.
     ///
     /// `record.stored_ms` and `record.seq` are set by the store.
-    pub async fn put(&self, id: String, record: ItemRecord, dest: Destination) -> Result<PutOutcome, Error> {
+    pub async fn put(
+        &self,
+        id: String,
+        record: ItemRecord,
+        dest: Destination,
+    ) -> Result<PutOutcome, Error> {
         self.submit(|reply| Op::Put {
             id,
             record,
@@ -299,7 +314,8 @@ impl Store {
     /// Records the upstream's receipt for a queued item and takes it off the
     /// queue. Returns `false` if the item is unknown or not queued.
     pub async fn record_receipt(&self, id: String, receipt: Vec<u8>) -> Result<bool, Error> {
-        self.submit(|reply| Op::Receipt { id, receipt, reply }).await
+        self.submit(|reply| Op::Receipt { id, receipt, reply })
+            .await
     }
 
     /// Marks a queued item as refused by upstream and takes it off the queue.
@@ -383,7 +399,9 @@ impl Store {
             let mut counts = [0u64; 3];
             for (lane, count) in counts.iter_mut().enumerate() {
                 let lane = u8::try_from(lane).unwrap_or(u8::MAX);
-                *count = queue.range((lane, i64::MIN, 0)..=(lane, i64::MAX, u64::MAX))?.count() as u64;
+                *count = queue
+                    .range((lane, i64::MIN, 0)..=(lane, i64::MAX, u64::MAX))?
+                    .count() as u64;
             }
             Ok(counts)
         })
@@ -539,7 +557,10 @@ fn apply(db: &Database, writes: &[Write], fx: &mut Effects) -> Result<Vec<Outcom
         for w in writes {
             let outcome = match w {
                 Write::Put { id, record, dest } => {
-                    let existing = items.get(id.as_str())?.map(|v| decode(v.value())).transpose()?;
+                    let existing = items
+                        .get(id.as_str())?
+                        .map(|v| decode(v.value()))
+                        .transpose()?;
                     Outcome::Put(match existing {
                         Some(old) if old.sha256 == record.sha256 => PutOutcome::Duplicate(old),
                         Some(old) => PutOutcome::Conflict(old),
@@ -572,15 +593,19 @@ fn apply(db: &Database, writes: &[Write], fx: &mut Effects) -> Result<Vec<Outcom
                         }
                     })
                 }
-                Write::Receipt { id, receipt } => Outcome::Bool(settle(&mut items, &mut queue, id, fx, |rec| {
-                    rec.state = RecordState::Receipted as i32;
-                    rec.receipt.clone_from(receipt);
-                    rec.receipted_ms = now;
-                })?),
-                Write::Refuse { id, why } => Outcome::Bool(settle(&mut items, &mut queue, id, fx, |rec| {
-                    rec.state = RecordState::Refused as i32;
-                    rec.refusal.clone_from(why);
-                })?),
+                Write::Receipt { id, receipt } => {
+                    Outcome::Bool(settle(&mut items, &mut queue, id, fx, |rec| {
+                        rec.state = RecordState::Receipted as i32;
+                        rec.receipt.clone_from(receipt);
+                        rec.receipted_ms = now;
+                    })?)
+                }
+                Write::Refuse { id, why } => {
+                    Outcome::Bool(settle(&mut items, &mut queue, id, fx, |rec| {
+                        rec.state = RecordState::Refused as i32;
+                        rec.refusal.clone_from(why);
+                    })?)
+                }
             };
             outcomes.push(outcome);
         }

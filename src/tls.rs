@@ -21,9 +21,12 @@ use std::time::Duration;
 use hyper_util::rt::TokioIo;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore,
+    ServerConfig, SignatureScheme,
+};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
@@ -128,9 +131,9 @@ impl ClientCertVerifier for NodeClientVerifier {
                 let why = match e {
                     rustls::Error::InvalidCertificate(CertificateError::Revoked) => "revoked",
                     rustls::Error::InvalidCertificate(CertificateError::Expired)
-                    | rustls::Error::InvalidCertificate(CertificateError::ExpiredContext { .. }) => {
-                        "expired"
-                    }
+                    | rustls::Error::InvalidCertificate(CertificateError::ExpiredContext {
+                        ..
+                    }) => "expired",
                     rustls::Error::InvalidCertificate(CertificateError::NotValidYet)
                     | rustls::Error::InvalidCertificate(CertificateError::NotValidYetContext {
                         ..
@@ -220,9 +223,13 @@ impl ServerCertVerifier for UpstreamVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let ok = self
-            .inner
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)?;
+        let ok = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
         match node_id_of(end_entity) {
             Some(id) if id == self.expect => Ok(ok),
             other => Err(rustls::Error::General(format!(
@@ -261,10 +268,11 @@ pub fn client_config(
     trust: &TrustSnapshot,
     expect: &str,
 ) -> Result<ClientConfig, TlsError> {
-    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(roots(trust)?, provider())
-        .with_crls(trust.crls.iter().cloned())
-        .build()
-        .map_err(|e| TlsError::Config(format!("server verifier: {e}")))?;
+    let inner =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(roots(trust)?, provider())
+            .with_crls(trust.crls.iter().cloned())
+            .build()
+            .map_err(|e| TlsError::Config(format!("server verifier: {e}")))?;
     let verifier = Arc::new(UpstreamVerifier {
         inner,
         expect: expect.to_string(),
@@ -330,7 +338,9 @@ pub struct PeerStream {
 
 impl std::fmt::Debug for PeerStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PeerStream").field("info", &self.info).finish()
+        f.debug_struct("PeerStream")
+            .field("info", &self.info)
+            .finish()
     }
 }
 
@@ -493,12 +503,18 @@ pub fn spawn_acceptor(
                         return;
                     }
                     *n += 1;
-                    PeerSlot { counts: per_peer.clone(), node: node_id.clone() }
+                    PeerSlot {
+                        counts: per_peer.clone(),
+                        node: node_id.clone(),
+                    }
                 };
                 debug!(%peer, node = %node_id, "relay connection established");
                 let stream = PeerStream {
                     inner: tls,
-                    info: PeerInfo { node_id, addr: peer },
+                    info: PeerInfo {
+                        node_id,
+                        addr: peer,
+                    },
                     _permit: permit,
                     _per_peer: slot,
                 };

@@ -40,7 +40,10 @@ impl Daemon {
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).unwrap();
-        assert!(line.starts_with("ready "), "unexpected first line: {line:?}");
+        assert!(
+            line.starts_with("ready "),
+            "unexpected first line: {line:?}"
+        );
         let field = |name: &str| {
             line.split_whitespace()
                 .find_map(|f| f.strip_prefix(&format!("{name}=")))
@@ -68,7 +71,12 @@ impl Drop for Daemon {
     }
 }
 
-fn write_config(region: &Region, name: &str, relay: Option<SocketAddr>, upstream: Option<SocketAddr>) -> PathBuf {
+fn write_config(
+    region: &Region,
+    name: &str,
+    relay: Option<SocketAddr>,
+    upstream: Option<SocketAddr>,
+) -> PathBuf {
     let pki = region.pki();
     let (cert, key) = pki::node_paths(&pki, name);
     let mut text = format!(
@@ -83,7 +91,9 @@ fn write_config(region: &Region, name: &str, relay: Option<SocketAddr>, upstream
         text.push_str(&format!("\n[relay]\nlisten = \"{addr}\"\n"));
     }
     if let Some(addr) = upstream {
-        text.push_str(&format!("\n[upstream]\nnode_id = \"{HUB}\"\naddr = \"{addr}\"\n"));
+        text.push_str(&format!(
+            "\n[upstream]\nnode_id = \"{HUB}\"\naddr = \"{addr}\"\n"
+        ));
     }
     let path = region.dir.path().join(format!("{name}.toml"));
     std::fs::write(&path, text).unwrap();
@@ -92,14 +102,23 @@ fn write_config(region: &Region, name: &str, relay: Option<SocketAddr>, upstream
 
 /// A loopback port nothing listens on (yet).
 fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 async fn inbox_counts(region: &Region, addr: SocketAddr) -> HashMap<String, usize> {
     let (cert, key) = pki::node_paths(&region.pki(), HUB);
-    let mut inbox = Inbox::connect(&addr.to_string(), HUB, &region.pki().join(pki::CA_CERT), &cert, &key)
-        .await
-        .unwrap();
+    let mut inbox = Inbox::connect(
+        &addr.to_string(),
+        HUB,
+        &region.pki().join(pki::CA_CERT),
+        &cert,
+        &key,
+    )
+    .await
+    .unwrap();
     let mut stream = inbox.subscribe(Cursor::default(), false).await.unwrap();
     let mut counts = HashMap::new();
     while let Some(item) = stream.message().await.unwrap() {
@@ -121,7 +140,11 @@ async fn node_killed_with_queued_items_delivers_them_all_once_after_restart() {
     let mut ids = Vec::new();
     for i in 0..60 {
         let class = Class::ALL[i % 3];
-        ids.push(op.submit(class, &format!("item {i}"), vec![b'x'; 512], 0).await.unwrap());
+        ids.push(
+            op.submit(class, &format!("item {i}"), vec![b'x'; 512], 0)
+                .await
+                .unwrap(),
+        );
     }
     drop(op);
     node.kill9();
@@ -130,7 +153,11 @@ async fn node_killed_with_queued_items_delivers_them_all_once_after_restart() {
     let mut op = Operator::connect(&node.socket).await.unwrap();
     for id in &ids {
         let st = op.status(id).await.unwrap();
-        assert_eq!(st.state, ItemState::Queued as i32, "{id} survived the kill, still queued");
+        assert_eq!(
+            st.state,
+            ItemState::Queued as i32,
+            "{id} survived the kill, still queued"
+        );
     }
     let hub = region.restart_hub(hub_addr).await;
     for id in &ids {
@@ -164,7 +191,10 @@ async fn hub_killed_mid_stream_loses_nothing_and_duplicates_nothing() {
         let mut ids = Vec::new();
         let mut first_tx = Some(first_tx);
         for i in 0..600 {
-            let id = submitter.submit(Class::ALL[i % 3], &format!("item {i}"), vec![b'y'; 256], 0).await.unwrap();
+            let id = submitter
+                .submit(Class::ALL[i % 3], &format!("item {i}"), vec![b'y'; 256], 0)
+                .await
+                .unwrap();
             if let Some(tx) = first_tx.take() {
                 tx.send(id.clone()).unwrap();
             }
@@ -186,7 +216,10 @@ async fn hub_killed_mid_stream_loses_nothing_and_duplicates_nothing() {
         }
         n
     };
-    eprintln!("{receipted_before} of {} receipted before the kill", ids.len());
+    eprintln!(
+        "{receipted_before} of {} receipted before the kill",
+        ids.len()
+    );
 
     let hub = Daemon::start(&hub_config);
     for id in &ids {

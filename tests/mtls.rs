@@ -85,8 +85,18 @@ async fn certificate_from_another_ca_is_refused() {
     let addr = hub.relay_addr.unwrap();
     let (c, k) = pki::node_paths(other.path(), "intruder");
     let intruder = Identity::load(&c, &k).unwrap();
-    call_is_refused(addr, client_cfg(&region, other.path(), "intruder"), &intruder).await;
-    assert_logged(&["refused TLS client", "\"intruder\"", "not issued by the region CA"]).await;
+    call_is_refused(
+        addr,
+        client_cfg(&region, other.path(), "intruder"),
+        &intruder,
+    )
+    .await;
+    assert_logged(&[
+        "refused TLS client",
+        "\"intruder\"",
+        "not issued by the region CA",
+    ])
+    .await;
     hub.shutdown(PATIENCE).await;
 }
 
@@ -97,11 +107,21 @@ async fn revoked_certificate_is_refused_even_after_the_hub_started() {
     let addr = hub.relay_addr.unwrap();
     // Accepted before revocation...
     let mut ok = common::relay_as(&region.pki(), "county-r", &region.pki(), addr).await;
-    ok.deliver(envelope::seal(&report("county-r"), &region.identity("county-r"))).await.unwrap();
+    ok.deliver(envelope::seal(
+        &report("county-r"),
+        &region.identity("county-r"),
+    ))
+    .await
+    .unwrap();
     // ...refused after it, without restarting the hub.
     pki::revoke(&region.pki(), "county-r").unwrap();
     assert_logged(&["CRL changed; reloaded"]).await;
-    call_is_refused(addr, client_cfg(&region, &region.pki(), "county-r"), &region.identity("county-r")).await;
+    call_is_refused(
+        addr,
+        client_cfg(&region, &region.pki(), "county-r"),
+        &region.identity("county-r"),
+    )
+    .await;
     assert_logged(&["refused TLS client", "\"county-r\"", "revoked"]).await;
     hub.shutdown(PATIENCE).await;
 }
@@ -118,7 +138,12 @@ async fn expired_certificate_is_refused() {
     pki::issue_with(&region.pki(), "county-old", &opts).unwrap();
     let hub = region.start_hub().await;
     let addr = hub.relay_addr.unwrap();
-    call_is_refused(addr, client_cfg(&region, &region.pki(), "county-old"), &region.identity("county-old")).await;
+    call_is_refused(
+        addr,
+        client_cfg(&region, &region.pki(), "county-old"),
+        &region.identity("county-old"),
+    )
+    .await;
     assert_logged(&["refused TLS client", "\"county-old\"", "expired"]).await;
     hub.shutdown(PATIENCE).await;
 }
@@ -151,7 +176,12 @@ fn client_cfg_no_id(region: &Region) -> rustls::ClientConfig {
 }
 
 /// A connected client as county-a, and the hub.
-async fn hub_and_client(region: &Region) -> (zhibao::node::RunningNode, zhibao::proto::relay_client::RelayClient<tonic::transport::Channel>) {
+async fn hub_and_client(
+    region: &Region,
+) -> (
+    zhibao::node::RunningNode,
+    zhibao::proto::relay_client::RelayClient<tonic::transport::Channel>,
+) {
     let hub = region.start_hub().await;
     let addr = hub.relay_addr.unwrap();
     let client = common::relay_as(&region.pki(), "county-a", &region.pki(), addr).await;
@@ -160,9 +190,15 @@ async fn hub_and_client(region: &Region) -> (zhibao::node::RunningNode, zhibao::
 
 async fn inbox_len(region: &Region, addr: std::net::SocketAddr) -> usize {
     let (cert, key) = pki::node_paths(&region.pki(), HUB);
-    let mut inbox = zhibao::client::Inbox::connect(&addr.to_string(), HUB, &region.pki().join(pki::CA_CERT), &cert, &key)
-        .await
-        .unwrap();
+    let mut inbox = zhibao::client::Inbox::connect(
+        &addr.to_string(),
+        HUB,
+        &region.pki().join(pki::CA_CERT),
+        &cert,
+        &key,
+    )
+    .await
+    .unwrap();
     let mut stream = inbox.subscribe(Default::default(), false).await.unwrap();
     let mut n = 0;
     while stream.message().await.unwrap().is_some() {
@@ -179,7 +215,11 @@ async fn origin_spoofing_is_refused_and_not_stored() {
     let signed = envelope::seal(&report("county-b"), &region.identity("county-a"));
     let err = client.deliver(signed).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
-    assert!(err.message().contains("county-b") && err.message().contains("county-a"), "{}", err.message());
+    assert!(
+        err.message().contains("county-b") && err.message().contains("county-a"),
+        "{}",
+        err.message()
+    );
     assert_eq!(inbox_len(&region, hub.relay_addr.unwrap()).await, 0);
     hub.shutdown(PATIENCE).await;
 }
@@ -206,7 +246,10 @@ async fn report_signed_under_another_ca_is_refused() {
     let (c, k) = pki::node_paths(other.path(), "county-a");
     let impostor = Identity::load(&c, &k).unwrap();
     let (hub, mut client) = hub_and_client(&region).await;
-    let err = client.deliver(envelope::seal(&report("county-a"), &impostor)).await.unwrap_err();
+    let err = client
+        .deliver(envelope::seal(&report("county-a"), &impostor))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
     hub.shutdown(PATIENCE).await;
 }
@@ -247,7 +290,10 @@ async fn malformed_oversized_and_classless_reports_are_refused() {
     assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
 
     // The connection is still good for honest reports.
-    client.deliver(envelope::seal(&report("county-a"), &me)).await.unwrap();
+    client
+        .deliver(envelope::seal(&report("county-a"), &me))
+        .await
+        .unwrap();
     assert_eq!(inbox_len(&region, hub.relay_addr.unwrap()).await, 1);
     hub.shutdown(PATIENCE).await;
 }
@@ -259,8 +305,11 @@ async fn receipts_verify_only_against_the_region_ca() {
     let signed = envelope::seal(&report("county-a"), &region.identity("county-a"));
     let receipt = client.deliver(signed.clone()).await.unwrap().into_inner();
     let sha = envelope::sha256(&signed.report);
-    let id = prost::Message::decode(signed.report.as_slice()).map(|r: Report| r.id).unwrap();
-    zhibao::receipt::open_for(&receipt, &region.trust(), SystemTime::now(), &id, &sha, HUB).unwrap();
+    let id = prost::Message::decode(signed.report.as_slice())
+        .map(|r: Report| r.id)
+        .unwrap();
+    zhibao::receipt::open_for(&receipt, &region.trust(), SystemTime::now(), &id, &sha, HUB)
+        .unwrap();
 
     let other = tempfile::tempdir().unwrap();
     pki::init(other.path(), "elsewhere", "hub", &[]).unwrap();

@@ -17,15 +17,22 @@ const WAIT: Duration = Duration::from_secs(20);
 /// Reads the whole inbox; returns (id, origin, class) in stream order.
 async fn read_inbox(region: &Region, addr: std::net::SocketAddr) -> Vec<(String, String, Class)> {
     let (cert, key) = pki::node_paths(&region.pki(), HUB);
-    let mut inbox = Inbox::connect(&addr.to_string(), HUB, &region.pki().join(pki::CA_CERT), &cert, &key)
-        .await
-        .unwrap();
+    let mut inbox = Inbox::connect(
+        &addr.to_string(),
+        HUB,
+        &region.pki().join(pki::CA_CERT),
+        &cert,
+        &key,
+    )
+    .await
+    .unwrap();
     let mut stream = inbox.subscribe(Cursor::default(), false).await.unwrap();
     let trust = region.trust();
     let mut out = Vec::new();
     while let Some(item) = stream.message().await.unwrap() {
         let signed = item.item.unwrap();
-        let v = envelope::open(&signed, &trust, 1 << 20, SystemTime::now()).expect("inbox item verifies");
+        let v = envelope::open(&signed, &trust, 1 << 20, SystemTime::now())
+            .expect("inbox item verifies");
         out.push((v.report.id, v.report.origin, v.class));
     }
     out
@@ -42,7 +49,12 @@ async fn each_class_is_delivered_and_receipted_with_a_valid_signature() {
     let mut ids = HashMap::new();
     for class in Class::ALL {
         let id = op
-            .submit(class, &format!("{class} report"), format!("body of {class}").into_bytes(), 0)
+            .submit(
+                class,
+                &format!("{class} report"),
+                format!("body of {class}").into_bytes(),
+                0,
+            )
             .await
             .unwrap();
         ids.insert(id, class);
@@ -51,7 +63,11 @@ async fn each_class_is_delivered_and_receipted_with_a_valid_signature() {
         let st = op.wait_receipt(id, WAIT).await.unwrap();
         assert_eq!(st.state, ItemState::Receipted as i32, "{id}");
         assert_eq!(Class::from_proto(st.priority), Some(*class));
-        assert!(st.receipt_verification.starts_with("valid"), "{}", st.receipt_verification);
+        assert!(
+            st.receipt_verification.starts_with("valid"),
+            "{}",
+            st.receipt_verification
+        );
         let receipt = Receipt::decode(st.receipt.unwrap().receipt.as_slice()).unwrap();
         assert_eq!(&receipt.item_id, id);
         assert_eq!(receipt.receiver, HUB);
@@ -63,7 +79,10 @@ async fn each_class_is_delivered_and_receipted_with_a_valid_signature() {
     assert_eq!(inbox.len(), 3);
     // Highest class first among unread items.
     let classes: Vec<Class> = inbox.iter().map(|(_, _, c)| *c).collect();
-    assert_eq!(classes, vec![Class::Emergency, Class::BadNews, Class::Routine]);
+    assert_eq!(
+        classes,
+        vec![Class::Emergency, Class::BadNews, Class::Routine]
+    );
     for (id, origin, class) in inbox {
         assert_eq!(origin, "county-a");
         assert_eq!(ids[&id], class);
@@ -81,20 +100,39 @@ async fn hub_down_then_up_loses_nothing_and_delivers_once() {
     let b = region.start_node("county-b", hub_addr).await;
     let (mut op_a, mut op_b) = (common::operator(&a).await, common::operator(&b).await);
 
-    let first = op_a.submit(Class::Routine, "before", b"x".to_vec(), 0).await.unwrap();
+    let first = op_a
+        .submit(Class::Routine, "before", b"x".to_vec(), 0)
+        .await
+        .unwrap();
     op_a.wait_receipt(&first, WAIT).await.unwrap();
 
     hub.shutdown(WAIT).await;
     let mut queued = Vec::new();
     for i in 0..10 {
         let class = Class::ALL[i % 3];
-        queued.push(op_a.submit(class, &format!("a{i}"), vec![b'a'; 100], 0).await.unwrap());
-        queued.push(op_b.submit(class, &format!("b{i}"), vec![b'b'; 100], 0).await.unwrap());
+        queued.push(
+            op_a.submit(class, &format!("a{i}"), vec![b'a'; 100], 0)
+                .await
+                .unwrap(),
+        );
+        queued.push(
+            op_b.submit(class, &format!("b{i}"), vec![b'b'; 100], 0)
+                .await
+                .unwrap(),
+        );
     }
     for id in &queued {
-        let op = if queued.iter().position(|x| x == id).unwrap() % 2 == 0 { &mut op_a } else { &mut op_b };
+        let op = if queued.iter().position(|x| x == id).unwrap() % 2 == 0 {
+            &mut op_a
+        } else {
+            &mut op_b
+        };
         let st = op.status(id).await.unwrap();
-        assert_ne!(st.state, ItemState::Receipted as i32, "receipted with the hub down");
+        assert_ne!(
+            st.state,
+            ItemState::Receipted as i32,
+            "receipted with the hub down"
+        );
     }
 
     let hub = region.restart_hub(hub_addr).await;
@@ -132,13 +170,27 @@ async fn emergency_is_sent_before_older_routine_items() {
     let mut op = common::operator(&node).await;
     let mut routine = Vec::new();
     for i in 0..5 {
-        routine.push(op.submit(Class::Routine, &format!("routine {i}"), vec![0; 10], 0).await.unwrap());
+        routine.push(
+            op.submit(Class::Routine, &format!("routine {i}"), vec![0; 10], 0)
+                .await
+                .unwrap(),
+        );
     }
-    let bad = op.submit(Class::BadNews, "bad news", vec![0; 10], 0).await.unwrap();
-    let emergency = op.submit(Class::Emergency, "emergency", vec![0; 10], 0).await.unwrap();
+    let bad = op
+        .submit(Class::BadNews, "bad news", vec![0; 10], 0)
+        .await
+        .unwrap();
+    let emergency = op
+        .submit(Class::Emergency, "emergency", vec![0; 10], 0)
+        .await
+        .unwrap();
 
     let hub = region.restart_hub(hub_addr).await;
-    let stored_at = |st: zhibao::proto::ItemStatus| Receipt::decode(st.receipt.unwrap().receipt.as_slice()).unwrap().stored_unix_ms;
+    let stored_at = |st: zhibao::proto::ItemStatus| {
+        Receipt::decode(st.receipt.unwrap().receipt.as_slice())
+            .unwrap()
+            .stored_unix_ms
+    };
     let e = stored_at(op.wait_receipt(&emergency, WAIT).await.unwrap());
     let b = stored_at(op.wait_receipt(&bad, WAIT).await.unwrap());
     for id in &routine {
@@ -172,7 +224,10 @@ async fn duplicate_gets_the_original_receipt_and_a_changed_copy_is_refused() {
 
     let mut changed = report.clone();
     changed.body = b"other bytes".to_vec();
-    let err = relay.deliver(envelope::seal(&changed, &id)).await.unwrap_err();
+    let err = relay
+        .deliver(envelope::seal(&changed, &id))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), tonic::Code::AlreadyExists, "{err:?}");
     assert!(!common::log_lines_with(&["ALARM", &report.id]).is_empty());
 
@@ -190,7 +245,11 @@ async fn inbox_cursor_resumes_without_gaps_or_repeats() {
     let mut op = common::operator(&node).await;
     let mut ids = Vec::new();
     for i in 0..9 {
-        ids.push(op.submit(Class::ALL[i % 3], &format!("t{i}"), vec![1], 0).await.unwrap());
+        ids.push(
+            op.submit(Class::ALL[i % 3], &format!("t{i}"), vec![1], 0)
+                .await
+                .unwrap(),
+        );
     }
     for id in &ids {
         op.wait_receipt(id, WAIT).await.unwrap();
@@ -201,10 +260,14 @@ async fn inbox_cursor_resumes_without_gaps_or_repeats() {
     let mut cursor = Cursor::default();
     // Read two items per connection, then reconnect from the last cursor.
     while seen.len() < ids.len() {
-        let mut inbox = Inbox::connect(&addr.to_string(), HUB, &ca, &cert, &key).await.unwrap();
+        let mut inbox = Inbox::connect(&addr.to_string(), HUB, &ca, &cert, &key)
+            .await
+            .unwrap();
         let mut stream = inbox.subscribe(cursor, false).await.unwrap();
         for _ in 0..2 {
-            let Some(item) = stream.message().await.unwrap() else { break };
+            let Some(item) = stream.message().await.unwrap() else {
+                break;
+            };
             let r = Report::decode(item.item.unwrap().report.as_slice()).unwrap();
             seen.push(r.id);
             cursor = item.next.unwrap();

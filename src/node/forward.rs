@@ -108,7 +108,7 @@ impl Forwarder {
             failures += 1;
             let delay = backoff.next_delay();
             let (up, addr) = (&self.upstream.node_id, &self.upstream.addr);
-            if failures == 1 || failures % 50 == 0 {
+            if failures == 1 || failures.is_multiple_of(50) {
                 warn!(upstream = %up, %addr, error = %end, failures, "upstream unavailable; items stay queued and are retried");
             } else {
                 debug!(upstream = %up, %addr, error = %end, failures, retry_in_ms = delay.as_millis() as u64, "upstream still unavailable");
@@ -122,11 +122,20 @@ impl Forwarder {
 
     async fn session(&self, delivered: &mut bool) -> SessionEnd {
         let shared = &self.shared;
-        let config = match tls::client_config(&shared.identity, &shared.trust.snapshot(), &self.upstream.node_id) {
+        let config = match tls::client_config(
+            &shared.identity,
+            &shared.trust.snapshot(),
+            &self.upstream.node_id,
+        ) {
             Ok(c) => Arc::new(c),
             Err(e) => return SessionEnd::Connect(e.to_string()),
         };
-        let connect = tls::connect_channel(&self.upstream.addr, config, &self.upstream.node_id, Duration::from_secs(5));
+        let connect = tls::connect_channel(
+            &self.upstream.addr,
+            config,
+            &self.upstream.node_id,
+            Duration::from_secs(5),
+        );
         let channel = tokio::select! {
             c = connect => match c {
                 Ok(c) => c,
@@ -155,16 +164,25 @@ impl Forwarder {
             if in_flight.len() < window {
                 queue.borrow_and_update();
                 let skip: HashSet<String> = in_flight.keys().cloned().collect();
-                let next = match shared.store.next_queued(window - in_flight.len(), skip).await {
+                let next = match shared
+                    .store
+                    .next_queued(window - in_flight.len(), skip)
+                    .await
+                {
                     Ok(n) => n,
                     Err(e) => return e.into(),
                 };
                 for (id, rec) in next {
-                    let item = match <SignedReport as prost::Message>::decode(rec.signed.as_slice()) {
+                    let item = match <SignedReport as prost::Message>::decode(rec.signed.as_slice())
+                    {
                         Ok(i) => i,
                         Err(e) => {
                             error!(%id, error = %e, "stored item does not decode; marking it refused");
-                            if let Err(e) = shared.store.record_refusal(id, format!("corrupt in store: {e}")).await {
+                            if let Err(e) = shared
+                                .store
+                                .record_refusal(id, format!("corrupt in store: {e}"))
+                                .await
+                            {
                                 return e.into();
                             }
                             continue;
@@ -221,14 +239,20 @@ impl Forwarder {
                     warn!(alarm = "unknown-receipt", upstream = %up, %id, "receipt for an item not in flight here; ignored");
                     return Ok(());
                 };
-                if let Err(e) = crate::receipt::open_for(&signed, &shared.trust, Shared::now(), &id, sha, up) {
+                if let Err(e) =
+                    crate::receipt::open_for(&signed, &shared.trust, Shared::now(), &id, sha, up)
+                {
                     error!(alarm = "bad-receipt", upstream = %up, %id, error = %e, "ALARM: receipt does not match the item; it stays queued");
                     return Ok(());
                 }
                 let bytes = prost::Message::encode_to_vec(&signed);
                 shared.store.record_receipt(id.clone(), bytes).await?;
                 in_flight.remove(&id);
-                shared.in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                shared
+                    .in_flight
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&id);
                 debug!(%id, upstream = %up, "receipted");
                 Ok(())
             }
@@ -236,15 +260,24 @@ impl Forwarder {
                 let code = Code::from_i32(r.code);
                 match code {
                     // The upstream could not take it now: try again later.
-                    Code::Unavailable | Code::ResourceExhausted | Code::Internal | Code::Aborted | Code::DeadlineExceeded => {
-                        Err(SessionEnd::Busy(format!("item {}: {code:?}: {}", r.item_id, r.message)))
-                    }
+                    Code::Unavailable
+                    | Code::ResourceExhausted
+                    | Code::Internal
+                    | Code::Aborted
+                    | Code::DeadlineExceeded => Err(SessionEnd::Busy(format!(
+                        "item {}: {code:?}: {}",
+                        r.item_id, r.message
+                    ))),
                     _ => {
                         if in_flight.remove(&r.item_id).is_none() {
                             warn!(upstream = %up, id = %r.item_id, code = ?code, message = %r.message, "refusal for an item not in flight here");
                             return Ok(());
                         }
-                        shared.in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(&r.item_id);
+                        shared
+                            .in_flight
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&r.item_id);
                         error!(alarm = "refused", upstream = %up, id = %r.item_id, code = ?code, message = %r.message,
                             "ALARM: upstream refused the item; it is kept here, marked refused");
                         shared
@@ -281,7 +314,10 @@ mod tests {
         let mut last_cap = Duration::ZERO;
         for _ in 0..20 {
             let d = b.next_delay();
-            assert!(d >= Duration::from_millis(50) && d <= Duration::from_secs(2), "{d:?}");
+            assert!(
+                d >= Duration::from_millis(50) && d <= Duration::from_secs(2),
+                "{d:?}"
+            );
             last_cap = b.current;
         }
         assert_eq!(last_cap, Duration::from_secs(2));

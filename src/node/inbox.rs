@@ -39,12 +39,17 @@ type ItemStream = Pin<Box<dyn Stream<Item = Result<InboxItem, Status>> + Send>>;
 impl Inbox for InboxService {
     type SubscribeStream = ItemStream;
 
-    async fn subscribe(&self, request: Request<SubscribeRequest>) -> Result<Response<ItemStream>, Status> {
+    async fn subscribe(
+        &self,
+        request: Request<SubscribeRequest>,
+    ) -> Result<Response<ItemStream>, Status> {
         let peer = request
             .extensions()
             .get::<PeerInfo>()
             .cloned()
-            .ok_or_else(|| Status::unauthenticated("no verified client certificate on this connection"))?;
+            .ok_or_else(|| {
+                Status::unauthenticated("no verified client certificate on this connection")
+            })?;
         let req = request.into_inner();
         let c = req.cursor.unwrap_or_default();
         let mut cursor = [c.emergency, c.bad_news, c.routine];

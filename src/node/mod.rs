@@ -76,6 +76,10 @@ pub enum NodeError {
     Tls(#[from] tls::TlsError),
 }
 
+/// The operator API's transport limit: the largest `max_report_bytes`
+/// allowed, plus room for the request's other fields.
+const OPERATOR_MAX_MESSAGE: usize = 64 * 1024 * 1024 + 64 * 1024;
+
 /// State shared by every service and task of one node.
 pub(crate) struct Shared {
     pub(crate) cfg: NodeConfig,
@@ -94,7 +98,9 @@ pub(crate) enum AcceptError {
     Verify(#[from] VerifyError),
     #[error(transparent)]
     Store(#[from] store::Error),
-    #[error("item {id} is already stored with different content (stored digest {stored}, offered {offered})")]
+    #[error(
+        "item {id} is already stored with different content (stored digest {stored}, offered {offered})"
+    )]
     Conflict {
         id: String,
         stored: String,
@@ -138,7 +144,11 @@ impl Shared {
             signed: signed.encode_to_vec(),
             lane: u32::from(verified.class.lane()),
             created_ms: report.created_unix_ms,
-            deadline_ms: self.deadline_ms(verified.class, report.created_unix_ms, report.deadline_unix_ms),
+            deadline_ms: self.deadline_ms(
+                verified.class,
+                report.created_unix_ms,
+                report.deadline_unix_ms,
+            ),
             sha256: verified.sha256.to_vec(),
             from: from.to_string(),
             ..Default::default()
@@ -219,7 +229,10 @@ impl RunningNode {
         // The store closes when its last handle is gone; wait for that so
         // the same data directory can be opened again at once.
         let mut closed = self.store_closed.clone();
-        if tokio::time::timeout(grace, closed.wait_for(|c| *c)).await.is_err() {
+        if tokio::time::timeout(grace, closed.wait_for(|c| *c))
+            .await
+            .is_err()
+        {
             warn!(node = %self.node_id, "store still open after shutdown");
         }
     }
@@ -240,16 +253,22 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     let trust = Arc::new(Trust::load(&cfg.tls.ca, cfg.tls.crl.as_deref())?);
     // Our own certificate must be one the region accepts.
     trust
-        .verify_signed(identity.cert(), b"self-check", &identity.sign(b"self-check"), SystemTime::now())
+        .verify_signed(
+            identity.cert(),
+            b"self-check",
+            &identity.sign(b"self-check"),
+            SystemTime::now(),
+        )
         .map_err(|e| LoadError::Invalid {
             path: cfg.tls.cert.clone(),
             what: format!("not valid for this region: {e}"),
         })?;
     let store_path = cfg.data_dir.join("store.redb");
-    let (store, store_closed) = Store::open_watched(&store_path).map_err(|source| NodeError::Store {
-        path: store_path.clone(),
-        source,
-    })?;
+    let (store, store_closed) =
+        Store::open_watched(&store_path).map_err(|source| NodeError::Store {
+            path: store_path.clone(),
+            source,
+        })?;
 
     let shutdown = CancellationToken::new();
     let shared = Arc::new(Shared {
@@ -276,7 +295,10 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
             return Err(NodeError::Bind {
                 what: format!("operator socket {}", socket.display()),
-                source: std::io::Error::new(std::io::ErrorKind::AddrInUse, "another node is serving on it"),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    "another node is serving on it",
+                ),
             });
         }
         let _ = std::fs::remove_file(&socket);
@@ -285,21 +307,26 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         what: format!("operator socket {}", socket.display()),
         source,
     })?;
-    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(cfg.socket_mode()?)).map_err(
-        |source| NodeError::Bind {
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(cfg.socket_mode()?))
+        .map_err(|source| NodeError::Bind {
             what: format!("operator socket mode {}", socket.display()),
             source,
-        },
-    )?;
+        })?;
     {
+        // Local operators get a generous transport limit so that a body over
+        // `max_report_bytes` reaches the service and is refused with a
+        // message naming the limit, rather than a bare transport error.
         let svc = OperatorServer::new(operator::OperatorService::new(shared.clone()))
-            .max_decoding_message_size(max_msg);
+            .max_decoding_message_size(OPERATOR_MAX_MESSAGE);
         let token = shutdown.clone();
         let socket_path = socket.clone();
         tasks.push(tokio::spawn(async move {
             let res = tonic::transport::Server::builder()
                 .add_service(svc)
-                .serve_with_incoming_shutdown(UnixListenerStream::new(unix), token.cancelled_owned())
+                .serve_with_incoming_shutdown(
+                    UnixListenerStream::new(unix),
+                    token.cancelled_owned(),
+                )
                 .await;
             if let Err(e) = res {
                 error!(error = %e, "operator API stopped");
@@ -311,10 +338,12 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     // Relay listener (children and inbox consumers), mutual TLS.
     let mut relay_addr = None;
     if let Some(relay) = &cfg.relay {
-        let listener = TcpListener::bind(relay.listen).await.map_err(|source| NodeError::Bind {
-            what: format!("relay listener {}", relay.listen),
-            source,
-        })?;
+        let listener = TcpListener::bind(relay.listen)
+            .await
+            .map_err(|source| NodeError::Bind {
+                what: format!("relay listener {}", relay.listen),
+                source,
+            })?;
         let addr = listener.local_addr().map_err(|source| NodeError::Bind {
             what: "relay listener".into(),
             source,
@@ -327,7 +356,13 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
             max_connections_per_peer: cfg.limits.max_connections_per_peer,
             handshake_timeout: Duration::from_secs(cfg.limits.handshake_timeout_secs),
         };
-        let incoming = tls::spawn_acceptor(listener, identity.clone(), trust.clone(), limits, shutdown.clone());
+        let incoming = tls::spawn_acceptor(
+            listener,
+            identity.clone(),
+            trust.clone(),
+            limits,
+            shutdown.clone(),
+        );
         let relay_svc = RelayServer::new(relay::RelayService::new(shared.clone()))
             .max_decoding_message_size(max_msg);
         let inbox_svc = InboxServer::new(inbox::InboxService::new(shared.clone()));
@@ -341,7 +376,10 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
                 .http2_keepalive_timeout(Some(Duration::from_secs(10)))
                 .add_service(relay_svc)
                 .add_service(inbox_svc)
-                .serve_with_incoming_shutdown(ReceiverStream::new(incoming), token.cancelled_owned())
+                .serve_with_incoming_shutdown(
+                    ReceiverStream::new(incoming),
+                    token.cancelled_owned(),
+                )
                 .await;
             if let Err(e) = res {
                 error!(error = %e, "relay listener stopped");
@@ -370,7 +408,9 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     }
 
     if let Some(up) = &cfg.upstream {
-        tasks.push(tokio::spawn(forward::Forwarder::new(shared.clone(), up.clone()).run()));
+        tasks.push(tokio::spawn(
+            forward::Forwarder::new(shared.clone(), up.clone()).run(),
+        ));
     }
 
     info!(
@@ -394,7 +434,10 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
 /// Completes on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         // Without signal handlers the process can still be killed; run on.
         std::future::pending::<()>().await;
         return;

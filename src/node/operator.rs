@@ -98,7 +98,10 @@ impl OperatorService {
 
 #[tonic::async_trait]
 impl Operator for OperatorService {
-    async fn submit(&self, request: Request<SubmitRequest>) -> Result<Response<SubmitResponse>, Status> {
+    async fn submit(
+        &self,
+        request: Request<SubmitRequest>,
+    ) -> Result<Response<SubmitResponse>, Status> {
         let req = request.into_inner();
         let shared = &self.shared;
         let limits = &shared.cfg.limits;
@@ -155,7 +158,10 @@ impl Operator for OperatorService {
         }))
     }
 
-    async fn status(&self, request: Request<StatusRequest>) -> Result<Response<ItemStatus>, Status> {
+    async fn status(
+        &self,
+        request: Request<StatusRequest>,
+    ) -> Result<Response<ItemStatus>, Status> {
         let id = request.into_inner().id;
         envelope::check_id(&id).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let rec = self
@@ -167,7 +173,10 @@ impl Operator for OperatorService {
         Ok(Response::new(self.status_of(&id, &rec)))
     }
 
-    async fn wait_receipt(&self, request: Request<StatusRequest>) -> Result<Response<ItemStatus>, Status> {
+    async fn wait_receipt(
+        &self,
+        request: Request<StatusRequest>,
+    ) -> Result<Response<ItemStatus>, Status> {
         let id = request.into_inner().id;
         envelope::check_id(&id).map_err(|e| Status::invalid_argument(e.to_string()))?;
         // Subscribe before looking, so a receipt stored in between is not missed.

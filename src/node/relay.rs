@@ -38,7 +38,11 @@ fn peer_of<T>(req: &Request<T>) -> Result<PeerInfo, Status> {
 }
 
 /// Verifies and takes one item into custody; the error names the peer in the log.
-async fn take(shared: &Shared, peer: &PeerInfo, item: &SignedReport) -> Result<SignedReceipt, Status> {
+async fn take(
+    shared: &Shared,
+    peer: &PeerInfo,
+    item: &SignedReport,
+) -> Result<SignedReceipt, Status> {
     let verified = envelope::open(
         item,
         &shared.trust,
@@ -91,7 +95,10 @@ impl Relay for RelayService {
                 async move {
                     let req = msg?;
                     let Some(item) = req.item else {
-                        return Ok(refusal(String::new(), &Status::invalid_argument("forward request carries no item")));
+                        return Ok(refusal(
+                            String::new(),
+                            &Status::invalid_argument("forward request carries no item"),
+                        ));
                     };
                     Ok(match take(&shared, &peer, &item).await {
                         Ok(receipt) => ForwardResponse {
@@ -108,7 +115,10 @@ impl Relay for RelayService {
         Ok(Response::new(Box::pin(out)))
     }
 
-    async fn deliver(&self, request: Request<SignedReport>) -> Result<Response<SignedReceipt>, Status> {
+    async fn deliver(
+        &self,
+        request: Request<SignedReport>,
+    ) -> Result<Response<SignedReceipt>, Status> {
         let peer = peer_of(&request)?;
         let receipt = take(&self.shared, &peer, request.get_ref()).await?;
         Ok(Response::new(receipt))

@@ -102,7 +102,11 @@ impl Region {
     }
 
     pub fn trust(&self) -> Trust {
-        Trust::load(&self.pki().join(pki::CA_CERT), Some(&self.pki().join(pki::CRL))).unwrap()
+        Trust::load(
+            &self.pki().join(pki::CA_CERT),
+            Some(&self.pki().join(pki::CRL)),
+        )
+        .unwrap()
     }
 
     pub fn identity(&self, node: &str) -> Identity {
@@ -117,7 +121,9 @@ impl Region {
     }
 
     pub async fn start_hub(&self) -> RunningNode {
-        node::start(self.hub_config("127.0.0.1:0".parse().unwrap())).await.unwrap()
+        node::start(self.hub_config("127.0.0.1:0".parse().unwrap()))
+            .await
+            .unwrap()
     }
 
     pub async fn restart_hub(&self, addr: SocketAddr) -> RunningNode {
@@ -144,14 +150,19 @@ pub async fn operator(node: &RunningNode) -> Operator {
 }
 
 /// A Relay client over TLS with an arbitrary client configuration.
-pub async fn relay_with(addr: SocketAddr, config: rustls::ClientConfig) -> Result<RelayClient<Channel>, tonic::transport::Error> {
+pub async fn relay_with(
+    addr: SocketAddr,
+    config: rustls::ClientConfig,
+) -> Result<RelayClient<Channel>, tonic::transport::Error> {
     let config = Arc::new(config);
     let connector = tower::service_fn(move |_: http::Uri| {
         let config = config.clone();
         async move {
             let tcp = TcpStream::connect(addr).await?;
             let name = ServerName::try_from(HUB).unwrap();
-            let tls = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await?;
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
+                .await?;
             Ok::<_, std::io::Error>(TokioIo::new(tls))
         }
     });
@@ -163,7 +174,12 @@ pub async fn relay_with(addr: SocketAddr, config: rustls::ClientConfig) -> Resul
 }
 
 /// A Relay client connected as `node` (a certificate in `pki_dir`).
-pub async fn relay_as(pki_dir: &Path, node: &str, trust_dir: &Path, addr: SocketAddr) -> RelayClient<Channel> {
+pub async fn relay_as(
+    pki_dir: &Path,
+    node: &str,
+    trust_dir: &Path,
+    addr: SocketAddr,
+) -> RelayClient<Channel> {
     let (c, k) = pki::node_paths(pki_dir, node);
     let id = Identity::load(&c, &k).unwrap();
     let trust = Trust::load(&trust_dir.join(pki::CA_CERT), None).unwrap();

@@ -1,0 +1,122 @@
+//! The command line as an operator uses it: clear errors, exit codes, and
+//! the example configurations staying valid.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::Region;
+use zhibao::config::NodeConfig;
+
+fn zhibao(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_zhibao"))
+        .args(args)
+        .output()
+        .expect("run zhibao")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn example_configs_are_valid() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for f in ["config/hub.toml", "config/node.toml"] {
+        NodeConfig::load(&root.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+    }
+}
+
+#[test]
+fn submit_to_a_node_that_is_not_running_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("none.sock");
+    let out = zhibao(&["submit", "--socket", sock.to_str().unwrap(), "-p", "emergency", "-t", "x", "--body", "y"]);
+    assert_eq!(out.status.code(), Some(69), "{}", stderr(&out));
+    assert!(stderr(&out).contains("node not running"), "{}", stderr(&out));
+}
+
+#[test]
+fn unknown_class_is_named() {
+    let out = zhibao(&["submit", "--socket", "/nonexistent", "-p", "urgent", "-t", "x", "--body", "y"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("unknown class \"urgent\""), "{}", stderr(&out));
+}
+
+#[test]
+fn bad_config_exits_with_usage_code_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "node_id = \"a\"\ndata_dir = \"d\"\n[tls]\nca = \"c\"\ncert = \"c\"\nkey = \"k\"\n[limits]\nmax_in_flight = 0\n",
+    )
+    .unwrap();
+    let out = zhibao(&["serve", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert!(stderr(&out).contains("limits.max_in_flight"), "{}", stderr(&out));
+}
+
+#[test]
+fn certs_init_refuses_to_overwrite_a_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let first = zhibao(&["certs", "init", "--dir", d, "--hub", "hub", "--nodes", "a,b"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let ca_before = std::fs::read(dir.path().join("ca.pem")).unwrap();
+    let again = zhibao(&["certs", "init", "--dir", d, "--hub", "hub", "--nodes", "a"]);
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("refusing to overwrite"), "{}", stderr(&again));
+    assert_eq!(std::fs::read(dir.path().join("ca.pem")).unwrap(), ca_before);
+    let issue = zhibao(&["certs", "issue", "--dir", d, "--node", "c"]);
+    assert!(issue.status.success(), "{}", stderr(&issue));
+    let revoke = zhibao(&["certs", "revoke", "--dir", d, "--node", "c"]);
+    assert!(revoke.status.success(), "{}", stderr(&revoke));
+}
+
+#[tokio::test]
+async fn submit_wait_prints_the_verified_receipt_and_status_shows_it() {
+    let region = Region::new(&["county-a"]);
+    let hub = region.start_hub().await;
+    let node = region.start_node("county-a", hub.relay_addr.unwrap()).await;
+    let sock = node.operator_socket.to_str().unwrap().to_string();
+
+    let out = tokio::task::spawn_blocking({
+        let sock = sock.clone();
+        move || zhibao(&["submit", "--socket", &sock, "-p", "bad_news", "-t", "bridge damaged", "--body", "east span", "--wait"])
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let id = text.lines().next().unwrap().to_string();
+    assert!(text.contains("state:     receipted"), "{text}");
+    assert!(text.contains("check:   valid: signed by hub"), "{text}");
+
+    let out = tokio::task::spawn_blocking(move || zhibao(&["status", &id, "--socket", &sock])).await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("class:     bad_news"), "{text}");
+    assert!(text.contains("receipt:   delivery receipt from hub"), "{text}");
+    node.shutdown(std::time::Duration::from_secs(10)).await;
+    hub.shutdown(std::time::Duration::from_secs(10)).await;
+}
+
+#[tokio::test]
+async fn oversized_body_is_refused_with_the_limit() {
+    let region = Region::new(&["county-a"]);
+    let node = zhibao::node::start(NodeConfig::for_node("county-a", &region.pki(), &region.data("county-a")))
+        .await
+        .unwrap();
+    let big = region.dir.path().join("big.bin");
+    std::fs::write(&big, vec![b'z'; 2 * 1024 * 1024]).unwrap();
+    let sock = node.operator_socket.to_str().unwrap().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        zhibao(&["submit", "--socket", &sock, "-p", "routine", "-t", "scan", "--body-file", big.to_str().unwrap()])
+    })
+    .await
+    .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("over the limit"), "{}", stderr(&out));
+    node.shutdown(std::time::Duration::from_secs(10)).await;
+}
