@@ -73,6 +73,21 @@ impl Operator {
         })
     }
 
+    /// Connects to a node's TCP operator listener over mutual TLS, as the
+    /// holder of `cert`/`key` (which the node must list in `operator.allowed`).
+    pub async fn connect_tls(
+        addr: &str,
+        node_id: &str,
+        ca: &Path,
+        cert: &Path,
+        key: &Path,
+    ) -> Result<Self, ClientError> {
+        let channel = mtls_channel(addr, node_id, ca, cert, key).await?;
+        Ok(Self {
+            inner: OperatorClient::new(channel).max_decoding_message_size(96 * 1024 * 1024),
+        })
+    }
+
     /// Submits a report; returns its id once the node has it on disk.
     pub async fn submit(
         &mut self,
@@ -157,4 +172,21 @@ impl Inbox {
             .await?
             .into_inner())
     }
+}
+
+/// A gRPC channel to node `expect` at `addr` over mutual TLS.
+async fn mtls_channel(
+    addr: &str,
+    expect: &str,
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+) -> Result<Channel, ClientError> {
+    crate::tls::install_crypto_provider();
+    let identity = Identity::load(cert, key)?;
+    let trust = Trust::load(ca, None)?;
+    let config = crate::tls::client_config(&identity, &trust.snapshot(), expect)?;
+    crate::tls::connect_channel(addr, Arc::new(config), expect, Duration::from_secs(5))
+        .await
+        .map_err(|e| ClientError::Transport(format!("{addr}: {e}")))
 }

@@ -74,6 +74,13 @@ pub struct OperatorConfig {
     /// Socket file mode (octal string); file permissions are the access control.
     #[serde(default = "default_socket_mode")]
     pub socket_mode: String,
+    /// Also serve the operator API over TCP with mutual TLS at this address
+    /// (for an operator console on another machine); absent = socket only.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// Node ids (certificate URI SANs) allowed to use the TCP operator API.
+    #[serde(default)]
+    pub allowed: Vec<String>,
 }
 
 fn default_socket_mode() -> String {
@@ -85,6 +92,8 @@ impl Default for OperatorConfig {
         Self {
             socket: None,
             socket_mode: default_socket_mode(),
+            listen: None,
+            allowed: Vec::new(),
         }
     }
 }
@@ -234,6 +243,16 @@ impl NodeConfig {
         crate::pki::validate_node_id(&self.node_id)
             .map_err(|e| invalid("node_id", e.to_string()))?;
         self.socket_mode()?;
+        if self.operator.listen.is_some() && self.operator.allowed.is_empty() {
+            return Err(invalid(
+                "operator.allowed",
+                "operator.listen is set but no certificate is allowed to use it".into(),
+            ));
+        }
+        for id in &self.operator.allowed {
+            crate::pki::validate_node_id(id)
+                .map_err(|e| invalid("operator.allowed", e.to_string()))?;
+        }
         let l = &self.limits;
         if l.max_report_bytes < 1024 || l.max_report_bytes > 64 * 1024 * 1024 {
             return Err(invalid(

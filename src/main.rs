@@ -108,9 +108,30 @@ struct Target {
     /// The operator socket; overrides the configuration.
     #[arg(long)]
     socket: Option<PathBuf>,
+    /// Use the node's TCP operator listener (mutual TLS) at host:port instead.
+    #[arg(long, requires = "node_id")]
+    tcp: Option<String>,
+    /// With --tcp: the node's id (its certificate must name it).
+    #[arg(long)]
+    node_id: Option<String>,
+    /// With --tcp: PKI directory holding ca.pem and our certificate and key.
+    #[arg(long, default_value = "certs")]
+    certs: PathBuf,
+    /// With --tcp: our name in the PKI directory (<name>.pem, <name>.key).
+    #[arg(long = "as", default_value = "operator")]
+    name: String,
 }
 
 impl Target {
+    async fn connect(&self) -> anyhow::Result<client::Operator> {
+        if let (Some(addr), Some(node_id)) = (&self.tcp, &self.node_id) {
+            let (cert, key) = pki::node_paths(&self.certs, &self.name);
+            let ca = self.certs.join(pki::CA_CERT);
+            return Ok(client::Operator::connect_tls(addr, node_id, &ca, &cert, &key).await?);
+        }
+        Ok(client::Operator::connect(&self.socket()?).await?)
+    }
+
     fn socket(&self) -> anyhow::Result<PathBuf> {
         if let Some(s) = &self.socket {
             return Ok(s.clone());
@@ -241,7 +262,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let deadline = deadline_secs.map_or(0, |s| {
                 zhibao::envelope::now_ms() + i64::try_from(s).unwrap_or(i64::MAX / 2) * 1000
             });
-            let mut op = client::Operator::connect(&target.socket()?).await?;
+            let mut op = target.connect().await?;
             let id = op.submit(class, &title, body, deadline).await?;
             println!("{id}");
             if wait {
@@ -250,7 +271,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Status { id, target } => {
-            let mut op = client::Operator::connect(&target.socket()?).await?;
+            let mut op = target.connect().await?;
             let status = op.status(&id).await?;
             print!("{}", cli_fmt::status(&status));
         }

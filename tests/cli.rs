@@ -32,16 +32,44 @@ fn example_configs_are_valid() {
 fn submit_to_a_node_that_is_not_running_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("none.sock");
-    let out = zhibao(&["submit", "--socket", sock.to_str().unwrap(), "-p", "emergency", "-t", "x", "--body", "y"]);
+    let out = zhibao(&[
+        "submit",
+        "--socket",
+        sock.to_str().unwrap(),
+        "-p",
+        "emergency",
+        "-t",
+        "x",
+        "--body",
+        "y",
+    ]);
     assert_eq!(out.status.code(), Some(69), "{}", stderr(&out));
-    assert!(stderr(&out).contains("node not running"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("node not running"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn unknown_class_is_named() {
-    let out = zhibao(&["submit", "--socket", "/nonexistent", "-p", "urgent", "-t", "x", "--body", "y"]);
+    let out = zhibao(&[
+        "submit",
+        "--socket",
+        "/nonexistent",
+        "-p",
+        "urgent",
+        "-t",
+        "x",
+        "--body",
+        "y",
+    ]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("unknown class \"urgent\""), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("unknown class \"urgent\""),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -55,19 +83,29 @@ fn bad_config_exits_with_usage_code_naming_the_field() {
     .unwrap();
     let out = zhibao(&["serve", "--config", cfg.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
-    assert!(stderr(&out).contains("limits.max_in_flight"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("limits.max_in_flight"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn certs_init_refuses_to_overwrite_a_ca() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
-    let first = zhibao(&["certs", "init", "--dir", d, "--hub", "hub", "--nodes", "a,b"]);
+    let first = zhibao(&[
+        "certs", "init", "--dir", d, "--hub", "hub", "--nodes", "a,b",
+    ]);
     assert!(first.status.success(), "{}", stderr(&first));
     let ca_before = std::fs::read(dir.path().join("ca.pem")).unwrap();
     let again = zhibao(&["certs", "init", "--dir", d, "--hub", "hub", "--nodes", "a"]);
     assert!(!again.status.success());
-    assert!(stderr(&again).contains("refusing to overwrite"), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("refusing to overwrite"),
+        "{}",
+        stderr(&again)
+    );
     assert_eq!(std::fs::read(dir.path().join("ca.pem")).unwrap(), ca_before);
     let issue = zhibao(&["certs", "issue", "--dir", d, "--node", "c"]);
     assert!(issue.status.success(), "{}", stderr(&issue));
@@ -84,7 +122,20 @@ async fn submit_wait_prints_the_verified_receipt_and_status_shows_it() {
 
     let out = tokio::task::spawn_blocking({
         let sock = sock.clone();
-        move || zhibao(&["submit", "--socket", &sock, "-p", "bad_news", "-t", "bridge damaged", "--body", "east span", "--wait"])
+        move || {
+            zhibao(&[
+                "submit",
+                "--socket",
+                &sock,
+                "-p",
+                "bad_news",
+                "-t",
+                "bridge damaged",
+                "--body",
+                "east span",
+                "--wait",
+            ])
+        }
     })
     .await
     .unwrap();
@@ -94,10 +145,15 @@ async fn submit_wait_prints_the_verified_receipt_and_status_shows_it() {
     assert!(text.contains("state:     receipted"), "{text}");
     assert!(text.contains("check:   valid: signed by hub"), "{text}");
 
-    let out = tokio::task::spawn_blocking(move || zhibao(&["status", &id, "--socket", &sock])).await.unwrap();
+    let out = tokio::task::spawn_blocking(move || zhibao(&["status", &id, "--socket", &sock]))
+        .await
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(text.contains("class:     bad_news"), "{text}");
-    assert!(text.contains("receipt:   delivery receipt from hub"), "{text}");
+    assert!(
+        text.contains("receipt:   delivery receipt from hub"),
+        "{text}"
+    );
     node.shutdown(std::time::Duration::from_secs(10)).await;
     hub.shutdown(std::time::Duration::from_secs(10)).await;
 }
@@ -105,14 +161,28 @@ async fn submit_wait_prints_the_verified_receipt_and_status_shows_it() {
 #[tokio::test]
 async fn oversized_body_is_refused_with_the_limit() {
     let region = Region::new(&["county-a"]);
-    let node = zhibao::node::start(NodeConfig::for_node("county-a", &region.pki(), &region.data("county-a")))
-        .await
-        .unwrap();
+    let node = zhibao::node::start(NodeConfig::for_node(
+        "county-a",
+        &region.pki(),
+        &region.data("county-a"),
+    ))
+    .await
+    .unwrap();
     let big = region.dir.path().join("big.bin");
     std::fs::write(&big, vec![b'z'; 2 * 1024 * 1024]).unwrap();
     let sock = node.operator_socket.to_str().unwrap().to_string();
     let out = tokio::task::spawn_blocking(move || {
-        zhibao(&["submit", "--socket", &sock, "-p", "routine", "-t", "scan", "--body-file", big.to_str().unwrap()])
+        zhibao(&[
+            "submit",
+            "--socket",
+            &sock,
+            "-p",
+            "routine",
+            "-t",
+            "scan",
+            "--body-file",
+            big.to_str().unwrap(),
+        ])
     })
     .await
     .unwrap();

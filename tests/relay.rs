@@ -283,3 +283,43 @@ async fn inbox_cursor_resumes_without_gaps_or_repeats() {
     node.shutdown(WAIT).await;
     hub.shutdown(WAIT).await;
 }
+
+#[tokio::test]
+async fn operator_api_over_mtls_admits_only_listed_certificates() {
+    let region = Region::new(&["county-a", "console", "county-b"]);
+    let hub = region.start_hub().await;
+    let mut cfg = region.node_config("county-a", hub.relay_addr.unwrap());
+    cfg.operator.listen = Some("127.0.0.1:0".parse().unwrap());
+    cfg.operator.allowed = vec!["console".into()];
+    let node = zhibao::node::start(cfg).await.unwrap();
+    let addr = node.operator_addr.unwrap().to_string();
+    let ca = region.pki().join(pki::CA_CERT);
+
+    let (cert, key) = pki::node_paths(&region.pki(), "console");
+    let mut console = zhibao::client::Operator::connect_tls(&addr, "county-a", &ca, &cert, &key)
+        .await
+        .unwrap();
+    let id = console
+        .submit(Class::Emergency, "from the console", b"x".to_vec(), 0)
+        .await
+        .unwrap();
+    let st = console.wait_receipt(&id, WAIT).await.unwrap();
+    assert_eq!(st.state, ItemState::Receipted as i32);
+
+    let (cert, key) = pki::node_paths(&region.pki(), "county-b");
+    let mut other = zhibao::client::Operator::connect_tls(&addr, "county-a", &ca, &cert, &key)
+        .await
+        .unwrap();
+    let err = other
+        .submit(Class::Emergency, "not mine", b"x".to_vec(), 0)
+        .await
+        .unwrap_err();
+    match err {
+        zhibao::client::ClientError::Status(s) => {
+            assert_eq!(s.code(), tonic::Code::PermissionDenied)
+        }
+        e => panic!("{e}"),
+    }
+    node.shutdown(WAIT).await;
+    hub.shutdown(WAIT).await;
+}

@@ -203,6 +203,8 @@ pub struct RunningNode {
     pub relay_addr: Option<SocketAddr>,
     /// The operator socket path.
     pub operator_socket: PathBuf,
+    /// The TCP (mTLS) operator listener's address, if it has one.
+    pub operator_addr: Option<SocketAddr>,
     /// The node id.
     pub node_id: String,
     shutdown: CancellationToken,
@@ -335,27 +337,62 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         }));
     }
 
+    // Optional operator API over TCP, mutual TLS, for listed certificates.
+    let mut operator_addr = None;
+    if let Some(listen) = cfg.operator.listen {
+        let (listener, addr) = bind_tcp(listen, "operator listener").await?;
+        operator_addr = Some(addr);
+        let incoming = tls::spawn_acceptor(
+            listener,
+            identity.clone(),
+            trust.clone(),
+            listen_limits(&cfg),
+            shutdown.clone(),
+        );
+        let allowed = cfg.operator.allowed.clone();
+        let svc = tonic::service::interceptor::InterceptedService::new(
+            OperatorServer::new(operator::OperatorService::new(shared.clone()))
+                .max_decoding_message_size(OPERATOR_MAX_MESSAGE),
+            move |req: tonic::Request<()>| {
+                let peer = req.extensions().get::<tls::PeerInfo>();
+                match peer {
+                    Some(p) if allowed.iter().any(|a| *a == p.node_id) => Ok(req),
+                    Some(p) => {
+                        warn!(peer = %p.node_id, addr = %p.addr, "refused operator call: certificate not in operator.allowed");
+                        Err(tonic::Status::permission_denied(format!(
+                            "node {:?} may not use this node's operator API",
+                            p.node_id
+                        )))
+                    }
+                    None => Err(tonic::Status::unauthenticated(
+                        "no verified client certificate",
+                    )),
+                }
+            },
+        );
+        let token = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            let res = tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_incoming_shutdown(
+                    ReceiverStream::new(incoming),
+                    token.cancelled_owned(),
+                )
+                .await;
+            if let Err(e) = res {
+                error!(error = %e, "operator TCP listener stopped");
+            }
+        }));
+    }
+
     // Relay listener (children and inbox consumers), mutual TLS.
     let mut relay_addr = None;
     if let Some(relay) = &cfg.relay {
-        let listener = TcpListener::bind(relay.listen)
-            .await
-            .map_err(|source| NodeError::Bind {
-                what: format!("relay listener {}", relay.listen),
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| NodeError::Bind {
-            what: "relay listener".into(),
-            source,
-        })?;
+        let (listener, addr) = bind_tcp(relay.listen, "relay listener").await?;
         relay_addr = Some(addr);
         // Check the TLS configuration now, so a bad one fails at start.
         tls::server_config(&identity, &trust.snapshot())?;
-        let limits = ListenLimits {
-            max_connections: cfg.limits.max_connections,
-            max_connections_per_peer: cfg.limits.max_connections_per_peer,
-            handshake_timeout: Duration::from_secs(cfg.limits.handshake_timeout_secs),
-        };
+        let limits = listen_limits(&cfg);
         let incoming = tls::spawn_acceptor(
             listener,
             identity.clone(),
@@ -423,12 +460,31 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     drop(shared);
     Ok(RunningNode {
         relay_addr,
+        operator_addr,
         operator_socket: socket,
         node_id: cfg.node_id,
         shutdown,
         tasks,
         store_closed,
     })
+}
+
+async fn bind_tcp(addr: SocketAddr, what: &str) -> Result<(TcpListener, SocketAddr), NodeError> {
+    let bind_err = |source| NodeError::Bind {
+        what: format!("{what} {addr}"),
+        source,
+    };
+    let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
+    let local = listener.local_addr().map_err(bind_err)?;
+    Ok((listener, local))
+}
+
+fn listen_limits(cfg: &NodeConfig) -> ListenLimits {
+    ListenLimits {
+        max_connections: cfg.limits.max_connections,
+        max_connections_per_peer: cfg.limits.max_connections_per_peer,
+        handshake_timeout: Duration::from_secs(cfg.limits.handshake_timeout_secs),
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.
