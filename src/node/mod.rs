@@ -356,7 +356,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
             move |req: tonic::Request<()>| {
                 let peer = req.extensions().get::<tls::PeerInfo>();
                 match peer {
-                    Some(p) if allowed.iter().any(|a| *a == p.node_id) => Ok(req),
+                    Some(p) if allowed.contains(&p.node_id) => Ok(req),
                     Some(p) => {
                         warn!(peer = %p.node_id, addr = %p.addr, "refused operator call: certificate not in operator.allowed");
                         Err(tonic::Status::permission_denied(format!(
