@@ -63,6 +63,7 @@ pub struct Identity {
     cert: CertificateDer<'static>,
     key_der: Vec<u8>,
     signer: Ed25519KeyPair,
+    compat: Option<(CertificateDer<'static>, PrivateKeyDer<'static>)>,
 }
 
 impl fmt::Debug for Identity {
@@ -103,12 +104,44 @@ impl Identity {
                 format!("key does not match {}", cert_path.display()),
             ));
         }
+        let compat = Self::load_compat(cert_path, &node_id)?;
         Ok(Self {
             node_id,
             cert,
             key_der: pkcs8.secret_pkcs8_der().to_vec(),
             signer,
+            compat,
         })
+    }
+
+    /// Loads the P-256 companion certificate next to `cert_path`, if there is
+    /// one (see [`crate::pki::compat_paths`]).
+    fn load_compat(
+        cert_path: &Path,
+        node_id: &str,
+    ) -> Result<Option<(CertificateDer<'static>, PrivateKeyDer<'static>)>, LoadError> {
+        let (c, k) = crate::pki::compat_paths(cert_path);
+        if !c.exists() || !k.exists() {
+            return Ok(None);
+        }
+        let invalid = |path: &Path, what: String| LoadError::Invalid {
+            path: path.to_path_buf(),
+            what,
+        };
+        let cert = CertificateDer::from_pem_file(&c)
+            .map_err(|e| invalid(&c, format!("no PEM certificate: {e}")))?;
+        let key = PrivateKeyDer::from_pem_file(&k)
+            .map_err(|e| invalid(&k, format!("no PEM private key: {e}")))?;
+        if node_id_of(&cert).as_deref() != Some(node_id) {
+            return Err(invalid(&c, format!("does not name node {node_id:?}")));
+        }
+        Ok(Some((cert, key)))
+    }
+
+    /// The ECDSA P-256 companion certificate and key for TLS peers that
+    /// cannot verify Ed25519 handshake signatures, if this node has one.
+    pub fn compat(&self) -> Option<(&CertificateDer<'static>, PrivateKeyDer<'static>)> {
+        self.compat.as_ref().map(|(c, k)| (c, k.clone_key()))
     }
 
     /// The node id named in our certificate.

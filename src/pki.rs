@@ -116,6 +116,20 @@ pub fn node_paths(dir: &Path, node: &str) -> (PathBuf, PathBuf) {
     )
 }
 
+/// Paths of the ECDSA P-256 companion of a node certificate at `cert`
+/// (`x.pem` → `x.p256.pem`, `x.p256.key`).
+///
+/// The node's identity and signing key is Ed25519. Some TLS stacks
+/// (BoringSSL, and so gRPC's C core) do not accept Ed25519 signatures in a
+/// TLS handshake; for them a relay listener presents this companion
+/// certificate — same CA, same names, same node id — instead.
+pub fn compat_paths(cert: &Path) -> (PathBuf, PathBuf) {
+    (
+        cert.with_extension("p256.pem"),
+        cert.with_extension("p256.key"),
+    )
+}
+
 /// Creates a region CA and certificates for `hub` and every node in `nodes`.
 ///
 /// # Errors
@@ -155,7 +169,7 @@ pub fn init(dir: &Path, region: &str, hub: &str, nodes: &[String]) -> Result<(),
     let cert = params.self_signed(&key)?;
     // The key goes first: a CA certificate without its key is useless,
     // and `init` refuses to run again once either exists.
-    write_atomic(&ca_key, key.serialize_pem().as_bytes(), 0o600)?;
+    write_atomic(&ca_key, key_pem(&key)?.as_bytes(), 0o600)?;
     write_atomic(&ca_cert, cert.pem().as_bytes(), 0o644)?;
     let issuer = Issuer::new(params, key);
     write_crl(dir, &issuer, Vec::new(), 1)?;
@@ -194,7 +208,27 @@ pub fn issue_with(dir: &Path, node: &str, opts: &IssueOptions) -> Result<(), Err
     if cert_path.exists() || key_path.exists() {
         return Err(Error::NodeExists(node.to_string(), cert_path));
     }
+    let params = node_params(node, opts)?;
     let key = KeyPair::generate_for(&rcgen::PKCS_ED25519)?;
+    let cert = params.signed_by(&key, &issuer)?;
+    let mut compat_params = params;
+    compat_params.serial_number = Some(random_serial());
+    let compat_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let compat_cert = compat_params.signed_by(&compat_key, &issuer)?;
+    let (compat_cert_path, compat_key_path) = compat_paths(&cert_path);
+    write_atomic(
+        &compat_key_path,
+        compat_key.serialize_pem().as_bytes(),
+        0o600,
+    )?;
+    write_atomic(&compat_cert_path, compat_cert.pem().as_bytes(), 0o644)?;
+    // The Ed25519 pair last: its presence is what marks the node as issued.
+    write_atomic(&key_path, key_pem(&key)?.as_bytes(), 0o600)?;
+    write_atomic(&cert_path, cert.pem().as_bytes(), 0o644)?;
+    Ok(())
+}
+
+fn node_params(node: &str, opts: &IssueOptions) -> Result<CertificateParams, Error> {
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, node);
@@ -224,10 +258,7 @@ pub fn issue_with(dir: &Path, node: &str, opts: &IssueOptions) -> Result<(), Err
         }
     }
     params.subject_alt_names = sans;
-    let cert = params.signed_by(&key, &issuer)?;
-    write_atomic(&key_path, key.serialize_pem().as_bytes(), 0o600)?;
-    write_atomic(&cert_path, cert.pem().as_bytes(), 0o644)?;
-    Ok(())
+    Ok(params)
 }
 
 /// Adds `node`'s certificate to the region CRL (creating it if needed).
@@ -240,10 +271,17 @@ pub fn revoke(dir: &Path, node: &str) -> Result<(), Error> {
     if !cert_path.exists() {
         return Err(Error::NoNode(node.to_string(), cert_path));
     }
-    let der = read_cert_der(&cert_path)?;
-    let (_, cert) =
-        x509_parser::parse_x509_certificate(&der).map_err(|_| Error::BadPem(cert_path.clone()))?;
-    let serial = cert.raw_serial().to_vec();
+    let mut serials = Vec::new();
+    let (compat_cert, _) = compat_paths(&cert_path);
+    for path in [&cert_path, &compat_cert] {
+        if path == &compat_cert && !path.exists() {
+            continue;
+        }
+        let der = read_cert_der(path)?;
+        let (_, cert) =
+            x509_parser::parse_x509_certificate(&der).map_err(|_| Error::BadPem(path.clone()))?;
+        serials.push(cert.raw_serial().to_vec());
+    }
 
     let crl_path = dir.join(CRL);
     let (mut revoked, number) = if crl_path.exists() {
@@ -268,16 +306,18 @@ pub fn revoke(dir: &Path, node: &str) -> Result<(), Error> {
     } else {
         (Vec::new(), 1)
     };
-    if !revoked
-        .iter()
-        .any(|r| r.serial_number.as_ref() == serial.as_slice())
-    {
-        revoked.push(RevokedCertParams {
-            serial_number: SerialNumber::from_slice(&serial),
-            revocation_time: OffsetDateTime::now_utc(),
-            reason_code: Some(RevocationReason::CessationOfOperation),
-            invalidity_date: None,
-        });
+    for serial in serials {
+        if !revoked
+            .iter()
+            .any(|r| r.serial_number.as_ref() == serial.as_slice())
+        {
+            revoked.push(RevokedCertParams {
+                serial_number: SerialNumber::from_slice(&serial),
+                revocation_time: OffsetDateTime::now_utc(),
+                reason_code: Some(RevocationReason::CessationOfOperation),
+                invalidity_date: None,
+            });
+        }
     }
     write_crl(dir, &issuer, revoked, number)
 }
@@ -299,6 +339,27 @@ fn write_crl(
     };
     let crl = params.signed_by(issuer)?;
     write_atomic(&dir.join(CRL), crl.pem()?.as_bytes(), 0o644)
+}
+
+/// PEM of an Ed25519 key as RFC 8410 PKCS#8 v1 (seed only).
+///
+/// ring writes v2 (seed plus public key), which OpenSSL 3.0 refuses to
+/// read; v1 is what every TLS stack accepts, and ring reads it too.
+fn key_pem(key: &KeyPair) -> Result<String, Error> {
+    const PREFIX: [u8; 16] = [
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    let der = key.serialize_der();
+    // In both versions the seed is the 32 bytes after `04 22 04 20`.
+    let seed = der
+        .windows(4)
+        .position(|w| w == [0x04, 0x22, 0x04, 0x20])
+        .and_then(|at| der.get(at + 4..at + 36))
+        .ok_or(Error::Rcgen(rcgen::Error::KeyGenerationUnavailable))?;
+    let mut v1 = PREFIX.to_vec();
+    v1.extend_from_slice(seed);
+    Ok(pem::encode(&pem::Pem::new("PRIVATE KEY", v1)))
 }
 
 fn random_serial() -> SerialNumber {
@@ -385,6 +446,19 @@ mod tests {
     }
 
     #[test]
+    fn keys_are_pkcs8_v1_and_load_back() {
+        let dir = tempfile::tempdir().unwrap();
+        init(dir.path(), "test", "hub", &[]).unwrap();
+        let text = fs::read_to_string(dir.path().join("hub.key")).unwrap();
+        let der = pem::parse(&text).unwrap().into_contents();
+        assert_eq!(der.len(), 48);
+        assert_eq!(der[4], 0x00, "version 0 (v1)");
+        let (c, k) = node_paths(dir.path(), "hub");
+        crate::identity::Identity::load(&c, &k).unwrap();
+        issue(dir.path(), "n1").unwrap(); // the CA key loads back too
+    }
+
+    #[test]
     fn revoke_lists_the_serial_and_keeps_earlier_ones() {
         let dir = tempfile::tempdir().unwrap();
         init(dir.path(), "test", "hub", &["a".into(), "b".into()]).unwrap();
@@ -393,7 +467,8 @@ mod tests {
         revoke(dir.path(), "b").unwrap();
         let der = read_crl_der(&dir.path().join(CRL)).unwrap();
         let (_, crl) = x509_parser::parse_x509_crl(&der).unwrap();
-        assert_eq!(crl.iter_revoked_certificates().count(), 2);
+        // Two nodes, each with its Ed25519 and its P-256 certificate.
+        assert_eq!(crl.iter_revoked_certificates().count(), 4);
         assert_eq!(crl.crl_number().map(|n| n.to_string()), Some("4".into()));
     }
 

@@ -188,6 +188,33 @@ impl ClientCertVerifier for NodeClientVerifier {
     }
 }
 
+/// Presents the Ed25519 certificate to peers that accept Ed25519 handshake
+/// signatures and the P-256 companion to those that do not (BoringSSL).
+#[derive(Debug)]
+struct CertResolver {
+    ed25519: Arc<rustls::sign::CertifiedKey>,
+    compat: Option<Arc<rustls::sign::CertifiedKey>>,
+}
+
+impl rustls::server::ResolvesServerCert for CertResolver {
+    fn resolve(
+        &self,
+        hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let schemes = hello.signature_schemes();
+        if schemes.contains(&SignatureScheme::ED25519) {
+            return Some(self.ed25519.clone());
+        }
+        if schemes.contains(&SignatureScheme::ECDSA_NISTP256_SHA256)
+            && let Some(compat) = &self.compat
+        {
+            return Some(compat.clone());
+        }
+        // Let the handshake fail with a clear "no signature schemes in common".
+        Some(self.ed25519.clone())
+    }
+}
+
 /// Builds the relay listener's TLS configuration: TLS 1.3 only, a client
 /// certificate from the region CA (not revoked, naming a node) required.
 pub fn server_config(identity: &Identity, trust: &TrustSnapshot) -> Result<ServerConfig, TlsError> {
@@ -196,12 +223,25 @@ pub fn server_config(identity: &Identity, trust: &TrustSnapshot) -> Result<Serve
         .build()
         .map_err(|e| TlsError::Config(format!("client verifier: {e}")))?;
     let verifier = Arc::new(NodeClientVerifier { inner });
+    let load = |cert: &CertificateDer<'static>, key: rustls::pki_types::PrivateKeyDer<'static>| {
+        let signer = provider()
+            .key_provider
+            .load_private_key(key)
+            .map_err(|e| TlsError::Config(format!("our key: {e}")))?;
+        Ok::<_, TlsError>(Arc::new(rustls::sign::CertifiedKey::new(
+            vec![cert.clone()],
+            signer,
+        )))
+    };
+    let resolver = Arc::new(CertResolver {
+        ed25519: load(identity.cert(), identity.private_key())?,
+        compat: identity.compat().map(|(c, k)| load(c, k)).transpose()?,
+    });
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TlsError::Config(e.to_string()))?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(vec![identity.cert().clone()], identity.private_key())
-        .map_err(|e| TlsError::Config(format!("our certificate: {e}")))?;
+        .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(config)
 }
