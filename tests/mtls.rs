@@ -320,3 +320,44 @@ async fn receipts_verify_only_against_the_region_ca() {
     assert!(zhibao::receipt::open(&tampered, &region.trust(), SystemTime::now()).is_err());
     hub.shutdown(PATIENCE).await;
 }
+
+#[tokio::test]
+async fn peers_without_ed25519_handshakes_get_the_p256_certificate() {
+    use rustls::crypto::WebPkiSupportedAlgorithms;
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    use webpki::ring as alg;
+    // Like BoringSSL: Ed25519 in certificate chains, not in the handshake.
+    static ALGS: WebPkiSupportedAlgorithms = WebPkiSupportedAlgorithms {
+        all: &[alg::ECDSA_P256_SHA256, alg::ED25519],
+        mapping: &[(rustls::SignatureScheme::ECDSA_NISTP256_SHA256, &[alg::ECDSA_P256_SHA256])],
+    };
+    let region = Region::new(&["county-a"]);
+    let hub = region.start_hub().await;
+    let addr = hub.relay_addr.unwrap();
+    let provider = rustls::crypto::CryptoProvider {
+        signature_verification_algorithms: ALGS,
+        ..rustls::crypto::ring::default_provider()
+    };
+    let (c, k) = pki::node_paths(&region.pki(), "county-a");
+    let me = Identity::load(&c, &k).unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots(&region))
+        .with_client_auth_cert(vec![me.cert().clone()], me.private_key())
+        .unwrap();
+
+    // The handshake itself, to see which certificate the hub presented.
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from(HUB).unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg.clone())).connect(name, tcp).await.unwrap();
+    let presented = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
+    let (compat, _) = pki::compat_paths(&pki::node_paths(&region.pki(), HUB).0);
+    assert_eq!(presented, CertificateDer::from_pem_file(&compat).unwrap());
+    drop(tls);
+
+    // And the relay works over it: reports are still Ed25519-signed.
+    let mut client = common::relay_with(addr, cfg).await.unwrap();
+    client.deliver(envelope::seal(&report("county-a"), &me)).await.unwrap();
+    hub.shutdown(PATIENCE).await;
+}
