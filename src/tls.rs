@@ -384,6 +384,18 @@ impl std::fmt::Debug for PeerStream {
     }
 }
 
+impl PeerInfo {
+    /// The verified peer of a request that came over a relay listener.
+    ///
+    /// # Errors
+    /// `UNAUTHENTICATED` if the request did not come over mutual TLS.
+    pub fn of<T>(req: &tonic::Request<T>) -> Result<Self, tonic::Status> {
+        req.extensions().get::<Self>().cloned().ok_or_else(|| {
+            tonic::Status::unauthenticated("no verified client certificate on this connection")
+        })
+    }
+}
+
 impl Connected for PeerStream {
     type ConnectInfo = PeerInfo;
     fn connect_info(&self) -> PeerInfo {

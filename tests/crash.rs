@@ -13,9 +13,9 @@ use std::time::Duration;
 use common::{HUB, Region};
 use prost::Message;
 use zhibao::class::Class;
-use zhibao::client::{Inbox, Operator};
+use zhibao::client::Operator;
 use zhibao::pki;
-use zhibao::proto::{Cursor, ItemState, Report};
+use zhibao::proto::{ItemState, Report};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -109,20 +109,9 @@ fn free_port() -> SocketAddr {
 }
 
 async fn inbox_counts(region: &Region, addr: SocketAddr) -> HashMap<String, usize> {
-    let (cert, key) = pki::node_paths(&region.pki(), HUB);
-    let mut inbox = Inbox::connect(
-        &addr.to_string(),
-        HUB,
-        &region.pki().join(pki::CA_CERT),
-        &cert,
-        &key,
-    )
-    .await
-    .unwrap();
-    let mut stream = inbox.subscribe(Cursor::default(), false).await.unwrap();
     let mut counts = HashMap::new();
-    while let Some(item) = stream.message().await.unwrap() {
-        let r = Report::decode(item.item.unwrap().report.as_slice()).unwrap();
+    for signed in common::inbox_items(region, addr).await {
+        let r = Report::decode(signed.report.as_slice()).unwrap();
         *counts.entry(r.id).or_insert(0) += 1;
     }
     counts

@@ -189,22 +189,7 @@ async fn hub_and_client(
 }
 
 async fn inbox_len(region: &Region, addr: std::net::SocketAddr) -> usize {
-    let (cert, key) = pki::node_paths(&region.pki(), HUB);
-    let mut inbox = zhibao::client::Inbox::connect(
-        &addr.to_string(),
-        HUB,
-        &region.pki().join(pki::CA_CERT),
-        &cert,
-        &key,
-    )
-    .await
-    .unwrap();
-    let mut stream = inbox.subscribe(Default::default(), false).await.unwrap();
-    let mut n = 0;
-    while stream.message().await.unwrap().is_some() {
-        n += 1;
-    }
-    n
+    common::inbox_items(region, addr).await.len()
 }
 
 #[tokio::test]
@@ -329,7 +314,10 @@ async fn peers_without_ed25519_handshakes_get_the_p256_certificate() {
     // Like BoringSSL: Ed25519 in certificate chains, not in the handshake.
     static ALGS: WebPkiSupportedAlgorithms = WebPkiSupportedAlgorithms {
         all: &[alg::ECDSA_P256_SHA256, alg::ED25519],
-        mapping: &[(rustls::SignatureScheme::ECDSA_NISTP256_SHA256, &[alg::ECDSA_P256_SHA256])],
+        mapping: &[(
+            rustls::SignatureScheme::ECDSA_NISTP256_SHA256,
+            &[alg::ECDSA_P256_SHA256],
+        )],
     };
     let region = Region::new(&["county-a"]);
     let hub = region.start_hub().await;
@@ -350,7 +338,10 @@ async fn peers_without_ed25519_handshakes_get_the_p256_certificate() {
     // The handshake itself, to see which certificate the hub presented.
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from(HUB).unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg.clone())).connect(name, tcp).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg.clone()))
+        .connect(name, tcp)
+        .await
+        .unwrap();
     let presented = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
     let (compat, _) = pki::compat_paths(&pki::node_paths(&region.pki(), HUB).0);
     assert_eq!(presented, CertificateDer::from_pem_file(&compat).unwrap());
@@ -358,6 +349,9 @@ async fn peers_without_ed25519_handshakes_get_the_p256_certificate() {
 
     // And the relay works over it: reports are still Ed25519-signed.
     let mut client = common::relay_with(addr, cfg).await.unwrap();
-    client.deliver(envelope::seal(&report("county-a"), &me)).await.unwrap();
+    client
+        .deliver(envelope::seal(&report("county-a"), &me))
+        .await
+        .unwrap();
     hub.shutdown(PATIENCE).await;
 }

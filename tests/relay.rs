@@ -14,28 +14,18 @@ use zhibao::{envelope, pki};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// Reads the whole inbox; returns (id, origin, class) in stream order.
+/// Reads the whole inbox, verifying each item; (id, origin, class) in stream order.
 async fn read_inbox(region: &Region, addr: std::net::SocketAddr) -> Vec<(String, String, Class)> {
-    let (cert, key) = pki::node_paths(&region.pki(), HUB);
-    let mut inbox = Inbox::connect(
-        &addr.to_string(),
-        HUB,
-        &region.pki().join(pki::CA_CERT),
-        &cert,
-        &key,
-    )
-    .await
-    .unwrap();
-    let mut stream = inbox.subscribe(Cursor::default(), false).await.unwrap();
     let trust = region.trust();
-    let mut out = Vec::new();
-    while let Some(item) = stream.message().await.unwrap() {
-        let signed = item.item.unwrap();
-        let v = envelope::open(&signed, &trust, 1 << 20, SystemTime::now())
-            .expect("inbox item verifies");
-        out.push((v.report.id, v.report.origin, v.class));
-    }
-    out
+    common::inbox_items(region, addr)
+        .await
+        .iter()
+        .map(|signed| {
+            let v = envelope::open(signed, &trust, 1 << 20, SystemTime::now())
+                .expect("inbox item verifies");
+            (v.report.id, v.report.origin, v.class)
+        })
+        .collect()
 }
 
 #[tokio::test]

@@ -43,13 +43,7 @@ impl Inbox for InboxService {
         &self,
         request: Request<SubscribeRequest>,
     ) -> Result<Response<ItemStream>, Status> {
-        let peer = request
-            .extensions()
-            .get::<PeerInfo>()
-            .cloned()
-            .ok_or_else(|| {
-                Status::unauthenticated("no verified client certificate on this connection")
-            })?;
+        let peer = PeerInfo::of(&request)?;
         let req = request.into_inner();
         let c = req.cursor.unwrap_or_default();
         let mut cursor = [c.emergency, c.bad_news, c.routine];

@@ -27,6 +27,14 @@ impl OperatorService {
         Self { shared }
     }
 
+    async fn record(&self, id: &str) -> Result<ItemRecord, Status> {
+        self.shared
+            .store
+            .get(id.to_string())
+            .await?
+            .ok_or_else(|| Status::not_found(format!("no item {id}")))
+    }
+
     fn status_of(&self, id: &str, rec: &ItemRecord) -> ItemStatus {
         let report = SignedReport::decode(rec.signed.as_slice())
             .ok()
@@ -164,12 +172,7 @@ impl Operator for OperatorService {
     ) -> Result<Response<ItemStatus>, Status> {
         let id = request.into_inner().id;
         envelope::check_id(&id).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let rec = self
-            .shared
-            .store
-            .get(id.clone())
-            .await?
-            .ok_or_else(|| Status::not_found(format!("no item {id}")))?;
+        let rec = self.record(&id).await?;
         Ok(Response::new(self.status_of(&id, &rec)))
     }
 
@@ -182,12 +185,7 @@ impl Operator for OperatorService {
         // Subscribe before looking, so a receipt stored in between is not missed.
         let mut events = self.shared.store.events();
         loop {
-            let rec = self
-                .shared
-                .store
-                .get(id.clone())
-                .await?
-                .ok_or_else(|| Status::not_found(format!("no item {id}")))?;
+            let rec = self.record(&id).await?;
             if rec.state() != Some(RecordState::Queued) {
                 return Ok(Response::new(self.status_of(&id, &rec)));
             }

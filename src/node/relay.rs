@@ -30,13 +30,6 @@ impl RelayService {
     }
 }
 
-fn peer_of<T>(req: &Request<T>) -> Result<PeerInfo, Status> {
-    req.extensions()
-        .get::<PeerInfo>()
-        .cloned()
-        .ok_or_else(|| Status::unauthenticated("no verified client certificate on this connection"))
-}
-
 /// Verifies and takes one item into custody; the error names the peer in the log.
 async fn take(
     shared: &Shared,
@@ -83,7 +76,7 @@ impl Relay for RelayService {
         &self,
         request: Request<Streaming<ForwardRequest>>,
     ) -> Result<Response<ForwardStream>, Status> {
-        let peer = peer_of(&request)?;
+        let peer = PeerInfo::of(&request)?;
         let shared = self.shared.clone();
         let window = shared.cfg.limits.max_in_flight;
         let shutdown = shared.shutdown.clone();
@@ -119,7 +112,7 @@ impl Relay for RelayService {
         &self,
         request: Request<SignedReport>,
     ) -> Result<Response<SignedReceipt>, Status> {
-        let peer = peer_of(&request)?;
+        let peer = PeerInfo::of(&request)?;
         let receipt = take(&self.shared, &peer, request.get_ref()).await?;
         Ok(Response::new(receipt))
     }

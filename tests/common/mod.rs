@@ -186,3 +186,18 @@ pub async fn relay_as(
     let cfg = zhibao::tls::client_config(&id, &trust.snapshot(), HUB).unwrap();
     relay_with(addr, cfg).await.unwrap()
 }
+
+/// Everything in the hub's inbox at `addr`, read as the hub's own consumer.
+pub async fn inbox_items(region: &Region, addr: SocketAddr) -> Vec<zhibao::proto::SignedReport> {
+    let (cert, key) = pki::node_paths(&region.pki(), HUB);
+    let ca = region.pki().join(pki::CA_CERT);
+    let mut inbox = zhibao::client::Inbox::connect(&addr.to_string(), HUB, &ca, &cert, &key)
+        .await
+        .unwrap();
+    let mut stream = inbox.subscribe(Default::default(), false).await.unwrap();
+    let mut out = Vec::new();
+    while let Some(item) = stream.message().await.unwrap() {
+        out.push(item.item.unwrap());
+    }
+    out
+}
