@@ -5,7 +5,7 @@ use std::fmt::Write;
 use prost::Message;
 
 use crate::class::Class;
-use crate::proto::{InboxItem, ItemState, ItemStatus, Report};
+use crate::proto::{Event, EventKind, InboxItem, ItemState, ItemStatus, Report};
 
 fn time(ms: i64) -> String {
     if ms <= 0 {
@@ -49,6 +49,15 @@ pub fn status(s: &ItemStatus) -> String {
             s.receipted_unix_ms - s.created_unix_ms
         );
     }
+    if s.overdue_unix_ms > 0 {
+        let _ = writeln!(out, "OVERDUE:   since {}", time(s.overdue_unix_ms));
+    }
+    if s.escalated_unix_ms > 0 {
+        let _ = writeln!(out, "escalated: {}", time(s.escalated_unix_ms));
+    }
+    if !s.pending_routes.is_empty() {
+        let _ = writeln!(out, "sending:   {}", s.pending_routes.join(", "));
+    }
     if !s.refusal.is_empty() {
         let _ = writeln!(out, "refused:   {}", s.refusal);
     }
@@ -73,7 +82,62 @@ pub fn status(s: &ItemStatus) -> String {
     } else {
         let _ = writeln!(out, "receipt:   none yet");
     }
+    for rr in &s.route_receipts {
+        let at = rr.receipt_body.as_ref().map_or(0, |r| r.stored_unix_ms);
+        let _ = writeln!(
+            out,
+            "  route {}: stored {}; {}",
+            rr.route,
+            time(at),
+            rr.verification
+        );
+    }
     out
+}
+
+/// One line per item for `zhibao list`.
+pub fn status_line(s: &ItemStatus) -> String {
+    let class = Class::from_proto(s.priority).map_or("?", Class::name);
+    format!(
+        "{}\t{class}\t{}\tdeadline {}\t{}{}\t{}",
+        s.id,
+        state_name(s.state),
+        time(s.deadline_unix_ms),
+        if s.overdue_unix_ms > 0 {
+            "OVERDUE "
+        } else {
+            ""
+        },
+        if s.escalated_unix_ms > 0 {
+            "escalated"
+        } else {
+            ""
+        },
+        s.title
+    )
+}
+
+/// One line per event for `zhibao watch`.
+pub fn event(e: &Event) -> String {
+    let kind = EventKind::try_from(e.kind)
+        .map(|k| {
+            k.as_str_name()
+                .trim_start_matches("EVENT_KIND_")
+                .to_lowercase()
+        })
+        .unwrap_or_else(|_| "?".into());
+    let class = Class::from_proto(e.priority).map_or("", Class::name);
+    format!(
+        "{}\t{kind}\t{}\t{class}\t{}\t{}",
+        time(e.at_unix_ms),
+        if e.item_id.is_empty() {
+            "-"
+        } else {
+            &e.item_id
+        },
+        if e.route.is_empty() { "-" } else { &e.route },
+        e.message
+    )
 }
 
 /// One line per inbox item for `zhibao inbox`.

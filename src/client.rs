@@ -12,8 +12,8 @@ use tonic::transport::{Channel, Endpoint};
 use crate::class::Class;
 use crate::identity::{Identity, Trust};
 use crate::proto::{
-    Cursor, InboxItem, ItemStatus, StatusRequest, SubmitRequest, SubscribeRequest,
-    inbox_client::InboxClient, operator_client::OperatorClient,
+    Cursor, Event, InboxItem, ItemStatus, ListRequest, StatusRequest, SubmitRequest,
+    SubscribeRequest, WatchRequest, inbox_client::InboxClient, operator_client::OperatorClient,
 };
 
 /// Errors talking to a node.
@@ -115,6 +115,28 @@ impl Operator {
             .status(StatusRequest { id: id.to_string() })
             .await?
             .into_inner())
+    }
+
+    /// Live events from the node.
+    pub async fn watch(&mut self) -> Result<tonic::Streaming<Event>, ClientError> {
+        Ok(self.inner.watch(WatchRequest {}).await?.into_inner())
+    }
+
+    /// Items, newest first; with `overdue_only`, those that missed their deadline.
+    pub async fn list(
+        &mut self,
+        overdue_only: bool,
+        limit: u32,
+    ) -> Result<Vec<ItemStatus>, ClientError> {
+        Ok(self
+            .inner
+            .list(ListRequest {
+                overdue_only,
+                limit,
+            })
+            .await?
+            .into_inner()
+            .items)
     }
 
     /// Waits until the item is receipted (or refused), at most `timeout`.

@@ -6,7 +6,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -98,14 +97,46 @@ impl Default for OperatorConfig {
     }
 }
 
-/// Where this node forwards to.
+/// What a route is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Every item goes this way.
+    #[default]
+    Primary,
+    /// Another hub at the same level: emergencies always, other items when
+    /// they are escalated.
+    Alternate,
+    /// A hub above the region (直报 skips layers): emergencies always,
+    /// other items when they are escalated.
+    Skip,
+}
+
+/// One route upstream.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
-    /// The upstream's node id; its certificate must name it.
+    /// The upstream's node id; its certificate must name it. Also the route's name.
     pub node_id: String,
     /// `host:port` of the upstream's relay listener.
     pub addr: String,
+    /// `primary` (default), `alternate` or `skip`.
+    #[serde(default)]
+    pub role: Role,
+}
+
+/// `[upstream]` (one route) or `[[upstream]]` (several).
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<UpstreamConfig>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(UpstreamConfig),
+        Many(Vec<UpstreamConfig>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(u) => vec![u],
+        OneOrMany::Many(v) => v,
+    })
 }
 
 /// Bounds on everything that comes from outside.
@@ -143,16 +174,19 @@ impl Default for Limits {
     }
 }
 
-/// Receipt deadlines per class, in seconds after submission.
+/// Receipt deadlines per class.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Deadlines {
-    /// Emergency: reported within the first moment.
+    /// Emergency: reported within the first moment. Seconds after submission.
     pub emergency_secs: u64,
-    /// Bad news: edited and sent at once.
+    /// Bad news: edited and sent at once. Seconds after submission.
     pub bad_news_secs: u64,
-    /// Routine: today's news today.
-    pub routine_secs: u64,
+    /// Routine: seconds after submission; absent = the end of the local day
+    /// it was submitted on (today's news today).
+    pub routine_secs: Option<u64>,
+    /// The local time zone, as an offset from UTC (`+08:00`), for "end of day".
+    pub utc_offset: String,
 }
 
 impl Default for Deadlines {
@@ -160,19 +194,50 @@ impl Default for Deadlines {
         Self {
             emergency_secs: 60,
             bad_news_secs: 600,
-            routine_secs: 24 * 3600,
+            routine_secs: None,
+            utc_offset: "+08:00".into(),
         }
     }
 }
 
+const DAY_MS: i64 = 24 * 3600 * 1000;
+
 impl Deadlines {
-    /// The receipt deadline of `class`.
-    pub fn of(&self, class: Class) -> Duration {
-        Duration::from_secs(match class {
+    /// The UTC offset in milliseconds.
+    pub fn offset_ms(&self) -> Result<i64, ConfigError> {
+        let bad = || ConfigError::Invalid {
+            field: "deadlines.utc_offset",
+            why: format!("{:?} is not an offset like +08:00", self.utc_offset),
+        };
+        let s = self.utc_offset.as_str();
+        let (sign, rest) = match s.as_bytes().first() {
+            Some(b'+') => (1, &s[1..]),
+            Some(b'-') => (-1, &s[1..]),
+            _ => return Err(bad()),
+        };
+        let (h, m) = rest.split_once(':').ok_or_else(bad)?;
+        let (h, m): (i64, i64) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+        if !(0..=14).contains(&h) || !(0..60).contains(&m) {
+            return Err(bad());
+        }
+        Ok(sign * (h * 3600 + m * 60) * 1000)
+    }
+
+    /// The receipt deadline, Unix ms, of an item of `class` created at `created_ms`.
+    pub fn deadline_ms(&self, class: Class, created_ms: i64) -> i64 {
+        let secs = match class {
             Class::Emergency => self.emergency_secs,
             Class::BadNews => self.bad_news_secs,
-            Class::Routine => self.routine_secs,
-        })
+            Class::Routine => match self.routine_secs {
+                Some(s) => s,
+                None => {
+                    let offset = self.offset_ms().unwrap_or(0);
+                    let local = created_ms + offset;
+                    return (local.div_euclid(DAY_MS) + 1) * DAY_MS - offset;
+                }
+            },
+        };
+        created_ms.saturating_add(i64::try_from(secs).unwrap_or(i64::MAX / 2000) * 1000)
     }
 }
 
@@ -192,9 +257,9 @@ pub struct NodeConfig {
     /// Operator API.
     #[serde(default)]
     pub operator: OperatorConfig,
-    /// Where to forward; absent = this node is a hub (items go to its inbox).
-    #[serde(default)]
-    pub upstream: Option<UpstreamConfig>,
+    /// Routes to forward on; none = this node is a hub (items go to its inbox).
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub upstream: Vec<UpstreamConfig>,
     /// Limits.
     #[serde(default)]
     pub limits: Limits,
@@ -297,18 +362,32 @@ impl NodeConfig {
             ));
         }
         let d = &self.deadlines;
+        d.offset_ms()?;
         for (field, v) in [
             ("deadlines.emergency_secs", d.emergency_secs),
             ("deadlines.bad_news_secs", d.bad_news_secs),
-            ("deadlines.routine_secs", d.routine_secs),
+            ("deadlines.routine_secs", d.routine_secs.unwrap_or(1)),
         ] {
             if v == 0 || v > 7 * 24 * 3600 {
                 return Err(invalid(field, "must be between 1 second and 7 days".into()));
             }
         }
-        if let Some(up) = &self.upstream {
+        let mut names = std::collections::HashSet::new();
+        if !self.upstream.is_empty() && !self.upstream.iter().any(|u| u.role == Role::Primary) {
+            return Err(invalid(
+                "upstream.role",
+                "at least one route must be primary".into(),
+            ));
+        }
+        for up in &self.upstream {
             crate::pki::validate_node_id(&up.node_id)
                 .map_err(|e| invalid("upstream.node_id", e.to_string()))?;
+            if !names.insert(up.node_id.as_str()) {
+                return Err(invalid(
+                    "upstream.node_id",
+                    format!("route {:?} is listed twice", up.node_id),
+                ));
+            }
             if up.node_id == self.node_id {
                 return Err(invalid(
                     "upstream.node_id",
@@ -340,7 +419,7 @@ impl NodeConfig {
             },
             relay: None,
             operator: OperatorConfig::default(),
-            upstream: None,
+            upstream: Vec::new(),
             limits: Limits::default(),
             deadlines: Deadlines::default(),
         }
@@ -378,7 +457,47 @@ key = "certs/county-a.key"
             PathBuf::from("data/county-a/operator.sock")
         );
         assert_eq!(cfg.socket_mode().unwrap(), 0o660);
-        assert!(cfg.upstream.is_none());
+        assert!(cfg.upstream.is_empty());
+    }
+
+    #[test]
+    fn one_or_many_routes() {
+        let one = parse(&format!(
+            "{BASE}[upstream]\nnode_id = \"hub\"\naddr = \"h:1\"\n"
+        ))
+        .unwrap();
+        assert_eq!(one.upstream.len(), 1);
+        assert_eq!(one.upstream[0].role, Role::Primary);
+        let many = parse(&format!(
+            "{BASE}[[upstream]]\nnode_id = \"hub\"\naddr = \"h:1\"\n[[upstream]]\nnode_id = \"hub2\"\naddr = \"h:2\"\nrole = \"alternate\"\n"
+        ))
+        .unwrap();
+        assert_eq!(many.upstream[1].role, Role::Alternate);
+        let err = parse(&format!(
+            "{BASE}[upstream]\nnode_id = \"hub\"\naddr = \"h:1\"\nrole = \"skip\"\n"
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("primary"), "{err}");
+    }
+
+    #[test]
+    fn routine_deadline_is_the_end_of_the_local_day() {
+        let d = Deadlines::default(); // +08:00
+        // 2026-11-25 15:00 UTC = 23:00 in +08:00: one hour left.
+        let created = 1_795_618_800_000;
+        assert_eq!(
+            d.deadline_ms(Class::Routine, created) - created,
+            3600 * 1000
+        );
+        assert_eq!(
+            d.deadline_ms(Class::Emergency, created) - created,
+            60 * 1000
+        );
+        let bad = Deadlines {
+            utc_offset: "8".into(),
+            ..Deadlines::default()
+        };
+        assert!(bad.offset_ms().is_err());
     }
 
     #[test]

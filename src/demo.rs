@@ -17,7 +17,7 @@ use prost::Message;
 
 use crate::class::Class;
 use crate::client::{Inbox, Operator};
-use crate::config::{NodeConfig, RelayListen, UpstreamConfig};
+use crate::config::{NodeConfig, RelayListen, Role, UpstreamConfig};
 use crate::identity::Trust;
 use crate::node::{self, RunningNode};
 use crate::pki;
@@ -61,10 +61,11 @@ pub async fn run() -> anyhow::Result<bool> {
     let mut ops = Vec::new();
     for county in COUNTIES {
         let mut cfg = NodeConfig::for_node(county, &pki_dir, &data.join(county));
-        cfg.upstream = Some(UpstreamConfig {
+        cfg.upstream = vec![UpstreamConfig {
             node_id: HUB.into(),
             addr: hub_addr.to_string(),
-        });
+            role: Role::Primary,
+        }];
         cfg.limits.max_backoff_secs = 1;
         let n = node::start(cfg).await?;
         ops.push(Operator::connect(&n.operator_socket).await?);

@@ -75,6 +75,23 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Follow the node's events live: submissions, receipts, overdue items,
+    /// escalations, alarms, routes going up and down.
+    Watch {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List items, newest first.
+    List {
+        /// Only items that missed their deadline.
+        #[arg(long)]
+        overdue: bool,
+        /// At most this many.
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Read a hub's inbox over mutual TLS.
     Inbox {
         /// The hub's relay address, host:port.
@@ -274,6 +291,23 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let mut op = target.connect().await?;
             let status = op.status(&id).await?;
             print!("{}", cli_fmt::status(&status));
+        }
+        Command::Watch { target } => {
+            let mut op = target.connect().await?;
+            let mut events = op.watch().await?;
+            while let Some(e) = events.message().await.map_err(ClientError::from)? {
+                println!("{}", cli_fmt::event(&e));
+            }
+        }
+        Command::List {
+            overdue,
+            limit,
+            target,
+        } => {
+            let mut op = target.connect().await?;
+            for s in op.list(overdue, limit).await? {
+                println!("{}", cli_fmt::status_line(&s));
+            }
         }
         Command::Inbox {
             hub,

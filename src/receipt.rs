@@ -41,6 +41,7 @@ pub fn issue(
     report_sha256: &[u8; 32],
     stored_unix_ms: i64,
     kind: ReceiptKind,
+    on_time: bool,
 ) -> SignedReceipt {
     let receipt = Receipt {
         item_id: item_id.to_string(),
@@ -48,6 +49,7 @@ pub fn issue(
         receiver: identity.node_id().to_string(),
         stored_unix_ms,
         kind: kind as i32,
+        on_time,
     };
     let bytes = receipt.encode_to_vec();
     SignedReceipt {

@@ -11,9 +11,13 @@
 //!
 //! # Tables
 //! - `items`: item id → [`ItemRecord`] (the signed bytes and their state);
-//! - `queue`: (lane, deadline ms, sequence) → id, the items waiting for a
-//!   receipt from upstream; iterating it in key order *is* the schedule:
-//!   emergency lane first, earliest deadline first inside a lane;
+//! - `queue`: (route, lane, deadline ms, sequence) → id, the items waiting
+//!   for a receipt from each upstream route; iterating one route's range in
+//!   key order *is* that route's schedule: emergency lane first, earliest
+//!   deadline first inside a lane;
+//! - `deadlines`: (deadline ms, sequence) → id, unsettled items not yet
+//!   overdue, which the deadline watch reads from the front;
+//! - `overdue`: (overdue ms, sequence) → id, every item that missed its deadline;
 //! - `inbox`: (lane, sequence) → id, what reached this node as a hub; each
 //!   lane numbers its items 1, 2, 3… so a consumer's cursor is one number
 //!   per lane;
@@ -29,7 +33,9 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use crate::envelope::now_ms;
 
 const ITEMS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("items");
-const QUEUE: TableDefinition<'_, (u8, i64, u64), &str> = TableDefinition::new("queue");
+const QUEUE: TableDefinition<'_, (&str, u8, i64, u64), &str> = TableDefinition::new("queue");
+const DEADLINES: TableDefinition<'_, (i64, u64), &str> = TableDefinition::new("deadlines");
+const OVERDUE: TableDefinition<'_, (i64, u64), &str> = TableDefinition::new("overdue");
 const INBOX: TableDefinition<'_, (u8, u64), &str> = TableDefinition::new("inbox");
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 
@@ -40,11 +46,11 @@ const MAX_BATCH: usize = 512;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(i32)]
 pub enum RecordState {
-    /// Waiting for a receipt from upstream.
+    /// Waiting for a first receipt from upstream.
     Queued = 1,
-    /// Upstream has signed a receipt for it.
+    /// An upstream has signed a receipt for it (the deadline is settled).
     Receipted = 2,
-    /// Upstream refused it for a reason a retry cannot fix.
+    /// Every route refused it for a reason a retry cannot fix.
     Refused = 3,
     /// Stored here as its final destination (a hub's inbox).
     Delivered = 4,
@@ -102,6 +108,29 @@ pub struct ItemRecord {
     /// Who handed the item to us: `operator` or a child's node id.
     #[prost(string, tag = "12")]
     pub from: String,
+    /// Routes the item is queued on and not yet receipted by.
+    #[prost(string, repeated, tag = "13")]
+    pub pending_routes: Vec<String>,
+    /// Every route's receipt, in the order they came.
+    #[prost(message, repeated, tag = "14")]
+    pub route_receipts: Vec<RouteReceiptRecord>,
+    /// When the deadline passed with no receipt, Unix ms (0 = not overdue).
+    #[prost(int64, tag = "15")]
+    pub overdue_ms: i64,
+    /// When the item was first escalated to more routes, Unix ms.
+    #[prost(int64, tag = "16")]
+    pub escalated_ms: i64,
+}
+
+/// One route's receipt for an item.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RouteReceiptRecord {
+    /// The route (upstream node id).
+    #[prost(string, tag = "1")]
+    pub route: String,
+    /// The encoded `SignedReceipt`.
+    #[prost(bytes = "vec", tag = "2")]
+    pub receipt: Vec<u8>,
 }
 
 impl ItemRecord {
@@ -166,10 +195,10 @@ impl From<Error> for tonic::Status {
 }
 
 /// Where a new item goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Destination {
-    /// Into the forwarding queue (this node has an upstream).
-    Queue,
+    /// Into the forwarding queue of these routes (this node has upstreams).
+    Queue(Vec<String>),
     /// Into the inbox (this node is the hub).
     Inbox,
 }
@@ -194,28 +223,65 @@ pub struct StoreEvent {
     pub state: RecordState,
 }
 
-enum Op {
+/// What a receipt did to an item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptOutcome {
+    /// The item is not queued on that route (unknown item, or a repeat).
+    NotPending,
+    /// The first receipt: the item's deadline is settled.
+    Settled,
+    /// A further route's receipt, kept as proof.
+    Proof,
+}
+
+/// What an escalation did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Escalation {
+    /// Routes the item was newly queued on.
+    pub added: Vec<String>,
+    /// Whether this call marked the item overdue.
+    pub newly_overdue: bool,
+}
+
+/// One write, as the writer thread applies it.
+#[derive(Debug)]
+enum Write {
     Put {
         id: String,
         record: ItemRecord,
         dest: Destination,
-        reply: oneshot::Sender<Result<PutOutcome, Error>>,
     },
     Receipt {
         id: String,
+        route: String,
         receipt: Vec<u8>,
-        reply: oneshot::Sender<Result<bool, Error>>,
     },
     Refuse {
         id: String,
+        route: String,
         why: String,
-        reply: oneshot::Sender<Result<bool, Error>>,
+    },
+    Escalate {
+        id: String,
+        routes: Vec<String>,
+        overdue: bool,
     },
 }
 
+/// What one write did, answered after the commit.
+#[derive(Debug)]
+enum Outcome {
+    Put(PutOutcome),
+    Receipt(ReceiptOutcome),
+    Refuse(bool),
+    Escalate(Escalation),
+}
+
+type Reply = oneshot::Sender<Result<Outcome, Error>>;
+
 struct Inner {
     db: Arc<Database>,
-    ops: mpsc::Sender<Op>,
+    ops: mpsc::Sender<(Write, Reply)>,
     queue_version: watch::Sender<u64>,
     inbox_version: watch::Sender<u64>,
     events: broadcast::Sender<StoreEvent>,
@@ -251,6 +317,8 @@ impl Store {
             let txn = db.begin_write()?;
             txn.open_table(ITEMS)?;
             txn.open_table(QUEUE)?;
+            txn.open_table(DEADLINES)?;
+            txn.open_table(OVERDUE)?;
             txn.open_table(INBOX)?;
             txn.open_table(META)?;
             txn.commit()?;
@@ -280,14 +348,11 @@ impl Store {
         Ok((Self { inner }, closed_rx))
     }
 
-    async fn submit<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<Result<T, Error>>) -> Op,
-    ) -> Result<T, Error> {
+    async fn submit(&self, write: Write) -> Result<Outcome, Error> {
         let (tx, rx) = oneshot::channel();
         self.inner
             .ops
-            .send(make(tx))
+            .send((write, tx))
             .await
             .map_err(|_| Error::Closed)?;
         rx.await.map_err(|_| Error::Closed)?
@@ -295,32 +360,67 @@ impl Store {
 
     /// Stores a new item durably, or reports that its id is already taken.
     ///
-    /// `record.stored_ms` and `record.seq` are set by the store.
+    /// `record.stored_ms`, `record.seq` and `record.pending_routes` are set by
+    /// the store.
     pub async fn put(
         &self,
         id: String,
         record: ItemRecord,
         dest: Destination,
     ) -> Result<PutOutcome, Error> {
-        self.submit(|reply| Op::Put {
-            id,
-            record,
-            dest,
-            reply,
-        })
-        .await
+        match self.submit(Write::Put { id, record, dest }).await? {
+            Outcome::Put(o) => Ok(o),
+            other => Err(Error::Db(format!("unexpected outcome {other:?}"))),
+        }
     }
 
-    /// Records the upstream's receipt for a queued item and takes it off the
-    /// queue. Returns `false` if the item is unknown or not queued.
-    pub async fn record_receipt(&self, id: String, receipt: Vec<u8>) -> Result<bool, Error> {
-        self.submit(|reply| Op::Receipt { id, receipt, reply })
-            .await
+    /// Records `route`'s receipt for an item queued on it. The first receipt
+    /// settles the item; a non-emergency item then leaves every route.
+    pub async fn record_receipt(
+        &self,
+        id: String,
+        route: String,
+        receipt: Vec<u8>,
+    ) -> Result<ReceiptOutcome, Error> {
+        match self.submit(Write::Receipt { id, route, receipt }).await? {
+            Outcome::Receipt(o) => Ok(o),
+            other => Err(Error::Db(format!("unexpected outcome {other:?}"))),
+        }
     }
 
-    /// Marks a queued item as refused by upstream and takes it off the queue.
-    pub async fn record_refusal(&self, id: String, why: String) -> Result<bool, Error> {
-        self.submit(|reply| Op::Refuse { id, why, reply }).await
+    /// Takes an item off `route` after a permanent refusal; when no route is
+    /// left and none receipted it, the item is marked refused.
+    pub async fn record_refusal(
+        &self,
+        id: String,
+        route: String,
+        why: String,
+    ) -> Result<bool, Error> {
+        match self.submit(Write::Refuse { id, route, why }).await? {
+            Outcome::Refuse(b) => Ok(b),
+            other => Err(Error::Db(format!("unexpected outcome {other:?}"))),
+        }
+    }
+
+    /// Queues an unsettled item on more `routes`; with `overdue`, also marks
+    /// it overdue (once).
+    pub async fn escalate(
+        &self,
+        id: String,
+        routes: Vec<String>,
+        overdue: bool,
+    ) -> Result<Escalation, Error> {
+        match self
+            .submit(Write::Escalate {
+                id,
+                routes,
+                overdue,
+            })
+            .await?
+        {
+            Outcome::Escalate(e) => Ok(e),
+            other => Err(Error::Db(format!("unexpected outcome {other:?}"))),
+        }
     }
 
     /// Watches the queue: the value changes whenever items are added.
@@ -361,10 +461,11 @@ impl Store {
         .await
     }
 
-    /// The next `limit` queued items in schedule order, skipping `skip`
-    /// (those already in flight).
+    /// The next `limit` items queued on `route` in schedule order, skipping
+    /// `skip` (those already in flight).
     pub async fn next_queued(
         &self,
+        route: String,
         limit: usize,
         skip: HashSet<String>,
     ) -> Result<Vec<(String, ItemRecord)>, Error> {
@@ -373,7 +474,9 @@ impl Store {
             let queue = txn.open_table(QUEUE)?;
             let items = txn.open_table(ITEMS)?;
             let mut out = Vec::with_capacity(limit);
-            for entry in queue.iter()? {
+            let range = (route.as_str(), 0u8, i64::MIN, 0u64)
+                ..=(route.as_str(), u8::MAX, i64::MAX, u64::MAX);
+            for entry in queue.range(range)? {
                 if out.len() >= limit {
                     break;
                 }
@@ -391,19 +494,91 @@ impl Store {
         .await
     }
 
-    /// Number of items waiting in each lane of the queue.
-    pub async fn queued_counts(&self) -> Result<[u64; 3], Error> {
+    /// Unsettled items whose deadline is at or before `until_ms` and that
+    /// are not yet overdue, earliest first, at most `limit`.
+    pub async fn due(
+        &self,
+        until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, ItemRecord)>, Error> {
+        self.due_from((i64::MIN, 0), until_ms, limit).await
+    }
+
+    /// Like [`Store::due`], starting at the (deadline, sequence) key `from`.
+    pub async fn due_from(
+        &self,
+        from: (i64, u64),
+        until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, ItemRecord)>, Error> {
+        self.read(move |db| {
+            let txn = db.begin_read()?;
+            let deadlines = txn.open_table(DEADLINES)?;
+            let items = txn.open_table(ITEMS)?;
+            let mut out = Vec::new();
+            if from.0 > until_ms {
+                return Ok(Vec::new());
+            }
+            for entry in deadlines.range(from..=(until_ms, u64::MAX))? {
+                if out.len() >= limit {
+                    break;
+                }
+                let (_, id) = entry?;
+                if let Some(v) = items.get(id.value())? {
+                    out.push((id.value().to_string(), decode(v.value())?));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// The earliest deadline among unsettled items not yet overdue.
+    pub async fn next_deadline(&self) -> Result<Option<i64>, Error> {
         self.read(|db| {
             let txn = db.begin_read()?;
-            let queue = txn.open_table(QUEUE)?;
-            let mut counts = [0u64; 3];
-            for (lane, count) in counts.iter_mut().enumerate() {
-                let lane = u8::try_from(lane).unwrap_or(u8::MAX);
-                *count = queue
-                    .range((lane, i64::MIN, 0)..=(lane, i64::MAX, u64::MAX))?
-                    .count() as u64;
+            let deadlines = txn.open_table(DEADLINES)?;
+            Ok(deadlines.first()?.map(|(k, _)| k.value().0))
+        })
+        .await
+    }
+
+    /// Items, newest first (or, with `overdue_only`, every item that missed
+    /// its deadline, most recently overdue first), at most `limit`.
+    pub async fn list(
+        &self,
+        overdue_only: bool,
+        limit: usize,
+    ) -> Result<Vec<(String, ItemRecord)>, Error> {
+        self.read(move |db| {
+            let txn = db.begin_read()?;
+            let items = txn.open_table(ITEMS)?;
+            let mut out = Vec::new();
+            if overdue_only {
+                let overdue = txn.open_table(OVERDUE)?;
+                for entry in overdue.iter()?.rev().take(limit) {
+                    let (_, id) = entry?;
+                    if let Some(v) = items.get(id.value())? {
+                        out.push((id.value().to_string(), decode(v.value())?));
+                    }
+                }
+            } else {
+                for entry in items.iter()?.rev().take(limit) {
+                    let (id, v) = entry?;
+                    out.push((id.value().to_string(), decode(v.value())?));
+                }
             }
-            Ok(counts)
+            Ok(out)
+        })
+        .await
+    }
+
+    /// How many items ever missed their deadline here.
+    pub async fn overdue_total(&self) -> Result<u64, Error> {
+        self.read(|db| {
+            let txn = db.begin_read()?;
+            let meta = txn.open_table(META)?;
+            Ok(meta.get("overdue_total")?.map_or(0, |v| v.value()))
         })
         .await
     }
@@ -448,49 +623,6 @@ fn encode(record: &ItemRecord) -> Vec<u8> {
     prost::Message::encode_to_vec(record)
 }
 
-/// The reply channel of one op, kept apart so every waiter of a batch is
-/// answered whatever the commit does.
-enum Reply {
-    Put(oneshot::Sender<Result<PutOutcome, Error>>),
-    Bool(oneshot::Sender<Result<bool, Error>>),
-}
-
-/// What one op did inside a committed batch.
-enum Outcome {
-    Put(PutOutcome),
-    Bool(bool),
-}
-
-/// One write without its reply channel.
-enum Write {
-    Put {
-        id: String,
-        record: ItemRecord,
-        dest: Destination,
-    },
-    Receipt {
-        id: String,
-        receipt: Vec<u8>,
-    },
-    Refuse {
-        id: String,
-        why: String,
-    },
-}
-
-fn split(op: Op) -> (Write, Reply) {
-    match op {
-        Op::Put {
-            id,
-            record,
-            dest,
-            reply,
-        } => (Write::Put { id, record, dest }, Reply::Put(reply)),
-        Op::Receipt { id, receipt, reply } => (Write::Receipt { id, receipt }, Reply::Bool(reply)),
-        Op::Refuse { id, why, reply } => (Write::Refuse { id, why }, Reply::Bool(reply)),
-    }
-}
-
 #[derive(Default)]
 struct Effects {
     events: Vec<StoreEvent>,
@@ -498,7 +630,11 @@ struct Effects {
     inboxed: bool,
 }
 
-fn writer_loop(db: &Database, mut rx: mpsc::Receiver<Op>, inner: &std::sync::Weak<Inner>) {
+fn writer_loop(
+    db: &Database,
+    mut rx: mpsc::Receiver<(Write, Reply)>,
+    inner: &std::sync::Weak<Inner>,
+) {
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -507,17 +643,12 @@ fn writer_loop(db: &Database, mut rx: mpsc::Receiver<Op>, inner: &std::sync::Wea
                 Err(_) => break,
             }
         }
-        let (writes, replies): (Vec<Write>, Vec<Reply>) = batch.into_iter().map(split).unzip();
+        let (writes, replies): (Vec<Write>, Vec<Reply>) = batch.into_iter().unzip();
         let mut effects = Effects::default();
         match apply(db, &writes, &mut effects) {
             Ok(outcomes) => {
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    match (reply, outcome) {
-                        (Reply::Put(tx), Outcome::Put(o)) => drop(tx.send(Ok(o))),
-                        (Reply::Bool(tx), Outcome::Bool(b)) => drop(tx.send(Ok(b))),
-                        // `apply` answers each write with its own kind.
-                        _ => unreachable!("write and outcome kinds always match"),
-                    }
+                    let _ = reply.send(Ok(outcome));
                 }
                 if let Some(inner) = inner.upgrade() {
                     if effects.queued {
@@ -535,13 +666,199 @@ fn writer_loop(db: &Database, mut rx: mpsc::Receiver<Op>, inner: &std::sync::Wea
                 // Nothing of the batch was committed: every waiter hears so.
                 tracing::error!(error = %e, writes = replies.len(), "store commit failed");
                 for reply in replies {
-                    match reply {
-                        Reply::Put(tx) => drop(tx.send(Err(e.clone()))),
-                        Reply::Bool(tx) => drop(tx.send(Err(e.clone()))),
-                    }
+                    let _ = reply.send(Err(e.clone()));
                 }
             }
         }
+    }
+}
+
+/// The tables one write transaction works on.
+struct Tables<'t> {
+    items: redb::Table<'t, &'static str, &'static [u8]>,
+    queue: redb::Table<'t, (&'static str, u8, i64, u64), &'static str>,
+    deadlines: redb::Table<'t, (i64, u64), &'static str>,
+    overdue: redb::Table<'t, (i64, u64), &'static str>,
+    inbox: redb::Table<'t, (u8, u64), &'static str>,
+    meta: redb::Table<'t, &'static str, u64>,
+}
+
+impl Tables<'_> {
+    fn record(&self, id: &str) -> Result<Option<ItemRecord>, Error> {
+        self.items.get(id)?.map(|v| decode(v.value())).transpose()
+    }
+
+    fn save(&mut self, id: &str, rec: &ItemRecord, fx: &mut Effects) -> Result<(), Error> {
+        self.items.insert(id, encode(rec).as_slice())?;
+        fx.events.push(StoreEvent {
+            id: id.to_string(),
+            state: rec.state().unwrap_or(RecordState::Queued),
+        });
+        Ok(())
+    }
+
+    fn lane(rec: &ItemRecord) -> u8 {
+        u8::try_from(rec.lane).unwrap_or(2).min(2)
+    }
+
+    fn enqueue(&mut self, id: &str, rec: &ItemRecord, route: &str) -> Result<(), Error> {
+        self.queue
+            .insert((route, Self::lane(rec), rec.deadline_ms, rec.seq), id)?;
+        Ok(())
+    }
+
+    fn dequeue(&mut self, rec: &ItemRecord, route: &str) -> Result<(), Error> {
+        self.queue
+            .remove((route, Self::lane(rec), rec.deadline_ms, rec.seq))?;
+        Ok(())
+    }
+
+    fn put(
+        &mut self,
+        id: &str,
+        record: &ItemRecord,
+        dest: &Destination,
+        now: i64,
+        fx: &mut Effects,
+    ) -> Result<PutOutcome, Error> {
+        Ok(match self.record(id)? {
+            Some(old) if old.sha256 == record.sha256 => PutOutcome::Duplicate(old),
+            Some(old) => PutOutcome::Conflict(old),
+            None => {
+                let mut rec = record.clone();
+                rec.stored_ms = now;
+                let lane = Self::lane(&rec);
+                match dest {
+                    Destination::Queue(routes) => {
+                        rec.seq = next(&mut self.meta, "queue_seq")?;
+                        rec.state = RecordState::Queued as i32;
+                        rec.pending_routes.clone_from(routes);
+                        for route in routes {
+                            self.enqueue(id, &rec, route)?;
+                        }
+                        self.deadlines.insert((rec.deadline_ms, rec.seq), id)?;
+                        fx.queued = true;
+                    }
+                    Destination::Inbox => {
+                        let key = ["inbox_seq_0", "inbox_seq_1", "inbox_seq_2"][usize::from(lane)];
+                        rec.seq = next(&mut self.meta, key)?;
+                        rec.state = RecordState::Delivered as i32;
+                        self.inbox.insert((lane, rec.seq), id)?;
+                        fx.inboxed = true;
+                    }
+                }
+                self.save(id, &rec, fx)?;
+                PutOutcome::Stored(rec)
+            }
+        })
+    }
+
+    fn receipt(
+        &mut self,
+        id: &str,
+        route: &str,
+        receipt: &[u8],
+        now: i64,
+        fx: &mut Effects,
+    ) -> Result<ReceiptOutcome, Error> {
+        let Some(mut rec) = self.record(id)? else {
+            return Ok(ReceiptOutcome::NotPending);
+        };
+        let Some(at) = rec.pending_routes.iter().position(|r| r == route) else {
+            return Ok(ReceiptOutcome::NotPending);
+        };
+        rec.pending_routes.remove(at);
+        self.dequeue(&rec, route)?;
+        rec.route_receipts.push(RouteReceiptRecord {
+            route: route.to_string(),
+            receipt: receipt.to_vec(),
+        });
+        let outcome = if rec.state() == Some(RecordState::Queued) {
+            rec.state = RecordState::Receipted as i32;
+            rec.receipt = receipt.to_vec();
+            rec.receipted_ms = now;
+            self.deadlines.remove((rec.deadline_ms, rec.seq))?;
+            // An emergency keeps going on every route, for proof on each;
+            // anything else is done once one route has it.
+            if Self::lane(&rec) != 0 {
+                for other in std::mem::take(&mut rec.pending_routes) {
+                    self.dequeue(&rec, &other)?;
+                }
+            }
+            ReceiptOutcome::Settled
+        } else {
+            ReceiptOutcome::Proof
+        };
+        self.save(id, &rec, fx)?;
+        Ok(outcome)
+    }
+
+    fn refuse(
+        &mut self,
+        id: &str,
+        route: &str,
+        why: &str,
+        fx: &mut Effects,
+    ) -> Result<bool, Error> {
+        let Some(mut rec) = self.record(id)? else {
+            return Ok(false);
+        };
+        let Some(at) = rec.pending_routes.iter().position(|r| r == route) else {
+            return Ok(false);
+        };
+        rec.pending_routes.remove(at);
+        self.dequeue(&rec, route)?;
+        if !rec.refusal.is_empty() {
+            rec.refusal.push_str("; ");
+        }
+        rec.refusal.push_str(&format!("{route}: {why}"));
+        if rec.state() == Some(RecordState::Queued) && rec.pending_routes.is_empty() {
+            rec.state = RecordState::Refused as i32;
+            self.deadlines.remove((rec.deadline_ms, rec.seq))?;
+        }
+        self.save(id, &rec, fx)?;
+        Ok(true)
+    }
+
+    fn escalate(
+        &mut self,
+        id: &str,
+        routes: &[String],
+        overdue: bool,
+        now: i64,
+        fx: &mut Effects,
+    ) -> Result<Escalation, Error> {
+        let mut out = Escalation::default();
+        let Some(mut rec) = self.record(id)? else {
+            return Ok(out);
+        };
+        if rec.state() != Some(RecordState::Queued) {
+            return Ok(out);
+        }
+        for route in routes {
+            let known = rec.pending_routes.contains(route)
+                || rec.route_receipts.iter().any(|r| &r.route == route);
+            if !known {
+                self.enqueue(id, &rec, route)?;
+                rec.pending_routes.push(route.clone());
+                out.added.push(route.clone());
+                fx.queued = true;
+            }
+        }
+        if !out.added.is_empty() && rec.escalated_ms == 0 {
+            rec.escalated_ms = now;
+        }
+        if overdue && rec.overdue_ms == 0 {
+            rec.overdue_ms = now;
+            self.deadlines.remove((rec.deadline_ms, rec.seq))?;
+            self.overdue.insert((now, rec.seq), id)?;
+            next(&mut self.meta, "overdue_total")?;
+            out.newly_overdue = true;
+        }
+        if !out.added.is_empty() || out.newly_overdue {
+            self.save(id, &rec, fx)?;
+        }
+        Ok(out)
     }
 }
 
@@ -549,65 +866,28 @@ fn apply(db: &Database, writes: &[Write], fx: &mut Effects) -> Result<Vec<Outcom
     let txn = db.begin_write()?;
     let mut outcomes = Vec::with_capacity(writes.len());
     {
-        let mut items = txn.open_table(ITEMS)?;
-        let mut queue = txn.open_table(QUEUE)?;
-        let mut inbox = txn.open_table(INBOX)?;
-        let mut meta = txn.open_table(META)?;
+        let mut t = Tables {
+            items: txn.open_table(ITEMS)?,
+            queue: txn.open_table(QUEUE)?,
+            deadlines: txn.open_table(DEADLINES)?,
+            overdue: txn.open_table(OVERDUE)?,
+            inbox: txn.open_table(INBOX)?,
+            meta: txn.open_table(META)?,
+        };
         let now = now_ms();
         for w in writes {
-            let outcome = match w {
-                Write::Put { id, record, dest } => {
-                    let existing = items
-                        .get(id.as_str())?
-                        .map(|v| decode(v.value()))
-                        .transpose()?;
-                    Outcome::Put(match existing {
-                        Some(old) if old.sha256 == record.sha256 => PutOutcome::Duplicate(old),
-                        Some(old) => PutOutcome::Conflict(old),
-                        None => {
-                            let mut rec = record.clone();
-                            rec.stored_ms = now;
-                            let lane = u8::try_from(rec.lane).unwrap_or(2).min(2);
-                            match dest {
-                                Destination::Queue => {
-                                    rec.seq = next(&mut meta, "queue_seq")?;
-                                    rec.state = RecordState::Queued as i32;
-                                    queue.insert((lane, rec.deadline_ms, rec.seq), id.as_str())?;
-                                    fx.queued = true;
-                                }
-                                Destination::Inbox => {
-                                    let key = ["inbox_seq_0", "inbox_seq_1", "inbox_seq_2"]
-                                        [usize::from(lane)];
-                                    rec.seq = next(&mut meta, key)?;
-                                    rec.state = RecordState::Delivered as i32;
-                                    inbox.insert((lane, rec.seq), id.as_str())?;
-                                    fx.inboxed = true;
-                                }
-                            }
-                            items.insert(id.as_str(), encode(&rec).as_slice())?;
-                            fx.events.push(StoreEvent {
-                                id: id.clone(),
-                                state: rec.state().unwrap_or(RecordState::Queued),
-                            });
-                            PutOutcome::Stored(rec)
-                        }
-                    })
+            outcomes.push(match w {
+                Write::Put { id, record, dest } => Outcome::Put(t.put(id, record, dest, now, fx)?),
+                Write::Receipt { id, route, receipt } => {
+                    Outcome::Receipt(t.receipt(id, route, receipt, now, fx)?)
                 }
-                Write::Receipt { id, receipt } => {
-                    Outcome::Bool(settle(&mut items, &mut queue, id, fx, |rec| {
-                        rec.state = RecordState::Receipted as i32;
-                        rec.receipt.clone_from(receipt);
-                        rec.receipted_ms = now;
-                    })?)
-                }
-                Write::Refuse { id, why } => {
-                    Outcome::Bool(settle(&mut items, &mut queue, id, fx, |rec| {
-                        rec.state = RecordState::Refused as i32;
-                        rec.refusal.clone_from(why);
-                    })?)
-                }
-            };
-            outcomes.push(outcome);
+                Write::Refuse { id, route, why } => Outcome::Refuse(t.refuse(id, route, why, fx)?),
+                Write::Escalate {
+                    id,
+                    routes,
+                    overdue,
+                } => Outcome::Escalate(t.escalate(id, routes, *overdue, now, fx)?),
+            });
         }
     }
     txn.commit()?;
@@ -618,29 +898,4 @@ fn next(meta: &mut redb::Table<'_, &str, u64>, key: &str) -> Result<u64, Error> 
     let n = meta.get(key)?.map_or(0, |v| v.value()) + 1;
     meta.insert(key, n)?;
     Ok(n)
-}
-
-/// Takes a queued item off the queue and updates its record with `f`.
-fn settle(
-    items: &mut redb::Table<'_, &str, &[u8]>,
-    queue: &mut redb::Table<'_, (u8, i64, u64), &str>,
-    id: &str,
-    fx: &mut Effects,
-    f: impl FnOnce(&mut ItemRecord),
-) -> Result<bool, Error> {
-    let Some(mut rec) = items.get(id)?.map(|v| decode(v.value())).transpose()? else {
-        return Ok(false);
-    };
-    if rec.state() != Some(RecordState::Queued) {
-        return Ok(false);
-    }
-    let lane = u8::try_from(rec.lane).unwrap_or(2).min(2);
-    queue.remove((lane, rec.deadline_ms, rec.seq))?;
-    f(&mut rec);
-    items.insert(id, encode(&rec).as_slice())?;
-    fx.events.push(StoreEvent {
-        id: id.to_string(),
-        state: rec.state().unwrap_or(RecordState::Queued),
-    });
-    Ok(true)
 }

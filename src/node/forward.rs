@@ -18,9 +18,11 @@ use tracing::{debug, error, info, warn};
 
 use super::Shared;
 use crate::config::UpstreamConfig;
+use crate::proto::EventKind;
 use crate::proto::{
     ForwardRequest, ForwardResponse, SignedReport, forward_response, relay_client::RelayClient,
 };
+use crate::store::ReceiptOutcome;
 use crate::tls;
 
 /// Capped exponential backoff with full jitter.
@@ -93,11 +95,8 @@ impl Forwarder {
         loop {
             let mut delivered = false;
             let end = self.session(&mut delivered).await;
-            self.shared
-                .in_flight
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clear();
+            self.in_flight_set(|set| set.clear());
+            self.set_up(false, &end.to_string());
             if matches!(end, SessionEnd::Shutdown) {
                 return;
             }
@@ -117,6 +116,38 @@ impl Forwarder {
                 () = tokio::time::sleep(delay) => {}
                 () = self.shared.shutdown.cancelled() => return,
             }
+        }
+    }
+
+    /// Works on this route's share of the node's in-flight table.
+    fn in_flight_set<T>(&self, f: impl FnOnce(&mut HashSet<String>) -> T) -> T {
+        let mut all = self
+            .shared
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        f(all.entry(self.upstream.node_id.clone()).or_default())
+    }
+
+    /// Records whether the route is up, telling watchers on a change.
+    fn set_up(&self, up: bool, why: &str) {
+        let route = &self.upstream.node_id;
+        let was = self
+            .shared
+            .routes_up
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(route.clone(), up);
+        if was != Some(up) {
+            let (kind, msg) = if up {
+                (EventKind::RouteUp, format!("route {route} is up"))
+            } else {
+                (
+                    EventKind::RouteDown,
+                    format!("route {route} is down: {why}"),
+                )
+            };
+            self.shared.emit(kind, "", None, route, msg);
         }
     }
 
@@ -157,6 +188,8 @@ impl Forwarder {
             () = shared.shutdown.cancelled() => return SessionEnd::Shutdown,
         };
         info!(upstream = %self.upstream.node_id, addr = %self.upstream.addr, "forwarding stream open");
+        self.set_up(true, "");
+        let route = self.upstream.node_id.clone();
         // id -> digest of the bytes we sent, to check the receipt against.
         let mut in_flight: HashMap<String, Vec<u8>> = HashMap::new();
         let mut queue = shared.store.queue_watch();
@@ -166,7 +199,7 @@ impl Forwarder {
                 let skip: HashSet<String> = in_flight.keys().cloned().collect();
                 let next = match shared
                     .store
-                    .next_queued(window - in_flight.len(), skip)
+                    .next_queued(route.clone(), window - in_flight.len(), skip)
                     .await
                 {
                     Ok(n) => n,
@@ -180,7 +213,7 @@ impl Forwarder {
                             error!(%id, error = %e, "stored item does not decode; marking it refused");
                             if let Err(e) = shared
                                 .store
-                                .record_refusal(id, format!("corrupt in store: {e}"))
+                                .record_refusal(id, route.clone(), format!("corrupt in store: {e}"))
                                 .await
                             {
                                 return e.into();
@@ -188,11 +221,7 @@ impl Forwarder {
                             continue;
                         }
                     };
-                    shared
-                        .in_flight
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(id.clone());
+                    self.in_flight_set(|set| set.insert(id.clone()));
                     in_flight.insert(id.clone(), rec.sha256.clone());
                     debug!(%id, lane = rec.lane, "sending");
                     if tx.send(ForwardRequest { item: Some(item) }).await.is_err() {
@@ -231,29 +260,59 @@ impl Forwarder {
                     Ok(r) => r,
                     Err(e) => {
                         error!(alarm = "bad-receipt", upstream = %up, error = %e, "ALARM: receipt does not verify; item stays queued");
+                        shared.emit(
+                            EventKind::Alarm,
+                            "",
+                            None,
+                            up,
+                            format!("receipt from {up} does not verify: {e}"),
+                        );
                         return Ok(());
                     }
                 };
                 let id = receipt.item_id.clone();
                 let Some(sha) = in_flight.get(&id) else {
                     warn!(alarm = "unknown-receipt", upstream = %up, %id, "receipt for an item not in flight here; ignored");
+                    shared.emit(
+                        EventKind::Alarm,
+                        &id,
+                        None,
+                        up,
+                        format!("{up} sent a receipt for an item not sent to it"),
+                    );
                     return Ok(());
                 };
                 if let Err(e) =
                     crate::receipt::open_for(&signed, &shared.trust, Shared::now(), &id, sha, up)
                 {
                     error!(alarm = "bad-receipt", upstream = %up, %id, error = %e, "ALARM: receipt does not match the item; it stays queued");
+                    shared.emit(
+                        EventKind::Alarm,
+                        &id,
+                        None,
+                        up,
+                        format!("receipt from {up} does not match: {e}"),
+                    );
                     return Ok(());
                 }
                 let bytes = prost::Message::encode_to_vec(&signed);
-                shared.store.record_receipt(id.clone(), bytes).await?;
+                let outcome = shared
+                    .store
+                    .record_receipt(id.clone(), up.clone(), bytes)
+                    .await?;
                 in_flight.remove(&id);
-                shared
-                    .in_flight
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&id);
-                debug!(%id, upstream = %up, "receipted");
+                self.in_flight_set(|set| set.remove(&id));
+                debug!(%id, upstream = %up, ?outcome, "receipted");
+                if outcome == ReceiptOutcome::Settled {
+                    let timing = if receipt.on_time { "on time" } else { "late" };
+                    shared.emit(
+                        EventKind::Receipted,
+                        &id,
+                        None,
+                        up,
+                        format!("receipt from {up}, {timing}"),
+                    );
+                }
                 Ok(())
             }
             Some(forward_response::Result::Refusal(r)) => {
@@ -273,16 +332,20 @@ impl Forwarder {
                             warn!(upstream = %up, id = %r.item_id, code = ?code, message = %r.message, "refusal for an item not in flight here");
                             return Ok(());
                         }
-                        shared
-                            .in_flight
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .remove(&r.item_id);
+                        self.in_flight_set(|set| set.remove(&r.item_id));
                         error!(alarm = "refused", upstream = %up, id = %r.item_id, code = ?code, message = %r.message,
-                            "ALARM: upstream refused the item; it is kept here, marked refused");
+                            "ALARM: upstream refused the item; it is kept here");
+                        let why = format!("{code:?}: {}", r.message);
+                        shared.emit(
+                            EventKind::Refused,
+                            &r.item_id,
+                            None,
+                            up,
+                            format!("{up} refused it: {why}"),
+                        );
                         shared
                             .store
-                            .record_refusal(r.item_id, format!("{code:?}: {}", r.message))
+                            .record_refusal(r.item_id, up.clone(), why)
                             .await?;
                         Ok(())
                     }

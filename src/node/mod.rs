@@ -10,8 +10,9 @@ mod forward;
 mod inbox;
 mod operator;
 mod relay;
+mod watch;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -20,17 +21,18 @@ use std::time::{Duration, SystemTime};
 
 use prost::Message;
 use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::class::Class;
-use crate::config::{ConfigError, NodeConfig};
+use crate::config::{ConfigError, NodeConfig, Role};
 use crate::envelope::{Verified, VerifyError};
 use crate::identity::{Identity, LoadError, Trust};
 use crate::proto::{
-    ReceiptKind, SignedReceipt, SignedReport, inbox_server::InboxServer,
+    Event, EventKind, ReceiptKind, SignedReceipt, SignedReport, inbox_server::InboxServer,
     operator_server::OperatorServer, relay_server::RelayServer,
 };
 use crate::store::{self, Destination, ItemRecord, PutOutcome, Store};
@@ -86,8 +88,12 @@ pub(crate) struct Shared {
     pub(crate) identity: Arc<Identity>,
     pub(crate) trust: Arc<Trust>,
     pub(crate) store: Store,
-    /// Items sent upstream and not yet answered (for `status`).
-    pub(crate) in_flight: Mutex<HashSet<String>>,
+    /// Per route, items sent and not yet answered (for `status`).
+    pub(crate) in_flight: Mutex<HashMap<String, HashSet<String>>>,
+    /// Per route, whether its last session is up (absent = not tried yet).
+    pub(crate) routes_up: Mutex<HashMap<String, bool>>,
+    /// Live events for `zhibao watch`.
+    pub(crate) events: broadcast::Sender<Event>,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -119,16 +125,64 @@ impl From<AcceptError> for tonic::Status {
 }
 
 impl Shared {
-    /// The receipt deadline of an item created at `created_ms`, never later
-    /// than its class allows.
+    /// The receipt deadline of an item created at `created_ms`: the one it
+    /// asks for, never later than its class allows here.
     pub(crate) fn deadline_ms(&self, class: Class, created_ms: i64, asked_ms: i64) -> i64 {
-        let limit = i64::try_from(self.cfg.deadlines.of(class).as_millis()).unwrap_or(i64::MAX);
-        let class_deadline = created_ms.saturating_add(limit);
+        let class_deadline = self.cfg.deadlines.deadline_ms(class, created_ms);
         if asked_ms > 0 {
             asked_ms.min(class_deadline)
         } else {
             class_deadline
         }
+    }
+
+    /// The routes a new item of `class` starts on: every primary, and for an
+    /// emergency every route at once.
+    pub(crate) fn initial_routes(&self, class: Class) -> Vec<String> {
+        self.cfg
+            .upstream
+            .iter()
+            .filter(|u| class == Class::Emergency || u.role == Role::Primary)
+            .map(|u| u.node_id.clone())
+            .collect()
+    }
+
+    /// The routes an item is escalated to: alternates and skip-level hubs.
+    pub(crate) fn escalation_routes(&self) -> Vec<String> {
+        self.cfg
+            .upstream
+            .iter()
+            .filter(|u| u.role != Role::Primary)
+            .map(|u| u.node_id.clone())
+            .collect()
+    }
+
+    /// Tells `zhibao watch` subscribers about something.
+    pub(crate) fn emit(
+        &self,
+        kind: EventKind,
+        item_id: &str,
+        priority: Option<Class>,
+        route: &str,
+        message: String,
+    ) {
+        let _ = self.events.send(Event {
+            kind: kind as i32,
+            item_id: item_id.to_string(),
+            priority: priority.map_or(0, |c| c.to_proto() as i32),
+            route: route.to_string(),
+            message,
+            at_unix_ms: crate::envelope::now_ms(),
+        });
+    }
+
+    /// Whether `id` is on the wire to any route right now.
+    pub(crate) fn is_in_flight(&self, id: &str) -> bool {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .any(|set| set.contains(id))
     }
 
     /// Takes a verified item into custody: stores it durably (or finds it
@@ -153,13 +207,22 @@ impl Shared {
             from: from.to_string(),
             ..Default::default()
         };
-        let dest = if self.cfg.upstream.is_some() {
-            Destination::Queue
-        } else {
+        let dest = if self.cfg.upstream.is_empty() {
             Destination::Inbox
+        } else {
+            Destination::Queue(self.initial_routes(verified.class))
         };
         let stored = match self.store.put(report.id.clone(), record, dest).await? {
-            PutOutcome::Stored(r) => r,
+            PutOutcome::Stored(r) => {
+                self.emit(
+                    EventKind::Submitted,
+                    &report.id,
+                    Some(verified.class),
+                    "",
+                    format!("from {from}: {}", report.title),
+                );
+                r
+            }
             PutOutcome::Duplicate(r) => {
                 info!(id = %report.id, %from, "duplicate item; answering with the original receipt");
                 r
@@ -171,6 +234,13 @@ impl Shared {
                     offered: crate::envelope::hex(&verified.sha256),
                 };
                 error!(alarm = "id-conflict", %from, origin = %report.origin, "ALARM: {e}");
+                self.emit(
+                    EventKind::Alarm,
+                    &report.id,
+                    Some(verified.class),
+                    "",
+                    e.to_string(),
+                );
                 return Err(e);
             }
         };
@@ -188,7 +258,8 @@ impl Shared {
         } else {
             ReceiptKind::Custody
         };
-        crate::receipt::issue(&self.identity, id, &sha, rec.stored_ms, kind)
+        let on_time = rec.stored_ms <= rec.deadline_ms;
+        crate::receipt::issue(&self.identity, id, &sha, rec.stored_ms, kind, on_time)
     }
 
     pub(crate) fn now() -> SystemTime {
@@ -278,7 +349,9 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         identity: identity.clone(),
         trust: trust.clone(),
         store,
-        in_flight: Mutex::new(HashSet::new()),
+        in_flight: Mutex::new(HashMap::new()),
+        routes_up: Mutex::new(HashMap::new()),
+        events: broadcast::channel(1024).0,
         shutdown: shutdown.clone(),
     });
     let mut tasks = Vec::new();
@@ -444,17 +517,20 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         }));
     }
 
-    if let Some(up) = &cfg.upstream {
+    for up in &cfg.upstream {
         tasks.push(tokio::spawn(
             forward::Forwarder::new(shared.clone(), up.clone()).run(),
         ));
+    }
+    if !cfg.upstream.is_empty() {
+        tasks.push(tokio::spawn(watch::run(shared.clone())));
     }
 
     info!(
         node = %cfg.node_id,
         relay = ?relay_addr,
         operator = %socket.display(),
-        upstream = ?cfg.upstream.as_ref().map(|u| format!("{}@{}", u.node_id, u.addr)),
+        upstream = ?cfg.upstream.iter().map(|u| format!("{}@{} ({:?})", u.node_id, u.addr, u.role)).collect::<Vec<_>>(),
         "node started"
     );
     drop(shared);

@@ -12,9 +12,14 @@ use tracing::info;
 use super::Shared;
 use crate::class::Class;
 use crate::envelope::{self, now_ms};
+use std::pin::Pin;
+
+use futures::Stream;
+
 use crate::proto::{
-    ItemState, ItemStatus, Receipt, Report, SignedReceipt, SignedReport, StatusRequest,
-    SubmitRequest, SubmitResponse, operator_server::Operator,
+    Event, EventKind, ItemState, ItemStatus, ListRequest, ListResponse, Receipt, Report,
+    RouteReceipt, SignedReceipt, SignedReport, StatusRequest, SubmitRequest, SubmitResponse,
+    WatchRequest, operator_server::Operator,
 };
 use crate::store::{ItemRecord, RecordState};
 
@@ -42,13 +47,7 @@ impl OperatorService {
             .unwrap_or_default();
         let state = match rec.state() {
             Some(RecordState::Queued) => {
-                let in_flight = self
-                    .shared
-                    .in_flight
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .contains(id);
-                if in_flight {
+                if self.shared.is_in_flight(id) {
                     ItemState::InFlight
                 } else {
                     ItemState::Queued
@@ -71,8 +70,23 @@ impl OperatorService {
             receipted_unix_ms: rec.receipted_ms,
             refusal: rec.refusal.clone(),
             body_bytes: report.body.len() as u64,
+            overdue_unix_ms: rec.overdue_ms,
+            escalated_unix_ms: rec.escalated_ms,
+            pending_routes: rec.pending_routes.clone(),
             ..Default::default()
         };
+        for rr in &rec.route_receipts {
+            let Ok(signed) = SignedReceipt::decode(rr.receipt.as_slice()) else {
+                continue;
+            };
+            let (verification, _) = self.verify_receipt(id, rec, &signed, Some(&rr.route));
+            status.route_receipts.push(RouteReceipt {
+                route: rr.route.clone(),
+                receipt_body: Receipt::decode(signed.receipt.as_slice()).ok(),
+                receipt: Some(signed),
+                verification,
+            });
+        }
         let receipt = if rec.state() == Some(RecordState::Delivered) {
             // A hub's own receipt for an item in its inbox.
             Some(self.shared.receipt_for(id, rec))
@@ -82,30 +96,98 @@ impl OperatorService {
             SignedReceipt::decode(rec.receipt.as_slice()).ok()
         };
         if let Some(signed) = receipt {
-            let receiver = crate::receipt::open(&signed, &self.shared.trust, Shared::now())
-                .map(|r| r.receiver)
-                .unwrap_or_default();
-            let check = crate::receipt::open_for(
-                &signed,
-                &self.shared.trust,
-                Shared::now(),
-                id,
-                &rec.sha256,
-                &receiver,
-            );
-            status.receipt_verification = match &check {
-                Ok(r) => format!("valid: signed by {}, digest matches", r.receiver),
-                Err(e) => format!("INVALID: {e}"),
-            };
-            status.receipt_body = Receipt::decode(signed.receipt.as_slice()).ok();
+            let (verification, body) = self.verify_receipt(id, rec, &signed, None);
+            status.receipt_verification = verification;
+            status.receipt_body = body;
             status.receipt = Some(signed);
         }
         status
     }
+
+    /// Verifies a stored receipt now, against the CA and CRL, the item and,
+    /// if given, the route that should have signed it.
+    fn verify_receipt(
+        &self,
+        id: &str,
+        rec: &ItemRecord,
+        signed: &SignedReceipt,
+        route: Option<&str>,
+    ) -> (String, Option<Receipt>) {
+        let trust = &self.shared.trust;
+        let check = crate::receipt::open(signed, trust, Shared::now()).and_then(|r| {
+            let receiver = route.unwrap_or(&r.receiver).to_string();
+            crate::receipt::open_for(signed, trust, Shared::now(), id, &rec.sha256, &receiver)
+        });
+        match check {
+            Ok(r) => (
+                format!(
+                    "valid: signed by {}, digest matches, {}",
+                    r.receiver,
+                    if r.on_time { "on time" } else { "LATE" }
+                ),
+                Some(r),
+            ),
+            Err(e) => (
+                format!("INVALID: {e}"),
+                Receipt::decode(signed.receipt.as_slice()).ok(),
+            ),
+        }
+    }
 }
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<Event, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Operator for OperatorService {
+    type WatchStream = EventStream;
+
+    async fn watch(&self, _: Request<WatchRequest>) -> Result<Response<EventStream>, Status> {
+        let mut events = self.shared.events.subscribe();
+        let shutdown = self.shared.shutdown.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        tokio::spawn(async move {
+            loop {
+                let event = tokio::select! {
+                    e = events.recv() => e,
+                    () = shutdown.cancelled() => return,
+                    () = tx.closed() => return,
+                };
+                let event = match event {
+                    Ok(e) => e,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => Event {
+                        kind: EventKind::Alarm as i32,
+                        message: format!("this watcher fell behind and missed {n} events"),
+                        at_unix_ms: now_ms(),
+                        ..Default::default()
+                    },
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                };
+                if tx.send(Ok(event)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn list(&self, request: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
+        let req = request.into_inner();
+        let limit = if req.limit == 0 {
+            1000
+        } else {
+            req.limit.min(100_000) as usize
+        };
+        let records = self.shared.store.list(req.overdue_only, limit).await?;
+        Ok(Response::new(ListResponse {
+            items: records
+                .iter()
+                .map(|(id, rec)| self.status_of(id, rec))
+                .collect(),
+        }))
+    }
+
     async fn submit(
         &self,
         request: Request<SubmitRequest>,
@@ -150,7 +232,8 @@ impl Operator for OperatorService {
             title: title.to_string(),
             body: req.body,
             created_unix_ms: now,
-            deadline_unix_ms: req.deadline_unix_ms,
+            // Stamped at the origin so every hop measures the same deadline.
+            deadline_unix_ms: shared.deadline_ms(class, now, req.deadline_unix_ms),
             attachments: Vec::new(),
         };
         let signed = envelope::seal(&report, &shared.identity);

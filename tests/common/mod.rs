@@ -132,10 +132,11 @@ impl Region {
 
     pub fn node_config(&self, name: &str, hub: SocketAddr) -> NodeConfig {
         let mut cfg = NodeConfig::for_node(name, &self.pki(), &self.data(name));
-        cfg.upstream = Some(UpstreamConfig {
+        cfg.upstream = vec![UpstreamConfig {
             node_id: HUB.into(),
             addr: hub.to_string(),
-        });
+            role: zhibao::config::Role::Primary,
+        }];
         cfg.limits.max_backoff_secs = 1;
         cfg
     }
