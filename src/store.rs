@@ -244,6 +244,9 @@ pub struct Escalation {
 }
 
 /// One write, as the writer thread applies it.
+// Short-lived messages on a channel; boxing the record would cost an
+// allocation per write for no gain.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Write {
     Put {
@@ -269,6 +272,7 @@ enum Write {
 }
 
 /// What one write did, answered after the commit.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Outcome {
     Put(PutOutcome),
