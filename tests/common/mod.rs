@@ -115,9 +115,20 @@ impl Region {
     }
 
     pub fn hub_config(&self, addr: SocketAddr) -> NodeConfig {
-        let mut cfg = NodeConfig::for_node(HUB, &self.pki(), &self.data(HUB));
+        self.named_hub_config(HUB, addr)
+    }
+
+    /// A hub (no upstream) called `name`, listening on `addr`.
+    pub fn named_hub_config(&self, name: &str, addr: SocketAddr) -> NodeConfig {
+        let mut cfg = NodeConfig::for_node(name, &self.pki(), &self.data(name));
         cfg.relay = Some(RelayListen { listen: addr });
         cfg
+    }
+
+    pub async fn start_named_hub(&self, name: &str) -> RunningNode {
+        node::start(self.named_hub_config(name, "127.0.0.1:0".parse().unwrap()))
+            .await
+            .unwrap()
     }
 
     pub async fn start_hub(&self) -> RunningNode {
@@ -190,9 +201,18 @@ pub async fn relay_as(
 
 /// Everything in the hub's inbox at `addr`, read as the hub's own consumer.
 pub async fn inbox_items(region: &Region, addr: SocketAddr) -> Vec<zhibao::proto::SignedReport> {
-    let (cert, key) = pki::node_paths(&region.pki(), HUB);
+    named_inbox_items(region, HUB, addr).await
+}
+
+/// Everything in the inbox of hub `name` at `addr`.
+pub async fn named_inbox_items(
+    region: &Region,
+    name: &str,
+    addr: SocketAddr,
+) -> Vec<zhibao::proto::SignedReport> {
+    let (cert, key) = pki::node_paths(&region.pki(), name);
     let ca = region.pki().join(pki::CA_CERT);
-    let mut inbox = zhibao::client::Inbox::connect(&addr.to_string(), HUB, &ca, &cert, &key)
+    let mut inbox = zhibao::client::Inbox::connect(&addr.to_string(), name, &ca, &cert, &key)
         .await
         .unwrap();
     let mut stream = inbox.subscribe(Default::default(), false).await.unwrap();
@@ -201,4 +221,70 @@ pub async fn inbox_items(region: &Region, addr: SocketAddr) -> Vec<zhibao::proto
         out.push(item.item.unwrap());
     }
     out
+}
+
+/// A TCP proxy between a node and its upstream that a test can cut and
+/// restore, to play a county's flaky link.
+pub struct LinkProxy {
+    pub addr: SocketAddr,
+    up: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl LinkProxy {
+    /// Starts forwarding connections on a fresh loopback port to `target`.
+    pub async fn start(target: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = Arc::new(tokio::sync::watch::channel(true).0);
+        let state = up.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if !*state.borrow() {
+                    continue; // cut: the connection is dropped at once
+                }
+                let mut link = state.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = link.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        Self { addr, up }
+    }
+
+    /// Cuts the link: open connections drop, new ones are refused.
+    pub fn cut(&self) {
+        self.up.send_replace(false);
+    }
+
+    /// Restores the link.
+    pub fn restore(&self) {
+        self.up.send_replace(true);
+    }
+}
+
+/// Reads events from a watch stream until one satisfies `f`, at most `patience`.
+pub async fn await_event(
+    events: &mut tonic::Streaming<zhibao::proto::Event>,
+    patience: Duration,
+    mut f: impl FnMut(&zhibao::proto::Event) -> bool,
+) -> zhibao::proto::Event {
+    tokio::time::timeout(patience, async {
+        loop {
+            let e = events.message().await.unwrap().expect("event stream ended");
+            if f(&e) {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("no such event in time")
 }
