@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::class::Class;
 
@@ -41,7 +41,7 @@ pub enum ConfigError {
 }
 
 /// Paths of this node's identity and the region's trust material.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// The region CA certificate (PEM).
@@ -56,7 +56,7 @@ pub struct TlsConfig {
 }
 
 /// The mTLS listener for child nodes and inbox consumers.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RelayListen {
     /// Address to listen on, e.g. `0.0.0.0:7400`; port 0 picks a free one.
@@ -64,7 +64,7 @@ pub struct RelayListen {
 }
 
 /// The local operator API.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OperatorConfig {
     /// Unix socket path; default `<data_dir>/operator.sock`.
@@ -98,7 +98,7 @@ impl Default for OperatorConfig {
 }
 
 /// What a route is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Every item goes this way.
@@ -113,7 +113,7 @@ pub enum Role {
 }
 
 /// One route upstream.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// The upstream's node id; its certificate must name it. Also the route's name.
@@ -140,7 +140,7 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<UpstreamCon
 }
 
 /// Bounds on everything that comes from outside.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Largest encoded report accepted (operator body included), bytes.
@@ -175,7 +175,7 @@ impl Default for Limits {
 }
 
 /// Receipt deadlines per class.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Deadlines {
     /// Emergency: reported within the first moment. Seconds after submission.
@@ -242,7 +242,7 @@ impl Deadlines {
 }
 
 /// A node's whole configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
     /// This node's id; must equal the id in its certificate.
@@ -404,6 +404,14 @@ impl NodeConfig {
         Ok(())
     }
 
+    /// The configuration as TOML, for writing a file another process reads.
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        toml::to_string(self).map_err(|e| ConfigError::Invalid {
+            field: "(whole file)",
+            why: e.to_string(),
+        })
+    }
+
     /// A minimal configuration for tests and the demo: certificates from
     /// `pki_dir` (as written by `certs init`), data under `data_dir`.
     pub fn for_node(node_id: &str, pki_dir: &Path, data_dir: &Path) -> Self {
@@ -478,6 +486,15 @@ key = "certs/county-a.key"
         ))
         .unwrap_err();
         assert!(err.to_string().contains("primary"), "{err}");
+    }
+
+    #[test]
+    fn writes_what_it_reads() {
+        let mut cfg = parse(&format!("{BASE}[upstream]\nnode_id = \"hub\"\naddr = \"h:1\"\n")).unwrap();
+        cfg.limits.max_in_flight = 7;
+        let again = parse(&cfg.to_toml().unwrap()).unwrap();
+        assert_eq!(again.limits.max_in_flight, 7);
+        assert_eq!(again.upstream[0].node_id, "hub");
     }
 
     #[test]

@@ -115,6 +115,37 @@ enum Command {
     },
     /// Run a whole small region on loopback and show it working.
     Demo,
+    /// Measure throughput and latency on loopback (hub ingest, end to end,
+    /// emergency under load) and print a table.
+    Bench {
+        /// Items for the hub ingest throughput run.
+        #[arg(long, default_value_t = 100_000)]
+        items: usize,
+        /// Concurrent Relay.Forward streams into the hub.
+        #[arg(long, default_value_t = 64)]
+        streams: usize,
+        /// Items in flight per stream.
+        #[arg(long, default_value_t = 32)]
+        window: usize,
+        /// Report body size, bytes.
+        #[arg(long, default_value_t = 1024)]
+        body: usize,
+        /// County nodes for the end-to-end runs.
+        #[arg(long, default_value_t = 4)]
+        nodes: usize,
+        /// Items for the end-to-end throughput run.
+        #[arg(long, default_value_t = 20_000)]
+        e2e_items: usize,
+        /// Concurrent operators per node.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Emergency probes per measurement.
+        #[arg(long, default_value_t = 300)]
+        probes: usize,
+        /// Also write the results as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -326,6 +357,30 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             while let Some(item) = stream.message().await.map_err(ClientError::from)? {
                 println!("{}", cli_fmt::inbox_item(&item));
             }
+        }
+        Command::Bench {
+            items,
+            streams,
+            window,
+            body,
+            nodes,
+            e2e_items,
+            concurrency,
+            probes,
+            json,
+        } => {
+            zhibao::bench::run(zhibao::bench::BenchOptions {
+                ingest_items: items,
+                streams,
+                window,
+                body,
+                nodes,
+                e2e_items,
+                e2e_concurrency: concurrency,
+                probes,
+                json,
+            })
+            .await?;
         }
         Command::Demo => {
             let ok = demo::run().await?;

@@ -1,0 +1,485 @@
+//! `zhibao bench`: throughput and latency on loopback, measured, not asserted.
+//!
+//! The hub and the county nodes run as real `zhibao serve` child processes
+//! (so their peak RSS can be read from `/proc`); the load generators run
+//! in this process.
+//!
+//! - **hub ingest**: reports signed in advance are streamed straight into
+//!   the hub over mutual TLS `Relay.Forward`, the way a broker benchmark
+//!   publishes and awaits acks: one stream with one item at a time (latency),
+//!   then many streams with a window each (throughput). Every item is
+//!   verified, stored with fsync and answered with a signed receipt.
+//! - **end to end**: operators submit to county nodes over their sockets and
+//!   wait for the hub's receipt to come back to the node.
+//! - **emergency under load**: the emergency p99 on an idle system, then
+//!   while routine reports saturate every node.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::class::Class;
+use crate::client::Operator;
+use crate::config::{NodeConfig, RelayListen, Role, UpstreamConfig};
+use crate::envelope::{self, now_ms};
+use crate::identity::{Identity, Trust};
+use crate::pki;
+use crate::proto::{ForwardRequest, Report, SignedReport, forward_response, relay_client::RelayClient};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Items for the ingest throughput run.
+    pub ingest_items: usize,
+    /// Concurrent `Relay.Forward` streams for the ingest throughput run.
+    pub streams: usize,
+    /// Items in flight per stream.
+    pub window: usize,
+    /// Report body size, bytes.
+    pub body: usize,
+    /// County nodes for the end-to-end runs.
+    pub nodes: usize,
+    /// Items per end-to-end throughput run.
+    pub e2e_items: usize,
+    /// Concurrent operator calls per node in the end-to-end runs.
+    pub e2e_concurrency: usize,
+    /// Emergency probes (sequential) per emergency measurement.
+    pub probes: usize,
+    /// Write the results as JSON here.
+    pub json: Option<PathBuf>,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        Self {
+            ingest_items: 100_000,
+            streams: 64,
+            window: 32,
+            body: 1024,
+            nodes: 4,
+            e2e_items: 20_000,
+            e2e_concurrency: 64,
+            probes: 300,
+            json: None,
+        }
+    }
+}
+
+/// Latency figures in microseconds.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Latency {
+    /// Samples.
+    pub n: usize,
+    /// Median.
+    pub p50_us: u64,
+    /// 99th percentile.
+    pub p99_us: u64,
+    /// Maximum.
+    pub max_us: u64,
+}
+
+impl Latency {
+    fn of(mut samples: Vec<Duration>) -> Self {
+        if samples.is_empty() {
+            return Self::default();
+        }
+        samples.sort();
+        let at = |q: f64| {
+            let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
+            u64::try_from(samples[i].as_micros()).unwrap_or(u64::MAX)
+        };
+        Self {
+            n: samples.len(),
+            p50_us: at(0.50),
+            p99_us: at(0.99),
+            max_us: at(1.0),
+        }
+    }
+}
+
+/// One benchmark's results.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Results {
+    /// Report body size, bytes.
+    pub body_bytes: usize,
+    /// Hub ingest, one stream, one item at a time.
+    pub ingest_single: Latency,
+    /// Hub ingest throughput, items/s.
+    pub ingest_items_per_s: f64,
+    /// Streams and window used for it.
+    pub ingest_streams: usize,
+    /// Items in flight per stream.
+    pub ingest_window: usize,
+    /// Send→receipt latency during the throughput run.
+    pub ingest_latency: Latency,
+    /// End to end, one operator, one item at a time.
+    pub e2e_single: Latency,
+    /// End-to-end throughput, items/s, all nodes together.
+    pub e2e_items_per_s: f64,
+    /// End-to-end latency per class during the throughput run.
+    pub e2e_by_class: HashMap<String, Latency>,
+    /// Emergency latency on an idle system.
+    pub emergency_idle: Latency,
+    /// Emergency latency under a saturating routine load.
+    pub emergency_loaded: Latency,
+    /// Routine items receipted during the loaded emergency run, per second.
+    pub loaded_routine_items_per_s: f64,
+    /// The hub's peak RSS, KiB.
+    pub hub_peak_rss_kib: u64,
+    /// A county node's peak RSS, KiB.
+    pub node_peak_rss_kib: u64,
+}
+
+/// A `zhibao serve` child process.
+struct Daemon {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Daemon {
+    fn start(cfg: &NodeConfig, dir: &Path) -> anyhow::Result<Self> {
+        let path = dir.join(format!("{}.toml", cfg.node_id));
+        std::fs::write(&path, cfg.to_toml()?)?;
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["serve", "--config"])
+            .arg(&path)
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting zhibao serve")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        if !line.starts_with("ready ") {
+            bail!("{} did not start: {line:?}", cfg.node_id);
+        }
+        Ok(Self {
+            child,
+            socket: cfg.operator_socket(),
+        })
+    }
+
+    /// Peak resident set size, KiB (VmHWM).
+    fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SIGTERM for a clean store close, then reap.
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+    }
+}
+
+fn sign_reports(ids: &[Arc<Identity>], n: usize, body: usize, class: Class) -> Vec<SignedReport> {
+    (0..n)
+        .map(|i| {
+            let id = &ids[i % ids.len()];
+            let report = Report {
+                id: envelope::new_item_id(),
+                origin: id.node_id().to_string(),
+                priority: class.to_proto() as i32,
+                title: format!("bench {i}"),
+                body: vec![b'x'; body],
+                created_unix_ms: now_ms(),
+                ..Default::default()
+            };
+            envelope::seal(&report, id)
+        })
+        .collect()
+}
+
+/// Streams `items` through one `Relay.Forward` stream with `window` in flight;
+/// returns send→receipt latencies.
+async fn forward_stream(
+    mut client: RelayClient<tonic::transport::Channel>,
+    items: Vec<SignedReport>,
+    window: usize,
+) -> anyhow::Result<Vec<Duration>> {
+    let (tx, rx) = mpsc::channel(window.max(1));
+    let mut responses = client.forward(ReceiverStream::new(rx)).await?.into_inner();
+    let mut sent: HashMap<Vec<u8>, Instant> = HashMap::new();
+    let mut latencies = Vec::with_capacity(items.len());
+    let mut queue = items.into_iter();
+    let digest = |s: &SignedReport| envelope::sha256(&s.report).to_vec();
+    for item in queue.by_ref().take(window) {
+        sent.insert(digest(&item), Instant::now());
+        tx.send(ForwardRequest { item: Some(item) }).await?;
+    }
+    while !sent.is_empty() {
+        let resp = responses.message().await?.context("hub closed the stream")?;
+        let Some(forward_response::Result::Receipt(r)) = resp.result else {
+            bail!("hub refused a benchmark item: {resp:?}");
+        };
+        let receipt: crate::proto::Receipt = prost::Message::decode(r.receipt.as_slice())?;
+        if let Some(t) = sent.remove(&receipt.report_sha256) {
+            latencies.push(t.elapsed());
+        }
+        if let Some(item) = queue.next() {
+            sent.insert(digest(&item), Instant::now());
+            tx.send(ForwardRequest { item: Some(item) }).await?;
+        }
+    }
+    Ok(latencies)
+}
+
+/// Runs the benchmark and prints a table.
+pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
+    crate::tls::install_crypto_provider();
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path();
+    let pki_dir = dir.join("certs");
+    let counties: Vec<String> = (1..=opts.nodes.max(1)).map(|i| format!("county-{i}")).collect();
+    let mut names = counties.clone();
+    names.push("bench".into());
+    pki::init(&pki_dir, "bench", "hub", &names)?;
+    let mut res = Results {
+        body_bytes: opts.body,
+        ingest_streams: opts.streams,
+        ingest_window: opts.window,
+        ..Default::default()
+    };
+
+    let free = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let mut hub_cfg = NodeConfig::for_node("hub", &pki_dir, &dir.join("data/hub"));
+    hub_cfg.relay = Some(RelayListen { listen: free });
+    hub_cfg.limits.max_in_flight = opts.window.max(1);
+    hub_cfg.limits.max_connections_per_peer = 64;
+    let hub = Daemon::start(&hub_cfg, dir)?;
+    let hub_addr = free.to_string();
+
+    // Hub ingest.
+    let identities: Vec<Arc<Identity>> = counties
+        .iter()
+        .map(|c| {
+            let (cert, key) = pki::node_paths(&pki_dir, c);
+            Identity::load(&cert, &key).map(Arc::new)
+        })
+        .collect::<Result<_, _>>()?;
+    let (cert, key) = pki::node_paths(&pki_dir, "bench");
+    let me = Identity::load(&cert, &key)?;
+    let trust = Trust::load(&pki_dir.join(pki::CA_CERT), None)?;
+    let tls = Arc::new(crate::tls::client_config(&me, &trust.snapshot(), "hub")?);
+    let connect = || crate::tls::connect_channel(&hub_addr, tls.clone(), "hub", Duration::from_secs(5));
+    let big = |c: tonic::transport::Channel| {
+        RelayClient::new(c)
+            .max_decoding_message_size(4 << 20)
+            .max_encoding_message_size(4 << 20)
+    };
+
+    eprintln!("hub ingest: one stream, one item at a time...");
+    let single = sign_reports(&identities, 2_000, opts.body, Class::Routine);
+    let lat = forward_stream(big(connect().await?), single, 1).await?;
+    res.ingest_single = Latency::of(lat);
+
+    eprintln!("signing {} reports...", opts.ingest_items);
+    let items = sign_reports(&identities, opts.ingest_items, opts.body, Class::Routine);
+    let connections = opts.streams.div_ceil(8).max(1);
+    let mut channels = Vec::new();
+    for _ in 0..connections {
+        channels.push(connect().await?);
+    }
+    eprintln!("hub ingest: {} streams x {} in flight...", opts.streams, opts.window);
+    let per = items.len().div_ceil(opts.streams.max(1));
+    let mut chunks = Vec::new();
+    let mut rest = items;
+    while !rest.is_empty() {
+        let tail = rest.split_off(per.min(rest.len()));
+        chunks.push(rest);
+        rest = tail;
+    }
+    let total: usize = chunks.iter().map(Vec::len).sum();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (i, chunk) in chunks.into_iter().enumerate() {
+        let client = big(channels[i % channels.len()].clone());
+        tasks.push(tokio::spawn(forward_stream(client, chunk, opts.window)));
+    }
+    let mut all = Vec::with_capacity(total);
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    res.ingest_items_per_s = total as f64 / started.elapsed().as_secs_f64();
+    res.ingest_latency = Latency::of(all);
+    drop(channels);
+
+    // End to end through county nodes.
+    let mut nodes = Vec::new();
+    for c in &counties {
+        let mut cfg = NodeConfig::for_node(c, &pki_dir, &dir.join("data").join(c));
+        cfg.upstream = vec![UpstreamConfig {
+            node_id: "hub".into(),
+            addr: hub_addr.clone(),
+            role: Role::Primary,
+        }];
+        nodes.push(Daemon::start(&cfg, dir)?);
+    }
+    let mut ops = Vec::new();
+    for n in &nodes {
+        ops.push(Operator::connect(&n.socket).await?);
+    }
+    let body = vec![b'y'; opts.body];
+
+    eprintln!("end to end: one operator, one item at a time...");
+    res.e2e_single = Latency::of(sequential(&mut ops[0], Class::Routine, 1_000, &body).await?);
+
+    eprintln!("end to end: {} nodes x {} concurrent operators...", nodes.len(), opts.e2e_concurrency);
+    let started = Instant::now();
+    let mix = |i: usize| match i % 10 {
+        0 => Class::Emergency,
+        1 | 2 => Class::BadNews,
+        _ => Class::Routine,
+    };
+    let by_class = concurrent(&ops, opts.e2e_items, opts.e2e_concurrency, &body, mix, None).await?;
+    res.e2e_items_per_s = opts.e2e_items as f64 / started.elapsed().as_secs_f64();
+    res.e2e_by_class = by_class
+        .into_iter()
+        .map(|(c, v)| (c.name().to_string(), Latency::of(v)))
+        .collect();
+
+    eprintln!("emergency on an idle system...");
+    res.emergency_idle = Latency::of(sequential(&mut ops[0], Class::Emergency, opts.probes, &body).await?);
+
+    eprintln!("emergency under a saturating routine load...");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let load_ops = ops.clone();
+    let load_body = body.clone();
+    let load_stop = stop.clone();
+    let load_started = Instant::now();
+    let load = tokio::spawn(async move {
+        concurrent(&load_ops, usize::MAX, opts.e2e_concurrency, &load_body, |_| Class::Routine, Some(load_stop)).await
+    });
+    let mut probe = ops[0].clone();
+    res.emergency_loaded = Latency::of(sequential(&mut probe, Class::Emergency, opts.probes, &body).await?);
+    stop.cancel();
+    let loaded = load.await??;
+    let routine_done: usize = loaded.values().map(Vec::len).sum();
+    res.loaded_routine_items_per_s = routine_done as f64 / load_started.elapsed().as_secs_f64();
+
+    res.hub_peak_rss_kib = hub.peak_rss_kib();
+    res.node_peak_rss_kib = nodes.iter().map(Daemon::peak_rss_kib).max().unwrap_or(0);
+    drop(ops);
+    drop(nodes);
+    drop(hub);
+
+    print!("{}", table(&res));
+    if let Some(path) = &opts.json {
+        std::fs::write(path, serde_json::to_string_pretty(&res)?)?;
+    }
+    Ok(res)
+}
+
+/// Submits `n` items one after another, each waiting for its receipt.
+async fn sequential(op: &mut Operator, class: Class, n: usize, body: &[u8]) -> anyhow::Result<Vec<Duration>> {
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let t = Instant::now();
+        let id = op.submit(class, &format!("probe {i}"), body.to_vec(), 0).await?;
+        op.wait_receipt(&id, Duration::from_secs(60)).await?;
+        out.push(t.elapsed());
+    }
+    Ok(out)
+}
+
+/// Submits up to `n` items across `ops` with `concurrency` callers per node,
+/// each waiting for its receipt; stops early when `stop` is cancelled.
+async fn concurrent(
+    ops: &[Operator],
+    n: usize,
+    concurrency: usize,
+    body: &[u8],
+    class_of: fn(usize) -> Class,
+    stop: Option<tokio_util::sync::CancellationToken>,
+) -> anyhow::Result<HashMap<Class, Vec<Duration>>> {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for op in ops {
+        for _ in 0..concurrency {
+            let mut op = op.clone();
+            let next = next.clone();
+            let body = body.to_vec();
+            let stop = stop.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut out: Vec<(Class, Duration)> = Vec::new();
+                loop {
+                    if stop.as_ref().is_some_and(|s| s.is_cancelled()) {
+                        break;
+                    }
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    let class = class_of(i);
+                    let t = Instant::now();
+                    let id = op.submit(class, "load", body.clone(), 0).await?;
+                    op.wait_receipt(&id, Duration::from_secs(120)).await?;
+                    out.push((class, t.elapsed()));
+                }
+                Ok::<_, anyhow::Error>(out)
+            }));
+        }
+    }
+    let mut by_class: HashMap<Class, Vec<Duration>> = HashMap::new();
+    for t in tasks {
+        for (c, d) in t.await?? {
+            by_class.entry(c).or_default().push(d);
+        }
+    }
+    Ok(by_class)
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.2}", us as f64 / 1000.0)
+}
+
+/// The results as a table.
+pub fn table(r: &Results) -> String {
+    let mut s = String::new();
+    let row = |s: &mut String, name: &str, l: &Latency| {
+        let _ = writeln!(s, "{name:<44} {:>8} {:>9} {:>9} {:>9}", l.n, ms(l.p50_us), ms(l.p99_us), ms(l.max_us));
+    };
+    let _ = writeln!(s, "\nzhibao bench — {} byte reports, fsync before every receipt\n", r.body_bytes);
+    let _ = writeln!(s, "{:<44} {:>8} {:>9} {:>9} {:>9}", "latency (ms)", "n", "p50", "p99", "max");
+    row(&mut s, "hub ingest, 1 stream, 1 in flight", &r.ingest_single);
+    row(
+        &mut s,
+        &format!("hub ingest, {} streams x {} in flight", r.ingest_streams, r.ingest_window),
+        &r.ingest_latency,
+    );
+    row(&mut s, "end to end, 1 operator, submit→receipt", &r.e2e_single);
+    let mut classes: Vec<_> = r.e2e_by_class.iter().collect();
+    classes.sort_by_key(|(c, _)| c.parse::<Class>().map(Class::lane).unwrap_or(9));
+    for (c, l) in classes {
+        row(&mut s, &format!("end to end under load, {c}"), l);
+    }
+    row(&mut s, "emergency, idle system", &r.emergency_idle);
+    row(&mut s, "emergency, saturating routine load", &r.emergency_loaded);
+    let _ = writeln!(s);
+    let _ = writeln!(s, "hub ingest throughput        {:>10.0} receipted items/s", r.ingest_items_per_s);
+    let _ = writeln!(s, "end-to-end throughput        {:>10.0} receipted items/s", r.e2e_items_per_s);
+    let _ = writeln!(s, "routine under the probe load {:>10.0} receipted items/s", r.loaded_routine_items_per_s);
+    let ratio = if r.emergency_idle.p99_us > 0 {
+        r.emergency_loaded.p99_us as f64 / r.emergency_idle.p99_us as f64
+    } else {
+        0.0
+    };
+    let _ = writeln!(s, "emergency p99 loaded / idle  {ratio:>10.2}x");
+    let _ = writeln!(s, "peak RSS: hub {} MiB, county node {} MiB", r.hub_peak_rss_kib / 1024, r.node_peak_rss_kib / 1024);
+    s
+}
