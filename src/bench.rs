@@ -32,7 +32,9 @@ use crate::config::{NodeConfig, RelayListen, Role, UpstreamConfig};
 use crate::envelope::{self, now_ms};
 use crate::identity::{Identity, Trust};
 use crate::pki;
-use crate::proto::{ForwardRequest, Report, SignedReport, forward_response, relay_client::RelayClient};
+use crate::proto::{
+    ForwardRequest, Report, SignedReport, forward_response, relay_client::RelayClient,
+};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -151,7 +153,10 @@ impl Daemon {
         let mut child = Command::new(std::env::current_exe()?)
             .args(["serve", "--config"])
             .arg(&path)
-            .env("RUST_LOG", "error")
+            .env(
+                "RUST_LOG",
+                std::env::var("ZHIBAO_BENCH_LOG").unwrap_or_else(|_| "error".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -170,7 +175,8 @@ impl Daemon {
 
     /// Peak resident set size, KiB (VmHWM).
     fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmHWM:"))
@@ -182,7 +188,9 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         // SIGTERM for a clean store close, then reap.
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
         let _ = self.child.wait();
     }
 }
@@ -223,7 +231,10 @@ async fn forward_stream(
         tx.send(ForwardRequest { item: Some(item) }).await?;
     }
     while !sent.is_empty() {
-        let resp = responses.message().await?.context("hub closed the stream")?;
+        let resp = responses
+            .message()
+            .await?
+            .context("hub closed the stream")?;
         let Some(forward_response::Result::Receipt(r)) = resp.result else {
             bail!("hub refused a benchmark item: {resp:?}");
         };
@@ -245,7 +256,9 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path();
     let pki_dir = dir.join("certs");
-    let counties: Vec<String> = (1..=opts.nodes.max(1)).map(|i| format!("county-{i}")).collect();
+    let counties: Vec<String> = (1..=opts.nodes.max(1))
+        .map(|i| format!("county-{i}"))
+        .collect();
     let mut names = counties.clone();
     names.push("bench".into());
     pki::init(&pki_dir, "bench", "hub", &names)?;
@@ -259,7 +272,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
     let free = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let mut hub_cfg = NodeConfig::for_node("hub", &pki_dir, &dir.join("data/hub"));
     hub_cfg.relay = Some(RelayListen { listen: free });
-    hub_cfg.limits.max_in_flight = opts.window.max(1);
+    hub_cfg.limits.max_in_flight = opts.window.max(64);
     hub_cfg.limits.max_connections_per_peer = 64;
     let hub = Daemon::start(&hub_cfg, dir)?;
     let hub_addr = free.to_string();
@@ -276,7 +289,8 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
     let me = Identity::load(&cert, &key)?;
     let trust = Trust::load(&pki_dir.join(pki::CA_CERT), None)?;
     let tls = Arc::new(crate::tls::client_config(&me, &trust.snapshot(), "hub")?);
-    let connect = || crate::tls::connect_channel(&hub_addr, tls.clone(), "hub", Duration::from_secs(5));
+    let connect =
+        || crate::tls::connect_channel(&hub_addr, tls.clone(), "hub", Duration::from_secs(5));
     let big = |c: tonic::transport::Channel| {
         RelayClient::new(c)
             .max_decoding_message_size(4 << 20)
@@ -295,7 +309,10 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
     for _ in 0..connections {
         channels.push(connect().await?);
     }
-    eprintln!("hub ingest: {} streams x {} in flight...", opts.streams, opts.window);
+    eprintln!(
+        "hub ingest: {} streams x {} in flight...",
+        opts.streams, opts.window
+    );
     let per = items.len().div_ceil(opts.streams.max(1));
     let mut chunks = Vec::new();
     let mut rest = items;
@@ -339,7 +356,11 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
     eprintln!("end to end: one operator, one item at a time...");
     res.e2e_single = Latency::of(sequential(&mut ops[0], Class::Routine, 1_000, &body).await?);
 
-    eprintln!("end to end: {} nodes x {} concurrent operators...", nodes.len(), opts.e2e_concurrency);
+    eprintln!(
+        "end to end: {} nodes x {} concurrent operators...",
+        nodes.len(),
+        opts.e2e_concurrency
+    );
     let started = Instant::now();
     let mix = |i: usize| match i % 10 {
         0 => Class::Emergency,
@@ -354,7 +375,8 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
         .collect();
 
     eprintln!("emergency on an idle system...");
-    res.emergency_idle = Latency::of(sequential(&mut ops[0], Class::Emergency, opts.probes, &body).await?);
+    res.emergency_idle =
+        Latency::of(sequential(&mut ops[0], Class::Emergency, opts.probes, &body).await?);
 
     eprintln!("emergency under a saturating routine load...");
     let stop = tokio_util::sync::CancellationToken::new();
@@ -363,10 +385,34 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
     let load_stop = stop.clone();
     let load_started = Instant::now();
     let load = tokio::spawn(async move {
-        concurrent(&load_ops, usize::MAX, opts.e2e_concurrency, &load_body, |_| Class::Routine, Some(load_stop)).await
+        concurrent(
+            &load_ops,
+            usize::MAX,
+            opts.e2e_concurrency,
+            &load_body,
+            |_| Class::Routine,
+            Some(load_stop),
+        )
+        .await
     });
-    let mut probe = ops[0].clone();
-    res.emergency_loaded = Latency::of(sequential(&mut probe, Class::Emergency, opts.probes, &body).await?);
+    // The probe gets its own thread, runtime and connection, so it measures
+    // the relay rather than this process's queue of load tasks.
+    let socket = nodes[0].socket.clone();
+    let probe_body = body.clone();
+    let probes = opts.probes;
+    let probe = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            let mut op = Operator::connect(&socket).await?;
+            sequential(&mut op, Class::Emergency, probes, &probe_body).await
+        })
+    });
+    let probed = tokio::task::spawn_blocking(move || probe.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("probe thread panicked"))??;
+    res.emergency_loaded = Latency::of(probed);
     stop.cancel();
     let loaded = load.await??;
     let routine_done: usize = loaded.values().map(Vec::len).sum();
@@ -386,11 +432,18 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
 }
 
 /// Submits `n` items one after another, each waiting for its receipt.
-async fn sequential(op: &mut Operator, class: Class, n: usize, body: &[u8]) -> anyhow::Result<Vec<Duration>> {
+async fn sequential(
+    op: &mut Operator,
+    class: Class,
+    n: usize,
+    body: &[u8],
+) -> anyhow::Result<Vec<Duration>> {
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         let t = Instant::now();
-        let id = op.submit(class, &format!("probe {i}"), body.to_vec(), 0).await?;
+        let id = op
+            .submit(class, &format!("probe {i}"), body.to_vec(), 0)
+            .await?;
         op.wait_receipt(&id, Duration::from_secs(60)).await?;
         out.push(t.elapsed());
     }
@@ -452,34 +505,81 @@ fn ms(us: u64) -> String {
 pub fn table(r: &Results) -> String {
     let mut s = String::new();
     let row = |s: &mut String, name: &str, l: &Latency| {
-        let _ = writeln!(s, "{name:<44} {:>8} {:>9} {:>9} {:>9}", l.n, ms(l.p50_us), ms(l.p99_us), ms(l.max_us));
+        let _ = writeln!(
+            s,
+            "{name:<44} {:>8} {:>9} {:>9} {:>9}",
+            l.n,
+            ms(l.p50_us),
+            ms(l.p99_us),
+            ms(l.max_us)
+        );
     };
-    let _ = writeln!(s, "\nzhibao bench — {} byte reports, fsync before every receipt\n", r.body_bytes);
-    let _ = writeln!(s, "{:<44} {:>8} {:>9} {:>9} {:>9}", "latency (ms)", "n", "p50", "p99", "max");
-    row(&mut s, "hub ingest, 1 stream, 1 in flight", &r.ingest_single);
+    let _ = writeln!(
+        s,
+        "\nzhibao bench — {} byte reports, fsync before every receipt\n",
+        r.body_bytes
+    );
+    let _ = writeln!(
+        s,
+        "{:<44} {:>8} {:>9} {:>9} {:>9}",
+        "latency (ms)", "n", "p50", "p99", "max"
+    );
     row(
         &mut s,
-        &format!("hub ingest, {} streams x {} in flight", r.ingest_streams, r.ingest_window),
+        "hub ingest, 1 stream, 1 in flight",
+        &r.ingest_single,
+    );
+    row(
+        &mut s,
+        &format!(
+            "hub ingest, {} streams x {} in flight",
+            r.ingest_streams, r.ingest_window
+        ),
         &r.ingest_latency,
     );
-    row(&mut s, "end to end, 1 operator, submit→receipt", &r.e2e_single);
+    row(
+        &mut s,
+        "end to end, 1 operator, submit→receipt",
+        &r.e2e_single,
+    );
     let mut classes: Vec<_> = r.e2e_by_class.iter().collect();
     classes.sort_by_key(|(c, _)| c.parse::<Class>().map(Class::lane).unwrap_or(9));
     for (c, l) in classes {
         row(&mut s, &format!("end to end under load, {c}"), l);
     }
     row(&mut s, "emergency, idle system", &r.emergency_idle);
-    row(&mut s, "emergency, saturating routine load", &r.emergency_loaded);
+    row(
+        &mut s,
+        "emergency, saturating routine load",
+        &r.emergency_loaded,
+    );
     let _ = writeln!(s);
-    let _ = writeln!(s, "hub ingest throughput        {:>10.0} receipted items/s", r.ingest_items_per_s);
-    let _ = writeln!(s, "end-to-end throughput        {:>10.0} receipted items/s", r.e2e_items_per_s);
-    let _ = writeln!(s, "routine under the probe load {:>10.0} receipted items/s", r.loaded_routine_items_per_s);
+    let _ = writeln!(
+        s,
+        "hub ingest throughput        {:>10.0} receipted items/s",
+        r.ingest_items_per_s
+    );
+    let _ = writeln!(
+        s,
+        "end-to-end throughput        {:>10.0} receipted items/s",
+        r.e2e_items_per_s
+    );
+    let _ = writeln!(
+        s,
+        "routine under the probe load {:>10.0} receipted items/s",
+        r.loaded_routine_items_per_s
+    );
     let ratio = if r.emergency_idle.p99_us > 0 {
         r.emergency_loaded.p99_us as f64 / r.emergency_idle.p99_us as f64
     } else {
         0.0
     };
     let _ = writeln!(s, "emergency p99 loaded / idle  {ratio:>10.2}x");
-    let _ = writeln!(s, "peak RSS: hub {} MiB, county node {} MiB", r.hub_peak_rss_kib / 1024, r.node_peak_rss_kib / 1024);
+    let _ = writeln!(
+        s,
+        "peak RSS: hub {} MiB, county node {} MiB",
+        r.hub_peak_rss_kib / 1024,
+        r.node_peak_rss_kib / 1024
+    );
     s
 }

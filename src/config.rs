@@ -490,7 +490,10 @@ key = "certs/county-a.key"
 
     #[test]
     fn writes_what_it_reads() {
-        let mut cfg = parse(&format!("{BASE}[upstream]\nnode_id = \"hub\"\naddr = \"h:1\"\n")).unwrap();
+        let mut cfg = parse(&format!(
+            "{BASE}[upstream]\nnode_id = \"hub\"\naddr = \"h:1\"\n"
+        ))
+        .unwrap();
         cfg.limits.max_in_flight = 7;
         let again = parse(&cfg.to_toml().unwrap()).unwrap();
         assert_eq!(again.limits.max_in_flight, 7);

@@ -191,6 +191,19 @@ pub struct TrustSnapshot {
     parsed_crls: Vec<webpki::CertRevocationList<'static>>,
 }
 
+/// Signer certificates remembered at most (a region has far fewer nodes).
+const VERIFIED_CACHE: usize = 4096;
+
+/// A signer certificate that passed the full check.
+#[derive(Debug)]
+struct VerifiedSigner {
+    node_id: String,
+    /// Validity, Unix seconds.
+    valid: std::ops::Range<u64>,
+    /// The trust generation (CA and CRL) it was checked against.
+    generation: u64,
+}
+
 /// The region CA and CRL, reloadable without a restart.
 #[derive(Debug)]
 pub struct Trust {
@@ -198,6 +211,7 @@ pub struct Trust {
     crl_path: Option<PathBuf>,
     current: RwLock<Arc<TrustSnapshot>>,
     stamps: RwLock<(Option<SystemTime>, Option<SystemTime>)>,
+    verified: std::sync::Mutex<std::collections::HashMap<[u8; 32], VerifiedSigner>>,
 }
 
 fn mtime(path: &Path) -> Option<SystemTime> {
@@ -213,6 +227,7 @@ impl Trust {
             crl_path: crl_path.map(Path::to_path_buf),
             current: RwLock::new(Arc::new(snapshot)),
             stamps: RwLock::new((mtime(ca_path), crl_path.and_then(mtime))),
+            verified: std::sync::Mutex::default(),
         })
     }
 
@@ -289,6 +304,39 @@ impl Trust {
         let cert = CertificateDer::from(cert_der);
         let ee = EndEntityCert::try_from(&cert)
             .map_err(|e| SignerError::Certificate(format!("malformed certificate: {e}")))?;
+        let unix = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let key = crate::envelope::sha256(cert_der);
+        let cached = self
+            .verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .filter(|c| c.generation == snap.generation && c.valid.contains(&unix.as_secs()))
+            .map(|c| c.node_id.clone());
+        let node_id = match cached {
+            Some(id) => id,
+            None => {
+                let id =
+                    self.verify_chain(&snap, &ee, cert_der, UnixTime::since_unix_epoch(unix))?;
+                self.remember(key, cert_der, &id, snap.generation);
+                id
+            }
+        };
+        ee.verify_signature(webpki::ring::ED25519, msg, signature)
+            .map_err(|_| SignerError::BadSignature)?;
+        Ok(node_id)
+    }
+
+    /// The full check of a signer certificate: chain, validity, CRL, node id.
+    fn verify_chain(
+        &self,
+        snap: &TrustSnapshot,
+        ee: &EndEntityCert<'_>,
+        cert_der: &[u8],
+        time: UnixTime,
+    ) -> Result<String, SignerError> {
         let crl_refs: Vec<&webpki::CertRevocationList<'_>> = snap.parsed_crls.iter().collect();
         let revocation = if crl_refs.is_empty() {
             None
@@ -297,10 +345,6 @@ impl Trust {
                 .ok()
                 .map(|b| b.build())
         };
-        let time = UnixTime::since_unix_epoch(
-            now.duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap_or_default(),
-        );
         ee.verify_for_usage(
             &[webpki::ring::ED25519],
             std::slice::from_ref(&snap.anchor),
@@ -311,9 +355,30 @@ impl Trust {
             None,
         )
         .map_err(|e| SignerError::Certificate(e.to_string()))?;
-        let node_id = node_id_of(cert_der).ok_or(SignerError::NoNodeId)?;
-        ee.verify_signature(webpki::ring::ED25519, msg, signature)
-            .map_err(|_| SignerError::BadSignature)?;
-        Ok(node_id)
+        node_id_of(cert_der).ok_or(SignerError::NoNodeId)
+    }
+
+    /// Remembers a certificate that passed [`Trust::verify_chain`] for as long
+    /// as it is valid and the CA/CRL do not change, so each message from a
+    /// known signer costs one signature check rather than two plus parsing.
+    fn remember(&self, key: [u8; 32], cert_der: &[u8], node_id: &str, generation: u64) {
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(cert_der) else {
+            return;
+        };
+        let v = cert.validity();
+        let from = u64::try_from(v.not_before.timestamp()).unwrap_or(u64::MAX);
+        let to = u64::try_from(v.not_after.timestamp()).unwrap_or(0);
+        let mut cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= VERIFIED_CACHE {
+            cache.clear();
+        }
+        cache.insert(
+            key,
+            VerifiedSigner {
+                node_id: node_id.to_string(),
+                valid: from..to,
+                generation,
+            },
+        );
     }
 }

@@ -28,7 +28,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::envelope::now_ms;
 
@@ -288,7 +288,8 @@ struct Inner {
     ops: mpsc::Sender<(Write, Reply)>,
     queue_version: watch::Sender<u64>,
     inbox_version: watch::Sender<u64>,
-    events: broadcast::Sender<StoreEvent>,
+    /// Waiters for a change to one item, woken after the commit.
+    waiters: std::sync::Mutex<std::collections::HashMap<String, Vec<oneshot::Sender<()>>>>,
 }
 
 /// A handle on the custody store; cheap to clone.
@@ -330,13 +331,12 @@ impl Store {
         let (ops, rx) = mpsc::channel(4096);
         let (queue_version, _) = watch::channel(0);
         let (inbox_version, _) = watch::channel(0);
-        let (events, _) = broadcast::channel(4096);
         let inner = Arc::new(Inner {
             db,
             ops,
             queue_version,
             inbox_version,
-            events,
+            waiters: std::sync::Mutex::default(),
         });
         let writer = Arc::downgrade(&inner);
         let db = inner.db.clone();
@@ -437,9 +437,23 @@ impl Store {
         self.inner.inbox_version.subscribe()
     }
 
-    /// Subscribes to item state changes.
-    pub fn events(&self) -> broadcast::Receiver<StoreEvent> {
-        self.inner.events.subscribe()
+    /// A receiver that completes at the next committed change to item `id`.
+    /// Register before reading the item, so no change is missed in between.
+    pub fn changed(&self, id: &str) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        let mut waiters = self.inner.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        if waiters.len() >= 10_000 {
+            // Callers that gave up leave closed senders behind; sweep them.
+            waiters.retain(|_, list| {
+                list.retain(|w| !w.is_closed());
+                !list.is_empty()
+            });
+        }
+        let list = waiters.entry(id.to_string()).or_default();
+        // Drop waiters whose callers went away, so a polled id cannot pile up.
+        list.retain(|w| !w.is_closed());
+        list.push(tx);
+        rx
     }
 
     async fn read<T: Send + 'static>(
@@ -649,7 +663,14 @@ fn writer_loop(
         }
         let (writes, replies): (Vec<Write>, Vec<Reply>) = batch.into_iter().unzip();
         let mut effects = Effects::default();
-        match apply(db, &writes, &mut effects) {
+        let started = std::time::Instant::now();
+        let result = apply(db, &writes, &mut effects);
+        tracing::debug!(
+            writes = writes.len(),
+            commit_us = started.elapsed().as_micros() as u64,
+            "store commit"
+        );
+        match result {
             Ok(outcomes) => {
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     let _ = reply.send(Ok(outcome));
@@ -661,8 +682,11 @@ fn writer_loop(
                     if effects.inboxed {
                         inner.inbox_version.send_modify(|v| *v += 1);
                     }
+                    let mut waiters = inner.waiters.lock().unwrap_or_else(|e| e.into_inner());
                     for e in effects.events {
-                        let _ = inner.events.send(e);
+                        for w in waiters.remove(&e.id).unwrap_or_default() {
+                            let _ = w.send(());
+                        }
                     }
                 }
             }

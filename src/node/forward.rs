@@ -8,9 +8,13 @@
 //! receivers deduplicate by id, so the effect is exactly once.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
@@ -58,6 +62,11 @@ impl Backoff {
         delay
     }
 }
+
+/// A receipt being stored: (item id, on time, what the store did).
+type Commit = Pin<
+    Box<dyn Future<Output = (String, bool, Result<ReceiptOutcome, crate::store::Error>)> + Send>,
+>;
 
 /// Why a session with the upstream ended.
 #[derive(Debug, thiserror::Error)]
@@ -192,20 +201,26 @@ impl Forwarder {
         let route = self.upstream.node_id.clone();
         // id -> digest of the bytes we sent, to check the receipt against.
         let mut in_flight: HashMap<String, Vec<u8>> = HashMap::new();
+        let mut commits: FuturesUnordered<Commit> = FuturesUnordered::new();
         let mut queue = shared.store.queue_watch();
         loop {
-            if in_flight.len() < window {
+            if in_flight.len() < cap(0, window) {
                 queue.borrow_and_update();
                 let skip: HashSet<String> = in_flight.keys().cloned().collect();
                 let next = match shared
                     .store
-                    .next_queued(route.clone(), window - in_flight.len(), skip)
+                    .next_queued(route.clone(), cap(0, window) - in_flight.len(), skip)
                     .await
                 {
                     Ok(n) => n,
                     Err(e) => return e.into(),
                 };
                 for (id, rec) in next {
+                    // Schedule order is lane first, so once one item may not
+                    // go, none after it may either.
+                    if in_flight.len() >= cap(rec.lane, window) {
+                        break;
+                    }
                     let item = match <SignedReport as prost::Message>::decode(rec.signed.as_slice())
                     {
                         Ok(i) => i,
@@ -229,11 +244,11 @@ impl Forwarder {
                     }
                 }
             }
-            let room = in_flight.len() < window;
+            let room = in_flight.len() < cap(0, window);
             tokio::select! {
                 msg = responses.message() => match msg {
                     Ok(Some(resp)) => {
-                        if let Err(end) = self.on_response(resp, &mut in_flight).await {
+                        if let Err(end) = self.on_response(resp, &mut in_flight, &mut commits).await {
                             return end;
                         }
                         *delivered = true;
@@ -241,16 +256,34 @@ impl Forwarder {
                     Ok(None) => return SessionEnd::Stream("upstream closed the stream".into()),
                     Err(s) => return SessionEnd::Stream(format!("{}: {}", s.code(), s.message())),
                 },
+                Some((id, on_time, stored)) = commits.next(), if !commits.is_empty() => {
+                    let outcome = match stored {
+                        Ok(o) => o,
+                        Err(e) => return e.into(),
+                    };
+                    in_flight.remove(&id);
+                    self.in_flight_set(|set| set.remove(&id));
+                    debug!(%id, upstream = %route, ?outcome, "receipted");
+                    if outcome == ReceiptOutcome::Settled {
+                        let timing = if on_time { "on time" } else { "late" };
+                        shared.emit(EventKind::Receipted, &id, None, &route, format!("receipt from {route}, {timing}"));
+                    }
+                }
                 r = queue.changed(), if room => if r.is_err() { return SessionEnd::Shutdown },
                 () = shared.shutdown.cancelled() => return SessionEnd::Shutdown,
             }
         }
     }
 
+    /// Handles one response. A verified receipt is handed to the store
+    /// without waiting: receipts commit together (group commit) while the
+    /// stream keeps flowing, and the item leaves the window once its receipt
+    /// is on disk.
     async fn on_response(
         &self,
         resp: ForwardResponse,
         in_flight: &mut HashMap<String, Vec<u8>>,
+        commits: &mut FuturesUnordered<Commit>,
     ) -> Result<(), SessionEnd> {
         let shared = &self.shared;
         let up = &self.upstream.node_id;
@@ -296,23 +329,12 @@ impl Forwarder {
                     return Ok(());
                 }
                 let bytes = prost::Message::encode_to_vec(&signed);
-                let outcome = shared
-                    .store
-                    .record_receipt(id.clone(), up.clone(), bytes)
-                    .await?;
-                in_flight.remove(&id);
-                self.in_flight_set(|set| set.remove(&id));
-                debug!(%id, upstream = %up, ?outcome, "receipted");
-                if outcome == ReceiptOutcome::Settled {
-                    let timing = if receipt.on_time { "on time" } else { "late" };
-                    shared.emit(
-                        EventKind::Receipted,
-                        &id,
-                        None,
-                        up,
-                        format!("receipt from {up}, {timing}"),
-                    );
-                }
+                let store = shared.store.clone();
+                let route = up.clone();
+                commits.push(Box::pin(async move {
+                    let stored = store.record_receipt(id.clone(), route, bytes).await;
+                    (id, receipt.on_time, stored)
+                }));
                 Ok(())
             }
             Some(forward_response::Result::Refusal(r)) => {
@@ -356,6 +378,19 @@ impl Forwarder {
     }
 }
 
+/// How many items may be in flight when the next one is of `lane`.
+///
+/// Routine news fills the window; bad news may go a quarter beyond it and
+/// emergencies half beyond, so an urgent item is on the wire at once even
+/// when the window is full of bulk, rather than waiting for a slot.
+fn cap(lane: u32, window: usize) -> usize {
+    match lane {
+        0 => window + window.div_ceil(2),
+        1 => window + window.div_ceil(4),
+        _ => window,
+    }
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
@@ -370,6 +405,18 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urgent_lanes_get_room_beyond_the_window() {
+        assert_eq!(cap(2, 64), 64);
+        assert_eq!(cap(1, 64), 80);
+        assert_eq!(cap(0, 64), 96);
+        assert_eq!(
+            cap(0, 1),
+            2,
+            "even a window of one leaves room for an emergency"
+        );
+    }
 
     #[test]
     fn backoff_grows_to_the_cap_and_resets() {

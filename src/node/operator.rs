@@ -265,27 +265,23 @@ impl Operator for OperatorService {
     ) -> Result<Response<ItemStatus>, Status> {
         let id = request.into_inner().id;
         envelope::check_id(&id).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        // Subscribe before looking, so a receipt stored in between is not missed.
-        let mut events = self.shared.store.events();
         loop {
             let rec = self.record(&id).await?;
             if rec.state() != Some(RecordState::Queued) {
                 return Ok(Response::new(self.status_of(&id, &rec)));
             }
-            loop {
-                tokio::select! {
-                    ev = events.recv() => match ev {
-                        Ok(ev) if ev.id == id => break,
-                        Ok(_) => {}
-                        // Missed some events: look again.
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                            return Err(Status::unavailable("node is shutting down"));
-                        }
-                    },
-                    () = self.shared.shutdown.cancelled() => {
-                        return Err(Status::unavailable("node is shutting down"));
-                    }
+            // Register, then look again, so a receipt stored in between is not missed.
+            let changed = self.shared.store.changed(&id);
+            let rec = self.record(&id).await?;
+            if rec.state() != Some(RecordState::Queued) {
+                return Ok(Response::new(self.status_of(&id, &rec)));
+            }
+            tokio::select! {
+                r = changed => if r.is_err() {
+                    return Err(Status::unavailable("node is shutting down"));
+                },
+                () = self.shared.shutdown.cancelled() => {
+                    return Err(Status::unavailable("node is shutting down"));
                 }
             }
         }

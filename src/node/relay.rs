@@ -102,8 +102,10 @@ impl Relay for RelayService {
                 }
             })
             // Items of one stream are verified and stored concurrently, so
-            // they share commits; the window bounds the work per stream.
-            .buffer_unordered(window)
+            // they share commits; the bound is the sender's largest window
+            // (with its room for urgent items, see `forward::cap`), so an
+            // emergency is never stuck behind bulk in this stream's buffer.
+            .buffer_unordered(window + window.div_ceil(2))
             .take_until(shutdown.cancelled_owned());
         Ok(Response::new(Box::pin(out)))
     }
