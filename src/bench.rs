@@ -228,7 +228,11 @@ async fn forward_stream(
     let digest = |s: &SignedReport| envelope::sha256(&s.report).to_vec();
     for item in queue.by_ref().take(window) {
         sent.insert(digest(&item), Instant::now());
-        tx.send(ForwardRequest { item: Some(item) }).await?;
+        tx.send(ForwardRequest {
+            item: Some(item),
+            ack: None,
+        })
+        .await?;
     }
     while !sent.is_empty() {
         let resp = responses
@@ -244,7 +248,11 @@ async fn forward_stream(
         }
         if let Some(item) = queue.next() {
             sent.insert(digest(&item), Instant::now());
-            tx.send(ForwardRequest { item: Some(item) }).await?;
+            tx.send(ForwardRequest {
+                item: Some(item),
+                ack: None,
+            })
+            .await?;
         }
     }
     Ok(latencies)
@@ -259,9 +267,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
     let counties: Vec<String> = (1..=opts.nodes.max(1))
         .map(|i| format!("county-{i}"))
         .collect();
-    let mut names = counties.clone();
-    names.push("bench".into());
-    pki::init(&pki_dir, "bench", "hub", &names)?;
+    pki::init(&pki_dir, "bench", "hub", &counties)?;
     let mut res = Results {
         body_bytes: opts.body,
         ingest_streams: opts.streams,
@@ -285,12 +291,16 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
             Identity::load(&cert, &key).map(Arc::new)
         })
         .collect::<Result<_, _>>()?;
-    let (cert, key) = pki::node_paths(&pki_dir, "bench");
-    let me = Identity::load(&cert, &key)?;
     let trust = Trust::load(&pki_dir.join(pki::CA_CERT), None)?;
-    let tls = Arc::new(crate::tls::client_config(&me, &trust.snapshot(), "hub")?);
-    let connect =
-        || crate::tls::connect_channel(&hub_addr, tls.clone(), "hub", Duration::from_secs(5));
+    // Each stream connects as the county whose reports it carries: a hub
+    // takes an item only from the node its custody chain says holds it.
+    let mut channels = Vec::new();
+    for id in &identities {
+        let tls = Arc::new(crate::tls::client_config(id, &trust.snapshot(), "hub")?);
+        channels.push(
+            crate::tls::connect_channel(&hub_addr, tls, "hub", Duration::from_secs(5)).await?,
+        );
+    }
     let big = |c: tonic::transport::Channel| {
         RelayClient::new(c)
             .max_decoding_message_size(4 << 20)
@@ -298,29 +308,28 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
     };
 
     eprintln!("hub ingest: one stream, one item at a time...");
-    let single = sign_reports(&identities, 2_000, opts.body, Class::Routine);
-    let lat = forward_stream(big(connect().await?), single, 1).await?;
+    let single = sign_reports(&identities[..1], 2_000, opts.body, Class::Routine);
+    let lat = forward_stream(big(channels[0].clone()), single, 1).await?;
     res.ingest_single = Latency::of(lat);
 
     eprintln!("signing {} reports...", opts.ingest_items);
-    let items = sign_reports(&identities, opts.ingest_items, opts.body, Class::Routine);
-    let connections = opts.streams.div_ceil(8).max(1);
-    let mut channels = Vec::new();
-    for _ in 0..connections {
-        channels.push(connect().await?);
-    }
+    let streams = opts.streams.max(1);
+    let per = opts.ingest_items.div_ceil(streams);
+    let chunks: Vec<Vec<SignedReport>> = (0..streams)
+        .map(|i| {
+            let n = per.min(opts.ingest_items.saturating_sub(i * per));
+            sign_reports(
+                &identities[i % identities.len()..][..1],
+                n,
+                opts.body,
+                Class::Routine,
+            )
+        })
+        .collect();
     eprintln!(
         "hub ingest: {} streams x {} in flight...",
         opts.streams, opts.window
     );
-    let per = items.len().div_ceil(opts.streams.max(1));
-    let mut chunks = Vec::new();
-    let mut rest = items;
-    while !rest.is_empty() {
-        let tail = rest.split_off(per.min(rest.len()));
-        chunks.push(rest);
-        rest = tail;
-    }
     let total: usize = chunks.iter().map(Vec::len).sum();
     let started = Instant::now();
     let mut tasks = Vec::new();

@@ -12,7 +12,7 @@ use ring::digest;
 
 use crate::class::Class;
 use crate::identity::{Identity, SignerError, Trust};
-use crate::proto::{Report, SignedReport};
+use crate::proto::{HopRecord, HopStatement, Report, SignedReport};
 
 /// Longest item id accepted from the network.
 pub const MAX_ID_LEN: usize = 64;
@@ -45,6 +45,14 @@ pub enum VerifyError {
     /// A field of the report is not acceptable.
     #[error("{0}")]
     Invalid(String),
+    /// A relay's hop record in the chain of custody does not verify.
+    #[error("custody chain broken at hop {index}: {why}")]
+    Hop {
+        /// Which hop (0 = the first relay after the origin).
+        index: usize,
+        /// What is wrong with it.
+        why: String,
+    },
 }
 
 impl From<VerifyError> for tonic::Status {
@@ -52,7 +60,7 @@ impl From<VerifyError> for tonic::Status {
         let msg = e.to_string();
         match e {
             VerifyError::TooLarge { .. } => Self::resource_exhausted(msg),
-            VerifyError::Signer(_) => Self::unauthenticated(msg),
+            VerifyError::Signer(_) | VerifyError::Hop { .. } => Self::unauthenticated(msg),
             VerifyError::OriginMismatch { .. } => Self::permission_denied(msg),
             VerifyError::Malformed(_) | VerifyError::Invalid(_) => Self::invalid_argument(msg),
         }
@@ -68,7 +76,14 @@ pub struct Verified {
     pub class: Class,
     /// SHA-256 of the signed bytes.
     pub sha256: [u8; 32],
+    /// Who holds the item according to its custody chain: the last relay,
+    /// or the origin if no relay has handled it. It should be the peer that
+    /// handed it over.
+    pub holder: String,
 }
+
+/// Most relays an item may pass through.
+pub const MAX_HOPS: usize = 16;
 
 /// SHA-256 of `bytes`.
 pub fn sha256(bytes: &[u8]) -> [u8; 32] {
@@ -171,9 +186,86 @@ pub fn open(
             report.priority
         ))
     })?;
+    let digest = sha256(&signed.report);
+    let holder = check_hops(signed, &report.origin, &digest, trust, now)?;
     Ok(Verified {
-        sha256: sha256(&signed.report),
+        sha256: digest,
         report,
         class,
+        holder,
     })
+}
+
+/// Verifies the chain of custody; returns the last holder.
+fn check_hops(
+    signed: &SignedReport,
+    origin: &str,
+    digest: &[u8; 32],
+    trust: &Trust,
+    now: SystemTime,
+) -> Result<String, VerifyError> {
+    if signed.hops.len() > MAX_HOPS {
+        return Err(VerifyError::Invalid(format!(
+            "{} hops; at most {MAX_HOPS} relays may handle an item",
+            signed.hops.len()
+        )));
+    }
+    let mut holder = origin.to_string();
+    let mut previous = Vec::new();
+    for (index, hop) in signed.hops.iter().enumerate() {
+        let broken = |why: String| VerifyError::Hop { index, why };
+        let relay = trust
+            .verify_signed(&hop.signer_cert, &hop.statement, &hop.signature, now)
+            .map_err(|e| broken(e.to_string()))?;
+        let st = HopStatement::decode(hop.statement.as_slice())
+            .map_err(|e| broken(format!("statement does not decode: {e}")))?;
+        if st.relay != relay {
+            return Err(broken(format!(
+                "signed by {relay:?} but names relay {:?}",
+                st.relay
+            )));
+        }
+        if st.report_sha256 != digest {
+            return Err(broken("it is for other report bytes".into()));
+        }
+        if st.received_from != holder {
+            return Err(broken(format!(
+                "says it came from {:?}, but {holder:?} held it",
+                st.received_from
+            )));
+        }
+        if st.previous_hop_sha256 != previous {
+            return Err(broken("it does not follow the previous hop".into()));
+        }
+        previous = sha256(&hop.statement).to_vec();
+        holder = relay;
+    }
+    Ok(holder)
+}
+
+/// Appends our countersigned hop to an item we hold and forward: we
+/// received it from `received_from` and stored it at `stored_unix_ms`.
+pub fn add_hop(
+    signed: &mut SignedReport,
+    identity: &Identity,
+    received_from: &str,
+    stored_unix_ms: i64,
+) {
+    let statement = HopStatement {
+        report_sha256: sha256(&signed.report).to_vec(),
+        relay: identity.node_id().to_string(),
+        received_from: received_from.to_string(),
+        stored_unix_ms,
+        previous_hop_sha256: signed
+            .hops
+            .last()
+            .map(|h| sha256(&h.statement).to_vec())
+            .unwrap_or_default(),
+    }
+    .encode_to_vec();
+    signed.hops.push(HopRecord {
+        signature: identity.sign(&statement),
+        signer_cert: identity.cert().to_vec(),
+        statement,
+    });
 }

@@ -21,6 +21,8 @@
 //! - `inbox`: (lane, sequence) → id, what reached this node as a hub; each
 //!   lane numbers its items 1, 2, 3… so a consumer's cursor is one number
 //!   per lane;
+//! - `down`: (child, id) → time, delivery receipts still to be pushed down
+//!   to the child that handed the item over, until it acknowledges them;
 //! - `meta`: counters.
 
 use std::collections::HashSet;
@@ -37,6 +39,7 @@ const QUEUE: TableDefinition<'_, (&str, u8, i64, u64), &str> = TableDefinition::
 const DEADLINES: TableDefinition<'_, (i64, u64), &str> = TableDefinition::new("deadlines");
 const OVERDUE: TableDefinition<'_, (i64, u64), &str> = TableDefinition::new("overdue");
 const INBOX: TableDefinition<'_, (u8, u64), &str> = TableDefinition::new("inbox");
+const DOWN: TableDefinition<'_, (&str, &str), i64> = TableDefinition::new("down");
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 
 /// Most writes folded into one commit.
@@ -120,7 +123,13 @@ pub struct ItemRecord {
     /// When the item was first escalated to more routes, Unix ms.
     #[prost(int64, tag = "16")]
     pub escalated_ms: i64,
+    /// The final hub's encoded `SignedReceipt` of kind delivery, once known.
+    #[prost(bytes = "vec", tag = "17")]
+    pub delivery: Vec<u8>,
 }
+
+/// Who handed an item over when it was submitted on this node.
+pub const FROM_OPERATOR: &str = "operator";
 
 /// One route's receipt for an item.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -258,6 +267,15 @@ enum Write {
         id: String,
         route: String,
         receipt: Vec<u8>,
+        delivery: bool,
+    },
+    Delivery {
+        id: String,
+        receipt: Vec<u8>,
+    },
+    AckDown {
+        child: String,
+        ids: Vec<String>,
     },
     Refuse {
         id: String,
@@ -277,6 +295,8 @@ enum Write {
 enum Outcome {
     Put(PutOutcome),
     Receipt(ReceiptOutcome),
+    Delivery(bool),
+    AckDown,
     Refuse(bool),
     Escalate(Escalation),
 }
@@ -288,6 +308,7 @@ struct Inner {
     ops: mpsc::Sender<(Write, Reply)>,
     queue_version: watch::Sender<u64>,
     inbox_version: watch::Sender<u64>,
+    down_version: watch::Sender<u64>,
     /// Waiters for a change to one item, woken after the commit.
     waiters: std::sync::Mutex<std::collections::HashMap<String, Vec<oneshot::Sender<()>>>>,
 }
@@ -325,17 +346,20 @@ impl Store {
             txn.open_table(DEADLINES)?;
             txn.open_table(OVERDUE)?;
             txn.open_table(INBOX)?;
+            txn.open_table(DOWN)?;
             txn.open_table(META)?;
             txn.commit()?;
         }
         let (ops, rx) = mpsc::channel(4096);
         let (queue_version, _) = watch::channel(0);
         let (inbox_version, _) = watch::channel(0);
+        let (down_version, _) = watch::channel(0);
         let inner = Arc::new(Inner {
             db,
             ops,
             queue_version,
             inbox_version,
+            down_version,
             waiters: std::sync::Mutex::default(),
         });
         let writer = Arc::downgrade(&inner);
@@ -380,16 +404,76 @@ impl Store {
 
     /// Records `route`'s receipt for an item queued on it. The first receipt
     /// settles the item; a non-emergency item then leaves every route.
+    /// A delivery receipt (from the final hub itself) is also kept as the
+    /// item's delivery proof and queued to go down to the child it came from.
     pub async fn record_receipt(
         &self,
         id: String,
         route: String,
         receipt: Vec<u8>,
+        delivery: bool,
     ) -> Result<ReceiptOutcome, Error> {
-        match self.submit(Write::Receipt { id, route, receipt }).await? {
+        match self
+            .submit(Write::Receipt {
+                id,
+                route,
+                receipt,
+                delivery,
+            })
+            .await?
+        {
             Outcome::Receipt(o) => Ok(o),
             other => Err(Error::Db(format!("unexpected outcome {other:?}"))),
         }
+    }
+
+    /// Keeps a delivery receipt that travelled down for an item this node
+    /// forwarded, and queues it for the child the item came from. Returns
+    /// whether the item is known here.
+    pub async fn record_delivery(&self, id: String, receipt: Vec<u8>) -> Result<bool, Error> {
+        match self.submit(Write::Delivery { id, receipt }).await? {
+            Outcome::Delivery(b) => Ok(b),
+            other => Err(Error::Db(format!("unexpected outcome {other:?}"))),
+        }
+    }
+
+    /// Forgets delivery receipts `child` has acknowledged.
+    pub async fn ack_down(&self, child: String, ids: Vec<String>) -> Result<(), Error> {
+        self.submit(Write::AckDown { child, ids }).await.map(|_| ())
+    }
+
+    /// Delivery receipts waiting to go down to `child`: (id, receipt bytes).
+    pub async fn down_for(
+        &self,
+        child: String,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, Error> {
+        self.read(move |db| {
+            let txn = db.begin_read()?;
+            let down = txn.open_table(DOWN)?;
+            let items = txn.open_table(ITEMS)?;
+            let mut out = Vec::new();
+            for entry in down.range((child.as_str(), "")..)? {
+                if out.len() >= limit {
+                    break;
+                }
+                let (key, _) = entry?;
+                let (c, id) = key.value();
+                if c != child {
+                    break;
+                }
+                if let Some(v) = items.get(id)? {
+                    out.push((id.to_string(), decode(v.value())?.delivery));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Watches the delivery receipts waiting to go down: changes when one is added.
+    pub fn down_watch(&self) -> watch::Receiver<u64> {
+        self.inner.down_version.subscribe()
     }
 
     /// Takes an item off `route` after a permanent refusal; when no route is
@@ -646,6 +730,7 @@ struct Effects {
     events: Vec<StoreEvent>,
     queued: bool,
     inboxed: bool,
+    down: bool,
 }
 
 fn writer_loop(
@@ -682,6 +767,9 @@ fn writer_loop(
                     if effects.inboxed {
                         inner.inbox_version.send_modify(|v| *v += 1);
                     }
+                    if effects.down {
+                        inner.down_version.send_modify(|v| *v += 1);
+                    }
                     let mut waiters = inner.waiters.lock().unwrap_or_else(|e| e.into_inner());
                     for e in effects.events {
                         for w in waiters.remove(&e.id).unwrap_or_default() {
@@ -708,6 +796,7 @@ struct Tables<'t> {
     deadlines: redb::Table<'t, (i64, u64), &'static str>,
     overdue: redb::Table<'t, (i64, u64), &'static str>,
     inbox: redb::Table<'t, (u8, u64), &'static str>,
+    down: redb::Table<'t, (&'static str, &'static str), i64>,
     meta: redb::Table<'t, &'static str, u64>,
 }
 
@@ -848,6 +937,28 @@ impl Tables<'_> {
         Ok(true)
     }
 
+    fn delivery(
+        &mut self,
+        id: &str,
+        receipt: &[u8],
+        now: i64,
+        fx: &mut Effects,
+    ) -> Result<bool, Error> {
+        let Some(mut rec) = self.record(id)? else {
+            return Ok(false);
+        };
+        if !rec.delivery.is_empty() {
+            return Ok(true);
+        }
+        rec.delivery = receipt.to_vec();
+        if !rec.from.is_empty() && rec.from != FROM_OPERATOR {
+            self.down.insert((rec.from.as_str(), id), now)?;
+            fx.down = true;
+        }
+        self.save(id, &rec, fx)?;
+        Ok(true)
+    }
+
     fn escalate(
         &mut self,
         id: &str,
@@ -900,14 +1011,34 @@ fn apply(db: &Database, writes: &[Write], fx: &mut Effects) -> Result<Vec<Outcom
             deadlines: txn.open_table(DEADLINES)?,
             overdue: txn.open_table(OVERDUE)?,
             inbox: txn.open_table(INBOX)?,
+            down: txn.open_table(DOWN)?,
             meta: txn.open_table(META)?,
         };
         let now = now_ms();
         for w in writes {
             outcomes.push(match w {
                 Write::Put { id, record, dest } => Outcome::Put(t.put(id, record, dest, now, fx)?),
-                Write::Receipt { id, route, receipt } => {
-                    Outcome::Receipt(t.receipt(id, route, receipt, now, fx)?)
+                Write::Receipt {
+                    id,
+                    route,
+                    receipt,
+                    delivery,
+                } => {
+                    let outcome = t.receipt(id, route, receipt, now, fx)?;
+                    if *delivery && outcome != ReceiptOutcome::NotPending {
+                        t.delivery(id, receipt, now, fx)?;
+                    }
+                    Outcome::Receipt(outcome)
+                }
+                Write::Delivery { id, receipt } => {
+                    Outcome::Delivery(t.delivery(id, receipt, now, fx)?)
+                }
+                Write::AckDown { child, ids } => {
+                    for id in ids {
+                        t.down.remove((child.as_str(), id.as_str()))?;
+                    }
+                    fx.down = true;
+                    Outcome::AckDown
                 }
                 Write::Refuse { id, route, why } => Outcome::Refuse(t.refuse(id, route, why, fx)?),
                 Write::Escalate {

@@ -22,10 +22,12 @@ use tracing::{debug, error, info, warn};
 
 use super::Shared;
 use crate::config::UpstreamConfig;
-use crate::proto::EventKind;
+use crate::envelope;
+use crate::proto::{DeliveryAck, EventKind, ReceiptKind};
 use crate::proto::{
     ForwardRequest, ForwardResponse, SignedReport, forward_response, relay_client::RelayClient,
 };
+use crate::store::FROM_OPERATOR;
 use crate::store::ReceiptOutcome;
 use crate::tls;
 
@@ -63,9 +65,18 @@ impl Backoff {
     }
 }
 
-/// A receipt being stored: (item id, on time, what the store did).
+/// A receipt being stored: (item id, on time, delivery kind, what the store did).
 type Commit = Pin<
-    Box<dyn Future<Output = (String, bool, Result<ReceiptOutcome, crate::store::Error>)> + Send>,
+    Box<
+        dyn Future<
+                Output = (
+                    String,
+                    bool,
+                    bool,
+                    Result<ReceiptOutcome, crate::store::Error>,
+                ),
+            > + Send,
+    >,
 >;
 
 /// Why a session with the upstream ended.
@@ -221,8 +232,9 @@ impl Forwarder {
                     if in_flight.len() >= cap(rec.lane, window) {
                         break;
                     }
-                    let item = match <SignedReport as prost::Message>::decode(rec.signed.as_slice())
-                    {
+                    let mut item = match <SignedReport as prost::Message>::decode(
+                        rec.signed.as_slice(),
+                    ) {
                         Ok(i) => i,
                         Err(e) => {
                             error!(%id, error = %e, "stored item does not decode; marking it refused");
@@ -236,10 +248,21 @@ impl Forwarder {
                             continue;
                         }
                     };
+                    if rec.from != FROM_OPERATOR {
+                        // Not ours: we countersign our link in its chain of custody.
+                        envelope::add_hop(&mut item, &shared.identity, &rec.from, rec.stored_ms);
+                    }
                     self.in_flight_set(|set| set.insert(id.clone()));
                     in_flight.insert(id.clone(), rec.sha256.clone());
                     debug!(%id, lane = rec.lane, "sending");
-                    if tx.send(ForwardRequest { item: Some(item) }).await.is_err() {
+                    if tx
+                        .send(ForwardRequest {
+                            item: Some(item),
+                            ack: None,
+                        })
+                        .await
+                        .is_err()
+                    {
                         return SessionEnd::Stream("request stream closed".into());
                     }
                 }
@@ -248,7 +271,7 @@ impl Forwarder {
             tokio::select! {
                 msg = responses.message() => match msg {
                     Ok(Some(resp)) => {
-                        if let Err(end) = self.on_response(resp, &mut in_flight, &mut commits).await {
+                        if let Err(end) = self.on_response(resp, &mut in_flight, &mut commits, &tx).await {
                             return end;
                         }
                         *delivered = true;
@@ -256,7 +279,7 @@ impl Forwarder {
                     Ok(None) => return SessionEnd::Stream("upstream closed the stream".into()),
                     Err(s) => return SessionEnd::Stream(format!("{}: {}", s.code(), s.message())),
                 },
-                Some((id, on_time, stored)) = commits.next(), if !commits.is_empty() => {
+                Some((id, on_time, delivery, stored)) = commits.next(), if !commits.is_empty() => {
                     let outcome = match stored {
                         Ok(o) => o,
                         Err(e) => return e.into(),
@@ -264,6 +287,9 @@ impl Forwarder {
                     in_flight.remove(&id);
                     self.in_flight_set(|set| set.remove(&id));
                     debug!(%id, upstream = %route, ?outcome, "receipted");
+                    if delivery && outcome != ReceiptOutcome::NotPending {
+                        shared.emit(EventKind::Delivered, &id, None, &route, format!("delivery receipt from {route}"));
+                    }
                     if outcome == ReceiptOutcome::Settled {
                         let timing = if on_time { "on time" } else { "late" };
                         shared.emit(EventKind::Receipted, &id, None, &route, format!("receipt from {route}, {timing}"));
@@ -284,6 +310,7 @@ impl Forwarder {
         resp: ForwardResponse,
         in_flight: &mut HashMap<String, Vec<u8>>,
         commits: &mut FuturesUnordered<Commit>,
+        tx: &mpsc::Sender<ForwardRequest>,
     ) -> Result<(), SessionEnd> {
         let shared = &self.shared;
         let up = &self.upstream.node_id;
@@ -304,6 +331,10 @@ impl Forwarder {
                     }
                 };
                 let id = receipt.item_id.clone();
+                let delivery = receipt.kind == ReceiptKind::Delivery as i32;
+                if delivery && !in_flight.contains_key(&id) {
+                    return self.on_delivery_pushed_down(&id, &signed, tx).await;
+                }
                 let Some(sha) = in_flight.get(&id) else {
                     warn!(alarm = "unknown-receipt", upstream = %up, %id, "receipt for an item not in flight here; ignored");
                     shared.emit(
@@ -332,8 +363,10 @@ impl Forwarder {
                 let store = shared.store.clone();
                 let route = up.clone();
                 commits.push(Box::pin(async move {
-                    let stored = store.record_receipt(id.clone(), route, bytes).await;
-                    (id, receipt.on_time, stored)
+                    let stored = store
+                        .record_receipt(id.clone(), route, bytes, delivery)
+                        .await;
+                    (id, receipt.on_time, delivery, stored)
                 }));
                 Ok(())
             }
@@ -388,6 +421,75 @@ fn cap(lane: u32, window: usize) -> usize {
         0 => window + window.div_ceil(2),
         1 => window + window.div_ceil(4),
         _ => window,
+    }
+}
+
+impl Forwarder {
+    /// A relay upstream pushed down the final hub's delivery receipt for an
+    /// item it took in custody from us earlier: check it, keep it, pass it
+    /// on down if the item came from a child, and acknowledge it.
+    async fn on_delivery_pushed_down(
+        &self,
+        id: &str,
+        signed: &crate::proto::SignedReceipt,
+        tx: &mpsc::Sender<ForwardRequest>,
+    ) -> Result<(), SessionEnd> {
+        let shared = &self.shared;
+        let up = &self.upstream.node_id;
+        let Some(rec) = shared.store.get(id.to_string()).await? else {
+            warn!(alarm = "unknown-receipt", upstream = %up, %id, "delivery receipt for an item never sent here; ignored");
+            shared.emit(
+                EventKind::Alarm,
+                id,
+                None,
+                up,
+                format!("{up} pushed a delivery receipt for an unknown item"),
+            );
+            return Ok(());
+        };
+        let receiver = crate::receipt::open(signed, &shared.trust, Shared::now())
+            .map(|r| r.receiver)
+            .unwrap_or_default();
+        if let Err(e) = crate::receipt::open_for(
+            signed,
+            &shared.trust,
+            Shared::now(),
+            id,
+            &rec.sha256,
+            &receiver,
+        ) {
+            error!(alarm = "bad-receipt", upstream = %up, %id, error = %e, "ALARM: pushed-down delivery receipt does not match the item");
+            shared.emit(
+                EventKind::Alarm,
+                id,
+                None,
+                up,
+                format!("delivery receipt does not match: {e}"),
+            );
+            return Ok(());
+        }
+        shared
+            .store
+            .record_delivery(id.to_string(), prost::Message::encode_to_vec(signed))
+            .await?;
+        debug!(%id, hub = %receiver, "delivery receipt came down");
+        shared.emit(
+            EventKind::Delivered,
+            id,
+            None,
+            up,
+            format!("delivery receipt from {receiver}"),
+        );
+        let ack = ForwardRequest {
+            item: None,
+            ack: Some(DeliveryAck {
+                item_ids: vec![id.to_string()],
+            }),
+        };
+        if tx.send(ack).await.is_err() {
+            return Err(SessionEnd::Stream("request stream closed".into()));
+        }
+        Ok(())
     }
 }
 

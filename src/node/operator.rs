@@ -75,6 +75,20 @@ impl OperatorService {
             pending_routes: rec.pending_routes.clone(),
             ..Default::default()
         };
+        if let Ok(signed) = SignedReceipt::decode(rec.delivery.as_slice())
+            && !rec.delivery.is_empty()
+        {
+            let (verification, body) = self.verify_receipt(id, rec, &signed, None);
+            status.delivery = Some(RouteReceipt {
+                route: body
+                    .as_ref()
+                    .map(|b| b.receiver.clone())
+                    .unwrap_or_default(),
+                receipt_body: body,
+                receipt: Some(signed),
+                verification,
+            });
+        }
         for rr in &rec.route_receipts {
             let Ok(signed) = SignedReceipt::decode(rr.receipt.as_slice()) else {
                 continue;
@@ -240,9 +254,12 @@ impl Operator for OperatorService {
         let verified = envelope::Verified {
             sha256: envelope::sha256(&signed.report),
             class,
+            holder: report.origin.clone(),
             report,
         };
-        let (rec, _) = shared.accept(&signed, &verified, "operator").await?;
+        let (rec, _) = shared
+            .accept(&signed, &verified, crate::store::FROM_OPERATOR)
+            .await?;
         info!(id = %verified.report.id, class = %class, bytes = verified.report.body.len(), stored_ms = rec.stored_ms, "submitted");
         Ok(Response::new(SubmitResponse {
             id: verified.report.id,

@@ -8,7 +8,12 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
+use std::collections::HashSet;
+
 use futures::{Stream, StreamExt};
+use prost::Message;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::warn;
 
@@ -46,6 +51,14 @@ async fn take(
         warn!(peer = %peer.node_id, addr = %peer.addr, error = %e, "refused item from child");
         Status::from(e)
     })?;
+    if verified.holder != peer.node_id {
+        warn!(peer = %peer.node_id, addr = %peer.addr, id = %verified.report.id, holder = %verified.holder,
+            "refused item from child: its custody chain does not end at the sender");
+        return Err(Status::permission_denied(format!(
+            "item {} is held by {:?} according to its custody chain, not by {:?} who sent it",
+            verified.report.id, verified.holder, peer.node_id
+        )));
+    }
     let (_, receipt) = shared
         .accept(item, &verified, &peer.node_id)
         .await
@@ -80,32 +93,22 @@ impl Relay for RelayService {
         let shared = self.shared.clone();
         let window = shared.cfg.limits.max_in_flight;
         let shutdown = shared.shutdown.clone();
-        let out = request
+        let (down_tx, down_rx) = mpsc::channel(DOWN_BATCH);
+        tokio::spawn(push_down(shared.clone(), peer.node_id.clone(), down_tx));
+        let answers = request
             .into_inner()
             .map(move |msg| {
                 let shared = shared.clone();
                 let peer = peer.clone();
-                async move {
-                    let req = msg?;
-                    let Some(item) = req.item else {
-                        return Ok(refusal(
-                            String::new(),
-                            &Status::invalid_argument("forward request carries no item"),
-                        ));
-                    };
-                    Ok(match take(&shared, &peer, &item).await {
-                        Ok(receipt) => ForwardResponse {
-                            result: Some(forward_response::Result::Receipt(receipt)),
-                        },
-                        Err(status) => refusal(claimed_id(&item), &status),
-                    })
-                }
+                async move { answer(&shared, &peer, msg?).await }
             })
             // Items of one stream are verified and stored concurrently, so
             // they share commits; the bound is the sender's largest window
             // (with its room for urgent items, see `forward::cap`), so an
             // emergency is never stuck behind bulk in this stream's buffer.
             .buffer_unordered(window + window.div_ceil(2))
+            .filter_map(|r| async move { r.transpose() });
+        let out = futures::stream::select(answers, ReceiverStream::new(down_rx))
             .take_until(shutdown.cancelled_owned());
         Ok(Response::new(Box::pin(out)))
     }
@@ -117,6 +120,91 @@ impl Relay for RelayService {
         let peer = PeerInfo::of(&request)?;
         let receipt = take(&self.shared, &peer, request.get_ref()).await?;
         Ok(Response::new(receipt))
+    }
+}
+
+/// Most delivery receipts pushed down, or acknowledged, at once.
+const DOWN_BATCH: usize = 256;
+
+/// Answers one request of a `Forward` stream: an acknowledgement of
+/// delivery receipts (no answer), or an item (a receipt or a refusal).
+async fn answer(
+    shared: &Shared,
+    peer: &PeerInfo,
+    req: ForwardRequest,
+) -> Result<Option<ForwardResponse>, Status> {
+    if let Some(ack) = req.ack {
+        if ack.item_ids.len() > DOWN_BATCH
+            || ack
+                .item_ids
+                .iter()
+                .any(|id| envelope::check_id(id).is_err())
+        {
+            warn!(peer = %peer.node_id, addr = %peer.addr, "malformed delivery acknowledgement");
+            return Err(Status::invalid_argument(
+                "malformed delivery acknowledgement",
+            ));
+        }
+        shared
+            .store
+            .ack_down(peer.node_id.clone(), ack.item_ids)
+            .await?;
+        if req.item.is_none() {
+            return Ok(None);
+        }
+    }
+    let Some(item) = req.item else {
+        return Ok(Some(refusal(
+            String::new(),
+            &Status::invalid_argument("forward request carries no item"),
+        )));
+    };
+    Ok(Some(match take(shared, peer, &item).await {
+        Ok(receipt) => ForwardResponse {
+            result: Some(forward_response::Result::Receipt(receipt)),
+        },
+        Err(status) => refusal(claimed_id(&item), &status),
+    }))
+}
+
+/// Pushes the delivery receipts waiting for `child` down its stream, again
+/// after every reconnection, until it acknowledges them.
+async fn push_down(
+    shared: Arc<Shared>,
+    child: String,
+    tx: mpsc::Sender<Result<ForwardResponse, Status>>,
+) {
+    let mut changes = shared.store.down_watch();
+    let mut sent = HashSet::new();
+    loop {
+        changes.borrow_and_update();
+        let pending = match shared.store.down_for(child.clone(), DOWN_BATCH).await {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(%child, error = %e, "cannot read delivery receipts to push down");
+                return;
+            }
+        };
+        sent.retain(|id| pending.iter().any(|(p, _)| p == id));
+        for (id, bytes) in pending {
+            if !sent.insert(id) {
+                continue;
+            }
+            let Ok(receipt) = SignedReceipt::decode(bytes.as_slice()) else {
+                continue;
+            };
+            let resp = ForwardResponse {
+                result: Some(forward_response::Result::Receipt(receipt)),
+            };
+            if tx.send(Ok(resp)).await.is_err() {
+                return;
+            }
+        }
+        tokio::select! {
+            r = changes.changed() => if r.is_err() { return },
+            () = tx.closed() => return,
+            () = shared.shutdown.cancelled() => return,
+        }
     }
 }
 
