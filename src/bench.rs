@@ -230,7 +230,7 @@ async fn forward_stream(
         sent.insert(digest(&item), Instant::now());
         tx.send(ForwardRequest {
             item: Some(item),
-            ack: None,
+            ..Default::default()
         })
         .await?;
     }
@@ -250,7 +250,7 @@ async fn forward_stream(
             sent.insert(digest(&item), Instant::now());
             tx.send(ForwardRequest {
                 item: Some(item),
-                ack: None,
+                ..Default::default()
             })
             .await?;
         }

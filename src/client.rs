@@ -12,7 +12,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::class::Class;
 use crate::identity::{Identity, Trust};
 use crate::proto::{
-    Cursor, Event, InboxItem, ItemStatus, ListRequest, StatusRequest, SubmitRequest,
+    Attachment, Cursor, Event, InboxItem, ItemStatus, ListRequest, StatusRequest, SubmitRequest,
     SubscribeRequest, WatchRequest, inbox_client::InboxClient, operator_client::OperatorClient,
 };
 
@@ -96,6 +96,19 @@ impl Operator {
         body: Vec<u8>,
         deadline_unix_ms: i64,
     ) -> Result<String, ClientError> {
+        self.submit_with(class, title, body, deadline_unix_ms, Vec::new())
+            .await
+    }
+
+    /// Submits a report with attachments (name, bytes).
+    pub async fn submit_with(
+        &mut self,
+        class: Class,
+        title: &str,
+        body: Vec<u8>,
+        deadline_unix_ms: i64,
+        attachments: Vec<(String, Vec<u8>)>,
+    ) -> Result<String, ClientError> {
         let resp = self
             .inner
             .submit(SubmitRequest {
@@ -103,6 +116,10 @@ impl Operator {
                 title: title.to_string(),
                 body,
                 deadline_unix_ms,
+                attachments: attachments
+                    .into_iter()
+                    .map(|(name, data)| Attachment { name, data })
+                    .collect(),
             })
             .await?;
         Ok(resp.into_inner().id)
@@ -177,6 +194,27 @@ impl Inbox {
         Ok(Self {
             inner: InboxClient::new(channel).max_decoding_message_size(96 * 1024 * 1024),
         })
+    }
+
+    /// One attachment of an item in the inbox, reassembled.
+    pub async fn attachment(
+        &mut self,
+        item_id: &str,
+        attachment: u32,
+    ) -> Result<Vec<u8>, ClientError> {
+        let mut stream = self
+            .inner
+            .attachment(crate::proto::AttachmentRequest {
+                item_id: item_id.to_string(),
+                attachment,
+            })
+            .await?
+            .into_inner();
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.message().await? {
+            out.extend_from_slice(&chunk.data);
+        }
+        Ok(out)
     }
 
     /// Streams items after `cursor`; with `follow`, waits for new ones.

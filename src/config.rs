@@ -158,6 +158,10 @@ pub struct Limits {
     pub handshake_timeout_secs: u64,
     /// Longest wait, seconds, between reconnection attempts to upstream.
     pub max_backoff_secs: u64,
+    /// Largest total of attachments on one report, bytes.
+    pub max_attachment_bytes: u64,
+    /// Attachments travel in chunks of this many bytes (set by the origin).
+    pub chunk_bytes: u32,
 }
 
 impl Default for Limits {
@@ -170,6 +174,8 @@ impl Default for Limits {
             max_connections_per_peer: 16,
             handshake_timeout_secs: 10,
             max_backoff_secs: 10,
+            max_attachment_bytes: 64 * 1024 * 1024,
+            chunk_bytes: 64 * 1024,
         }
     }
 }
@@ -353,6 +359,18 @@ impl NodeConfig {
             return Err(invalid(
                 "limits.handshake_timeout_secs",
                 "must be at least 1".into(),
+            ));
+        }
+        if l.max_attachment_bytes > 1 << 30 {
+            return Err(invalid(
+                "limits.max_attachment_bytes",
+                "must be at most 1 GiB".into(),
+            ));
+        }
+        if !(1024..=1024 * 1024).contains(&l.chunk_bytes) {
+            return Err(invalid(
+                "limits.chunk_bytes",
+                "must be between 1 KiB and 1 MiB".into(),
             ));
         }
         if l.max_backoff_secs == 0 {

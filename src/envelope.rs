@@ -82,6 +82,50 @@ pub struct Verified {
     pub holder: String,
 }
 
+/// Most attachments on one report.
+pub const MAX_ATTACHMENTS: usize = 16;
+
+/// Checks a report's attachment references against `max_total` bytes.
+pub fn check_attachments(report: &Report, max_total: u64) -> Result<(), VerifyError> {
+    if report.attachments.len() > MAX_ATTACHMENTS {
+        return Err(VerifyError::Invalid(format!(
+            "{} attachments; at most {MAX_ATTACHMENTS}",
+            report.attachments.len()
+        )));
+    }
+    let mut total = 0u64;
+    for a in &report.attachments {
+        if a.sha256.len() != 32
+            || !(1024..=1024 * 1024).contains(&a.chunk_size)
+            || a.name.len() > 256
+        {
+            return Err(VerifyError::Invalid(format!(
+                "attachment {:?} is malformed",
+                a.name
+            )));
+        }
+        total = total.saturating_add(a.size);
+    }
+    if total > max_total {
+        return Err(VerifyError::TooLarge {
+            size: usize::try_from(total).unwrap_or(usize::MAX),
+            limit: usize::try_from(max_total).unwrap_or(usize::MAX),
+        });
+    }
+    Ok(())
+}
+
+/// How many chunks an attachment travels in.
+pub fn chunk_count(a: &crate::proto::AttachmentRef) -> u32 {
+    u32::try_from(a.size.div_ceil(u64::from(a.chunk_size.max(1)))).unwrap_or(u32::MAX)
+}
+
+/// The length chunk `index` of an attachment must have.
+pub fn chunk_len(a: &crate::proto::AttachmentRef, index: u32) -> u64 {
+    let start = u64::from(index) * u64::from(a.chunk_size);
+    a.size.saturating_sub(start).min(u64::from(a.chunk_size))
+}
+
 /// Most relays an item may pass through.
 pub const MAX_HOPS: usize = 16;
 

@@ -58,6 +58,9 @@ enum Command {
         /// Read the body from a file (otherwise from stdin).
         #[arg(long)]
         body_file: Option<PathBuf>,
+        /// Attach a file (scan, photo); may be given several times.
+        #[arg(long = "attach")]
+        attach: Vec<PathBuf>,
         /// An earlier receipt deadline than the class's, in seconds from now.
         #[arg(long)]
         deadline_secs: Option<u64>,
@@ -289,10 +292,20 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             title,
             body,
             body_file,
+            attach,
             deadline_secs,
             wait,
             timeout,
         } => {
+            let mut attachments = Vec::new();
+            for path in &attach {
+                let data =
+                    std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+                let name = path
+                    .file_name()
+                    .map_or_else(|| "attachment".into(), |n| n.to_string_lossy().into_owned());
+                attachments.push((name, data));
+            }
             let class: Class = priority.parse()?;
             let body = match (body, body_file) {
                 (Some(b), _) => b.into_bytes(),
@@ -311,7 +324,9 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 zhibao::envelope::now_ms() + i64::try_from(s).unwrap_or(i64::MAX / 2) * 1000
             });
             let mut op = target.connect().await?;
-            let id = op.submit(class, &title, body, deadline).await?;
+            let id = op
+                .submit_with(class, &title, body, deadline, attachments)
+                .await?;
             println!("{id}");
             if wait {
                 let status = op.wait_receipt(&id, timeout).await?;

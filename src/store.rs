@@ -23,6 +23,8 @@
 //!   per lane;
 //! - `down`: (child, id) → time, delivery receipts still to be pushed down
 //!   to the child that handed the item over, until it acknowledges them;
+//! - `chunks`: (id, attachment, index) → bytes, attachments in chunks, as
+//!   submitted here or received so far;
 //! - `meta`: counters.
 
 use std::collections::HashSet;
@@ -40,10 +42,13 @@ const DEADLINES: TableDefinition<'_, (i64, u64), &str> = TableDefinition::new("d
 const OVERDUE: TableDefinition<'_, (i64, u64), &str> = TableDefinition::new("overdue");
 const INBOX: TableDefinition<'_, (u8, u64), &str> = TableDefinition::new("inbox");
 const DOWN: TableDefinition<'_, (&str, &str), i64> = TableDefinition::new("down");
+const CHUNKS: TableDefinition<'_, (&str, u32, u32), &[u8]> = TableDefinition::new("chunks");
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 
 /// Most writes folded into one commit.
 const MAX_BATCH: usize = 512;
+/// Most bytes of chunks folded into one commit.
+const MAX_BATCH_BYTES: usize = 4 << 20;
 
 /// The lifecycle of an item in this store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,6 +282,15 @@ enum Write {
         child: String,
         ids: Vec<String>,
     },
+    Chunks {
+        id: String,
+        attachment: u32,
+        first: u32,
+        chunks: Vec<Vec<u8>>,
+    },
+    DropChunks {
+        id: String,
+    },
     Refuse {
         id: String,
         route: String,
@@ -289,6 +303,17 @@ enum Write {
     },
 }
 
+impl Write {
+    /// Roughly how many bytes the write adds.
+    fn bytes(&self) -> usize {
+        match self {
+            Self::Put { record, .. } => record.signed.len(),
+            Self::Chunks { chunks, .. } => chunks.iter().map(Vec::len).sum(),
+            _ => 256,
+        }
+    }
+}
+
 /// What one write did, answered after the commit.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
@@ -297,6 +322,7 @@ enum Outcome {
     Receipt(ReceiptOutcome),
     Delivery(bool),
     AckDown,
+    Chunks,
     Refuse(bool),
     Escalate(Escalation),
 }
@@ -347,6 +373,7 @@ impl Store {
             txn.open_table(OVERDUE)?;
             txn.open_table(INBOX)?;
             txn.open_table(DOWN)?;
+            txn.open_table(CHUNKS)?;
             txn.open_table(META)?;
             txn.commit()?;
         }
@@ -435,6 +462,84 @@ impl Store {
             Outcome::Delivery(b) => Ok(b),
             other => Err(Error::Db(format!("unexpected outcome {other:?}"))),
         }
+    }
+
+    /// Stores chunks `first`, `first + 1`, … of an attachment durably.
+    pub async fn put_chunks(
+        &self,
+        id: String,
+        attachment: u32,
+        first: u32,
+        chunks: Vec<Vec<u8>>,
+    ) -> Result<(), Error> {
+        self.submit(Write::Chunks {
+            id,
+            attachment,
+            first,
+            chunks,
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Forgets every stored chunk of an item (a transfer that did not verify).
+    pub async fn drop_chunks(&self, id: String) -> Result<(), Error> {
+        self.submit(Write::DropChunks { id }).await.map(|_| ())
+    }
+
+    /// One stored chunk.
+    pub async fn chunk(
+        &self,
+        id: String,
+        attachment: u32,
+        index: u32,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        self.read(move |db| {
+            let txn = db.begin_read()?;
+            let chunks = txn.open_table(CHUNKS)?;
+            Ok(chunks
+                .get((id.as_str(), attachment, index))?
+                .map(|v| v.value().to_vec()))
+        })
+        .await
+    }
+
+    /// How many chunks of an attachment are stored (they are stored in order).
+    pub async fn chunks_stored(&self, id: String, attachment: u32) -> Result<u32, Error> {
+        self.read(move |db| {
+            let txn = db.begin_read()?;
+            let chunks = txn.open_table(CHUNKS)?;
+            let n = chunks
+                .range((id.as_str(), attachment, 0)..=(id.as_str(), attachment, u32::MAX))?
+                .count();
+            Ok(u32::try_from(n).unwrap_or(u32::MAX))
+        })
+        .await
+    }
+
+    /// SHA-256 and length of an attachment's stored chunks, in order.
+    pub async fn attachment_digest(
+        &self,
+        id: String,
+        attachment: u32,
+    ) -> Result<([u8; 32], u64), Error> {
+        self.read(move |db| {
+            let txn = db.begin_read()?;
+            let chunks = txn.open_table(CHUNKS)?;
+            let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+            let mut len = 0u64;
+            for entry in
+                chunks.range((id.as_str(), attachment, 0)..=(id.as_str(), attachment, u32::MAX))?
+            {
+                let (_, v) = entry?;
+                ctx.update(v.value());
+                len += v.value().len() as u64;
+            }
+            let mut out = [0u8; 32];
+            out.copy_from_slice(ctx.finish().as_ref());
+            Ok((out, len))
+        })
+        .await
     }
 
     /// Forgets delivery receipts `child` has acknowledged.
@@ -739,10 +844,16 @@ fn writer_loop(
     inner: &std::sync::Weak<Inner>,
 ) {
     while let Some(first) = rx.blocking_recv() {
+        let mut bytes = first.0.bytes();
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+        // A commit of a few MiB at most, so attachments do not hold up the
+        // small urgent writes queued behind them for long.
+        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
             match rx.try_recv() {
-                Ok(op) => batch.push(op),
+                Ok(op) => {
+                    bytes += op.0.bytes();
+                    batch.push(op);
+                }
                 Err(_) => break,
             }
         }
@@ -797,6 +908,7 @@ struct Tables<'t> {
     overdue: redb::Table<'t, (i64, u64), &'static str>,
     inbox: redb::Table<'t, (u8, u64), &'static str>,
     down: redb::Table<'t, (&'static str, &'static str), i64>,
+    chunks: redb::Table<'t, (&'static str, u32, u32), &'static [u8]>,
     meta: redb::Table<'t, &'static str, u64>,
 }
 
@@ -1012,6 +1124,7 @@ fn apply(db: &Database, writes: &[Write], fx: &mut Effects) -> Result<Vec<Outcom
             overdue: txn.open_table(OVERDUE)?,
             inbox: txn.open_table(INBOX)?,
             down: txn.open_table(DOWN)?,
+            chunks: txn.open_table(CHUNKS)?,
             meta: txn.open_table(META)?,
         };
         let now = now_ms();
@@ -1039,6 +1152,29 @@ fn apply(db: &Database, writes: &[Write], fx: &mut Effects) -> Result<Vec<Outcom
                     }
                     fx.down = true;
                     Outcome::AckDown
+                }
+                Write::Chunks {
+                    id,
+                    attachment,
+                    first,
+                    chunks,
+                } => {
+                    for (i, data) in (*first..).zip(chunks) {
+                        t.chunks
+                            .insert((id.as_str(), *attachment, i), data.as_slice())?;
+                    }
+                    Outcome::Chunks
+                }
+                Write::DropChunks { id } => {
+                    let keys: Vec<(u32, u32)> = t
+                        .chunks
+                        .range((id.as_str(), 0, 0)..=(id.as_str(), u32::MAX, u32::MAX))?
+                        .map(|e| e.map(|(k, _)| (k.value().1, k.value().2)))
+                        .collect::<Result<_, _>>()?;
+                    for (a, i) in keys {
+                        t.chunks.remove((id.as_str(), a, i))?;
+                    }
+                    Outcome::Chunks
                 }
                 Write::Refuse { id, route, why } => Outcome::Refuse(t.refuse(id, route, why, fx)?),
                 Write::Escalate {

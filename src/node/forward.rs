@@ -23,7 +23,7 @@ use tracing::{debug, error, info, warn};
 use super::Shared;
 use crate::config::UpstreamConfig;
 use crate::envelope;
-use crate::proto::{DeliveryAck, EventKind, ReceiptKind};
+use crate::proto::{Chunk, ChunkNeed, DeliveryAck, EventKind, ReceiptKind};
 use crate::proto::{
     ForwardRequest, ForwardResponse, SignedReport, forward_response, relay_client::RelayClient,
 };
@@ -194,7 +194,7 @@ impl Forwarder {
             },
             () = shared.shutdown.cancelled() => return SessionEnd::Shutdown,
         };
-        let max_msg = shared.cfg.limits.max_report_bytes + 64 * 1024;
+        let max_msg = shared.cfg.limits.max_report_bytes.max(1 << 20) + 64 * 1024;
         let mut client = RelayClient::new(channel)
             .max_decoding_message_size(max_msg)
             .max_encoding_message_size(max_msg);
@@ -213,6 +213,7 @@ impl Forwarder {
         // id -> digest of the bytes we sent, to check the receipt against.
         let mut in_flight: HashMap<String, Vec<u8>> = HashMap::new();
         let mut commits: FuturesUnordered<Commit> = FuturesUnordered::new();
+        let mut uploads = Uploads::default();
         let mut queue = shared.store.queue_watch();
         loop {
             if in_flight.len() < cap(0, window) {
@@ -254,11 +255,12 @@ impl Forwarder {
                     }
                     self.in_flight_set(|set| set.insert(id.clone()));
                     in_flight.insert(id.clone(), rec.sha256.clone());
+                    uploads.lanes.insert(id.clone(), rec.lane);
                     debug!(%id, lane = rec.lane, "sending");
                     if tx
                         .send(ForwardRequest {
                             item: Some(item),
-                            ack: None,
+                            ..Default::default()
                         })
                         .await
                         .is_err()
@@ -267,9 +269,59 @@ impl Forwarder {
                     }
                 }
             }
+            // An item answered (receipted or refused) frees the wire.
+            if uploads
+                .on_wire
+                .as_ref()
+                .is_some_and(|w| !in_flight.contains_key(w))
+            {
+                uploads.on_wire = None;
+            }
+            if uploads.on_wire.is_none() {
+                uploads.forget(|id| !in_flight.contains_key(id));
+                if let Some((id, attachment, index)) = uploads.next() {
+                    match shared.store.chunk(id.clone(), attachment, index).await {
+                        Ok(Some(data)) => {
+                            let chunk = Chunk {
+                                item_id: id.clone(),
+                                attachment,
+                                index,
+                                data,
+                            };
+                            uploads.on_wire = Some(id);
+                            if tx
+                                .send(ForwardRequest {
+                                    chunk: Some(chunk),
+                                    ..Default::default()
+                                })
+                                .await
+                                .is_err()
+                            {
+                                return SessionEnd::Stream("request stream closed".into());
+                            }
+                        }
+                        Ok(None) => {
+                            error!(alarm = "missing-chunk", %id, attachment, index, "ALARM: a chunk to send is not in the store");
+                            shared.emit(
+                                EventKind::Alarm,
+                                &id,
+                                None,
+                                &route,
+                                format!("chunk {index} of attachment {attachment} is missing here"),
+                            );
+                            uploads.wanted.remove(&id);
+                        }
+                        Err(e) => return e.into(),
+                    }
+                }
+            }
             let room = in_flight.len() < cap(0, window);
             tokio::select! {
                 msg = responses.message() => match msg {
+                    Ok(Some(ForwardResponse { result: Some(forward_response::Result::Need(need)) })) => {
+                        self.on_need(need, &in_flight, &mut uploads);
+                        *delivered = true;
+                    }
                     Ok(Some(resp)) => {
                         if let Err(end) = self.on_response(resp, &mut in_flight, &mut commits, &tx).await {
                             return end;
@@ -406,6 +458,8 @@ impl Forwarder {
                     }
                 }
             }
+            // Handled in the session loop, which owns the upload state.
+            Some(forward_response::Result::Need(_)) => Ok(()),
             None => Err(SessionEnd::Stream("empty response from upstream".into())),
         }
     }
@@ -424,7 +478,71 @@ fn cap(lane: u32, window: usize) -> usize {
     }
 }
 
+/// Attachment uploads on one session: one chunk on the wire at a time, and
+/// the next one always from the most urgent item, so an urgent item waits
+/// behind at most one chunk of bulk.
+#[derive(Debug, Default)]
+struct Uploads {
+    /// Item id → (lane, attachment, next chunk the receiver wants).
+    wanted: HashMap<String, (u32, u32, u32)>,
+    /// The item whose chunk is on the wire, if any.
+    on_wire: Option<String>,
+    /// Lanes of the items sent in this session.
+    lanes: HashMap<String, u32>,
+}
+
+impl Uploads {
+    /// The next chunk to send: (item, attachment, index).
+    fn next(&self) -> Option<(String, u32, u32)> {
+        self.wanted
+            .iter()
+            .min_by_key(|(id, (lane, _, _))| (*lane, (*id).clone()))
+            .map(|(id, (_, a, i))| (id.clone(), *a, *i))
+    }
+
+    /// Drops uploads of items that are no longer in flight.
+    fn forget(&mut self, gone: impl Fn(&str) -> bool) {
+        self.wanted.retain(|id, _| !gone(id));
+        self.lanes.retain(|id, _| !gone(id));
+    }
+}
+
 impl Forwarder {
+    /// The receiver wants chunk `next` of an attachment.
+    fn on_need(
+        &self,
+        need: ChunkNeed,
+        in_flight: &HashMap<String, Vec<u8>>,
+        uploads: &mut Uploads,
+    ) {
+        if uploads.on_wire.as_deref() == Some(need.item_id.as_str()) {
+            uploads.on_wire = None;
+        }
+        if !in_flight.contains_key(&need.item_id) {
+            return;
+        }
+        let lane = uploads.lanes.get(&need.item_id).copied().unwrap_or(2);
+        let first = !uploads.wanted.contains_key(&need.item_id);
+        uploads
+            .wanted
+            .insert(need.item_id.clone(), (lane, need.attachment, need.next));
+        if first || need.next.is_multiple_of(64) {
+            let route = &self.upstream.node_id;
+            let what = if first && need.next > 0 {
+                "resuming at"
+            } else {
+                "at"
+            };
+            self.shared.emit(
+                EventKind::Upload,
+                &need.item_id,
+                None,
+                route,
+                format!("attachment {} {what} chunk {}", need.attachment, need.next),
+            );
+        }
+    }
+
     /// A relay upstream pushed down the final hub's delivery receipt for an
     /// item it took in custody from us earlier: check it, keep it, pass it
     /// on down if the item came from a child, and acknowledge it.
@@ -481,10 +599,10 @@ impl Forwarder {
             format!("delivery receipt from {receiver}"),
         );
         let ack = ForwardRequest {
-            item: None,
             ack: Some(DeliveryAck {
                 item_ids: vec![id.to_string()],
             }),
+            ..Default::default()
         };
         if tx.send(ack).await.is_err() {
             return Err(SessionEnd::Stream("request stream closed".into()));

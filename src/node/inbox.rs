@@ -16,7 +16,10 @@ use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
 use super::Shared;
-use crate::proto::{Cursor, InboxItem, SignedReport, SubscribeRequest, inbox_server::Inbox};
+use crate::proto::{
+    AttachmentRequest, Chunk, Cursor, InboxItem, SignedReport, SubscribeRequest,
+    inbox_server::Inbox,
+};
 use crate::tls::PeerInfo;
 
 /// Items read from the store per batch; a new emergency waits at most this
@@ -35,9 +38,67 @@ impl InboxService {
 
 type ItemStream = Pin<Box<dyn Stream<Item = Result<InboxItem, Status>> + Send>>;
 
+type ChunkStream = Pin<Box<dyn Stream<Item = Result<Chunk, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl Inbox for InboxService {
     type SubscribeStream = ItemStream;
+    type AttachmentStream = ChunkStream;
+
+    async fn attachment(
+        &self,
+        request: Request<AttachmentRequest>,
+    ) -> Result<Response<ChunkStream>, Status> {
+        PeerInfo::of(&request)?;
+        let req = request.into_inner();
+        crate::envelope::check_id(&req.item_id)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let shared = self.shared.clone();
+        let rec = shared
+            .store
+            .get(req.item_id.clone())
+            .await?
+            .filter(|r| r.state() == Some(crate::store::RecordState::Delivered))
+            .ok_or_else(|| Status::not_found(format!("no item {} in this inbox", req.item_id)))?;
+        let report = SignedReport::decode(rec.signed.as_slice())
+            .ok()
+            .and_then(|s| crate::proto::Report::decode(s.report.as_slice()).ok())
+            .ok_or_else(|| Status::internal("stored item does not decode"))?;
+        let a = report
+            .attachments
+            .get(req.attachment as usize)
+            .cloned()
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "item {} has no attachment {}",
+                    req.item_id, req.attachment
+                ))
+            })?;
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(async move {
+            for index in 0..crate::envelope::chunk_count(&a) {
+                let chunk = match shared
+                    .store
+                    .chunk(req.item_id.clone(), req.attachment, index)
+                    .await
+                {
+                    Ok(Some(data)) => Ok(Chunk {
+                        item_id: req.item_id.clone(),
+                        attachment: req.attachment,
+                        index,
+                        data,
+                    }),
+                    Ok(None) => Err(Status::data_loss(format!("chunk {index} is missing"))),
+                    Err(e) => Err(Status::from(e)),
+                };
+                let failed = chunk.is_err();
+                if tx.send(chunk).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
 
     async fn subscribe(
         &self,

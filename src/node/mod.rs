@@ -78,9 +78,9 @@ pub enum NodeError {
     Tls(#[from] tls::TlsError),
 }
 
-/// The operator API's transport limit: the largest `max_report_bytes`
-/// allowed, plus room for the request's other fields.
-const OPERATOR_MAX_MESSAGE: usize = 64 * 1024 * 1024 + 64 * 1024;
+/// The operator API's transport limit: the largest `max_report_bytes` and
+/// default `max_attachment_bytes` together, plus room for the other fields.
+const OPERATOR_MAX_MESSAGE: usize = 130 * 1024 * 1024;
 
 /// State shared by every service and task of one node.
 pub(crate) struct Shared {
@@ -355,7 +355,8 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         shutdown: shutdown.clone(),
     });
     let mut tasks = Vec::new();
-    let max_msg = cfg.limits.max_report_bytes + 64 * 1024;
+    // Room for the largest report or the largest chunk (1 MiB), plus framing.
+    let max_msg = cfg.limits.max_report_bytes.max(1 << 20) + 64 * 1024;
 
     // Operator socket: file permissions are the access control.
     let socket = cfg.operator_socket();

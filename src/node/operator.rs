@@ -17,9 +17,9 @@ use std::pin::Pin;
 use futures::Stream;
 
 use crate::proto::{
-    Event, EventKind, ItemState, ItemStatus, ListRequest, ListResponse, Receipt, Report,
-    RouteReceipt, SignedReceipt, SignedReport, StatusRequest, SubmitRequest, SubmitResponse,
-    WatchRequest, operator_server::Operator,
+    AttachmentRef, Event, EventKind, ItemState, ItemStatus, ListRequest, ListResponse, Receipt,
+    Report, RouteReceipt, SignedReceipt, SignedReport, StatusRequest, SubmitRequest,
+    SubmitResponse, WatchRequest, operator_server::Operator,
 };
 use crate::store::{ItemRecord, RecordState};
 
@@ -235,12 +235,58 @@ impl Operator for OperatorService {
                 limits.max_report_bytes
             )));
         }
+        if req.attachments.len() > envelope::MAX_ATTACHMENTS {
+            return Err(Status::invalid_argument(format!(
+                "{} attachments; at most {}",
+                req.attachments.len(),
+                envelope::MAX_ATTACHMENTS
+            )));
+        }
+        let total: u64 = req.attachments.iter().map(|a| a.data.len() as u64).sum();
+        if total > limits.max_attachment_bytes {
+            return Err(Status::resource_exhausted(format!(
+                "attachments are {total} bytes, over the limit of {} (limits.max_attachment_bytes)",
+                limits.max_attachment_bytes
+            )));
+        }
+        if req
+            .attachments
+            .iter()
+            .any(|a| a.name.is_empty() || a.name.len() > 256)
+        {
+            return Err(Status::invalid_argument(
+                "every attachment needs a name of 1 to 256 bytes",
+            ));
+        }
         let now = now_ms();
         if req.deadline_unix_ms != 0 && req.deadline_unix_ms <= now {
             return Err(Status::invalid_argument("deadline is in the past"));
         }
+        let id = envelope::new_item_id();
+        // The attachments go to disk first, in chunks; the item that names
+        // them is stored after, so an acknowledged item always has them.
+        let chunk = limits.chunk_bytes as usize;
+        let mut refs = Vec::with_capacity(req.attachments.len());
+        for (i, a) in req.attachments.into_iter().enumerate() {
+            refs.push(AttachmentRef {
+                sha256: envelope::sha256(&a.data).to_vec(),
+                size: a.data.len() as u64,
+                chunk_size: limits.chunk_bytes,
+                name: a.name,
+            });
+            let index = u32::try_from(i).unwrap_or(u32::MAX);
+            // 64 chunks (4 MiB at the default size) per write.
+            for (n, group) in a.data.chunks(chunk * 64).enumerate() {
+                let first = u32::try_from(n * 64).unwrap_or(u32::MAX);
+                let chunks = group.chunks(chunk).map(<[u8]>::to_vec).collect();
+                shared
+                    .store
+                    .put_chunks(id.clone(), index, first, chunks)
+                    .await?;
+            }
+        }
         let report = Report {
-            id: envelope::new_item_id(),
+            id,
             origin: shared.identity.node_id().to_string(),
             priority: class.to_proto() as i32,
             title: title.to_string(),
@@ -248,7 +294,7 @@ impl Operator for OperatorService {
             created_unix_ms: now,
             // Stamped at the origin so every hop measures the same deadline.
             deadline_unix_ms: shared.deadline_ms(class, now, req.deadline_unix_ms),
-            attachments: Vec::new(),
+            attachments: refs,
         };
         let signed = envelope::seal(&report, &shared.identity);
         let verified = envelope::Verified {

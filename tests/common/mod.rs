@@ -224,22 +224,64 @@ pub async fn named_inbox_items(
 }
 
 /// A TCP proxy between a node and its upstream that a test can cut and
-/// restore, to play a county's flaky link.
+/// restore, and that can cap bandwidth and add latency, to play a county's
+/// slow, flaky link.
 pub struct LinkProxy {
     pub addr: SocketAddr,
     up: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
+/// How a [`LinkProxy`] shapes traffic, each way.
+#[derive(Clone, Copy, Default)]
+pub struct Shape {
+    /// Bits per second; `None` = as fast as loopback goes.
+    pub bits_per_sec: Option<u64>,
+    /// Added to every piece of data passed on.
+    pub latency: Duration,
+}
+
+/// Copies `from` to `to` as `shape` allows.
+async fn shaped_copy(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    shape: Shape,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Small pieces, so a capped link really sends at its rate.
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if !shape.latency.is_zero() {
+            tokio::time::sleep(shape.latency).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+        if let Some(bps) = shape.bits_per_sec {
+            tokio::time::sleep(Duration::from_secs_f64(n as f64 * 8.0 / bps as f64)).await;
+        }
+    }
+    let _ = to.shutdown().await;
+}
+
 impl LinkProxy {
     /// Starts forwarding connections on a fresh loopback port to `target`.
     pub async fn start(target: SocketAddr) -> Self {
+        Self::shaped(target, Shape::default()).await
+    }
+
+    /// Like [`LinkProxy::start`], with traffic shaped both ways.
+    pub async fn shaped(target: SocketAddr, shape: Shape) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let up = Arc::new(tokio::sync::watch::channel(true).0);
         let state = up.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
+                let Ok((inbound, _)) = listener.accept().await else {
                     return;
                 };
                 if !*state.borrow() {
@@ -247,11 +289,15 @@ impl LinkProxy {
                 }
                 let mut link = state.subscribe();
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(target).await else {
+                    let Ok(outbound) = TcpStream::connect(target).await else {
                         return;
                     };
+                    let (in_r, in_w) = inbound.into_split();
+                    let (out_r, out_w) = outbound.into_split();
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = async {
+                            tokio::join!(shaped_copy(in_r, out_w, shape), shaped_copy(out_r, in_w, shape))
+                        } => {}
                         _ = link.wait_for(|up| !*up) => {}
                     }
                 });
