@@ -57,6 +57,9 @@ pub struct BenchOptions {
     pub probes: usize,
     /// Write the results as JSON here.
     pub json: Option<PathBuf>,
+    /// Instead of the rest: queue this many routine items at a node whose
+    /// upstream is unreachable and report its memory.
+    pub queue_items: usize,
 }
 
 impl Default for BenchOptions {
@@ -71,6 +74,7 @@ impl Default for BenchOptions {
             e2e_concurrency: 64,
             probes: 300,
             json: None,
+            queue_items: 0,
         }
     }
 }
@@ -256,6 +260,59 @@ async fn forward_stream(
         }
     }
     Ok(latencies)
+}
+
+/// Queues `n` routine items at a node that cannot reach its hub; prints its
+/// peak and current RSS and the store's size.
+pub async fn queue_memory(n: usize, body: usize) -> anyhow::Result<()> {
+    crate::tls::install_crypto_provider();
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path();
+    let pki_dir = dir.join("certs");
+    pki::init(&pki_dir, "bench", "hub", &["county-1".to_string()])?;
+    let nowhere = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let mut cfg = NodeConfig::for_node("county-1", &pki_dir, &dir.join("data/county-1"));
+    cfg.upstream = vec![UpstreamConfig {
+        node_id: "hub".into(),
+        addr: nowhere.to_string(),
+        role: Role::Primary,
+    }];
+    let node = Daemon::start(&cfg, dir)?;
+    let op = Operator::connect(&node.socket).await?;
+    let started = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let mut op = op.clone();
+        let next = next.clone();
+        let payload = vec![b'q'; body];
+        tasks.push(tokio::spawn(async move {
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < n {
+                op.submit(Class::Routine, "queued", payload.clone(), 0).await?;
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", node.child.id()))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map_or_else(String::new, |v| v.trim().to_string())
+    };
+    let store = std::fs::metadata(dir.join("data/county-1/store.redb"))?.len();
+    println!(
+        "{n} routine items of {body} bytes queued in {secs:.0} s ({:.0} submissions/s); node RSS now {}, peak {}; store {} MiB",
+        n as f64 / secs,
+        field("VmRSS:"),
+        field("VmHWM:"),
+        store >> 20
+    );
+    Ok(())
 }
 
 /// Runs the benchmark and prints a table.

@@ -148,6 +148,10 @@ enum Command {
         /// Also write the results as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Instead: queue this many routine items at a node whose hub is
+        /// unreachable, and report the node's memory.
+        #[arg(long, default_value_t = 0)]
+        queue_items: usize,
     },
 }
 
@@ -383,7 +387,12 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             concurrency,
             probes,
             json,
+            queue_items,
         } => {
+            if queue_items > 0 {
+                zhibao::bench::queue_memory(queue_items, body).await?;
+                return Ok(ExitCode::SUCCESS);
+            }
             zhibao::bench::run(zhibao::bench::BenchOptions {
                 ingest_items: items,
                 streams,
@@ -394,6 +403,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 e2e_concurrency: concurrency,
                 probes,
                 json,
+                queue_items,
             })
             .await?;
         }

@@ -45,6 +45,9 @@ const DOWN: TableDefinition<'_, (&str, &str), i64> = TableDefinition::new("down"
 const CHUNKS: TableDefinition<'_, (&str, u32, u32), &[u8]> = TableDefinition::new("chunks");
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 
+/// redb's page cache.
+const CACHE_BYTES: usize = 32 << 20;
+
 /// Most writes folded into one commit.
 const MAX_BATCH: usize = 512;
 /// Most bytes of chunks folded into one commit.
@@ -364,7 +367,9 @@ impl Store {
             std::fs::create_dir_all(parent)
                 .map_err(|e| Error::Db(format!("{}: {e}", parent.display())))?;
         }
-        let db = Arc::new(Database::create(path)?);
+        // A bounded page cache: the queue lives on disk, and a node with a
+        // million items waiting must not hold them all in memory.
+        let db = Arc::new(Database::builder().set_cache_size(CACHE_BYTES).create(path)?);
         {
             let txn = db.begin_write()?;
             txn.open_table(ITEMS)?;
