@@ -288,7 +288,8 @@ pub async fn queue_memory(n: usize, body: usize) -> anyhow::Result<()> {
         let payload = vec![b'q'; body];
         tasks.push(tokio::spawn(async move {
             while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < n {
-                op.submit(Class::Routine, "queued", payload.clone(), 0).await?;
+                op.submit(Class::Routine, "queued", payload.clone(), 0)
+                    .await?;
             }
             Ok::<_, anyhow::Error>(())
         }));

@@ -139,21 +139,22 @@ impl Operator {
         Ok(self.inner.watch(WatchRequest {}).await?.into_inner())
     }
 
-    /// Items, newest first; with `overdue_only`, those that missed their deadline.
+    /// Items, newest first; with `overdue_only`, those that missed their
+    /// deadline. Also the node's count of items ever overdue.
     pub async fn list(
         &mut self,
         overdue_only: bool,
         limit: u32,
-    ) -> Result<Vec<ItemStatus>, ClientError> {
-        Ok(self
+    ) -> Result<(Vec<ItemStatus>, u64), ClientError> {
+        let resp = self
             .inner
             .list(ListRequest {
                 overdue_only,
                 limit,
             })
             .await?
-            .into_inner()
-            .items)
+            .into_inner();
+        Ok((resp.items, resp.overdue_total))
     }
 
     /// Waits until the item is receipted (or refused), at most `timeout`.

@@ -355,9 +355,14 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             target,
         } => {
             let mut op = target.connect().await?;
-            for s in op.list(overdue, limit).await? {
-                println!("{}", cli_fmt::status_line(&s));
+            let (items, overdue_total) = op.list(overdue, limit).await?;
+            for s in &items {
+                println!("{}", cli_fmt::status_line(s));
             }
+            eprintln!(
+                "{} listed; {overdue_total} items have missed their deadline at this node",
+                items.len()
+            );
         }
         Command::Inbox {
             hub,

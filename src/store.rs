@@ -369,7 +369,11 @@ impl Store {
         }
         // A bounded page cache: the queue lives on disk, and a node with a
         // million items waiting must not hold them all in memory.
-        let db = Arc::new(Database::builder().set_cache_size(CACHE_BYTES).create(path)?);
+        let db = Arc::new(
+            Database::builder()
+                .set_cache_size(CACHE_BYTES)
+                .create(path)?,
+        );
         {
             let txn = db.begin_write()?;
             txn.open_table(ITEMS)?;

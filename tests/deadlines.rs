@@ -118,8 +118,9 @@ async fn overdue_item_raises_an_alarm_is_listed_and_still_delivered() {
     let e = common::await_event(&mut events, WAIT, |e| e.kind == EventKind::Overdue as i32).await;
     assert_eq!(e.item_id, id);
     assert!(!common::log_lines_with(&["ALARM", "overdue", &id]).is_empty());
-    let overdue = op.list(true, 10).await.unwrap();
+    let (overdue, total) = op.list(true, 10).await.unwrap();
     assert_eq!(overdue.len(), 1);
+    assert_eq!(total, 1, "the overdue counter");
     assert_eq!(overdue[0].id, id);
     assert!(overdue[0].overdue_unix_ms > 0);
 
@@ -130,7 +131,7 @@ async fn overdue_item_raises_an_alarm_is_listed_and_still_delivered() {
     let receipt = Receipt::decode(st.receipt.unwrap().receipt.as_slice()).unwrap();
     assert!(!receipt.on_time, "a receipt after the deadline says so");
     assert_eq!(
-        op.list(true, 10).await.unwrap().len(),
+        op.list(true, 10).await.unwrap().0.len(),
         1,
         "still listed as having been overdue"
     );

@@ -199,6 +199,7 @@ impl Operator for OperatorService {
                 .iter()
                 .map(|(id, rec)| self.status_of(id, rec))
                 .collect(),
+            overdue_total: self.shared.store.overdue_total().await?,
         }))
     }
 
