@@ -335,7 +335,10 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
 
     let free = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let mut hub_cfg = NodeConfig::for_node("hub", &pki_dir, &dir.join("data/hub"));
-    hub_cfg.relay = Some(RelayListen { listen: free });
+    hub_cfg.relay = Some(RelayListen {
+        listen: free,
+        consumers: Vec::new(),
+    });
     hub_cfg.limits.max_in_flight = opts.window.max(64);
     hub_cfg.limits.max_connections_per_peer = 64;
     let hub = Daemon::start(&hub_cfg, dir)?;

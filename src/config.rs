@@ -61,6 +61,10 @@ pub struct TlsConfig {
 pub struct RelayListen {
     /// Address to listen on, e.g. `0.0.0.0:7400`; port 0 picks a free one.
     pub listen: SocketAddr,
+    /// Node ids (certificates) that may read this node's inbox, besides its
+    /// own certificate. Children may forward here; they may not read.
+    #[serde(default)]
+    pub consumers: Vec<String>,
 }
 
 /// The local operator API.
@@ -319,6 +323,10 @@ impl NodeConfig {
                 "operator.allowed",
                 "operator.listen is set but no certificate is allowed to use it".into(),
             ));
+        }
+        for id in self.relay.iter().flat_map(|r| &r.consumers) {
+            crate::pki::validate_node_id(id)
+                .map_err(|e| invalid("relay.consumers", e.to_string()))?;
         }
         for id in &self.operator.allowed {
             crate::pki::validate_node_id(id)

@@ -35,7 +35,10 @@ struct Submitted {
 
 async fn start_hub(pki_dir: &Path, data: &Path, addr: SocketAddr) -> anyhow::Result<RunningNode> {
     let mut cfg = NodeConfig::for_node(HUB, pki_dir, &data.join(HUB));
-    cfg.relay = Some(RelayListen { listen: addr });
+    cfg.relay = Some(RelayListen {
+        listen: addr,
+        consumers: Vec::new(),
+    });
     Ok(node::start(cfg).await?)
 }
 

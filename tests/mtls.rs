@@ -355,3 +355,33 @@ async fn peers_without_ed25519_handshakes_get_the_p256_certificate() {
         .unwrap();
     hub.shutdown(PATIENCE).await;
 }
+
+#[tokio::test]
+async fn only_configured_consumers_read_the_inbox() {
+    let region = Region::new(&["county-a", "analyst"]);
+    let mut cfg = region.hub_config("127.0.0.1:0".parse().unwrap());
+    cfg.relay.as_mut().unwrap().consumers = vec!["analyst".into()];
+    let hub = zhibao::node::start(cfg).await.unwrap();
+    let addr = hub.relay_addr.unwrap().to_string();
+    let ca = region.pki().join(pki::CA_CERT);
+    let read = |name: &'static str| {
+        let (cert, key) = pki::node_paths(&region.pki(), name);
+        let (addr, ca) = (addr.clone(), ca.clone());
+        async move {
+            let mut inbox = zhibao::client::Inbox::connect(&addr, HUB, &ca, &cert, &key)
+                .await
+                .unwrap();
+            inbox.subscribe(Default::default(), false).await.map(|_| ())
+        }
+    };
+    read("analyst").await.expect("a configured consumer reads");
+    read(HUB).await.expect("the hub's own certificate reads");
+    match read("county-a").await {
+        Err(zhibao::client::ClientError::Status(s)) => {
+            assert_eq!(s.code(), tonic::Code::PermissionDenied)
+        }
+        other => panic!("a county read the inbox: {other:?}"),
+    }
+    assert_logged(&["refused inbox access", "county-a"]).await;
+    hub.shutdown(PATIENCE).await;
+}

@@ -32,6 +32,7 @@ async fn custody_at_each_hop_and_delivery_back_down_to_the_origin() {
     let mut relay_cfg = NodeConfig::for_node(RELAY, &region.pki(), &region.data(RELAY));
     relay_cfg.relay = Some(RelayListen {
         listen: "127.0.0.1:0".parse().unwrap(),
+        consumers: Vec::new(),
     });
     relay_cfg.upstream = upstream(HUB, hub_addr);
     let relay = zhibao::node::start(relay_cfg).await.unwrap();

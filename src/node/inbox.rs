@@ -34,6 +34,29 @@ impl InboxService {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         Self { shared }
     }
+
+    /// Only this node's own certificate and the configured consumers may
+    /// read the inbox: reports are confidential, and a county that may
+    /// forward here may not read what other counties sent.
+    fn admit<T>(&self, request: &Request<T>) -> Result<PeerInfo, Status> {
+        let peer = PeerInfo::of(request)?;
+        let own = peer.node_id == self.shared.cfg.node_id;
+        let listed = self
+            .shared
+            .cfg
+            .relay
+            .as_ref()
+            .is_some_and(|r| r.consumers.contains(&peer.node_id));
+        if own || listed {
+            Ok(peer)
+        } else {
+            warn!(peer = %peer.node_id, addr = %peer.addr, "refused inbox access: not a configured consumer");
+            Err(Status::permission_denied(format!(
+                "node {:?} is not a consumer of this inbox (relay.consumers)",
+                peer.node_id
+            )))
+        }
+    }
 }
 
 type ItemStream = Pin<Box<dyn Stream<Item = Result<InboxItem, Status>> + Send>>;
@@ -49,7 +72,7 @@ impl Inbox for InboxService {
         &self,
         request: Request<AttachmentRequest>,
     ) -> Result<Response<ChunkStream>, Status> {
-        PeerInfo::of(&request)?;
+        self.admit(&request)?;
         let req = request.into_inner();
         crate::envelope::check_id(&req.item_id)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
@@ -104,7 +127,7 @@ impl Inbox for InboxService {
         &self,
         request: Request<SubscribeRequest>,
     ) -> Result<Response<ItemStream>, Status> {
-        let peer = PeerInfo::of(&request)?;
+        let peer = self.admit(&request)?;
         let req = request.into_inner();
         let c = req.cursor.unwrap_or_default();
         let mut cursor = [c.emergency, c.bad_news, c.routine];

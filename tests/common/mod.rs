@@ -121,7 +121,10 @@ impl Region {
     /// A hub (no upstream) called `name`, listening on `addr`.
     pub fn named_hub_config(&self, name: &str, addr: SocketAddr) -> NodeConfig {
         let mut cfg = NodeConfig::for_node(name, &self.pki(), &self.data(name));
-        cfg.relay = Some(RelayListen { listen: addr });
+        cfg.relay = Some(RelayListen {
+            listen: addr,
+            consumers: Vec::new(),
+        });
         cfg
     }
 
