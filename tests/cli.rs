@@ -168,6 +168,16 @@ async fn oversized_body_is_refused_with_the_limit() {
     ))
     .await
     .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&node.operator_socket)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o660,
+        "file permissions are the operator API's access control"
+    );
     let big = region.dir.path().join("big.bin");
     std::fs::write(&big, vec![b'z'; 2 * 1024 * 1024]).unwrap();
     let sock = node.operator_socket.to_str().unwrap().to_string();

@@ -379,15 +379,21 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         }
         let _ = std::fs::remove_file(&socket);
     }
-    let unix = UnixListener::bind(&socket).map_err(|source| NodeError::Bind {
-        what: format!("operator socket {}", socket.display()),
+    // Bound under a temporary name and given its mode before it is renamed
+    // into place, so nobody can connect while it has the default mode.
+    let staging = socket.with_extension(format!("binding-{}", std::process::id()));
+    let _ = std::fs::remove_file(&staging);
+    let bind_err = |what: &str, source| NodeError::Bind {
+        what: format!("operator socket {what}{}", socket.display()),
         source,
-    })?;
-    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(cfg.socket_mode()?))
-        .map_err(|source| NodeError::Bind {
-            what: format!("operator socket mode {}", socket.display()),
-            source,
-        })?;
+    };
+    let unix = UnixListener::bind(&staging).map_err(|e| bind_err("", e))?;
+    std::fs::set_permissions(
+        &staging,
+        std::fs::Permissions::from_mode(cfg.socket_mode()?),
+    )
+    .map_err(|e| bind_err("mode ", e))?;
+    std::fs::rename(&staging, &socket).map_err(|e| bind_err("", e))?;
     {
         // Local operators get a generous transport limit so that a body over
         // `max_report_bytes` reaches the service and is refused with a
