@@ -271,3 +271,46 @@ async fn escalation_resumes_after_a_restart() {
     hub.shutdown(WAIT).await;
     alt.shutdown(WAIT).await;
 }
+
+#[tokio::test]
+async fn bad_submissions_get_clear_errors_and_nothing_is_stored() {
+    let region = Region::new(&["county-a"]);
+    let mut cfg = NodeConfig::for_node("county-a", &region.pki(), &region.data("county-a"));
+    cfg.limits.max_attachment_bytes = 100 * 1024;
+    let node = zhibao::node::start(cfg).await.unwrap();
+    let mut op = common::operator(&node).await;
+    let code = |e: zhibao::client::ClientError| match e {
+        zhibao::client::ClientError::Status(s) => (s.code(), s.message().to_string()),
+        other => panic!("{other}"),
+    };
+
+    let past = zhibao::envelope::now_ms() - 1000;
+    let (c, m) = code(
+        op.submit(Class::BadNews, "late", b"x".to_vec(), past)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(c, tonic::Code::InvalidArgument);
+    assert!(m.contains("deadline is in the past"), "{m}");
+
+    let big = vec![("scan".to_string(), vec![0u8; 100 * 1024 + 1])];
+    let (c, m) = code(
+        op.submit_with(Class::Routine, "scan", b"x".to_vec(), 0, big)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(c, tonic::Code::ResourceExhausted);
+    assert!(m.contains("limits.max_attachment_bytes"), "{m}");
+
+    let (c, _) = code(
+        op.submit(Class::Routine, "   ", b"x".to_vec(), 0)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(c, tonic::Code::InvalidArgument);
+    assert!(
+        op.list(false, 10).await.unwrap().0.is_empty(),
+        "nothing refused was stored"
+    );
+    node.shutdown(WAIT).await;
+}
