@@ -8,10 +8,14 @@
 //! - [`envelope`]: signed reports (seal at the origin, open anywhere);
 //! - [`receipt`]: signed receipts;
 //! - [`store`]: the durable custody store, priority lanes, the inbox;
-//! - [`node`]: a running node — operator API, relay service, forwarder, inbox;
+//! - [`node`]: a running node — operator API, relay service (with chunked
+//!   attachments and delivery receipts pushed down), one forwarder per
+//!   route, the deadline watch, the inbox;
 //! - [`client`]: operator and inbox clients;
 //! - [`config`], [`class`]: configuration and priority classes;
-//! - [`demo`]: a whole small region on loopback.
+//! - [`demo`]: a whole small region on loopback;
+//! - [`bench`](mod@bench): throughput and latency on loopback;
+//! - [`cli_fmt`], [`telemetry`]: output for people, logs.
 //!
 //! # How an item flows
 //! ```text
@@ -20,8 +24,13 @@
 //!                                                              ▼
 //!                       hub: envelope::open (CA, CRL, signature, origin)
 //!                            ─▶ store (fsync) ─▶ signed receipt ─▶ back to the node
-//!                            ─▶ inbox ─▶ consumers (Inbox.Subscribe)
+//!                            ─▶ a relay countersigns a hop and forwards further up;
+//!                               a hub keeps it in its inbox ─▶ consumers
+//!                            ◀─ the hub's delivery receipt travels back down
 //! ```
+//!
+//! The deadline watch marks items with no receipt by their class deadline
+//! overdue and escalates them to alternate and skip-level routes.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
