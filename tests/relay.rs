@@ -185,7 +185,9 @@ async fn emergency_is_sent_before_older_routine_items() {
     let b = stored_at(op.wait_receipt(&bad, WAIT).await.unwrap());
     for id in &routine {
         let r = stored_at(op.wait_receipt(id, WAIT).await.unwrap());
-        assert!(e <= b && b <= r, "emergency {e}, bad news {b}, routine {r}");
+        // Emergency and bad news may share the wire (both get room beyond
+        // the window); neither waits for older routine items.
+        assert!(e <= r && b <= r, "emergency {e}, bad news {b}, routine {r}");
     }
     node.shutdown(WAIT).await;
     hub.shutdown(WAIT).await;
