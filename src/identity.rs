@@ -165,17 +165,25 @@ impl Identity {
     }
 }
 
-/// The node id in a certificate's `urn:zhibao:node:<id>` URI SAN, if any.
+/// The node id in a certificate's `urn:zhibao:node:<id>` URI SAN, if it
+/// names exactly one valid node (a certificate naming two is ambiguous and
+/// names none).
 pub fn node_id_of(cert_der: &[u8]) -> Option<String> {
     let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
     let san = cert.subject_alternative_name().ok()??;
-    san.value.general_names.iter().find_map(|name| match name {
-        x509_parser::extensions::GeneralName::URI(uri) => uri
-            .strip_prefix(NODE_URI_PREFIX)
-            .filter(|id| crate::pki::validate_node_id(id).is_ok())
-            .map(str::to_string),
-        _ => None,
-    })
+    let mut ids = san
+        .value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            x509_parser::extensions::GeneralName::URI(uri) => uri.strip_prefix(NODE_URI_PREFIX),
+            _ => None,
+        });
+    let id = ids.next()?;
+    if ids.next().is_some() || crate::pki::validate_node_id(id).is_err() {
+        return None;
+    }
+    Some(id.to_string())
 }
 
 /// One loaded view of the CA and CRL.
@@ -380,5 +388,38 @@ impl Trust {
                 generation,
             },
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert_with_uris(uris: &[&str]) -> Vec<u8> {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params.subject_alt_names = uris
+            .iter()
+            .map(|u| rcgen::SanType::URI((*u).try_into().unwrap()))
+            .collect();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn a_certificate_names_one_node_or_none() {
+        assert_eq!(
+            node_id_of(&cert_with_uris(&["urn:zhibao:node:county-a"])).as_deref(),
+            Some("county-a")
+        );
+        assert_eq!(
+            node_id_of(&cert_with_uris(&["urn:zhibao:node:a", "urn:zhibao:node:b"])),
+            None
+        );
+        assert_eq!(
+            node_id_of(&cert_with_uris(&["urn:zhibao:node:Bad_Id"])),
+            None
+        );
+        assert_eq!(node_id_of(&cert_with_uris(&["https://example.org/"])), None);
+        assert_eq!(node_id_of(b"not a certificate"), None);
     }
 }
