@@ -87,7 +87,6 @@ async fn custody_at_each_hop_and_delivery_back_down_to_the_origin() {
         (RELAY, "county-a")
     );
 
-    // The relay acknowledged handing the delivery receipt down: nothing pending.
     county.shutdown(WAIT).await;
     relay.shutdown(WAIT).await;
     hub.shutdown(WAIT).await;
