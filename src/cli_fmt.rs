@@ -84,13 +84,34 @@ pub fn status(s: &ItemStatus) -> String {
     }
     for rr in &s.route_receipts {
         let at = rr.receipt_body.as_ref().map_or(0, |r| r.stored_unix_ms);
+        let kind = match rr.receipt_body.as_ref().map(|r| r.kind) {
+            Some(2) => "delivery",
+            Some(1) => "custody",
+            _ => "?",
+        };
         let _ = writeln!(
             out,
-            "  route {}: stored {}; {}",
+            "  route {}: {kind}, stored {}; {}",
             rr.route,
             time(at),
             rr.verification
         );
+    }
+    match &s.delivery {
+        Some(d) => {
+            let at = d.receipt_body.as_ref().map_or(0, |r| r.stored_unix_ms);
+            let _ = writeln!(
+                out,
+                "delivery:  at hub {}, stored {}; {}",
+                d.route,
+                time(at),
+                d.verification
+            );
+        }
+        None if s.state == ItemState::Receipted as i32 => {
+            let _ = writeln!(out, "delivery:  not yet confirmed by the final hub");
+        }
+        None => {}
     }
     out
 }
