@@ -385,3 +385,42 @@ async fn only_configured_consumers_read_the_inbox() {
     assert_logged(&["refused inbox access", "county-a"]).await;
     hub.shutdown(PATIENCE).await;
 }
+
+#[tokio::test]
+async fn standard_grpc_health_answers_over_mutual_tls() {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    let region = Region::new(&["county-a"]);
+    let hub = region.start_hub().await;
+    let (c, k) = pki::node_paths(&region.pki(), "county-a");
+    let me = Identity::load(&c, &k).unwrap();
+    let cfg = zhibao::tls::client_config(&me, &region.trust().snapshot(), HUB).unwrap();
+    let channel = zhibao::tls::connect_channel(
+        &hub.relay_addr.unwrap().to_string(),
+        Arc::new(cfg),
+        HUB,
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    let mut health = HealthClient::new(channel);
+    for service in ["", "zhibao.v1.Relay", "zhibao.v1.Inbox"] {
+        let resp = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(resp.status, ServingStatus::Serving as i32, "{service:?}");
+    }
+    let err = health
+        .check(HealthCheckRequest {
+            service: "no.such.Service".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    hub.shutdown(PATIENCE).await;
+}

@@ -400,11 +400,13 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         // message naming the limit, rather than a bare transport error.
         let svc = OperatorServer::new(operator::OperatorService::new(shared.clone()))
             .max_decoding_message_size(OPERATOR_MAX_MESSAGE);
+        let health_svc = health_service(&["zhibao.v1.Operator"]).await;
         let token = shutdown.clone();
         let socket_path = socket.clone();
         tasks.push(tokio::spawn(async move {
             let res = tonic::transport::Server::builder()
                 .add_service(svc)
+                .add_service(health_svc)
                 .serve_with_incoming_shutdown(
                     UnixListenerStream::new(unix),
                     token.cancelled_owned(),
@@ -483,6 +485,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         let relay_svc = RelayServer::new(relay::RelayService::new(shared.clone()))
             .max_decoding_message_size(max_msg);
         let inbox_svc = InboxServer::new(inbox::InboxService::new(shared.clone()));
+        let health_svc = health_service(&["zhibao.v1.Relay", "zhibao.v1.Inbox"]).await;
         let token = shutdown.clone();
         let concurrency = cfg.limits.max_in_flight.max(16);
         tasks.push(tokio::spawn(async move {
@@ -493,6 +496,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
                 .http2_keepalive_timeout(Some(Duration::from_secs(10)))
                 .add_service(relay_svc)
                 .add_service(inbox_svc)
+                .add_service(health_svc)
                 .serve_with_incoming_shutdown(
                     ReceiverStream::new(incoming),
                     token.cancelled_owned(),
@@ -550,6 +554,20 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         tasks,
         store_closed,
     })
+}
+
+/// The standard gRPC health service (`grpc.health.v1.Health`), reporting
+/// the node and each of its services as serving while it runs.
+async fn health_service(
+    services: &[&str],
+) -> tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health> {
+    let (reporter, service) = tonic_health::server::health_reporter();
+    for name in services {
+        reporter
+            .set_service_status(name, tonic_health::ServingStatus::Serving)
+            .await;
+    }
+    service
 }
 
 async fn bind_tcp(addr: SocketAddr, what: &str) -> Result<(TcpListener, SocketAddr), NodeError> {
