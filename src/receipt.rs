@@ -78,14 +78,21 @@ pub fn open(
     Ok(receipt)
 }
 
-/// Verifies a receipt and that it is for `item_id` with `sha256`, from `receiver`.
+/// Decodes a receipt *without verifying it*, only to route it (which item
+/// it names); nothing in it may be trusted before [`open`] or [`open_for`].
+pub fn peek(signed: &SignedReceipt) -> Option<Receipt> {
+    Receipt::decode(signed.receipt.as_slice()).ok()
+}
+
+/// Verifies a receipt and that it is for `item_id` with `sha256`, from
+/// `receiver` if given (any region node otherwise).
 pub fn open_for(
     signed: &SignedReceipt,
     trust: &Trust,
     now: SystemTime,
     item_id: &str,
     sha256: &[u8],
-    receiver: &str,
+    receiver: Option<&str>,
 ) -> Result<Receipt, ReceiptError> {
     let receipt = open(signed, trust, now)?;
     if receipt.item_id != item_id {
@@ -97,7 +104,9 @@ pub fn open_for(
     if receipt.report_sha256 != sha256 {
         return Err(ReceiptError::Mismatch("the report digest differs".into()));
     }
-    if receipt.receiver != receiver {
+    if let Some(receiver) = receiver
+        && receipt.receiver != receiver
+    {
         return Err(ReceiptError::Mismatch(format!(
             "it is from {:?}, expected {receiver:?}",
             receipt.receiver

@@ -326,8 +326,10 @@ impl Forwarder {
                         *delivered = true;
                     }
                     Ok(Some(resp)) => {
-                        if let Some(forward_response::Result::Receipt(r)) = &resp.result {
-                            pace.answered(&r.receipt);
+                        if let Some(forward_response::Result::Receipt(r)) = &resp.result
+                            && let Some(named) = crate::receipt::peek(r)
+                        {
+                            pace.answered(&named.item_id);
                         }
                         if let Err(end) = self.on_response(resp, &mut in_flight, &mut commits, &tx).await {
                             return end;
@@ -374,23 +376,21 @@ impl Forwarder {
         let up = &self.upstream.node_id;
         match resp.result {
             Some(forward_response::Result::Receipt(signed)) => {
-                let receipt = match crate::receipt::open(&signed, &shared.trust, Shared::now()) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        error!(alarm = "bad-receipt", upstream = %up, error = %e, "ALARM: receipt does not verify; item stays queued");
-                        shared.emit(
-                            EventKind::Alarm,
-                            "",
-                            None,
-                            up,
-                            format!("receipt from {up} does not verify: {e}"),
-                        );
-                        return Ok(());
-                    }
+                // Which item it names decides how it is checked; it is trusted
+                // only once `open_for` has verified it.
+                let Some(named) = crate::receipt::peek(&signed) else {
+                    error!(alarm = "bad-receipt", upstream = %up, "ALARM: receipt does not decode; ignored");
+                    shared.emit(
+                        EventKind::Alarm,
+                        "",
+                        None,
+                        up,
+                        format!("receipt from {up} does not decode"),
+                    );
+                    return Ok(());
                 };
-                let id = receipt.item_id.clone();
-                let delivery = receipt.kind == ReceiptKind::Delivery as i32;
-                if delivery && !in_flight.contains_key(&id) {
+                let id = named.item_id;
+                if named.kind == ReceiptKind::Delivery as i32 && !in_flight.contains_key(&id) {
                     return self.on_delivery_pushed_down(&id, &signed, tx).await;
                 }
                 let Some(sha) = in_flight.get(&id) else {
@@ -404,19 +404,28 @@ impl Forwarder {
                     );
                     return Ok(());
                 };
-                if let Err(e) =
-                    crate::receipt::open_for(&signed, &shared.trust, Shared::now(), &id, sha, up)
-                {
-                    error!(alarm = "bad-receipt", upstream = %up, %id, error = %e, "ALARM: receipt does not match the item; it stays queued");
-                    shared.emit(
-                        EventKind::Alarm,
-                        &id,
-                        None,
-                        up,
-                        format!("receipt from {up} does not match: {e}"),
-                    );
-                    return Ok(());
-                }
+                let receipt = match crate::receipt::open_for(
+                    &signed,
+                    &shared.trust,
+                    Shared::now(),
+                    &id,
+                    sha,
+                    Some(up),
+                ) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        error!(alarm = "bad-receipt", upstream = %up, %id, error = %e, "ALARM: receipt does not verify or match the item; it stays queued");
+                        shared.emit(
+                            EventKind::Alarm,
+                            &id,
+                            None,
+                            up,
+                            format!("receipt from {up} rejected: {e}"),
+                        );
+                        return Ok(());
+                    }
+                };
+                let delivery = receipt.kind == ReceiptKind::Delivery as i32;
                 let bytes = prost::Message::encode_to_vec(&signed);
                 let store = shared.store.clone();
                 let route = up.clone();
@@ -499,7 +508,7 @@ struct Pace {
     max: f64,
     base: Option<Duration>,
     since_cut: usize,
-    sent: HashMap<Vec<u8>, Instant>,
+    sent: HashMap<String, Instant>,
 }
 
 impl Pace {
@@ -518,18 +527,14 @@ impl Pace {
     }
 
     fn sent(&mut self, id: &str) {
-        self.sent.insert(id.as_bytes().to_vec(), Instant::now());
+        self.sent.insert(id.to_string(), Instant::now());
     }
 
-    /// A receipt came back: measure its round trip and adjust.
-    fn answered(&mut self, receipt_bytes: &[u8]) {
-        let Ok(receipt) = <crate::proto::Receipt as prost::Message>::decode(receipt_bytes) else {
-            return;
-        };
-        let Some(at) = self.sent.remove(receipt.item_id.as_bytes()) else {
-            return;
-        };
-        self.on_rtt(at.elapsed());
+    /// A receipt for `id` came back: measure its round trip and adjust.
+    fn answered(&mut self, id: &str) {
+        if let Some(at) = self.sent.remove(id) {
+            self.on_rtt(at.elapsed());
+        }
     }
 
     fn on_rtt(&mut self, rtt: Duration) {
@@ -636,27 +641,31 @@ impl Forwarder {
             );
             return Ok(());
         };
-        let receiver = crate::receipt::open(signed, &shared.trust, Shared::now())
-            .map(|r| r.receiver)
-            .unwrap_or_default();
-        if let Err(e) = crate::receipt::open_for(
+        let receiver = match crate::receipt::open_for(
             signed,
             &shared.trust,
             Shared::now(),
             id,
             &rec.sha256,
-            &receiver,
+            None,
         ) {
-            error!(alarm = "bad-receipt", upstream = %up, %id, error = %e, "ALARM: pushed-down delivery receipt does not match the item");
-            shared.emit(
-                EventKind::Alarm,
-                id,
-                None,
-                up,
-                format!("delivery receipt does not match: {e}"),
-            );
-            return Ok(());
-        }
+            Ok(r) if r.kind == ReceiptKind::Delivery as i32 => r.receiver,
+            Ok(_) => {
+                warn!(alarm = "unknown-receipt", upstream = %up, %id, "custody receipt for an item not in flight here; ignored");
+                return Ok(());
+            }
+            Err(e) => {
+                error!(alarm = "bad-receipt", upstream = %up, %id, error = %e, "ALARM: pushed-down delivery receipt does not match the item");
+                shared.emit(
+                    EventKind::Alarm,
+                    id,
+                    None,
+                    up,
+                    format!("delivery receipt does not match: {e}"),
+                );
+                return Ok(());
+            }
+        };
         shared
             .store
             .record_delivery(id.to_string(), prost::Message::encode_to_vec(signed))
