@@ -10,11 +10,11 @@ use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::class::Class;
-use crate::identity::{Identity, Trust};
 use crate::proto::{
     Attachment, Cursor, Event, InboxItem, ItemStatus, ListRequest, StatusRequest, SubmitRequest,
     SubscribeRequest, WatchRequest, inbox_client::InboxClient, operator_client::OperatorClient,
 };
+use crate::trust::{Identity, Trust};
 
 /// Errors talking to a node.
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +35,7 @@ pub enum ClientError {
     Transport(String),
     /// Local identity or trust material is unusable.
     #[error(transparent)]
-    Load(#[from] crate::identity::LoadError),
+    Load(#[from] crate::trust::LoadError),
     /// TLS setup failed.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),

@@ -315,7 +315,7 @@ impl NodeConfig {
     /// Checks every field that could make the node misbehave.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |field, why: String| ConfigError::Invalid { field, why };
-        crate::pki::validate_node_id(&self.node_id)
+        crate::trust::validate_node_id(&self.node_id)
             .map_err(|e| invalid("node_id", e.to_string()))?;
         self.socket_mode()?;
         if self.operator.listen.is_some() && self.operator.allowed.is_empty() {
@@ -325,11 +325,11 @@ impl NodeConfig {
             ));
         }
         for id in self.relay.iter().flat_map(|r| &r.consumers) {
-            crate::pki::validate_node_id(id)
+            crate::trust::validate_node_id(id)
                 .map_err(|e| invalid("relay.consumers", e.to_string()))?;
         }
         for id in &self.operator.allowed {
-            crate::pki::validate_node_id(id)
+            crate::trust::validate_node_id(id)
                 .map_err(|e| invalid("operator.allowed", e.to_string()))?;
         }
         let l = &self.limits;
@@ -406,7 +406,7 @@ impl NodeConfig {
             ));
         }
         for up in &self.upstream {
-            crate::pki::validate_node_id(&up.node_id)
+            crate::trust::validate_node_id(&up.node_id)
                 .map_err(|e| invalid("upstream.node_id", e.to_string()))?;
             if !names.insert(up.node_id.as_str()) {
                 return Err(invalid(
@@ -441,15 +441,15 @@ impl NodeConfig {
     /// A minimal configuration for tests and the demo: certificates from
     /// `pki_dir` (as written by `certs init`), data under `data_dir`.
     pub fn for_node(node_id: &str, pki_dir: &Path, data_dir: &Path) -> Self {
-        let (cert, key) = crate::pki::node_paths(pki_dir, node_id);
+        let (cert, key) = crate::trust::node_paths(pki_dir, node_id);
         Self {
             node_id: node_id.to_string(),
             data_dir: data_dir.to_path_buf(),
             tls: TlsConfig {
-                ca: pki_dir.join(crate::pki::CA_CERT),
+                ca: pki_dir.join(crate::trust::CA_CERT),
                 cert,
                 key,
-                crl: Some(pki_dir.join(crate::pki::CRL)),
+                crl: Some(pki_dir.join(crate::trust::CRL)),
             },
             relay: None,
             operator: OperatorConfig::default(),

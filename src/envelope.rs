@@ -8,11 +8,10 @@
 use std::time::SystemTime;
 
 use prost::Message;
-use ring::digest;
 
 use crate::class::Class;
-use crate::identity::{Identity, SignerError, Trust};
 use crate::proto::{HopRecord, HopStatement, Report, SignedReport};
+use crate::trust::{Identity, SignerError, Trust};
 
 /// Longest item id accepted from the network.
 pub const MAX_ID_LEN: usize = 64;
@@ -129,32 +128,8 @@ pub fn chunk_len(a: &crate::proto::AttachmentRef, index: u32) -> u64 {
 /// Most relays an item may pass through.
 pub const MAX_HOPS: usize = 16;
 
-/// SHA-256 of `bytes`.
-pub fn sha256(bytes: &[u8]) -> [u8; 32] {
-    let d = digest::digest(&digest::SHA256, bytes);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
-}
-
-/// Lower-case hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+pub use crate::clock::now_ms;
+pub use crate::digest::{hex, sha256};
 
 /// A new item id: 12 hex digits of milliseconds, then 20 random hex digits,
 /// so ids sort by creation time and never collide.

@@ -32,17 +32,12 @@
 //! The deadline watch marks items with no receipt by their class deadline
 //! overdue and escalates them to alternate and skip-level routes.
 
-#![forbid(unsafe_code)]
-#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
-
-pub mod bench;
 pub mod class;
-pub mod cli_fmt;
 pub mod client;
+pub mod clock;
 pub mod config;
-pub mod demo;
+pub mod digest;
 pub mod envelope;
-pub mod identity;
 pub mod node;
 pub mod pki;
 pub mod proto;
@@ -50,3 +45,4 @@ pub mod receipt;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod trust;

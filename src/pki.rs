@@ -1,10 +1,12 @@
-//! The region's PKI on disk: one CA, one certificate per node, a CRL.
+//! `zhibao certs`: making the region's PKI on disk — one CA, one certificate
+//! per node, a CRL.
 //!
-//! `zhibao certs init|issue|revoke` call into this module. Every node
-//! certificate carries its node id as a URI SAN (`urn:zhibao:node:<id>`),
-//! which is the only place a peer's identity is ever taken from. Keys are
-//! Ed25519 and written with mode 0600; every file is written to a temporary
-//! name and renamed into place so a crash never leaves half a key.
+//! The files follow [`crate::trust`]'s rules: every node certificate carries
+//! its node id as a URI SAN (`urn:zhibao:node:<id>`), which is the only place
+//! a peer's identity is ever taken from, in the directory layout of
+//! [`crate::trust::files`]. Keys are Ed25519 and written with mode 0600;
+//! every file is written to a temporary name and renamed into place so a
+//! crash never leaves half a key. A running node never calls this module.
 
 use std::fs;
 use std::io::Write;
@@ -18,15 +20,9 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
-/// The URI SAN prefix that names a node in its certificate.
-pub const NODE_URI_PREFIX: &str = "urn:zhibao:node:";
-
-/// File name of the region CA certificate inside a PKI directory.
-pub const CA_CERT: &str = "ca.pem";
-/// File name of the region CA key inside a PKI directory.
-pub const CA_KEY: &str = "ca.key";
-/// File name of the region CRL inside a PKI directory.
-pub const CRL: &str = "crl.pem";
+use crate::trust::{
+    BadNodeId, CA_CERT, CA_KEY, CRL, NODE_URI_PREFIX, compat_paths, node_paths, validate_node_id,
+};
 
 /// Errors from certificate management.
 #[derive(Debug, thiserror::Error)]
@@ -46,10 +42,8 @@ pub enum Error {
     #[error("no certificate for node {0:?} at {1}")]
     NoNode(String, PathBuf),
     /// The node id is not usable as an identity and DNS name.
-    #[error(
-        "invalid node id {0:?}: use 1-63 characters from a-z, 0-9 and '-', starting with a letter or digit"
-    )]
-    BadNodeId(String),
+    #[error(transparent)]
+    BadNodeId(#[from] BadNodeId),
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -64,22 +58,6 @@ pub enum Error {
     /// An existing PEM file could not be parsed.
     #[error("{0}: not a valid PEM certificate, key or CRL")]
     BadPem(PathBuf),
-}
-
-/// Checks that a node id is usable both in the URI SAN and as a DNS name.
-pub fn validate_node_id(id: &str) -> Result<(), Error> {
-    let ok = !id.is_empty()
-        && id.len() <= 63
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !id.starts_with('-')
-        && !id.ends_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::BadNodeId(id.to_string()))
-    }
 }
 
 /// How to issue one node certificate. `Default` is what `certs issue` does.
@@ -106,28 +84,6 @@ impl Default for IssueOptions {
             extra_names: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
         }
     }
-}
-
-/// Paths of one node's certificate and key in a PKI directory.
-pub fn node_paths(dir: &Path, node: &str) -> (PathBuf, PathBuf) {
-    (
-        dir.join(format!("{node}.pem")),
-        dir.join(format!("{node}.key")),
-    )
-}
-
-/// Paths of the ECDSA P-256 companion of a node certificate at `cert`
-/// (`x.pem` → `x.p256.pem`, `x.p256.key`).
-///
-/// The node's identity and signing key is Ed25519. Some TLS stacks
-/// (BoringSSL, and so gRPC's C core) do not accept Ed25519 signatures in a
-/// TLS handshake; for them a relay listener presents this companion
-/// certificate — same CA, same names, same node id — instead.
-pub fn compat_paths(cert: &Path) -> (PathBuf, PathBuf) {
-    (
-        cert.with_extension("p256.pem"),
-        cert.with_extension("p256.key"),
-    )
 }
 
 /// Creates a region CA and certificates for `hub` and every node in `nodes`.
@@ -359,7 +315,9 @@ fn key_pem(key: &KeyPair) -> Result<String, Error> {
         .ok_or(Error::Rcgen(rcgen::Error::KeyGenerationUnavailable))?;
     let mut v1 = PREFIX.to_vec();
     v1.extend_from_slice(seed);
-    Ok(pem::encode(&pem::Pem::new("PRIVATE KEY", v1)))
+    // rcgen keeps the DER it is given, so it writes the v1 form back out.
+    let pkcs8 = rustls_pki_types::PrivatePkcs8KeyDer::from(v1);
+    Ok(KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8, &rcgen::PKCS_ED25519)?.serialize_pem())
 }
 
 fn random_serial() -> SerialNumber {
@@ -450,11 +408,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         init(dir.path(), "test", "hub", &[]).unwrap();
         let text = fs::read_to_string(dir.path().join("hub.key")).unwrap();
-        let der = pem::parse(&text).unwrap().into_contents();
+        let der = {
+            use rustls_pki_types::pem::PemObject;
+            rustls_pki_types::PrivatePkcs8KeyDer::from_pem_slice(text.as_bytes())
+                .unwrap()
+                .secret_pkcs8_der()
+                .to_vec()
+        };
         assert_eq!(der.len(), 48);
         assert_eq!(der[4], 0x00, "version 0 (v1)");
         let (c, k) = node_paths(dir.path(), "hub");
-        crate::identity::Identity::load(&c, &k).unwrap();
+        crate::trust::Identity::load(&c, &k).unwrap();
         issue(dir.path(), "n1").unwrap(); // the CA key loads back too
     }
 
@@ -470,13 +434,5 @@ mod tests {
         // Two nodes, each with its Ed25519 and its P-256 certificate.
         assert_eq!(crl.iter_revoked_certificates().count(), 4);
         assert_eq!(crl.crl_number().map(|n| n.to_string()), Some("4".into()));
-    }
-
-    #[test]
-    fn node_ids_are_checked() {
-        assert!(validate_node_id("county-7").is_ok());
-        for bad in ["", "-a", "A", "a_b", "a/b", &"x".repeat(64)] {
-            assert!(validate_node_id(bad).is_err(), "{bad:?}");
-        }
     }
 }

@@ -9,8 +9,8 @@ use std::time::SystemTime;
 
 use prost::Message;
 
-use crate::identity::{Identity, SignerError, Trust};
 use crate::proto::{Receipt, ReceiptKind, SignedReceipt};
+use crate::trust::{Identity, SignerError, Trust};
 
 /// Why a receipt was not accepted.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -136,8 +136,8 @@ async fn interrupted_upload_resumes_from_the_last_stored_chunk() {
     let st = op.wait_receipt(&id, WAIT).await.unwrap();
     assert_eq!(st.state, ItemState::Receipted as i32);
     // What reached the hub is the attachment, byte for byte.
-    let (cert, key) = zhibao::pki::node_paths(&region.pki(), HUB);
-    let ca = region.pki().join(zhibao::pki::CA_CERT);
+    let (cert, key) = zhibao::trust::node_paths(&region.pki(), HUB);
+    let ca = region.pki().join(zhibao::trust::CA_CERT);
     let mut inbox = zhibao::client::Inbox::connect(&hub_addr.to_string(), HUB, &ca, &cert, &key)
         .await
         .unwrap();

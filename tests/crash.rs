@@ -14,8 +14,8 @@ use common::{HUB, Region};
 use prost::Message;
 use zhibao::class::Class;
 use zhibao::client::Operator;
-use zhibao::pki;
 use zhibao::proto::{ItemState, Report};
+use zhibao::trust;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -78,14 +78,14 @@ fn write_config(
     upstream: Option<SocketAddr>,
 ) -> PathBuf {
     let pki = region.pki();
-    let (cert, key) = pki::node_paths(&pki, name);
+    let (cert, key) = trust::node_paths(&pki, name);
     let mut text = format!(
         "node_id = \"{name}\"\ndata_dir = \"{}\"\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\ncrl = \"{}\"\n\n[limits]\nmax_backoff_secs = 1\n",
         region.data(name).display(),
-        pki.join(pki::CA_CERT).display(),
+        pki.join(trust::CA_CERT).display(),
         cert.display(),
         key.display(),
-        pki.join(pki::CRL).display(),
+        pki.join(trust::CRL).display(),
     );
     if let Some(addr) = relay {
         text.push_str(&format!("\n[relay]\nlisten = \"{addr}\"\n"));

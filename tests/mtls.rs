@@ -9,9 +9,9 @@ use std::time::{Duration, SystemTime};
 use common::{HUB, Region};
 use rustls::RootCertStore;
 use zhibao::class::Class;
-use zhibao::identity::{Identity, Trust};
 use zhibao::proto::{Report, SignedReport};
-use zhibao::{envelope, pki};
+use zhibao::trust::{Identity, Trust};
+use zhibao::{envelope, pki, trust};
 
 const PATIENCE: Duration = Duration::from_secs(10);
 
@@ -36,7 +36,7 @@ fn report(origin: &str) -> Report {
 
 /// Client config presenting `cert`/`key` from `pki_dir`, trusting `region`'s CA.
 fn client_cfg(region: &Region, pki_dir: &std::path::Path, node: &str) -> rustls::ClientConfig {
-    let (c, k) = pki::node_paths(pki_dir, node);
+    let (c, k) = trust::node_paths(pki_dir, node);
     let id = Identity::load(&c, &k).unwrap();
     rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
         .with_root_certificates(roots(region))
@@ -83,7 +83,7 @@ async fn certificate_from_another_ca_is_refused() {
     pki::init(other.path(), "elsewhere", "hub", &["intruder".into()]).unwrap();
     let hub = region.start_hub().await;
     let addr = hub.relay_addr.unwrap();
-    let (c, k) = pki::node_paths(other.path(), "intruder");
+    let (c, k) = trust::node_paths(other.path(), "intruder");
     let intruder = Identity::load(&c, &k).unwrap();
     call_is_refused(
         addr,
@@ -166,7 +166,7 @@ async fn certificate_without_node_id_is_refused() {
 
 fn client_cfg_no_id(region: &Region) -> rustls::ClientConfig {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
-    let (c, k) = pki::node_paths(&region.pki(), "anonymous");
+    let (c, k) = trust::node_paths(&region.pki(), "anonymous");
     let cert = CertificateDer::from_pem_file(&c).unwrap();
     let key = PrivateKeyDer::from_pem_file(&k).unwrap();
     rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
@@ -228,7 +228,7 @@ async fn report_signed_under_another_ca_is_refused() {
     let region = Region::new(&["county-a"]);
     let other = tempfile::tempdir().unwrap();
     pki::init(other.path(), "elsewhere", "hub", &["county-a".into()]).unwrap();
-    let (c, k) = pki::node_paths(other.path(), "county-a");
+    let (c, k) = trust::node_paths(other.path(), "county-a");
     let impostor = Identity::load(&c, &k).unwrap();
     let (hub, mut client) = hub_and_client(&region).await;
     let err = client
@@ -305,7 +305,7 @@ async fn receipts_verify_only_against_the_region_ca() {
 
     let other = tempfile::tempdir().unwrap();
     pki::init(other.path(), "elsewhere", "hub", &[]).unwrap();
-    let foreign = Trust::load(&other.path().join(pki::CA_CERT), None).unwrap();
+    let foreign = Trust::load(&other.path().join(trust::CA_CERT), None).unwrap();
     assert!(zhibao::receipt::open(&receipt, &foreign, SystemTime::now()).is_err());
     let mut tampered = receipt.clone();
     tampered.receipt[3] ^= 1;
@@ -333,7 +333,7 @@ async fn peers_without_ed25519_handshakes_get_the_p256_certificate() {
         signature_verification_algorithms: ALGS,
         ..rustls::crypto::ring::default_provider()
     };
-    let (c, k) = pki::node_paths(&region.pki(), "county-a");
+    let (c, k) = trust::node_paths(&region.pki(), "county-a");
     let me = Identity::load(&c, &k).unwrap();
     let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -350,7 +350,7 @@ async fn peers_without_ed25519_handshakes_get_the_p256_certificate() {
         .await
         .unwrap();
     let presented = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
-    let (compat, _) = pki::compat_paths(&pki::node_paths(&region.pki(), HUB).0);
+    let (compat, _) = trust::compat_paths(&trust::node_paths(&region.pki(), HUB).0);
     assert_eq!(presented, CertificateDer::from_pem_file(&compat).unwrap());
     drop(tls);
 
@@ -370,9 +370,9 @@ async fn only_configured_consumers_read_the_inbox() {
     cfg.relay.as_mut().unwrap().consumers = vec!["analyst".into()];
     let hub = zhibao::node::start(cfg).await.unwrap();
     let addr = hub.relay_addr.unwrap().to_string();
-    let ca = region.pki().join(pki::CA_CERT);
+    let ca = region.pki().join(trust::CA_CERT);
     let read = |name: &'static str| {
-        let (cert, key) = pki::node_paths(&region.pki(), name);
+        let (cert, key) = trust::node_paths(&region.pki(), name);
         let (addr, ca) = (addr.clone(), ca.clone());
         async move {
             let mut inbox = zhibao::client::Inbox::connect(&addr, HUB, &ca, &cert, &key)
@@ -400,7 +400,7 @@ async fn standard_grpc_health_answers_over_mutual_tls() {
     };
     let region = Region::new(&["county-a"]);
     let hub = region.start_hub().await;
-    let (c, k) = pki::node_paths(&region.pki(), "county-a");
+    let (c, k) = trust::node_paths(&region.pki(), "county-a");
     let me = Identity::load(&c, &k).unwrap();
     let cfg = zhibao::tls::client_config(&me, &region.trust().snapshot(), HUB).unwrap();
     let channel = zhibao::tls::connect_channel(

@@ -10,7 +10,7 @@ use prost::Message;
 use zhibao::class::Class;
 use zhibao::client::Inbox;
 use zhibao::proto::{Cursor, ItemState, Receipt, ReceiptKind, Report};
-use zhibao::{envelope, pki};
+use zhibao::{envelope, trust};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -246,8 +246,8 @@ async fn inbox_cursor_resumes_without_gaps_or_repeats() {
     for id in &ids {
         op.wait_receipt(id, WAIT).await.unwrap();
     }
-    let (cert, key) = pki::node_paths(&region.pki(), HUB);
-    let ca = region.pki().join(pki::CA_CERT);
+    let (cert, key) = trust::node_paths(&region.pki(), HUB);
+    let ca = region.pki().join(trust::CA_CERT);
     let mut seen = Vec::new();
     let mut cursor = Cursor::default();
     // Read two items per connection, then reconnect from the last cursor.
@@ -285,9 +285,9 @@ async fn operator_api_over_mtls_admits_only_listed_certificates() {
     cfg.operator.allowed = vec!["console".into()];
     let node = zhibao::node::start(cfg).await.unwrap();
     let addr = node.operator_addr.unwrap().to_string();
-    let ca = region.pki().join(pki::CA_CERT);
+    let ca = region.pki().join(trust::CA_CERT);
 
-    let (cert, key) = pki::node_paths(&region.pki(), "console");
+    let (cert, key) = trust::node_paths(&region.pki(), "console");
     let mut console = zhibao::client::Operator::connect_tls(&addr, "county-a", &ca, &cert, &key)
         .await
         .unwrap();
@@ -298,7 +298,7 @@ async fn operator_api_over_mtls_admits_only_listed_certificates() {
     let st = console.wait_receipt(&id, WAIT).await.unwrap();
     assert_eq!(st.state, ItemState::Receipted as i32);
 
-    let (cert, key) = pki::node_paths(&region.pki(), "county-b");
+    let (cert, key) = trust::node_paths(&region.pki(), "county-b");
     let mut other = zhibao::client::Operator::connect_tls(&addr, "county-a", &ca, &cert, &key)
         .await
         .unwrap();

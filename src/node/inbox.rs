@@ -39,7 +39,9 @@ impl InboxService {
     /// read the inbox: reports are confidential, and a county that may
     /// forward here may not read what other counties sent.
     fn admit<T>(&self, request: &Request<T>) -> Result<PeerInfo, Status> {
-        let peer = PeerInfo::of(request)?;
+        let peer = PeerInfo::of(request).ok_or_else(|| {
+            Status::unauthenticated("no verified client certificate on this connection")
+        })?;
         let own = peer.node_id == self.shared.cfg.node_id;
         let listed = self
             .shared

@@ -30,17 +30,17 @@ use tracing::{error, info, warn};
 use crate::class::Class;
 use crate::config::{ConfigError, NodeConfig, Role};
 use crate::envelope::{Verified, VerifyError};
-use crate::identity::{Identity, LoadError, Trust};
 use crate::proto::{
     Event, EventKind, ReceiptKind, SignedReceipt, SignedReport, inbox_server::InboxServer,
     operator_server::OperatorServer, relay_server::RelayServer,
 };
 use crate::store::{self, Destination, ItemRecord, PutOutcome, Store};
 use crate::tls::{self, ListenLimits};
+use crate::trust::{Identity, LoadError, Trust};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
-pub enum NodeError {
+pub enum StartError {
     /// The configuration is unusable.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -56,6 +56,14 @@ pub enum NodeError {
         found: String,
         /// The configured node id.
         expected: String,
+    },
+    /// Our own certificate is not one the region accepts.
+    #[error("{path}: not valid for this region: {source}")]
+    NotTrusted {
+        /// The certificate file.
+        path: PathBuf,
+        /// Why.
+        source: crate::trust::SignerError,
     },
     /// The store could not be opened.
     #[error("store {path}: {source}")]
@@ -312,12 +320,12 @@ impl RunningNode {
 }
 
 /// Starts a node from a validated configuration.
-pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
+pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
     cfg.validate()?;
     tls::install_crypto_provider();
     let identity = Arc::new(Identity::load(&cfg.tls.cert, &cfg.tls.key)?);
     if identity.node_id() != cfg.node_id {
-        return Err(NodeError::IdentityMismatch {
+        return Err(StartError::IdentityMismatch {
             path: cfg.tls.cert.clone(),
             found: identity.node_id().to_string(),
             expected: cfg.node_id.clone(),
@@ -332,13 +340,13 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
             &identity.sign(b"self-check"),
             SystemTime::now(),
         )
-        .map_err(|e| LoadError::Invalid {
+        .map_err(|source| StartError::NotTrusted {
             path: cfg.tls.cert.clone(),
-            what: format!("not valid for this region: {e}"),
+            source,
         })?;
     let store_path = cfg.data_dir.join("store.redb");
     let (store, store_closed) =
-        Store::open_watched(&store_path).map_err(|source| NodeError::Store {
+        Store::open_watched(&store_path).map_err(|source| StartError::Store {
             path: store_path.clone(),
             source,
         })?;
@@ -361,7 +369,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     // Operator socket: file permissions are the access control.
     let socket = cfg.operator_socket();
     if let Some(dir) = socket.parent() {
-        std::fs::create_dir_all(dir).map_err(|source| NodeError::Bind {
+        std::fs::create_dir_all(dir).map_err(|source| StartError::Bind {
             what: format!("operator socket directory {}", dir.display()),
             source,
         })?;
@@ -369,7 +377,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     if socket.exists() {
         // A socket file left by a killed node; refuse to steal a live one.
         if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
-            return Err(NodeError::Bind {
+            return Err(StartError::Bind {
                 what: format!("operator socket {}", socket.display()),
                 source: std::io::Error::new(
                     std::io::ErrorKind::AddrInUse,
@@ -383,7 +391,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     // into place, so nobody can connect while it has the default mode.
     let staging = socket.with_extension(format!("binding-{}", std::process::id()));
     let _ = std::fs::remove_file(&staging);
-    let bind_err = |what: &str, source| NodeError::Bind {
+    let bind_err = |what: &str, source| StartError::Bind {
         what: format!("operator socket {what}{}", socket.display()),
         source,
     };
@@ -570,8 +578,8 @@ async fn health_service(
     service
 }
 
-async fn bind_tcp(addr: SocketAddr, what: &str) -> Result<(TcpListener, SocketAddr), NodeError> {
-    let bind_err = |source| NodeError::Bind {
+async fn bind_tcp(addr: SocketAddr, what: &str) -> Result<(TcpListener, SocketAddr), StartError> {
+    let bind_err = |source| StartError::Bind {
         what: format!("{what} {addr}"),
         source,
     };

@@ -249,7 +249,9 @@ impl Relay for RelayService {
         &self,
         request: Request<Streaming<ForwardRequest>>,
     ) -> Result<Response<ForwardStream>, Status> {
-        let peer = PeerInfo::of(&request)?;
+        let peer = PeerInfo::of(&request).ok_or_else(|| {
+            Status::unauthenticated("no verified client certificate on this connection")
+        })?;
         let shared = self.shared.clone();
         let window = shared.cfg.limits.max_in_flight;
         let shutdown = shared.shutdown.clone();
@@ -279,7 +281,9 @@ impl Relay for RelayService {
         &self,
         request: Request<SignedReport>,
     ) -> Result<Response<SignedReceipt>, Status> {
-        let peer = PeerInfo::of(&request)?;
+        let peer = PeerInfo::of(&request).ok_or_else(|| {
+            Status::unauthenticated("no verified client certificate on this connection")
+        })?;
         let receipt = take(&self.shared, &peer, request.get_ref()).await?;
         Ok(Response::new(receipt))
     }

@@ -15,10 +15,10 @@ use tokio::net::TcpStream;
 use tonic::transport::{Channel, Endpoint};
 use zhibao::client::Operator;
 use zhibao::config::{NodeConfig, RelayListen, UpstreamConfig};
-use zhibao::identity::{Identity, Trust};
 use zhibao::node::{self, RunningNode};
-use zhibao::pki;
 use zhibao::proto::relay_client::RelayClient;
+use zhibao::trust::{Identity, Trust};
+use zhibao::{pki, trust};
 
 pub const HUB: &str = "hub";
 
@@ -103,14 +103,14 @@ impl Region {
 
     pub fn trust(&self) -> Trust {
         Trust::load(
-            &self.pki().join(pki::CA_CERT),
-            Some(&self.pki().join(pki::CRL)),
+            &self.pki().join(trust::CA_CERT),
+            Some(&self.pki().join(trust::CRL)),
         )
         .unwrap()
     }
 
     pub fn identity(&self, node: &str) -> Identity {
-        let (c, k) = pki::node_paths(&self.pki(), node);
+        let (c, k) = trust::node_paths(&self.pki(), node);
         Identity::load(&c, &k).unwrap()
     }
 
@@ -195,9 +195,9 @@ pub async fn relay_as(
     trust_dir: &Path,
     addr: SocketAddr,
 ) -> RelayClient<Channel> {
-    let (c, k) = pki::node_paths(pki_dir, node);
+    let (c, k) = trust::node_paths(pki_dir, node);
     let id = Identity::load(&c, &k).unwrap();
-    let trust = Trust::load(&trust_dir.join(pki::CA_CERT), None).unwrap();
+    let trust = Trust::load(&trust_dir.join(trust::CA_CERT), None).unwrap();
     let cfg = zhibao::tls::client_config(&id, &trust.snapshot(), HUB).unwrap();
     relay_with(addr, cfg).await.unwrap()
 }
@@ -213,8 +213,8 @@ pub async fn named_inbox_items(
     name: &str,
     addr: SocketAddr,
 ) -> Vec<zhibao::proto::SignedReport> {
-    let (cert, key) = pki::node_paths(&region.pki(), name);
-    let ca = region.pki().join(pki::CA_CERT);
+    let (cert, key) = trust::node_paths(&region.pki(), name);
+    let ca = region.pki().join(trust::CA_CERT);
     let mut inbox = zhibao::client::Inbox::connect(&addr.to_string(), name, &ca, &cert, &key)
         .await
         .unwrap();

@@ -26,15 +26,16 @@ use anyhow::{Context, bail};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::class::Class;
-use crate::client::Operator;
-use crate::config::{NodeConfig, RelayListen, Role, UpstreamConfig};
-use crate::envelope::{self, now_ms};
-use crate::identity::{Identity, Trust};
-use crate::pki;
-use crate::proto::{
+use zhibao::class::Class;
+use zhibao::client::Operator;
+use zhibao::clock::now_ms;
+use zhibao::config::{NodeConfig, RelayListen, Role, UpstreamConfig};
+use zhibao::envelope;
+use zhibao::proto::{
     ForwardRequest, Report, SignedReport, forward_response, relay_client::RelayClient,
 };
+use zhibao::trust::{Identity, Trust};
+use zhibao::{pki, trust};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -57,9 +58,6 @@ pub struct BenchOptions {
     pub probes: usize,
     /// Write the results as JSON here.
     pub json: Option<PathBuf>,
-    /// Instead of the rest: queue this many routine items at a node whose
-    /// upstream is unreachable and report its memory.
-    pub queue_items: usize,
 }
 
 impl Default for BenchOptions {
@@ -74,7 +72,6 @@ impl Default for BenchOptions {
             e2e_concurrency: 64,
             probes: 300,
             json: None,
-            queue_items: 0,
         }
     }
 }
@@ -229,7 +226,7 @@ async fn forward_stream(
     let mut sent: HashMap<Vec<u8>, Instant> = HashMap::new();
     let mut latencies = Vec::with_capacity(items.len());
     let mut queue = items.into_iter();
-    let digest = |s: &SignedReport| envelope::sha256(&s.report).to_vec();
+    let digest = |s: &SignedReport| zhibao::digest::sha256(&s.report).to_vec();
     for item in queue.by_ref().take(window) {
         sent.insert(digest(&item), Instant::now());
         tx.send(ForwardRequest {
@@ -246,7 +243,7 @@ async fn forward_stream(
         let Some(forward_response::Result::Receipt(r)) = resp.result else {
             bail!("hub refused a benchmark item: {resp:?}");
         };
-        let receipt: crate::proto::Receipt = prost::Message::decode(r.receipt.as_slice())?;
+        let receipt: zhibao::proto::Receipt = prost::Message::decode(r.receipt.as_slice())?;
         if let Some(t) = sent.remove(&receipt.report_sha256) {
             latencies.push(t.elapsed());
         }
@@ -265,8 +262,8 @@ async fn forward_stream(
 /// Queues `n` routine items at a node that cannot reach its hub; prints its
 /// peak and current RSS and the store's size.
 pub async fn queue_memory(n: usize, body: usize) -> anyhow::Result<()> {
-    crate::tls::install_crypto_provider();
-    let tmp = tempfile::tempdir()?;
+    zhibao::tls::install_crypto_provider();
+    let tmp = super::scratch::ScratchDir::new("run")?;
     let dir = tmp.path();
     let pki_dir = dir.join("certs");
     pki::init(&pki_dir, "bench", "hub", &["county-1".to_string()])?;
@@ -318,8 +315,8 @@ pub async fn queue_memory(n: usize, body: usize) -> anyhow::Result<()> {
 
 /// Runs the benchmark and prints a table.
 pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
-    crate::tls::install_crypto_provider();
-    let tmp = tempfile::tempdir()?;
+    zhibao::tls::install_crypto_provider();
+    let tmp = super::scratch::ScratchDir::new("run")?;
     let dir = tmp.path();
     let pki_dir = dir.join("certs");
     let counties: Vec<String> = (1..=opts.nodes.max(1))
@@ -348,18 +345,18 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
     let identities: Vec<Arc<Identity>> = counties
         .iter()
         .map(|c| {
-            let (cert, key) = pki::node_paths(&pki_dir, c);
+            let (cert, key) = trust::node_paths(&pki_dir, c);
             Identity::load(&cert, &key).map(Arc::new)
         })
         .collect::<Result<_, _>>()?;
-    let trust = Trust::load(&pki_dir.join(pki::CA_CERT), None)?;
+    let trust = Trust::load(&pki_dir.join(trust::CA_CERT), None)?;
     // Each stream connects as the county whose reports it carries: a hub
     // takes an item only from the node its custody chain says holds it.
     let mut channels = Vec::new();
     for id in &identities {
-        let tls = Arc::new(crate::tls::client_config(id, &trust.snapshot(), "hub")?);
+        let tls = Arc::new(zhibao::tls::client_config(id, &trust.snapshot(), "hub")?);
         channels.push(
-            crate::tls::connect_channel(&hub_addr, tls, "hub", Duration::from_secs(5)).await?,
+            zhibao::tls::connect_channel(&hub_addr, tls, "hub", Duration::from_secs(5)).await?,
         );
     }
     let big = |c: tonic::transport::Channel| {

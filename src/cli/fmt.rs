@@ -4,8 +4,8 @@ use std::fmt::Write;
 
 use prost::Message;
 
-use crate::class::Class;
-use crate::proto::{Event, EventKind, InboxItem, ItemState, ItemStatus, Report};
+use zhibao::class::Class;
+use zhibao::proto::{Event, EventKind, InboxItem, ItemState, ItemStatus, Report};
 
 fn time(ms: i64) -> String {
     if ms <= 0 {
@@ -76,7 +76,7 @@ pub fn status(s: &ItemStatus) -> String {
         let _ = writeln!(
             out,
             "  digest:  sha256:{}",
-            crate::envelope::hex(&r.report_sha256)
+            zhibao::digest::hex(&r.report_sha256)
         );
         let _ = writeln!(out, "  check:   {}", s.receipt_verification);
     } else {

@@ -15,13 +15,13 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, bail};
 use prost::Message;
 
-use crate::class::Class;
-use crate::client::{Inbox, Operator};
-use crate::config::{NodeConfig, RelayListen, Role, UpstreamConfig};
-use crate::identity::Trust;
-use crate::node::{self, RunningNode};
-use crate::pki;
-use crate::proto::{Cursor, ItemState, Receipt, Report};
+use zhibao::class::Class;
+use zhibao::client::{Inbox, Operator};
+use zhibao::config::{NodeConfig, RelayListen, Role, UpstreamConfig};
+use zhibao::node::{self, RunningNode};
+use zhibao::proto::{Cursor, ItemState, Receipt, Report};
+use zhibao::trust::Trust;
+use zhibao::{pki, trust};
 
 const COUNTIES: [&str; 3] = ["county-a", "county-b", "county-c"];
 const HUB: &str = "hub";
@@ -45,7 +45,7 @@ async fn start_hub(pki_dir: &Path, data: &Path, addr: SocketAddr) -> anyhow::Res
 /// Runs the demo; returns whether every check passed.
 pub async fn run() -> anyhow::Result<bool> {
     let started = Instant::now();
-    let tmp = tempfile::tempdir().context("creating a temporary directory")?;
+    let tmp = super::scratch::ScratchDir::new("run").context("creating a temporary directory")?;
     let pki_dir = tmp.path().join("certs");
     let data = tmp.path().join("data");
     let counties: Vec<String> = COUNTIES.iter().map(|s| (*s).to_string()).collect();
@@ -161,12 +161,15 @@ pub async fn run() -> anyhow::Result<bool> {
     }
 
     // What reached the hub: each item exactly once, origin signature valid.
-    let trust = Trust::load(&pki_dir.join(pki::CA_CERT), Some(&pki_dir.join(pki::CRL)))?;
-    let (cert, key) = pki::node_paths(&pki_dir, HUB);
+    let trust = Trust::load(
+        &pki_dir.join(trust::CA_CERT),
+        Some(&pki_dir.join(trust::CRL)),
+    )?;
+    let (cert, key) = trust::node_paths(&pki_dir, HUB);
     let mut inbox = Inbox::connect(
         &hub_addr.to_string(),
         HUB,
-        &pki_dir.join(pki::CA_CERT),
+        &pki_dir.join(trust::CA_CERT),
         &cert,
         &key,
     )
@@ -176,7 +179,7 @@ pub async fn run() -> anyhow::Result<bool> {
     let mut order = Vec::new();
     while let Some(item) = stream.message().await? {
         let Some(signed) = item.item else { continue };
-        let check = crate::envelope::open(&signed, &trust, 1 << 20, SystemTime::now());
+        let check = zhibao::envelope::open(&signed, &trust, 1 << 20, SystemTime::now());
         let id = Report::decode(signed.report.as_slice())
             .map(|r| r.id)
             .unwrap_or_default();

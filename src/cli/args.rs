@@ -1,0 +1,216 @@
+//! The command line: every subcommand and its options (clap).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "zhibao",
+    version,
+    about = "直报 — secure store-and-forward relay for urgent reports"
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum Command {
+    /// Run a node (county point, relay or hub) from a TOML configuration.
+    Serve {
+        /// Configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Manage the region's certificates.
+    Certs {
+        #[command(subcommand)]
+        action: CertsCommand,
+    },
+    /// Submit a report to the local node.
+    Submit {
+        #[command(flatten)]
+        target: Target,
+        /// emergency, bad_news or routine.
+        #[arg(long, short)]
+        priority: String,
+        /// The report's title.
+        #[arg(long, short)]
+        title: String,
+        /// The body as text.
+        #[arg(long, conflicts_with = "body_file")]
+        body: Option<String>,
+        /// Read the body from a file (otherwise from stdin).
+        #[arg(long)]
+        body_file: Option<PathBuf>,
+        /// Attach a file (scan, photo); may be given several times.
+        #[arg(long = "attach")]
+        attach: Vec<PathBuf>,
+        /// An earlier receipt deadline than the class's, in seconds from now.
+        #[arg(long)]
+        deadline_secs: Option<u64>,
+        /// Wait for the receipt and print it.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits, e.g. `30s`, `5m`.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
+    /// Show an item's class, state, times and receipt.
+    Status {
+        /// The item id printed by `submit`.
+        id: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Follow the node's events live: submissions, receipts, overdue items,
+    /// escalations, alarms, routes going up and down.
+    Watch {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List items, newest first.
+    List {
+        /// Only items that missed their deadline.
+        #[arg(long)]
+        overdue: bool,
+        /// At most this many.
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Read a hub's inbox over mutual TLS.
+    Inbox {
+        /// The hub's relay address, host:port.
+        #[arg(long)]
+        hub: String,
+        /// The hub's node id (its certificate must name it).
+        #[arg(long, default_value = "hub")]
+        hub_id: String,
+        /// PKI directory holding ca.pem and our certificate and key.
+        #[arg(long, default_value = "certs")]
+        certs: PathBuf,
+        /// Our name in the PKI directory (<name>.pem, <name>.key).
+        #[arg(long = "as", default_value = "hub")]
+        name: String,
+        /// Resume after this cursor: `emergency,bad_news,routine` positions.
+        #[arg(long, default_value = "0,0,0")]
+        from: String,
+        /// Keep waiting for new items.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Run a whole small region on loopback and show it working.
+    Demo,
+    /// Measure throughput and latency on loopback (hub ingest, end to end,
+    /// emergency under load) and print a table.
+    Bench {
+        /// Items for the hub ingest throughput run.
+        #[arg(long, default_value_t = 100_000)]
+        items: usize,
+        /// Concurrent Relay.Forward streams into the hub.
+        #[arg(long, default_value_t = 64)]
+        streams: usize,
+        /// Items in flight per stream.
+        #[arg(long, default_value_t = 32)]
+        window: usize,
+        /// Report body size, bytes.
+        #[arg(long, default_value_t = 1024)]
+        body: usize,
+        /// County nodes for the end-to-end runs.
+        #[arg(long, default_value_t = 4)]
+        nodes: usize,
+        /// Items for the end-to-end throughput run.
+        #[arg(long, default_value_t = 20_000)]
+        e2e_items: usize,
+        /// Concurrent operators per node.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Emergency probes per measurement.
+        #[arg(long, default_value_t = 300)]
+        probes: usize,
+        /// Also write the results as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Instead: queue this many routine items at a node whose hub is
+        /// unreachable, and report the node's memory.
+        #[arg(long, default_value_t = 0)]
+        queue_items: usize,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct Target {
+    /// The node's configuration (to find its operator socket).
+    #[arg(long, short, default_value = "config/node.toml")]
+    pub(crate) config: PathBuf,
+    /// The operator socket; overrides the configuration.
+    #[arg(long)]
+    pub(crate) socket: Option<PathBuf>,
+    /// Use the node's TCP operator listener (mutual TLS) at host:port instead.
+    #[arg(long, requires = "node_id")]
+    pub(crate) tcp: Option<String>,
+    /// With --tcp: the node's id (its certificate must name it).
+    #[arg(long)]
+    pub(crate) node_id: Option<String>,
+    /// With --tcp: PKI directory holding ca.pem and our certificate and key.
+    #[arg(long, default_value = "certs")]
+    pub(crate) certs: PathBuf,
+    /// With --tcp: our name in the PKI directory (<name>.pem, <name>.key).
+    #[arg(long = "as", default_value = "operator")]
+    pub(crate) name: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum CertsCommand {
+    /// Create a region CA, a hub certificate and node certificates.
+    Init {
+        /// Directory to write into.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The hub's node id.
+        #[arg(long)]
+        hub: String,
+        /// Node ids, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        nodes: Vec<String>,
+        /// The region's name, for the CA's subject.
+        #[arg(long, default_value = "region")]
+        region: String,
+    },
+    /// Issue a certificate for one more node.
+    Issue {
+        /// PKI directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The node id.
+        #[arg(long)]
+        node: String,
+        /// Validity in days.
+        #[arg(long, default_value_t = 365)]
+        days: i64,
+    },
+    /// Revoke a node's certificate (updates crl.pem, which nodes reload).
+    Revoke {
+        /// PKI directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The node id.
+        #[arg(long)]
+        node: String,
+    },
+}
+
+impl Command {
+    /// The log filter when `RUST_LOG` does not say otherwise: a daemon says
+    /// what it does; a command prints only its result and warnings.
+    pub(crate) fn default_log_filter(&self) -> &'static str {
+        match self {
+            Self::Serve { .. } => "info,h2=warn,tower=warn,hyper=warn",
+            _ => "warn",
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! The `zhibao` command (binary side only; the library does not depend on
+//! anything here): one function per subcommand over the library's clients
+//! and the node, human-readable output ([`fmt`]), and the two programs that
+//! run a whole region on loopback: [`demo`] and [`bench`].
+
+pub(crate) mod args;
+mod bench;
+mod demo;
+mod fmt;
+mod scratch;
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use zhibao::class::Class;
+use zhibao::client::{self, ClientError};
+use zhibao::config::NodeConfig;
+use zhibao::proto::Cursor;
+use zhibao::{node, pki, trust};
+
+use args::{CertsCommand, Command, Target};
+
+/// Exit code for an unusable configuration (sysexits EX_USAGE).
+const EX_USAGE: u8 = 64;
+/// Exit code when the node is not running (sysexits EX_UNAVAILABLE).
+const EX_UNAVAILABLE: u8 = 69;
+
+/// The exit code for a command that failed with `e`.
+pub(crate) fn exit_code(e: &anyhow::Error) -> ExitCode {
+    let bad_config = e.downcast_ref::<zhibao::config::ConfigError>().is_some()
+        || matches!(
+            e.downcast_ref::<node::StartError>(),
+            Some(node::StartError::Config(_))
+        );
+    if bad_config {
+        return ExitCode::from(EX_USAGE);
+    }
+    if let Some(ClientError::NotRunning { .. }) = e.downcast_ref::<ClientError>() {
+        return ExitCode::from(EX_UNAVAILABLE);
+    }
+    ExitCode::FAILURE
+}
+
+impl Target {
+    async fn connect(&self) -> anyhow::Result<client::Operator> {
+        if let (Some(addr), Some(node_id)) = (&self.tcp, &self.node_id) {
+            let (cert, key) = trust::node_paths(&self.certs, &self.name);
+            let ca = self.certs.join(trust::CA_CERT);
+            return Ok(client::Operator::connect_tls(addr, node_id, &ca, &cert, &key).await?);
+        }
+        Ok(client::Operator::connect(&self.socket()?).await?)
+    }
+
+    fn socket(&self) -> anyhow::Result<PathBuf> {
+        if let Some(s) = &self.socket {
+            return Ok(s.clone());
+        }
+        let cfg = NodeConfig::load(&self.config)
+            .with_context(|| "cannot find the operator socket (give --socket or --config)")?;
+        Ok(cfg.operator_socket())
+    }
+}
+
+/// Runs one command.
+pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve { config } => {
+            let cfg = NodeConfig::load(&config)?;
+            let running = node::start(cfg).await?;
+            // One machine-readable line once everything is bound, for
+            // supervisors and tests to wait on.
+            println!(
+                "ready node={} relay={} operator={}",
+                running.node_id,
+                running
+                    .relay_addr
+                    .map_or_else(|| "-".to_string(), |a| a.to_string()),
+                running.operator_socket.display()
+            );
+            node::shutdown_signal().await;
+            running.shutdown(Duration::from_secs(10)).await;
+        }
+        Command::Certs { action } => certs(action)?,
+        Command::Submit {
+            target,
+            priority,
+            title,
+            body,
+            body_file,
+            attach,
+            deadline_secs,
+            wait,
+            timeout,
+        } => {
+            let mut attachments = Vec::new();
+            for path in &attach {
+                let data =
+                    std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+                let name = path
+                    .file_name()
+                    .map_or_else(|| "attachment".into(), |n| n.to_string_lossy().into_owned());
+                attachments.push((name, data));
+            }
+            let class: Class = priority.parse()?;
+            let body = match (body, body_file) {
+                (Some(b), _) => b.into_bytes(),
+                (None, Some(f)) => {
+                    std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?
+                }
+                (None, None) => {
+                    let mut b = Vec::new();
+                    std::io::stdin()
+                        .read_to_end(&mut b)
+                        .context("reading the body from stdin")?;
+                    b
+                }
+            };
+            let deadline = deadline_secs.map_or(0, |s| {
+                zhibao::clock::now_ms() + i64::try_from(s).unwrap_or(i64::MAX / 2) * 1000
+            });
+            let mut op = target.connect().await?;
+            let id = op
+                .submit_with(class, &title, body, deadline, attachments)
+                .await?;
+            println!("{id}");
+            if wait {
+                let status = op.wait_receipt(&id, timeout).await?;
+                print!("{}", fmt::status(&status));
+            }
+        }
+        Command::Status { id, target } => {
+            let mut op = target.connect().await?;
+            let status = op.status(&id).await?;
+            print!("{}", fmt::status(&status));
+        }
+        Command::Watch { target } => {
+            let mut op = target.connect().await?;
+            let mut events = op.watch().await?;
+            while let Some(e) = events.message().await.map_err(ClientError::from)? {
+                println!("{}", fmt::event(&e));
+            }
+        }
+        Command::List {
+            overdue,
+            limit,
+            target,
+        } => {
+            let mut op = target.connect().await?;
+            let (items, overdue_total) = op.list(overdue, limit).await?;
+            for s in &items {
+                println!("{}", fmt::status_line(s));
+            }
+            eprintln!(
+                "{} listed; {overdue_total} items have missed their deadline at this node",
+                items.len()
+            );
+        }
+        Command::Inbox {
+            hub,
+            hub_id,
+            certs,
+            name,
+            from,
+            follow,
+        } => {
+            let cursor = parse_cursor(&from)?;
+            let (cert, key) = trust::node_paths(&certs, &name);
+            let mut inbox =
+                client::Inbox::connect(&hub, &hub_id, &certs.join(trust::CA_CERT), &cert, &key)
+                    .await?;
+            let mut stream = inbox.subscribe(cursor, follow).await?;
+            while let Some(item) = stream.message().await.map_err(ClientError::from)? {
+                println!("{}", fmt::inbox_item(&item));
+            }
+        }
+        Command::Bench {
+            items,
+            streams,
+            window,
+            body,
+            nodes,
+            e2e_items,
+            concurrency,
+            probes,
+            json,
+            queue_items,
+        } => {
+            if queue_items > 0 {
+                bench::queue_memory(queue_items, body).await?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            bench::run(bench::BenchOptions {
+                ingest_items: items,
+                streams,
+                window,
+                body,
+                nodes,
+                e2e_items,
+                e2e_concurrency: concurrency,
+                probes,
+                json,
+            })
+            .await?;
+        }
+        Command::Demo => {
+            let ok = demo::run().await?;
+            return Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_cursor(s: &str) -> anyhow::Result<Cursor> {
+    let parts: Vec<u64> = s
+        .split(',')
+        .map(|p| p.trim().parse::<u64>())
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("cursor {s:?} is not three numbers like 0,0,0"))?;
+    let [emergency, bad_news, routine] = parts[..] else {
+        bail!("cursor {s:?} is not three numbers like 0,0,0");
+    };
+    Ok(Cursor {
+        emergency,
+        bad_news,
+        routine,
+    })
+}
+
+fn certs(action: CertsCommand) -> anyhow::Result<()> {
+    match action {
+        CertsCommand::Init {
+            dir,
+            hub,
+            nodes,
+            region,
+        } => {
+            pki::init(&dir, &region, &hub, &nodes)?;
+            println!(
+                "wrote region CA, CRL and certificates for {hub}{}{} in {}",
+                if nodes.is_empty() { "" } else { ", " },
+                nodes.join(", "),
+                dir.display()
+            );
+        }
+        CertsCommand::Issue { dir, node, days } => {
+            let mut opts = pki::IssueOptions::default();
+            opts.not_after = opts.not_before + time::Duration::days(days.max(1));
+            pki::issue_with(&dir, &node, &opts)?;
+            println!("issued {}", trust::node_paths(&dir, &node).0.display());
+        }
+        CertsCommand::Revoke { dir, node } => {
+            pki::revoke(&dir, &node)?;
+            println!("revoked {node}; {} updated", dir.join(trust::CRL).display());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,24 @@
+//! Who is who in a region, and whom a node trusts.
+//!
+//! - [`node_id`]: the one rule that names a node: the `urn:zhibao:node:<id>`
+//!   URI SAN of its certificate, and which ids are valid;
+//! - [`files`]: where a PKI directory keeps the CA, the CRL and each node's
+//!   certificate and key;
+//! - [`identity`]: this node's own certificate and Ed25519 key, which sign
+//!   reports, hop records and receipts;
+//! - [`anchors`]: the region CA and its CRL, reloadable, which verify a
+//!   certificate handed over inside a message (not only on a TLS
+//!   connection) and a signature made with it.
+//!
+//! Everything that runs depends on these rules; `zhibao certs` ([`crate::pki`])
+//! writes files that follow them.
+
+pub mod anchors;
+pub mod files;
+pub mod identity;
+pub mod node_id;
+
+pub use anchors::{SignerError, Trust, TrustSnapshot};
+pub use files::{CA_CERT, CA_KEY, CRL, compat_paths, node_paths};
+pub use identity::{Identity, LoadError};
+pub use node_id::{BadNodeId, NODE_URI_PREFIX, node_id_of, validate_node_id};
