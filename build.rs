@@ -6,6 +6,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={p}");
     }
     let fds = protox::compile(protos, ["proto"])?;
-    tonic_prost_build::configure().compile_fds(fds)?;
+    // Every service decodes with our codec: malformed messages and messages
+    // that set two members of a `oneof` are refused as INVALID_ARGUMENT.
+    tonic_prost_build::configure()
+        .codec_path("crate::proto::codec::Codec")
+        // Handlers take `self: Arc<Self>`, so streams can hold the service.
+        .use_arc_self(true)
+        .compile_fds(fds)?;
     Ok(())
 }

@@ -184,6 +184,16 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// The bounds every report is opened with.
+    pub fn report_limits(&self) -> crate::envelope::Limits {
+        crate::envelope::Limits {
+            max_report_bytes: self.max_report_bytes,
+            max_attachment_bytes: self.max_attachment_bytes,
+        }
+    }
+}
+
 /// Receipt deadlines per class.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -248,6 +258,18 @@ impl Deadlines {
             },
         };
         created_ms.saturating_add(i64::try_from(secs).unwrap_or(i64::MAX / 2000) * 1000)
+    }
+
+    /// The receipt deadline stamped into an item created at `created_ms`:
+    /// the one it asks for (`asked_ms`, 0 = none), never later than its
+    /// class allows here.
+    pub fn receipt_deadline(&self, class: Class, created_ms: i64, asked_ms: i64) -> i64 {
+        let class_deadline = self.deadline_ms(class, created_ms);
+        if asked_ms > 0 {
+            asked_ms.min(class_deadline)
+        } else {
+            class_deadline
+        }
     }
 }
 

@@ -284,7 +284,7 @@ async fn bad_submissions_get_clear_errors_and_nothing_is_stored() {
         other => panic!("{other}"),
     };
 
-    let past = zhibao::envelope::now_ms() - 1000;
+    let past = zhibao::clock::now_ms() - 1000;
     let (c, m) = code(
         op.submit(Class::BadNews, "late", b"x".to_vec(), past)
             .await

@@ -29,7 +29,7 @@ fn report(origin: &str) -> Report {
         priority: Class::Emergency.to_proto() as i32,
         title: "flood".into(),
         body: b"the river road is under water".to_vec(),
-        created_unix_ms: envelope::now_ms(),
+        created_unix_ms: zhibao::clock::now_ms(),
         ..Default::default()
     }
 }
@@ -46,7 +46,7 @@ fn client_cfg(region: &Region, pki_dir: &std::path::Path, node: &str) -> rustls:
 
 /// Tries one call over a connection made with `cfg`; it must fail.
 async fn call_is_refused(addr: std::net::SocketAddr, cfg: rustls::ClientConfig, signer: &Identity) {
-    let signed = envelope::seal(&report(signer.node_id()), signer);
+    let signed = envelope::sign(&report(signer.node_id()), signer);
     match common::relay_with(addr, cfg).await {
         Err(_) => {}
         Ok(mut client) => {
@@ -107,7 +107,7 @@ async fn revoked_certificate_is_refused_even_after_the_hub_started() {
     let addr = hub.relay_addr.unwrap();
     // Accepted before revocation...
     let mut ok = common::relay_as(&region.pki(), "county-r", &region.pki(), addr).await;
-    ok.deliver(envelope::seal(
+    ok.deliver(envelope::sign(
         &report("county-r"),
         &region.identity("county-r"),
     ))
@@ -197,7 +197,7 @@ async fn origin_spoofing_is_refused_and_not_stored() {
     let region = Region::new(&["county-a", "county-b"]);
     let (hub, mut client) = hub_and_client(&region).await;
     // county-a signs a report that claims to come from county-b.
-    let signed = envelope::seal(&report("county-b"), &region.identity("county-a"));
+    let signed = envelope::sign(&report("county-b"), &region.identity("county-a"));
     let err = client.deliver(signed).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
     assert!(
@@ -213,7 +213,7 @@ async fn origin_spoofing_is_refused_and_not_stored() {
 async fn a_flipped_byte_is_refused_and_not_stored() {
     let region = Region::new(&["county-a"]);
     let (hub, mut client) = hub_and_client(&region).await;
-    let mut signed = envelope::seal(&report("county-a"), &region.identity("county-a"));
+    let mut signed = envelope::sign(&report("county-a"), &region.identity("county-a"));
     let last = signed.report.len() - 1;
     signed.report[last] ^= 0x01;
     let err = client.deliver(signed).await.unwrap_err();
@@ -232,7 +232,7 @@ async fn report_signed_under_another_ca_is_refused() {
     let impostor = Identity::load(&c, &k).unwrap();
     let (hub, mut client) = hub_and_client(&region).await;
     let err = client
-        .deliver(envelope::seal(&report("county-a"), &impostor))
+        .deliver(envelope::sign(&report("county-a"), &impostor))
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
@@ -256,18 +256,18 @@ async fn malformed_oversized_and_classless_reports_are_refused() {
 
     let mut r = report("county-a");
     r.priority = 42;
-    let err = client.deliver(envelope::seal(&r, &me)).await.unwrap_err();
+    let err = client.deliver(envelope::sign(&r, &me)).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
     assert!(err.message().contains("class"), "{}", err.message());
 
     let mut r = report("county-a");
     r.id = "../../etc/passwd".into();
-    let err = client.deliver(envelope::seal(&r, &me)).await.unwrap_err();
+    let err = client.deliver(envelope::sign(&r, &me)).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
 
     let mut r = report("county-a");
     r.body = vec![7; 1024 * 1024 + 1];
-    let err = client.deliver(envelope::seal(&r, &me)).await.unwrap_err();
+    let err = client.deliver(envelope::sign(&r, &me)).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
 
     let empty = SignedReport::default();
@@ -276,7 +276,7 @@ async fn malformed_oversized_and_classless_reports_are_refused() {
 
     // The connection is still good for honest reports.
     client
-        .deliver(envelope::seal(&report("county-a"), &me))
+        .deliver(envelope::sign(&report("county-a"), &me))
         .await
         .unwrap();
     assert_eq!(inbox_len(&region, hub.relay_addr.unwrap()).await, 1);
@@ -287,9 +287,9 @@ async fn malformed_oversized_and_classless_reports_are_refused() {
 async fn receipts_verify_only_against_the_region_ca() {
     let region = Region::new(&["county-a"]);
     let (hub, mut client) = hub_and_client(&region).await;
-    let signed = envelope::seal(&report("county-a"), &region.identity("county-a"));
+    let signed = envelope::sign(&report("county-a"), &region.identity("county-a"));
     let receipt = client.deliver(signed.clone()).await.unwrap().into_inner();
-    let sha = envelope::sha256(&signed.report);
+    let sha = zhibao::digest::sha256(&signed.report);
     let id = prost::Message::decode(signed.report.as_slice())
         .map(|r: Report| r.id)
         .unwrap();
@@ -357,7 +357,7 @@ async fn peers_without_ed25519_handshakes_get_the_p256_certificate() {
     // And the relay works over it: reports are still Ed25519-signed.
     let mut client = common::relay_with(addr, cfg).await.unwrap();
     client
-        .deliver(envelope::seal(&report("county-a"), &me))
+        .deliver(envelope::sign(&report("county-a"), &me))
         .await
         .unwrap();
     hub.shutdown(PATIENCE).await;

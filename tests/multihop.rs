@@ -77,9 +77,15 @@ async fn custody_at_each_hop_and_delivery_back_down_to_the_origin() {
     let items = common::inbox_items(&region, hub_addr).await;
     assert_eq!(items.len(), 1);
     let signed = &items[0];
-    let verified = envelope::open(signed, &region.trust(), 1 << 20, SystemTime::now()).unwrap();
-    assert_eq!(verified.report.origin, "county-a");
-    assert_eq!(verified.holder, RELAY);
+    let verified = envelope::open(
+        signed,
+        &region.trust(),
+        &Default::default(),
+        SystemTime::now(),
+    )
+    .unwrap();
+    assert_eq!(verified.report().origin, "county-a");
+    assert_eq!(verified.holder(), RELAY);
     assert_eq!(signed.hops.len(), 1);
     let hop = HopStatement::decode(signed.hops[0].statement.as_slice()).unwrap();
     assert_eq!(
@@ -99,8 +105,8 @@ fn report() -> Report {
         priority: Class::Emergency.to_proto() as i32,
         title: "flood".into(),
         body: b"water over the levee".to_vec(),
-        created_unix_ms: envelope::now_ms(),
-        deadline_unix_ms: envelope::now_ms() + 60_000,
+        created_unix_ms: zhibao::clock::now_ms(),
+        deadline_unix_ms: zhibao::clock::now_ms() + 60_000,
         ..Default::default()
     }
 }
@@ -115,15 +121,15 @@ async fn a_relay_that_tampers_is_caught_at_the_top() {
     let mut as_relay = common::relay_as(&region.pki(), RELAY, &region.pki(), addr).await;
 
     // A changed byte in the report: the origin's signature fails.
-    let mut signed = envelope::seal(&report(), &county);
+    let mut signed = envelope::sign(&report(), &county);
     signed.report[5] ^= 1;
-    envelope::add_hop(&mut signed, &relay, "county-a", envelope::now_ms());
+    envelope::hops::add(&mut signed, &relay, "county-a", zhibao::clock::now_ms());
     let err = as_relay.deliver(signed).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
 
     // A changed hop: the relay's own countersignature fails.
-    let mut signed = envelope::seal(&report(), &county);
-    envelope::add_hop(&mut signed, &relay, "county-a", envelope::now_ms());
+    let mut signed = envelope::sign(&report(), &county);
+    envelope::hops::add(&mut signed, &relay, "county-a", zhibao::clock::now_ms());
     let last = signed.hops[0].statement.len() - 1;
     signed.hops[0].statement[last] ^= 1;
     let err = as_relay.deliver(signed).await.unwrap_err();
@@ -131,21 +137,21 @@ async fn a_relay_that_tampers_is_caught_at_the_top() {
     assert!(err.message().contains("custody chain"), "{}", err.message());
 
     // A hop that lies about where the item came from.
-    let mut signed = envelope::seal(&report(), &county);
-    envelope::add_hop(&mut signed, &relay, "county-b", envelope::now_ms());
+    let mut signed = envelope::sign(&report(), &county);
+    envelope::hops::add(&mut signed, &relay, "county-b", zhibao::clock::now_ms());
     let err = as_relay.deliver(signed).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
 
     // No hop at all: the relay hands over an item its chain says it never held.
     let err = as_relay
-        .deliver(envelope::seal(&report(), &county))
+        .deliver(envelope::sign(&report(), &county))
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
 
     // An honest hop is accepted.
-    let mut signed = envelope::seal(&report(), &county);
-    envelope::add_hop(&mut signed, &relay, "county-a", envelope::now_ms());
+    let mut signed = envelope::sign(&report(), &county);
+    envelope::hops::add(&mut signed, &relay, "county-a", zhibao::clock::now_ms());
     as_relay.deliver(signed).await.unwrap();
     assert_eq!(common::inbox_items(&region, addr).await.len(), 1);
     hub.shutdown(WAIT).await;

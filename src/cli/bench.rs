@@ -32,7 +32,8 @@ use zhibao::clock::now_ms;
 use zhibao::config::{NodeConfig, RelayListen, Role, UpstreamConfig};
 use zhibao::envelope;
 use zhibao::proto::{
-    ForwardRequest, Report, SignedReport, forward_response, relay_client::RelayClient,
+    ForwardRequest, Report, SignedReport, forward_request, forward_response,
+    relay_client::RelayClient,
 };
 use zhibao::trust::{Identity, Trust};
 use zhibao::{pki, trust};
@@ -209,7 +210,7 @@ fn sign_reports(ids: &[Arc<Identity>], n: usize, body: usize, class: Class) -> V
                 created_unix_ms: now_ms(),
                 ..Default::default()
             };
-            envelope::seal(&report, id)
+            envelope::sign(&report, id)
         })
         .collect()
 }
@@ -230,8 +231,7 @@ async fn forward_stream(
     for item in queue.by_ref().take(window) {
         sent.insert(digest(&item), Instant::now());
         tx.send(ForwardRequest {
-            item: Some(item),
-            ..Default::default()
+            kind: Some(forward_request::Kind::Item(item)),
         })
         .await?;
     }
@@ -250,8 +250,7 @@ async fn forward_stream(
         if let Some(item) = queue.next() {
             sent.insert(digest(&item), Instant::now());
             tx.send(ForwardRequest {
-                item: Some(item),
-                ..Default::default()
+                kind: Some(forward_request::Kind::Item(item)),
             })
             .await?;
         }

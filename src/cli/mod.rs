@@ -80,7 +80,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     .map_or_else(|| "-".to_string(), |a| a.to_string()),
                 running.operator_socket.display()
             );
-            node::shutdown_signal().await;
+            shutdown_signal().await;
             running.shutdown(Duration::from_secs(10)).await;
         }
         Command::Certs { action } => certs(action)?,
@@ -127,8 +127,9 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .await?;
             println!("{id}");
             if wait {
-                let status = op.wait_receipt(&id, timeout).await?;
-                print!("{}", fmt::status(&status));
+                op.wait_receipt(&id, timeout).await?;
+                // Shown as `status` shows it: every receipt verified now.
+                print!("{}", fmt::status(&op.status(&id).await?));
             }
         }
         Command::Status { id, target } => {
@@ -261,4 +262,21 @@ fn certs(action: CertsCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        // Without signal handlers the process can still be killed; run on.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = int.recv() => tracing::info!("SIGINT received"),
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+    }
 }

@@ -1,9 +1,13 @@
-//! `Inbox`: consumers at a hub read what arrived, from a cursor.
+//! `Inbox`: consumers at a hub read what arrived (down, to the office's
+//! systems), over mutual TLS, from a cursor.
 //!
 //! The cursor is one position per class lane. Each batch is read most
 //! urgent lane first, so among unread items the highest class always comes
 //! next; each item carries the cursor to resume from after it, so a
-//! consumer that reconnects sees no gaps and no repeats.
+//! consumer that reconnects sees no gaps and no repeats. Only the hub's own
+//! certificate and the node ids in `[relay] consumers` may read: reports
+//! are confidential, and a county that may forward here may not read what
+//! other counties sent.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -12,57 +16,72 @@ use futures::Stream;
 use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
-use super::Shared;
+use super::custody::Custody;
+use super::error::Error;
+use crate::envelope::{self, chunk_count};
 use crate::proto::{
-    AttachmentRequest, Chunk, Cursor, InboxItem, SignedReport, SubscribeRequest,
-    inbox_server::Inbox,
+    AttachmentRef, AttachmentRequest, Chunk, Cursor, InboxItem, Report, SignedReport,
+    SubscribeRequest, inbox_server::Inbox,
 };
+use crate::store::{RecordState, Store};
 use crate::tls::PeerInfo;
 
 /// Items read from the store per batch; a new emergency waits at most this
 /// many items behind older, lower-class ones.
 const BATCH: usize = 16;
 
+/// The `Inbox` service of a hub.
+#[derive(Debug)]
 pub(crate) struct InboxService {
-    shared: Arc<Shared>,
+    pub(crate) node_id: String,
+    /// Node ids that may read besides the hub itself.
+    pub(crate) consumers: Vec<String>,
+    pub(crate) store: Store,
+    pub(crate) custody: Arc<Custody>,
+    pub(crate) shutdown: CancellationToken,
 }
 
 impl InboxService {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
-    }
-
-    /// Only this node's own certificate and the configured consumers may
-    /// read the inbox: reports are confidential, and a county that may
-    /// forward here may not read what other counties sent.
-    fn admit<T>(&self, request: &Request<T>) -> Result<PeerInfo, Status> {
-        let peer = PeerInfo::of(request).ok_or_else(|| {
-            Status::unauthenticated("no verified client certificate on this connection")
-        })?;
-        let own = peer.node_id == self.shared.cfg.node_id;
-        let listed = self
-            .shared
-            .cfg
-            .relay
-            .as_ref()
-            .is_some_and(|r| r.consumers.contains(&peer.node_id));
-        if own || listed {
+    /// The reader, if it may read this inbox.
+    fn admit<T>(&self, request: &Request<T>) -> Result<PeerInfo, Error> {
+        let peer = PeerInfo::of(request).ok_or(Error::NoPeer)?;
+        if peer.node_id == self.node_id || self.consumers.contains(&peer.node_id) {
             Ok(peer)
         } else {
             warn!(peer = %peer.node_id, addr = %peer.addr, "refused inbox access: not a configured consumer");
-            Err(Status::permission_denied(format!(
-                "node {:?} is not a consumer of this inbox (relay.consumers)",
-                peer.node_id
-            )))
+            Err(Error::NotConsumer(peer.node_id))
         }
+    }
+
+    /// Attachment `index` of an item in the inbox.
+    async fn attachment_ref(&self, id: &str, index: u32) -> Result<AttachmentRef, Error> {
+        let rec = self
+            .store
+            .get(id.to_string())
+            .await?
+            .filter(|r| r.state() == Some(RecordState::Delivered))
+            .ok_or_else(|| Error::NotInInbox(id.to_string()))?;
+        let report = SignedReport::decode(rec.signed.as_slice())
+            .and_then(|s| Report::decode(s.report.as_slice()))
+            .map_err(|source| Error::Corrupt {
+                id: id.to_string(),
+                source,
+            })?;
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| report.attachments.get(i).cloned())
+            .ok_or_else(|| Error::NoAttachment {
+                id: id.to_string(),
+                index,
+            })
     }
 }
 
 type ItemStream = Pin<Box<dyn Stream<Item = Result<InboxItem, Status>> + Send>>;
-
 type ChunkStream = Pin<Box<dyn Stream<Item = Result<Chunk, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -71,39 +90,18 @@ impl Inbox for InboxService {
     type AttachmentStream = ChunkStream;
 
     async fn attachment(
-        &self,
+        self: Arc<Self>,
         request: Request<AttachmentRequest>,
     ) -> Result<Response<ChunkStream>, Status> {
         self.admit(&request)?;
         let req = request.into_inner();
-        crate::envelope::check_id(&req.item_id)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let shared = self.shared.clone();
-        let rec = shared
-            .store
-            .get(req.item_id.clone())
-            .await?
-            .filter(|r| r.state() == Some(crate::store::RecordState::Delivered))
-            .ok_or_else(|| Status::not_found(format!("no item {} in this inbox", req.item_id)))?;
-        let report = SignedReport::decode(rec.signed.as_slice())
-            .ok()
-            .and_then(|s| crate::proto::Report::decode(s.report.as_slice()).ok())
-            .ok_or_else(|| Status::internal("stored item does not decode"))?;
-        let a = report
-            .attachments
-            .get(req.attachment as usize)
-            .cloned()
-            .ok_or_else(|| {
-                Status::not_found(format!(
-                    "item {} has no attachment {}",
-                    req.item_id, req.attachment
-                ))
-            })?;
+        envelope::check_id(&req.item_id).map_err(Error::from)?;
+        let a = self.attachment_ref(&req.item_id, req.attachment).await?;
+        let store = self.store.clone();
         let (tx, rx) = mpsc::channel(4);
         tokio::spawn(async move {
-            for index in 0..crate::envelope::chunk_count(&a) {
-                let chunk = match shared
-                    .store
+            for index in 0..chunk_count(&a) {
+                let chunk = match store
                     .chunk(req.item_id.clone(), req.attachment, index)
                     .await
                 {
@@ -113,11 +111,15 @@ impl Inbox for InboxService {
                         index,
                         data,
                     }),
-                    Ok(None) => Err(Status::data_loss(format!("chunk {index} is missing"))),
-                    Err(e) => Err(Status::from(e)),
+                    Ok(None) => Err(Error::MissingChunk {
+                        id: req.item_id.clone(),
+                        attachment: req.attachment,
+                        index,
+                    }),
+                    Err(e) => Err(e.into()),
                 };
                 let failed = chunk.is_err();
-                if tx.send(chunk).await.is_err() || failed {
+                if tx.send(chunk.map_err(Status::from)).await.is_err() || failed {
                     return;
                 }
             }
@@ -126,64 +128,72 @@ impl Inbox for InboxService {
     }
 
     async fn subscribe(
-        &self,
+        self: Arc<Self>,
         request: Request<SubscribeRequest>,
     ) -> Result<Response<ItemStream>, Status> {
         let peer = self.admit(&request)?;
         let req = request.into_inner();
         let c = req.cursor.unwrap_or_default();
-        let mut cursor = [c.emergency, c.bad_news, c.routine];
-        let follow = !req.no_follow;
-        let shared = self.shared.clone();
-        let (tx, rx) = mpsc::channel(BATCH);
+        let cursor = [c.emergency, c.bad_news, c.routine];
         info!(consumer = %peer.node_id, addr = %peer.addr, ?cursor, "inbox subscriber connected");
-        tokio::spawn(async move {
-            let mut arrivals = shared.store.inbox_watch();
-            loop {
-                arrivals.borrow_and_update();
-                let batch = match shared.store.inbox_after(cursor, BATCH).await {
-                    Ok(b) => b,
-                    Err(e) => {
-                        warn!(consumer = %peer.node_id, error = %e, "inbox read failed");
-                        let _ = tx.send(Err(Status::from(e))).await;
-                        return;
-                    }
-                };
-                if batch.is_empty() {
-                    if !follow {
-                        return;
-                    }
-                    tokio::select! {
-                        r = arrivals.changed() => if r.is_err() { return },
-                        () = tx.closed() => return,
-                        () = shared.shutdown.cancelled() => return,
-                    }
+        let (tx, rx) = mpsc::channel(BATCH);
+        tokio::spawn(follow(self.clone(), peer, cursor, !req.no_follow, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// Sends the items after `cursor` down `tx`, then (with `follow`) new ones
+/// as they arrive, until the consumer goes or the node stops.
+async fn follow(
+    inbox: Arc<InboxService>,
+    peer: PeerInfo,
+    mut cursor: [u64; 3],
+    follow: bool,
+    tx: mpsc::Sender<Result<InboxItem, Status>>,
+) {
+    let mut arrivals = inbox.store.inbox_watch();
+    loop {
+        arrivals.borrow_and_update();
+        let batch = match inbox.store.inbox_after(cursor, BATCH).await {
+            Ok(b) => b,
+            Err(e) => {
+                warn!(consumer = %peer.node_id, error = %e, "inbox read failed");
+                let _ = tx.send(Err(Error::from(e).into())).await;
+                return;
+            }
+        };
+        if batch.is_empty() {
+            if !follow {
+                return;
+            }
+            tokio::select! {
+                r = arrivals.changed() => if r.is_err() { return },
+                () = tx.closed() => return,
+                () = inbox.shutdown.cancelled() => return,
+            }
+            continue;
+        }
+        for (lane, seq, id, rec) in batch {
+            cursor[usize::from(lane)] = seq;
+            let item = match SignedReport::decode(rec.signed.as_slice()) {
+                Ok(i) => i,
+                Err(e) => {
+                    warn!(%id, error = %e, "stored item does not decode; skipping it in the inbox stream");
                     continue;
                 }
-                for (lane, seq, id, rec) in batch {
-                    cursor[usize::from(lane)] = seq;
-                    let item = match SignedReport::decode(rec.signed.as_slice()) {
-                        Ok(i) => i,
-                        Err(e) => {
-                            warn!(%id, error = %e, "stored item does not decode; skipping it in the inbox stream");
-                            continue;
-                        }
-                    };
-                    let out = InboxItem {
-                        receipt: Some(shared.receipt_for(&id, &rec)),
-                        item: Some(item),
-                        next: Some(Cursor {
-                            emergency: cursor[0],
-                            bad_news: cursor[1],
-                            routine: cursor[2],
-                        }),
-                    };
-                    if tx.send(Ok(out)).await.is_err() {
-                        return;
-                    }
-                }
+            };
+            let out = InboxItem {
+                receipt: Some(inbox.custody.receipt(&id, &rec)),
+                item: Some(item),
+                next: Some(Cursor {
+                    emergency: cursor[0],
+                    bad_news: cursor[1],
+                    routine: cursor[2],
+                }),
+            };
+            if tx.send(Ok(out)).await.is_err() {
+                return;
             }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        }
     }
 }

@@ -1,144 +1,182 @@
-//! `Operator`: the local operator API (Unix socket by default).
+//! `Operator`: the local operator API (a Unix socket; optionally TCP with
+//! mutual TLS for listed certificates).
 //!
-//! Submissions are checked, written up as a [`Report`] with this node as
-//! origin, signed, and stored durably before the id is returned.
+//! In: a submission is checked against the limits, its attachments are
+//! stored in chunks, then it is written up as a report with this node as
+//! origin, sealed (signed) and taken into [`Custody`] — on disk before the
+//! id is returned. Out: status and listings of what the node holds, live
+//! events, and a wait for an item's receipt.
 
+use std::pin::Pin;
 use std::sync::Arc;
 
-use prost::Message;
+use futures::Stream;
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use tracing::info;
 
-use super::Shared;
+use super::custody::Custody;
+use super::error::{Error, SubmitError};
+use super::events::Events;
+use super::routes::Routes;
+use super::status::{Check, view};
 use crate::class::Class;
-use crate::envelope::{self, now_ms};
-use std::pin::Pin;
-
-use futures::Stream;
-
+use crate::clock::Clock;
+use crate::config::{Deadlines, Limits};
+use crate::digest::sha256;
+use crate::envelope::{self, Draft, attachments};
 use crate::proto::{
-    AttachmentRef, Event, EventKind, ItemState, ItemStatus, ListRequest, ListResponse, Receipt,
-    Report, RouteReceipt, SignedReceipt, SignedReport, StatusRequest, SubmitRequest,
-    SubmitResponse, WatchRequest, operator_server::Operator,
+    Attachment, AttachmentRef, Event, ItemStatus, ListRequest, ListResponse, StatusRequest,
+    SubmitRequest, SubmitResponse, WatchRequest, operator_server::Operator,
 };
-use crate::store::{ItemRecord, RecordState};
+use crate::store::{FROM_OPERATOR, ItemRecord, RecordState, Store};
+use crate::trust::{Identity, Trust};
 
+/// Chunks of an attachment stored per write (4 MiB at the default size).
+const CHUNKS_PER_WRITE: usize = 64;
+
+/// Items a listing returns unless asked otherwise, and at most.
+const LIST_DEFAULT: usize = 1000;
+const LIST_MAX: usize = 100_000;
+
+/// The `Operator` service of one node.
+#[derive(Debug)]
 pub(crate) struct OperatorService {
-    shared: Arc<Shared>,
+    pub(crate) identity: Arc<Identity>,
+    pub(crate) trust: Arc<Trust>,
+    pub(crate) custody: Arc<Custody>,
+    pub(crate) store: Store,
+    pub(crate) routes: Arc<Routes>,
+    pub(crate) events: Events,
+    pub(crate) limits: Limits,
+    pub(crate) deadlines: Deadlines,
+    pub(crate) clock: Clock,
+    pub(crate) shutdown: CancellationToken,
 }
 
 impl OperatorService {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
-    }
-
-    async fn record(&self, id: &str) -> Result<ItemRecord, Status> {
-        self.shared
-            .store
-            .get(id.to_string())
-            .await?
-            .ok_or_else(|| Status::not_found(format!("no item {id}")))
-    }
-
-    fn status_of(&self, id: &str, rec: &ItemRecord) -> ItemStatus {
-        let report = SignedReport::decode(rec.signed.as_slice())
-            .ok()
-            .and_then(|s| Report::decode(s.report.as_slice()).ok())
-            .unwrap_or_default();
-        let state = match rec.state() {
-            Some(RecordState::Queued) => {
-                if self.shared.is_in_flight(id) {
-                    ItemState::InFlight
-                } else {
-                    ItemState::Queued
-                }
-            }
-            Some(RecordState::Receipted) => ItemState::Receipted,
-            Some(RecordState::Refused) => ItemState::Refused,
-            Some(RecordState::Delivered) => ItemState::Delivered,
-            None => ItemState::Unspecified,
-        };
-        let mut status = ItemStatus {
-            id: id.to_string(),
-            origin: report.origin,
-            priority: report.priority,
-            title: report.title,
-            state: state as i32,
-            created_unix_ms: rec.created_ms,
-            stored_unix_ms: rec.stored_ms,
-            deadline_unix_ms: rec.deadline_ms,
-            receipted_unix_ms: rec.receipted_ms,
-            refusal: rec.refusal.clone(),
-            body_bytes: report.body.len() as u64,
-            overdue_unix_ms: rec.overdue_ms,
-            escalated_unix_ms: rec.escalated_ms,
-            pending_routes: rec.pending_routes.clone(),
-            ..Default::default()
-        };
-        if let Ok(signed) = SignedReceipt::decode(rec.delivery.as_slice())
-            && !rec.delivery.is_empty()
+    /// Checks a submission and writes it up as a draft (its attachments
+    /// still to be stored).
+    fn draft(&self, req: SubmitRequest) -> Result<(Draft, Vec<Attachment>), SubmitError> {
+        let limits = &self.limits;
+        let class =
+            Class::from_proto(req.priority).ok_or(SubmitError::UnknownClass(req.priority))?;
+        let title = req.title.trim();
+        if title.is_empty() {
+            return Err(SubmitError::EmptyTitle);
+        }
+        if title.len() > limits.max_title_bytes {
+            return Err(SubmitError::TitleTooLong {
+                len: title.len(),
+                limit: limits.max_title_bytes,
+            });
+        }
+        // Room for the envelope fields around the body.
+        let budget = limits.max_report_bytes.saturating_sub(title.len() + 256);
+        if req.body.len() > budget {
+            return Err(SubmitError::BodyTooLarge {
+                len: req.body.len(),
+                budget,
+                limit: limits.max_report_bytes,
+            });
+        }
+        if req.attachments.len() > attachments::MAX_ATTACHMENTS {
+            return Err(SubmitError::TooManyAttachments(req.attachments.len()));
+        }
+        let total: u64 = req.attachments.iter().map(|a| a.data.len() as u64).sum();
+        if total > limits.max_attachment_bytes {
+            return Err(SubmitError::AttachmentsTooLarge {
+                total,
+                limit: limits.max_attachment_bytes,
+            });
+        }
+        if req
+            .attachments
+            .iter()
+            .any(|a| a.name.is_empty() || a.name.len() > attachments::MAX_NAME_BYTES)
         {
-            let (verification, body) = self.verify_receipt(id, rec, &signed, None);
-            status.delivery = Some(RouteReceipt {
-                route: body
-                    .as_ref()
-                    .map(|b| b.receiver.clone())
-                    .unwrap_or_default(),
-                receipt_body: body,
-                receipt: Some(signed),
-                verification,
-            });
+            return Err(SubmitError::AttachmentName(attachments::MAX_NAME_BYTES));
         }
-        for rr in &rec.route_receipts {
-            let Ok(signed) = SignedReceipt::decode(rr.receipt.as_slice()) else {
-                continue;
-            };
-            let (verification, _) = self.verify_receipt(id, rec, &signed, Some(&rr.route));
-            status.route_receipts.push(RouteReceipt {
-                route: rr.route.clone(),
-                receipt_body: Receipt::decode(signed.receipt.as_slice()).ok(),
-                receipt: Some(signed),
-                verification,
-            });
+        let now = self.clock.now_ms();
+        if req.deadline_unix_ms != 0 && req.deadline_unix_ms <= now {
+            return Err(SubmitError::DeadlineInPast);
         }
-        let receipt = if rec.state() == Some(RecordState::Delivered) {
-            // A hub's own receipt for an item in its inbox.
-            Some(self.shared.receipt_for(id, rec))
-        } else if rec.receipt.is_empty() {
-            None
-        } else {
-            SignedReceipt::decode(rec.receipt.as_slice()).ok()
-        };
-        if let Some(signed) = receipt {
-            let (verification, body) = self.verify_receipt(id, rec, &signed, None);
-            status.receipt_verification = verification;
-            status.receipt_body = body;
-            status.receipt = Some(signed);
-        }
-        status
+        // The deadline is stamped at the origin so every hop measures the same.
+        let deadline = self
+            .deadlines
+            .receipt_deadline(class, now, req.deadline_unix_ms);
+        let draft = Draft::new(class, title.to_string(), req.body, now, deadline);
+        Ok((draft, req.attachments))
     }
 
-    /// Verifies a stored receipt now, against the CA and CRL, the item and,
-    /// if given, the route that should have signed it.
-    fn verify_receipt(
+    /// Stores an item's attachments in chunks, before the item that names
+    /// them, so an acknowledged item always has them; returns their
+    /// references for the report.
+    async fn store_attachments(
         &self,
         id: &str,
-        rec: &ItemRecord,
-        signed: &SignedReceipt,
-        route: Option<&str>,
-    ) -> (String, Option<Receipt>) {
-        let trust = &self.shared.trust;
-        let check = crate::receipt::open_for(signed, trust, Shared::now(), id, &rec.sha256, route);
-        match check {
-            Ok(r) => (
-                format!(
-                    "valid: signed by {}, digest matches, {}",
-                    r.receiver,
-                    if r.on_time { "on time" } else { "LATE" }
-                ),
-                Some(r),
-            ),
-            Err(e) => (format!("INVALID: {e}"), crate::receipt::peek(signed)),
+        attachments: Vec<Attachment>,
+    ) -> Result<Vec<AttachmentRef>, Error> {
+        let chunk = self.limits.chunk_bytes as usize;
+        let mut refs = Vec::with_capacity(attachments.len());
+        for (index, a) in (0u32..).zip(attachments) {
+            refs.push(AttachmentRef {
+                sha256: sha256(&a.data).to_vec(),
+                size: a.data.len() as u64,
+                chunk_size: self.limits.chunk_bytes,
+                name: a.name,
+            });
+            for (n, group) in (0u32..).zip(a.data.chunks(chunk * CHUNKS_PER_WRITE)) {
+                let first = n.saturating_mul(CHUNKS_PER_WRITE as u32);
+                let chunks = group.chunks(chunk).map(<[u8]>::to_vec).collect();
+                self.store
+                    .put_chunks(id.to_string(), index, first, chunks)
+                    .await?;
+            }
+        }
+        Ok(refs)
+    }
+
+    async fn record(&self, id: &str) -> Result<ItemRecord, Error> {
+        envelope::check_id(id)?;
+        self.store
+            .get(id.to_string())
+            .await?
+            .ok_or_else(|| Error::NotFound(id.to_string()))
+    }
+
+    fn view(&self, id: &str, rec: &ItemRecord, check: Check<'_>) -> ItemStatus {
+        view(id, rec, self.routes.is_in_flight(id), check)
+    }
+
+    async fn submit(&self, req: SubmitRequest) -> Result<SubmitResponse, Error> {
+        let (mut draft, attachments) = self.draft(req)?;
+        draft.attachments = self.store_attachments(draft.id(), attachments).await?;
+        let (signed, item) = envelope::seal(draft, &self.identity);
+        let rec = self.custody.keep(&signed, &item, FROM_OPERATOR).await?;
+        info!(id = %item.id(), class = %item.class(), bytes = item.report().body.len(), stored_ms = rec.stored_ms, "submitted");
+        Ok(SubmitResponse {
+            id: item.id().to_string(),
+        })
+    }
+
+    async fn wait_receipt(&self, id: &str) -> Result<ItemStatus, Error> {
+        loop {
+            let rec = self.record(id).await?;
+            if rec.state() != Some(RecordState::Queued) {
+                return Ok(self.view(id, &rec, Check::AsStored));
+            }
+            // Register, then look again, so a receipt stored in between is not missed.
+            let changed = self.store.changed(id);
+            let rec = self.record(id).await?;
+            if rec.state() != Some(RecordState::Queued) {
+                return Ok(self.view(id, &rec, Check::AsStored));
+            }
+            tokio::select! {
+                r = changed => r.map_err(|_| Error::ShuttingDown)?,
+                () = self.shutdown.cancelled() => return Err(Error::ShuttingDown),
+            }
         }
     }
 }
@@ -149,9 +187,65 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<Event, Status>> + Send>>;
 impl Operator for OperatorService {
     type WatchStream = EventStream;
 
-    async fn watch(&self, _: Request<WatchRequest>) -> Result<Response<EventStream>, Status> {
-        let mut events = self.shared.events.subscribe();
-        let shutdown = self.shared.shutdown.clone();
+    async fn submit(
+        self: Arc<Self>,
+        request: Request<SubmitRequest>,
+    ) -> Result<Response<SubmitResponse>, Status> {
+        Ok(Response::new(
+            OperatorService::submit(&self, request.into_inner()).await?,
+        ))
+    }
+
+    async fn status(
+        self: Arc<Self>,
+        request: Request<StatusRequest>,
+    ) -> Result<Response<ItemStatus>, Status> {
+        let id = request.into_inner().id;
+        let rec = self.record(&id).await?;
+        let check = Check::Now(&self.trust, &self.custody);
+        Ok(Response::new(self.view(&id, &rec, check)))
+    }
+
+    async fn wait_receipt(
+        self: Arc<Self>,
+        request: Request<StatusRequest>,
+    ) -> Result<Response<ItemStatus>, Status> {
+        let id = request.into_inner().id;
+        Ok(Response::new(
+            OperatorService::wait_receipt(&self, &id).await?,
+        ))
+    }
+
+    async fn list(
+        self: Arc<Self>,
+        request: Request<ListRequest>,
+    ) -> Result<Response<ListResponse>, Status> {
+        let req = request.into_inner();
+        let limit = match req.limit {
+            0 => LIST_DEFAULT,
+            n => usize::try_from(n).unwrap_or(LIST_MAX).min(LIST_MAX),
+        };
+        let records = self
+            .store
+            .list(req.overdue_only, limit)
+            .await
+            .map_err(Error::from)?;
+        Ok(Response::new(ListResponse {
+            items: records
+                .iter()
+                .map(|(id, rec)| self.view(id, rec, Check::AsStored))
+                .collect(),
+            overdue_total: self.store.overdue_total().await.map_err(Error::from)?,
+        }))
+    }
+
+    async fn watch(
+        self: Arc<Self>,
+        _: Request<WatchRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        let mut events = self.events.subscribe();
+        let missed = self.events.clone();
+        let shutdown = self.shutdown.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         tokio::spawn(async move {
             loop {
@@ -162,13 +256,8 @@ impl Operator for OperatorService {
                 };
                 let event = match event {
                     Ok(e) => e,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => Event {
-                        kind: EventKind::Alarm as i32,
-                        message: format!("this watcher fell behind and missed {n} events"),
-                        at_unix_ms: now_ms(),
-                        ..Default::default()
-                    },
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    Err(RecvError::Lagged(n)) => missed.missed(n),
+                    Err(RecvError::Closed) => return,
                 };
                 if tx.send(Ok(event)).await.is_err() {
                     return;
@@ -178,170 +267,5 @@ impl Operator for OperatorService {
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
-    }
-
-    async fn list(&self, request: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
-        let req = request.into_inner();
-        let limit = if req.limit == 0 {
-            1000
-        } else {
-            req.limit.min(100_000) as usize
-        };
-        let records = self.shared.store.list(req.overdue_only, limit).await?;
-        Ok(Response::new(ListResponse {
-            items: records
-                .iter()
-                .map(|(id, rec)| self.status_of(id, rec))
-                .collect(),
-            overdue_total: self.shared.store.overdue_total().await?,
-        }))
-    }
-
-    async fn submit(
-        &self,
-        request: Request<SubmitRequest>,
-    ) -> Result<Response<SubmitResponse>, Status> {
-        let req = request.into_inner();
-        let shared = &self.shared;
-        let limits = &shared.cfg.limits;
-        let class = Class::from_proto(req.priority).ok_or_else(|| {
-            Status::invalid_argument(format!(
-                "unknown class {}: use emergency, bad_news or routine",
-                req.priority
-            ))
-        })?;
-        let title = req.title.trim();
-        if title.is_empty() {
-            return Err(Status::invalid_argument("title is empty"));
-        }
-        if title.len() > limits.max_title_bytes {
-            return Err(Status::invalid_argument(format!(
-                "title is {} bytes, over the limit of {} (limits.max_title_bytes)",
-                title.len(),
-                limits.max_title_bytes
-            )));
-        }
-        // Room for the envelope fields around the body.
-        let budget = limits.max_report_bytes.saturating_sub(title.len() + 256);
-        if req.body.len() > budget {
-            return Err(Status::resource_exhausted(format!(
-                "body is {} bytes, over the limit of {budget} bytes for this title (limits.max_report_bytes = {})",
-                req.body.len(),
-                limits.max_report_bytes
-            )));
-        }
-        if req.attachments.len() > envelope::MAX_ATTACHMENTS {
-            return Err(Status::invalid_argument(format!(
-                "{} attachments; at most {}",
-                req.attachments.len(),
-                envelope::MAX_ATTACHMENTS
-            )));
-        }
-        let total: u64 = req.attachments.iter().map(|a| a.data.len() as u64).sum();
-        if total > limits.max_attachment_bytes {
-            return Err(Status::resource_exhausted(format!(
-                "attachments are {total} bytes, over the limit of {} (limits.max_attachment_bytes)",
-                limits.max_attachment_bytes
-            )));
-        }
-        if req
-            .attachments
-            .iter()
-            .any(|a| a.name.is_empty() || a.name.len() > 256)
-        {
-            return Err(Status::invalid_argument(
-                "every attachment needs a name of 1 to 256 bytes",
-            ));
-        }
-        let now = now_ms();
-        if req.deadline_unix_ms != 0 && req.deadline_unix_ms <= now {
-            return Err(Status::invalid_argument("deadline is in the past"));
-        }
-        let id = envelope::new_item_id();
-        // The attachments go to disk first, in chunks; the item that names
-        // them is stored after, so an acknowledged item always has them.
-        let chunk = limits.chunk_bytes as usize;
-        let mut refs = Vec::with_capacity(req.attachments.len());
-        for (i, a) in req.attachments.into_iter().enumerate() {
-            refs.push(AttachmentRef {
-                sha256: envelope::sha256(&a.data).to_vec(),
-                size: a.data.len() as u64,
-                chunk_size: limits.chunk_bytes,
-                name: a.name,
-            });
-            let index = u32::try_from(i).unwrap_or(u32::MAX);
-            // 64 chunks (4 MiB at the default size) per write.
-            for (n, group) in a.data.chunks(chunk * 64).enumerate() {
-                let first = u32::try_from(n * 64).unwrap_or(u32::MAX);
-                let chunks = group.chunks(chunk).map(<[u8]>::to_vec).collect();
-                shared
-                    .store
-                    .put_chunks(id.clone(), index, first, chunks)
-                    .await?;
-            }
-        }
-        let report = Report {
-            id,
-            origin: shared.identity.node_id().to_string(),
-            priority: class.to_proto() as i32,
-            title: title.to_string(),
-            body: req.body,
-            created_unix_ms: now,
-            // Stamped at the origin so every hop measures the same deadline.
-            deadline_unix_ms: shared.deadline_ms(class, now, req.deadline_unix_ms),
-            attachments: refs,
-        };
-        let signed = envelope::seal(&report, &shared.identity);
-        let verified = envelope::Verified {
-            sha256: envelope::sha256(&signed.report),
-            class,
-            holder: report.origin.clone(),
-            report,
-        };
-        let (rec, _) = shared
-            .accept(&signed, &verified, crate::store::FROM_OPERATOR)
-            .await?;
-        info!(id = %verified.report.id, class = %class, bytes = verified.report.body.len(), stored_ms = rec.stored_ms, "submitted");
-        Ok(Response::new(SubmitResponse {
-            id: verified.report.id,
-        }))
-    }
-
-    async fn status(
-        &self,
-        request: Request<StatusRequest>,
-    ) -> Result<Response<ItemStatus>, Status> {
-        let id = request.into_inner().id;
-        envelope::check_id(&id).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let rec = self.record(&id).await?;
-        Ok(Response::new(self.status_of(&id, &rec)))
-    }
-
-    async fn wait_receipt(
-        &self,
-        request: Request<StatusRequest>,
-    ) -> Result<Response<ItemStatus>, Status> {
-        let id = request.into_inner().id;
-        envelope::check_id(&id).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        loop {
-            let rec = self.record(&id).await?;
-            if rec.state() != Some(RecordState::Queued) {
-                return Ok(Response::new(self.status_of(&id, &rec)));
-            }
-            // Register, then look again, so a receipt stored in between is not missed.
-            let changed = self.shared.store.changed(&id);
-            let rec = self.record(&id).await?;
-            if rec.state() != Some(RecordState::Queued) {
-                return Ok(Response::new(self.status_of(&id, &rec)));
-            }
-            tokio::select! {
-                r = changed => if r.is_err() {
-                    return Err(Status::unavailable("node is shutting down"));
-                },
-                () = self.shared.shutdown.cancelled() => {
-                    return Err(Status::unavailable("node is shutting down"));
-                }
-            }
-        }
     }
 }

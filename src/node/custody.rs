@@ -1,0 +1,132 @@
+//! Taking an item into custody, and the receipt that says so.
+//!
+//! Every item that enters a node — from a local operator or from a child —
+//! passes through [`Custody::keep`]: it is stored durably, queued on its
+//! routes (or, at the final hub, put in the inbox), and only then does
+//! anyone hear that the node has it. [`Custody::receipt`] is what a child
+//! hears: this node's signed receipt, deterministic, so a duplicate gets the
+//! original back byte for byte.
+
+use std::sync::Arc;
+
+use prost::Message;
+use tracing::{error, info};
+
+use super::error::Error;
+use super::events::Events;
+use super::routes::Routes;
+use crate::config::Deadlines;
+use crate::digest::hex;
+use crate::envelope::Verified;
+use crate::proto::{EventKind, ReceiptKind, SignedReceipt, SignedReport};
+use crate::receipt;
+use crate::store::{Destination, ItemRecord, PutOutcome, RecordState, Store};
+use crate::trust::Identity;
+
+/// Stores items and vouches for them.
+#[derive(Debug)]
+pub(crate) struct Custody {
+    store: Store,
+    identity: Arc<Identity>,
+    routes: Arc<Routes>,
+    events: Events,
+    deadlines: Deadlines,
+}
+
+impl Custody {
+    pub(crate) fn new(
+        store: Store,
+        identity: Arc<Identity>,
+        routes: Arc<Routes>,
+        events: Events,
+        deadlines: Deadlines,
+    ) -> Self {
+        Self {
+            store,
+            identity,
+            routes,
+            events,
+            deadlines,
+        }
+    }
+
+    /// Stores a verified item durably (or finds it already stored with the
+    /// same bytes), handed over by `from`; returns its record.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] (and an alarm) if the id is stored with other
+    /// bytes; [`Error::Store`] if the store cannot take it.
+    pub(crate) async fn keep(
+        &self,
+        signed: &SignedReport,
+        item: &Verified,
+        from: &str,
+    ) -> Result<ItemRecord, Error> {
+        let report = item.report();
+        let record = ItemRecord {
+            signed: signed.encode_to_vec(),
+            lane: u32::from(item.class().lane()),
+            created_ms: report.created_unix_ms,
+            deadline_ms: self.deadlines.receipt_deadline(
+                item.class(),
+                report.created_unix_ms,
+                report.deadline_unix_ms,
+            ),
+            sha256: item.sha256().to_vec(),
+            from: from.to_string(),
+            ..Default::default()
+        };
+        let dest = if self.routes.is_final() {
+            Destination::Inbox
+        } else {
+            Destination::Queue(self.routes.initial(item.class()))
+        };
+        match self.store.put(item.id().to_string(), record, dest).await? {
+            PutOutcome::Stored(rec) => {
+                self.events.emit(
+                    EventKind::Submitted,
+                    item.id(),
+                    Some(item.class()),
+                    "",
+                    format!("from {from}: {}", report.title),
+                );
+                Ok(rec)
+            }
+            PutOutcome::Duplicate(rec) => {
+                info!(id = %item.id(), %from, "duplicate item; answering with the original receipt");
+                Ok(rec)
+            }
+            PutOutcome::Conflict(old) => {
+                let e = Error::Conflict {
+                    id: item.id().to_string(),
+                    stored: hex(&old.sha256),
+                    offered: hex(item.sha256()),
+                };
+                error!(alarm = "id-conflict", %from, origin = %report.origin, "ALARM: {e}");
+                self.events.alarm(item.id(), "", e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// This node's signed receipt for an item it keeps: custody while the
+    /// item is on its way further up, delivery once it is in this (final)
+    /// node's inbox.
+    pub(crate) fn receipt(&self, id: &str, rec: &ItemRecord) -> SignedReceipt {
+        let kind = if rec.state() == Some(RecordState::Delivered) {
+            ReceiptKind::Delivery
+        } else {
+            ReceiptKind::Custody
+        };
+        receipt::issue(
+            &self.identity,
+            &receipt::Statement {
+                item_id: id,
+                report_sha256: &rec.digest().unwrap_or_default(),
+                stored_unix_ms: rec.stored_ms,
+                kind,
+                on_time: rec.stored_ms <= rec.deadline_ms,
+            },
+        )
+    }
+}

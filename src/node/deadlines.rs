@@ -1,0 +1,186 @@
+//! The deadline watch: nothing overdue goes unnoticed.
+//!
+//! It sleeps until the earliest deadline among unsettled items (or until
+//! the queue changes), then marks every item past its deadline overdue: an
+//! alarm, a counter, and escalation to the alternate and skip-level routes.
+//! Items are never dropped; the forwarders keep retrying them on every
+//! route they are queued on. When no primary route is reachable, items are
+//! escalated at once rather than at their deadline, since the node can
+//! already tell the deadline will be missed. All of it is in the store, so
+//! a restarted node resumes where it was.
+//!
+//! Time comes from a [`Clock`], so the rules run under tokio's paused clock
+//! in the unit tests below.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{error, warn};
+
+use super::events::Events;
+use super::routes::Routes;
+use crate::class::Class;
+use crate::clock::Clock;
+use crate::proto::EventKind;
+use crate::store::{self, ItemRecord, Store};
+
+/// Items handled per pass; the next pass follows at once if there are more.
+const BATCH: usize = 256;
+/// Longest sleep, so a route going down is noticed without an event for it.
+const MAX_NAP: Duration = Duration::from_secs(1);
+
+/// Watches the deadlines of the items this node forwards.
+#[derive(Debug)]
+pub(crate) struct DeadlineWatch {
+    store: Store,
+    routes: Arc<Routes>,
+    events: Events,
+    clock: Clock,
+    /// Where early escalation got to while the primaries are down: the
+    /// (deadline, sequence) key to go on from.
+    early_from: (i64, u64),
+}
+
+fn class_of(rec: &ItemRecord) -> Option<Class> {
+    Class::from_lane(rec.lane())
+}
+
+impl DeadlineWatch {
+    pub(crate) fn new(store: Store, routes: Arc<Routes>, events: Events, clock: Clock) -> Self {
+        Self {
+            store,
+            routes,
+            events,
+            clock,
+            early_from: (i64::MIN, 0),
+        }
+    }
+
+    /// Runs until `shutdown`.
+    pub(crate) async fn run(mut self, shutdown: CancellationToken) {
+        let mut queue = self.store.queue_watch();
+        loop {
+            queue.borrow_and_update();
+            let more = match self.pass().await {
+                Ok(more) => more,
+                Err(e) => {
+                    error!(error = %e, "deadline watch cannot read the store; retrying");
+                    false
+                }
+            };
+            if more {
+                continue;
+            }
+            let nap = self.nap().await;
+            tokio::select! {
+                () = tokio::time::sleep(nap) => {}
+                r = queue.changed() => if r.is_err() { return },
+                () = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// How long to sleep before the next pass: until the earliest deadline,
+    /// at most [`MAX_NAP`].
+    async fn nap(&self) -> Duration {
+        match self.store.next_deadline().await {
+            Ok(Some(at)) => {
+                let wait = at.saturating_sub(self.clock.now_ms());
+                Duration::from_millis(u64::try_from(wait).unwrap_or(0)).min(MAX_NAP)
+            }
+            _ => MAX_NAP,
+        }
+    }
+
+    /// One pass: marks what is past its deadline overdue and escalates it,
+    /// and escalates early while every primary is down. Returns whether it
+    /// stopped at the batch limit (so another pass should follow at once).
+    pub(crate) async fn pass(&mut self) -> Result<bool, store::Error> {
+        if !self.routes.primaries_down() {
+            self.early_from = (i64::MIN, 0);
+        }
+        let full = self.mark_overdue().await?;
+        let early = self.escalate_early().await?;
+        Ok(full || early)
+    }
+
+    async fn mark_overdue(&self) -> Result<bool, store::Error> {
+        let now = self.clock.now_ms();
+        let escalation = self.routes.escalation();
+        let due = self.store.due(now, BATCH).await?;
+        let full = due.len() == BATCH;
+        for (id, rec) in due {
+            let class = class_of(&rec);
+            let done = self
+                .store
+                .escalate(id.clone(), escalation.clone(), true)
+                .await?;
+            if done.newly_overdue {
+                let late = now.saturating_sub(rec.deadline_ms);
+                error!(alarm = "overdue", %id, class = ?class, late_ms = late, routes = ?rec.pending_routes,
+                    "ALARM: no receipt by the deadline; escalating, and retrying until receipted");
+                self.events.emit(
+                    EventKind::Overdue,
+                    &id,
+                    class,
+                    "",
+                    format!("no receipt {late} ms after the deadline"),
+                );
+            }
+            if !done.added.is_empty() {
+                self.events.emit(
+                    EventKind::Escalated,
+                    &id,
+                    class,
+                    "",
+                    format!("now also sent to {}", done.added.join(", ")),
+                );
+            }
+        }
+        Ok(full)
+    }
+
+    /// With every primary down, waiting for the deadline would only make an
+    /// item late: it goes to the other routes now. Emergencies are on every
+    /// route already.
+    async fn escalate_early(&mut self) -> Result<bool, store::Error> {
+        let escalation = self.routes.escalation();
+        if escalation.is_empty() || !self.routes.primaries_down() {
+            return Ok(false);
+        }
+        let waiting = self
+            .store
+            .due_from(self.early_from, i64::MAX, BATCH)
+            .await?;
+        let full = waiting.len() == BATCH;
+        for (id, rec) in waiting {
+            self.early_from = (rec.deadline_ms, rec.seq.saturating_add(1));
+            if rec.escalated_ms != 0 || rec.lane() == 0 {
+                continue;
+            }
+            let done = self
+                .store
+                .escalate(id.clone(), escalation.clone(), false)
+                .await?;
+            if !done.added.is_empty() {
+                let class = class_of(&rec);
+                warn!(%id, class = ?class, routes = ?done.added, "no primary route reachable; escalating before the deadline");
+                self.events.emit(
+                    EventKind::Escalated,
+                    &id,
+                    class,
+                    "",
+                    format!(
+                        "no primary route reachable; now also sent to {}",
+                        done.added.join(", ")
+                    ),
+                );
+            }
+        }
+        Ok(full)
+    }
+}
+
+#[cfg(test)]
+mod tests;

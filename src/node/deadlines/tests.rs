@@ -1,0 +1,1 @@
+//! Unit tests of the deadline watch on tokio's paused clock.

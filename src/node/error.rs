@@ -1,0 +1,316 @@
+//! Why a node could not start ([`StartError`]), why a request was not served
+//! ([`Error`]), and the one place where the latter becomes a gRPC status.
+//!
+//! Every refusal a peer or an operator sees is built by `From<Error> for
+//! tonic::Status` below, so the codes the README promises are kept in one
+//! match: malformed or out-of-range input is `INVALID_ARGUMENT`, a bad
+//! signature or custody chain `UNAUTHENTICATED`, a report that claims an
+//! origin it does not have or a chain that does not end at the sender
+//! `PERMISSION_DENIED`, anything over a limit (or a full disk)
+//! `RESOURCE_EXHAUSTED`, and the same id with other bytes `ALREADY_EXISTS`.
+
+use std::path::PathBuf;
+
+use tonic::Status;
+
+use crate::config::ConfigError;
+use crate::envelope::{AttachmentError, BadItemId, VerifyError};
+use crate::store;
+use crate::tls::TlsError;
+use crate::trust::{LoadError, SignerError};
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Certificates or keys could not be loaded.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The certificate names another node than `node_id`.
+    #[error("certificate {path} names node {found:?} but node_id is {expected:?}")]
+    IdentityMismatch {
+        /// The certificate file.
+        path: PathBuf,
+        /// The node id in it.
+        found: String,
+        /// The configured node id.
+        expected: String,
+    },
+    /// Our own certificate is not one the region accepts.
+    #[error("{path}: not valid for this region: {source}")]
+    NotTrusted {
+        /// The certificate file.
+        path: PathBuf,
+        /// Why.
+        source: SignerError,
+    },
+    /// The store could not be opened.
+    #[error("store {path}: {source}")]
+    Store {
+        /// The store file.
+        path: PathBuf,
+        /// Why.
+        source: store::Error,
+    },
+    /// A listener could not be bound.
+    #[error("bind {what}: {source}")]
+    Bind {
+        /// Which listener.
+        what: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// TLS configuration failed.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// Why a request was not served.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    /// The request did not come over mutual TLS.
+    #[error("no verified client certificate on this connection")]
+    NoPeer,
+    /// The caller's certificate is not in `operator.allowed`.
+    #[error("node {0:?} may not use this node's operator API")]
+    NotOperator(String),
+    /// The caller's certificate may not read this inbox.
+    #[error("node {0:?} is not a consumer of this inbox (relay.consumers)")]
+    NotConsumer(String),
+    /// The report does not verify.
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    /// An item id from the caller is not one.
+    #[error(transparent)]
+    BadId(#[from] BadItemId),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    /// The same id is stored with other bytes.
+    #[error(
+        "item {id} is already stored with different content (stored digest {stored}, offered {offered})"
+    )]
+    Conflict {
+        /// The item.
+        id: String,
+        /// Hex digest of what is stored.
+        stored: String,
+        /// Hex digest of what was offered.
+        offered: String,
+    },
+    /// The sender does not hold the item according to its custody chain.
+    #[error(
+        "item {id} is held by {holder:?} according to its custody chain, not by {sender:?} who sent it"
+    )]
+    NotHolder {
+        /// The item.
+        id: String,
+        /// The last holder in its chain.
+        holder: String,
+        /// The peer that sent it.
+        sender: String,
+    },
+    /// An operator's submission cannot be taken.
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
+    /// A chunk or an upload does not fit what was announced.
+    #[error(transparent)]
+    Upload(#[from] UploadError),
+    /// `Relay.Deliver` was given an item with attachments.
+    #[error("items with attachments travel on Relay.Forward, which carries their chunks")]
+    AttachmentsNeedStream,
+    /// An acknowledgement of delivery receipts that cannot be one.
+    #[error("malformed delivery acknowledgement")]
+    BadAck,
+    /// A `ForwardRequest` with none of its kinds set.
+    #[error("ForwardRequest carries none of item, ack, chunk")]
+    EmptyForward,
+    /// No such item here.
+    #[error("no item {0}")]
+    NotFound(String),
+    /// No such item in this hub's inbox.
+    #[error("no item {0} in this inbox")]
+    NotInInbox(String),
+    /// The item names no such attachment.
+    #[error("item {id} has no attachment {index}")]
+    NoAttachment {
+        /// The item.
+        id: String,
+        /// The attachment asked for.
+        index: u32,
+    },
+    /// A chunk the item needs is not in the store.
+    #[error("chunk {index} of attachment {attachment} of item {id} is missing")]
+    MissingChunk {
+        /// The item.
+        id: String,
+        /// Which attachment.
+        attachment: u32,
+        /// Which chunk.
+        index: u32,
+    },
+    /// A stored item does not decode.
+    #[error("stored item {id} does not decode: {source}")]
+    Corrupt {
+        /// The item.
+        id: String,
+        /// prost's reason.
+        source: prost::DecodeError,
+    },
+    /// The node is stopping.
+    #[error("node is shutting down")]
+    ShuttingDown,
+}
+
+/// What is wrong with an operator's submission.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SubmitError {
+    #[error("unknown class {0}: use emergency, bad_news or routine")]
+    UnknownClass(i32),
+    #[error("title is empty")]
+    EmptyTitle,
+    #[error("title is {len} bytes, over the limit of {limit} (limits.max_title_bytes)")]
+    TitleTooLong { len: usize, limit: usize },
+    #[error(
+        "body is {len} bytes, over the limit of {budget} bytes for this title (limits.max_report_bytes = {limit})"
+    )]
+    BodyTooLarge {
+        len: usize,
+        budget: usize,
+        limit: usize,
+    },
+    #[error("{0} attachments; at most {max}", max = crate::envelope::MAX_ATTACHMENTS)]
+    TooManyAttachments(usize),
+    #[error(
+        "attachments are {total} bytes, over the limit of {limit} (limits.max_attachment_bytes)"
+    )]
+    AttachmentsTooLarge { total: u64, limit: u64 },
+    #[error("every attachment needs a name of 1 to {0} bytes")]
+    AttachmentName(usize),
+    #[error("deadline is in the past")]
+    DeadlineInPast,
+}
+
+/// What is wrong with a chunk or an upload on a `Forward` stream.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UploadError {
+    #[error("chunk for item {0:?}, which was not announced on this stream")]
+    NotAnnounced(String),
+    #[error("item {id} has no attachment {index}")]
+    NoAttachment { id: String, index: u32 },
+    #[error("chunk {index} of attachment {attachment} of {id} has the wrong size")]
+    ChunkSize {
+        id: String,
+        attachment: u32,
+        index: u32,
+    },
+    #[error("too many uploads open on this stream (at most {0})")]
+    TooMany(usize),
+    #[error("attachment {index} ({name:?}) does not match the digest the origin signed")]
+    Digest { index: u32, name: String },
+}
+
+impl Error {
+    fn code(&self) -> tonic::Code {
+        use tonic::Code;
+        match self {
+            Self::NoPeer => Code::Unauthenticated,
+            Self::NotOperator(_) | Self::NotConsumer(_) | Self::NotHolder { .. } => {
+                Code::PermissionDenied
+            }
+            Self::Verify(v) => match v {
+                VerifyError::TooLarge { .. }
+                | VerifyError::Attachments(AttachmentError::TooLarge { .. }) => {
+                    Code::ResourceExhausted
+                }
+                VerifyError::Signer(_) | VerifyError::Hop { .. } => Code::Unauthenticated,
+                VerifyError::OriginMismatch { .. } => Code::PermissionDenied,
+                VerifyError::Malformed(_)
+                | VerifyError::BadId(_)
+                | VerifyError::UnknownClass(_)
+                | VerifyError::Attachments(_)
+                | VerifyError::TooManyHops(_) => Code::InvalidArgument,
+            },
+            Self::BadId(_) | Self::BadAck | Self::EmptyForward => Code::InvalidArgument,
+            Self::Store(s) => match s {
+                store::Error::Full => Code::ResourceExhausted,
+                store::Error::Closed => Code::Unavailable,
+                _ => Code::Internal,
+            },
+            Self::Conflict { .. } => Code::AlreadyExists,
+            Self::Submit(s) => match s {
+                SubmitError::BodyTooLarge { .. } | SubmitError::AttachmentsTooLarge { .. } => {
+                    Code::ResourceExhausted
+                }
+                _ => Code::InvalidArgument,
+            },
+            Self::Upload(u) => match u {
+                UploadError::NotAnnounced(_) => Code::FailedPrecondition,
+                UploadError::TooMany(_) => Code::ResourceExhausted,
+                UploadError::Digest { .. } => Code::Unauthenticated,
+                UploadError::NoAttachment { .. } | UploadError::ChunkSize { .. } => {
+                    Code::InvalidArgument
+                }
+            },
+            Self::AttachmentsNeedStream => Code::FailedPrecondition,
+            Self::NotFound(_) | Self::NotInInbox(_) | Self::NoAttachment { .. } => Code::NotFound,
+            Self::MissingChunk { .. } | Self::Corrupt { .. } => Code::DataLoss,
+            Self::ShuttingDown => Code::Unavailable,
+        }
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Self {
+        Self::new(e.code(), e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Code;
+
+    #[test]
+    fn codes_are_the_ones_the_readme_promises() {
+        let cases = [
+            (
+                Error::Verify(VerifyError::TooManyHops(17)),
+                Code::InvalidArgument,
+            ),
+            (
+                Error::Verify(VerifyError::Signer(SignerError::BadSignature)),
+                Code::Unauthenticated,
+            ),
+            (
+                Error::Verify(VerifyError::OriginMismatch {
+                    claimed: "a".into(),
+                    signer: "b".into(),
+                }),
+                Code::PermissionDenied,
+            ),
+            (
+                Error::Verify(VerifyError::TooLarge { size: 2, limit: 1 }),
+                Code::ResourceExhausted,
+            ),
+            (Error::Store(store::Error::Full), Code::ResourceExhausted),
+            (
+                Error::Conflict {
+                    id: "x".into(),
+                    stored: "1".into(),
+                    offered: "2".into(),
+                },
+                Code::AlreadyExists,
+            ),
+            (Error::EmptyForward, Code::InvalidArgument),
+        ];
+        for (e, code) in cases {
+            let text = e.to_string();
+            let status = Status::from(e);
+            assert_eq!(status.code(), code, "{text}");
+            assert_eq!(status.message(), text);
+        }
+    }
+}

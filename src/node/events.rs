@@ -1,0 +1,69 @@
+//! The node's live events, for `zhibao watch`: submissions, receipts,
+//! overdue items, escalations, refusals, alarms, routes going up and down.
+//!
+//! A bounded broadcast: a watcher that falls behind is told how many events
+//! it missed rather than slowing the node down.
+
+use tokio::sync::broadcast;
+
+use crate::class::Class;
+use crate::clock::Clock;
+use crate::proto::{Event, EventKind};
+
+/// Events kept for a slow watcher before it starts missing them.
+const BACKLOG: usize = 1024;
+
+/// Where the node's parts tell watchers what happened; cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct Events {
+    tx: broadcast::Sender<Event>,
+    clock: Clock,
+}
+
+impl Events {
+    pub(crate) fn new(clock: Clock) -> Self {
+        Self {
+            tx: broadcast::channel(BACKLOG).0,
+            clock,
+        }
+    }
+
+    /// Tells every watcher about something; nobody watching is fine.
+    pub(crate) fn emit(
+        &self,
+        kind: EventKind,
+        item_id: &str,
+        class: Option<Class>,
+        route: &str,
+        message: String,
+    ) {
+        let _ = self.tx.send(Event {
+            kind: kind as i32,
+            item_id: item_id.to_string(),
+            priority: class.map_or(0, |c| c.to_proto() as i32),
+            route: route.to_string(),
+            message,
+            at_unix_ms: self.clock.now_ms(),
+        });
+    }
+
+    /// An alarm: something an operator must look at.
+    pub(crate) fn alarm(&self, item_id: &str, route: &str, message: String) {
+        self.emit(EventKind::Alarm, item_id, None, route, message);
+    }
+
+    /// A new watcher's view, from now on.
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.tx.subscribe()
+    }
+
+    /// The event a watcher gets in place of `missed` events it fell behind on.
+    pub(crate) fn missed(&self, missed: u64) -> Event {
+        Event {
+            kind: EventKind::Alarm as i32,
+            message: format!("this watcher fell behind and missed {missed} events"),
+            at_unix_ms: self.clock.now_ms(),
+            ..Default::default()
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! Delivery receipts coming down from a relay upstream.
+//!
+//! When this node handed an item to a relay, the relay's receipt was only
+//! custody; the final hub's delivery receipt comes down later, pushed on
+//! this route's stream (`ForwardResponse.delivered`), possibly after
+//! reconnections. It is checked against the item we stored, kept, passed
+//! on down if the item came from a child of ours, and acknowledged.
+
+use prost::Message;
+use tokio::sync::mpsc;
+use tracing::{debug, error, warn};
+
+use super::session::send;
+use super::{Forwarder, SessionEnd};
+use crate::proto::{
+    DeliveryAck, EventKind, ForwardRequest, ReceiptKind, SignedReceipt, forward_request,
+};
+use crate::receipt;
+
+impl Forwarder {
+    /// Checks, keeps and acknowledges one pushed-down delivery receipt.
+    pub(super) async fn on_delivered(
+        &self,
+        signed: &SignedReceipt,
+        tx: &mpsc::Sender<ForwardRequest>,
+    ) -> Result<(), SessionEnd> {
+        let up = self.name();
+        let Some(named) = receipt::peek(signed) else {
+            error!(alarm = "bad-receipt", upstream = %up, "ALARM: pushed-down receipt does not decode; ignored");
+            self.events.alarm(
+                "",
+                up,
+                format!("delivery receipt from {up} does not decode"),
+            );
+            return Ok(());
+        };
+        let id = named.item_id;
+        let Some(rec) = self.store.get(id.clone()).await? else {
+            warn!(alarm = "unknown-receipt", upstream = %up, %id, "delivery receipt for an item never sent here; ignored");
+            self.events.alarm(
+                &id,
+                up,
+                format!("{up} pushed a delivery receipt for an unknown item"),
+            );
+            return Ok(());
+        };
+        let now = std::time::SystemTime::now();
+        let hub = match receipt::open_for(signed, &self.trust, now, &id, &rec.sha256, None) {
+            Ok(r) if r.kind == ReceiptKind::Delivery as i32 => r.receiver,
+            Ok(_) => {
+                warn!(alarm = "unknown-receipt", upstream = %up, %id, "custody receipt pushed down as a delivery receipt; ignored");
+                return Ok(());
+            }
+            Err(e) => {
+                error!(alarm = "bad-receipt", upstream = %up, %id, error = %e, "ALARM: pushed-down delivery receipt does not match the item");
+                self.events
+                    .alarm(&id, up, format!("delivery receipt does not match: {e}"));
+                return Ok(());
+            }
+        };
+        self.store
+            .record_delivery(id.clone(), signed.encode_to_vec())
+            .await?;
+        debug!(%id, %hub, "delivery receipt came down");
+        self.events.emit(
+            EventKind::Delivered,
+            &id,
+            None,
+            up,
+            format!("delivery receipt from {hub}"),
+        );
+        let ack = forward_request::Kind::Ack(DeliveryAck { item_ids: vec![id] });
+        send(tx, ack).await
+    }
+}

@@ -1,0 +1,150 @@
+//! The forwarder: one per route, keeping one long-lived `Relay.Forward`
+//! stream to its upstream. It works in both directions:
+//! - **up**: items in schedule order (emergency lane first, earliest
+//!   deadline first) and their attachments' chunks ([`session`], [`pace`],
+//!   [`chunks`]);
+//! - **down**: the upstream's answers — receipts, verified (CA, signature,
+//!   receiver, item, digest) before they are stored, refusals, requests for
+//!   chunks — and, from a relay, the final hub's delivery receipts for items
+//!   it took from us earlier ([`delivery`]).
+//!
+//! On any failure it reconnects with capped exponential backoff and jitter
+//! ([`backoff`]); whatever had no receipt is sent again, and receivers
+//! deduplicate by id, so the effect is exactly once.
+
+mod backoff;
+pub(crate) mod chunks;
+mod delivery;
+pub(crate) mod pace;
+mod session;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::events::Events;
+use super::routes::Routes;
+use crate::config::UpstreamConfig;
+use crate::proto::EventKind;
+use crate::store::{self, Store};
+use crate::tls::TlsError;
+use crate::trust::{Identity, Trust};
+use backoff::Backoff;
+use session::Session;
+
+/// The shortest wait between reconnections.
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+/// Time allowed to connect (TCP and TLS).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Consecutive failed sessions between two loud log lines about an outage.
+const LOG_EVERY: u64 = 50;
+
+/// Why a session with the upstream ended.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SessionEnd {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("connect: {}", chain(.0))]
+    Connect(tonic::transport::Error),
+    #[error("stream: {}: {}", .0.code(), .0.message())]
+    Stream(tonic::Status),
+    #[error("stream: {0}")]
+    Closed(&'static str),
+    #[error("upstream is busy: item {id}: {code:?}: {message}")]
+    Busy {
+        id: String,
+        code: tonic::Code,
+        message: String,
+    },
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error("shutting down")]
+    Shutdown,
+}
+
+/// `e` and its sources, one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Sends queued items to one upstream route.
+#[derive(Debug)]
+pub(crate) struct Forwarder {
+    pub(crate) route: UpstreamConfig,
+    pub(crate) store: Store,
+    pub(crate) identity: Arc<Identity>,
+    pub(crate) trust: Arc<Trust>,
+    pub(crate) routes: Arc<Routes>,
+    pub(crate) events: Events,
+    /// Routine items in flight at most (urgent ones get room beyond).
+    pub(crate) window: usize,
+    /// Largest message either way.
+    pub(crate) max_message: usize,
+    pub(crate) max_backoff: Duration,
+}
+
+impl Forwarder {
+    /// The route's name: its upstream's node id.
+    fn name(&self) -> &str {
+        &self.route.node_id
+    }
+
+    /// Runs sessions until `shutdown`.
+    pub(crate) async fn run(self, shutdown: CancellationToken) {
+        let mut backoff = Backoff::new(MIN_BACKOFF, self.max_backoff);
+        // Consecutive failed sessions; logged loudly on the first and then
+        // now and again, so an outage is visible without flooding the log.
+        let mut failures: u64 = 0;
+        loop {
+            let (end, progressed) = match Session::open(&self, &shutdown).await {
+                Ok((session, responses)) => session.run(responses, &shutdown).await,
+                Err(end) => (end, false),
+            };
+            self.set_up(false, &end.to_string());
+            if matches!(end, SessionEnd::Shutdown) {
+                return;
+            }
+            if progressed {
+                backoff.reset();
+                failures = 0;
+            }
+            failures += 1;
+            let delay = backoff.next_delay();
+            let (up, addr) = (self.name(), &self.route.addr);
+            if failures == 1 || failures.is_multiple_of(LOG_EVERY) {
+                warn!(upstream = %up, %addr, error = %end, failures, "upstream unavailable; items stay queued and are retried");
+            } else {
+                debug!(upstream = %up, %addr, error = %end, failures, retry_in_ms = delay.as_millis() as u64, "upstream still unavailable");
+            }
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// Records whether the route is up, telling watchers on a change.
+    fn set_up(&self, up: bool, why: &str) {
+        let route = self.name();
+        if self.routes.set_up(route, up) {
+            let (kind, msg) = if up {
+                (EventKind::RouteUp, format!("route {route} is up"))
+            } else {
+                (
+                    EventKind::RouteDown,
+                    format!("route {route} is down: {why}"),
+                )
+            };
+            self.events.emit(kind, "", None, route, msg);
+        }
+    }
+}

@@ -1,0 +1,418 @@
+//! One `Relay.Forward` stream with the upstream, from connect to end.
+//!
+//! The session loop repeats four named steps: [`Session::fill_window`]
+//! (items up, in schedule order, as far as the window allows),
+//! [`Session::next_chunk`] (one attachment chunk up, from the most urgent
+//! upload), then waits for whichever comes first: an answer from upstream
+//! ([`Session::on_response`]), a receipt reaching the disk
+//! ([`Session::on_commit`]), or new items in the queue.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::stream::FuturesUnordered;
+use futures::{Future, StreamExt};
+use prost::Message;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Code, Streaming};
+use tracing::{debug, error, info, warn};
+
+use super::chunks::ChunkSchedule;
+use super::pace::{Pace, cap};
+use super::{CONNECT_TIMEOUT, Forwarder, SessionEnd};
+use crate::envelope::hops;
+use crate::proto::{
+    Chunk, ChunkNeed, EventKind, ForwardRequest, ForwardResponse, ReceiptKind, Refusal,
+    SignedReceipt, SignedReport, forward_request, forward_response, relay_client::RelayClient,
+};
+use crate::receipt;
+use crate::store::{self, FROM_OPERATOR, ItemRecord, ReceiptOutcome};
+use crate::tls;
+
+/// An item on the wire in this session.
+#[derive(Debug)]
+struct Sent {
+    /// SHA-256 of the report bytes, which its receipt must name.
+    sha256: Vec<u8>,
+    lane: u8,
+}
+
+/// A verified receipt on its way to the disk.
+#[derive(Debug)]
+struct Committed {
+    id: String,
+    on_time: bool,
+    delivery: bool,
+    stored: Result<ReceiptOutcome, store::Error>,
+}
+
+type Commit = Pin<Box<dyn Future<Output = Committed> + Send>>;
+
+/// Puts one request on the stream.
+pub(super) async fn send(
+    tx: &mpsc::Sender<ForwardRequest>,
+    kind: forward_request::Kind,
+) -> Result<(), SessionEnd> {
+    tx.send(ForwardRequest { kind: Some(kind) })
+        .await
+        .map_err(|_| SessionEnd::Closed("request stream closed"))
+}
+
+/// One open stream to the upstream and what is on it.
+pub(super) struct Session<'f> {
+    fwd: &'f Forwarder,
+    tx: mpsc::Sender<ForwardRequest>,
+    in_flight: HashMap<String, Sent>,
+    commits: FuturesUnordered<Commit>,
+    chunks: ChunkSchedule,
+    pace: Pace,
+    queue: watch::Receiver<u64>,
+    /// Whether the upstream has answered anything: the link works.
+    progressed: bool,
+}
+
+impl<'f> Session<'f> {
+    /// Connects (mutual TLS, the upstream pinned by node id) and opens the
+    /// stream.
+    pub(super) async fn open(
+        fwd: &'f Forwarder,
+        shutdown: &CancellationToken,
+    ) -> Result<(Self, Streaming<ForwardResponse>), SessionEnd> {
+        let config = tls::client_config(&fwd.identity, &fwd.trust.snapshot(), fwd.name())?;
+        let connect = tls::connect_channel(
+            &fwd.route.addr,
+            Arc::new(config),
+            fwd.name(),
+            CONNECT_TIMEOUT,
+        );
+        let channel = tokio::select! {
+            c = connect => c.map_err(SessionEnd::Connect)?,
+            () = shutdown.cancelled() => return Err(SessionEnd::Shutdown),
+        };
+        let mut client = RelayClient::new(channel)
+            .max_decoding_message_size(fwd.max_message)
+            .max_encoding_message_size(fwd.max_message);
+        let (tx, rx) = mpsc::channel(fwd.window);
+        let responses = tokio::select! {
+            r = client.forward(ReceiverStream::new(rx)) => r.map_err(SessionEnd::Stream)?.into_inner(),
+            () = shutdown.cancelled() => return Err(SessionEnd::Shutdown),
+        };
+        info!(upstream = %fwd.name(), addr = %fwd.route.addr, "forwarding stream open");
+        fwd.set_up(true, "");
+        let session = Self {
+            fwd,
+            tx,
+            in_flight: HashMap::new(),
+            commits: FuturesUnordered::new(),
+            chunks: ChunkSchedule::default(),
+            pace: Pace::new(fwd.window),
+            queue: fwd.store.queue_watch(),
+            progressed: false,
+        };
+        Ok((session, responses))
+    }
+
+    /// Runs the session until it ends; returns why, and whether the
+    /// upstream answered anything on it.
+    pub(super) async fn run(
+        mut self,
+        mut responses: Streaming<ForwardResponse>,
+        shutdown: &CancellationToken,
+    ) -> (SessionEnd, bool) {
+        let end = loop {
+            if let Err(end) = self.step(&mut responses, shutdown).await {
+                break end;
+            }
+        };
+        for id in self.in_flight.keys() {
+            self.fwd.routes.answered(self.fwd.name(), id);
+        }
+        (end, self.progressed)
+    }
+
+    async fn step(
+        &mut self,
+        responses: &mut Streaming<ForwardResponse>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), SessionEnd> {
+        self.fill_window().await?;
+        self.next_chunk().await?;
+        let room = self.in_flight.len() < cap(0, self.pace.limit(), self.fwd.window);
+        tokio::select! {
+            msg = responses.message() => match msg {
+                Ok(Some(resp)) => {
+                    self.progressed = true;
+                    self.on_response(resp).await
+                }
+                Ok(None) => Err(SessionEnd::Closed("upstream closed the stream")),
+                Err(s) => Err(SessionEnd::Stream(s)),
+            },
+            Some(done) = self.commits.next(), if !self.commits.is_empty() => self.on_commit(done),
+            r = self.queue.changed(), if room => r.map_err(|_| SessionEnd::Shutdown),
+            () = shutdown.cancelled() => Err(SessionEnd::Shutdown),
+        }
+    }
+
+    /// Puts items on the wire in schedule order while the window has room.
+    async fn fill_window(&mut self) -> Result<(), SessionEnd> {
+        let window = self.fwd.window;
+        let limit = self.pace.limit();
+        // The most the window could take: room for an emergency beyond it.
+        let most = cap(0, limit, window);
+        if self.in_flight.len() >= most {
+            return Ok(());
+        }
+        self.queue.borrow_and_update();
+        let skip = self.in_flight.keys().cloned().collect();
+        let next = self
+            .fwd
+            .store
+            .next_queued(
+                self.fwd.name().to_string(),
+                most - self.in_flight.len(),
+                skip,
+            )
+            .await?;
+        for (id, rec) in next {
+            // Schedule order is lane first, so once one item may not go,
+            // none after it may either.
+            if self.in_flight.len() >= cap(rec.lane(), limit, window) {
+                break;
+            }
+            self.send_item(id, rec).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends one stored item; an item held for a child gets our hop first.
+    async fn send_item(&mut self, id: String, rec: ItemRecord) -> Result<(), SessionEnd> {
+        let route = self.fwd.name();
+        let mut item = match SignedReport::decode(rec.signed.as_slice()) {
+            Ok(i) => i,
+            Err(e) => {
+                error!(%id, error = %e, "stored item does not decode; marking it refused");
+                self.fwd
+                    .store
+                    .record_refusal(id, route.to_string(), format!("corrupt in store: {e}"))
+                    .await?;
+                return Ok(());
+            }
+        };
+        if rec.from != FROM_OPERATOR {
+            // Not ours: we countersign our link in its chain of custody.
+            hops::add(&mut item, &self.fwd.identity, &rec.from, rec.stored_ms);
+        }
+        self.fwd.routes.sent(route, &id);
+        self.pace.sent(&id);
+        debug!(%id, lane = rec.lane(), "sending");
+        let lane = rec.lane();
+        self.in_flight.insert(
+            id,
+            Sent {
+                sha256: rec.sha256,
+                lane,
+            },
+        );
+        send(&self.tx, forward_request::Kind::Item(item)).await
+    }
+
+    /// Sends the next attachment chunk if none is on the wire.
+    async fn next_chunk(&mut self) -> Result<(), SessionEnd> {
+        let Some((id, attachment, index)) = self.chunks.next() else {
+            return Ok(());
+        };
+        match self.fwd.store.chunk(id.clone(), attachment, index).await? {
+            Some(data) => {
+                let chunk = Chunk {
+                    item_id: id,
+                    attachment,
+                    index,
+                    data,
+                };
+                send(&self.tx, forward_request::Kind::Chunk(chunk)).await
+            }
+            None => {
+                error!(alarm = "missing-chunk", %id, attachment, index, "ALARM: a chunk to send is not in the store");
+                self.fwd.events.alarm(
+                    &id,
+                    self.fwd.name(),
+                    format!("chunk {index} of attachment {attachment} is missing here"),
+                );
+                self.chunks.done(&id);
+                Ok(())
+            }
+        }
+    }
+
+    /// One answer from upstream.
+    async fn on_response(&mut self, resp: ForwardResponse) -> Result<(), SessionEnd> {
+        match resp.result {
+            Some(forward_response::Result::Receipt(signed)) => {
+                self.on_receipt(signed);
+                Ok(())
+            }
+            Some(forward_response::Result::Refusal(r)) => self.on_refusal(r).await,
+            Some(forward_response::Result::Need(need)) => {
+                self.on_need(need);
+                Ok(())
+            }
+            Some(forward_response::Result::Delivered(signed)) => {
+                self.fwd.on_delivered(&signed, &self.tx).await
+            }
+            None => Err(SessionEnd::Closed("empty response from upstream")),
+        }
+    }
+
+    /// A receipt for an item on the wire: verified now, then handed to the
+    /// store without waiting, so receipts commit together (group commit)
+    /// while the stream keeps flowing; the item leaves the window once its
+    /// receipt is on disk ([`Session::on_commit`]).
+    fn on_receipt(&mut self, signed: SignedReceipt) {
+        let fwd = self.fwd;
+        let up = fwd.name();
+        // Which item it names decides how it is checked; it is trusted only
+        // once `open_for` has verified it.
+        let Some(named) = receipt::peek(&signed) else {
+            error!(alarm = "bad-receipt", upstream = %up, "ALARM: receipt does not decode; ignored");
+            fwd.events
+                .alarm("", up, format!("receipt from {up} does not decode"));
+            return;
+        };
+        let id = named.item_id;
+        self.pace.answered(&id);
+        let Some(sent) = self.in_flight.get(&id) else {
+            warn!(alarm = "unknown-receipt", upstream = %up, %id, "receipt for an item not in flight here; ignored");
+            fwd.events.alarm(
+                &id,
+                up,
+                format!("{up} sent a receipt for an item not sent to it"),
+            );
+            return;
+        };
+        let now = std::time::SystemTime::now();
+        let receipt = match receipt::open_for(&signed, &fwd.trust, now, &id, &sent.sha256, Some(up))
+        {
+            Ok(r) => r,
+            Err(e) => {
+                error!(alarm = "bad-receipt", upstream = %up, %id, error = %e, "ALARM: receipt does not verify or match the item; it stays queued");
+                fwd.events
+                    .alarm(&id, up, format!("receipt from {up} rejected: {e}"));
+                return;
+            }
+        };
+        let delivery = receipt.kind == ReceiptKind::Delivery as i32;
+        let store = fwd.store.clone();
+        let route = up.to_string();
+        let bytes = signed.encode_to_vec();
+        self.commits.push(Box::pin(async move {
+            let stored = store
+                .record_receipt(id.clone(), route, bytes, delivery)
+                .await;
+            Committed {
+                id,
+                on_time: receipt.on_time,
+                delivery,
+                stored,
+            }
+        }));
+    }
+
+    /// A receipt is on disk: the item leaves the window.
+    fn on_commit(&mut self, done: Committed) -> Result<(), SessionEnd> {
+        let outcome = done.stored?;
+        let (fwd, id) = (self.fwd, &done.id);
+        let route = fwd.name();
+        self.in_flight.remove(id);
+        self.chunks.done(id);
+        fwd.routes.answered(route, id);
+        debug!(%id, upstream = %route, ?outcome, "receipted");
+        if done.delivery && outcome != ReceiptOutcome::NotPending {
+            fwd.events.emit(
+                EventKind::Delivered,
+                id,
+                None,
+                route,
+                format!("delivery receipt from {route}"),
+            );
+        }
+        if outcome == ReceiptOutcome::Settled {
+            let timing = if done.on_time { "on time" } else { "late" };
+            fwd.events.emit(
+                EventKind::Receipted,
+                id,
+                None,
+                route,
+                format!("receipt from {route}, {timing}"),
+            );
+        }
+        Ok(())
+    }
+
+    /// A refusal: one a retry may cure ends the session (the item is sent
+    /// again on the next); any other takes the item off this route.
+    async fn on_refusal(&mut self, r: Refusal) -> Result<(), SessionEnd> {
+        let fwd = self.fwd;
+        let up = fwd.name();
+        let code = Code::from_i32(r.code);
+        if matches!(
+            code,
+            Code::Unavailable
+                | Code::ResourceExhausted
+                | Code::Internal
+                | Code::Aborted
+                | Code::DeadlineExceeded
+        ) {
+            return Err(SessionEnd::Busy {
+                id: r.item_id,
+                code,
+                message: r.message,
+            });
+        }
+        if self.in_flight.remove(&r.item_id).is_none() {
+            warn!(upstream = %up, id = %r.item_id, code = ?code, message = %r.message, "refusal for an item not in flight here");
+            return Ok(());
+        }
+        self.chunks.done(&r.item_id);
+        fwd.routes.answered(up, &r.item_id);
+        error!(alarm = "refused", upstream = %up, id = %r.item_id, code = ?code, message = %r.message,
+            "ALARM: upstream refused the item; it is kept here");
+        let why = format!("{code:?}: {}", r.message);
+        fwd.events.emit(
+            EventKind::Refused,
+            &r.item_id,
+            None,
+            up,
+            format!("{up} refused it: {why}"),
+        );
+        fwd.store
+            .record_refusal(r.item_id, up.to_string(), why)
+            .await?;
+        Ok(())
+    }
+
+    /// The receiver wants chunk `need.next` of an attachment.
+    fn on_need(&mut self, need: ChunkNeed) {
+        let Some(sent) = self.in_flight.get(&need.item_id) else {
+            self.chunks.done(&need.item_id);
+            return;
+        };
+        let first = self.chunks.want(&need, sent.lane);
+        if first || need.next.is_multiple_of(64) {
+            let what = if first && need.next > 0 {
+                "resuming at"
+            } else {
+                "at"
+            };
+            self.fwd.events.emit(
+                EventKind::Upload,
+                &need.item_id,
+                None,
+                self.fwd.name(),
+                format!("attachment {} {what} chunk {}", need.attachment, need.next),
+            );
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! The node's doors, bound at start and served once everything is bound:
+//! - the operator socket (Unix; file permissions are the access control,
+//!   and the mode is set before the socket appears under its name);
+//! - optionally, the operator API over TCP with mutual TLS, for the
+//!   certificates listed in `operator.allowed`;
+//! - the relay listener (mutual TLS): children forward here, consumers read
+//!   the inbox here.
+//!
+//! Every listener also serves the standard gRPC health service.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, UnixListener};
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Server;
+use tracing::{error, warn};
+
+use super::error::{Error, StartError};
+use super::inbox::InboxService;
+use super::operator::OperatorService;
+use super::relay::RelayService;
+use crate::config::NodeConfig;
+use crate::proto::{
+    inbox_server::InboxServer, operator_server::OperatorServer, relay_server::RelayServer,
+};
+use crate::tls::{self, ListenLimits, PeerInfo};
+use crate::trust::{Identity, Trust};
+
+/// The operator API's transport limit: the largest `max_report_bytes` and
+/// default `max_attachment_bytes` together, plus room for the other fields.
+/// Local operators get this generous limit so that a body over
+/// `max_report_bytes` reaches the service and is refused with a message
+/// naming the limit, rather than with a bare transport error.
+const OPERATOR_MAX_MESSAGE: usize = 130 * 1024 * 1024;
+
+/// HTTP/2 keepalive on the relay listener: a silent peer is dropped.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A socket file that is removed when this is dropped: at the end of
+/// serving, or if the node never got as far as serving.
+#[derive(Debug)]
+struct SocketFile(PathBuf);
+
+impl SocketFile {
+    /// Renames the file to `to`; the guard then follows it there.
+    fn rename(mut self, to: &Path) -> std::io::Result<Self> {
+        std::fs::rename(&self.0, to)?;
+        // Nothing is left at the old name for this guard to remove.
+        self.0 = PathBuf::new();
+        Ok(Self(to.to_path_buf()))
+    }
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        if !self.0.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+/// The operator socket, bound, with its mode, under its name.
+#[derive(Debug)]
+pub(crate) struct OperatorSocket {
+    listener: UnixListener,
+    file: SocketFile,
+}
+
+/// Every listener of a node, bound.
+#[derive(Debug)]
+pub(crate) struct Bound {
+    pub(crate) operator: OperatorSocket,
+    pub(crate) operator_tcp: Option<(TcpListener, SocketAddr)>,
+    pub(crate) relay: Option<(TcpListener, SocketAddr)>,
+}
+
+/// Binds every listener the configuration names.
+pub(crate) async fn bind(cfg: &NodeConfig) -> Result<Bound, StartError> {
+    let operator = bind_operator_socket(&cfg.operator_socket(), cfg.socket_mode()?)?;
+    let operator_tcp = match cfg.operator.listen {
+        Some(addr) => Some(bind_tcp(addr, "operator listener").await?),
+        None => None,
+    };
+    let relay = match &cfg.relay {
+        Some(r) => Some(bind_tcp(r.listen, "relay listener").await?),
+        None => None,
+    };
+    Ok(Bound {
+        operator,
+        operator_tcp,
+        relay,
+    })
+}
+
+fn bind_operator_socket(socket: &Path, mode: u32) -> Result<OperatorSocket, StartError> {
+    let bind_err = |what: String, source| StartError::Bind { what, source };
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| bind_err(format!("operator socket directory {}", dir.display()), e))?;
+    }
+    let named = format!("operator socket {}", socket.display());
+    if socket.exists() {
+        // A socket file left by a killed node; refuse to steal a live one.
+        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+            return Err(bind_err(
+                named,
+                std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    "another node is serving on it",
+                ),
+            ));
+        }
+        let _ = std::fs::remove_file(socket);
+    }
+    // Bound under a temporary name and given its mode before it is renamed
+    // into place, so nobody can connect while it has the default mode.
+    let staging = socket.with_extension(format!("binding-{}", std::process::id()));
+    let _ = std::fs::remove_file(&staging);
+    let listener = UnixListener::bind(&staging).map_err(|e| bind_err(named.clone(), e))?;
+    let staged = SocketFile(staging);
+    std::fs::set_permissions(&staged.0, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| bind_err(format!("mode of {named}"), e))?;
+    let file = staged.rename(socket).map_err(|e| bind_err(named, e))?;
+    Ok(OperatorSocket { listener, file })
+}
+
+async fn bind_tcp(addr: SocketAddr, what: &str) -> Result<(TcpListener, SocketAddr), StartError> {
+    let bind_err = |source| StartError::Bind {
+        what: format!("{what} {addr}"),
+        source,
+    };
+    let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
+    let local = listener.local_addr().map_err(bind_err)?;
+    Ok((listener, local))
+}
+
+/// The standard gRPC health service (`grpc.health.v1.Health`), reporting
+/// the node and each of `services` as serving while it runs.
+pub(crate) async fn health_service(
+    services: &[&str],
+) -> tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health> {
+    let (reporter, service) = tonic_health::server::health_reporter();
+    for name in services {
+        reporter
+            .set_service_status(name, tonic_health::ServingStatus::Serving)
+            .await;
+    }
+    service
+}
+
+/// Serves the operator API on its Unix socket until `shutdown`; the
+/// socket file goes when serving ends.
+pub(crate) async fn serve_operator_socket(
+    socket: OperatorSocket,
+    service: Arc<OperatorService>,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    let health = health_service(&["zhibao.v1.Operator"]).await;
+    let svc = OperatorServer::from_arc(service).max_decoding_message_size(OPERATOR_MAX_MESSAGE);
+    tokio::spawn(async move {
+        let OperatorSocket { listener, file } = socket;
+        let res = Server::builder()
+            .add_service(svc)
+            .add_service(health)
+            .serve_with_incoming_shutdown(
+                UnixListenerStream::new(listener),
+                shutdown.cancelled_owned(),
+            )
+            .await;
+        if let Err(e) = res {
+            error!(error = %e, "operator API stopped");
+        }
+        drop(file);
+    })
+}
+
+/// Serves the operator API over mutual TLS until `shutdown`, to the
+/// certificates in `allowed` only.
+pub(crate) fn serve_operator_tcp(
+    listener: TcpListener,
+    service: Arc<OperatorService>,
+    allowed: Vec<String>,
+    doors: &Doors,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    let incoming = doors.accept(listener, &shutdown);
+    let svc = tonic::service::interceptor::InterceptedService::new(
+        OperatorServer::from_arc(service).max_decoding_message_size(OPERATOR_MAX_MESSAGE),
+        move |req: tonic::Request<()>| {
+            let peer = PeerInfo::of(&req).ok_or(Error::NoPeer)?;
+            if allowed.contains(&peer.node_id) {
+                return Ok(req);
+            }
+            warn!(peer = %peer.node_id, addr = %peer.addr, "refused operator call: certificate not in operator.allowed");
+            Err(Error::NotOperator(peer.node_id).into())
+        },
+    );
+    tokio::spawn(async move {
+        let res = Server::builder()
+            .add_service(svc)
+            .serve_with_incoming_shutdown(ReceiverStream::new(incoming), shutdown.cancelled_owned())
+            .await;
+        if let Err(e) = res {
+            error!(error = %e, "operator TCP listener stopped");
+        }
+    })
+}
+
+/// Serves `Relay`, `Inbox` and health over mutual TLS until `shutdown`.
+pub(crate) async fn serve_relay(
+    listener: TcpListener,
+    relay: Arc<RelayService>,
+    inbox: Arc<InboxService>,
+    doors: &Doors,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    let incoming = doors.accept(listener, &shutdown);
+    let concurrency = doors.concurrency;
+    let relay_svc = RelayServer::from_arc(relay).max_decoding_message_size(doors.max_message);
+    let inbox_svc = InboxServer::from_arc(inbox);
+    let health = health_service(&["zhibao.v1.Relay", "zhibao.v1.Inbox"]).await;
+    tokio::spawn(async move {
+        let res = Server::builder()
+            .concurrency_limit_per_connection(concurrency)
+            .max_concurrent_streams(u32::try_from(concurrency).ok())
+            .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+            .add_service(relay_svc)
+            .add_service(inbox_svc)
+            .add_service(health)
+            .serve_with_incoming_shutdown(ReceiverStream::new(incoming), shutdown.cancelled_owned())
+            .await;
+        if let Err(e) = res {
+            error!(error = %e, "relay listener stopped");
+        }
+    })
+}
+
+/// What every mutual-TLS listener of a node shares: who it is, whom it
+/// trusts, and its limits.
+#[derive(Debug, Clone)]
+pub(crate) struct Doors {
+    pub(crate) identity: Arc<Identity>,
+    pub(crate) trust: Arc<Trust>,
+    pub(crate) limits: ListenLimits,
+    /// Requests at once per connection (and streams per connection).
+    pub(crate) concurrency: usize,
+    /// Largest message on the relay listener.
+    pub(crate) max_message: usize,
+}
+
+impl Doors {
+    fn accept(
+        &self,
+        listener: TcpListener,
+        shutdown: &CancellationToken,
+    ) -> tokio::sync::mpsc::Receiver<Result<tls::PeerStream, std::io::Error>> {
+        tls::spawn_acceptor(
+            listener,
+            self.identity.clone(),
+            self.trust.clone(),
+            self.limits,
+            shutdown.clone(),
+        )
+    }
+}

@@ -1,0 +1,312 @@
+//! Starting a node, as a sequence that can fail cleanly, and stopping it in
+//! the reverse order.
+//!
+//! [`start`]: configuration → identity and trust → store → listeners bound
+//! → servers → forwarders and the deadline watch. Every step that can fail
+//! comes before anything is spawned: if one fails, what the earlier steps
+//! made (the store, bound sockets, the operator socket file) is dropped and
+//! closed with it, and nothing keeps running. [`RunningNode::shutdown`]
+//! stops the forwarders and the watch first (nothing more goes up), then
+//! the servers (open streams drain), then waits for the store to close.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::custody::Custody;
+use super::deadlines::DeadlineWatch;
+use super::error::StartError;
+use super::events::Events;
+use super::forward::Forwarder;
+use super::inbox::InboxService;
+use super::listeners::{self, Bound, Doors};
+use super::operator::OperatorService;
+use super::relay::RelayService;
+use super::routes::Routes;
+use crate::clock::Clock;
+use crate::config::NodeConfig;
+use crate::store::Store;
+use crate::tls::{self, ListenLimits};
+use crate::trust::{Identity, Trust};
+
+/// How often the CA and CRL files are checked for changes.
+const TRUST_RELOAD: Duration = Duration::from_secs(2);
+
+/// Starts a node from a configuration; returns once every listener is
+/// bound, so the caller can use the addresses at once.
+///
+/// # Errors
+/// The first step that fails, naming what it could not use.
+pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
+    cfg.validate()?;
+    let (identity, trust) = load_trust(&cfg)?;
+    let store = open_store(&cfg)?;
+    let bound = listeners::bind(&cfg).await?;
+    Ok(spawn(cfg, identity, trust, store, bound).await)
+}
+
+/// Our identity and the region's trust anchors, checked against each other.
+fn load_trust(cfg: &NodeConfig) -> Result<(Arc<Identity>, Arc<Trust>), StartError> {
+    tls::install_crypto_provider();
+    let identity = Identity::load(&cfg.tls.cert, &cfg.tls.key)?;
+    if identity.node_id() != cfg.node_id {
+        return Err(StartError::IdentityMismatch {
+            path: cfg.tls.cert.clone(),
+            found: identity.node_id().to_string(),
+            expected: cfg.node_id.clone(),
+        });
+    }
+    let trust = Trust::load(&cfg.tls.ca, cfg.tls.crl.as_deref())?;
+    // Our own certificate must be one the region accepts.
+    let probe = b"self-check";
+    trust
+        .verify_signed(
+            identity.cert(),
+            probe,
+            &identity.sign(probe),
+            SystemTime::now(),
+        )
+        .map_err(|source| StartError::NotTrusted {
+            path: cfg.tls.cert.clone(),
+            source,
+        })?;
+    if cfg.relay.is_some() {
+        // A listener's TLS configuration that cannot be built fails now.
+        tls::server_config(&identity, &trust.snapshot())?;
+    }
+    Ok((Arc::new(identity), Arc::new(trust)))
+}
+
+fn open_store(cfg: &NodeConfig) -> Result<Store, StartError> {
+    let path = cfg.data_dir.join("store.redb");
+    Store::open(&path).map_err(|source| StartError::Store { path, source })
+}
+
+/// Spawns the servers, then the forwarders and the watch. Cannot fail.
+async fn spawn(
+    cfg: NodeConfig,
+    identity: Arc<Identity>,
+    trust: Arc<Trust>,
+    store: Store,
+    bound: Bound,
+) -> RunningNode {
+    let clock = Clock::System;
+    let events = Events::new(clock);
+    let routes = Arc::new(Routes::new(&cfg.upstream));
+    let custody = Arc::new(Custody::new(
+        store.clone(),
+        identity.clone(),
+        routes.clone(),
+        events.clone(),
+        cfg.deadlines.clone(),
+    ));
+    // Room for the largest report or the largest chunk (1 MiB), plus framing.
+    let max_message = cfg.limits.max_report_bytes.max(1 << 20) + 64 * 1024;
+    let doors = Doors {
+        identity: identity.clone(),
+        trust: trust.clone(),
+        limits: ListenLimits {
+            max_connections: cfg.limits.max_connections,
+            max_connections_per_peer: cfg.limits.max_connections_per_peer,
+            handshake_timeout: Duration::from_secs(cfg.limits.handshake_timeout_secs),
+        },
+        concurrency: cfg.limits.max_in_flight.max(16),
+        max_message,
+    };
+
+    let mut servers = Stage::new("servers");
+    let operator = Arc::new(OperatorService {
+        identity: identity.clone(),
+        trust: trust.clone(),
+        custody: custody.clone(),
+        store: store.clone(),
+        routes: routes.clone(),
+        events: events.clone(),
+        limits: cfg.limits.clone(),
+        deadlines: cfg.deadlines.clone(),
+        clock,
+        shutdown: servers.token.clone(),
+    });
+    let operator_socket = cfg.operator_socket();
+    let task =
+        listeners::serve_operator_socket(bound.operator, operator.clone(), servers.token.clone())
+            .await;
+    servers.tasks.push(task);
+    let operator_addr = bound.operator_tcp.map(|(listener, addr)| {
+        let allowed = cfg.operator.allowed.clone();
+        let token = servers.token.clone();
+        servers.tasks.push(listeners::serve_operator_tcp(
+            listener,
+            operator.clone(),
+            allowed,
+            &doors,
+            token,
+        ));
+        addr
+    });
+    let mut relay_addr = None;
+    if let Some((listener, addr)) = bound.relay {
+        relay_addr = Some(addr);
+        let relay = Arc::new(RelayService {
+            trust: trust.clone(),
+            custody: custody.clone(),
+            store: store.clone(),
+            limits: cfg.limits.report_limits(),
+            window: cfg.limits.max_in_flight,
+            shutdown: servers.token.clone(),
+        });
+        let inbox = Arc::new(InboxService {
+            node_id: cfg.node_id.clone(),
+            consumers: cfg.relay.iter().flat_map(|r| r.consumers.clone()).collect(),
+            store: store.clone(),
+            custody: custody.clone(),
+            shutdown: servers.token.clone(),
+        });
+        let token = servers.token.clone();
+        let task = listeners::serve_relay(listener, relay, inbox, &doors, token).await;
+        servers.tasks.push(task);
+    }
+
+    let mut work = Stage::new("forwarders and watch");
+    work.tasks.push(tokio::spawn(reload_trust(
+        trust.clone(),
+        work.token.clone(),
+    )));
+    for up in &cfg.upstream {
+        let forwarder = Forwarder {
+            route: up.clone(),
+            store: store.clone(),
+            identity: identity.clone(),
+            trust: trust.clone(),
+            routes: routes.clone(),
+            events: events.clone(),
+            window: cfg.limits.max_in_flight,
+            max_message,
+            max_backoff: Duration::from_secs(cfg.limits.max_backoff_secs),
+        };
+        work.tasks
+            .push(tokio::spawn(forwarder.run(work.token.clone())));
+    }
+    if !cfg.upstream.is_empty() {
+        let watch = DeadlineWatch::new(store.clone(), routes.clone(), events.clone(), clock);
+        work.tasks.push(tokio::spawn(watch.run(work.token.clone())));
+    }
+
+    info!(
+        node = %cfg.node_id,
+        relay = ?relay_addr,
+        operator = %operator_socket.display(),
+        upstream = ?cfg.upstream.iter().map(|u| format!("{}@{} ({:?})", u.node_id, u.addr, u.role)).collect::<Vec<_>>(),
+        "node started"
+    );
+    RunningNode {
+        relay_addr,
+        operator_addr,
+        operator_socket,
+        node_id: cfg.node_id,
+        store_closed: store.closed(),
+        stages: vec![servers, work],
+    }
+}
+
+/// Re-reads the CA and CRL when their files change.
+async fn reload_trust(trust: Arc<Trust>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(TRUST_RELOAD);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        match trust.reload_if_changed() {
+            Ok(true) => info!("region CA/CRL changed; reloaded"),
+            Ok(false) => {}
+            Err(e) => {
+                warn!(error = %e, "CA/CRL changed but cannot be loaded; keeping the previous one");
+            }
+        }
+    }
+}
+
+/// Tasks started together and stopped together.
+#[derive(Debug)]
+struct Stage {
+    name: &'static str,
+    token: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Stage {
+    fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            token: CancellationToken::new(),
+            tasks: Vec::new(),
+        }
+    }
+
+    /// Tells the stage's tasks to stop and waits for them until `deadline`,
+    /// then aborts what is left.
+    async fn stop(self, node: &str, deadline: Instant) {
+        self.token.cancel();
+        let aborts: Vec<_> = self.tasks.iter().map(JoinHandle::abort_handle).collect();
+        let all = futures::future::join_all(self.tasks);
+        if tokio::time::timeout_at(deadline, all).await.is_err() {
+            warn!(%node, stage = self.name, "shutdown grace period over; stopping what is left");
+            for a in aborts {
+                a.abort();
+            }
+        }
+    }
+}
+
+/// A node that has bound its listeners and is serving.
+#[derive(Debug)]
+pub struct RunningNode {
+    /// The relay listener's address, if it has one.
+    pub relay_addr: Option<SocketAddr>,
+    /// The operator socket path.
+    pub operator_socket: PathBuf,
+    /// The TCP (mTLS) operator listener's address, if it has one.
+    pub operator_addr: Option<SocketAddr>,
+    /// The node id.
+    pub node_id: String,
+    /// In start order; stopped in reverse.
+    stages: Vec<Stage>,
+    store_closed: tokio::sync::watch::Receiver<bool>,
+}
+
+impl RunningNode {
+    /// Stops the node in the reverse order of its start: forwarders and
+    /// the watch, then the servers (connections drain), then the store.
+    /// Waits at most `grace` in all before closing what is left.
+    pub async fn shutdown(mut self, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        while let Some(stage) = self.stages.pop() {
+            stage.stop(&self.node_id, deadline).await;
+        }
+        // The store closes when its last handle is gone; wait for that so
+        // the same data directory can be opened again at once.
+        let mut closed = self.store_closed.clone();
+        if tokio::time::timeout_at(deadline, closed.wait_for(|c| *c))
+            .await
+            .is_err()
+        {
+            warn!(node = %self.node_id, "store still open after shutdown");
+        }
+    }
+}
+
+impl Drop for RunningNode {
+    /// A node dropped without [`RunningNode::shutdown`] still stops.
+    fn drop(&mut self) {
+        for stage in &self.stages {
+            stage.token.cancel();
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! The wire contract, `proto/zhibao/v1/zhibao.proto`: the generated types and
+//! services, and the [`codec`] every zhibao service and client decodes with.
+
+/// Version 1 of the zhibao wire contract.
+#[allow(missing_docs, clippy::doc_markdown, clippy::large_enum_variant)]
+pub mod v1 {
+    tonic::include_proto!("zhibao.v1");
+}
+
+pub mod codec;
+
+pub use v1::*;

@@ -1,0 +1,269 @@
+//! The custody store: every accepted item, on disk before anyone is told so.
+//!
+//! # The durability contract
+//! A write is answered only after the redb transaction holding it has
+//! committed with `Durability::Immediate` (fsync). One writer thread owns all
+//! writes and commits whatever has queued up since its last commit in one
+//! transaction (group commit), then answers every waiter: the promise "on
+//! disk before acknowledged" holds per item at the cost of one fsync per
+//! batch. Signing and verifying happen before a write is submitted, never
+//! inside the commit.
+//!
+//! # Layout
+//! - [`record`]: what is kept per item, and what writes answer;
+//! - [`tables`]: the tables and what their keys mean (the queue's key order
+//!   *is* the schedule);
+//! - `write`: the write API, one message to the writer per call;
+//! - `writer`: the writer thread, where the contract above is kept;
+//! - `txn`: what each write does to the tables;
+//! - `read`: the read API (schedule, deadlines, inbox, chunks, receipts to
+//!   push down).
+//!
+//! The store knows nothing of the network: its errors are its own, and the
+//! node says what they mean to a peer.
+
+mod read;
+pub mod record;
+pub mod tables;
+mod txn;
+mod write;
+mod writer;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use redb::Database;
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use record::{
+    Destination, Escalation, FROM_OPERATOR, ItemRecord, PutOutcome, ReceiptOutcome, RecordState,
+    RouteReceiptRecord,
+};
+
+use crate::clock::Clock;
+use txn::Effects;
+use writer::{Job, Pending, Write};
+
+/// redb's page cache: the queue lives on disk, and a node with a million
+/// items waiting must not hold them all in memory.
+const CACHE_BYTES: usize = 32 << 20;
+
+/// Writes waiting for the writer thread at most.
+const WRITE_QUEUE: usize = 4096;
+
+/// Errors from the store.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// The disk is full: nothing new is accepted, nothing stored is lost.
+    #[error(
+        "store is full (no space left on device); new items are refused, stored items are kept"
+    )]
+    Full,
+    /// The writer thread has stopped (the node is shutting down).
+    #[error("store is closed")]
+    Closed,
+    /// redb reported an error.
+    #[error("store: {0}")]
+    Db(Arc<redb::Error>),
+    /// A stored record does not decode.
+    #[error("store: corrupt item record: {0}")]
+    Corrupt(prost::DecodeError),
+    /// The store's directory could not be created.
+    #[error("store: cannot create {path}: {source}")]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: Arc<std::io::Error>,
+    },
+    /// The writer thread could not be started.
+    #[error("store: cannot start the writer thread: {0}")]
+    Thread(Arc<std::io::Error>),
+    /// A read task did not finish.
+    #[error("store: read task failed: {0}")]
+    ReadTask(Arc<tokio::task::JoinError>),
+}
+
+impl From<redb::Error> for Error {
+    fn from(e: redb::Error) -> Self {
+        if let redb::Error::Io(io) = &e
+            && io.kind() == std::io::ErrorKind::StorageFull
+        {
+            return Self::Full;
+        }
+        Self::Db(Arc::new(e))
+    }
+}
+
+macro_rules! db_err {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Error {
+            fn from(e: $t) -> Self {
+                Self::from(redb::Error::from(e))
+            }
+        }
+    )*};
+}
+db_err!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+struct Inner {
+    db: Arc<Database>,
+    ops: mpsc::Sender<Box<dyn Job>>,
+    queue_version: watch::Sender<u64>,
+    inbox_version: watch::Sender<u64>,
+    down_version: watch::Sender<u64>,
+    closed: watch::Receiver<bool>,
+    /// Waiters for a change to one item, woken after the commit.
+    waiters: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
+}
+
+impl Inner {
+    /// Tells watchers what a committed batch changed.
+    fn wake(&self, effects: Effects) {
+        if effects.queued {
+            self.queue_version.send_modify(|v| *v += 1);
+        }
+        if effects.inboxed {
+            self.inbox_version.send_modify(|v| *v += 1);
+        }
+        if effects.down {
+            self.down_version.send_modify(|v| *v += 1);
+        }
+        let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        for id in effects.changed {
+            for w in waiters.remove(&id).unwrap_or_default() {
+                let _ = w.send(());
+            }
+        }
+    }
+}
+
+/// A handle on the custody store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path`, stamping writes by the
+    /// system clock, and starts its writer thread.
+    pub fn open(path: &Path) -> Result<Self, Error> {
+        Self::open_with_clock(path, Clock::System)
+    }
+
+    /// Like [`Store::open`], stamping writes (commit times, overdue times)
+    /// by `clock`.
+    pub fn open_with_clock(path: &Path, clock: Clock) -> Result<Self, Error> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::Dir {
+                path: parent.to_path_buf(),
+                source: Arc::new(e),
+            })?;
+        }
+        let db = Arc::new(
+            Database::builder()
+                .set_cache_size(CACHE_BYTES)
+                .create(path)?,
+        );
+        tables::create_all(&db)?;
+        let (ops, rx) = mpsc::channel(WRITE_QUEUE);
+        let (closed_tx, closed) = watch::channel(false);
+        let inner = Arc::new(Inner {
+            db,
+            ops,
+            queue_version: watch::channel(0).0,
+            inbox_version: watch::channel(0).0,
+            down_version: watch::channel(0).0,
+            closed,
+            waiters: Mutex::default(),
+        });
+        let writer = Arc::downgrade(&inner);
+        let db = inner.db.clone();
+        std::thread::Builder::new()
+            .name("zhibao-store-writer".into())
+            .spawn(move || {
+                writer::run(&db, rx, &writer, clock);
+                drop(db);
+                let _ = closed_tx.send(true);
+            })
+            .map_err(|e| Error::Thread(Arc::new(e)))?;
+        Ok(Self { inner })
+    }
+
+    /// A flag that turns `true` once the last handle is gone and the
+    /// database file is closed, so the same file can be opened again.
+    pub fn closed(&self) -> watch::Receiver<bool> {
+        self.inner.closed.clone()
+    }
+
+    /// Hands `write` to the writer; answers after its commit.
+    async fn write<W: Write>(&self, write: W) -> Result<W::Out, Error> {
+        let (reply, rx) = oneshot::channel();
+        let job = Box::new(Pending {
+            write,
+            out: None,
+            reply,
+        });
+        self.inner.ops.send(job).await.map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Watches the queue: the value changes whenever items are added.
+    pub fn queue_watch(&self) -> watch::Receiver<u64> {
+        self.inner.queue_version.subscribe()
+    }
+
+    /// Watches the inbox: the value changes whenever items arrive.
+    pub fn inbox_watch(&self) -> watch::Receiver<u64> {
+        self.inner.inbox_version.subscribe()
+    }
+
+    /// Watches the delivery receipts waiting to go down: changes when one is
+    /// added or acknowledged.
+    pub fn down_watch(&self) -> watch::Receiver<u64> {
+        self.inner.down_version.subscribe()
+    }
+
+    /// A receiver that completes at the next committed change to item `id`.
+    /// Register before reading the item, so no change is missed in between.
+    pub fn changed(&self, id: &str) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        let mut waiters = self.inner.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        if waiters.len() >= 10_000 {
+            // Callers that gave up leave closed senders behind; sweep them.
+            waiters.retain(|_, list| {
+                list.retain(|w| !w.is_closed());
+                !list.is_empty()
+            });
+        }
+        let list = waiters.entry(id.to_string()).or_default();
+        // Drop waiters whose callers went away, so a polled id cannot pile up.
+        list.retain(|w| !w.is_closed());
+        list.push(tx);
+        rx
+    }
+}
+
+fn decode(bytes: &[u8]) -> Result<ItemRecord, Error> {
+    prost::Message::decode(bytes).map_err(Error::Corrupt)
+}
+
+fn encode(record: &ItemRecord) -> Vec<u8> {
+    prost::Message::encode_to_vec(record)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,273 @@
+//! The store's read API: each read is one redb read transaction on a
+//! blocking thread; readers never wait for the writer.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, ReadableTable};
+
+use super::record::ItemRecord;
+use super::tables::{CHUNKS, DEADLINES, DOWN, INBOX, ITEMS, META, OVERDUE, QUEUE, meta};
+use super::{Error, Store, decode};
+use crate::digest::Sha256;
+
+impl Store {
+    /// Runs a read transaction on a blocking thread.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        let db = self.inner.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| Error::ReadTask(Arc::new(e)))?
+    }
+
+    /// The record of `id`, if stored.
+    pub async fn get(&self, id: String) -> Result<Option<ItemRecord>, Error> {
+        self.read(move |db| {
+            let txn = db.begin_read()?;
+            let items = txn.open_table(ITEMS)?;
+            Ok(match items.get(id.as_str())? {
+                Some(v) => Some(decode(v.value())?),
+                None => None,
+            })
+        })
+        .await
+    }
+
+    /// The next `limit` items queued on `route` in schedule order, skipping
+    /// `skip` (those already in flight).
+    pub async fn next_queued(
+        &self,
+        route: String,
+        limit: usize,
+        skip: HashSet<String>,
+    ) -> Result<Vec<(String, ItemRecord)>, Error> {
+        self.read(move |db| {
+            let txn = db.begin_read()?;
+            let queue = txn.open_table(QUEUE)?;
+            let items = txn.open_table(ITEMS)?;
+            let mut out = Vec::with_capacity(limit);
+            let range = (route.as_str(), 0u8, i64::MIN, 0u64)
+                ..=(route.as_str(), u8::MAX, i64::MAX, u64::MAX);
+            for entry in queue.range(range)? {
+                if out.len() >= limit {
+                    break;
+                }
+                let (_, id) = entry?;
+                let id = id.value();
+                if skip.contains(id) {
+                    continue;
+                }
+                if let Some(v) = items.get(id)? {
+                    out.push((id.to_string(), decode(v.value())?));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Unsettled items whose deadline is at or before `until_ms` and that
+    /// are not yet overdue, earliest first, at most `limit`.
+    pub async fn due(
+        &self,
+        until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, ItemRecord)>, Error> {
+        self.due_from((i64::MIN, 0), until_ms, limit).await
+    }
+
+    /// Like [`Store::due`], starting at the (deadline, sequence) key `from`.
+    pub async fn due_from(
+        &self,
+        from: (i64, u64),
+        until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, ItemRecord)>, Error> {
+        self.read(move |db| {
+            let txn = db.begin_read()?;
+            let deadlines = txn.open_table(DEADLINES)?;
+            let items = txn.open_table(ITEMS)?;
+            let mut out = Vec::new();
+            if from.0 > until_ms {
+                return Ok(Vec::new());
+            }
+            for entry in deadlines.range(from..=(until_ms, u64::MAX))? {
+                if out.len() >= limit {
+                    break;
+                }
+                let (_, id) = entry?;
+                if let Some(v) = items.get(id.value())? {
+                    out.push((id.value().to_string(), decode(v.value())?));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// The earliest deadline among unsettled items not yet overdue.
+    pub async fn next_deadline(&self) -> Result<Option<i64>, Error> {
+        self.read(|db| {
+            let txn = db.begin_read()?;
+            let deadlines = txn.open_table(DEADLINES)?;
+            Ok(deadlines.first()?.map(|(k, _)| k.value().0))
+        })
+        .await
+    }
+
+    /// Items, newest first (or, with `overdue_only`, every item that missed
+    /// its deadline, most recently overdue first), at most `limit`.
+    pub async fn list(
+        &self,
+        overdue_only: bool,
+        limit: usize,
+    ) -> Result<Vec<(String, ItemRecord)>, Error> {
+        self.read(move |db| {
+            let txn = db.begin_read()?;
+            let items = txn.open_table(ITEMS)?;
+            let mut out = Vec::new();
+            if overdue_only {
+                let overdue = txn.open_table(OVERDUE)?;
+                for entry in overdue.iter()?.rev().take(limit) {
+                    let (_, id) = entry?;
+                    if let Some(v) = items.get(id.value())? {
+                        out.push((id.value().to_string(), decode(v.value())?));
+                    }
+                }
+            } else {
+                for entry in items.iter()?.rev().take(limit) {
+                    let (id, v) = entry?;
+                    out.push((id.value().to_string(), decode(v.value())?));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// How many items ever missed their deadline here.
+    pub async fn overdue_total(&self) -> Result<u64, Error> {
+        self.read(|db| {
+            let txn = db.begin_read()?;
+            let meta = txn.open_table(META)?;
+            Ok(meta.get(meta::OVERDUE_TOTAL)?.map_or(0, |v| v.value()))
+        })
+        .await
+    }
+
+    /// Up to `limit` inbox items after `cursor` (one position per lane),
+    /// most urgent lane first. Returns (lane, sequence, id, record).
+    pub async fn inbox_after(
+        &self,
+        cursor: [u64; 3],
+        limit: usize,
+    ) -> Result<Vec<(u8, u64, String, ItemRecord)>, Error> {
+        self.read(move |db| {
+            let txn = db.begin_read()?;
+            let inbox = txn.open_table(INBOX)?;
+            let items = txn.open_table(ITEMS)?;
+            let mut out = Vec::new();
+            for lane in 0u8..3 {
+                let from = cursor[usize::from(lane)].saturating_add(1);
+                for entry in inbox.range((lane, from)..=(lane, u64::MAX))? {
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
+                    let (key, id) = entry?;
+                    let (_, seq) = key.value();
+                    let id = id.value().to_string();
+                    if let Some(v) = items.get(id.as_str())? {
+                        out.push((lane, seq, id, decode(v.value())?));
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// One stored chunk.
+    pub async fn chunk(
+        &self,
+        id: String,
+        attachment: u32,
+        index: u32,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        self.read(move |db| {
+            let txn = db.begin_read()?;
+            let chunks = txn.open_table(CHUNKS)?;
+            Ok(chunks
+                .get((id.as_str(), attachment, index))?
+                .map(|v| v.value().to_vec()))
+        })
+        .await
+    }
+
+    /// How many chunks of an attachment are stored (they are stored in order).
+    pub async fn chunks_stored(&self, id: String, attachment: u32) -> Result<u32, Error> {
+        self.read(move |db| {
+            let txn = db.begin_read()?;
+            let chunks = txn.open_table(CHUNKS)?;
+            let n = chunks
+                .range((id.as_str(), attachment, 0)..=(id.as_str(), attachment, u32::MAX))?
+                .count();
+            Ok(u32::try_from(n).unwrap_or(u32::MAX))
+        })
+        .await
+    }
+
+    /// SHA-256 and length of an attachment's stored chunks, in order.
+    pub async fn attachment_digest(
+        &self,
+        id: String,
+        attachment: u32,
+    ) -> Result<([u8; 32], u64), Error> {
+        self.read(move |db| {
+            let txn = db.begin_read()?;
+            let chunks = txn.open_table(CHUNKS)?;
+            let mut ctx = Sha256::default();
+            let mut len = 0u64;
+            for entry in
+                chunks.range((id.as_str(), attachment, 0)..=(id.as_str(), attachment, u32::MAX))?
+            {
+                let (_, v) = entry?;
+                ctx.update(v.value());
+                len += v.value().len() as u64;
+            }
+            Ok((ctx.finish(), len))
+        })
+        .await
+    }
+
+    /// Delivery receipts waiting to go down to `child`: (id, receipt bytes).
+    pub async fn down_for(
+        &self,
+        child: String,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, Error> {
+        self.read(move |db| {
+            let txn = db.begin_read()?;
+            let down = txn.open_table(DOWN)?;
+            let items = txn.open_table(ITEMS)?;
+            let mut out = Vec::new();
+            for entry in down.range((child.as_str(), "")..)? {
+                if out.len() >= limit {
+                    break;
+                }
+                let (key, _) = entry?;
+                let (c, id) = key.value();
+                if c != child {
+                    break;
+                }
+                if let Some(v) = items.get(id)? {
+                    out.push((id.to_string(), decode(v.value())?.delivery));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+}

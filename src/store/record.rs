@@ -1,0 +1,159 @@
+//! What the store keeps per item, and what its writes answer.
+
+/// The lifecycle of an item in this store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
+pub enum RecordState {
+    /// Waiting for a first receipt from upstream.
+    Queued = 1,
+    /// An upstream has signed a receipt for it (the deadline is settled).
+    Receipted = 2,
+    /// Every route refused it for a reason a retry cannot fix.
+    Refused = 3,
+    /// Stored here as its final destination (a hub's inbox).
+    Delivered = 4,
+}
+
+impl RecordState {
+    fn from_i32(v: i32) -> Option<Self> {
+        [
+            Self::Queued,
+            Self::Receipted,
+            Self::Refused,
+            Self::Delivered,
+        ]
+        .into_iter()
+        .find(|s| *s as i32 == v)
+    }
+}
+
+/// Who handed an item over when it was submitted on this node.
+pub const FROM_OPERATOR: &str = "operator";
+
+/// One stored item. Encoded with protobuf so fields can be added later.
+///
+/// Every receipt in a record (`receipt`, `route_receipts`, `delivery`) was
+/// verified — signer, CA, CRL, item, digest — before it was stored: the
+/// store takes no receipt that did not.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ItemRecord {
+    /// The encoded `SignedReport`, exactly as received or sealed.
+    #[prost(bytes = "vec", tag = "1")]
+    pub signed: Vec<u8>,
+    /// Lane (class) number, see [`crate::class::Class::lane`].
+    #[prost(uint32, tag = "2")]
+    pub lane: u32,
+    /// [`RecordState`] as a number.
+    #[prost(int32, tag = "3")]
+    pub state: i32,
+    /// When the origin created the report, Unix ms.
+    #[prost(int64, tag = "4")]
+    pub created_ms: i64,
+    /// When this store committed the item, Unix ms.
+    #[prost(int64, tag = "5")]
+    pub stored_ms: i64,
+    /// When a receipt is due, Unix ms.
+    #[prost(int64, tag = "6")]
+    pub deadline_ms: i64,
+    /// When the first upstream receipt was stored, Unix ms.
+    #[prost(int64, tag = "7")]
+    pub receipted_ms: i64,
+    /// The first upstream's encoded `SignedReceipt`, once it came.
+    #[prost(bytes = "vec", tag = "8")]
+    pub receipt: Vec<u8>,
+    /// Why the upstream refused the item, if it did.
+    #[prost(string, tag = "9")]
+    pub refusal: String,
+    /// SHA-256 of the signed report bytes.
+    #[prost(bytes = "vec", tag = "10")]
+    pub sha256: Vec<u8>,
+    /// Sequence number in the queue or in the inbox lane.
+    #[prost(uint64, tag = "11")]
+    pub seq: u64,
+    /// Who handed the item to us: [`FROM_OPERATOR`] or a child's node id.
+    #[prost(string, tag = "12")]
+    pub from: String,
+    /// Routes the item is queued on and not yet receipted by.
+    #[prost(string, repeated, tag = "13")]
+    pub pending_routes: Vec<String>,
+    /// Every route's receipt, in the order they came.
+    #[prost(message, repeated, tag = "14")]
+    pub route_receipts: Vec<RouteReceiptRecord>,
+    /// When the deadline passed with no receipt, Unix ms (0 = not overdue).
+    #[prost(int64, tag = "15")]
+    pub overdue_ms: i64,
+    /// When the item was first escalated to more routes, Unix ms.
+    #[prost(int64, tag = "16")]
+    pub escalated_ms: i64,
+    /// The final hub's encoded `SignedReceipt` of kind delivery, once known.
+    #[prost(bytes = "vec", tag = "17")]
+    pub delivery: Vec<u8>,
+}
+
+/// One route's receipt for an item.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RouteReceiptRecord {
+    /// The route (upstream node id).
+    #[prost(string, tag = "1")]
+    pub route: String,
+    /// The encoded `SignedReceipt`.
+    #[prost(bytes = "vec", tag = "2")]
+    pub receipt: Vec<u8>,
+}
+
+impl ItemRecord {
+    /// The record's state, if it is one this version knows.
+    pub fn state(&self) -> Option<RecordState> {
+        RecordState::from_i32(self.state)
+    }
+
+    /// The lane the record is scheduled in (an unknown one is the lowest).
+    pub fn lane(&self) -> u8 {
+        u8::try_from(self.lane).unwrap_or(2).min(2)
+    }
+
+    /// SHA-256 of the signed report bytes, if the record holds one.
+    pub fn digest(&self) -> Option<[u8; 32]> {
+        self.sha256.as_slice().try_into().ok()
+    }
+}
+
+/// Where a new item goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// Into the forwarding queue of these routes (this node has upstreams).
+    Queue(Vec<String>),
+    /// Into the inbox (this node is the hub).
+    Inbox,
+}
+
+/// What became of a [`crate::store::Store::put`].
+#[derive(Debug, Clone)]
+pub enum PutOutcome {
+    /// Stored now; the record carries the commit time and sequence.
+    Stored(ItemRecord),
+    /// Already stored with the same bytes; the original record.
+    Duplicate(ItemRecord),
+    /// Already stored with *different* bytes under the same id.
+    Conflict(ItemRecord),
+}
+
+/// What a receipt did to an item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptOutcome {
+    /// The item is not queued on that route (unknown item, or a repeat).
+    NotPending,
+    /// The first receipt: the item's deadline is settled.
+    Settled,
+    /// A further route's receipt, kept as proof.
+    Proof,
+}
+
+/// What an escalation did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Escalation {
+    /// Routes the item was newly queued on.
+    pub added: Vec<String>,
+    /// Whether this call marked the item overdue.
+    pub newly_overdue: bool,
+}

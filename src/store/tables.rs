@@ -1,0 +1,58 @@
+//! The tables of the custody store and what their keys mean.
+//!
+//! - `items`: item id → [`ItemRecord`](super::ItemRecord) (the signed bytes
+//!   and their state);
+//! - `queue`: (route, lane, deadline ms, sequence) → id, the items waiting
+//!   for a receipt from each upstream route; iterating one route's range in
+//!   key order *is* that route's schedule: emergency lane first, earliest
+//!   deadline first inside a lane;
+//! - `deadlines`: (deadline ms, sequence) → id, unsettled items not yet
+//!   overdue, which the deadline watch reads from the front;
+//! - `overdue`: (overdue ms, sequence) → id, every item that missed its deadline;
+//! - `inbox`: (lane, sequence) → id, what reached this node as a hub; each
+//!   lane numbers its items 1, 2, 3… so a consumer's cursor is one number
+//!   per lane;
+//! - `down`: (child, id) → time, delivery receipts still to be pushed down
+//!   to the child that handed the item over, until it acknowledges them;
+//! - `chunks`: (id, attachment, index) → bytes, attachments in chunks, as
+//!   submitted here or received so far;
+//! - `meta`: counters (sequences, the overdue total).
+
+use redb::TableDefinition;
+
+pub(super) const ITEMS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("items");
+pub(super) const QUEUE: TableDefinition<'_, (&str, u8, i64, u64), &str> =
+    TableDefinition::new("queue");
+pub(super) const DEADLINES: TableDefinition<'_, (i64, u64), &str> =
+    TableDefinition::new("deadlines");
+pub(super) const OVERDUE: TableDefinition<'_, (i64, u64), &str> = TableDefinition::new("overdue");
+pub(super) const INBOX: TableDefinition<'_, (u8, u64), &str> = TableDefinition::new("inbox");
+pub(super) const DOWN: TableDefinition<'_, (&str, &str), i64> = TableDefinition::new("down");
+pub(super) const CHUNKS: TableDefinition<'_, (&str, u32, u32), &[u8]> =
+    TableDefinition::new("chunks");
+pub(super) const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+
+/// `meta` keys.
+pub(super) mod meta {
+    /// Sequence of items queued here.
+    pub(in crate::store) const QUEUE_SEQ: &str = "queue_seq";
+    /// Sequence of each inbox lane.
+    pub(in crate::store) const INBOX_SEQ: [&str; 3] = ["inbox_seq_0", "inbox_seq_1", "inbox_seq_2"];
+    /// Items that ever missed their deadline here.
+    pub(in crate::store) const OVERDUE_TOTAL: &str = "overdue_total";
+}
+
+/// Creates every table, so readers never meet a missing one.
+pub(super) fn create_all(db: &redb::Database) -> Result<(), super::Error> {
+    let txn = db.begin_write()?;
+    txn.open_table(ITEMS)?;
+    txn.open_table(QUEUE)?;
+    txn.open_table(DEADLINES)?;
+    txn.open_table(OVERDUE)?;
+    txn.open_table(INBOX)?;
+    txn.open_table(DOWN)?;
+    txn.open_table(CHUNKS)?;
+    txn.open_table(META)?;
+    txn.commit()?;
+    Ok(())
+}

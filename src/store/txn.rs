@@ -1,0 +1,279 @@
+//! What each write does to the tables, inside the one transaction the writer
+//! commits for its whole batch. Nothing here waits, signs or verifies.
+
+use redb::{ReadableTable, Table, WriteTransaction};
+
+use super::record::{
+    Destination, Escalation, FROM_OPERATOR, ItemRecord, PutOutcome, ReceiptOutcome, RecordState,
+    RouteReceiptRecord,
+};
+use super::tables::{CHUNKS, DEADLINES, DOWN, INBOX, ITEMS, META, OVERDUE, QUEUE, meta};
+use super::{Error, decode, encode};
+
+/// What a committed batch changed, for the watchers woken after the commit.
+#[derive(Debug, Default)]
+pub(super) struct Effects {
+    /// Items whose record changed.
+    pub(super) changed: Vec<String>,
+    /// Something was queued on a route.
+    pub(super) queued: bool,
+    /// Something arrived in the inbox.
+    pub(super) inboxed: bool,
+    /// The delivery receipts to push down changed.
+    pub(super) down: bool,
+}
+
+/// The tables of one write transaction, the batch's commit time and what
+/// the batch changed.
+pub(super) struct Txn<'t> {
+    items: Table<'t, &'static str, &'static [u8]>,
+    queue: Table<'t, (&'static str, u8, i64, u64), &'static str>,
+    deadlines: Table<'t, (i64, u64), &'static str>,
+    overdue: Table<'t, (i64, u64), &'static str>,
+    inbox: Table<'t, (u8, u64), &'static str>,
+    down: Table<'t, (&'static str, &'static str), i64>,
+    chunks: Table<'t, (&'static str, u32, u32), &'static [u8]>,
+    meta: Table<'t, &'static str, u64>,
+    /// Unix ms the batch is stamped with.
+    pub(super) now: i64,
+    pub(super) fx: Effects,
+}
+
+impl<'t> Txn<'t> {
+    pub(super) fn open(txn: &'t WriteTransaction, now: i64) -> Result<Self, Error> {
+        Ok(Self {
+            items: txn.open_table(ITEMS)?,
+            queue: txn.open_table(QUEUE)?,
+            deadlines: txn.open_table(DEADLINES)?,
+            overdue: txn.open_table(OVERDUE)?,
+            inbox: txn.open_table(INBOX)?,
+            down: txn.open_table(DOWN)?,
+            chunks: txn.open_table(CHUNKS)?,
+            meta: txn.open_table(META)?,
+            now,
+            fx: Effects::default(),
+        })
+    }
+
+    fn record(&self, id: &str) -> Result<Option<ItemRecord>, Error> {
+        self.items.get(id)?.map(|v| decode(v.value())).transpose()
+    }
+
+    fn save(&mut self, id: &str, rec: &ItemRecord) -> Result<(), Error> {
+        self.items.insert(id, encode(rec).as_slice())?;
+        self.fx.changed.push(id.to_string());
+        Ok(())
+    }
+
+    fn next(&mut self, key: &str) -> Result<u64, Error> {
+        let n = self.meta.get(key)?.map_or(0, |v| v.value()) + 1;
+        self.meta.insert(key, n)?;
+        Ok(n)
+    }
+
+    fn enqueue(&mut self, id: &str, rec: &ItemRecord, route: &str) -> Result<(), Error> {
+        self.queue
+            .insert((route, rec.lane(), rec.deadline_ms, rec.seq), id)?;
+        Ok(())
+    }
+
+    fn dequeue(&mut self, rec: &ItemRecord, route: &str) -> Result<(), Error> {
+        self.queue
+            .remove((route, rec.lane(), rec.deadline_ms, rec.seq))?;
+        Ok(())
+    }
+
+    /// A new item: into the queue of its routes or into the inbox.
+    pub(super) fn put(
+        &mut self,
+        id: &str,
+        record: &ItemRecord,
+        dest: &Destination,
+    ) -> Result<PutOutcome, Error> {
+        Ok(match self.record(id)? {
+            Some(old) if old.sha256 == record.sha256 => PutOutcome::Duplicate(old),
+            Some(old) => PutOutcome::Conflict(old),
+            None => {
+                let mut rec = record.clone();
+                rec.stored_ms = self.now;
+                match dest {
+                    Destination::Queue(routes) => {
+                        rec.seq = self.next(meta::QUEUE_SEQ)?;
+                        rec.state = RecordState::Queued as i32;
+                        rec.pending_routes.clone_from(routes);
+                        for route in routes {
+                            self.enqueue(id, &rec, route)?;
+                        }
+                        self.deadlines.insert((rec.deadline_ms, rec.seq), id)?;
+                        self.fx.queued = true;
+                    }
+                    Destination::Inbox => {
+                        let lane = rec.lane();
+                        rec.seq = self.next(meta::INBOX_SEQ[usize::from(lane)])?;
+                        rec.state = RecordState::Delivered as i32;
+                        self.inbox.insert((lane, rec.seq), id)?;
+                        self.fx.inboxed = true;
+                    }
+                }
+                self.save(id, &rec)?;
+                PutOutcome::Stored(rec)
+            }
+        })
+    }
+
+    /// `route`'s (verified) receipt for an item queued on it.
+    pub(super) fn receipt(
+        &mut self,
+        id: &str,
+        route: &str,
+        receipt: &[u8],
+    ) -> Result<ReceiptOutcome, Error> {
+        let Some(mut rec) = self.record(id)? else {
+            return Ok(ReceiptOutcome::NotPending);
+        };
+        let Some(at) = rec.pending_routes.iter().position(|r| r == route) else {
+            return Ok(ReceiptOutcome::NotPending);
+        };
+        rec.pending_routes.remove(at);
+        self.dequeue(&rec, route)?;
+        rec.route_receipts.push(RouteReceiptRecord {
+            route: route.to_string(),
+            receipt: receipt.to_vec(),
+        });
+        let outcome = if rec.state() == Some(RecordState::Queued) {
+            rec.state = RecordState::Receipted as i32;
+            rec.receipt = receipt.to_vec();
+            rec.receipted_ms = self.now;
+            self.deadlines.remove((rec.deadline_ms, rec.seq))?;
+            // An emergency keeps going on every route, for proof on each;
+            // anything else is done once one route has it.
+            if rec.lane() != 0 {
+                for other in std::mem::take(&mut rec.pending_routes) {
+                    self.dequeue(&rec, &other)?;
+                }
+            }
+            ReceiptOutcome::Settled
+        } else {
+            ReceiptOutcome::Proof
+        };
+        self.save(id, &rec)?;
+        Ok(outcome)
+    }
+
+    /// Takes an item off `route` after a refusal a retry cannot cure.
+    pub(super) fn refuse(&mut self, id: &str, route: &str, why: &str) -> Result<bool, Error> {
+        let Some(mut rec) = self.record(id)? else {
+            return Ok(false);
+        };
+        let Some(at) = rec.pending_routes.iter().position(|r| r == route) else {
+            return Ok(false);
+        };
+        rec.pending_routes.remove(at);
+        self.dequeue(&rec, route)?;
+        if !rec.refusal.is_empty() {
+            rec.refusal.push_str("; ");
+        }
+        rec.refusal.push_str(&format!("{route}: {why}"));
+        if rec.state() == Some(RecordState::Queued) && rec.pending_routes.is_empty() {
+            rec.state = RecordState::Refused as i32;
+            self.deadlines.remove((rec.deadline_ms, rec.seq))?;
+        }
+        self.save(id, &rec)?;
+        Ok(true)
+    }
+
+    /// The final hub's (verified) delivery receipt for an item; queued to go
+    /// down to the child the item came from.
+    pub(super) fn delivery(&mut self, id: &str, receipt: &[u8]) -> Result<bool, Error> {
+        let Some(mut rec) = self.record(id)? else {
+            return Ok(false);
+        };
+        if !rec.delivery.is_empty() {
+            return Ok(true);
+        }
+        rec.delivery = receipt.to_vec();
+        if !rec.from.is_empty() && rec.from != FROM_OPERATOR {
+            self.down.insert((rec.from.as_str(), id), self.now)?;
+            self.fx.down = true;
+        }
+        self.save(id, &rec)?;
+        Ok(true)
+    }
+
+    /// Forgets delivery receipts `child` has acknowledged.
+    pub(super) fn ack_down(&mut self, child: &str, ids: &[String]) -> Result<(), Error> {
+        for id in ids {
+            self.down.remove((child, id.as_str()))?;
+        }
+        self.fx.down = true;
+        Ok(())
+    }
+
+    /// Queues an unsettled item on more routes; with `overdue`, marks it
+    /// overdue (once).
+    pub(super) fn escalate(
+        &mut self,
+        id: &str,
+        routes: &[String],
+        overdue: bool,
+    ) -> Result<Escalation, Error> {
+        let mut out = Escalation::default();
+        let Some(mut rec) = self.record(id)? else {
+            return Ok(out);
+        };
+        if rec.state() != Some(RecordState::Queued) {
+            return Ok(out);
+        }
+        for route in routes {
+            let known = rec.pending_routes.contains(route)
+                || rec.route_receipts.iter().any(|r| &r.route == route);
+            if !known {
+                self.enqueue(id, &rec, route)?;
+                rec.pending_routes.push(route.clone());
+                out.added.push(route.clone());
+                self.fx.queued = true;
+            }
+        }
+        if !out.added.is_empty() && rec.escalated_ms == 0 {
+            rec.escalated_ms = self.now;
+        }
+        if overdue && rec.overdue_ms == 0 {
+            rec.overdue_ms = self.now;
+            self.deadlines.remove((rec.deadline_ms, rec.seq))?;
+            self.overdue.insert((self.now, rec.seq), id)?;
+            self.next(meta::OVERDUE_TOTAL)?;
+            out.newly_overdue = true;
+        }
+        if !out.added.is_empty() || out.newly_overdue {
+            self.save(id, &rec)?;
+        }
+        Ok(out)
+    }
+
+    /// Stores chunks `first`, `first + 1`, … of an attachment.
+    pub(super) fn chunks(
+        &mut self,
+        id: &str,
+        attachment: u32,
+        first: u32,
+        chunks: &[Vec<u8>],
+    ) -> Result<(), Error> {
+        for (i, data) in (first..).zip(chunks) {
+            self.chunks.insert((id, attachment, i), data.as_slice())?;
+        }
+        Ok(())
+    }
+
+    /// Forgets every stored chunk of an item.
+    pub(super) fn drop_chunks(&mut self, id: &str) -> Result<(), Error> {
+        let keys: Vec<(u32, u32)> = self
+            .chunks
+            .range((id, 0, 0)..=(id, u32::MAX, u32::MAX))?
+            .map(|e| e.map(|(k, _)| (k.value().1, k.value().2)))
+            .collect::<Result<_, _>>()?;
+        for (a, i) in keys {
+            self.chunks.remove((id, a, i))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,216 @@
+//! The store's write API: each call is one [`Write`] handed to the writer
+//! thread, answered once the batch holding it is on disk.
+
+use super::record::{Destination, Escalation, ItemRecord, PutOutcome, ReceiptOutcome};
+use super::txn::Txn;
+use super::writer::Write;
+use super::{Error, Store};
+
+struct Put {
+    id: String,
+    record: ItemRecord,
+    dest: Destination,
+}
+
+impl Write for Put {
+    type Out = PutOutcome;
+    fn bytes(&self) -> usize {
+        self.record.signed.len()
+    }
+    fn apply(&self, txn: &mut Txn<'_>) -> Result<PutOutcome, Error> {
+        txn.put(&self.id, &self.record, &self.dest)
+    }
+}
+
+struct Receipt {
+    id: String,
+    route: String,
+    receipt: Vec<u8>,
+    delivery: bool,
+}
+
+impl Write for Receipt {
+    type Out = ReceiptOutcome;
+    fn apply(&self, txn: &mut Txn<'_>) -> Result<ReceiptOutcome, Error> {
+        let outcome = txn.receipt(&self.id, &self.route, &self.receipt)?;
+        if self.delivery && outcome != ReceiptOutcome::NotPending {
+            txn.delivery(&self.id, &self.receipt)?;
+        }
+        Ok(outcome)
+    }
+}
+
+struct Delivery {
+    id: String,
+    receipt: Vec<u8>,
+}
+
+impl Write for Delivery {
+    type Out = bool;
+    fn apply(&self, txn: &mut Txn<'_>) -> Result<bool, Error> {
+        txn.delivery(&self.id, &self.receipt)
+    }
+}
+
+struct AckDown {
+    child: String,
+    ids: Vec<String>,
+}
+
+impl Write for AckDown {
+    type Out = ();
+    fn apply(&self, txn: &mut Txn<'_>) -> Result<(), Error> {
+        txn.ack_down(&self.child, &self.ids)
+    }
+}
+
+struct Chunks {
+    id: String,
+    attachment: u32,
+    first: u32,
+    chunks: Vec<Vec<u8>>,
+}
+
+impl Write for Chunks {
+    type Out = ();
+    fn bytes(&self) -> usize {
+        self.chunks.iter().map(Vec::len).sum()
+    }
+    fn apply(&self, txn: &mut Txn<'_>) -> Result<(), Error> {
+        txn.chunks(&self.id, self.attachment, self.first, &self.chunks)
+    }
+}
+
+struct DropChunks {
+    id: String,
+}
+
+impl Write for DropChunks {
+    type Out = ();
+    fn apply(&self, txn: &mut Txn<'_>) -> Result<(), Error> {
+        txn.drop_chunks(&self.id)
+    }
+}
+
+struct Refuse {
+    id: String,
+    route: String,
+    why: String,
+}
+
+impl Write for Refuse {
+    type Out = bool;
+    fn apply(&self, txn: &mut Txn<'_>) -> Result<bool, Error> {
+        txn.refuse(&self.id, &self.route, &self.why)
+    }
+}
+
+struct Escalate {
+    id: String,
+    routes: Vec<String>,
+    overdue: bool,
+}
+
+impl Write for Escalate {
+    type Out = Escalation;
+    fn apply(&self, txn: &mut Txn<'_>) -> Result<Escalation, Error> {
+        txn.escalate(&self.id, &self.routes, self.overdue)
+    }
+}
+
+impl Store {
+    /// Stores a new item durably, or reports that its id is already taken.
+    ///
+    /// `record.stored_ms`, `record.seq` and `record.pending_routes` are set by
+    /// the store.
+    pub async fn put(
+        &self,
+        id: String,
+        record: ItemRecord,
+        dest: Destination,
+    ) -> Result<PutOutcome, Error> {
+        self.write(Put { id, record, dest }).await
+    }
+
+    /// Records `route`'s verified receipt for an item queued on it. The
+    /// first receipt settles the item; a non-emergency item then leaves
+    /// every route. A delivery receipt (from the final hub itself) is also
+    /// kept as the item's delivery proof and queued to go down to the child
+    /// it came from.
+    pub async fn record_receipt(
+        &self,
+        id: String,
+        route: String,
+        receipt: Vec<u8>,
+        delivery: bool,
+    ) -> Result<ReceiptOutcome, Error> {
+        self.write(Receipt {
+            id,
+            route,
+            receipt,
+            delivery,
+        })
+        .await
+    }
+
+    /// Keeps a verified delivery receipt that travelled down for an item
+    /// this node forwarded, and queues it for the child the item came from.
+    /// Returns whether the item is known here.
+    pub async fn record_delivery(&self, id: String, receipt: Vec<u8>) -> Result<bool, Error> {
+        self.write(Delivery { id, receipt }).await
+    }
+
+    /// Forgets delivery receipts `child` has acknowledged.
+    pub async fn ack_down(&self, child: String, ids: Vec<String>) -> Result<(), Error> {
+        self.write(AckDown { child, ids }).await
+    }
+
+    /// Stores chunks `first`, `first + 1`, … of an attachment durably.
+    pub async fn put_chunks(
+        &self,
+        id: String,
+        attachment: u32,
+        first: u32,
+        chunks: Vec<Vec<u8>>,
+    ) -> Result<(), Error> {
+        self.write(Chunks {
+            id,
+            attachment,
+            first,
+            chunks,
+        })
+        .await
+    }
+
+    /// Forgets every stored chunk of an item (a transfer that did not verify).
+    pub async fn drop_chunks(&self, id: String) -> Result<(), Error> {
+        self.write(DropChunks { id }).await
+    }
+
+    /// Takes an item off `route` after a permanent refusal; when no route is
+    /// left and none receipted it, the item is marked refused.
+    pub async fn record_refusal(
+        &self,
+        id: String,
+        route: String,
+        why: String,
+    ) -> Result<bool, Error> {
+        self.write(Refuse { id, route, why }).await
+    }
+
+    /// Queues an unsettled item on more `routes`; with `overdue`, also marks
+    /// it overdue (once).
+    pub async fn escalate(
+        &self,
+        id: String,
+        routes: Vec<String>,
+        overdue: bool,
+    ) -> Result<Escalation, Error> {
+        self.write(Escalate {
+            id,
+            routes,
+            overdue,
+        })
+        .await
+    }
+}

@@ -1,0 +1,128 @@
+//! The writer thread: the one place the store is written, and where the
+//! durability contract is kept.
+//!
+//! It takes whatever writes have queued since its last commit (up to
+//! [`MAX_BATCH`] writes or [`MAX_BATCH_BYTES`] of chunks), applies them in
+//! one redb transaction, commits it with `Durability::Immediate` (fsync),
+//! and only then answers each write and wakes the watchers. If the commit
+//! fails, nothing of the batch is on disk and every write hears so.
+
+use std::sync::Weak;
+
+use redb::Database;
+use tokio::sync::{mpsc, oneshot};
+
+use super::txn::{Effects, Txn};
+use super::{Error, Inner};
+use crate::clock::Clock;
+
+/// Most writes folded into one commit.
+const MAX_BATCH: usize = 512;
+/// Most bytes of chunks folded into one commit, so attachments do not hold
+/// up the small urgent writes queued behind them for long.
+const MAX_BATCH_BYTES: usize = 4 << 20;
+
+/// One kind of write: what it does inside the transaction and what it
+/// answers once that transaction is on disk.
+pub(super) trait Write: Send + 'static {
+    /// The answer.
+    type Out: Send + 'static;
+
+    /// Roughly how many bytes the write adds.
+    fn bytes(&self) -> usize {
+        256
+    }
+
+    /// Applies the write within the batch's transaction.
+    fn apply(&self, txn: &mut Txn<'_>) -> Result<Self::Out, Error>;
+}
+
+/// A write on its way through the writer, with its caller's reply channel.
+pub(super) trait Job: Send {
+    fn bytes(&self) -> usize;
+    fn apply(&mut self, txn: &mut Txn<'_>) -> Result<(), Error>;
+    /// Answers the caller: the write's outcome if the batch committed.
+    fn answer(self: Box<Self>, committed: Result<(), Error>);
+}
+
+/// A [`Write`] waiting for its commit.
+pub(super) struct Pending<W: Write> {
+    pub(super) write: W,
+    pub(super) out: Option<W::Out>,
+    pub(super) reply: oneshot::Sender<Result<W::Out, Error>>,
+}
+
+impl<W: Write> Job for Pending<W> {
+    fn bytes(&self) -> usize {
+        self.write.bytes()
+    }
+
+    fn apply(&mut self, txn: &mut Txn<'_>) -> Result<(), Error> {
+        self.out = Some(self.write.apply(txn)?);
+        Ok(())
+    }
+
+    fn answer(self: Box<Self>, committed: Result<(), Error>) {
+        let Self { out, reply, .. } = *self;
+        let _ = reply.send(committed.and_then(|()| out.ok_or(Error::Closed)));
+    }
+}
+
+/// Runs until every sender of `rx` is gone.
+pub(super) fn run(
+    db: &Database,
+    mut rx: mpsc::Receiver<Box<dyn Job>>,
+    inner: &Weak<Inner>,
+    clock: Clock,
+) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut bytes = first.bytes();
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(job) => {
+                    bytes += job.bytes();
+                    batch.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let started = std::time::Instant::now();
+        let committed = commit(db, &mut batch, clock.now_ms());
+        tracing::debug!(
+            writes = batch.len(),
+            commit_us = started.elapsed().as_micros() as u64,
+            "store commit"
+        );
+        match committed {
+            Ok(effects) => {
+                for job in batch {
+                    job.answer(Ok(()));
+                }
+                if let Some(inner) = inner.upgrade() {
+                    inner.wake(effects);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, writes = batch.len(), "store commit failed");
+                for job in batch {
+                    job.answer(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Applies a batch in one transaction and commits it (fsync).
+fn commit(db: &Database, batch: &mut [Box<dyn Job>], now: i64) -> Result<Effects, Error> {
+    let txn = db.begin_write()?;
+    let effects = {
+        let mut t = Txn::open(&txn, now)?;
+        for job in batch.iter_mut() {
+            job.apply(&mut t)?;
+        }
+        t.fx
+    };
+    txn.commit()?;
+    Ok(effects)
+}
