@@ -2,35 +2,50 @@
 //! urgent reports from county direct-reporting points to a regional hub.
 //!
 //! # Layout
-//! - [`pki`]: the region CA, node certificates and CRL on disk (`zhibao certs`);
-//! - [`identity`]: our key and certificate; the CA and CRL we trust;
-//! - [`tls`]: mutual TLS 1.3 listeners and connections, peer identity;
-//! - [`envelope`]: signed reports (seal at the origin, open anywhere);
-//! - [`receipt`]: signed receipts;
-//! - [`store`]: the durable custody store, priority lanes, the inbox;
-//! - [`node`]: a running node — operator API, relay service (with chunked
-//!   attachments and delivery receipts pushed down), one forwarder per
-//!   route, the deadline watch, the inbox;
-//! - [`client`]: operator and inbox clients;
-//! - [`config`], [`class`]: configuration and priority classes;
-//! - [`demo`]: a whole small region on loopback;
-//! - [`bench`](mod@bench): throughput and latency on loopback;
-//! - [`cli_fmt`], [`telemetry`]: output for people, logs.
+//! Ground floor — rules and plain functions, no network:
+//! - [`clock`], [`digest`]: Unix milliseconds from an injectable clock;
+//!   SHA-256 and hex;
+//! - [`class`], [`config`]: the three priority classes and their deadlines;
+//!   a node's configuration, checked before anything binds;
+//! - [`trust`]: who is who — the node-id rule, the PKI directory layout,
+//!   this node's identity, the region CA and CRL;
+//! - [`envelope`]: signed reports — sealed at the origin, opened (verified)
+//!   anywhere, with attachment references and the relays' hop chain;
+//! - [`receipt`]: signed receipts — issued by a receiver, verified by
+//!   whoever stores them;
+//! - [`store`]: the durable custody store — records, priority queues per
+//!   route, deadlines, the inbox, attachments in chunks;
+//! - [`proto`]: the wire contract and its strict codec.
+//!
+//! Transport and the running node:
+//! - [`tls`]: mutual TLS 1.3 — configurations, the accept loop with its
+//!   budgets, connecting upstream;
+//! - [`node`]: a running node — operator API, relay service, custody,
+//!   attachment uploads, forwarders, the deadline watch, the inbox;
+//! - [`client`]: operator and inbox clients (the CLI's and the tests').
+//!
+//! Tools: [`pki`] makes the region's certificates (`zhibao certs`);
+//! [`telemetry`] sets up logs. The `zhibao` binary (`src/main.rs`,
+//! `src/cli/`: commands, output for people, `demo`, `bench`) is built on
+//! these; the library does not depend on it.
 //!
 //! # How an item flows
 //! ```text
-//! operator ──Submit──▶ node: seal (sign) ─▶ store (fsync) ─▶ forwarder
-//!                                                              │ Relay.Forward (mTLS)
-//!                                                              ▼
-//!                       hub: envelope::open (CA, CRL, signature, origin)
-//!                            ─▶ store (fsync) ─▶ signed receipt ─▶ back to the node
-//!                            ─▶ a relay countersigns a hop and forwards further up;
-//!                               a hub keeps it in its inbox ─▶ consumers
-//!                            ◀─ the hub's delivery receipt travels back down
+//! operator ──Submit──▶ node::operator ─▶ envelope::seal ─▶ node::custody ─▶ store (fsync)
+//!                                                                            │
+//!                 node::forward (route's session, schedule order) ◀──────────┘
+//!                         │ Relay.Forward (mutual TLS)
+//!                         ▼
+//!   hub: node::relay ─▶ envelope::open (CA, CRL, signature, origin, hops)
+//!        ─▶ node::custody ─▶ store (fsync) ─▶ receipt::issue ─▶ back down the stream
+//!        ─▶ a relay countersigns a hop and forwards further up (node::forward);
+//!           the final hub keeps it in its inbox (node::inbox ─▶ consumers)
+//!        ◀─ the final hub's delivery receipt travels back down (node::push_down)
 //! ```
 //!
-//! The deadline watch marks items with no receipt by their class deadline
-//! overdue and escalates them to alternate and skip-level routes.
+//! The deadline watch (`node::deadlines`) marks items with no receipt by
+//! their class deadline overdue and escalates them to alternate and
+//! skip-level routes.
 
 pub mod class;
 pub mod client;

@@ -88,6 +88,20 @@ fn open_store(cfg: &NodeConfig) -> Result<Store, StartError> {
     Store::open(&path).map_err(|source| StartError::Store { path, source })
 }
 
+/// The parts every service and task is made of, built once at start.
+struct Parts {
+    cfg: NodeConfig,
+    identity: Arc<Identity>,
+    trust: Arc<Trust>,
+    store: Store,
+    routes: Arc<Routes>,
+    events: Events,
+    custody: Arc<Custody>,
+    clock: Clock,
+    /// Largest message on the relay listener and upstream streams.
+    max_message: usize,
+}
+
 /// Spawns the servers, then the forwarders and the watch. Cannot fail.
 async fn spawn(
     cfg: NodeConfig,
@@ -106,113 +120,146 @@ async fn spawn(
         events.clone(),
         cfg.deadlines.clone(),
     ));
-    // Room for the largest report or the largest chunk (1 MiB), plus framing.
-    let max_message = cfg.limits.max_report_bytes.max(1 << 20) + 64 * 1024;
+    let parts = Parts {
+        // Room for the largest report or the largest chunk (1 MiB), plus framing.
+        max_message: cfg.limits.max_report_bytes.max(1 << 20) + 64 * 1024,
+        cfg,
+        identity,
+        trust,
+        store,
+        routes,
+        events,
+        custody,
+        clock,
+    };
+    let (servers, addrs) = servers(&parts, bound).await;
+    let work = work(&parts);
+    let cfg = parts.cfg;
+    info!(
+        node = %cfg.node_id,
+        relay = ?addrs.relay,
+        operator = %cfg.operator_socket().display(),
+        upstream = ?cfg.upstream.iter().map(|u| format!("{}@{} ({:?})", u.node_id, u.addr, u.role)).collect::<Vec<_>>(),
+        "node started"
+    );
+    RunningNode {
+        relay_addr: addrs.relay,
+        operator_addr: addrs.operator,
+        operator_socket: cfg.operator_socket(),
+        node_id: cfg.node_id,
+        store_closed: parts.store.closed(),
+        stages: vec![servers, work],
+    }
+}
+
+/// Where the TCP listeners ended up.
+struct Addrs {
+    relay: Option<SocketAddr>,
+    operator: Option<SocketAddr>,
+}
+
+/// The operator API on its socket and, if configured, over mTLS; the
+/// relay listener with the inbox, if configured.
+async fn servers(parts: &Parts, bound: Bound) -> (Stage, Addrs) {
+    let cfg = &parts.cfg;
+    let mut stage = Stage::new("servers");
     let doors = Doors {
-        identity: identity.clone(),
-        trust: trust.clone(),
+        identity: parts.identity.clone(),
+        trust: parts.trust.clone(),
         limits: ListenLimits {
             max_connections: cfg.limits.max_connections,
             max_connections_per_peer: cfg.limits.max_connections_per_peer,
             handshake_timeout: Duration::from_secs(cfg.limits.handshake_timeout_secs),
         },
         concurrency: cfg.limits.max_in_flight.max(16),
-        max_message,
+        max_message: parts.max_message,
     };
-
-    let mut servers = Stage::new("servers");
     let operator = Arc::new(OperatorService {
-        identity: identity.clone(),
-        trust: trust.clone(),
-        custody: custody.clone(),
-        store: store.clone(),
-        routes: routes.clone(),
-        events: events.clone(),
+        identity: parts.identity.clone(),
+        trust: parts.trust.clone(),
+        custody: parts.custody.clone(),
+        store: parts.store.clone(),
+        routes: parts.routes.clone(),
+        events: parts.events.clone(),
         limits: cfg.limits.clone(),
         deadlines: cfg.deadlines.clone(),
-        clock,
-        shutdown: servers.token.clone(),
+        clock: parts.clock,
+        shutdown: stage.token.clone(),
     });
-    let operator_socket = cfg.operator_socket();
-    let task =
-        listeners::serve_operator_socket(bound.operator, operator.clone(), servers.token.clone())
-            .await;
-    servers.tasks.push(task);
-    let operator_addr = bound.operator_tcp.map(|(listener, addr)| {
+    let token = stage.token.clone();
+    let task = listeners::serve_operator_socket(bound.operator, operator.clone(), token).await;
+    stage.tasks.push(task);
+    let mut addrs = Addrs {
+        relay: None,
+        operator: None,
+    };
+    if let Some((listener, addr)) = bound.operator_tcp {
+        addrs.operator = Some(addr);
         let allowed = cfg.operator.allowed.clone();
-        let token = servers.token.clone();
-        servers.tasks.push(listeners::serve_operator_tcp(
-            listener,
-            operator.clone(),
-            allowed,
-            &doors,
-            token,
-        ));
-        addr
-    });
-    let mut relay_addr = None;
+        let token = stage.token.clone();
+        let task = listeners::serve_operator_tcp(listener, operator, allowed, &doors, token);
+        stage.tasks.push(task);
+    }
     if let Some((listener, addr)) = bound.relay {
-        relay_addr = Some(addr);
+        addrs.relay = Some(addr);
         let relay = Arc::new(RelayService {
-            trust: trust.clone(),
-            custody: custody.clone(),
-            store: store.clone(),
+            trust: parts.trust.clone(),
+            custody: parts.custody.clone(),
+            store: parts.store.clone(),
             limits: cfg.limits.report_limits(),
             window: cfg.limits.max_in_flight,
-            shutdown: servers.token.clone(),
+            shutdown: stage.token.clone(),
         });
         let inbox = Arc::new(InboxService {
             node_id: cfg.node_id.clone(),
             consumers: cfg.relay.iter().flat_map(|r| r.consumers.clone()).collect(),
-            store: store.clone(),
-            custody: custody.clone(),
-            shutdown: servers.token.clone(),
+            store: parts.store.clone(),
+            custody: parts.custody.clone(),
+            shutdown: stage.token.clone(),
         });
-        let token = servers.token.clone();
+        let token = stage.token.clone();
         let task = listeners::serve_relay(listener, relay, inbox, &doors, token).await;
-        servers.tasks.push(task);
+        stage.tasks.push(task);
     }
+    (stage, addrs)
+}
 
-    let mut work = Stage::new("forwarders and watch");
-    work.tasks.push(tokio::spawn(reload_trust(
-        trust.clone(),
-        work.token.clone(),
-    )));
+/// The CA/CRL reload, one forwarder per route, and the deadline watch.
+fn work(parts: &Parts) -> Stage {
+    let cfg = &parts.cfg;
+    let mut stage = Stage::new("forwarders and watch");
+    let token = stage.token.clone();
+    stage
+        .tasks
+        .push(tokio::spawn(reload_trust(parts.trust.clone(), token)));
     for up in &cfg.upstream {
         let forwarder = Forwarder {
             route: up.clone(),
-            store: store.clone(),
-            identity: identity.clone(),
-            trust: trust.clone(),
-            routes: routes.clone(),
-            events: events.clone(),
+            store: parts.store.clone(),
+            identity: parts.identity.clone(),
+            trust: parts.trust.clone(),
+            routes: parts.routes.clone(),
+            events: parts.events.clone(),
             window: cfg.limits.max_in_flight,
-            max_message,
+            max_message: parts.max_message,
             max_backoff: Duration::from_secs(cfg.limits.max_backoff_secs),
         };
-        work.tasks
-            .push(tokio::spawn(forwarder.run(work.token.clone())));
+        stage
+            .tasks
+            .push(tokio::spawn(forwarder.run(stage.token.clone())));
     }
     if !cfg.upstream.is_empty() {
-        let watch = DeadlineWatch::new(store.clone(), routes.clone(), events.clone(), clock);
-        work.tasks.push(tokio::spawn(watch.run(work.token.clone())));
+        let watch = DeadlineWatch::new(
+            parts.store.clone(),
+            parts.routes.clone(),
+            parts.events.clone(),
+            parts.clock,
+        );
+        stage
+            .tasks
+            .push(tokio::spawn(watch.run(stage.token.clone())));
     }
-
-    info!(
-        node = %cfg.node_id,
-        relay = ?relay_addr,
-        operator = %operator_socket.display(),
-        upstream = ?cfg.upstream.iter().map(|u| format!("{}@{} ({:?})", u.node_id, u.addr, u.role)).collect::<Vec<_>>(),
-        "node started"
-    );
-    RunningNode {
-        relay_addr,
-        operator_addr,
-        operator_socket,
-        node_id: cfg.node_id,
-        store_closed: store.closed(),
-        stages: vec![servers, work],
-    }
+    stage
 }
 
 /// Re-reads the CA and CRL when their files change.

@@ -192,9 +192,15 @@ impl Store {
         });
         let writer = Arc::downgrade(&inner);
         let db = inner.db.clone();
+        // A clock that follows tokio's timer can be read only in the
+        // runtime's context, so the writer thread enters it.
+        let runtime = matches!(clock, Clock::Tokio { .. })
+            .then(tokio::runtime::Handle::try_current)
+            .and_then(Result::ok);
         std::thread::Builder::new()
             .name("zhibao-store-writer".into())
             .spawn(move || {
+                let _context = runtime.as_ref().map(tokio::runtime::Handle::enter);
                 writer::run(&db, rx, &writer, clock);
                 drop(db);
                 let _ = closed_tx.send(true);

@@ -132,8 +132,24 @@ impl AsyncWrite for PeerStream {
 
 /// Counts connections per peer node; the slot gives its place back on drop.
 struct PeerSlot {
-    counts: Arc<Mutex<HashMap<String, usize>>>,
+    counts: PeerCounts,
     node: String,
+}
+
+impl PeerSlot {
+    /// A place for one more connection of `node`, if it has room.
+    fn take(counts: &PeerCounts, node: &str, limits: ListenLimits) -> Option<Self> {
+        let mut all = counts.lock().unwrap_or_else(|e| e.into_inner());
+        let n = all.entry(node.to_string()).or_insert(0);
+        if *n >= limits.max_connections_per_peer {
+            return None;
+        }
+        *n += 1;
+        Some(Self {
+            counts: counts.clone(),
+            node: node.to_string(),
+        })
+    }
 }
 
 impl Drop for PeerSlot {
@@ -169,89 +185,73 @@ pub fn spawn_acceptor(
     shutdown: CancellationToken,
 ) -> mpsc::Receiver<Result<PeerStream, io::Error>> {
     let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(async move {
-        let permits = Arc::new(Semaphore::new(limits.max_connections));
-        let per_peer = Arc::new(Mutex::new(HashMap::<String, usize>::new()));
-        let mut cached: Option<(u64, TlsAcceptor)> = None;
-        let mut backoff = Duration::from_millis(5);
+    let acceptor = Acceptor {
+        identity,
+        trust,
+        limits,
+        permits: Arc::new(Semaphore::new(limits.max_connections)),
+        per_peer: Arc::default(),
+        cached: None,
+    };
+    tokio::spawn(acceptor.run(listener, shutdown, tx));
+    rx
+}
+
+/// Connections at once per node, shared by a listener's connections.
+type PeerCounts = Arc<Mutex<HashMap<String, usize>>>;
+
+/// One listener's accept loop and its budgets.
+struct Acceptor {
+    identity: Arc<Identity>,
+    trust: Arc<Trust>,
+    limits: ListenLimits,
+    /// One per connection, handshakes included, taken before `accept`.
+    permits: Arc<Semaphore>,
+    per_peer: PeerCounts,
+    /// The TLS acceptor for the current CA/CRL generation.
+    cached: Option<(u64, TlsAcceptor)>,
+}
+
+impl Acceptor {
+    async fn run(
+        mut self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+        tx: mpsc::Sender<Result<PeerStream, io::Error>>,
+    ) {
+        let mut backoff = ACCEPT_BACKOFF_MIN;
         loop {
             let permit = tokio::select! {
-                p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+                p = self.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
                 () = shutdown.cancelled() => return,
             };
             let (tcp, peer) = tokio::select! {
                 r = listener.accept() => match r {
-                    Ok(x) => { backoff = Duration::from_millis(5); x }
+                    Ok(x) => { backoff = ACCEPT_BACKOFF_MIN; x }
                     Err(e) => {
                         // Usually EMFILE: back off rather than spin or exit.
-                        warn!(error = %e, "relay listener failed to accept a connection");
+                        warn!(error = %e, "listener failed to accept a connection");
                         tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                        backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                         continue;
                     }
                 },
                 () = shutdown.cancelled() => return,
             };
-            let snap = trust.snapshot();
-            let acceptor = match &cached {
-                Some((generation, acc)) if *generation == snap.generation => acc.clone(),
-                _ => match server_config(&identity, &snap) {
-                    Ok(cfg) => {
-                        let acc = TlsAcceptor::from(Arc::new(cfg));
-                        cached = Some((snap.generation, acc.clone()));
-                        acc
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "cannot build TLS configuration; refusing connection from {peer}");
-                        continue;
-                    }
-                },
+            let Some(tls) = self.tls_acceptor(peer) else {
+                continue;
             };
-            let tx = tx.clone();
-            let per_peer = per_peer.clone();
+            let (limits, per_peer, tx) = (self.limits, self.per_peer.clone(), tx.clone());
             tokio::spawn(async move {
-                let _ = tcp.set_nodelay(true);
-                let handshake = WithPeer {
-                    peer,
-                    inner: acceptor.accept(tcp),
-                };
-                let tls = match tokio::time::timeout(limits.handshake_timeout, handshake).await {
-                    Err(_) => {
-                        warn!(%peer, "refused TLS client: handshake not finished in {:?}", limits.handshake_timeout);
-                        return;
-                    }
-                    Ok(Err(e)) => {
-                        log_handshake_error(peer, &e);
-                        return;
-                    }
-                    Ok(Ok(tls)) => tls,
-                };
-                let node_id = tls
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|c| c.first())
-                    .and_then(|c| node_id_of(c));
-                // The verifier already insisted on a node id; this is a second lock on the door.
-                let Some(node_id) = node_id else {
-                    warn!(%peer, "refused TLS client: no node id after handshake");
+                let Some((tls, node_id)) = handshake(tls, tcp, peer, limits).await else {
                     return;
                 };
-                let slot = {
-                    let mut counts = per_peer.lock().unwrap_or_else(|e| e.into_inner());
-                    let n = counts.entry(node_id.clone()).or_insert(0);
-                    if *n >= limits.max_connections_per_peer {
-                        warn!(%peer, node = %node_id, limit = limits.max_connections_per_peer,
-                            "refused connection: node already has the maximum number of connections");
-                        return;
-                    }
-                    *n += 1;
-                    PeerSlot {
-                        counts: per_peer.clone(),
-                        node: node_id.clone(),
-                    }
+                let Some(slot) = PeerSlot::take(&per_peer, &node_id, limits) else {
+                    warn!(%peer, node = %node_id, limit = limits.max_connections_per_peer,
+                        "refused connection: node already has the maximum number of connections");
+                    return;
                 };
-                debug!(%peer, node = %node_id, "relay connection established");
+                debug!(%peer, node = %node_id, "mutual TLS connection established");
                 let stream = PeerStream {
                     inner: tls,
                     info: PeerInfo {
@@ -264,8 +264,69 @@ pub fn spawn_acceptor(
                 let _ = tx.send(Ok(stream)).await;
             });
         }
-    });
-    rx
+    }
+
+    /// The TLS acceptor for the current CA and CRL, rebuilt when they change.
+    fn tls_acceptor(&mut self, peer: SocketAddr) -> Option<TlsAcceptor> {
+        let snap = self.trust.snapshot();
+        if let Some((generation, acc)) = &self.cached
+            && *generation == snap.generation
+        {
+            return Some(acc.clone());
+        }
+        match server_config(&self.identity, &snap) {
+            Ok(cfg) => {
+                let acc = TlsAcceptor::from(Arc::new(cfg));
+                self.cached = Some((snap.generation, acc.clone()));
+                Some(acc)
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot build TLS configuration; refusing connection from {peer}");
+                None
+            }
+        }
+    }
+}
+
+/// Shortest and longest wait after a failed `accept`.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Runs the TLS handshake within the time limit; returns the connection
+/// and the node its verified certificate names, or logs why not.
+async fn handshake(
+    acceptor: TlsAcceptor,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    limits: ListenLimits,
+) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, String)> {
+    let _ = tcp.set_nodelay(true);
+    let handshake = WithPeer {
+        peer,
+        inner: acceptor.accept(tcp),
+    };
+    let tls = match tokio::time::timeout(limits.handshake_timeout, handshake).await {
+        Err(_) => {
+            warn!(%peer, "refused TLS client: handshake not finished in {:?}", limits.handshake_timeout);
+            return None;
+        }
+        Ok(Err(e)) => {
+            log_handshake_error(peer, &e);
+            return None;
+        }
+        Ok(Ok(tls)) => tls,
+    };
+    let node_id = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|c| node_id_of(c));
+    // The verifier already insisted on a node id; this is a second lock on the door.
+    if node_id.is_none() {
+        warn!(%peer, "refused TLS client: no node id after handshake");
+    }
+    Some((tls, node_id?))
 }
 
 fn log_handshake_error(peer: SocketAddr, e: &io::Error) {
