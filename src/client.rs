@@ -31,8 +31,13 @@ pub enum ClientError {
     #[error("{}: {}", .0.code(), .0.message())]
     Status(#[from] tonic::Status),
     /// The connection failed.
-    #[error("connection: {0}")]
-    Transport(String),
+    #[error("cannot connect to {to}: {}", crate::telemetry::chain(.source))]
+    Transport {
+        /// The address or socket.
+        to: String,
+        /// Why.
+        source: tonic::transport::Error,
+    },
     /// Local identity or trust material is unusable.
     #[error(transparent)]
     Load(#[from] crate::trust::LoadError),
@@ -67,7 +72,10 @@ impl Operator {
                     }
                 }))
                 .await
-                .map_err(|e| ClientError::Transport(e.to_string()))?;
+                .map_err(|source| ClientError::Transport {
+                    to: path.display().to_string(),
+                    source,
+                })?;
         Ok(Self {
             inner: OperatorClient::new(channel).max_decoding_message_size(96 * 1024 * 1024),
         })
@@ -184,14 +192,7 @@ impl Inbox {
         cert: &Path,
         key: &Path,
     ) -> Result<Self, ClientError> {
-        crate::tls::install_crypto_provider();
-        let identity = Identity::load(cert, key)?;
-        let trust = Trust::load(ca, None)?;
-        let config = crate::tls::client_config(&identity, &trust.snapshot(), hub_id)?;
-        let channel =
-            crate::tls::connect_channel(addr, Arc::new(config), hub_id, Duration::from_secs(5))
-                .await
-                .map_err(|e| ClientError::Transport(format!("{addr}: {e:?}")))?;
+        let channel = mtls_channel(addr, hub_id, ca, cert, key).await?;
         Ok(Self {
             inner: InboxClient::new(channel).max_decoding_message_size(96 * 1024 * 1024),
         })
@@ -249,5 +250,8 @@ async fn mtls_channel(
     let config = crate::tls::client_config(&identity, &trust.snapshot(), expect)?;
     crate::tls::connect_channel(addr, Arc::new(config), expect, Duration::from_secs(5))
         .await
-        .map_err(|e| ClientError::Transport(format!("{addr}: {e}")))
+        .map_err(|source| ClientError::Transport {
+            to: addr.to_string(),
+            source,
+        })
 }

@@ -1,4 +1,4 @@
-//! Structured logs on stderr, filtered by `RUST_LOG`.
+//! Structured logs on stderr, filtered by `RUST_LOG`; errors in one line.
 
 /// Installs the log subscriber with `default` as the filter unless
 /// `RUST_LOG` says otherwise; a second call is harmless.
@@ -10,4 +10,17 @@ pub fn init(default: &str) {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// `e` and its sources in one line, `a: b: c`. For errors whose top level
+/// says little on its own (tonic's "transport error").
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }

@@ -46,7 +46,7 @@ const LOG_EVERY: u64 = 50;
 pub(crate) enum SessionEnd {
     #[error(transparent)]
     Tls(#[from] TlsError),
-    #[error("connect: {}", chain(.0))]
+    #[error("connect: {}", crate::telemetry::chain(.0))]
     Connect(tonic::transport::Error),
     #[error("stream: {}: {}", .0.code(), .0.message())]
     Stream(tonic::Status),
@@ -62,18 +62,6 @@ pub(crate) enum SessionEnd {
     Store(#[from] store::Error),
     #[error("shutting down")]
     Shutdown,
-}
-
-/// `e` and its sources, one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// Sends queued items to one upstream route.
