@@ -47,7 +47,15 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
     cfg.validate()?;
     let (identity, trust) = load_trust(&cfg)?;
     let store = open_store(&cfg)?;
-    let bound = listeners::bind(&cfg).await?;
+    let bound = match listeners::bind(&cfg).await {
+        Ok(bound) => bound,
+        Err(e) => {
+            // Closed before the error is told, so the same data directory
+            // can be opened again at once.
+            store.close().await;
+            return Err(e);
+        }
+    };
     Ok(spawn(cfg, identity, trust, store, bound).await)
 }
 

@@ -215,6 +215,17 @@ impl Store {
         self.inner.closed.clone()
     }
 
+    /// Drops this handle and, if it was the last, waits until the writer
+    /// has closed the database file.
+    pub async fn close(self) {
+        let mut closed = self.closed();
+        let last = Arc::strong_count(&self.inner) == 1;
+        drop(self);
+        if last {
+            let _ = closed.wait_for(|c| *c).await;
+        }
+    }
+
     /// Hands `write` to the writer; answers after its commit.
     async fn write<W: Write>(&self, write: W) -> Result<W::Out, Error> {
         let (reply, rx) = oneshot::channel();

@@ -1,0 +1,293 @@
+//! The wire contract as a client that is not ours sees it: raw protobuf bytes
+//! sent with tonic's generic client, and the codes and answers that come back.
+
+mod common;
+
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{HUB, Region};
+use http::uri::PathAndQuery;
+use hyper_util::rt::TokioIo;
+use prost::Message;
+use prost::bytes::{Buf, BufMut};
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+use tonic::codec::{DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::transport::{Channel, Endpoint};
+use zhibao::class::Class;
+use zhibao::envelope;
+use zhibao::proto::{
+    Chunk, ForwardRequest, ForwardResponse, Report, SignedReceipt, SignedReport, forward_request,
+    forward_response,
+};
+
+const PATIENCE: Duration = Duration::from_secs(10);
+const FORWARD: &str = "/zhibao.v1.Relay/Forward";
+const DELIVER: &str = "/zhibao.v1.Relay/Deliver";
+
+/// Sends bytes exactly as given; decodes answers as `D` with plain prost.
+struct RawCodec<D>(PhantomData<D>);
+
+impl<D> RawCodec<D> {
+    fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+struct RawEncoder;
+
+impl Encoder for RawEncoder {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+struct ProstDecoder<D>(PhantomData<D>);
+
+impl<D: Message + Default> Decoder for ProstDecoder<D> {
+    type Item = D;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<D>, Status> {
+        let bytes = buf.copy_to_bytes(buf.remaining());
+        D::decode(bytes)
+            .map(Some)
+            .map_err(|e| Status::internal(format!("test client cannot decode an answer: {e}")))
+    }
+}
+
+impl<D: Message + Default + Send + 'static> tonic::codec::Codec for RawCodec<D> {
+    type Encode = Vec<u8>;
+    type Decode = D;
+    type Encoder = RawEncoder;
+    type Decoder = ProstDecoder<D>;
+
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+
+    fn decoder(&mut self) -> ProstDecoder<D> {
+        ProstDecoder(PhantomData)
+    }
+}
+
+/// A channel to the hub at `addr` over mutual TLS, as `node`.
+async fn channel_as(region: &Region, node: &str, addr: SocketAddr) -> Channel {
+    let identity = region.identity(node);
+    let config = zhibao::tls::client_config(&identity, &region.trust().snapshot(), HUB).unwrap();
+    let config = Arc::new(config);
+    let connector = tower::service_fn(move |_: http::Uri| {
+        let config = config.clone();
+        async move {
+            let tcp = TcpStream::connect(addr).await?;
+            let name = ServerName::try_from(HUB).unwrap();
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
+                .await?;
+            Ok::<_, std::io::Error>(TokioIo::new(tls))
+        }
+    });
+    Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_with_connector(connector)
+        .await
+        .unwrap()
+}
+
+/// A generic gRPC client on `channel`, ready to send.
+async fn grpc(channel: Channel) -> tonic::client::Grpc<Channel> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    grpc
+}
+
+/// A report from `origin`, signed by it.
+fn signed_report(region: &Region, origin: &str) -> SignedReport {
+    let report = Report {
+        id: envelope::new_item_id(),
+        origin: origin.into(),
+        priority: Class::Emergency.to_proto() as i32,
+        title: "flood".into(),
+        body: b"the river road is under water".to_vec(),
+        created_unix_ms: zhibao::clock::now_ms(),
+        ..Default::default()
+    };
+    envelope::sign(&report, &region.identity(origin))
+}
+
+fn id_of(item: &SignedReport) -> String {
+    Report::decode(item.report.as_slice()).unwrap().id
+}
+
+fn item_bytes(item: &SignedReport) -> Vec<u8> {
+    ForwardRequest {
+        kind: Some(forward_request::Kind::Item(item.clone())),
+    }
+    .encode_to_vec()
+}
+
+/// Opens a Forward stream fed by the returned sender.
+async fn open_forward(
+    channel: Channel,
+) -> (mpsc::Sender<Vec<u8>>, tonic::Streaming<ForwardResponse>) {
+    let (tx, rx) = mpsc::channel(8);
+    let response = grpc(channel)
+        .await
+        .streaming(
+            tonic::Request::new(ReceiverStream::new(rx)),
+            PathAndQuery::from_static(FORWARD),
+            RawCodec::<ForwardResponse>::new(),
+        )
+        .await
+        .unwrap();
+    (tx, response.into_inner())
+}
+
+/// The next answer on a Forward stream, at most `PATIENCE` away.
+async fn next_answer(
+    answers: &mut tonic::Streaming<ForwardResponse>,
+) -> Result<Option<ForwardResponse>, Status> {
+    tokio::time::timeout(PATIENCE, answers.message())
+        .await
+        .expect("no answer on the Forward stream in time")
+}
+
+/// Asserts that `answer` is a receipt for `id`.
+fn assert_receipt_for(answer: ForwardResponse, region: &Region, id: &str) {
+    match answer.result {
+        Some(forward_response::Result::Receipt(receipt)) => {
+            let body =
+                zhibao::receipt::open(&receipt, &region.trust(), std::time::SystemTime::now())
+                    .unwrap();
+            assert_eq!(body.item_id, id);
+        }
+        other => panic!("expected a receipt for {id}, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_forward_request_carrying_an_item_and_a_chunk_is_refused() {
+    let region = Region::new(&["county-a"]);
+    let hub = region.start_hub().await;
+    let addr = hub.relay_addr.unwrap();
+    let channel = channel_as(&region, "county-a", addr).await;
+    let item = signed_report(&region, "county-a");
+    let id = id_of(&item);
+
+    // One message on the wire with both `item` (1) and `chunk` (3) set.
+    let mut both = item_bytes(&item);
+    both.extend(
+        ForwardRequest {
+            kind: Some(forward_request::Kind::Chunk(Chunk {
+                item_id: id.clone(),
+                attachment: 0,
+                index: 0,
+                data: b"not announced".to_vec(),
+            })),
+        }
+        .encode_to_vec(),
+    );
+    let (tx, mut answers) = open_forward(channel.clone()).await;
+    tx.send(both).await.unwrap();
+    let status = match next_answer(&mut answers).await {
+        Err(status) => status,
+        Ok(answer) => panic!("a message with both item and chunk was answered: {answer:?}"),
+    };
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("item") && status.message().contains("chunk"),
+        "{}",
+        status.message()
+    );
+    drop(tx);
+    let stored = common::inbox_items(&region, addr).await;
+    assert!(
+        stored.iter().all(|s| id_of(s) != id),
+        "the item of a refused message was stored"
+    );
+
+    // The same item alone, on a new stream, is taken: it was valid.
+    let (tx, mut answers) = open_forward(channel).await;
+    tx.send(item_bytes(&item)).await.unwrap();
+    let answer = next_answer(&mut answers)
+        .await
+        .unwrap()
+        .expect("stream ended");
+    assert_receipt_for(answer, &region, &id);
+    let stored = common::inbox_items(&region, addr).await;
+    assert_eq!(stored.iter().filter(|s| id_of(s) == id).count(), 1);
+    drop(tx);
+    hub.shutdown(PATIENCE).await;
+}
+
+#[tokio::test]
+async fn malformed_protobuf_is_invalid_argument() {
+    let region = Region::new(&["county-a"]);
+    let hub = region.start_hub().await;
+    let addr = hub.relay_addr.unwrap();
+    let channel = channel_as(&region, "county-a", addr).await;
+    // Field 1, length-delimited, with a length varint that never ends.
+    let garbage = vec![0x0a, 0xff, 0xff];
+    let err = grpc(channel)
+        .await
+        .unary(
+            tonic::Request::new(garbage),
+            PathAndQuery::from_static(DELIVER),
+            RawCodec::<SignedReceipt>::new(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(common::inbox_items(&region, addr).await.is_empty());
+    hub.shutdown(PATIENCE).await;
+}
+
+#[tokio::test]
+async fn a_forward_request_with_nothing_set_is_refused_per_item() {
+    let region = Region::new(&["county-a"]);
+    let hub = region.start_hub().await;
+    let addr = hub.relay_addr.unwrap();
+    let channel = channel_as(&region, "county-a", addr).await;
+    let (tx, mut answers) = open_forward(channel).await;
+
+    // An empty ForwardRequest encodes to zero bytes.
+    assert!(ForwardRequest::default().encode_to_vec().is_empty());
+    tx.send(Vec::new()).await.unwrap();
+    let answer = next_answer(&mut answers)
+        .await
+        .expect("an empty request ended the stream")
+        .expect("stream ended");
+    match answer.result {
+        Some(forward_response::Result::Refusal(refusal)) => {
+            assert_eq!(
+                refusal.code,
+                tonic::Code::InvalidArgument as i32,
+                "{refusal:?}"
+            );
+            assert!(refusal.item_id.is_empty(), "{refusal:?}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+
+    // The stream is still open: a valid item on it is receipted.
+    let item = signed_report(&region, "county-a");
+    let id = id_of(&item);
+    tx.send(item_bytes(&item)).await.unwrap();
+    let answer = next_answer(&mut answers)
+        .await
+        .expect("the stream failed after a refusal")
+        .expect("stream ended");
+    assert_receipt_for(answer, &region, &id);
+    drop(tx);
+    hub.shutdown(PATIENCE).await;
+}
