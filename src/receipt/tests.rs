@@ -1,35 +1,234 @@
 //! Unit tests of issuing and opening receipts, with a fresh region PKI.
 
+use std::path::Path;
+
 use super::*;
+
+struct Region {
+    _dir: tempfile::TempDir,
+    trust: Trust,
+    hub: Identity,
+    county: Identity,
+}
+
+/// A region `test` with hub and county-a; trust without a CRL.
+fn region() -> Region {
+    let dir = tempfile::tempdir().unwrap();
+    crate::pki::init(dir.path(), "test", "hub", &["county-a".into()]).unwrap();
+    Region {
+        trust: Trust::load(&dir.path().join(crate::trust::CA_CERT), None).unwrap(),
+        hub: identity(dir.path(), "hub"),
+        county: identity(dir.path(), "county-a"),
+        _dir: dir,
+    }
+}
+
+fn identity(dir: &Path, node: &str) -> Identity {
+    let (c, k) = crate::trust::node_paths(dir, node);
+    Identity::load(&c, &k).unwrap()
+}
+
+const SHA: [u8; 32] = [7; 32];
+
+/// A delivery receipt statement for item-1 with digest [`SHA`].
+fn statement() -> Statement<'static> {
+    Statement {
+        item_id: "item-1",
+        report_sha256: &SHA,
+        stored_unix_ms: 5,
+        kind: ReceiptKind::Delivery,
+        on_time: true,
+    }
+}
+
+/// Opens a receipt for item-1 with [`SHA`], from `receiver` if given.
+fn open_item(
+    signed: &SignedReceipt,
+    trust: &Trust,
+    receiver: Option<&str>,
+) -> Result<Receipt, ReceiptError> {
+    open_for(signed, trust, SystemTime::now(), "item-1", &SHA, receiver)
+}
+
+/// A receipt body signed with `signer`'s key and certificate as it stands.
+fn sign_receipt(receipt: &Receipt, signer: &Identity) -> SignedReceipt {
+    let bytes = receipt.encode_to_vec();
+    SignedReceipt {
+        signature: signer.sign(&bytes),
+        signer_cert: signer.cert().to_vec(),
+        receipt: bytes,
+    }
+}
 
 #[test]
 fn an_issued_receipt_opens_for_its_item() {
-    let dir = tempfile::tempdir().unwrap();
-    crate::pki::init(dir.path(), "test", "hub", &[]).unwrap();
-    let (c, k) = crate::trust::node_paths(dir.path(), "hub");
-    let hub = Identity::load(&c, &k).unwrap();
-    let trust = Trust::load(&dir.path().join(crate::trust::CA_CERT), None).unwrap();
-    let sha = [7u8; 32];
-    let signed = issue(
-        &hub,
-        &Statement {
-            item_id: "item-1",
-            report_sha256: &sha,
-            stored_unix_ms: 5,
-            kind: ReceiptKind::Delivery,
-            on_time: true,
-        },
+    let r = region();
+    let signed = issue(&r.hub, &statement());
+    let got = open_item(&signed, &r.trust, Some("hub")).unwrap();
+    assert_eq!(got.receiver, "hub");
+    assert_eq!(got.kind, ReceiptKind::Delivery as i32);
+    assert!(got.on_time);
+}
+
+#[test]
+fn a_receipt_carries_what_was_stated() {
+    let r = region();
+    let st = Statement {
+        stored_unix_ms: 42,
+        kind: ReceiptKind::Custody,
+        on_time: false,
+        ..statement()
+    };
+    let got = open(&issue(&r.county, &st), &r.trust, SystemTime::now()).unwrap();
+    assert_eq!(got.item_id, "item-1");
+    assert_eq!(got.report_sha256, SHA);
+    assert_eq!(got.receiver, "county-a");
+    assert_eq!(got.stored_unix_ms, 42);
+    assert_eq!(got.kind, ReceiptKind::Custody as i32);
+    assert!(!got.on_time);
+}
+
+#[test]
+fn issuing_twice_gives_byte_identical_receipts() {
+    let r = region();
+    let first = issue(&r.hub, &statement());
+    let again = issue(&r.hub, &statement());
+    assert_eq!(first, again);
+    assert_eq!(first.encode_to_vec(), again.encode_to_vec());
+
+    let later = Statement {
+        stored_unix_ms: 6,
+        ..statement()
+    };
+    assert_ne!(issue(&r.hub, &later).signature, first.signature);
+}
+
+#[test]
+fn a_receipt_for_another_item_is_refused() {
+    let r = region();
+    let signed = issue(&r.hub, &statement());
+    let err = open_for(&signed, &r.trust, SystemTime::now(), "item-2", &SHA, None).unwrap_err();
+    assert!(
+        matches!(&err, ReceiptError::OtherItem(id) if id == "item-1"),
+        "{err:?}"
     );
-    let r = open_for(
-        &signed,
-        &trust,
-        SystemTime::now(),
-        "item-1",
-        &sha,
-        Some("hub"),
-    )
-    .unwrap();
-    assert_eq!(r.receiver, "hub");
-    assert_eq!(r.kind, ReceiptKind::Delivery as i32);
-    assert!(r.on_time);
+}
+
+#[test]
+fn a_receipt_for_other_report_bytes_is_refused() {
+    let r = region();
+    let signed = issue(&r.hub, &statement());
+    let other = [8u8; 32];
+    let err = open_for(&signed, &r.trust, SystemTime::now(), "item-1", &other, None).unwrap_err();
+    assert!(matches!(err, ReceiptError::OtherBytes), "{err:?}");
+}
+
+#[test]
+fn a_receipt_from_another_receiver_than_expected_is_refused() {
+    let r = region();
+    let signed = issue(&r.hub, &statement());
+    let err = open_item(&signed, &r.trust, Some("hub-b")).unwrap_err();
+    assert!(
+        matches!(&err, ReceiptError::OtherReceiver { actual, expected }
+            if actual == "hub" && expected == "hub-b"),
+        "{err:?}"
+    );
+    open_item(&signed, &r.trust, Some("hub")).unwrap();
+}
+
+#[test]
+fn with_no_expected_receiver_any_region_node_is_accepted() {
+    let r = region();
+    for node in [&r.hub, &r.county] {
+        let got = open_item(&issue(node, &statement()), &r.trust, None).unwrap();
+        assert_eq!(got.receiver, node.node_id());
+    }
+}
+
+#[test]
+fn tampered_receipt_bytes_are_refused_as_a_bad_signature() {
+    let r = region();
+    let mut signed = issue(&r.hub, &statement());
+    let last = signed.receipt.len() - 1;
+    signed.receipt[last] ^= 0x01;
+    let err = open_item(&signed, &r.trust, None).unwrap_err();
+    assert!(
+        matches!(err, ReceiptError::Signer(SignerError::BadSignature)),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_receipt_with_another_nodes_certificate_is_refused_as_a_bad_signature() {
+    let r = region();
+    let mut signed = issue(&r.hub, &statement());
+    signed.signer_cert = r.county.cert().to_vec();
+    let err = open_item(&signed, &r.trust, None).unwrap_err();
+    assert!(
+        matches!(err, ReceiptError::Signer(SignerError::BadSignature)),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_receipt_from_another_region_is_refused_as_a_bad_certificate() {
+    let r = region();
+    let other = tempfile::tempdir().unwrap();
+    crate::pki::init(other.path(), "other", "hub", &[]).unwrap();
+    let stranger = identity(other.path(), "hub");
+    let err = open_item(&issue(&stranger, &statement()), &r.trust, Some("hub")).unwrap_err();
+    assert!(
+        matches!(err, ReceiptError::Signer(SignerError::Certificate(_))),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_receipt_naming_a_receiver_other_than_its_signer_is_refused() {
+    let r = region();
+    let forged = Receipt {
+        item_id: "item-1".into(),
+        report_sha256: SHA.to_vec(),
+        receiver: "hub".into(),
+        stored_unix_ms: 5,
+        kind: ReceiptKind::Delivery as i32,
+        on_time: true,
+    };
+    let signed = sign_receipt(&forged, &r.county);
+    let err = open_item(&signed, &r.trust, Some("hub")).unwrap_err();
+    assert!(
+        matches!(&err, ReceiptError::ReceiverMismatch { named, signer }
+            if named == "hub" && signer == "county-a"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn signed_bytes_that_are_not_a_receipt_are_refused_as_malformed() {
+    let r = region();
+    let bytes = vec![0x0a, 0x05, b'x']; // a 5-byte field with 1 byte
+    let signed = SignedReceipt {
+        signature: r.hub.sign(&bytes),
+        signer_cert: r.hub.cert().to_vec(),
+        receipt: bytes,
+    };
+    let err = open(&signed, &r.trust, SystemTime::now()).unwrap_err();
+    assert!(matches!(err, ReceiptError::Malformed(_)), "{err:?}");
+}
+
+#[test]
+fn peek_reads_a_receipt_without_verifying_it() {
+    let r = region();
+    let mut signed = issue(&r.hub, &statement());
+    signed.signature[0] ^= 0x80;
+    assert!(matches!(
+        open_item(&signed, &r.trust, None),
+        Err(ReceiptError::Signer(SignerError::BadSignature))
+    ));
+    let seen = peek(&signed).unwrap();
+    assert_eq!(seen.item_id, "item-1");
+    assert_eq!(seen.receiver, "hub");
+
+    signed.receipt = vec![0x0a, 0x05, b'x'];
+    assert_eq!(peek(&signed), None);
 }
