@@ -8,7 +8,6 @@ use std::time::{Duration, SystemTime};
 
 use common::{HUB, Region};
 use rustls::RootCertStore;
-use zhibao::class::Class;
 use zhibao::proto::{Report, SignedReport};
 use zhibao::trust::{Identity, Trust};
 use zhibao::{envelope, pki, trust};
@@ -23,15 +22,7 @@ fn roots(region: &Region) -> Arc<RootCertStore> {
 }
 
 fn report(origin: &str) -> Report {
-    Report {
-        id: envelope::new_item_id(),
-        origin: origin.into(),
-        priority: Class::Emergency.to_proto() as i32,
-        title: "flood".into(),
-        body: b"the river road is under water".to_vec(),
-        created_unix_ms: zhibao::clock::now_ms(),
-        ..Default::default()
-    }
+    common::report(origin)
 }
 
 /// Client config presenting `cert`/`key` from `pki_dir`, trusting `region`'s CA.

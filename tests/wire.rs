@@ -5,22 +5,17 @@ mod common;
 
 use std::marker::PhantomData;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::{HUB, Region};
 use http::uri::PathAndQuery;
-use hyper_util::rt::TokioIo;
 use prost::Message;
 use prost::bytes::{Buf, BufMut};
-use rustls::pki_types::ServerName;
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 use tonic::codec::{DecodeBuf, Decoder, EncodeBuf, Encoder};
-use tonic::transport::{Channel, Endpoint};
-use zhibao::class::Class;
+use tonic::transport::Channel;
 use zhibao::envelope;
 use zhibao::proto::{
     Chunk, ForwardRequest, ForwardResponse, Report, SignedReceipt, SignedReport, forward_request,
@@ -85,23 +80,7 @@ impl<D: Message + Default + Send + 'static> tonic::codec::Codec for RawCodec<D> 
 async fn channel_as(region: &Region, node: &str, addr: SocketAddr) -> Channel {
     let identity = region.identity(node);
     let config = zhibao::tls::client_config(&identity, &region.trust().snapshot(), HUB).unwrap();
-    let config = Arc::new(config);
-    let connector = tower::service_fn(move |_: http::Uri| {
-        let config = config.clone();
-        async move {
-            let tcp = TcpStream::connect(addr).await?;
-            let name = ServerName::try_from(HUB).unwrap();
-            let tls = tokio_rustls::TlsConnector::from(config)
-                .connect(name, tcp)
-                .await?;
-            Ok::<_, std::io::Error>(TokioIo::new(tls))
-        }
-    });
-    Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect_with_connector(connector)
-        .await
-        .unwrap()
+    common::channel_with(addr, config).await.unwrap()
 }
 
 /// A generic gRPC client on `channel`, ready to send.
@@ -113,16 +92,7 @@ async fn grpc(channel: Channel) -> tonic::client::Grpc<Channel> {
 
 /// A report from `origin`, signed by it.
 fn signed_report(region: &Region, origin: &str) -> SignedReport {
-    let report = Report {
-        id: envelope::new_item_id(),
-        origin: origin.into(),
-        priority: Class::Emergency.to_proto() as i32,
-        title: "flood".into(),
-        body: b"the river road is under water".to_vec(),
-        created_unix_ms: zhibao::clock::now_ms(),
-        ..Default::default()
-    };
-    envelope::sign(&report, &region.identity(origin))
+    envelope::sign(&common::report(origin), &region.identity(origin))
 }
 
 fn id_of(item: &SignedReport) -> String {

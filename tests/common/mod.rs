@@ -169,6 +169,15 @@ pub async fn relay_with(
     addr: SocketAddr,
     config: rustls::ClientConfig,
 ) -> Result<RelayClient<Channel>, tonic::transport::Error> {
+    Ok(RelayClient::new(channel_with(addr, config).await?))
+}
+
+/// A gRPC channel to the hub at `addr` over TLS with an arbitrary client
+/// configuration.
+pub async fn channel_with(
+    addr: SocketAddr,
+    config: rustls::ClientConfig,
+) -> Result<Channel, tonic::transport::Error> {
     let config = Arc::new(config);
     let connector = tower::service_fn(move |_: http::Uri| {
         let config = config.clone();
@@ -181,11 +190,23 @@ pub async fn relay_with(
             Ok::<_, std::io::Error>(TokioIo::new(tls))
         }
     });
-    let channel = Endpoint::from_shared(format!("http://{addr}"))
+    Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect_with_connector(connector)
-        .await?;
-    Ok(RelayClient::new(channel))
+        .await
+}
+
+/// An emergency report from `origin`, not signed yet.
+pub fn report(origin: &str) -> zhibao::proto::Report {
+    zhibao::proto::Report {
+        id: zhibao::envelope::new_item_id(),
+        origin: origin.into(),
+        priority: zhibao::class::Class::Emergency.to_proto() as i32,
+        title: "flood".into(),
+        body: b"the river road is under water".to_vec(),
+        created_unix_ms: zhibao::clock::now_ms(),
+        ..Default::default()
+    }
 }
 
 /// A Relay client connected as `node` (a certificate in `pki_dir`).
