@@ -53,6 +53,89 @@ impl Clock {
     }
 }
 
+/// Wall-clock time that does not jump, for the rules that measure time
+/// (overdue marking): it follows the wall clock while the wall clock moves
+/// with the monotonic one, and keeps to the monotonic clock when the wall
+/// clock jumps — a clock set a day ahead must not mark every item overdue,
+/// one set back must not hide what is late. A jump that lasts is adopted
+/// after [`Steady::ADOPT_AFTER`], as the wall clock was then put right.
+#[derive(Debug)]
+pub struct Steady {
+    /// (wall ms, monotonic instant) of the last reading that agreed.
+    anchor: Option<(i64, tokio::time::Instant)>,
+    /// When the wall clock first disagreed, in the current disagreement.
+    since: Option<tokio::time::Instant>,
+}
+
+/// What a [`Steady`] clock reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reading {
+    /// Unix ms to measure deadlines by.
+    pub now_ms: i64,
+    /// The wall clock's jump (wall minus steady, ms) when this reading is
+    /// the first to see it, for one alarm per jump.
+    pub jumped: Option<i64>,
+}
+
+impl Default for Steady {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Steady {
+    /// A wall clock that moves this far from the monotonic one has jumped.
+    pub const TOLERANCE_MS: i64 = 2_000;
+    /// How long a jump lasts before it is taken as the clock being put right.
+    pub const ADOPT_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+
+    /// A steady clock that has not read anything yet.
+    pub const fn new() -> Self {
+        Self {
+            anchor: None,
+            since: None,
+        }
+    }
+
+    /// Reads the time, given the wall clock's `wall_ms` now.
+    pub fn read(&mut self, wall_ms: i64) -> Reading {
+        let mono = tokio::time::Instant::now();
+        let Some((anchor_wall, anchor_mono)) = self.anchor else {
+            self.anchor = Some((wall_ms, mono));
+            return Reading {
+                now_ms: wall_ms,
+                jumped: None,
+            };
+        };
+        let elapsed =
+            i64::try_from(mono.duration_since(anchor_mono).as_millis()).unwrap_or(i64::MAX);
+        let steady = anchor_wall.saturating_add(elapsed);
+        let jump = wall_ms.saturating_sub(steady);
+        if jump.abs() <= Self::TOLERANCE_MS {
+            self.anchor = Some((wall_ms, mono));
+            self.since = None;
+            return Reading {
+                now_ms: wall_ms,
+                jumped: None,
+            };
+        }
+        let first = self.since.is_none();
+        let since = *self.since.get_or_insert(mono);
+        if mono.duration_since(since) >= Self::ADOPT_AFTER {
+            self.anchor = Some((wall_ms, mono));
+            self.since = None;
+            return Reading {
+                now_ms: wall_ms,
+                jumped: None,
+            };
+        }
+        Reading {
+            now_ms: steady,
+            jumped: first.then_some(jump),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -65,6 +148,36 @@ mod tests {
         assert_eq!(clock.now_ms(), 1_000);
         tokio::time::advance(Duration::from_secs(90)).await;
         assert_eq!(clock.now_ms(), 91_000);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_steady_clock_rides_out_a_jump_and_adopts_one_that_lasts() {
+        let mut steady = Steady::new();
+        let wall = 1_000_000;
+        assert_eq!(steady.read(wall).now_ms, wall);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        // The wall clock moved with time: followed.
+        assert_eq!(steady.read(wall + 10_000).now_ms, wall + 10_000);
+        // It jumps a day ahead: time goes on from where it was, one alarm.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let r = steady.read(wall + 11_000 + 86_400_000);
+        assert_eq!(r.now_ms, wall + 11_000);
+        assert_eq!(r.jumped, Some(86_400_000));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let r = steady.read(wall + 12_000 + 86_400_000);
+        assert_eq!(
+            (r.now_ms, r.jumped),
+            (wall + 12_000, None),
+            "one alarm per jump"
+        );
+        // Put back: followed again.
+        assert_eq!(steady.read(wall + 12_000).now_ms, wall + 12_000);
+        // A jump back that lasts past ADOPT_AFTER is taken as the truth.
+        let back = wall - 50_000_000;
+        assert_eq!(steady.read(back).now_ms, wall + 12_000);
+        tokio::time::advance(Steady::ADOPT_AFTER).await;
+        let later = back + i64::try_from(Steady::ADOPT_AFTER.as_millis()).unwrap();
+        assert_eq!(steady.read(later).now_ms, later);
     }
 
     #[test]

@@ -50,9 +50,36 @@ pub struct TlsConfig {
     pub cert: PathBuf,
     /// This node's Ed25519 private key (PEM, PKCS#8, mode 0600).
     pub key: PathBuf,
-    /// The region CRL (PEM); re-read when it changes.
+    /// The region CRL (PEM); re-read when it changes. When it is named it
+    /// must exist and be signed by the CA, or the node does not start.
     #[serde(default)]
     pub crl: Option<PathBuf>,
+    /// Seconds a CRL past its `nextUpdate` is still used, with an alarm;
+    /// after that the node refuses relay traffic until a fresh CRL arrives.
+    #[serde(default = "default_crl_grace_secs")]
+    pub crl_grace_secs: u64,
+}
+
+fn default_crl_grace_secs() -> u64 {
+    24 * 3600
+}
+
+impl TlsConfig {
+    /// The field of this section that names `path` (`tls` if none does).
+    pub fn field_of(&self, path: &Path) -> &'static str {
+        let (compat_cert, compat_key) = crate::trust::compat_paths(&self.cert);
+        if path == self.ca {
+            "tls.ca"
+        } else if self.crl.as_deref() == Some(path) {
+            "tls.crl"
+        } else if path == self.key || path == compat_key {
+            "tls.key"
+        } else if path == self.cert || path == compat_cert {
+            "tls.cert"
+        } else {
+            "tls"
+        }
+    }
 }
 
 /// The mTLS listener for child nodes and inbox consumers.
@@ -158,6 +185,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// Relay connections at once from one node.
     pub max_connections_per_peer: usize,
+    /// TLS handshakes in progress at once (connections not yet
+    /// authenticated); when full, the oldest is dropped for the newest.
+    pub max_handshakes: usize,
     /// Seconds allowed for a TLS handshake.
     pub handshake_timeout_secs: u64,
     /// Longest wait, seconds, between reconnection attempts to upstream.
@@ -166,6 +196,11 @@ pub struct Limits {
     pub max_attachment_bytes: u64,
     /// Attachments travel in chunks of this many bytes (set by the origin).
     pub chunk_bytes: u32,
+    /// Seconds a report may be dated ahead of this node's clock.
+    pub max_clock_skew_secs: u64,
+    /// Days a report may have travelled (waited at a county, in relays)
+    /// before it is refused as too old.
+    pub max_report_age_days: u64,
 }
 
 impl Default for Limits {
@@ -176,10 +211,13 @@ impl Default for Limits {
             max_in_flight: 64,
             max_connections: 1024,
             max_connections_per_peer: 16,
-            handshake_timeout_secs: 10,
+            max_handshakes: 64,
+            handshake_timeout_secs: 5,
             max_backoff_secs: 10,
             max_attachment_bytes: 64 * 1024 * 1024,
             chunk_bytes: 64 * 1024,
+            max_clock_skew_secs: 300,
+            max_report_age_days: 30,
         }
     }
 }
@@ -187,9 +225,12 @@ impl Default for Limits {
 impl Limits {
     /// The bounds every report is opened with.
     pub fn report_limits(&self) -> crate::envelope::Limits {
+        let ms = |secs: u64| i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX);
         crate::envelope::Limits {
             max_report_bytes: self.max_report_bytes,
             max_attachment_bytes: self.max_attachment_bytes,
+            max_clock_skew_ms: ms(self.max_clock_skew_secs),
+            max_age_ms: ms(self.max_report_age_days.saturating_mul(24 * 3600)),
         }
     }
 }
@@ -251,13 +292,20 @@ impl Deadlines {
             Class::Routine => match self.routine_secs {
                 Some(s) => s,
                 None => {
+                    // Checked all the way: a hostile creation time near
+                    // i64::MAX or MIN must give an extreme deadline, never
+                    // a wrapped one.
                     let offset = self.offset_ms().unwrap_or(0);
-                    let local = created_ms + offset;
-                    return (local.div_euclid(DAY_MS) + 1) * DAY_MS - offset;
+                    let local = created_ms.saturating_add(offset);
+                    return local
+                        .div_euclid(DAY_MS)
+                        .saturating_add(1)
+                        .saturating_mul(DAY_MS)
+                        .saturating_sub(offset);
                 }
             },
         };
-        created_ms.saturating_add(i64::try_from(secs).unwrap_or(i64::MAX / 2000) * 1000)
+        created_ms.saturating_add(i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1000))
     }
 
     /// The receipt deadline stamped into an item created at `created_ms`:
@@ -385,6 +433,12 @@ impl NodeConfig {
                 "must be at least 1".into(),
             ));
         }
+        if l.max_handshakes == 0 {
+            return Err(invalid(
+                "limits.max_handshakes",
+                "must be at least 1".into(),
+            ));
+        }
         if l.handshake_timeout_secs == 0 {
             return Err(invalid(
                 "limits.handshake_timeout_secs",
@@ -401,6 +455,24 @@ impl NodeConfig {
             return Err(invalid(
                 "limits.chunk_bytes",
                 "must be between 1 KiB and 1 MiB".into(),
+            ));
+        }
+        if l.max_clock_skew_secs > 24 * 3600 {
+            return Err(invalid(
+                "limits.max_clock_skew_secs",
+                "must be at most a day".into(),
+            ));
+        }
+        if !(1..=3650).contains(&l.max_report_age_days) {
+            return Err(invalid(
+                "limits.max_report_age_days",
+                "must be between 1 and 3650".into(),
+            ));
+        }
+        if self.tls.crl_grace_secs > 30 * 24 * 3600 {
+            return Err(invalid(
+                "tls.crl_grace_secs",
+                "must be at most 30 days".into(),
             ));
         }
         if l.max_backoff_secs == 0 {
@@ -472,6 +544,7 @@ impl NodeConfig {
                 cert,
                 key,
                 crl: Some(pki_dir.join(crate::trust::CRL)),
+                crl_grace_secs: default_crl_grace_secs(),
             },
             relay: None,
             operator: OperatorConfig::default(),
@@ -566,6 +639,22 @@ key = "certs/county-a.key"
             ..Deadlines::default()
         };
         assert!(bad.offset_ms().is_err());
+    }
+
+    #[test]
+    fn deadlines_of_extreme_creation_times_do_not_wrap() {
+        let d = Deadlines::default();
+        for class in Class::ALL {
+            assert!(
+                d.deadline_ms(class, i64::MAX) >= i64::MAX - DAY_MS,
+                "{class}"
+            );
+            assert!(
+                d.deadline_ms(class, i64::MIN) <= i64::MIN + 2 * DAY_MS,
+                "{class}"
+            );
+            assert!(d.deadline_ms(class, 0) > 0, "{class}");
+        }
     }
 
     #[test]

@@ -47,6 +47,7 @@
 //! their class deadline overdue and escalates them to alternate and
 //! skip-level routes.
 
+pub mod audit;
 pub mod class;
 pub mod client;
 pub mod clock;

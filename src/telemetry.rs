@@ -24,3 +24,58 @@ pub fn chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
+
+/// A log line that repeats is written the first time, then at most once per
+/// period with how many were left out in between: a flood of refusals or a
+/// long outage stays visible without burying everything else.
+#[derive(Debug)]
+pub struct Throttle {
+    every: std::time::Duration,
+    state: std::sync::Mutex<(Option<tokio::time::Instant>, u64)>,
+}
+
+impl Throttle {
+    /// Lets a line through at most once per `every`.
+    pub const fn new(every: std::time::Duration) -> Self {
+        Self {
+            every,
+            state: std::sync::Mutex::new((None, 0)),
+        }
+    }
+
+    /// Whether to write the line now; if so, how many were left out since
+    /// the last one written.
+    pub fn allow(&self) -> Option<u64> {
+        let now = tokio::time::Instant::now();
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (last, left_out) = &mut *state;
+        match last {
+            Some(at) if now.duration_since(*at) < self.every => {
+                *left_out += 1;
+                None
+            }
+            _ => {
+                *last = Some(now);
+                Some(std::mem::take(left_out))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttle_lets_the_first_through_then_one_per_period_with_a_count() {
+        let t = Throttle::new(Duration::from_secs(60));
+        assert_eq!(t.allow(), Some(0));
+        assert_eq!(t.allow(), None);
+        assert_eq!(t.allow(), None);
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert_eq!(t.allow(), Some(2), "two left out since the last line");
+        assert_eq!(t.allow(), None);
+    }
+}

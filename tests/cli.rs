@@ -93,12 +93,14 @@ fn bad_config_exits_with_usage_code_naming_the_field() {
 #[test]
 fn certs_init_refuses_to_overwrite_a_ca() {
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().to_str().unwrap();
+    // In a subdirectory: the CA goes to its sibling `certs-ca`, inside too.
+    let certs = dir.path().join("certs");
+    let d = certs.to_str().unwrap();
     let first = zhibao(&[
         "certs", "init", "--dir", d, "--hub", "hub", "--nodes", "a,b",
     ]);
     assert!(first.status.success(), "{}", stderr(&first));
-    let ca_before = std::fs::read(dir.path().join("ca.pem")).unwrap();
+    let ca_before = std::fs::read(certs.join("ca.pem")).unwrap();
     let again = zhibao(&["certs", "init", "--dir", d, "--hub", "hub", "--nodes", "a"]);
     assert!(!again.status.success());
     assert!(
@@ -106,7 +108,7 @@ fn certs_init_refuses_to_overwrite_a_ca() {
         "{}",
         stderr(&again)
     );
-    assert_eq!(std::fs::read(dir.path().join("ca.pem")).unwrap(), ca_before);
+    assert_eq!(std::fs::read(certs.join("ca.pem")).unwrap(), ca_before);
     let issue = zhibao(&["certs", "issue", "--dir", d, "--node", "c"]);
     assert!(issue.status.success(), "{}", stderr(&issue));
     let revoke = zhibao(&["certs", "revoke", "--dir", d, "--node", "c"]);

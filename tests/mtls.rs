@@ -71,14 +71,20 @@ async fn client_without_certificate_is_refused() {
 async fn certificate_from_another_ca_is_refused() {
     let region = Region::new(&["county-a"]);
     let other = tempfile::tempdir().unwrap();
-    pki::init(other.path(), "elsewhere", "hub", &["intruder".into()]).unwrap();
+    pki::init(
+        &other.path().join("certs"),
+        "elsewhere",
+        "hub",
+        &["intruder".into()],
+    )
+    .unwrap();
     let hub = region.start_hub().await;
     let addr = hub.relay_addr.unwrap();
-    let (c, k) = trust::node_paths(other.path(), "intruder");
+    let (c, k) = trust::node_paths(&other.path().join("certs"), "intruder");
     let intruder = Identity::load(&c, &k).unwrap();
     call_is_refused(
         addr,
-        client_cfg(&region, other.path(), "intruder"),
+        client_cfg(&region, &other.path().join("certs"), "intruder"),
         &intruder,
     )
     .await;
@@ -218,8 +224,14 @@ async fn a_flipped_byte_is_refused_and_not_stored() {
 async fn report_signed_under_another_ca_is_refused() {
     let region = Region::new(&["county-a"]);
     let other = tempfile::tempdir().unwrap();
-    pki::init(other.path(), "elsewhere", "hub", &["county-a".into()]).unwrap();
-    let (c, k) = trust::node_paths(other.path(), "county-a");
+    pki::init(
+        &other.path().join("certs"),
+        "elsewhere",
+        "hub",
+        &["county-a".into()],
+    )
+    .unwrap();
+    let (c, k) = trust::node_paths(&other.path().join("certs"), "county-a");
     let impostor = Identity::load(&c, &k).unwrap();
     let (hub, mut client) = hub_and_client(&region).await;
     let err = client
@@ -295,8 +307,8 @@ async fn receipts_verify_only_against_the_region_ca() {
     .unwrap();
 
     let other = tempfile::tempdir().unwrap();
-    pki::init(other.path(), "elsewhere", "hub", &[]).unwrap();
-    let foreign = Trust::load(&other.path().join(trust::CA_CERT), None).unwrap();
+    pki::init(&other.path().join("certs"), "elsewhere", "hub", &[]).unwrap();
+    let foreign = Trust::load(&other.path().join("certs").join(trust::CA_CERT), None).unwrap();
     assert!(zhibao::receipt::open(&receipt, &foreign, SystemTime::now()).is_err());
     let mut tampered = receipt.clone();
     tampered.receipt[3] ^= 1;

@@ -60,7 +60,7 @@ async fn a_node_that_cannot_bind_its_relay_listener_leaves_nothing_running() {
     let socket = cfg.operator_socket();
     assert_eq!(cfg.data_dir, data_dir);
     match node::start(cfg).await {
-        Err(StartError::Bind { what, source }) => {
+        Err(StartError::Bind { what, source, .. }) => {
             assert!(what.contains("relay listener"), "{what}");
             assert_eq!(source.kind(), std::io::ErrorKind::AddrInUse, "{source}");
         }

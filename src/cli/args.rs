@@ -164,13 +164,21 @@ pub(crate) struct Target {
     pub(crate) name: String,
 }
 
+/// `zhibao certs`: the region's PKI in two directories. The node directory
+/// (`--dir`, what nodes are configured with) holds `ca.pem`, `crl.pem` and
+/// every node's certificates and keys, never the CA key; the CA directory
+/// (`--ca-dir`, by default `<dir>-ca`) holds `ca.key`, `ca.pem` and the
+/// authoritative `crl.pem`, and never goes to a node.
 #[derive(Subcommand, Debug)]
 pub(crate) enum CertsCommand {
     /// Create a region CA, a hub certificate and node certificates.
+    ///
+    /// The CA key (ca.key, mode 0600), ca.pem and crl.pem go into the CA
+    /// directory; ca.pem, a copy of crl.pem and the certificates and keys
+    /// into the node directory. Refuses if either already holds a CA.
     Init {
-        /// Directory to write into.
-        #[arg(long)]
-        dir: PathBuf,
+        #[command(flatten)]
+        dirs: PkiDirs,
         /// The hub's node id.
         #[arg(long)]
         hub: String,
@@ -183,9 +191,8 @@ pub(crate) enum CertsCommand {
     },
     /// Issue a certificate for one more node.
     Issue {
-        /// PKI directory.
-        #[arg(long)]
-        dir: PathBuf,
+        #[command(flatten)]
+        dirs: PkiDirs,
         /// The node id.
         #[arg(long)]
         node: String,
@@ -193,15 +200,84 @@ pub(crate) enum CertsCommand {
         #[arg(long, default_value_t = 365)]
         days: i64,
     },
-    /// Revoke a node's certificate (updates crl.pem, which nodes reload).
-    Revoke {
-        /// PKI directory.
+    /// Give a node a new key and certificate for the same node id.
+    ///
+    /// The node's files are replaced atomically (a running node picks them
+    /// up without a restart). The old certificate is kept as
+    /// <node>.pem.old and stays valid, so reports signed under it stay
+    /// verifiable, until it expires or is revoked with `revoke --old`.
+    Renew {
+        #[command(flatten)]
+        dirs: PkiDirs,
+        /// The node id.
         #[arg(long)]
+        node: String,
+        /// Validity of the new certificate in days.
+        #[arg(long, default_value_t = 365)]
+        days: i64,
+    },
+    /// Revoke a node's certificates (updates crl.pem, which nodes reload).
+    ///
+    /// Without --old or --serial: all of them, the current one and those
+    /// renewals replaced, each with its P-256 companion. The CRL is written
+    /// to the CA directory, then copied to the node directory.
+    Revoke {
+        #[command(flatten)]
+        dirs: PkiDirs,
+        /// The node id.
+        #[arg(long)]
+        node: String,
+        /// Only the certificates renewals replaced (<node>.pem.old): once
+        /// the node runs on its new one.
+        #[arg(long, conflicts_with = "serial")]
+        old: bool,
+        /// Only the certificate with this serial number (hex, as `renew`
+        /// and `issue` print it).
+        #[arg(long, value_name = "HEX")]
+        serial: Option<String>,
+    },
+    /// Sign the CRL again with a new nextUpdate.
+    ///
+    /// Same revoked certificates, the next CRL number. Run it well before
+    /// the CRL's nextUpdate: past it (and the nodes' grace) nodes refuse
+    /// relay traffic.
+    RefreshCrl {
+        #[command(flatten)]
+        dirs: PkiDirs,
+        /// Days until the new CRL's nextUpdate.
+        #[arg(long, default_value_t = zhibao::pki::DEFAULT_CRL_DAYS)]
+        days: i64,
+    },
+    /// Copy exactly the files one node needs into a directory for it.
+    ///
+    /// ca.pem, crl.pem, <node>.pem, <node>.key, <node>.p256.pem,
+    /// <node>.p256.key (those that exist), keys with mode 0600; never the
+    /// CA key.
+    Bundle {
+        /// The node directory to copy from.
+        #[arg(long, default_value = "certs")]
         dir: PathBuf,
         /// The node id.
         #[arg(long)]
         node: String,
+        /// Directory to write into (created with mode 0700); must not hold
+        /// any of the files yet.
+        #[arg(long)]
+        out: PathBuf,
     },
+}
+
+/// The two directories of a region's PKI.
+#[derive(clap::Args, Debug)]
+pub(crate) struct PkiDirs {
+    /// The node directory: ca.pem, crl.pem, every node's certificates and
+    /// keys.
+    #[arg(long, default_value = "certs")]
+    pub(crate) dir: PathBuf,
+    /// The CA directory: ca.key, ca.pem and the authoritative crl.pem
+    /// [default: <dir>-ca].
+    #[arg(long)]
+    pub(crate) ca_dir: Option<PathBuf>,
 }
 
 impl Command {

@@ -30,11 +30,10 @@ const EX_UNAVAILABLE: u8 = 69;
 
 /// The exit code for a command that failed with `e`.
 pub(crate) fn exit_code(e: &anyhow::Error) -> ExitCode {
+    // Everything that stops a node from starting is something in its
+    // configuration (or a file it names) to fix.
     let bad_config = e.downcast_ref::<zhibao::config::ConfigError>().is_some()
-        || matches!(
-            e.downcast_ref::<node::StartError>(),
-            Some(node::StartError::Config(_))
-        );
+        || e.downcast_ref::<node::StartError>().is_some();
     if bad_config {
         return ExitCode::from(EX_USAGE);
     }
@@ -235,30 +234,113 @@ fn parse_cursor(s: &str) -> anyhow::Result<Cursor> {
 }
 
 fn certs(action: CertsCommand) -> anyhow::Result<()> {
+    let pki_of = |dirs: &args::PkiDirs| {
+        let pki = dirs.ca_dir.as_deref().map_or_else(
+            || pki::Pki::at(&dirs.dir),
+            |ca| pki::Pki::new(&dirs.dir, ca),
+        );
+        if let Some(key) = pki.legacy_ca_key() {
+            eprintln!(
+                "warning: {} is the CA key, next to the files nodes are given (old layout); \
+                 move it, with a copy of ca.pem and crl.pem, to {}",
+                key.display(),
+                pki.ca.display()
+            );
+        }
+        pki
+    };
+    // The CRL files a change wrote (one in the old layout).
+    let crls = |pki: &pki::Pki| {
+        let copy = pki.nodes.join(trust::CRL);
+        if pki.ca.join(trust::CA_KEY).exists() {
+            format!(
+                "{} and {}",
+                pki.ca.join(trust::CRL).display(),
+                copy.display()
+            )
+        } else {
+            copy.display().to_string()
+        }
+    };
     match action {
         CertsCommand::Init {
-            dir,
+            dirs,
             hub,
             nodes,
             region,
         } => {
-            pki::init(&dir, &region, &hub, &nodes)?;
+            let pki = pki_of(&dirs);
+            pki::init_in(&pki, &region, &hub, &nodes)?;
             println!(
-                "wrote region CA, CRL and certificates for {hub}{}{} in {}",
+                "wrote the region CA in {} (ca.key: keep this directory off the nodes)",
+                pki.ca.display()
+            );
+            println!(
+                "wrote ca.pem, crl.pem and certificates for {hub}{}{} in {}",
                 if nodes.is_empty() { "" } else { ", " },
                 nodes.join(", "),
-                dir.display()
+                pki.nodes.display()
             );
         }
-        CertsCommand::Issue { dir, node, days } => {
-            let mut opts = pki::IssueOptions::default();
-            opts.not_after = opts.not_before + time::Duration::days(days.max(1));
-            pki::issue_with(&dir, &node, &opts)?;
-            println!("issued {}", trust::node_paths(&dir, &node).0.display());
+        CertsCommand::Issue { dirs, node, days } => {
+            let pki = pki_of(&dirs);
+            pki::issue_in(&pki, &node, &pki::IssueOptions::for_days(days))?;
+            let cert = trust::node_paths(&pki.nodes, &node).0;
+            println!(
+                "issued {} (serial {})",
+                cert.display(),
+                pki::serial_hex(&pki::read_serial(&cert)?)
+            );
         }
-        CertsCommand::Revoke { dir, node } => {
-            pki::revoke(&dir, &node)?;
-            println!("revoked {node}; {} updated", dir.join(trust::CRL).display());
+        CertsCommand::Renew { dirs, node, days } => {
+            let pki = pki_of(&dirs);
+            let r = pki::renew(&pki, &node, &pki::IssueOptions::for_days(days))?;
+            let cert = trust::node_paths(&pki.nodes, &node).0;
+            if r.resumed {
+                println!("finished an interrupted renewal of {node}");
+            }
+            println!(
+                "renewed {} (serial {}); the previous certificate (serial {}) stays valid \
+                 until it expires: revoke it with `zhibao certs revoke --node {node} --old` \
+                 once the node runs on the new one",
+                cert.display(),
+                r.new_serial,
+                r.old_serial
+            );
+        }
+        CertsCommand::Revoke {
+            dirs,
+            node,
+            old,
+            serial,
+        } => {
+            let which = match (old, serial) {
+                (_, Some(s)) => pki::Which::Serial(pki::parse_serial(&s)?),
+                (true, None) => pki::Which::Old,
+                (false, None) => pki::Which::All,
+            };
+            let pki = pki_of(&dirs);
+            let serials = pki::revoke_in(&pki, &node, &which)?;
+            println!(
+                "revoked {node}: serial {}; {} updated",
+                serials.join(", "),
+                crls(&pki)
+            );
+        }
+        CertsCommand::RefreshCrl { dirs, days } => {
+            let pki = pki_of(&dirs);
+            let next = time::OffsetDateTime::now_utc() + time::Duration::days(days.max(1));
+            let number = pki::reissue_crl(&pki, next)?;
+            println!(
+                "signed CRL number {number}, next update {}; {} updated",
+                next.date(),
+                crls(&pki)
+            );
+        }
+        CertsCommand::Bundle { dir, node, out } => {
+            for path in pki::bundle(&dir, &node, &out)? {
+                println!("wrote {}", path.display());
+            }
         }
     }
     Ok(())

@@ -62,6 +62,27 @@ pub enum VerifyError {
     /// The report's class is not one of the three.
     #[error("unknown priority class {0}: use emergency, bad_news or routine")]
     UnknownClass(i32),
+    /// The report says it was written after now, beyond the clock skew
+    /// allowed: the origin's clock is wrong, and its deadline would be too.
+    #[error(
+        "report is dated {ahead_ms} ms in the future, beyond the {skew_ms} ms of clock skew allowed: the origin's clock is wrong"
+    )]
+    FromTheFuture {
+        /// How far ahead of this node's clock.
+        ahead_ms: i64,
+        /// The skew allowed.
+        skew_ms: i64,
+    },
+    /// The report is older than any item is kept waiting, or has no date.
+    #[error(
+        "report is dated {age_ms} ms ago, older than the {max_ms} ms an item may travel (or not dated at all)"
+    )]
+    TooOld {
+        /// Its age by this node's clock.
+        age_ms: i64,
+        /// The oldest allowed.
+        max_ms: i64,
+    },
     /// The report's attachment references are not acceptable.
     #[error(transparent)]
     Attachments(#[from] AttachmentError),
@@ -85,6 +106,12 @@ pub struct Limits {
     pub max_report_bytes: usize,
     /// Largest total of the attachments it names, bytes.
     pub max_attachment_bytes: u64,
+    /// How far in the future a report may be dated (the origin's clock may
+    /// be ahead of ours by this much), ms.
+    pub max_clock_skew_ms: i64,
+    /// How old a report may be: items wait at a county through an outage,
+    /// so this is days, not minutes; older is a replay or corruption, ms.
+    pub max_age_ms: i64,
 }
 
 impl Default for Limits {
@@ -92,6 +119,8 @@ impl Default for Limits {
         Self {
             max_report_bytes: 1024 * 1024,
             max_attachment_bytes: 64 * 1024 * 1024,
+            max_clock_skew_ms: 5 * 60 * 1000,
+            max_age_ms: 30 * 24 * 3600 * 1000,
         }
     }
 }
@@ -249,6 +278,7 @@ pub fn open(
     check_id(&report.id)?;
     let class =
         Class::from_proto(report.priority).ok_or(VerifyError::UnknownClass(report.priority))?;
+    check_date(report.created_unix_ms, limits, now)?;
     attachments::check(&report, limits.max_attachment_bytes)?;
     let digest = sha256(&signed.report);
     let holder = hops::check(&signed.hops, &report.origin, &digest, trust, now)
@@ -259,6 +289,28 @@ pub fn open(
         class,
         holder,
     })
+}
+
+/// Checks a report's date against this node's clock at `now`.
+fn check_date(created_ms: i64, limits: &Limits, now: SystemTime) -> Result<(), VerifyError> {
+    let now_ms = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let ahead_ms = created_ms.saturating_sub(now_ms);
+    if ahead_ms > limits.max_clock_skew_ms {
+        return Err(VerifyError::FromTheFuture {
+            ahead_ms,
+            skew_ms: limits.max_clock_skew_ms,
+        });
+    }
+    let age_ms = now_ms.saturating_sub(created_ms);
+    if created_ms <= 0 || age_ms > limits.max_age_ms {
+        return Err(VerifyError::TooOld {
+            age_ms,
+            max_ms: limits.max_age_ms,
+        });
+    }
+    Ok(())
 }
 
 /// The id a report claims, decoded *without verifying anything*, only to

@@ -19,12 +19,12 @@ struct Region {
 fn region() -> Region {
     let dir = tempfile::tempdir().unwrap();
     let nodes = ["county-a".into(), "relay".into(), "relay2".into()];
-    crate::pki::init(dir.path(), "test", "hub", &nodes).unwrap();
+    crate::pki::init(&dir.path().join("certs"), "test", "hub", &nodes).unwrap();
     Region {
-        trust: Trust::load(&dir.path().join(crate::trust::CA_CERT), None).unwrap(),
-        county: identity(dir.path(), "county-a"),
-        relay: identity(dir.path(), "relay"),
-        relay2: identity(dir.path(), "relay2"),
+        trust: Trust::load(&dir.path().join("certs").join(crate::trust::CA_CERT), None).unwrap(),
+        county: identity(&dir.path().join("certs"), "county-a"),
+        relay: identity(&dir.path().join("certs"), "relay"),
+        relay2: identity(&dir.path().join("certs"), "relay2"),
         dir,
     }
 }
@@ -35,12 +35,13 @@ fn identity(dir: &Path, node: &str) -> Identity {
 }
 
 fn draft(class: Class) -> Draft {
+    let now = crate::clock::now_ms();
     Draft::new(
         class,
         "flood".into(),
         b"two villages cut off".to_vec(),
-        1_000,
-        61_000,
+        now,
+        now + 60_000,
     )
 }
 
@@ -52,8 +53,8 @@ fn report(origin: &str) -> Report {
         priority: Priority::Emergency as i32,
         title: "flood".into(),
         body: b"two villages cut off".to_vec(),
-        created_unix_ms: 1_000,
-        deadline_unix_ms: 61_000,
+        created_unix_ms: crate::clock::now_ms(),
+        deadline_unix_ms: crate::clock::now_ms() + 60_000,
         attachments: Vec::new(),
     }
 }
@@ -162,8 +163,14 @@ fn a_report_claiming_another_origin_is_refused() {
 fn a_signer_from_another_region_is_refused_as_a_bad_certificate() {
     let r = region();
     let other = tempfile::tempdir().unwrap();
-    crate::pki::init(other.path(), "other", "hub", &["county-a".into()]).unwrap();
-    let stranger = identity(other.path(), "county-a");
+    crate::pki::init(
+        &other.path().join("certs"),
+        "other",
+        "hub",
+        &["county-a".into()],
+    )
+    .unwrap();
+    let stranger = identity(&other.path().join("certs"), "county-a");
     let (signed, _) = seal(draft(Class::Emergency), &stranger);
     let err = open_now(&signed, &r.trust).unwrap_err();
     assert!(
@@ -175,13 +182,13 @@ fn a_signer_from_another_region_is_refused_as_a_bad_certificate() {
 #[test]
 fn a_revoked_signer_is_refused_as_a_bad_certificate() {
     let r = region();
-    let ca = r.dir.path().join(crate::trust::CA_CERT);
-    let crl = r.dir.path().join(crate::trust::CRL);
+    let ca = r.dir.path().join("certs").join(crate::trust::CA_CERT);
+    let crl = r.dir.path().join("certs").join(crate::trust::CRL);
     let (signed, _) = seal(draft(Class::Emergency), &r.county);
     let before = Trust::load(&ca, Some(&crl)).unwrap();
     open_now(&signed, &before).unwrap();
 
-    crate::pki::revoke(r.dir.path(), "county-a").unwrap();
+    crate::pki::revoke(&r.dir.path().join("certs"), "county-a").unwrap();
     let after = Trust::load(&ca, Some(&crl)).unwrap();
     let err = open_now(&signed, &after).unwrap_err();
     assert!(
@@ -202,8 +209,8 @@ fn an_expired_signer_is_refused_as_a_bad_certificate() {
         not_after: now - time::Duration::days(1),
         ..Default::default()
     };
-    crate::pki::issue_with(r.dir.path(), "county-old", &opts).unwrap();
-    let old = identity(r.dir.path(), "county-old");
+    crate::pki::issue_with(&r.dir.path().join("certs"), "county-old", &opts).unwrap();
+    let old = identity(&r.dir.path().join("certs"), "county-old");
     let (signed, _) = seal(draft(Class::Emergency), &old);
     let err = open_now(&signed, &r.trust).unwrap_err();
     assert!(
@@ -226,9 +233,9 @@ fn a_signer_certificate_naming_no_node_is_refused() {
         with_node_id: false,
         ..Default::default()
     };
-    crate::pki::issue_with(r.dir.path(), "anon", &opts).unwrap();
+    crate::pki::issue_with(&r.dir.path().join("certs"), "anon", &opts).unwrap();
     // `Identity` refuses such a certificate, so sign with its key directly.
-    let (c, k) = crate::trust::node_paths(r.dir.path(), "anon");
+    let (c, k) = crate::trust::node_paths(&r.dir.path().join("certs"), "anon");
     let key = PrivatePkcs8KeyDer::from_pem_file(&k).unwrap();
     let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(key.secret_pkcs8_der()).unwrap();
     let bytes = report("anon").encode_to_vec();
@@ -539,8 +546,14 @@ fn a_flipped_hop_statement_byte_is_refused_as_a_bad_signature() {
 fn a_hop_signed_by_another_region_is_refused_as_a_bad_certificate() {
     let r = region();
     let other = tempfile::tempdir().unwrap();
-    crate::pki::init(other.path(), "other", "hub", &["relay".into()]).unwrap();
-    let stranger = identity(other.path(), "relay");
+    crate::pki::init(
+        &other.path().join("certs"),
+        "other",
+        "hub",
+        &["relay".into()],
+    )
+    .unwrap();
+    let stranger = identity(&other.path().join("certs"), "relay");
     let (mut signed, _) = seal(draft(Class::Routine), &r.county);
     hops::add(&mut signed, &stranger, "county-a", 2_000);
     let err = open_now(&signed, &r.trust).unwrap_err();
@@ -643,4 +656,43 @@ fn more_than_max_hops_are_refused() {
         matches!(err, VerifyError::TooManyHops(n) if n == MAX_HOPS + 1),
         "{err:?}"
     );
+}
+
+#[test]
+fn a_report_dated_in_the_future_beyond_the_skew_is_refused() {
+    let r = region();
+    let limits = Limits::default();
+    let mut rep = report("county-a");
+    rep.created_unix_ms = crate::clock::now_ms() + limits.max_clock_skew_ms + 60_000;
+    let err = open(&sign(&rep, &r.county), &r.trust, &limits, SystemTime::now()).unwrap_err();
+    assert!(matches!(err, VerifyError::FromTheFuture { .. }), "{err}");
+    rep.created_unix_ms = crate::clock::now_ms() + limits.max_clock_skew_ms - 60_000;
+    assert!(open(&sign(&rep, &r.county), &r.trust, &limits, SystemTime::now()).is_ok());
+}
+
+#[test]
+fn a_report_older_than_the_maximum_age_or_undated_is_refused() {
+    let r = region();
+    let limits = Limits::default();
+    for created in [
+        0,
+        -1,
+        i64::MIN,
+        crate::clock::now_ms() - limits.max_age_ms - 60_000,
+    ] {
+        let mut rep = report("county-a");
+        rep.created_unix_ms = created;
+        let err = open(&sign(&rep, &r.county), &r.trust, &limits, SystemTime::now()).unwrap_err();
+        assert!(
+            matches!(err, VerifyError::TooOld { .. }),
+            "{created}: {err}"
+        );
+    }
+    let mut rep = report("county-a");
+    rep.created_unix_ms = i64::MAX;
+    let err = open(&sign(&rep, &r.county), &r.trust, &limits, SystemTime::now()).unwrap_err();
+    assert!(matches!(err, VerifyError::FromTheFuture { .. }), "{err}");
+    // A day at a county behind a broken link is normal.
+    rep.created_unix_ms = crate::clock::now_ms() - 24 * 3600 * 1000;
+    assert!(open(&sign(&rep, &r.county), &r.trust, &limits, SystemTime::now()).is_ok());
 }

@@ -21,7 +21,7 @@ use tracing::{error, warn};
 use super::events::Events;
 use super::routes::Routes;
 use crate::class::Class;
-use crate::clock::Clock;
+use crate::clock::{Clock, Steady};
 use crate::proto::EventKind;
 use crate::store::{self, ItemRecord, Store};
 
@@ -37,6 +37,9 @@ pub(crate) struct DeadlineWatch {
     routes: Arc<Routes>,
     events: Events,
     clock: Clock,
+    /// The clock read so that a jump of the system clock neither marks
+    /// items overdue nor hides late ones.
+    steady: Steady,
     /// Where early escalation got to while the primaries are down: the
     /// (deadline, sequence) key to go on from.
     early_from: (i64, u64),
@@ -53,8 +56,29 @@ impl DeadlineWatch {
             routes,
             events,
             clock,
+            steady: Steady::new(),
             early_from: (i64::MIN, 0),
         }
+    }
+
+    /// Now, for deadlines; a jump of the system clock is alarmed once.
+    fn now_ms(&mut self) -> i64 {
+        let reading = self.steady.read(self.clock.now_ms());
+        if let Some(jump) = reading.jumped {
+            error!(
+                alarm = "clock-jump",
+                jump_ms = jump,
+                "ALARM: the system clock jumped; deadlines keep to the monotonic clock until it agrees again (or for an hour)"
+            );
+            self.events.alarm(
+                "",
+                "",
+                format!(
+                    "the system clock jumped by {jump} ms; deadlines keep to the monotonic clock"
+                ),
+            );
+        }
+        reading.now_ms
     }
 
     /// Runs until `shutdown`.
@@ -83,10 +107,10 @@ impl DeadlineWatch {
 
     /// How long to sleep before the next pass: until the earliest deadline,
     /// at most [`MAX_NAP`].
-    async fn nap(&self) -> Duration {
+    async fn nap(&mut self) -> Duration {
         match self.store.next_deadline().await {
             Ok(Some(at)) => {
-                let wait = at.saturating_sub(self.clock.now_ms());
+                let wait = at.saturating_sub(self.now_ms());
                 Duration::from_millis(u64::try_from(wait).unwrap_or(0)).min(MAX_NAP)
             }
             _ => MAX_NAP,
@@ -105,8 +129,8 @@ impl DeadlineWatch {
         Ok(full || early)
     }
 
-    async fn mark_overdue(&self) -> Result<bool, store::Error> {
-        let now = self.clock.now_ms();
+    async fn mark_overdue(&mut self) -> Result<bool, store::Error> {
+        let now = self.now_ms();
         let escalation = self.routes.escalation();
         let due = self.store.due(now, BATCH).await?;
         let full = due.len() == BATCH;

@@ -19,17 +19,25 @@ use crate::store;
 use crate::tls::TlsError;
 use crate::trust::{LoadError, SignerError};
 
-/// Why a node could not start.
+/// Why a node could not start. Every case names the configuration field
+/// to look at ([`StartError::field`]); the command exits 64 for all of them.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The configuration is unusable.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// Certificates or keys could not be loaded.
-    #[error(transparent)]
-    Load(#[from] LoadError),
+    /// Certificates, keys, the CA or the CRL could not be used.
+    #[error("invalid `{field}`: {source}")]
+    Load {
+        /// The configuration field naming the file.
+        field: &'static str,
+        /// Why.
+        source: LoadError,
+    },
     /// The certificate names another node than `node_id`.
-    #[error("certificate {path} names node {found:?} but node_id is {expected:?}")]
+    #[error(
+        "invalid `node_id`: certificate {path} names node {found:?} but node_id is {expected:?}"
+    )]
     IdentityMismatch {
         /// The certificate file.
         path: PathBuf,
@@ -38,8 +46,8 @@ pub enum StartError {
         /// The configured node id.
         expected: String,
     },
-    /// Our own certificate is not one the region accepts.
-    #[error("{path}: not valid for this region: {source}")]
+    /// Our own certificate is not one the region accepts now.
+    #[error("invalid `tls.cert`: {path}: not valid for this region: {source}")]
     NotTrusted {
         /// The certificate file.
         path: PathBuf,
@@ -47,7 +55,7 @@ pub enum StartError {
         source: SignerError,
     },
     /// The store could not be opened.
-    #[error("store {path}: {source}")]
+    #[error("invalid `data_dir`: store {path}: {source}")]
     Store {
         /// The store file.
         path: PathBuf,
@@ -55,16 +63,32 @@ pub enum StartError {
         source: store::Error,
     },
     /// A listener could not be bound.
-    #[error("bind {what}: {source}")]
+    #[error("invalid `{field}`: cannot bind {what}: {source}")]
     Bind {
+        /// The configuration field naming the address or path.
+        field: &'static str,
         /// Which listener.
         what: String,
         /// Why.
         source: std::io::Error,
     },
-    /// TLS configuration failed.
-    #[error(transparent)]
+    /// Our certificate and key do not make a TLS configuration.
+    #[error("invalid `tls.cert`: {0}")]
     Tls(#[from] TlsError),
+}
+
+impl StartError {
+    /// The configuration field to look at.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::Config(ConfigError::Invalid { field, .. }) => field,
+            Self::Config(_) => "(configuration file)",
+            Self::Load { field, .. } | Self::Bind { field, .. } => field,
+            Self::IdentityMismatch { .. } => "node_id",
+            Self::NotTrusted { .. } | Self::Tls(_) => "tls.cert",
+            Self::Store { .. } => "data_dir",
+        }
+    }
 }
 
 /// Why a request was not served.
@@ -230,6 +254,8 @@ impl Error {
                 VerifyError::Malformed(_)
                 | VerifyError::BadId(_)
                 | VerifyError::UnknownClass(_)
+                | VerifyError::FromTheFuture { .. }
+                | VerifyError::TooOld { .. }
                 | VerifyError::Attachments(_)
                 | VerifyError::TooManyHops(_) => Code::InvalidArgument,
             },

@@ -85,11 +85,11 @@ pub(crate) struct Bound {
 pub(crate) async fn bind(cfg: &NodeConfig) -> Result<Bound, StartError> {
     let operator = bind_operator_socket(&cfg.operator_socket(), cfg.socket_mode()?)?;
     let operator_tcp = match cfg.operator.listen {
-        Some(addr) => Some(bind_tcp(addr, "operator listener").await?),
+        Some(addr) => Some(bind_tcp(addr, "operator.listen", "operator listener").await?),
         None => None,
     };
     let relay = match &cfg.relay {
-        Some(r) => Some(bind_tcp(r.listen, "relay listener").await?),
+        Some(r) => Some(bind_tcp(r.listen, "relay.listen", "relay listener").await?),
         None => None,
     };
     Ok(Bound {
@@ -100,7 +100,11 @@ pub(crate) async fn bind(cfg: &NodeConfig) -> Result<Bound, StartError> {
 }
 
 fn bind_operator_socket(socket: &Path, mode: u32) -> Result<OperatorSocket, StartError> {
-    let bind_err = |what: String, source| StartError::Bind { what, source };
+    let bind_err = |what: String, source| StartError::Bind {
+        field: "operator.socket",
+        what,
+        source,
+    };
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir)
             .map_err(|e| bind_err(format!("operator socket directory {}", dir.display()), e))?;
@@ -131,8 +135,13 @@ fn bind_operator_socket(socket: &Path, mode: u32) -> Result<OperatorSocket, Star
     Ok(OperatorSocket { listener, file })
 }
 
-async fn bind_tcp(addr: SocketAddr, what: &str) -> Result<(TcpListener, SocketAddr), StartError> {
+async fn bind_tcp(
+    addr: SocketAddr,
+    field: &'static str,
+    what: &str,
+) -> Result<(TcpListener, SocketAddr), StartError> {
     let bind_err = |source| StartError::Bind {
+        field,
         what: format!("{what} {addr}"),
         source,
     };
@@ -204,6 +213,7 @@ pub(crate) fn serve_operator_tcp(
     );
     tokio::spawn(async move {
         let res = Server::builder()
+            .layer(size_limit_layer())
             .add_service(svc)
             .serve_with_incoming_shutdown(ReceiverStream::new(incoming), shutdown.cancelled_owned())
             .await;
@@ -232,6 +242,7 @@ pub(crate) async fn serve_relay(
             .max_concurrent_streams(u32::try_from(concurrency).ok())
             .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
             .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+            .layer(size_limit_layer())
             .add_service(relay_svc)
             .add_service(inbox_svc)
             .add_service(health)
@@ -241,6 +252,25 @@ pub(crate) async fn serve_relay(
             error!(error = %e, "relay listener stopped");
         }
     })
+}
+
+/// tonic refuses a request message over the size limit with OUT_OF_RANGE;
+/// gRPC's convention (and the README) is RESOURCE_EXHAUSTED. Such a refusal
+/// is a trailers-only response, so the status is in its headers; nothing
+/// of ours answers OUT_OF_RANGE. (Within a stream, `relay` maps it.)
+fn size_limit_layer<B>() -> tower::util::MapResponseLayer<fn(http::Response<B>) -> http::Response<B>>
+{
+    fn rewrite<B>(mut resp: http::Response<B>) -> http::Response<B> {
+        let headers = resp.headers_mut();
+        if headers
+            .get("grpc-status")
+            .is_some_and(|v| v.as_bytes() == b"11")
+        {
+            headers.insert("grpc-status", http::HeaderValue::from_static("8"));
+        }
+        resp
+    }
+    tower::util::MapResponseLayer::new(rewrite::<B>)
 }
 
 /// What every mutual-TLS listener of a node shares: who it is, whom it

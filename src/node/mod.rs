@@ -28,6 +28,7 @@
 //! - `deadlines`: the deadline watch — overdue alarms and escalation;
 //! - `inbox`: a hub's consumers reading what arrived;
 //! - `events`: live events for `zhibao watch`;
+//! - `reload`: the CA and CRL kept current, the CRL's freshness watched;
 //! - [`error`]: why a node did not start or a request was refused, and the
 //!   one mapping of refusals to gRPC status codes.
 
@@ -41,6 +42,7 @@ mod listeners;
 mod operator;
 mod push_down;
 mod relay;
+mod reload;
 mod routes;
 mod start;
 mod status;

@@ -213,7 +213,15 @@ impl Relay for RelayService {
                 let service = service.clone();
                 let peer = peer.clone();
                 let uploads = uploads.clone();
-                async move { service.answer(&peer, msg?, &uploads).await }
+                async move {
+                    // tonic says OUT_OF_RANGE for a message over the size
+                    // limit; gRPC's convention is RESOURCE_EXHAUSTED.
+                    let msg = msg.map_err(|s| match s.code() {
+                        tonic::Code::OutOfRange => Status::resource_exhausted(s.message()),
+                        _ => s,
+                    })?;
+                    service.answer(&peer, msg, &uploads).await
+                }
             })
             // Items of one stream are verified and stored concurrently, so
             // they share commits; the bound is the sender's largest window

@@ -28,15 +28,13 @@ use super::inbox::InboxService;
 use super::listeners::{self, Bound, Doors};
 use super::operator::OperatorService;
 use super::relay::RelayService;
+use super::reload;
 use super::routes::Routes;
 use crate::clock::Clock;
 use crate::config::NodeConfig;
 use crate::store::Store;
 use crate::tls::{self, ListenLimits};
-use crate::trust::{Identity, Trust};
-
-/// How often the CA and CRL files are checked for changes.
-const TRUST_RELOAD: Duration = Duration::from_secs(2);
+use crate::trust::{Identity, LoadError, Trust};
 
 /// Starts a node from a configuration; returns once every listener is
 /// bound, so the caller can use the addresses at once.
@@ -62,7 +60,11 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
 /// Our identity and the region's trust anchors, checked against each other.
 fn load_trust(cfg: &NodeConfig) -> Result<(Arc<Identity>, Arc<Trust>), StartError> {
     tls::install_crypto_provider();
-    let identity = Identity::load(&cfg.tls.cert, &cfg.tls.key)?;
+    let load = |source: LoadError| StartError::Load {
+        field: cfg.tls.field_of(source.path()),
+        source,
+    };
+    let identity = Identity::load(&cfg.tls.cert, &cfg.tls.key).map_err(load)?;
     if identity.node_id() != cfg.node_id {
         return Err(StartError::IdentityMismatch {
             path: cfg.tls.cert.clone(),
@@ -70,7 +72,9 @@ fn load_trust(cfg: &NodeConfig) -> Result<(Arc<Identity>, Arc<Trust>), StartErro
             expected: cfg.node_id.clone(),
         });
     }
-    let trust = Trust::load(&cfg.tls.ca, cfg.tls.crl.as_deref())?;
+    let trust = Trust::load(&cfg.tls.ca, cfg.tls.crl.as_deref())
+        .map_err(load)?
+        .with_crl_grace(Duration::from_secs(cfg.tls.crl_grace_secs));
     // Our own certificate must be one the region accepts.
     let probe = b"self-check";
     trust
@@ -177,6 +181,7 @@ async fn servers(parts: &Parts, bound: Bound) -> (Stage, Addrs) {
         limits: ListenLimits {
             max_connections: cfg.limits.max_connections,
             max_connections_per_peer: cfg.limits.max_connections_per_peer,
+            max_handshakes: cfg.limits.max_handshakes,
             handshake_timeout: Duration::from_secs(cfg.limits.handshake_timeout_secs),
         },
         concurrency: cfg.limits.max_in_flight.max(16),
@@ -237,9 +242,12 @@ fn work(parts: &Parts) -> Stage {
     let cfg = &parts.cfg;
     let mut stage = Stage::new("forwarders and watch");
     let token = stage.token.clone();
-    stage
-        .tasks
-        .push(tokio::spawn(reload_trust(parts.trust.clone(), token)));
+    let trust = parts.trust.clone();
+    stage.tasks.push(tokio::spawn(reload::run(
+        trust,
+        parts.events.clone(),
+        token,
+    )));
     for up in &cfg.upstream {
         let forwarder = Forwarder {
             route: up.clone(),
@@ -268,24 +276,6 @@ fn work(parts: &Parts) -> Stage {
             .push(tokio::spawn(watch.run(stage.token.clone())));
     }
     stage
-}
-
-/// Re-reads the CA and CRL when their files change.
-async fn reload_trust(trust: Arc<Trust>, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(TRUST_RELOAD);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = shutdown.cancelled() => return,
-        }
-        match trust.reload_if_changed() {
-            Ok(true) => info!("region CA/CRL changed; reloaded"),
-            Ok(false) => {}
-            Err(e) => {
-                warn!(error = %e, "CA/CRL changed but cannot be loaded; keeping the previous one");
-            }
-        }
-    }
 }
 
 /// Tasks started together and stopped together.

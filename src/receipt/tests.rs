@@ -14,11 +14,17 @@ struct Region {
 /// A region `test` with hub and county-a; trust without a CRL.
 fn region() -> Region {
     let dir = tempfile::tempdir().unwrap();
-    crate::pki::init(dir.path(), "test", "hub", &["county-a".into()]).unwrap();
+    crate::pki::init(
+        &dir.path().join("certs"),
+        "test",
+        "hub",
+        &["county-a".into()],
+    )
+    .unwrap();
     Region {
-        trust: Trust::load(&dir.path().join(crate::trust::CA_CERT), None).unwrap(),
-        hub: identity(dir.path(), "hub"),
-        county: identity(dir.path(), "county-a"),
+        trust: Trust::load(&dir.path().join("certs").join(crate::trust::CA_CERT), None).unwrap(),
+        hub: identity(&dir.path().join("certs"), "hub"),
+        county: identity(&dir.path().join("certs"), "county-a"),
         _dir: dir,
     }
 }
@@ -174,8 +180,8 @@ fn a_receipt_with_another_nodes_certificate_is_refused_as_a_bad_signature() {
 fn a_receipt_from_another_region_is_refused_as_a_bad_certificate() {
     let r = region();
     let other = tempfile::tempdir().unwrap();
-    crate::pki::init(other.path(), "other", "hub", &[]).unwrap();
-    let stranger = identity(other.path(), "hub");
+    crate::pki::init(&other.path().join("certs"), "other", "hub", &[]).unwrap();
+    let stranger = identity(&other.path().join("certs"), "hub");
     let err = open_item(&issue(&stranger, &statement()), &r.trust, Some("hub")).unwrap_err();
     assert!(
         matches!(err, ReceiptError::Signer(SignerError::Certificate(_))),

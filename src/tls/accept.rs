@@ -1,28 +1,36 @@
-//! A listener's accept loop: a connection budget taken before `accept`, a
-//! handshake timeout, a limit per peer node, and one log line for every
-//! refusal. What comes out is a [`PeerStream`] whose verified [`PeerInfo`]
+//! A listener's accept loop and its budgets.
+//!
+//! Strangers and peers are budgeted apart: a connection still in its TLS
+//! handshake counts against a small budget of pending handshakes (when it
+//! is full, the oldest pending one is dropped for the newest, so thousands
+//! of idle sockets never keep a county waiting) with a short timeout; only
+//! an authenticated connection counts against the connection budget and
+//! its node's share of it. While the CRL is stale, nobody gets in. Every
+//! refusal is logged naming the peer; floods are logged once a minute with
+//! a count. What comes out is a [`PeerStream`] whose verified [`PeerInfo`]
 //! tonic puts in every request's extensions.
 
 use std::cell::Cell;
-use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::Connected;
 use tracing::{debug, info, warn};
 
+use super::peer::{Live, PeerCounts, PeerInfo, PeerSlot, PeerStream};
+use rustls::ServerConfig;
+
 use super::server_config;
-use crate::trust::{Identity, Trust, node_id_of};
+use crate::telemetry::Throttle;
+use crate::trust::{Freshness, Identity, Trust, node_id_of};
 
 thread_local! {
     /// The peer whose handshake is being polled on this thread, so the
@@ -53,130 +61,24 @@ impl<F: Future + Unpin> Future for WithPeer<F> {
     }
 }
 
-/// The verified identity of the peer on a relay connection.
-#[derive(Debug, Clone)]
-pub struct PeerInfo {
-    /// The node id from the peer's verified client certificate.
-    pub node_id: String,
-    /// The peer's socket address.
-    pub addr: SocketAddr,
-}
-
-/// A TLS connection whose peer has been verified, holding its share of the
-/// connection limits until it closes.
-pub struct PeerStream {
-    inner: tokio_rustls::server::TlsStream<TcpStream>,
-    info: PeerInfo,
-    _permit: tokio::sync::OwnedSemaphorePermit,
-    _per_peer: PeerSlot,
-}
-
-impl std::fmt::Debug for PeerStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PeerStream")
-            .field("info", &self.info)
-            .finish()
-    }
-}
-
-impl PeerInfo {
-    /// The verified peer of a request that came over a mutual-TLS listener;
-    /// `None` for a request that did not (the operator socket).
-    pub fn of<T>(req: &tonic::Request<T>) -> Option<Self> {
-        req.extensions().get::<Self>().cloned()
-    }
-}
-
-impl Connected for PeerStream {
-    type ConnectInfo = PeerInfo;
-    fn connect_info(&self) -> PeerInfo {
-        self.info.clone()
-    }
-}
-
-impl AsyncRead for PeerStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for PeerStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-}
-
-/// Counts connections per peer node; the slot gives its place back on drop.
-struct PeerSlot {
-    counts: PeerCounts,
-    node: String,
-}
-
-impl PeerSlot {
-    /// A place for one more connection of `node`, if it has room.
-    fn take(counts: &PeerCounts, node: &str, limits: ListenLimits) -> Option<Self> {
-        let mut all = counts.lock().unwrap_or_else(|e| e.into_inner());
-        let n = all.entry(node.to_string()).or_insert(0);
-        if *n >= limits.max_connections_per_peer {
-            return None;
-        }
-        *n += 1;
-        Some(Self {
-            counts: counts.clone(),
-            node: node.to_string(),
-        })
-    }
-}
-
-impl Drop for PeerSlot {
-    fn drop(&mut self) {
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = counts.get_mut(&self.node) {
-            *n -= 1;
-            if *n == 0 {
-                counts.remove(&self.node);
-            }
-        }
-    }
-}
-
-/// Limits for the relay listener.
+/// Budgets and time limits of a mutual-TLS listener.
 #[derive(Debug, Clone, Copy)]
 pub struct ListenLimits {
-    /// Connections at once, all peers together (handshakes included).
+    /// Established (authenticated) connections at once, all peers.
     pub max_connections: usize,
-    /// Connections at once from one node.
+    /// Established connections at once from one node.
     pub max_connections_per_peer: usize,
+    /// Connections still in their TLS handshake at once. Strangers get
+    /// only this: when it is full, the oldest pending handshake is dropped
+    /// for the newest, so idle sockets never hold the door shut.
+    pub max_handshakes: usize,
     /// Time allowed for a TLS handshake.
     pub handshake_timeout: Duration,
 }
 
 /// Runs the accept loop on `listener` until `shutdown`, yielding verified
-/// connections on the returned channel (which tonic serves).
+/// connections on the returned channel (which tonic serves), and cuts
+/// established connections whose certificate stops passing.
 pub fn spawn_acceptor(
     listener: TcpListener,
     identity: Arc<Identity>,
@@ -185,32 +87,132 @@ pub fn spawn_acceptor(
     shutdown: CancellationToken,
 ) -> mpsc::Receiver<Result<PeerStream, io::Error>> {
     let (tx, rx) = mpsc::channel(64);
+    let live = Arc::new(Live::default());
+    tokio::spawn(recheck(live.clone(), trust.clone(), shutdown.clone()));
     let acceptor = Acceptor {
         identity,
         trust,
         limits,
-        permits: Arc::new(Semaphore::new(limits.max_connections)),
+        established: Arc::new(Semaphore::new(limits.max_connections)),
         per_peer: Arc::default(),
+        silent: Arc::default(),
+        shaking: Arc::default(),
+        live,
         cached: None,
     };
     tokio::spawn(acceptor.run(listener, shutdown, tx));
     rx
 }
 
-/// Connections at once per node, shared by a listener's connections.
-type PeerCounts = Arc<Mutex<HashMap<String, usize>>>;
+/// Cuts established connections whose certificate no longer passes: when
+/// the CA or CRL changes, and while the CRL is stale.
+async fn recheck(live: Arc<Live>, trust: Arc<Trust>, shutdown: CancellationToken) {
+    let mut changes = trust.changes();
+    let mut tick = tokio::time::interval(RECHECK_STALE);
+    loop {
+        tokio::select! {
+            r = changes.changed() => if r.is_err() { return },
+            _ = tick.tick() => {
+                if !trust.freshness(SystemTime::now()).is_stale() {
+                    continue;
+                }
+            }
+            () = shutdown.cancelled() => return,
+        }
+        let cut = live.recheck(&trust);
+        if cut > 0 {
+            info!(
+                cut,
+                "connections of peers whose certificate no longer passes closed"
+            );
+        }
+    }
+}
+
+/// How often established connections are checked again while the CRL is
+/// stale (every check fails then: relay traffic stops).
+const RECHECK_STALE: Duration = Duration::from_secs(2);
+
+/// Handshakes in progress, oldest first, each with the token that drops it.
+#[derive(Debug, Default)]
+struct Pending {
+    next: std::sync::atomic::AtomicU64,
+    queue: Mutex<VecDeque<(u64, CancellationToken)>>,
+}
+
+impl Pending {
+    /// Adds a handshake, dropping the oldest if `max` are in progress.
+    fn add(&self, max: usize) -> (u64, CancellationToken, bool) {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let token = CancellationToken::new();
+        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let evicted = queue.len() >= max.max(1);
+        if evicted && let Some((_, oldest)) = queue.pop_front() {
+            oldest.cancel();
+        }
+        queue.push_back((id, token.clone()));
+        (id, token, evicted)
+    }
+
+    /// A handshake is over, one way or another.
+    fn done(&self, id: u64) {
+        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(at) = queue.iter().position(|(i, _)| *i == id) {
+            queue.remove(at);
+        }
+    }
+
+    /// Runs one step of a handshake in this pool: `None` if it is dropped
+    /// for a newer one or does not finish within `limit` (both logged).
+    async fn run<T>(
+        &self,
+        peer: SocketAddr,
+        limits: ListenLimits,
+        limit: Duration,
+        step: impl Future<Output = T>,
+    ) -> Option<T> {
+        let (id, dropped, evicted) = self.add(limits.max_handshakes);
+        if evicted && let Some(left_out) = EVICTED.allow() {
+            warn!(%peer, limit = limits.max_handshakes, left_out,
+                "too many TLS handshakes at once: the oldest pending one was dropped for this one");
+        }
+        let out = tokio::select! {
+            r = tokio::time::timeout(limit, step) => r.ok(),
+            () = dropped.cancelled() => None,
+        };
+        self.done(id);
+        if out.is_none()
+            && !dropped.is_cancelled()
+            && let Some(left_out) = SLOW.allow()
+        {
+            warn!(%peer, left_out, "refused TLS client: handshake not finished in time");
+        }
+        out
+    }
+}
 
 /// One listener's accept loop and its budgets.
 struct Acceptor {
     identity: Arc<Identity>,
     trust: Arc<Trust>,
     limits: ListenLimits,
-    /// One per connection, handshakes included, taken before `accept`.
-    permits: Arc<Semaphore>,
+    /// One per authenticated connection, taken after its handshake.
+    established: Arc<Semaphore>,
     per_peer: PeerCounts,
-    /// The TLS acceptor for the current CA/CRL generation.
-    cached: Option<(u64, TlsAcceptor)>,
+    /// Connections that have not sent their ClientHello yet.
+    silent: Arc<Pending>,
+    /// Connections in the rest of their handshake.
+    shaking: Arc<Pending>,
+    live: Arc<Live>,
+    /// The TLS configuration for the current CA/CRL generation.
+    cached: Option<(u64, Arc<ServerConfig>)>,
 }
+
+/// Repeated refusals are logged once a minute, with a count.
+static EVICTED: Throttle = Throttle::new(Duration::from_secs(60));
+static STALE: Throttle = Throttle::new(Duration::from_secs(60));
+static FULL: Throttle = Throttle::new(Duration::from_secs(60));
+static SLOW: Throttle = Throttle::new(Duration::from_secs(60));
 
 impl Acceptor {
     async fn run(
@@ -221,10 +223,6 @@ impl Acceptor {
     ) {
         let mut backoff = ACCEPT_BACKOFF_MIN;
         loop {
-            let permit = tokio::select! {
-                p = self.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-                () = shutdown.cancelled() => return,
-            };
             let (tcp, peer) = tokio::select! {
                 r = listener.accept() => match r {
                     Ok(x) => { backoff = ACCEPT_BACKOFF_MIN; x }
@@ -238,47 +236,73 @@ impl Acceptor {
                 },
                 () = shutdown.cancelled() => return,
             };
-            let Some(tls) = self.tls_acceptor(peer) else {
+            if let Freshness::Stale { expired } = self.trust.freshness(SystemTime::now()) {
+                if let Some(left_out) = STALE.allow() {
+                    warn!(%peer, expired, left_out, "refused connection: the region CRL is stale; waiting for a fresh one");
+                }
+                continue;
+            }
+            let Some(config) = self.tls_config(peer) else {
                 continue;
             };
-            let (limits, per_peer, tx) = (self.limits, self.per_peer.clone(), tx.clone());
-            tokio::spawn(async move {
-                let Some((tls, node_id)) = handshake(tls, tcp, peer, limits).await else {
-                    return;
-                };
-                let Some(slot) = PeerSlot::take(&per_peer, &node_id, limits) else {
-                    warn!(%peer, node = %node_id, limit = limits.max_connections_per_peer,
-                        "refused connection: node already has the maximum number of connections");
-                    return;
-                };
-                debug!(%peer, node = %node_id, "mutual TLS connection established");
-                let stream = PeerStream {
-                    inner: tls,
-                    info: PeerInfo {
-                        node_id,
-                        addr: peer,
-                    },
-                    _permit: permit,
-                    _per_peer: slot,
-                };
-                let _ = tx.send(Ok(stream)).await;
-            });
+            tokio::spawn(self.admit(config, tcp, peer, tx.clone()));
         }
     }
 
-    /// The TLS acceptor for the current CA and CRL, rebuilt when they change.
-    fn tls_acceptor(&mut self, peer: SocketAddr) -> Option<TlsAcceptor> {
+    /// Completes one connection: handshake (unless dropped for a newer
+    /// one), budgets, registration; hands it to tonic.
+    fn admit(
+        &self,
+        config: Arc<ServerConfig>,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        tx: mpsc::Sender<Result<PeerStream, io::Error>>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let (limits, per_peer) = (self.limits, self.per_peer.clone());
+        let pools = (self.silent.clone(), self.shaking.clone());
+        let (established, live) = (self.established.clone(), self.live.clone());
+        async move {
+            let Some((tls, node_id, cert)) = handshake(config, tcp, peer, limits, pools).await
+            else {
+                return;
+            };
+            let Ok(permit) = established.try_acquire_owned() else {
+                if let Some(left_out) = FULL.allow() {
+                    warn!(%peer, node = %node_id, limit = limits.max_connections, left_out,
+                        "refused connection: the listener has its maximum of connections");
+                }
+                return;
+            };
+            let Some(slot) = PeerSlot::take(&per_peer, &node_id, limits) else {
+                warn!(%peer, node = %node_id, limit = limits.max_connections_per_peer,
+                    "refused connection: node already has the maximum number of connections");
+                return;
+            };
+            debug!(%peer, node = %node_id, "mutual TLS connection established");
+            let info = PeerInfo {
+                node_id,
+                addr: peer,
+            };
+            let (ticket, cut) = live.register(info.clone(), cert);
+            let stream = PeerStream::new(tls, info, cut, (permit, slot, ticket));
+            let _ = tx.send(Ok(stream)).await;
+        }
+    }
+
+    /// The TLS configuration for the current CA and CRL, rebuilt when they
+    /// change.
+    fn tls_config(&mut self, peer: SocketAddr) -> Option<Arc<ServerConfig>> {
         let snap = self.trust.snapshot();
-        if let Some((generation, acc)) = &self.cached
+        if let Some((generation, cfg)) = &self.cached
             && *generation == snap.generation
         {
-            return Some(acc.clone());
+            return Some(cfg.clone());
         }
         match server_config(&self.identity, &snap) {
             Ok(cfg) => {
-                let acc = TlsAcceptor::from(Arc::new(cfg));
-                self.cached = Some((snap.generation, acc.clone()));
-                Some(acc)
+                let cfg = Arc::new(cfg);
+                self.cached = Some((snap.generation, cfg.clone()));
+                Some(cfg)
             }
             Err(e) => {
                 warn!(error = %e, "cannot build TLS configuration; refusing connection from {peer}");
@@ -292,41 +316,58 @@ impl Acceptor {
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-/// Runs the TLS handshake within the time limit; returns the connection
-/// and the node its verified certificate names, or logs why not.
+/// A stranger has this long to send its ClientHello (within the whole
+/// handshake time limit).
+const HELLO_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Runs the TLS handshake in two steps, each in its own pool of pending
+/// handshakes (a newcomer drops the oldest when a pool is full) and within
+/// the time limit: waiting for the ClientHello, then the rest. Returns the
+/// connection, the node its verified certificate names and that
+/// certificate, or logs why not.
 async fn handshake(
-    acceptor: TlsAcceptor,
+    config: Arc<ServerConfig>,
     tcp: TcpStream,
     peer: SocketAddr,
     limits: ListenLimits,
-) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, String)> {
+    (silent, shaking): (Arc<Pending>, Arc<Pending>),
+) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, String, Vec<u8>)> {
     let _ = tcp.set_nodelay(true);
-    let handshake = WithPeer {
-        peer,
-        inner: acceptor.accept(tcp),
-    };
-    let tls = match tokio::time::timeout(limits.handshake_timeout, handshake).await {
-        Err(_) => {
-            warn!(%peer, "refused TLS client: handshake not finished in {:?}", limits.handshake_timeout);
-            return None;
-        }
-        Ok(Err(e)) => {
+    let started = tokio::time::Instant::now();
+    let hello = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
+    let hello_limit = HELLO_TIMEOUT.min(limits.handshake_timeout);
+    let start = match silent.run(peer, limits, hello_limit, hello).await? {
+        Ok(start) => start,
+        Err(e) => {
             log_handshake_error(peer, &e);
             return None;
         }
-        Ok(Ok(tls)) => tls,
     };
-    let node_id = tls
+    let rest = WithPeer {
+        peer,
+        inner: start.into_stream(config),
+    };
+    let left = limits.handshake_timeout.saturating_sub(started.elapsed());
+    let tls = match shaking.run(peer, limits, left, rest).await? {
+        Ok(tls) => tls,
+        Err(e) => {
+            log_handshake_error(peer, &e);
+            return None;
+        }
+    };
+    let cert = tls
         .get_ref()
         .1
         .peer_certificates()
         .and_then(|c| c.first())
-        .and_then(|c| node_id_of(c));
+        .map(|c| c.to_vec());
+    let node_id = cert.as_deref().and_then(node_id_of);
     // The verifier already insisted on a node id; this is a second lock on the door.
-    if node_id.is_none() {
+    let (Some(node_id), Some(cert)) = (node_id, cert) else {
         warn!(%peer, "refused TLS client: no node id after handshake");
-    }
-    Some((tls, node_id?))
+        return None;
+    };
+    Some((tls, node_id, cert))
 }
 
 fn log_handshake_error(peer: SocketAddr, e: &io::Error) {
@@ -341,6 +382,10 @@ fn log_handshake_error(peer: SocketAddr, e: &io::Error) {
             warn!(%peer, reason = "incompatible", "refused TLS client: {p:?} (only TLS 1.3 is offered)");
         }
         Some(other) => warn!(%peer, error = %other, "refused TLS client: handshake failed"),
-        None => info!(%peer, error = %e, "TLS handshake did not complete"),
+        None => {
+            if let Some(left_out) = SLOW.allow() {
+                info!(%peer, error = %e, left_out, "TLS handshake did not complete");
+            }
+        }
     }
 }

@@ -4,9 +4,11 @@
 //! - this module builds the rustls configurations: TLS 1.3 only, client
 //!   certificates required and checked against the region CA and CRL, the
 //!   peer's node id required, the upstream pinned by node id;
-//! - [`accept`] runs a listener's accept loop (connection budget, handshake
-//!   timeout, per-node limits) and hands tonic verified connections whose
-//!   [`PeerInfo`] every request carries in its extensions;
+//! - [`accept`] runs a listener's accept loop (a budget for strangers' handshakes
+//!   apart from the one for authenticated peers, a handshake timeout,
+//!   per-node limits);
+//! - [`peer`] is what it hands tonic: verified connections whose [`PeerInfo`]
+//!   every request carries, cut when their certificate stops passing;
 //! - [`connect`] opens a gRPC channel to an upstream over mutual TLS.
 //!
 //! Refusals are logged once, naming the peer address and, where the
@@ -14,6 +16,7 @@
 
 pub mod accept;
 pub mod connect;
+pub mod peer;
 
 use std::sync::Arc;
 
@@ -27,8 +30,9 @@ use rustls::{
 };
 use tracing::warn;
 
-pub use accept::{ListenLimits, PeerInfo, PeerStream, spawn_acceptor};
+pub use accept::{ListenLimits, spawn_acceptor};
 pub use connect::connect_channel;
+pub use peer::{PeerInfo, PeerStream};
 
 use crate::trust::{Identity, TrustSnapshot, node_id_of};
 

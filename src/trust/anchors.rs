@@ -3,25 +3,38 @@
 //! [`Trust`] verifies a certificate handed over inside a message — not only
 //! on a TLS connection — against the CA and the CRL, and checks a signature
 //! made with that certificate's key: this is what lets a hub verify a report
-//! from a county it has never talked to. The CA and CRL are re-read when
-//! their files change; a file that fails to load keeps the previous view.
+//! from a county it has never talked to.
+//!
+//! Fail closed: a configured CRL must exist, parse and be signed by the CA,
+//! or the node does not start. The CA and CRL are re-read when their files
+//! change; a file that disappears or fails to load keeps the previous view
+//! in force (and the caller raises an alarm), and a CRL past its
+//! `nextUpdate` plus the configured grace makes every check fail until a
+//! fresh one arrives. Every change of the view bumps a generation that
+//! listeners and forwarders watch, so revocation reaches open connections.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
 
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, TrustAnchor, UnixTime};
 use webpki::{EndEntityCert, KeyUsage, RevocationOptionsBuilder};
 
+use super::crl::{self, CrlInfo, Freshness};
 use super::identity::{LoadError, read_cert, read_crl};
 use super::{NODE_URI_PREFIX, node_id_of};
+
+/// How long a CRL past its `nextUpdate` is tolerated by default.
+pub const DEFAULT_CRL_GRACE: Duration = Duration::from_secs(24 * 3600);
 
 /// Why a certificate or a signature made with it was not accepted.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SignerError {
     /// The certificate does not parse, does not chain to the region CA, is
     /// expired, revoked or not allowed for this use.
-    #[error("signer certificate rejected: {0}")]
+    #[error("signer certificate rejected: {}", describe(.0))]
     Certificate(webpki::Error),
     /// The certificate is valid but names no node.
     #[error("signer certificate names no node (no {NODE_URI_PREFIX}<id> URI SAN)")]
@@ -29,6 +42,40 @@ pub enum SignerError {
     /// The signature does not match the bytes.
     #[error("signature does not verify")]
     BadSignature,
+    /// The CRL in force is past its `nextUpdate` and the grace: nothing is
+    /// accepted until a fresh one arrives.
+    #[error(
+        "the region CRL expired at {expired} (Unix s) and its grace is over; waiting for a fresh CRL"
+    )]
+    StaleCrl {
+        /// Its `nextUpdate`, Unix seconds.
+        expired: i64,
+    },
+}
+
+/// webpki's reason in words an operator reads.
+fn describe(e: &webpki::Error) -> String {
+    let date = |t: &UnixTime| {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(t.as_secs());
+        humantime::format_rfc3339_seconds(at).to_string()
+    };
+    match e {
+        webpki::Error::CertRevoked => "revoked".into(),
+        webpki::Error::CertExpired { not_after, .. } => {
+            format!("expired (not after {})", date(not_after))
+        }
+        webpki::Error::CertNotValidYet { not_before, .. } => {
+            format!("not valid yet (not before {})", date(not_before))
+        }
+        webpki::Error::UnknownIssuer => "not issued by the region CA".into(),
+        webpki::Error::UnknownRevocationStatus => {
+            "its revocation status is unknown (the CRL is not the region CA's)".into()
+        }
+        webpki::Error::InvalidCrlSignatureForPublicKey => {
+            "the CRL's signature does not verify".into()
+        }
+        other => format!("{other:?}"),
+    }
 }
 
 /// One loaded view of the CA and CRL.
@@ -40,6 +87,8 @@ pub struct TrustSnapshot {
     pub crls: Vec<CertificateRevocationListDer<'static>>,
     /// Bumped on every reload, so cached TLS configurations know to rebuild.
     pub generation: u64,
+    /// What the CRL in force says about itself, if one is configured.
+    pub crl: Option<CrlInfo>,
     anchor: TrustAnchor<'static>,
     parsed_crls: Vec<webpki::CertRevocationList<'static>>,
 }
@@ -57,14 +106,28 @@ struct VerifiedSigner {
     generation: u64,
 }
 
+/// What a [`Trust::reload_if_changed`] did.
+#[derive(Debug)]
+pub enum Reload {
+    /// Neither file changed since the last look.
+    Unchanged,
+    /// A new view is in force.
+    Reloaded,
+    /// A file changed (or went) and cannot be used: the previous view stays
+    /// in force. Reported once per change of the files.
+    Failed(LoadError),
+}
+
 /// The region CA and CRL, reloadable without a restart.
 #[derive(Debug)]
 pub struct Trust {
     ca_path: PathBuf,
     crl_path: Option<PathBuf>,
+    crl_grace: Duration,
     current: RwLock<Arc<TrustSnapshot>>,
     stamps: RwLock<(Option<SystemTime>, Option<SystemTime>)>,
     verified: std::sync::Mutex<std::collections::HashMap<[u8; 32], VerifiedSigner>>,
+    generation: watch::Sender<u64>,
 }
 
 fn mtime(path: &Path) -> Option<SystemTime> {
@@ -72,16 +135,37 @@ fn mtime(path: &Path) -> Option<SystemTime> {
 }
 
 impl Trust {
-    /// Loads the CA certificate and, if given and present, the CRL.
+    /// Loads the CA certificate and, if one is given, the CRL, which must
+    /// then exist, parse and be signed by the CA.
     pub fn load(ca_path: &Path, crl_path: Option<&Path>) -> Result<Self, LoadError> {
+        let stamps = (mtime(ca_path), crl_path.and_then(mtime));
         let snapshot = Self::read(ca_path, crl_path, 1)?;
         Ok(Self {
             ca_path: ca_path.to_path_buf(),
             crl_path: crl_path.map(Path::to_path_buf),
+            crl_grace: DEFAULT_CRL_GRACE,
             current: RwLock::new(Arc::new(snapshot)),
-            stamps: RwLock::new((mtime(ca_path), crl_path.and_then(mtime))),
+            stamps: RwLock::new(stamps),
             verified: std::sync::Mutex::default(),
+            generation: watch::channel(1).0,
         })
+    }
+
+    /// How long a CRL past its `nextUpdate` is still used (with alarms).
+    #[must_use]
+    pub fn with_crl_grace(mut self, grace: Duration) -> Self {
+        self.crl_grace = grace;
+        self
+    }
+
+    /// Watches the view: the value (the generation) changes on every reload.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    /// How fresh the CRL in force is at `now`.
+    pub fn freshness(&self, now: SystemTime) -> Freshness {
+        Freshness::of(self.snapshot().crl.as_ref(), self.crl_grace, now)
     }
 
     fn read(
@@ -98,14 +182,22 @@ impl Trust {
             .to_owned();
         let mut crls = Vec::new();
         let mut parsed_crls = Vec::new();
-        if let Some(path) = crl_path.filter(|p| p.exists()) {
-            let crl = read_crl(path)?;
-            let owned = webpki::OwnedCertRevocationList::from_der(&crl).map_err(|source| {
-                LoadError::BadCrl {
+        let mut info = None;
+        if let Some(path) = crl_path {
+            if !path.exists() {
+                return Err(LoadError::Missing {
                     path: path.to_path_buf(),
-                    source,
-                }
-            })?;
+                    what: "CRL",
+                });
+            }
+            let crl = read_crl(path)?;
+            let bad = |why| LoadError::BadCrl {
+                path: path.to_path_buf(),
+                why,
+            };
+            info = Some(crl::check(&ca, &crl).map_err(bad)?);
+            let owned = webpki::OwnedCertRevocationList::from_der(&crl)
+                .map_err(|e| bad(crl::CrlError::Malformed(e.to_string())))?;
             parsed_crls.push(webpki::CertRevocationList::from(owned));
             crls.push(crl);
         }
@@ -113,6 +205,7 @@ impl Trust {
             ca,
             crls,
             generation,
+            crl: info,
             anchor,
             parsed_crls,
         })
@@ -126,23 +219,50 @@ impl Trust {
             .clone()
     }
 
-    /// Re-reads the CA and CRL if either file changed. Returns whether it did.
+    /// Re-reads the CA and CRL if either file changed (or went).
     ///
-    /// A file that fails to load keeps the previous view (and is reported):
-    /// a half-written CRL must not open the door to revoked nodes.
-    pub fn reload_if_changed(&self) -> Result<bool, LoadError> {
-        let now = (
+    /// A file that fails to load keeps the previous view in force: a
+    /// half-written or deleted CRL must not open the door to revoked nodes.
+    pub fn reload_if_changed(&self) -> Reload {
+        let stamps = (
             mtime(&self.ca_path),
             self.crl_path.as_deref().and_then(mtime),
         );
-        if *self.stamps.read().unwrap_or_else(|e| e.into_inner()) == now {
-            return Ok(false);
+        if *self.stamps.read().unwrap_or_else(|e| e.into_inner()) == stamps {
+            return Reload::Unchanged;
         }
+        // Looked at once per change, whatever the outcome.
+        *self.stamps.write().unwrap_or_else(|e| e.into_inner()) = stamps;
         let generation = self.snapshot().generation + 1;
-        let snapshot = Self::read(&self.ca_path, self.crl_path.as_deref(), generation)?;
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
-        *self.stamps.write().unwrap_or_else(|e| e.into_inner()) = now;
-        Ok(true)
+        match Self::read(&self.ca_path, self.crl_path.as_deref(), generation) {
+            Ok(snapshot) => {
+                *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
+                self.generation.send_replace(generation);
+                Reload::Reloaded
+            }
+            Err(e) => Reload::Failed(e),
+        }
+    }
+
+    /// Checks a certificate against the CA and the CRL in force at `now`:
+    /// chain, validity, revocation, node id. Returns the node it names.
+    pub fn check_cert(&self, cert_der: &[u8], now: SystemTime) -> Result<String, SignerError> {
+        let snap = self.snapshot();
+        self.fresh_enough(&snap, now)?;
+        let cert = CertificateDer::from(cert_der);
+        let ee = EndEntityCert::try_from(&cert).map_err(SignerError::Certificate)?;
+        let unix = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.verify_chain(&snap, &ee, cert_der, UnixTime::since_unix_epoch(unix))
+    }
+
+    /// Fails once the CRL in force is past its grace.
+    fn fresh_enough(&self, snap: &TrustSnapshot, now: SystemTime) -> Result<(), SignerError> {
+        match Freshness::of(snap.crl.as_ref(), self.crl_grace, now) {
+            Freshness::Stale { expired } => Err(SignerError::StaleCrl { expired }),
+            _ => Ok(()),
+        }
     }
 
     /// Verifies `cert_der` against the CA and CRL at `now`, then checks that
@@ -155,6 +275,7 @@ impl Trust {
         now: SystemTime,
     ) -> Result<String, SignerError> {
         let snap = self.snapshot();
+        self.fresh_enough(&snap, now)?;
         let cert = CertificateDer::from(cert_der);
         let ee = EndEntityCert::try_from(&cert).map_err(SignerError::Certificate)?;
         let unix = now

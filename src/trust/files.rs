@@ -1,14 +1,53 @@
-//! The layout of a PKI directory, as `zhibao certs` writes it and nodes,
-//! clients and tests read it.
+//! The layout of a region's PKI on disk, as `zhibao certs` writes it and
+//! nodes, clients and tests read it.
+//!
+//! Two directories:
+//! - the **node directory** (`certs/`): what nodes are given — the CA
+//!   certificate [`CA_CERT`], a copy of the CRL [`CRL`] (kept in step on
+//!   every CRL change), and each node's certificate and key
+//!   ([`node_paths`]) with its P-256 companion ([`compat_paths`]). It never
+//!   holds the CA key;
+//! - the **CA directory** (by default the sibling `<dir>-ca`, see
+//!   [`default_ca_dir`]): the CA key [`CA_KEY`] (mode 0600), the CA
+//!   certificate and the authoritative CRL. It never goes to a node.
+//!
+//! One node needs exactly [`node_bundle_names`] from the node directory.
+//! A directory written by an older `zhibao certs init` keeps `ca.key` in the
+//! node directory; the tools still read it there, but a node must not be
+//! given such a directory.
 
 use std::path::{Path, PathBuf};
 
-/// File name of the region CA certificate inside a PKI directory.
+/// File name of the region CA certificate (in both directories).
 pub const CA_CERT: &str = "ca.pem";
-/// File name of the region CA key inside a PKI directory.
+/// File name of the region CA key, in the CA directory only.
 pub const CA_KEY: &str = "ca.key";
-/// File name of the region CRL inside a PKI directory.
+/// File name of the region CRL: authoritative in the CA directory, a copy
+/// in the node directory.
 pub const CRL: &str = "crl.pem";
+/// Appended to a node certificate's file name for the certificates
+/// renewals replaced that may still be valid (`x.pem.old`, PEM, newest
+/// first), kept so that they can be revoked later.
+pub const OLD_SUFFIX: &str = ".old";
+
+/// The CA directory that goes with the node directory `dir` when none is
+/// given: its sibling `<dir>-ca` (`certs` → `certs-ca`, `/etc/zhibao/pki`
+/// → `/etc/zhibao/pki-ca`).
+///
+/// A `dir` with no last component of its own (`.`, `..`) is resolved
+/// first; the root directory gives `/zhibao-ca`.
+pub fn default_ca_dir(dir: &Path) -> PathBuf {
+    let sibling = |p: &Path| {
+        p.file_name().map(|name| {
+            let mut name = name.to_os_string();
+            name.push("-ca");
+            p.with_file_name(name)
+        })
+    };
+    sibling(dir)
+        .or_else(|| std::fs::canonicalize(dir).ok().and_then(|p| sibling(&p)))
+        .unwrap_or_else(|| PathBuf::from("/zhibao-ca"))
+}
 
 /// Paths of one node's certificate and key in a PKI directory.
 pub fn node_paths(dir: &Path, node: &str) -> (PathBuf, PathBuf) {
@@ -30,4 +69,55 @@ pub fn compat_paths(cert: &Path) -> (PathBuf, PathBuf) {
         cert.with_extension("p256.pem"),
         cert.with_extension("p256.key"),
     )
+}
+
+/// Where renewals keep the certificates they replaced: `path` with
+/// [`OLD_SUFFIX`] appended (`x.pem` → `x.pem.old`, `x.p256.pem` →
+/// `x.p256.pem.old`).
+pub fn old_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(OLD_SUFFIX);
+    PathBuf::from(name)
+}
+
+/// The names of the files one node needs from the node directory, and
+/// nothing else: the CA certificate, the CRL, its certificate and key, and
+/// its P-256 companion pair (`zhibao certs bundle` copies these).
+pub fn node_bundle_names(node: &str) -> [String; 6] {
+    [
+        CA_CERT.to_string(),
+        CRL.to_string(),
+        format!("{node}.pem"),
+        format!("{node}.key"),
+        format!("{node}.p256.pem"),
+        format!("{node}.p256.key"),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ca_directory_is_the_sibling() {
+        assert_eq!(default_ca_dir(Path::new("certs")), Path::new("certs-ca"));
+        assert_eq!(default_ca_dir(Path::new("certs/")), Path::new("certs-ca"));
+        assert_eq!(
+            default_ca_dir(Path::new("/etc/zhibao/pki")),
+            Path::new("/etc/zhibao/pki-ca")
+        );
+        assert_eq!(default_ca_dir(Path::new("/")), Path::new("/zhibao-ca"));
+        let here = std::fs::canonicalize(".").unwrap();
+        assert_eq!(
+            default_ca_dir(Path::new(".")),
+            here.with_file_name(format!(
+                "{}-ca",
+                here.file_name().unwrap().to_string_lossy()
+            ))
+        );
+        assert_eq!(
+            old_path(Path::new("d/x.p256.pem")),
+            Path::new("d/x.p256.pem.old")
+        );
+    }
 }

@@ -63,14 +63,38 @@ pub enum LoadError {
         /// webpki's reason.
         source: webpki::Error,
     },
-    /// The CRL does not parse.
-    #[error("{path}: not a valid CRL: {source}")]
+    /// A configured file does not exist.
+    #[error("{path}: the {what} file is configured but does not exist")]
+    Missing {
+        /// The file.
+        path: PathBuf,
+        /// What it should hold.
+        what: &'static str,
+    },
+    /// The CRL is not one the region CA issued.
+    #[error("{path}: not a usable CRL: {why}")]
     BadCrl {
         /// The CRL file.
         path: PathBuf,
-        /// webpki's reason.
-        source: webpki::Error,
+        /// What is wrong with it.
+        why: super::crl::CrlError,
     },
+}
+
+impl LoadError {
+    /// The file the error is about.
+    pub fn path(&self) -> &Path {
+        match self {
+            Self::Pem { path, .. }
+            | Self::NotEd25519 { path, .. }
+            | Self::CompanionMismatch { path, .. }
+            | Self::BadCa { path, .. }
+            | Self::Missing { path, .. }
+            | Self::BadCrl { path, .. } => path,
+            Self::NotPkcs8(path) | Self::NoNodeId(path) => path,
+            Self::KeyMismatch { key, .. } => key,
+        }
+    }
 }
 
 /// Reads the first certificate in a PEM file.

@@ -6,6 +6,8 @@
 //!   certificate and key;
 //! - [`identity`]: this node's own certificate and Ed25519 key, which sign
 //!   reports, hop records and receipts;
+//! - [`crl`]: the region CRL — signed by the CA or refused, numbered, and
+//!   fresh, in grace or stale;
 //! - [`anchors`]: the region CA and its CRL, reloadable, which verify a
 //!   certificate handed over inside a message (not only on a TLS
 //!   connection) and a signature made with it.
@@ -14,11 +16,13 @@
 //! writes files that follow them.
 
 pub mod anchors;
+pub mod crl;
 pub mod files;
 pub mod identity;
 pub mod node_id;
 
-pub use anchors::{SignerError, Trust, TrustSnapshot};
+pub use anchors::{Reload, SignerError, Trust, TrustSnapshot};
+pub use crl::{CrlInfo, Freshness};
 pub use files::{CA_CERT, CA_KEY, CRL, compat_paths, node_paths};
 pub use identity::{Identity, LoadError};
 pub use node_id::{BadNodeId, NODE_URI_PREFIX, node_id_of, validate_node_id};

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::events::Events;
 use super::routes::Routes;
@@ -60,6 +60,10 @@ pub(crate) enum SessionEnd {
     },
     #[error(transparent)]
     Store(#[from] store::Error),
+    #[error("the region CA or CRL changed: reconnecting under it")]
+    TrustChanged,
+    #[error("the region CRL is stale: no relay traffic until a fresh one arrives")]
+    StaleCrl,
     #[error("shutting down")]
     Shutdown,
 }
@@ -97,10 +101,17 @@ impl Forwarder {
                 Ok((session, responses)) => session.run(responses, &shutdown).await,
                 Err(end) => (end, false),
             };
-            self.set_up(false, &end.to_string());
             if matches!(end, SessionEnd::Shutdown) {
+                self.set_up(false, &end.to_string());
                 return;
             }
+            if matches!(end, SessionEnd::TrustChanged) {
+                // Not a failure: the next session checks the upstream, and
+                // is checked by it, under the new CA and CRL.
+                info!(upstream = %self.name(), "{end}");
+                continue;
+            }
+            self.set_up(false, &end.to_string());
             if progressed {
                 backoff.reset();
                 failures = 0;

@@ -70,6 +70,8 @@ pub(super) struct Session<'f> {
     chunks: ChunkSchedule,
     pace: Pace,
     queue: watch::Receiver<u64>,
+    /// The region CA and CRL: the session ends when they change.
+    trust: watch::Receiver<u64>,
     /// Whether the upstream has answered anything: the link works.
     progressed: bool,
 }
@@ -81,6 +83,11 @@ impl<'f> Session<'f> {
         fwd: &'f Forwarder,
         shutdown: &CancellationToken,
     ) -> Result<(Self, Streaming<ForwardResponse>), SessionEnd> {
+        if fwd.trust.freshness(std::time::SystemTime::now()).is_stale() {
+            return Err(SessionEnd::StaleCrl);
+        }
+        let mut trust = fwd.trust.changes();
+        trust.borrow_and_update();
         let config = tls::client_config(&fwd.identity, &fwd.trust.snapshot(), fwd.name())?;
         let connect = tls::connect_channel(
             &fwd.route.addr,
@@ -110,6 +117,7 @@ impl<'f> Session<'f> {
             chunks: ChunkSchedule::default(),
             pace: Pace::new(fwd.window),
             queue: fwd.store.queue_watch(),
+            trust,
             progressed: false,
         };
         Ok((session, responses))
@@ -152,6 +160,10 @@ impl<'f> Session<'f> {
             },
             Some(done) = self.commits.next(), if !self.commits.is_empty() => self.on_commit(done),
             r = self.queue.changed(), if room => r.map_err(|_| SessionEnd::Shutdown),
+            r = self.trust.changed() => Err(match r {
+                Ok(()) => SessionEnd::TrustChanged,
+                Err(_) => SessionEnd::Shutdown,
+            }),
             () = shutdown.cancelled() => Err(SessionEnd::Shutdown),
         }
     }

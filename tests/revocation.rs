@@ -1,0 +1,137 @@
+//! Revocation bites at once: when the CRL changes, open connections of a
+//! peer that is now revoked are closed — an inbox subscription, a county's
+//! `Forward` stream, an operator console's watch on the mTLS operator
+//! listener — and nothing more is sent on them.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{HUB, Region};
+use zhibao::class::Class;
+use zhibao::client::{Inbox, Operator};
+use zhibao::config::RelayListen;
+use zhibao::proto::{Cursor, ItemState};
+use zhibao::{envelope, pki, trust};
+
+const PATIENCE: Duration = Duration::from_secs(15);
+
+async fn assert_logged(needles: &[&str]) {
+    assert!(
+        common::eventually(PATIENCE, || !common::log_lines_with(needles).is_empty()).await,
+        "no log line with {needles:?}"
+    );
+}
+
+/// Ok(None) or an error: the stream is over.
+async fn ends<T: std::fmt::Debug>(
+    stream: &mut tonic::Streaming<T>,
+) -> Result<Option<T>, tonic::Status> {
+    tokio::time::timeout(PATIENCE, stream.message())
+        .await
+        .expect("the stream of a revoked peer was not closed")
+}
+
+#[tokio::test]
+async fn a_revoked_consumer_s_inbox_stream_is_closed_and_gets_nothing_more() {
+    let region = Region::new(&["county-a", "console"]);
+    let mut cfg = region.hub_config("127.0.0.1:0".parse().unwrap());
+    cfg.relay = Some(RelayListen {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        consumers: vec!["console".into()],
+    });
+    let hub = zhibao::node::start(cfg).await.unwrap();
+    let addr = hub.relay_addr.unwrap();
+    let (cert, key) = trust::node_paths(&region.pki(), "console");
+    let ca = region.pki().join(trust::CA_CERT);
+    let mut inbox = Inbox::connect(&addr.to_string(), HUB, &ca, &cert, &key)
+        .await
+        .unwrap();
+    let mut stream = inbox.subscribe(Cursor::default(), true).await.unwrap();
+
+    let mut county = common::relay_as(&region.pki(), "county-a", &region.pki(), addr).await;
+    let first = envelope::sign(&common::report("county-a"), &region.identity("county-a"));
+    county.deliver(first.clone()).await.unwrap();
+    let got = stream.message().await.unwrap().unwrap();
+    assert_eq!(
+        got.item.unwrap().report,
+        first.report,
+        "it reads while valid"
+    );
+
+    pki::revoke(&region.pki(), "console").unwrap();
+    let end = ends(&mut stream).await;
+    assert!(!matches!(end, Ok(Some(_))), "{end:?}");
+    assert_logged(&["closing connection", "console"]).await;
+
+    // Nothing more reaches it, and it cannot come back.
+    let second = envelope::sign(&common::report("county-a"), &region.identity("county-a"));
+    county.deliver(second).await.unwrap();
+    let again = Inbox::connect(&addr.to_string(), HUB, &ca, &cert, &key).await;
+    let refused = match again {
+        Err(_) => true,
+        Ok(mut i) => i.subscribe(Cursor::default(), false).await.is_err(),
+    };
+    assert!(refused, "a revoked consumer subscribed again");
+    hub.shutdown(PATIENCE).await;
+}
+
+#[tokio::test]
+async fn a_revoked_county_s_forward_stream_is_closed_and_its_items_stay_queued() {
+    let region = Region::new(&["county-r"]);
+    let hub = region.start_hub().await;
+    let hub_addr = hub.relay_addr.unwrap();
+    let node = region.start_node("county-r", hub_addr).await;
+    let mut op = common::operator(&node).await;
+    let before = op
+        .submit(Class::Routine, "before", b"x".to_vec(), 0)
+        .await
+        .unwrap();
+    let st = op.wait_receipt(&before, PATIENCE).await.unwrap();
+    assert_eq!(st.state, ItemState::Receipted as i32);
+
+    pki::revoke(&region.pki(), "county-r").unwrap();
+    assert_logged(&["closing connection", "county-r"]).await;
+    assert_logged(&["refused TLS client", "\"county-r\"", "revoked"]).await;
+    let after = op
+        .submit(Class::Routine, "after", b"y".to_vec(), 0)
+        .await
+        .unwrap();
+    let st = op.status(&after).await.unwrap();
+    assert_ne!(st.state, ItemState::Receipted as i32);
+    let ids: Vec<String> = common::inbox_items(&region, hub_addr)
+        .await
+        .iter()
+        .filter_map(envelope::claimed_id)
+        .collect();
+    assert!(ids.contains(&before), "{ids:?}");
+    assert!(!ids.contains(&after), "a revoked county's item got in");
+    node.shutdown(PATIENCE).await;
+    hub.shutdown(PATIENCE).await;
+}
+
+#[tokio::test]
+async fn a_revoked_console_s_watch_on_the_operator_listener_is_closed() {
+    let region = Region::new(&["console"]);
+    let mut cfg = region.hub_config("127.0.0.1:0".parse().unwrap());
+    cfg.operator.listen = Some("127.0.0.1:0".parse().unwrap());
+    cfg.operator.allowed = vec!["console".into()];
+    let hub = zhibao::node::start(cfg).await.unwrap();
+    let (cert, key) = trust::node_paths(&region.pki(), "console");
+    let ca = region.pki().join(trust::CA_CERT);
+    let addr = hub.operator_addr.unwrap().to_string();
+    let mut console = Operator::connect_tls(&addr, HUB, &ca, &cert, &key)
+        .await
+        .unwrap();
+    let mut events = console.watch().await.unwrap();
+    console.list(false, 1).await.unwrap();
+
+    pki::revoke(&region.pki(), "console").unwrap();
+    let end = ends(&mut events).await;
+    assert!(!matches!(end, Ok(Some(_))), "{end:?}");
+    assert!(
+        console.list(false, 1).await.is_err(),
+        "a revoked console still uses the operator API"
+    );
+    hub.shutdown(PATIENCE).await;
+}

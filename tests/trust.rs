@@ -1,0 +1,141 @@
+//! Fail closed on trust material: a configured CA, CRL, certificate or key
+//! that is missing, malformed, not the region's or expired stops the node
+//! at start, naming the field; at run time a CRL that disappears or goes bad
+//! keeps the last good one in force and raises an alarm.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Region;
+use zhibao::config::NodeConfig;
+use zhibao::{envelope, pki, trust};
+
+const PATIENCE: Duration = Duration::from_secs(15);
+
+async fn assert_logged(needles: &[&str]) {
+    assert!(
+        common::eventually(PATIENCE, || !common::log_lines_with(needles).is_empty()).await,
+        "no log line with {needles:?}"
+    );
+}
+
+/// Whether the revoked county-r is refused, at the handshake or the call.
+async fn refused_delivery(region: &Region, addr: std::net::SocketAddr) -> bool {
+    let identity = region.identity("county-r");
+    let trust = zhibao::trust::Trust::load(&region.pki().join(trust::CA_CERT), None).unwrap();
+    let cfg = zhibao::tls::client_config(&identity, &trust.snapshot(), common::HUB).unwrap();
+    let Ok(mut client) = common::relay_with(addr, cfg).await else {
+        return true;
+    };
+    let item = envelope::sign(&common::report("county-r"), &identity);
+    client.deliver(item).await.is_err()
+}
+
+fn hub(region: &Region) -> NodeConfig {
+    region.hub_config("127.0.0.1:0".parse().unwrap())
+}
+
+/// Starting with `cfg` fails, naming `field`; nothing is left running.
+async fn refused(cfg: NodeConfig, field: &str, says: &str) {
+    let socket = cfg.operator_socket();
+    let err = match zhibao::node::start(cfg).await {
+        Ok(node) => {
+            node.shutdown(PATIENCE).await;
+            panic!("started although `{field}` is bad");
+        }
+        Err(e) => e,
+    };
+    assert_eq!(err.field(), field, "{err}");
+    let text = err.to_string();
+    assert!(text.contains(field) && text.contains(says), "{text}");
+    assert!(!socket.exists(), "a refused node left its operator socket");
+}
+
+#[tokio::test]
+async fn a_configured_crl_that_is_missing_stops_the_node() {
+    let region = Region::new(&[]);
+    std::fs::remove_file(region.pki().join(trust::CRL)).unwrap();
+    refused(hub(&region), "tls.crl", "does not exist").await;
+}
+
+#[tokio::test]
+async fn a_crl_from_another_ca_or_not_a_crl_stops_the_node() {
+    let region = Region::new(&[]);
+    let other = tempfile::tempdir().unwrap();
+    pki::init(&other.path().join("certs"), "elsewhere", "hub", &[]).unwrap();
+    std::fs::copy(
+        other.path().join("certs").join(trust::CRL),
+        region.pki().join(trust::CRL),
+    )
+    .unwrap();
+    refused(hub(&region), "tls.crl", "not by the region CA").await;
+
+    std::fs::write(
+        region.pki().join(trust::CRL),
+        "-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n",
+    )
+    .unwrap();
+    refused(hub(&region), "tls.crl", "CRL").await;
+}
+
+#[tokio::test]
+async fn a_missing_ca_certificate_or_key_stops_the_node() {
+    let region = Region::new(&["county-a"]);
+    let mut cfg = hub(&region);
+    cfg.tls.ca = region.pki().join("nowhere.pem");
+    refused(cfg, "tls.ca", "nowhere.pem").await;
+
+    let mut cfg = hub(&region);
+    cfg.tls.cert = region.pki().join("nowhere.pem");
+    refused(cfg, "tls.cert", "nowhere.pem").await;
+
+    let mut cfg = hub(&region);
+    cfg.tls.key = trust::node_paths(&region.pki(), "county-a").1;
+    refused(cfg, "tls.key", "does not match").await;
+}
+
+#[tokio::test]
+async fn an_expired_own_certificate_or_one_from_another_ca_stops_the_node() {
+    let region = Region::new(&[]);
+    let mut opts = pki::IssueOptions::default();
+    opts.not_before -= time::Duration::days(30);
+    opts.not_after = opts.not_before + time::Duration::days(1);
+    pki::issue_with(&region.pki(), "old-hub", &opts).unwrap();
+    let mut cfg = NodeConfig::for_node("old-hub", &region.pki(), &region.data("old-hub"));
+    cfg.relay = hub(&region).relay;
+    refused(cfg, "tls.cert", "expired").await;
+
+    let other = tempfile::tempdir().unwrap();
+    pki::init(&other.path().join("certs"), "elsewhere", "hub", &[]).unwrap();
+    let mut cfg = hub(&region);
+    (cfg.tls.cert, cfg.tls.key) = trust::node_paths(&other.path().join("certs"), "hub");
+    refused(cfg, "tls.cert", "not valid for this region").await;
+}
+
+#[tokio::test]
+async fn a_crl_deleted_or_spoiled_while_running_keeps_the_last_good_one() {
+    let region = Region::new(&["county-r"]);
+    pki::revoke(&region.pki(), "county-r").unwrap();
+    let hub = zhibao::node::start(hub(&region)).await.unwrap();
+    let addr = hub.relay_addr.unwrap();
+    let crl = region.pki().join(trust::CRL);
+    let good = std::fs::read(&crl).unwrap();
+
+    std::fs::remove_file(&crl).unwrap();
+    assert_logged(&["ALARM", "cannot be used", "does not exist"]).await;
+    assert!(
+        refused_delivery(&region, addr).await,
+        "a deleted CRL let a revoked county in"
+    );
+
+    std::fs::write(&crl, b"not a CRL at all").unwrap();
+    assert_logged(&["ALARM", "cannot be used", "no PEM CRL"]).await;
+    assert!(
+        refused_delivery(&region, addr).await,
+        "a spoiled CRL let a revoked county in"
+    );
+
+    std::fs::write(&crl, good).unwrap();
+    hub.shutdown(PATIENCE).await;
+}
