@@ -139,3 +139,44 @@ async fn a_crl_deleted_or_spoiled_while_running_keeps_the_last_good_one() {
     std::fs::write(&crl, good).unwrap();
     hub.shutdown(PATIENCE).await;
 }
+
+#[tokio::test]
+async fn a_node_whose_folder_holds_the_ca_key_does_not_start() {
+    let region = Region::new(&[]);
+    let ca_dir = zhibao::trust::files::default_ca_dir(&region.pki());
+    std::fs::copy(ca_dir.join(trust::CA_KEY), region.pki().join(trust::CA_KEY)).unwrap();
+    refused(hub(&region), "tls.key", "the region CA's private key").await;
+}
+
+#[tokio::test]
+async fn a_renewed_certificate_is_used_without_a_restart() {
+    let region = Region::new(&["county-a"]);
+    let hub = zhibao::node::start(hub(&region)).await.unwrap();
+    let addr = hub.relay_addr.unwrap();
+    let mut county = common::relay_as(&region.pki(), "county-a", &region.pki(), addr).await;
+    let item = envelope::sign(&common::report("county-a"), &region.identity("county-a"));
+    let before = county.deliver(item).await.unwrap().into_inner();
+    let old_cert = region.identity(common::HUB).cert().to_vec();
+    assert_eq!(before.signer_cert, old_cert);
+
+    let renewal = pki::renew(
+        &pki::Pki::at(&region.pki()),
+        common::HUB,
+        &pki::IssueOptions::default(),
+    )
+    .unwrap();
+    assert_logged(&["renewed ones are in use", "hub"]).await;
+    let new_cert = region.identity(common::HUB).cert().to_vec();
+    assert_ne!(new_cert, old_cert, "{renewal:?}");
+
+    // New connections meet the new certificate; receipts are signed by it,
+    // and the receipt given under the old one still verifies.
+    let mut county = common::relay_as(&region.pki(), "county-a", &region.pki(), addr).await;
+    let item = envelope::sign(&common::report("county-a"), &region.identity("county-a"));
+    let after = county.deliver(item).await.unwrap().into_inner();
+    assert_eq!(after.signer_cert, new_cert);
+    let now = std::time::SystemTime::now();
+    zhibao::receipt::open(&after, &region.trust(), now).unwrap();
+    zhibao::receipt::open(&before, &region.trust(), now).unwrap();
+    hub.shutdown(PATIENCE).await;
+}

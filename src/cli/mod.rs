@@ -79,7 +79,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     .map_or_else(|| "-".to_string(), |a| a.to_string()),
                 running.operator_socket.display()
             );
-            shutdown_signal().await;
+            serve_until_stopped(&running).await;
             running.shutdown(Duration::from_secs(10)).await;
         }
         Command::Certs { action } => certs(action)?,
@@ -346,19 +346,27 @@ fn certs(action: CertsCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// Serves until SIGINT or SIGTERM; on SIGHUP, has the node look at its
+/// trust files (CA, CRL, certificate, key) at once. Every signal is logged.
+async fn serve_until_stopped(running: &node::RunningNode) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
     ) else {
-        // Without signal handlers the process can still be killed; run on.
+        tracing::error!("cannot install signal handlers; stop the node with SIGKILL");
         std::future::pending::<()>().await;
         return;
     };
-    tokio::select! {
-        _ = int.recv() => tracing::info!("SIGINT received"),
-        _ = term.recv() => tracing::info!("SIGTERM received"),
+    loop {
+        tokio::select! {
+            _ = int.recv() => return tracing::info!("SIGINT received: stopping"),
+            _ = term.recv() => return tracing::info!("SIGTERM received: stopping"),
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP received: reloading the CA, CRL, certificate and key");
+                running.reload();
+            }
+        }
     }
 }

@@ -21,13 +21,13 @@ use crate::envelope::Verified;
 use crate::proto::{EventKind, ReceiptKind, SignedReceipt, SignedReport};
 use crate::receipt;
 use crate::store::{Destination, ItemRecord, PutOutcome, RecordState, Store};
-use crate::trust::Identity;
+use crate::trust::Keys;
 
 /// Stores items and vouches for them.
 #[derive(Debug)]
 pub(crate) struct Custody {
     store: Store,
-    identity: Arc<Identity>,
+    keys: Arc<Keys>,
     routes: Arc<Routes>,
     events: Events,
     deadlines: Deadlines,
@@ -36,14 +36,14 @@ pub(crate) struct Custody {
 impl Custody {
     pub(crate) fn new(
         store: Store,
-        identity: Arc<Identity>,
+        keys: Arc<Keys>,
         routes: Arc<Routes>,
         events: Events,
         deadlines: Deadlines,
     ) -> Self {
         Self {
             store,
-            identity,
+            keys,
             routes,
             events,
             deadlines,
@@ -119,7 +119,7 @@ impl Custody {
             ReceiptKind::Custody
         };
         receipt::issue(
-            &self.identity,
+            &self.keys.current(),
             &receipt::Statement {
                 item_id: id,
                 report_sha256: &rec.digest().unwrap_or_default(),

@@ -72,6 +72,14 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// The node's certificate folder holds the region CA's private key.
+    #[error(
+        "invalid `tls.key`: {path} is the region CA's private key, in this node's certificate folder; keep it apart (zhibao certs init --ca-dir) and give nodes only their own files (zhibao certs bundle)"
+    )]
+    CaKeyPresent {
+        /// The CA key file.
+        path: PathBuf,
+    },
     /// Our certificate and key do not make a TLS configuration.
     #[error("invalid `tls.cert`: {0}")]
     Tls(#[from] TlsError),
@@ -86,6 +94,7 @@ impl StartError {
             Self::Load { field, .. } | Self::Bind { field, .. } => field,
             Self::IdentityMismatch { .. } => "node_id",
             Self::NotTrusted { .. } | Self::Tls(_) => "tls.cert",
+            Self::CaKeyPresent { .. } => "tls.key",
             Self::Store { .. } => "data_dir",
         }
     }

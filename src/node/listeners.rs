@@ -30,7 +30,7 @@ use crate::proto::{
     inbox_server::InboxServer, operator_server::OperatorServer, relay_server::RelayServer,
 };
 use crate::tls::{self, ListenLimits, PeerInfo};
-use crate::trust::{Identity, Trust};
+use crate::trust::{Keys, Trust};
 
 /// The operator API's transport limit: the largest `max_report_bytes` and
 /// default `max_attachment_bytes` together, plus room for the other fields.
@@ -277,7 +277,7 @@ fn size_limit_layer<B>() -> tower::util::MapResponseLayer<fn(http::Response<B>) 
 /// trusts, and its limits.
 #[derive(Debug, Clone)]
 pub(crate) struct Doors {
-    pub(crate) identity: Arc<Identity>,
+    pub(crate) keys: Arc<Keys>,
     pub(crate) trust: Arc<Trust>,
     pub(crate) limits: ListenLimits,
     /// Requests at once per connection (and streams per connection).
@@ -294,7 +294,7 @@ impl Doors {
     ) -> tokio::sync::mpsc::Receiver<Result<tls::PeerStream, std::io::Error>> {
         tls::spawn_acceptor(
             listener,
-            self.identity.clone(),
+            self.keys.clone(),
             self.trust.clone(),
             self.limits,
             shutdown.clone(),

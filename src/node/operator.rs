@@ -31,7 +31,7 @@ use crate::proto::{
     SubmitRequest, SubmitResponse, WatchRequest, operator_server::Operator,
 };
 use crate::store::{FROM_OPERATOR, ItemRecord, RecordState, Store};
-use crate::trust::{Identity, Trust};
+use crate::trust::{Keys, Trust};
 
 /// Chunks of an attachment stored per write (4 MiB at the default size).
 const CHUNKS_PER_WRITE: usize = 64;
@@ -43,7 +43,7 @@ const LIST_MAX: usize = 100_000;
 /// The `Operator` service of one node.
 #[derive(Debug)]
 pub(crate) struct OperatorService {
-    pub(crate) identity: Arc<Identity>,
+    pub(crate) keys: Arc<Keys>,
     pub(crate) trust: Arc<Trust>,
     pub(crate) custody: Arc<Custody>,
     pub(crate) store: Store,
@@ -153,7 +153,7 @@ impl OperatorService {
     async fn submit(&self, req: SubmitRequest) -> Result<SubmitResponse, Error> {
         let (mut draft, attachments) = self.draft(req)?;
         draft.attachments = self.store_attachments(draft.id(), attachments).await?;
-        let (signed, item) = envelope::seal(draft, &self.identity);
+        let (signed, item) = envelope::seal(draft, &self.keys.current());
         let rec = self.custody.keep(&signed, &item, FROM_OPERATOR).await?;
         info!(id = %item.id(), class = %item.class(), bytes = item.report().body.len(), stored_ms = rec.stored_ms, "submitted");
         Ok(SubmitResponse {

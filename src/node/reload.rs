@@ -1,58 +1,94 @@
-//! Keeping the trust material current while the node runs: the CA and CRL
-//! are re-read when their files change, and the CRL's freshness is watched.
+//! Keeping trust material current while the node runs: the region CA and
+//! CRL, and this node's own certificate and key, are re-read when their
+//! files change (every few seconds, and at once on SIGHUP), and the CRL's
+//! freshness is watched.
 //!
 //! A change that cannot be used (the CRL deleted, half-written, not signed
-//! by the CA) keeps the last good view in force and raises an alarm, once
-//! per change of the files. A CRL past its `nextUpdate` raises an alarm and
-//! is tolerated for the configured grace; past that, relay traffic stops
-//! (every check fails) until a fresh CRL arrives, and the alarm says so.
+//! by the CA; a renewed key that does not match its certificate yet) keeps
+//! the last good material in force and raises an alarm, once per change of
+//! the files. A CRL past its `nextUpdate` raises an alarm and is tolerated
+//! for the configured grace; past that, relay traffic stops (every check
+//! fails) until a fresh CRL arrives, and the alarm says so.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use super::events::Events;
-use crate::trust::{Freshness, Reload, Trust};
+use crate::trust::{self, Freshness, Keys, KeysReload, Trust};
 
 /// How often the files are looked at.
 pub(crate) const INTERVAL: Duration = Duration::from_secs(2);
 
-/// Runs until `shutdown`.
-pub(crate) async fn run(trust: Arc<Trust>, events: Events, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(INTERVAL);
-    let mut freshness = trust.freshness(SystemTime::now());
-    if !matches!(freshness, Freshness::Fresh | Freshness::None) {
-        report(&events, freshness);
-    }
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = shutdown.cancelled() => return,
+/// What is kept current.
+#[derive(Debug)]
+pub(crate) struct Reload {
+    pub(crate) trust: Arc<Trust>,
+    pub(crate) keys: Arc<Keys>,
+    pub(crate) events: Events,
+    /// Rung on SIGHUP: look now rather than at the next tick.
+    pub(crate) now: Arc<Notify>,
+}
+
+impl Reload {
+    /// Runs until `shutdown`.
+    pub(crate) async fn run(self, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(INTERVAL);
+        let mut freshness = self.trust.freshness(SystemTime::now());
+        if !matches!(freshness, Freshness::Fresh | Freshness::None) {
+            report(&self.events, freshness);
         }
-        match trust.reload_if_changed() {
-            Reload::Unchanged => {}
-            Reload::Reloaded => {
-                let crl = trust.snapshot().crl;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = self.now.notified() => info!("SIGHUP: looking at the CA, CRL, certificate and key now"),
+                () = shutdown.cancelled() => return,
+            }
+            self.trust_files();
+            self.own_keys();
+            let now = self.trust.freshness(SystemTime::now());
+            if now != freshness {
+                report(&self.events, now);
+                freshness = now;
+            }
+        }
+    }
+
+    fn trust_files(&self) {
+        match self.trust.reload_if_changed() {
+            trust::Reload::Unchanged => {}
+            trust::Reload::Reloaded => {
+                let crl = self.trust.snapshot().crl;
                 info!(
                     crl_number = crl.map(|c| c.number),
                     "region CA/CRL changed; reloaded"
                 );
             }
-            Reload::Failed(e) => {
+            trust::Reload::Failed(e) => {
                 error!(alarm = "trust-reload", error = %e, "ALARM: the CA/CRL changed but cannot be used; the previous one stays in force");
-                events.alarm(
+                self.events.alarm(
                     "",
                     "",
                     format!("CA/CRL cannot be used, previous one kept: {e}"),
                 );
             }
         }
-        let now = trust.freshness(SystemTime::now());
-        if now != freshness {
-            report(&events, now);
-            freshness = now;
+    }
+
+    fn own_keys(&self) {
+        match self.keys.reload_if_changed(&self.trust) {
+            KeysReload::Unchanged => {}
+            KeysReload::Reloaded => {
+                info!(node = %self.keys.current().node_id(), "this node's certificate and key changed; the renewed ones are in use");
+            }
+            KeysReload::Failed(e) => {
+                error!(alarm = "keys-reload", error = %e, "ALARM: this node's certificate or key changed but cannot be used; the current ones stay in use");
+                self.events
+                    .alarm("", "", format!("renewed certificate or key not used: {e}"));
+            }
         }
     }
 }

@@ -34,7 +34,7 @@ use crate::clock::Clock;
 use crate::config::NodeConfig;
 use crate::store::Store;
 use crate::tls::{self, ListenLimits};
-use crate::trust::{Identity, LoadError, Trust};
+use crate::trust::{Identity, Keys, LoadError, Trust};
 
 /// Starts a node from a configuration; returns once every listener is
 /// bound, so the caller can use the addresses at once.
@@ -43,7 +43,7 @@ use crate::trust::{Identity, LoadError, Trust};
 /// The first step that fails, naming what it could not use.
 pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
     cfg.validate()?;
-    let (identity, trust) = load_trust(&cfg)?;
+    let (keys, trust) = load_trust(&cfg)?;
     let store = open_store(&cfg)?;
     let bound = match listeners::bind(&cfg).await {
         Ok(bound) => bound,
@@ -54,16 +54,17 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
             return Err(e);
         }
     };
-    Ok(spawn(cfg, identity, trust, store, bound).await)
+    Ok(spawn(cfg, keys, trust, store, bound).await)
 }
 
 /// Our identity and the region's trust anchors, checked against each other.
-fn load_trust(cfg: &NodeConfig) -> Result<(Arc<Identity>, Arc<Trust>), StartError> {
+fn load_trust(cfg: &NodeConfig) -> Result<(Arc<Keys>, Arc<Trust>), StartError> {
     tls::install_crypto_provider();
     let load = |source: LoadError| StartError::Load {
         field: cfg.tls.field_of(source.path()),
         source,
     };
+    refuse_ca_key(cfg)?;
     let identity = Identity::load(&cfg.tls.cert, &cfg.tls.key).map_err(load)?;
     if identity.node_id() != cfg.node_id {
         return Err(StartError::IdentityMismatch {
@@ -92,7 +93,21 @@ fn load_trust(cfg: &NodeConfig) -> Result<(Arc<Identity>, Arc<Trust>), StartErro
         // A listener's TLS configuration that cannot be built fails now.
         tls::server_config(&identity, &trust.snapshot())?;
     }
-    Ok((Arc::new(identity), Arc::new(trust)))
+    let keys = Keys::new(identity, &cfg.tls.cert, &cfg.tls.key);
+    Ok((Arc::new(keys), Arc::new(trust)))
+}
+
+/// A node's certificate folder must not hold the region CA's private key:
+/// whoever takes the node must not get the power to mint nodes.
+fn refuse_ca_key(cfg: &NodeConfig) -> Result<(), StartError> {
+    for file in [&cfg.tls.cert, &cfg.tls.key] {
+        let dir = file.parent().unwrap_or(std::path::Path::new("."));
+        let ca_key = dir.join(crate::trust::CA_KEY);
+        if ca_key.exists() {
+            return Err(StartError::CaKeyPresent { path: ca_key });
+        }
+    }
+    Ok(())
 }
 
 fn open_store(cfg: &NodeConfig) -> Result<Store, StartError> {
@@ -103,7 +118,7 @@ fn open_store(cfg: &NodeConfig) -> Result<Store, StartError> {
 /// The parts every service and task is made of, built once at start.
 struct Parts {
     cfg: NodeConfig,
-    identity: Arc<Identity>,
+    keys: Arc<Keys>,
     trust: Arc<Trust>,
     store: Store,
     routes: Arc<Routes>,
@@ -112,12 +127,14 @@ struct Parts {
     clock: Clock,
     /// Largest message on the relay listener and upstream streams.
     max_message: usize,
+    /// Rung to make the reload task look at the files now.
+    reload_now: Arc<tokio::sync::Notify>,
 }
 
 /// Spawns the servers, then the forwarders and the watch. Cannot fail.
 async fn spawn(
     cfg: NodeConfig,
-    identity: Arc<Identity>,
+    keys: Arc<Keys>,
     trust: Arc<Trust>,
     store: Store,
     bound: Bound,
@@ -127,7 +144,7 @@ async fn spawn(
     let routes = Arc::new(Routes::new(&cfg.upstream));
     let custody = Arc::new(Custody::new(
         store.clone(),
-        identity.clone(),
+        keys.clone(),
         routes.clone(),
         events.clone(),
         cfg.deadlines.clone(),
@@ -136,13 +153,14 @@ async fn spawn(
         // Room for the largest report or the largest chunk (1 MiB), plus framing.
         max_message: cfg.limits.max_report_bytes.max(1 << 20) + 64 * 1024,
         cfg,
-        identity,
+        keys,
         trust,
         store,
         routes,
         events,
         custody,
         clock,
+        reload_now: Arc::default(),
     };
     let (servers, addrs) = servers(&parts, bound).await;
     let work = work(&parts);
@@ -160,6 +178,7 @@ async fn spawn(
         operator_socket: cfg.operator_socket(),
         node_id: cfg.node_id,
         store_closed: parts.store.closed(),
+        reload_now: parts.reload_now,
         stages: vec![servers, work],
     }
 }
@@ -176,7 +195,7 @@ async fn servers(parts: &Parts, bound: Bound) -> (Stage, Addrs) {
     let cfg = &parts.cfg;
     let mut stage = Stage::new("servers");
     let doors = Doors {
-        identity: parts.identity.clone(),
+        keys: parts.keys.clone(),
         trust: parts.trust.clone(),
         limits: ListenLimits {
             max_connections: cfg.limits.max_connections,
@@ -188,7 +207,7 @@ async fn servers(parts: &Parts, bound: Bound) -> (Stage, Addrs) {
         max_message: parts.max_message,
     };
     let operator = Arc::new(OperatorService {
-        identity: parts.identity.clone(),
+        keys: parts.keys.clone(),
         trust: parts.trust.clone(),
         custody: parts.custody.clone(),
         store: parts.store.clone(),
@@ -237,22 +256,24 @@ async fn servers(parts: &Parts, bound: Bound) -> (Stage, Addrs) {
     (stage, addrs)
 }
 
-/// The CA/CRL reload, one forwarder per route, and the deadline watch.
+/// The trust reload, one forwarder per route, and the deadline watch.
 fn work(parts: &Parts) -> Stage {
     let cfg = &parts.cfg;
     let mut stage = Stage::new("forwarders and watch");
-    let token = stage.token.clone();
-    let trust = parts.trust.clone();
-    stage.tasks.push(tokio::spawn(reload::run(
-        trust,
-        parts.events.clone(),
-        token,
-    )));
+    let reload = reload::Reload {
+        trust: parts.trust.clone(),
+        keys: parts.keys.clone(),
+        events: parts.events.clone(),
+        now: parts.reload_now.clone(),
+    };
+    stage
+        .tasks
+        .push(tokio::spawn(reload.run(stage.token.clone())));
     for up in &cfg.upstream {
         let forwarder = Forwarder {
             route: up.clone(),
             store: parts.store.clone(),
-            identity: parts.identity.clone(),
+            keys: parts.keys.clone(),
             trust: parts.trust.clone(),
             routes: parts.routes.clone(),
             events: parts.events.clone(),
@@ -323,10 +344,17 @@ pub struct RunningNode {
     pub node_id: String,
     /// In start order; stopped in reverse.
     stages: Vec<Stage>,
+    reload_now: Arc<tokio::sync::Notify>,
     store_closed: tokio::sync::watch::Receiver<bool>,
 }
 
 impl RunningNode {
+    /// Looks at the CA, CRL, certificate and key files now (SIGHUP), rather
+    /// than at the next periodic look; what changed and is good is used.
+    pub fn reload(&self) {
+        self.reload_now.notify_one();
+    }
+
     /// Stops the node in the reverse order of its start: forwarders and
     /// the watch, then the servers (connections drain), then the store.
     /// Waits at most `grace` in all before closing what is left.

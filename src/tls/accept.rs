@@ -30,7 +30,7 @@ use rustls::ServerConfig;
 
 use super::server_config;
 use crate::telemetry::Throttle;
-use crate::trust::{Freshness, Identity, Trust, node_id_of};
+use crate::trust::{Freshness, Keys, Trust, node_id_of};
 
 thread_local! {
     /// The peer whose handshake is being polled on this thread, so the
@@ -81,7 +81,7 @@ pub struct ListenLimits {
 /// established connections whose certificate stops passing.
 pub fn spawn_acceptor(
     listener: TcpListener,
-    identity: Arc<Identity>,
+    keys: Arc<Keys>,
     trust: Arc<Trust>,
     limits: ListenLimits,
     shutdown: CancellationToken,
@@ -90,7 +90,7 @@ pub fn spawn_acceptor(
     let live = Arc::new(Live::default());
     tokio::spawn(recheck(live.clone(), trust.clone(), shutdown.clone()));
     let acceptor = Acceptor {
-        identity,
+        keys,
         trust,
         limits,
         established: Arc::new(Semaphore::new(limits.max_connections)),
@@ -193,7 +193,7 @@ impl Pending {
 
 /// One listener's accept loop and its budgets.
 struct Acceptor {
-    identity: Arc<Identity>,
+    keys: Arc<Keys>,
     trust: Arc<Trust>,
     limits: ListenLimits,
     /// One per authenticated connection, taken after its handshake.
@@ -204,8 +204,8 @@ struct Acceptor {
     /// Connections in the rest of their handshake.
     shaking: Arc<Pending>,
     live: Arc<Live>,
-    /// The TLS configuration for the current CA/CRL generation.
-    cached: Option<(u64, Arc<ServerConfig>)>,
+    /// The TLS configuration for the current (CA/CRL, keys) generations.
+    cached: Option<((u64, u64), Arc<ServerConfig>)>,
 }
 
 /// Repeated refusals are logged once a minute, with a count.
@@ -293,15 +293,16 @@ impl Acceptor {
     /// change.
     fn tls_config(&mut self, peer: SocketAddr) -> Option<Arc<ServerConfig>> {
         let snap = self.trust.snapshot();
-        if let Some((generation, cfg)) = &self.cached
-            && *generation == snap.generation
+        let generation = (snap.generation, *self.keys.changes().borrow());
+        if let Some((cached, cfg)) = &self.cached
+            && *cached == generation
         {
             return Some(cfg.clone());
         }
-        match server_config(&self.identity, &snap) {
+        match server_config(&self.keys.current(), &snap) {
             Ok(cfg) => {
                 let cfg = Arc::new(cfg);
-                self.cached = Some((snap.generation, cfg.clone()));
+                self.cached = Some((generation, cfg.clone()));
                 Some(cfg)
             }
             Err(e) => {

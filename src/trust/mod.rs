@@ -5,7 +5,8 @@
 //! - [`files`]: where a PKI directory keeps the CA, the CRL and each node's
 //!   certificate and key;
 //! - [`identity`]: this node's own certificate and Ed25519 key, which sign
-//!   reports, hop records and receipts;
+//!   reports, hop records and receipts; [`keys`] keeps them current when
+//!   they are renewed on disk;
 //! - [`crl`]: the region CRL — signed by the CA or refused, numbered, and
 //!   fresh, in grace or stale;
 //! - [`anchors`]: the region CA and its CRL, reloadable, which verify a
@@ -19,10 +20,12 @@ pub mod anchors;
 pub mod crl;
 pub mod files;
 pub mod identity;
+pub mod keys;
 pub mod node_id;
 
 pub use anchors::{Reload, SignerError, Trust, TrustSnapshot};
 pub use crl::{CrlInfo, Freshness};
 pub use files::{CA_CERT, CA_KEY, CRL, compat_paths, node_paths};
 pub use identity::{Identity, LoadError};
+pub use keys::{Keys, KeysReload};
 pub use node_id::{BadNodeId, NODE_URI_PREFIX, node_id_of, validate_node_id};

@@ -30,7 +30,7 @@ use crate::config::UpstreamConfig;
 use crate::proto::EventKind;
 use crate::store::{self, Store};
 use crate::tls::TlsError;
-use crate::trust::{Identity, Trust};
+use crate::trust::{Keys, Trust};
 use backoff::Backoff;
 use session::Session;
 
@@ -60,7 +60,7 @@ pub(crate) enum SessionEnd {
     },
     #[error(transparent)]
     Store(#[from] store::Error),
-    #[error("the region CA or CRL changed: reconnecting under it")]
+    #[error("the region CA or CRL, or this node's certificate, changed: reconnecting under it")]
     TrustChanged,
     #[error("the region CRL is stale: no relay traffic until a fresh one arrives")]
     StaleCrl,
@@ -73,7 +73,7 @@ pub(crate) enum SessionEnd {
 pub(crate) struct Forwarder {
     pub(crate) route: UpstreamConfig,
     pub(crate) store: Store,
-    pub(crate) identity: Arc<Identity>,
+    pub(crate) keys: Arc<Keys>,
     pub(crate) trust: Arc<Trust>,
     pub(crate) routes: Arc<Routes>,
     pub(crate) events: Events,

@@ -70,8 +70,10 @@ pub(super) struct Session<'f> {
     chunks: ChunkSchedule,
     pace: Pace,
     queue: watch::Receiver<u64>,
-    /// The region CA and CRL: the session ends when they change.
+    /// The region CA and CRL, and our own keys: the session ends when
+    /// either changes, and the next is made under the new ones.
     trust: watch::Receiver<u64>,
+    keys: watch::Receiver<u64>,
     /// Whether the upstream has answered anything: the link works.
     progressed: bool,
 }
@@ -88,7 +90,9 @@ impl<'f> Session<'f> {
         }
         let mut trust = fwd.trust.changes();
         trust.borrow_and_update();
-        let config = tls::client_config(&fwd.identity, &fwd.trust.snapshot(), fwd.name())?;
+        let mut keys = fwd.keys.changes();
+        keys.borrow_and_update();
+        let config = tls::client_config(&fwd.keys.current(), &fwd.trust.snapshot(), fwd.name())?;
         let connect = tls::connect_channel(
             &fwd.route.addr,
             Arc::new(config),
@@ -118,6 +122,7 @@ impl<'f> Session<'f> {
             pace: Pace::new(fwd.window),
             queue: fwd.store.queue_watch(),
             trust,
+            keys,
             progressed: false,
         };
         Ok((session, responses))
@@ -161,6 +166,10 @@ impl<'f> Session<'f> {
             Some(done) = self.commits.next(), if !self.commits.is_empty() => self.on_commit(done),
             r = self.queue.changed(), if room => r.map_err(|_| SessionEnd::Shutdown),
             r = self.trust.changed() => Err(match r {
+                Ok(()) => SessionEnd::TrustChanged,
+                Err(_) => SessionEnd::Shutdown,
+            }),
+            r = self.keys.changed() => Err(match r {
                 Ok(()) => SessionEnd::TrustChanged,
                 Err(_) => SessionEnd::Shutdown,
             }),
@@ -215,7 +224,12 @@ impl<'f> Session<'f> {
         };
         if rec.from != FROM_OPERATOR {
             // Not ours: we countersign our link in its chain of custody.
-            hops::add(&mut item, &self.fwd.identity, &rec.from, rec.stored_ms);
+            hops::add(
+                &mut item,
+                &self.fwd.keys.current(),
+                &rec.from,
+                rec.stored_ms,
+            );
         }
         self.fwd.routes.sent(route, &id);
         self.pace.sent(&id);
