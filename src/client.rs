@@ -30,6 +30,17 @@ pub enum ClientError {
     /// The node answered with an error.
     #[error("{}: {}", .0.code(), .0.message())]
     Status(#[from] tonic::Status),
+    /// No receipt came within the time asked for; the item is still queued.
+    #[error(
+        "no receipt for {id} within {}; it stays queued and is sent when the upstream takes it (follow it with `zhibao status {id}`)",
+        humantime::format_duration(*.after)
+    )]
+    Timeout {
+        /// The item.
+        id: String,
+        /// How long was waited.
+        after: Duration,
+    },
     /// The connection failed.
     #[error("cannot connect to {to}: {}", crate::telemetry::chain(.source))]
     Transport {
@@ -171,9 +182,25 @@ impl Operator {
         id: &str,
         timeout: Duration,
     ) -> Result<ItemStatus, ClientError> {
+        let timed_out = || ClientError::Timeout {
+            id: id.to_string(),
+            after: timeout,
+        };
         let mut req = tonic::Request::new(StatusRequest { id: id.to_string() });
+        // The node stops waiting too.
         req.set_timeout(timeout);
-        Ok(self.inner.wait_receipt(req).await?.into_inner())
+        match tokio::time::timeout(timeout, self.inner.wait_receipt(req)).await {
+            Err(_) => Err(timed_out()),
+            Ok(Err(s))
+                if matches!(
+                    s.code(),
+                    tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+                ) =>
+            {
+                Err(timed_out())
+            }
+            Ok(r) => Ok(r?.into_inner()),
+        }
     }
 }
 
@@ -248,7 +275,7 @@ async fn mtls_channel(
     let identity = Identity::load(cert, key)?;
     let trust = Trust::load(ca, None)?;
     let config = crate::tls::client_config(&identity, &trust.snapshot(), expect)?;
-    crate::tls::connect_channel(addr, Arc::new(config), expect, Duration::from_secs(5))
+    crate::tls::connect_channel(addr, Arc::new(config), expect, Default::default())
         .await
         .map_err(|source| ClientError::Transport {
             to: addr.to_string(),

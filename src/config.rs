@@ -196,6 +196,11 @@ pub struct Limits {
     pub max_attachment_bytes: u64,
     /// Attachments travel in chunks of this many bytes (set by the origin).
     pub chunk_bytes: u32,
+    /// Seconds between HTTP/2 pings on every connection, idle or not.
+    pub keepalive_secs: u64,
+    /// Seconds a ping may go unanswered before the connection is dropped:
+    /// a silently dead link is found within the two together.
+    pub keepalive_timeout_secs: u64,
     /// Seconds a report may be dated ahead of this node's clock.
     pub max_clock_skew_secs: u64,
     /// Days a report may have travelled (waited at a county, in relays)
@@ -216,6 +221,8 @@ impl Default for Limits {
             max_backoff_secs: 10,
             max_attachment_bytes: 64 * 1024 * 1024,
             chunk_bytes: 64 * 1024,
+            keepalive_secs: 2,
+            keepalive_timeout_secs: 3,
             max_clock_skew_secs: 300,
             max_report_age_days: 30,
         }
@@ -223,6 +230,15 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// How connections upstream are made and kept.
+    pub fn connect_options(&self) -> crate::tls::ConnectOptions {
+        crate::tls::ConnectOptions {
+            connect_timeout: std::time::Duration::from_secs(self.handshake_timeout_secs),
+            keepalive_interval: std::time::Duration::from_secs(self.keepalive_secs),
+            keepalive_timeout: std::time::Duration::from_secs(self.keepalive_timeout_secs),
+        }
+    }
+
     /// The bounds every report is opened with.
     pub fn report_limits(&self) -> crate::envelope::Limits {
         let ms = |secs: u64| i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX);
@@ -456,6 +472,14 @@ impl NodeConfig {
                 "limits.chunk_bytes",
                 "must be between 1 KiB and 1 MiB".into(),
             ));
+        }
+        for (field, v) in [
+            ("limits.keepalive_secs", l.keepalive_secs),
+            ("limits.keepalive_timeout_secs", l.keepalive_timeout_secs),
+        ] {
+            if !(1..=3600).contains(&v) {
+                return Err(invalid(field, "must be between 1 and 3600 seconds".into()));
+            }
         }
         if l.max_clock_skew_secs > 24 * 3600 {
             return Err(invalid(

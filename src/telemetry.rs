@@ -18,8 +18,12 @@ pub fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
+        // Wrappers often repeat what they wrap; say it once.
+        let text = c.to_string();
+        if !s.ends_with(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
         cur = c.source();
     }
     s
@@ -57,6 +61,51 @@ impl Throttle {
             _ => {
                 *last = Some(now);
                 Some(std::mem::take(left_out))
+            }
+        }
+    }
+}
+
+/// [`Throttle`]s by key (a peer and a reason, say), so that one peer's
+/// repeated refusals are summarised without hiding another's first one.
+/// Holds at most [`Throttles::MAX_KEYS`] keys; past that it starts afresh.
+#[derive(Debug)]
+pub struct Throttles {
+    every: std::time::Duration,
+    by_key: std::sync::Mutex<std::collections::HashMap<String, (tokio::time::Instant, u64)>>,
+}
+
+impl Throttles {
+    /// Keys remembered at most.
+    pub const MAX_KEYS: usize = 4096;
+
+    /// Lets a line per key through at most once per `every`.
+    pub fn new(every: std::time::Duration) -> Self {
+        Self {
+            every,
+            by_key: std::sync::Mutex::default(),
+        }
+    }
+
+    /// Like [`Throttle::allow`], for the line about `key`.
+    pub fn allow(&self, key: &str) -> Option<u64> {
+        let now = tokio::time::Instant::now();
+        let mut all = self.by_key.lock().unwrap_or_else(|e| e.into_inner());
+        if all.len() >= Self::MAX_KEYS && !all.contains_key(key) {
+            all.clear();
+        }
+        match all.get_mut(key) {
+            Some((at, left_out)) if now.duration_since(*at) < self.every => {
+                *left_out += 1;
+                None
+            }
+            Some((at, left_out)) => {
+                *at = now;
+                Some(std::mem::take(left_out))
+            }
+            None => {
+                all.insert(key.to_string(), (now, 0));
+                Some(0)
             }
         }
     }

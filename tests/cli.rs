@@ -202,3 +202,44 @@ async fn oversized_body_is_refused_with_the_limit() {
     assert!(stderr(&out).contains("over the limit"), "{}", stderr(&out));
     node.shutdown(std::time::Duration::from_secs(10)).await;
 }
+
+#[tokio::test]
+async fn submit_wait_that_times_out_says_so_in_one_line() {
+    let region = Region::new(&["county-a"]);
+    // An upstream nobody answers on.
+    let nowhere = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let node = zhibao::node::start(region.node_config("county-a", nowhere))
+        .await
+        .unwrap();
+    let sock = node.operator_socket.to_str().unwrap().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        zhibao(&[
+            "submit",
+            "--socket",
+            &sock,
+            "-p",
+            "routine",
+            "-t",
+            "t",
+            "--body",
+            "b",
+            "--wait",
+            "--timeout",
+            "1ms",
+        ])
+    })
+    .await
+    .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(75), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("no receipt") && err.contains("stays queued"),
+        "{err}"
+    );
+    assert!(!err.contains("tonic") && !err.contains("Error("), "{err}");
+    node.shutdown(std::time::Duration::from_secs(10)).await;
+}

@@ -410,7 +410,7 @@ async fn standard_grpc_health_answers_over_mutual_tls() {
         &hub.relay_addr.unwrap().to_string(),
         Arc::new(cfg),
         HUB,
-        Duration::from_secs(5),
+        zhibao::tls::connect::ConnectOptions::default(),
     )
     .await
     .unwrap();

@@ -77,11 +77,11 @@ async fn a_revoked_consumer_s_inbox_stream_is_closed_and_gets_nothing_more() {
 }
 
 #[tokio::test]
-async fn a_revoked_county_s_forward_stream_is_closed_and_its_items_stay_queued() {
-    let region = Region::new(&["county-r"]);
+async fn a_revoked_county_s_forward_stream_is_closed_and_its_items_do_not_get_in() {
+    let region = Region::new(&["county-q"]);
     let hub = region.start_hub().await;
     let hub_addr = hub.relay_addr.unwrap();
-    let node = region.start_node("county-r", hub_addr).await;
+    let node = region.start_node("county-q", hub_addr).await;
     let mut op = common::operator(&node).await;
     let before = op
         .submit(Class::Routine, "before", b"x".to_vec(), 0)
@@ -90,9 +90,9 @@ async fn a_revoked_county_s_forward_stream_is_closed_and_its_items_stay_queued()
     let st = op.wait_receipt(&before, PATIENCE).await.unwrap();
     assert_eq!(st.state, ItemState::Receipted as i32);
 
-    pki::revoke(&region.pki(), "county-r").unwrap();
-    assert_logged(&["closing connection", "county-r"]).await;
-    assert_logged(&["refused TLS client", "\"county-r\"", "revoked"]).await;
+    pki::revoke(&region.pki(), "county-q").unwrap();
+    assert_logged(&["closing connection", "county-q"]).await;
+    assert_logged(&["refused TLS client", "\"county-q\"", "revoked"]).await;
     let after = op
         .submit(Class::Routine, "after", b"y".to_vec(), 0)
         .await
@@ -105,7 +105,10 @@ async fn a_revoked_county_s_forward_stream_is_closed_and_its_items_stay_queued()
         .filter_map(envelope::claimed_id)
         .collect();
     assert!(ids.contains(&before), "{ids:?}");
-    assert!(!ids.contains(&after), "a revoked county's item got in");
+    assert!(
+        !ids.contains(&after),
+        "a revoked county's item got in: {after} in {ids:?}"
+    );
     node.shutdown(PATIENCE).await;
     hub.shutdown(PATIENCE).await;
 }
@@ -133,5 +136,57 @@ async fn a_revoked_console_s_watch_on_the_operator_listener_is_closed() {
         console.list(false, 1).await.is_err(),
         "a revoked console still uses the operator API"
     );
+    hub.shutdown(PATIENCE).await;
+}
+
+#[tokio::test]
+async fn a_county_refused_for_good_is_told_and_stops_waiting() {
+    let region = Region::new(&["county-r"]);
+    let hub = region.start_hub().await;
+    let hub_addr = hub.relay_addr.unwrap();
+    let node = region.start_node("county-r", hub_addr).await;
+    let mut op = common::operator(&node).await;
+    let mut events = op.watch().await.unwrap();
+    pki::revoke(&region.pki(), "county-r").unwrap();
+    assert_logged(&["closing connection", "county-r"]).await;
+
+    let id = op
+        .submit(Class::BadNews, "bridge down", b"east span".to_vec(), 0)
+        .await
+        .unwrap();
+    let refused = common::await_event(&mut events, PATIENCE, |e| {
+        e.kind == zhibao::proto::EventKind::Refused as i32 && e.item_id == id
+    })
+    .await;
+    assert!(refused.message.contains("revoked"), "{}", refused.message);
+    let st = op.wait_receipt(&id, PATIENCE).await.unwrap();
+    assert_eq!(st.state, ItemState::Refused as i32);
+    assert!(
+        st.refusal
+            .contains("refuses this node's certificate: revoked"),
+        "{}",
+        st.refusal
+    );
+    assert_logged(&["ALARM", "refuses this node's certificate", "marked refused"]).await;
+
+    // The command line says so in one line and a non-zero code.
+    let sock = node.operator_socket.to_str().unwrap().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_zhibao"))
+            .args(["submit", "--socket", &sock, "-p", "bad_news", "-t", "again"])
+            .args(["--body", "x", "--wait", "--timeout", "30s"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(65), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("was refused") && stderr.contains("revoked"),
+        "{stderr}"
+    );
+    node.shutdown(PATIENCE).await;
     hub.shutdown(PATIENCE).await;
 }

@@ -354,9 +354,8 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
     let mut channels = Vec::new();
     for id in &identities {
         let tls = Arc::new(zhibao::tls::client_config(id, &trust.snapshot(), "hub")?);
-        channels.push(
-            zhibao::tls::connect_channel(&hub_addr, tls, "hub", Duration::from_secs(5)).await?,
-        );
+        channels
+            .push(zhibao::tls::connect_channel(&hub_addr, tls, "hub", Default::default()).await?);
     }
     let big = |c: tonic::transport::Channel| {
         RelayClient::new(c)

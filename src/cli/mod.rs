@@ -25,6 +25,18 @@ use args::{CertsCommand, Command, Target};
 
 /// Exit code for an unusable configuration (sysexits EX_USAGE).
 const EX_USAGE: u8 = 64;
+/// Exit code for an item refused upstream (sysexits EX_DATAERR).
+const EX_DATAERR: u8 = 65;
+/// Exit code when no receipt came in time (sysexits EX_TEMPFAIL).
+const EX_TEMPFAIL: u8 = 75;
+
+/// An item was refused by a receiver, for a reason a retry cannot cure.
+#[derive(Debug, thiserror::Error)]
+#[error("item {id} was refused: {why}")]
+struct Refused {
+    id: String,
+    why: String,
+}
 /// Exit code when the node is not running (sysexits EX_UNAVAILABLE).
 const EX_UNAVAILABLE: u8 = 69;
 
@@ -37,8 +49,13 @@ pub(crate) fn exit_code(e: &anyhow::Error) -> ExitCode {
     if bad_config {
         return ExitCode::from(EX_USAGE);
     }
-    if let Some(ClientError::NotRunning { .. }) = e.downcast_ref::<ClientError>() {
-        return ExitCode::from(EX_UNAVAILABLE);
+    match e.downcast_ref::<ClientError>() {
+        Some(ClientError::NotRunning { .. }) => return ExitCode::from(EX_UNAVAILABLE),
+        Some(ClientError::Timeout { .. }) => return ExitCode::from(EX_TEMPFAIL),
+        _ => {}
+    }
+    if e.downcast_ref::<Refused>().is_some() {
+        return ExitCode::from(EX_DATAERR);
     }
     ExitCode::FAILURE
 }
@@ -128,7 +145,15 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
             if wait {
                 op.wait_receipt(&id, timeout).await?;
                 // Shown as `status` shows it: every receipt verified now.
-                print!("{}", fmt::status(&op.status(&id).await?));
+                let status = op.status(&id).await?;
+                print!("{}", fmt::status(&status));
+                if status.state == zhibao::proto::ItemState::Refused as i32 {
+                    return Err(Refused {
+                        id,
+                        why: status.refusal,
+                    }
+                    .into());
+                }
             }
         }
         Command::Status { id, target } => {

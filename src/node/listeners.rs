@@ -12,7 +12,6 @@ use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::{TcpListener, UnixListener};
 use tokio::task::JoinHandle;
@@ -38,10 +37,6 @@ use crate::trust::{Keys, Trust};
 /// `max_report_bytes` reaches the service and is refused with a message
 /// naming the limit, rather than with a bare transport error.
 const OPERATOR_MAX_MESSAGE: usize = 130 * 1024 * 1024;
-
-/// HTTP/2 keepalive on the relay listener: a silent peer is dropped.
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A socket file that is removed when this is dropped: at the end of
 /// serving, or if the node never got as far as serving.
@@ -236,12 +231,13 @@ pub(crate) async fn serve_relay(
     let relay_svc = RelayServer::from_arc(relay).max_decoding_message_size(doors.max_message);
     let inbox_svc = InboxServer::from_arc(inbox);
     let health = health_service(&["zhibao.v1.Relay", "zhibao.v1.Inbox"]).await;
+    let keepalive = doors.keepalive;
     tokio::spawn(async move {
         let res = Server::builder()
             .concurrency_limit_per_connection(concurrency)
             .max_concurrent_streams(u32::try_from(concurrency).ok())
-            .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
-            .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+            .http2_keepalive_interval(Some(keepalive.keepalive_interval))
+            .http2_keepalive_timeout(Some(keepalive.keepalive_timeout))
             .layer(size_limit_layer())
             .add_service(relay_svc)
             .add_service(inbox_svc)
@@ -284,6 +280,8 @@ pub(crate) struct Doors {
     pub(crate) concurrency: usize,
     /// Largest message on the relay listener.
     pub(crate) max_message: usize,
+    /// HTTP/2 pings, so a silent peer is dropped.
+    pub(crate) keepalive: tls::ConnectOptions,
 }
 
 impl Doors {

@@ -205,6 +205,7 @@ async fn servers(parts: &Parts, bound: Bound) -> (Stage, Addrs) {
         },
         concurrency: cfg.limits.max_in_flight.max(16),
         max_message: parts.max_message,
+        keepalive: cfg.limits.connect_options(),
     };
     let operator = Arc::new(OperatorService {
         keys: parts.keys.clone(),
@@ -280,6 +281,7 @@ fn work(parts: &Parts) -> Stage {
             window: cfg.limits.max_in_flight,
             max_message: parts.max_message,
             max_backoff: Duration::from_secs(cfg.limits.max_backoff_secs),
+            connect: cfg.limits.connect_options(),
         };
         stage
             .tasks

@@ -182,6 +182,27 @@ impl<'t> Txn<'t> {
         Ok(true)
     }
 
+    /// Takes up to `limit` items off `route` after a refusal of the whole
+    /// route (the upstream refuses this node); returns their ids.
+    pub(super) fn refuse_route(
+        &mut self,
+        route: &str,
+        why: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, Error> {
+        let range = (route, 0u8, i64::MIN, 0u64)..=(route, u8::MAX, i64::MAX, u64::MAX);
+        let ids: Vec<String> = self
+            .queue
+            .range(range)?
+            .take(limit)
+            .map(|e| e.map(|(_, id)| id.value().to_string()))
+            .collect::<Result<_, _>>()?;
+        for id in &ids {
+            self.refuse(id, route, why)?;
+        }
+        Ok(ids)
+    }
+
     /// The final hub's (verified) delivery receipt for an item; queued to go
     /// down to the child the item came from.
     pub(super) fn delivery(&mut self, id: &str, receipt: &[u8]) -> Result<bool, Error> {

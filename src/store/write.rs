@@ -105,6 +105,19 @@ impl Write for Refuse {
     }
 }
 
+struct RefuseRoute {
+    route: String,
+    why: String,
+    limit: usize,
+}
+
+impl Write for RefuseRoute {
+    type Out = Vec<String>;
+    fn apply(&self, txn: &mut Txn<'_>) -> Result<Vec<String>, Error> {
+        txn.refuse_route(&self.route, &self.why, self.limit)
+    }
+}
+
 struct Escalate {
     id: String,
     routes: Vec<String>,
@@ -196,6 +209,18 @@ impl Store {
         why: String,
     ) -> Result<bool, Error> {
         self.write(Refuse { id, route, why }).await
+    }
+
+    /// Takes up to `limit` items off `route` because the upstream refuses
+    /// this node (its certificate) for good; returns their ids. Items left
+    /// on no route are marked refused.
+    pub async fn refuse_route(
+        &self,
+        route: String,
+        why: String,
+        limit: usize,
+    ) -> Result<Vec<String>, Error> {
+        self.write(RefuseRoute { route, why, limit }).await
     }
 
     /// Queues an unsettled item on more `routes`; with `overdue`, also marks

@@ -261,11 +261,18 @@ impl Acceptor {
         let (limits, per_peer) = (self.limits, self.per_peer.clone());
         let pools = (self.silent.clone(), self.shaking.clone());
         let (established, live) = (self.established.clone(), self.live.clone());
+        let trust = self.trust.clone();
         async move {
             let Some((tls, node_id, cert)) = handshake(config, tcp, peer, limits, pools).await
             else {
                 return;
             };
+            // The CA or CRL may have changed while the handshake ran (and
+            // the recheck of live connections ran before this one was one).
+            if let Err(why) = trust.check_cert(&cert, SystemTime::now()) {
+                warn!(%peer, node = %node_id, reason = %why, "refused connection: the peer's certificate no longer passes");
+                return;
+            }
             let Ok(permit) = established.try_acquire_owned() else {
                 if let Some(left_out) = FULL.allow() {
                     warn!(%peer, node = %node_id, limit = limits.max_connections, left_out,

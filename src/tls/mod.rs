@@ -30,8 +30,10 @@ use rustls::{
 };
 use tracing::warn;
 
+use crate::telemetry::Throttles;
+
 pub use accept::{ListenLimits, spawn_acceptor};
-pub use connect::connect_channel;
+pub use connect::{ConnectOptions, Refused, connect_channel};
 pub use peer::{PeerInfo, PeerStream};
 
 use crate::trust::{Identity, TrustSnapshot, node_id_of};
@@ -67,6 +69,10 @@ fn roots(snap: &TrustSnapshot) -> Result<Arc<RootCertStore>, TlsError> {
     roots.add(snap.ca.clone()).map_err(TlsError::Root)?;
     Ok(Arc::new(roots))
 }
+
+/// The same peer refused for the same reason is logged once a minute.
+static REFUSALS: std::sync::LazyLock<Throttles> =
+    std::sync::LazyLock::new(|| Throttles::new(std::time::Duration::from_secs(60)));
 
 /// Wraps the webpki client verifier: adds the node-id requirement and logs
 /// every refusal with who and why.
@@ -117,13 +123,17 @@ impl ClientCertVerifier for NodeClientVerifier {
                     }
                     _ => "invalid",
                 };
-                warn!(
-                    %peer,
-                    claimed = %claimed_name(end_entity),
-                    reason = why,
-                    error = %e,
-                    "refused TLS client: certificate {why}"
-                );
+                let claimed = claimed_name(end_entity);
+                if let Some(left_out) = REFUSALS.allow(&format!("{claimed} {why}")) {
+                    warn!(
+                        %peer,
+                        %claimed,
+                        reason = why,
+                        error = %e,
+                        left_out,
+                        "refused TLS client: certificate {why}"
+                    );
+                }
             })?;
         if node_id_of(end_entity).is_none() {
             warn!(
@@ -216,6 +226,11 @@ pub fn server_config(identity: &Identity, trust: &TrustSnapshot) -> Result<Serve
         .map_err(TlsError::Protocol)?
         .with_client_cert_verifier(verifier)
         .with_cert_resolver(resolver);
+    // No resumption: every connection shows its certificate and has it
+    // checked against today's CA and CRL; a resumed session would skip that
+    // and let a since-revoked peer back in.
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(config)
 }
@@ -298,6 +313,8 @@ pub fn client_config(
         .with_custom_certificate_verifier(verifier)
         .with_client_auth_cert(vec![identity.cert().clone()], identity.private_key())
         .map_err(TlsError::OwnKey)?;
+    // Nor on our side: the upstream's certificate is checked every time.
+    config.resumption = rustls::client::Resumption::disabled();
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(config)
 }

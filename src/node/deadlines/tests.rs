@@ -145,9 +145,11 @@ async fn with_every_primary_down_items_escalate_before_their_deadline() {
 async fn the_watch_wakes_at_the_deadline() {
     let f = fixture();
     let mut events = f.events.subscribe();
+    // Queued before the watch runs: with time paused, a watch already
+    // napping would let the clock run on while the store writes.
+    f.queue("b2", Class::BadNews, Duration::from_secs(90)).await;
     let stop = CancellationToken::new();
     let running = tokio::spawn(f.watch().run(stop.clone()));
-    f.queue("b2", Class::BadNews, Duration::from_secs(90)).await;
 
     let overdue = loop {
         let e = events.recv().await.unwrap();

@@ -22,24 +22,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::events::Events;
 use super::routes::Routes;
 use crate::config::UpstreamConfig;
 use crate::proto::EventKind;
 use crate::store::{self, Store};
-use crate::tls::TlsError;
+use crate::telemetry::Throttle;
+use crate::tls::connect::ConnectOptions;
+use crate::tls::{Refused, TlsError};
 use crate::trust::{Keys, Trust};
 use backoff::Backoff;
 use session::Session;
 
 /// The shortest wait between reconnections.
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
-/// Time allowed to connect (TCP and TLS).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Consecutive failed sessions between two loud log lines about an outage.
-const LOG_EVERY: u64 = 50;
+/// How often an outage is logged while it lasts.
+const OUTAGE_LOG_EVERY: Duration = Duration::from_secs(60);
+/// Items taken off a refusing route per store write.
+const REFUSE_BATCH: usize = 512;
 
 /// Why a session with the upstream ended.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +84,8 @@ pub(crate) struct Forwarder {
     /// Largest message either way.
     pub(crate) max_message: usize,
     pub(crate) max_backoff: Duration,
+    /// Connect timeout and keepalive pings.
+    pub(crate) connect: ConnectOptions,
 }
 
 impl Forwarder {
@@ -93,9 +97,9 @@ impl Forwarder {
     /// Runs sessions until `shutdown`.
     pub(crate) async fn run(self, shutdown: CancellationToken) {
         let mut backoff = Backoff::new(MIN_BACKOFF, self.max_backoff);
-        // Consecutive failed sessions; logged loudly on the first and then
-        // now and again, so an outage is visible without flooding the log.
-        let mut failures: u64 = 0;
+        // An outage is logged when it starts, then once a minute with how
+        // many attempts failed since, so it stays visible without flooding.
+        let mut outage = Throttle::new(OUTAGE_LOG_EVERY);
         loop {
             let (end, progressed) = match Session::open(&self, &shutdown).await {
                 Ok((session, responses)) => session.run(responses, &shutdown).await,
@@ -114,21 +118,72 @@ impl Forwarder {
             self.set_up(false, &end.to_string());
             if progressed {
                 backoff.reset();
-                failures = 0;
+                // A new outage is logged as soon as it starts.
+                outage = Throttle::new(OUTAGE_LOG_EVERY);
             }
-            failures += 1;
+            if let Err(e) = self.on_refused(&end).await {
+                error!(upstream = %self.name(), error = %e, "cannot mark items refused");
+            }
             let delay = backoff.next_delay();
             let (up, addr) = (self.name(), &self.route.addr);
-            if failures == 1 || failures.is_multiple_of(LOG_EVERY) {
-                warn!(upstream = %up, %addr, error = %end, failures, "upstream unavailable; items stay queued and are retried");
-            } else {
-                debug!(upstream = %up, %addr, error = %end, failures, retry_in_ms = delay.as_millis() as u64, "upstream still unavailable");
+            match outage.allow() {
+                Some(failed) => {
+                    warn!(upstream = %up, %addr, error = %end, failed_since_last_line = failed, "upstream unavailable; items stay queued and are retried");
+                }
+                None => {
+                    debug!(upstream = %up, %addr, error = %end, retry_in_ms = delay.as_millis() as u64, "upstream still unavailable");
+                }
             }
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
                 () = shutdown.cancelled() => return,
             }
         }
+    }
+
+    /// The upstream refused this node's certificate for good (revoked,
+    /// expired, not the region's): the items queued on this route get that
+    /// answer — marked refused where no other route is left, with an alarm
+    /// — instead of waiting in silence. The route is still tried, so that
+    /// a renewed certificate gets new items through.
+    async fn on_refused(&self, end: &SessionEnd) -> Result<(), store::Error> {
+        let SessionEnd::Connect(e) = end else {
+            return Ok(());
+        };
+        let Some(refused) = Refused::find(e).filter(|r| r.is_verdict()) else {
+            return Ok(());
+        };
+        let why = refused.to_string();
+        let route = self.name();
+        let mut total = 0;
+        loop {
+            let ids = self
+                .store
+                .refuse_route(route.to_string(), why.clone(), REFUSE_BATCH)
+                .await?;
+            for id in &ids {
+                self.events.emit(
+                    EventKind::Refused,
+                    id,
+                    None,
+                    route,
+                    format!("{route}: {why}"),
+                );
+            }
+            total += ids.len();
+            if ids.len() < REFUSE_BATCH {
+                break;
+            }
+        }
+        if total > 0 {
+            error!(alarm = "refused", upstream = %route, items = total, "ALARM: {why}; the items queued on this route are marked refused");
+            self.events.alarm(
+                "",
+                route,
+                format!("{why}: {total} queued items marked refused"),
+            );
+        }
+        Ok(())
     }
 
     /// Records whether the route is up, telling watchers on a change.

@@ -22,7 +22,7 @@ use tracing::{debug, error, info, warn};
 
 use super::chunks::ChunkSchedule;
 use super::pace::{Pace, cap};
-use super::{CONNECT_TIMEOUT, Forwarder, SessionEnd};
+use super::{Forwarder, SessionEnd};
 use crate::envelope::hops;
 use crate::proto::{
     Chunk, ChunkNeed, EventKind, ForwardRequest, ForwardResponse, ReceiptKind, Refusal,
@@ -93,12 +93,8 @@ impl<'f> Session<'f> {
         let mut keys = fwd.keys.changes();
         keys.borrow_and_update();
         let config = tls::client_config(&fwd.keys.current(), &fwd.trust.snapshot(), fwd.name())?;
-        let connect = tls::connect_channel(
-            &fwd.route.addr,
-            Arc::new(config),
-            fwd.name(),
-            CONNECT_TIMEOUT,
-        );
+        let connect =
+            tls::connect_channel(&fwd.route.addr, Arc::new(config), fwd.name(), fwd.connect);
         let channel = tokio::select! {
             c = connect => c.map_err(SessionEnd::Connect)?,
             () = shutdown.cancelled() => return Err(SessionEnd::Shutdown),
