@@ -196,6 +196,20 @@ pub struct Limits {
     pub max_attachment_bytes: u64,
     /// Attachments travel in chunks of this many bytes (set by the origin).
     pub chunk_bytes: u32,
+    /// Partial uploads (attachments announced, not complete) one child may
+    /// have at once.
+    pub max_uploads_per_peer: usize,
+    /// Bytes of partial uploads one child may hold on disk.
+    pub max_upload_bytes_per_peer: u64,
+    /// Seconds a partial upload may go untouched before it is reclaimed.
+    pub upload_idle_secs: u64,
+    /// Bytes of one child's messages received and not yet answered, all its
+    /// streams together: what one child can make this node hold in memory.
+    pub max_bytes_in_flight_per_peer: usize,
+    /// Items of one child being handled at once, all its streams together.
+    pub max_items_in_flight_per_peer: usize,
+    /// HTTP/2 streams at once on one connection.
+    pub max_streams_per_connection: u32,
     /// Seconds between HTTP/2 pings on every connection, idle or not.
     pub keepalive_secs: u64,
     /// Seconds a ping may go unanswered before the connection is dropped:
@@ -221,6 +235,12 @@ impl Default for Limits {
             max_backoff_secs: 10,
             max_attachment_bytes: 64 * 1024 * 1024,
             chunk_bytes: 64 * 1024,
+            max_uploads_per_peer: 16,
+            max_upload_bytes_per_peer: 256 * 1024 * 1024,
+            upload_idle_secs: 3600,
+            max_bytes_in_flight_per_peer: 64 * 1024 * 1024,
+            max_items_in_flight_per_peer: 256,
+            max_streams_per_connection: 8,
             keepalive_secs: 2,
             keepalive_timeout_secs: 3,
             max_clock_skew_secs: 300,
@@ -245,6 +265,7 @@ impl Limits {
         crate::envelope::Limits {
             max_report_bytes: self.max_report_bytes,
             max_attachment_bytes: self.max_attachment_bytes,
+            max_title_bytes: self.max_title_bytes,
             max_clock_skew_ms: ms(self.max_clock_skew_secs),
             max_age_ms: ms(self.max_report_age_days.saturating_mul(24 * 3600)),
         }
@@ -472,6 +493,37 @@ impl NodeConfig {
                 "limits.chunk_bytes",
                 "must be between 1 KiB and 1 MiB".into(),
             ));
+        }
+        if l.max_upload_bytes_per_peer < l.max_attachment_bytes {
+            return Err(invalid(
+                "limits.max_upload_bytes_per_peer",
+                "must be at least limits.max_attachment_bytes (one whole upload)".into(),
+            ));
+        }
+        // Room for the largest message a child may send: a report, or a chunk.
+        let largest = l.max_report_bytes.max(l.chunk_bytes as usize) + 64 * 1024;
+        if l.max_bytes_in_flight_per_peer < 2 * largest {
+            return Err(invalid(
+                "limits.max_bytes_in_flight_per_peer",
+                "must be at least twice the largest message (max_report_bytes or chunk_bytes)"
+                    .into(),
+            ));
+        }
+        for (field, v) in [
+            ("limits.max_uploads_per_peer", l.max_uploads_per_peer as u64),
+            (
+                "limits.max_items_in_flight_per_peer",
+                l.max_items_in_flight_per_peer as u64,
+            ),
+            (
+                "limits.max_streams_per_connection",
+                u64::from(l.max_streams_per_connection),
+            ),
+            ("limits.upload_idle_secs", l.upload_idle_secs),
+        ] {
+            if v == 0 {
+                return Err(invalid(field, "must be at least 1".into()));
+            }
         }
         for (field, v) in [
             ("limits.keepalive_secs", l.keepalive_secs),

@@ -27,7 +27,9 @@ pub enum AttachmentError {
         name: String,
     },
     /// More bytes than this node takes on one report.
-    #[error("attachments are {size} bytes, over the limit of {limit} bytes")]
+    #[error(
+        "attachments are {size} bytes, over the limit of {limit} bytes (limits.max_attachment_bytes)"
+    )]
     TooLarge {
         /// All attachments together.
         size: u64,

@@ -35,7 +35,7 @@ use crate::trust::{Identity, SignerError, Trust};
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum VerifyError {
     /// The report is larger than this node accepts.
-    #[error("report is {size} bytes, over the limit of {limit} bytes")]
+    #[error("report is {size} bytes, over the limit of {limit} bytes (limits.max_report_bytes)")]
     TooLarge {
         /// Size of the encoded report.
         size: usize,
@@ -59,6 +59,14 @@ pub enum VerifyError {
     /// The report's id is not a usable item id.
     #[error(transparent)]
     BadId(#[from] BadItemId),
+    /// The title is longer than this node accepts.
+    #[error("title is {len} bytes, over the limit of {limit} (limits.max_title_bytes)")]
+    TitleTooLong {
+        /// Its length.
+        len: usize,
+        /// The configured limit.
+        limit: usize,
+    },
     /// The report's class is not one of the three.
     #[error("unknown priority class {0}: use emergency, bad_news or routine")]
     UnknownClass(i32),
@@ -106,6 +114,8 @@ pub struct Limits {
     pub max_report_bytes: usize,
     /// Largest total of the attachments it names, bytes.
     pub max_attachment_bytes: u64,
+    /// Longest title, bytes.
+    pub max_title_bytes: usize,
     /// How far in the future a report may be dated (the origin's clock may
     /// be ahead of ours by this much), ms.
     pub max_clock_skew_ms: i64,
@@ -119,6 +129,7 @@ impl Default for Limits {
         Self {
             max_report_bytes: 1024 * 1024,
             max_attachment_bytes: 64 * 1024 * 1024,
+            max_title_bytes: 1024,
             max_clock_skew_ms: 5 * 60 * 1000,
             max_age_ms: 30 * 24 * 3600 * 1000,
         }
@@ -211,8 +222,16 @@ impl Verified {
 }
 
 /// Seals a draft at its origin: our node as origin, the report encoded and
-/// its bytes signed.
-pub fn seal(draft: Draft, origin: &Identity) -> (SignedReport, Verified) {
+/// its bytes signed — once it keeps the same limits every receiver checks.
+///
+/// # Errors
+/// What [`open`] would refuse it for.
+pub fn seal(
+    draft: Draft,
+    origin: &Identity,
+    limits: &Limits,
+    now: SystemTime,
+) -> Result<(SignedReport, Verified), VerifyError> {
     let report = Report {
         id: draft.id,
         origin: origin.node_id().to_string(),
@@ -224,13 +243,14 @@ pub fn seal(draft: Draft, origin: &Identity) -> (SignedReport, Verified) {
         attachments: draft.attachments,
     };
     let signed = sign(&report, origin);
+    let class = check(&report, signed.report.len(), limits, now)?;
     let verified = Verified {
         sha256: sha256(&signed.report),
-        class: draft.class,
+        class,
         holder: report.origin.clone(),
         report,
     };
-    (signed, verified)
+    Ok((signed, verified))
 }
 
 /// Encodes and signs any report as it stands, with `signer`'s key: what
@@ -275,11 +295,7 @@ pub fn open(
             signer,
         });
     }
-    check_id(&report.id)?;
-    let class =
-        Class::from_proto(report.priority).ok_or(VerifyError::UnknownClass(report.priority))?;
-    check_date(report.created_unix_ms, limits, now)?;
-    attachments::check(&report, limits.max_attachment_bytes)?;
+    let class = check(&report, signed.report.len(), limits, now)?;
     let digest = sha256(&signed.report);
     let holder = hops::check(&signed.hops, &report.origin, &digest, trust, now)
         .map_err(|(index, why)| VerifyError::Hop { index, why })?;
@@ -289,6 +305,35 @@ pub fn open(
         class,
         holder,
     })
+}
+
+/// The one check of a report's contents against the limits, made wherever a
+/// report comes in — sealed by a local operator, or opened from a child —
+/// so that every limit holds at every door. Returns its class.
+fn check(
+    report: &Report,
+    encoded_len: usize,
+    limits: &Limits,
+    now: SystemTime,
+) -> Result<Class, VerifyError> {
+    if encoded_len > limits.max_report_bytes {
+        return Err(VerifyError::TooLarge {
+            size: encoded_len,
+            limit: limits.max_report_bytes,
+        });
+    }
+    check_id(&report.id)?;
+    let class =
+        Class::from_proto(report.priority).ok_or(VerifyError::UnknownClass(report.priority))?;
+    if report.title.len() > limits.max_title_bytes {
+        return Err(VerifyError::TitleTooLong {
+            len: report.title.len(),
+            limit: limits.max_title_bytes,
+        });
+    }
+    check_date(report.created_unix_ms, limits, now)?;
+    attachments::check(report, limits.max_attachment_bytes)?;
+    Ok(class)
 }
 
 /// Checks a report's date against this node's clock at `now`.

@@ -34,6 +34,11 @@ fn identity(dir: &Path, node: &str) -> Identity {
     Identity::load(&c, &k).unwrap()
 }
 
+/// Seals a draft under the default limits, now.
+fn sealed(draft: Draft, origin: &Identity) -> (SignedReport, Verified) {
+    seal(draft, origin, &Limits::default(), SystemTime::now()).unwrap()
+}
+
 fn draft(class: Class) -> Draft {
     let now = crate::clock::now_ms();
     Draft::new(
@@ -88,7 +93,7 @@ fn with_two_hops(r: &Region, mut signed: SignedReport, t: i64) -> SignedReport {
 
 /// A sealed report that relay, then relay2 handled.
 fn two_hops(r: &Region) -> SignedReport {
-    with_two_hops(r, seal(draft(Class::Routine), &r.county).0, 2_000)
+    with_two_hops(r, sealed(draft(Class::Routine), &r.county).0, 2_000)
 }
 
 // --- sealing, signature and signer ---
@@ -96,7 +101,7 @@ fn two_hops(r: &Region) -> SignedReport {
 #[test]
 fn a_sealed_report_opens_as_what_was_sealed() {
     let r = region();
-    let (signed, sealed) = seal(draft(Class::Emergency), &r.county);
+    let (signed, sealed) = sealed(draft(Class::Emergency), &r.county);
     let opened = open(&signed, &r.trust, &Limits::default(), SystemTime::now()).unwrap();
     assert_eq!(opened.id(), sealed.id());
     assert_eq!(opened.class(), Class::Emergency);
@@ -109,7 +114,7 @@ fn a_sealed_report_opens_as_what_was_sealed() {
 #[test]
 fn claimed_id_names_a_good_report_and_nothing_else() {
     let r = region();
-    let (mut signed, sealed) = seal(draft(Class::Routine), &r.county);
+    let (mut signed, sealed) = sealed(draft(Class::Routine), &r.county);
     assert_eq!(claimed_id(&signed).as_deref(), Some(sealed.id()));
 
     let bad_id = Report {
@@ -125,7 +130,7 @@ fn claimed_id_names_a_good_report_and_nothing_else() {
 #[test]
 fn a_flipped_byte_is_refused_as_a_bad_signature() {
     let r = region();
-    let (mut signed, _) = seal(draft(Class::Emergency), &r.county);
+    let (mut signed, _) = sealed(draft(Class::Emergency), &r.county);
     let last = signed.report.len() - 1;
     signed.report[last] ^= 0x01;
     let err = open_now(&signed, &r.trust).unwrap_err();
@@ -138,7 +143,7 @@ fn a_flipped_byte_is_refused_as_a_bad_signature() {
 #[test]
 fn a_flipped_signature_byte_is_refused_as_a_bad_signature() {
     let r = region();
-    let (mut signed, _) = seal(draft(Class::Emergency), &r.county);
+    let (mut signed, _) = sealed(draft(Class::Emergency), &r.county);
     signed.signature[0] ^= 0x80;
     let err = open_now(&signed, &r.trust).unwrap_err();
     assert!(
@@ -171,7 +176,7 @@ fn a_signer_from_another_region_is_refused_as_a_bad_certificate() {
     )
     .unwrap();
     let stranger = identity(&other.path().join("certs"), "county-a");
-    let (signed, _) = seal(draft(Class::Emergency), &stranger);
+    let (signed, _) = sealed(draft(Class::Emergency), &stranger);
     let err = open_now(&signed, &r.trust).unwrap_err();
     assert!(
         matches!(err, VerifyError::Signer(SignerError::Certificate(_))),
@@ -184,7 +189,7 @@ fn a_revoked_signer_is_refused_as_a_bad_certificate() {
     let r = region();
     let ca = r.dir.path().join("certs").join(crate::trust::CA_CERT);
     let crl = r.dir.path().join("certs").join(crate::trust::CRL);
-    let (signed, _) = seal(draft(Class::Emergency), &r.county);
+    let (signed, _) = sealed(draft(Class::Emergency), &r.county);
     let before = Trust::load(&ca, Some(&crl)).unwrap();
     open_now(&signed, &before).unwrap();
 
@@ -211,7 +216,7 @@ fn an_expired_signer_is_refused_as_a_bad_certificate() {
     };
     crate::pki::issue_with(&r.dir.path().join("certs"), "county-old", &opts).unwrap();
     let old = identity(&r.dir.path().join("certs"), "county-old");
-    let (signed, _) = seal(draft(Class::Emergency), &old);
+    let (signed, _) = sealed(draft(Class::Emergency), &old);
     let err = open_now(&signed, &r.trust).unwrap_err();
     assert!(
         matches!(
@@ -271,7 +276,7 @@ fn signed_bytes_that_are_not_a_report_are_refused_as_malformed() {
 #[test]
 fn a_report_over_the_size_limit_is_refused_and_one_at_it_opens() {
     let r = region();
-    let (signed, _) = seal(draft(Class::Emergency), &r.county);
+    let (signed, _) = sealed(draft(Class::Emergency), &r.county);
     let size = signed.report.len();
     let at = Limits {
         max_report_bytes: size,
@@ -443,7 +448,7 @@ fn chunks_split_an_attachment_with_a_short_last_one() {
 #[test]
 fn a_relay_hop_makes_the_relay_the_holder() {
     let r = region();
-    let (mut signed, sealed) = seal(draft(Class::Routine), &r.county);
+    let (mut signed, sealed) = sealed(draft(Class::Routine), &r.county);
     hops::add(&mut signed, &r.relay, "county-a", 2_000);
     let opened = open_now(&signed, &r.trust).unwrap();
     assert_eq!(opened.holder(), "relay");
@@ -461,7 +466,7 @@ fn two_hops_make_the_second_relay_the_holder() {
 #[test]
 fn a_hop_naming_the_wrong_sender_is_refused() {
     let r = region();
-    let (mut signed, _) = seal(draft(Class::Routine), &r.county);
+    let (mut signed, _) = sealed(draft(Class::Routine), &r.county);
     hops::add(&mut signed, &r.relay, "county-b", 2_000);
     let err = open_now(&signed, &r.trust).unwrap_err();
     assert!(
@@ -506,7 +511,7 @@ fn a_dropped_first_hop_is_refused() {
 fn a_hop_from_another_chain_is_refused_as_not_linked() {
     let r = region();
     // Two chains over the same report bytes, their first hops at other times.
-    let (sealed, _) = seal(draft(Class::Routine), &r.county);
+    let (sealed, _) = sealed(draft(Class::Routine), &r.county);
     let mut signed = with_two_hops(&r, sealed.clone(), 2_000);
     let other = with_two_hops(&r, sealed, 5_000);
     signed.hops[1] = other.hops[1].clone();
@@ -554,7 +559,7 @@ fn a_hop_signed_by_another_region_is_refused_as_a_bad_certificate() {
     )
     .unwrap();
     let stranger = identity(&other.path().join("certs"), "relay");
-    let (mut signed, _) = seal(draft(Class::Routine), &r.county);
+    let (mut signed, _) = sealed(draft(Class::Routine), &r.county);
     hops::add(&mut signed, &stranger, "county-a", 2_000);
     let err = open_now(&signed, &r.trust).unwrap_err();
     assert!(
@@ -572,8 +577,8 @@ fn a_hop_signed_by_another_region_is_refused_as_a_bad_certificate() {
 #[test]
 fn hops_copied_from_another_report_are_refused() {
     let r = region();
-    let (mut signed, _) = seal(draft(Class::Routine), &r.county);
-    let (mut other, _) = seal(draft(Class::Routine), &r.county);
+    let (mut signed, _) = sealed(draft(Class::Routine), &r.county);
+    let (mut other, _) = sealed(draft(Class::Routine), &r.county);
     hops::add(&mut other, &r.relay, "county-a", 2_000);
     signed.hops = other.hops;
     let err = open_now(&signed, &r.trust).unwrap_err();
@@ -592,7 +597,7 @@ fn hops_copied_from_another_report_are_refused() {
 #[test]
 fn a_hop_signed_by_one_relay_naming_another_is_refused() {
     let r = region();
-    let (mut signed, _) = seal(draft(Class::Routine), &r.county);
+    let (mut signed, _) = sealed(draft(Class::Routine), &r.county);
     let statement = HopStatement {
         report_sha256: sha256(&signed.report).to_vec(),
         relay: "relay2".into(),
@@ -617,7 +622,7 @@ fn a_hop_signed_by_one_relay_naming_another_is_refused() {
 #[test]
 fn a_hop_statement_that_does_not_decode_is_refused() {
     let r = region();
-    let (mut signed, _) = seal(draft(Class::Routine), &r.county);
+    let (mut signed, _) = sealed(draft(Class::Routine), &r.county);
     let statement = vec![0x0a, 0x05, b'x'];
     signed.hops.push(crate::proto::HopRecord {
         signature: r.relay.sign(&statement),
@@ -640,7 +645,7 @@ fn a_hop_statement_that_does_not_decode_is_refused() {
 #[test]
 fn more_than_max_hops_are_refused() {
     let r = region();
-    let (mut signed, _) = seal(draft(Class::Routine), &r.county);
+    let (mut signed, _) = sealed(draft(Class::Routine), &r.county);
     let mut holder = "county-a";
     for i in 0..MAX_HOPS {
         let relay = if i % 2 == 0 { &r.relay } else { &r.relay2 };
@@ -695,4 +700,33 @@ fn a_report_older_than_the_maximum_age_or_undated_is_refused() {
     // A day at a county behind a broken link is normal.
     rep.created_unix_ms = crate::clock::now_ms() - 24 * 3600 * 1000;
     assert!(open(&sign(&rep, &r.county), &r.trust, &limits, SystemTime::now()).is_ok());
+}
+
+#[test]
+fn sealing_checks_the_limits_every_receiver_checks() {
+    let r = region();
+    let mut d = draft(Class::Routine);
+    d.title = "t".repeat(2000);
+    let err = seal(d, &r.county, &Limits::default(), SystemTime::now()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            VerifyError::TitleTooLong {
+                len: 2000,
+                limit: 1024
+            }
+        ),
+        "{err}"
+    );
+    // And a receiver refuses the same title from a report made elsewhere.
+    let mut rep = report("county-a");
+    rep.title = "t".repeat(2000);
+    let err = open(
+        &sign(&rep, &r.county),
+        &r.trust,
+        &Limits::default(),
+        SystemTime::now(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, VerifyError::TitleTooLong { .. }), "{err}");
 }

@@ -74,6 +74,7 @@ impl Custody {
             ),
             sha256: item.sha256().to_vec(),
             from: from.to_string(),
+            attachments: u32::try_from(report.attachments.len()).unwrap_or(u32::MAX),
             ..Default::default()
         };
         let dest = if self.routes.is_final() {

@@ -239,10 +239,15 @@ pub(crate) enum UploadError {
         attachment: u32,
         index: u32,
     },
-    #[error("too many uploads open on this stream (at most {0})")]
-    TooMany(usize),
     #[error("attachment {index} ({name:?}) does not match the digest the origin signed")]
     Digest { index: u32, name: String },
+    #[error("{child} is over its quota of partial uploads: {held} of {limit} ({quota})")]
+    Quota {
+        child: String,
+        quota: &'static str,
+        held: u64,
+        limit: u64,
+    },
 }
 
 impl Error {
@@ -264,6 +269,7 @@ impl Error {
                 | VerifyError::BadId(_)
                 | VerifyError::UnknownClass(_)
                 | VerifyError::FromTheFuture { .. }
+                | VerifyError::TitleTooLong { .. }
                 | VerifyError::TooOld { .. }
                 | VerifyError::Attachments(_)
                 | VerifyError::TooManyHops(_) => Code::InvalidArgument,
@@ -283,7 +289,7 @@ impl Error {
             },
             Self::Upload(u) => match u {
                 UploadError::NotAnnounced(_) => Code::FailedPrecondition,
-                UploadError::TooMany(_) => Code::ResourceExhausted,
+                UploadError::Quota { .. } => Code::ResourceExhausted,
                 UploadError::Digest { .. } => Code::Unauthenticated,
                 UploadError::NoAttachment { .. } | UploadError::ChunkSize { .. } => {
                     Code::InvalidArgument

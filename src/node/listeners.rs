@@ -227,7 +227,7 @@ pub(crate) async fn serve_relay(
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
     let incoming = doors.accept(listener, &shutdown);
-    let concurrency = doors.concurrency;
+    let (concurrency, streams) = (doors.concurrency, doors.streams);
     let relay_svc = RelayServer::from_arc(relay).max_decoding_message_size(doors.max_message);
     let inbox_svc = InboxServer::from_arc(inbox);
     let health = health_service(&["zhibao.v1.Relay", "zhibao.v1.Inbox"]).await;
@@ -235,7 +235,7 @@ pub(crate) async fn serve_relay(
     tokio::spawn(async move {
         let res = Server::builder()
             .concurrency_limit_per_connection(concurrency)
-            .max_concurrent_streams(u32::try_from(concurrency).ok())
+            .max_concurrent_streams(Some(streams))
             .http2_keepalive_interval(Some(keepalive.keepalive_interval))
             .http2_keepalive_timeout(Some(keepalive.keepalive_timeout))
             .layer(size_limit_layer())
@@ -276,8 +276,10 @@ pub(crate) struct Doors {
     pub(crate) keys: Arc<Keys>,
     pub(crate) trust: Arc<Trust>,
     pub(crate) limits: ListenLimits,
-    /// Requests at once per connection (and streams per connection).
+    /// Requests at once per connection.
     pub(crate) concurrency: usize,
+    /// HTTP/2 streams at once per connection.
+    pub(crate) streams: u32,
     /// Largest message on the relay listener.
     pub(crate) max_message: usize,
     /// HTTP/2 pings, so a silent peer is dropped.

@@ -19,7 +19,9 @@
 //!   listings, events), with `status` building what an operator sees;
 //! - `relay`: children's `Forward` streams and `Deliver` calls (up: items,
 //!   chunks, acknowledgements; down: receipts, refusals, chunk requests);
-//! - `upload`: attachments arriving in chunks, until complete and verified;
+//! - `upload`: attachments arriving in chunks, until complete and verified,
+//!   within each child's quota; abandoned ones reclaimed;
+//! - `inflight`: what one child can make this node hold in memory at once;
 //! - `push_down`: delivery receipts going down to a child until acknowledged;
 //! - `custody`: taking an item into the store, and the receipt that says so;
 //! - `forward`: one forwarder per route (up: items and chunks; down: the
@@ -38,6 +40,7 @@ pub mod error;
 mod events;
 mod forward;
 mod inbox;
+mod inflight;
 mod listeners;
 mod operator;
 mod push_down;

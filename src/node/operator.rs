@@ -9,6 +9,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use futures::Stream;
 use tokio::sync::broadcast::error::RecvError;
@@ -57,7 +58,9 @@ pub(crate) struct OperatorService {
 
 impl OperatorService {
     /// Checks a submission and writes it up as a draft (its attachments
-    /// still to be stored).
+    /// still to be stored). These checks come first, with the operator's
+    /// words, so nothing is stored for a submission that cannot go; the
+    /// same limits are checked again, as at every door, when it is sealed.
     fn draft(&self, req: SubmitRequest) -> Result<(Draft, Vec<Attachment>), SubmitError> {
         let limits = &self.limits;
         let class =
@@ -153,7 +156,17 @@ impl OperatorService {
     async fn submit(&self, req: SubmitRequest) -> Result<SubmitResponse, Error> {
         let (mut draft, attachments) = self.draft(req)?;
         draft.attachments = self.store_attachments(draft.id(), attachments).await?;
-        let (signed, item) = envelope::seal(draft, &self.keys.current());
+        let id = draft.id().to_string();
+        let limits = self.limits.report_limits();
+        let sealed = envelope::seal(draft, &self.keys.current(), &limits, SystemTime::now());
+        let (signed, item) = match sealed {
+            Ok(sealed) => sealed,
+            Err(e) => {
+                // Its attachments went to disk first; nothing names them now.
+                self.store.drop_chunks(id).await?;
+                return Err(e.into());
+            }
+        };
         let rec = self.custody.keep(&signed, &item, FROM_OPERATOR).await?;
         info!(id = %item.id(), class = %item.class(), bytes = item.report().body.len(), stored_ms = rec.stored_ms, "submitted");
         Ok(SubmitResponse {

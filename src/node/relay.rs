@@ -25,8 +25,9 @@ use tracing::warn;
 
 use super::custody::Custody;
 use super::error::Error;
+use super::inflight::InFlight;
 use super::push_down;
-use super::upload::{Step, Uploads};
+use super::upload::{self, Step, Uploads};
 use crate::envelope::{self, Verified};
 use crate::proto::{
     DeliveryAck, ForwardRequest, ForwardResponse, Refusal, SignedReceipt, SignedReport,
@@ -45,6 +46,10 @@ pub(crate) struct RelayService {
     pub(crate) limits: envelope::Limits,
     /// Items of one stream handled at once (the sender's window).
     pub(crate) window: usize,
+    /// What each child may hold in partial uploads.
+    pub(crate) upload_quota: upload::Quota,
+    /// What each child may make this node hold in memory.
+    pub(crate) inflight: InFlight,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -204,12 +209,23 @@ impl Relay for RelayService {
             down_tx,
             self.shutdown.clone(),
         ));
-        let uploads = Arc::new(Uploads::new(self.store.clone()));
+        let uploads = Arc::new(Uploads::new(self.store.clone(), self.upload_quota));
         let service = self.clone();
+        let held = self.clone();
+        let child = peer.node_id.clone();
         let window = self.window;
         let answers = request
             .into_inner()
-            .map(move |msg| {
+            // Each message is held against the child's share from here
+            // until answered; at its bound the stream is not read further.
+            .then(move |msg| {
+                let (held, child) = (held.clone(), child.clone());
+                async move {
+                    let size = msg.as_ref().map_or(0, prost::Message::encoded_len);
+                    (msg, held.inflight.hold(&child, size).await)
+                }
+            })
+            .map(move |(msg, held)| {
                 let service = service.clone();
                 let peer = peer.clone();
                 let uploads = uploads.clone();
@@ -220,7 +236,9 @@ impl Relay for RelayService {
                         tonic::Code::OutOfRange => Status::resource_exhausted(s.message()),
                         _ => s,
                     })?;
-                    service.answer(&peer, msg, &uploads).await
+                    let answer = service.answer(&peer, msg, &uploads).await;
+                    drop(held);
+                    answer
                 }
             })
             // Items of one stream are verified and stored concurrently, so
@@ -240,6 +258,10 @@ impl Relay for RelayService {
     ) -> Result<Response<SignedReceipt>, Status> {
         let peer = peer_of(&request)?;
         let item = request.get_ref();
+        let _held = self
+            .inflight
+            .hold(&peer.node_id, prost::Message::encoded_len(item))
+            .await;
         let result = async {
             let verified = self.check(&peer, item)?;
             if !verified.report().attachments.is_empty()

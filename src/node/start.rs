@@ -25,11 +25,13 @@ use super::error::StartError;
 use super::events::Events;
 use super::forward::Forwarder;
 use super::inbox::InboxService;
+use super::inflight::{self, InFlight};
 use super::listeners::{self, Bound, Doors};
 use super::operator::OperatorService;
 use super::relay::RelayService;
 use super::reload;
 use super::routes::Routes;
+use super::upload;
 use crate::clock::Clock;
 use crate::config::NodeConfig;
 use crate::store::Store;
@@ -204,6 +206,7 @@ async fn servers(parts: &Parts, bound: Bound) -> (Stage, Addrs) {
             handshake_timeout: Duration::from_secs(cfg.limits.handshake_timeout_secs),
         },
         concurrency: cfg.limits.max_in_flight.max(16),
+        streams: cfg.limits.max_streams_per_connection,
         max_message: parts.max_message,
         keepalive: cfg.limits.connect_options(),
     };
@@ -241,6 +244,14 @@ async fn servers(parts: &Parts, bound: Bound) -> (Stage, Addrs) {
             store: parts.store.clone(),
             limits: cfg.limits.report_limits(),
             window: cfg.limits.max_in_flight,
+            upload_quota: upload::Quota {
+                uploads: cfg.limits.max_uploads_per_peer,
+                bytes: cfg.limits.max_upload_bytes_per_peer,
+            },
+            inflight: InFlight::new(inflight::Bounds {
+                bytes: cfg.limits.max_bytes_in_flight_per_peer,
+                items: cfg.limits.max_items_in_flight_per_peer,
+            }),
             shutdown: stage.token.clone(),
         });
         let inbox = Arc::new(InboxService {
@@ -286,6 +297,11 @@ fn work(parts: &Parts) -> Stage {
         stage
             .tasks
             .push(tokio::spawn(forwarder.run(stage.token.clone())));
+    }
+    if cfg.relay.is_some() {
+        let idle = Duration::from_secs(cfg.limits.upload_idle_secs);
+        let reclaim = upload::reclaim(parts.store.clone(), parts.clock, idle, stage.token.clone());
+        stage.tasks.push(tokio::spawn(reclaim));
     }
     if !cfg.upstream.is_empty() {
         let watch = DeadlineWatch::new(

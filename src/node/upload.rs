@@ -8,20 +8,33 @@
 //! (where to start, or resume after a reconnect) and after every chunk. The
 //! sender sends one chunk at a time, always of its most urgent upload, so
 //! an urgent item waits behind at most one chunk of bulk.
+//!
+//! Every child is held to a quota of partial uploads — how many at once and
+//! how many bytes on disk — checked when an upload is announced and again
+//! for every chunk; what it abandons is reclaimed ([`reclaim`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::error::{Error, UploadError};
+use crate::clock::Clock;
 use crate::envelope::{Verified, chunk_count, chunk_len};
 use crate::proto::{Chunk, ChunkNeed, SignedReport};
 use crate::store::Store;
 use crate::tls::PeerInfo;
 
-/// Most incomplete uploads one stream may have open.
-const MAX_OPEN: usize = 64;
+/// What one child may hold in partial uploads.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Quota {
+    /// Partial uploads at once.
+    pub(crate) uploads: usize,
+    /// Bytes of partial uploads on disk.
+    pub(crate) bytes: u64,
+}
 
 /// Where an upload stands after a step.
 #[derive(Debug)]
@@ -36,13 +49,15 @@ pub(crate) enum Step {
 #[derive(Debug)]
 pub(crate) struct Uploads {
     store: Store,
+    quota: Quota,
     open: Mutex<HashMap<String, (SignedReport, Verified)>>,
 }
 
 impl Uploads {
-    pub(crate) fn new(store: Store) -> Self {
+    pub(crate) fn new(store: Store, quota: Quota) -> Self {
         Self {
             store,
+            quota,
             open: Mutex::default(),
         }
     }
@@ -74,25 +89,55 @@ impl Uploads {
             let index = u32::try_from(a).unwrap_or(u32::MAX);
             let stored = self.store.chunks_stored(id.clone(), index).await?;
             if stored < chunk_count(r) {
-                self.with(|open| {
-                    if open.contains_key(&id) {
-                        return Ok(());
-                    }
-                    if open.len() >= MAX_OPEN {
-                        return Err(UploadError::TooMany(MAX_OPEN));
-                    }
+                if !self.with(|open| open.contains_key(&id)) {
+                    self.admit(peer, &verified).await?;
                     if stored > 0 {
                         info!(peer = %peer.node_id, %id, attachment = a, chunk = stored, "resuming upload from the last stored chunk");
                     }
-                    open.insert(id.clone(), (item, verified));
-                    Ok(())
-                })?;
+                    self.with(|open| open.insert(id.clone(), (item, verified)));
+                }
                 return Ok(Step::Need(need(&id, index, stored)));
             }
         }
         self.forget(&id);
         self.check_digests(peer, &verified).await?;
         Ok(Step::Complete(Box::new((item, verified))))
+    }
+
+    /// Whether `peer` may start (or resume) the upload of `item` within
+    /// its quota: partial uploads at once, and the bytes it would hold.
+    async fn admit(&self, peer: &PeerInfo, item: &Verified) -> Result<(), Error> {
+        let usage = self
+            .store
+            .uploads_of(peer.node_id.clone(), item.id().to_string())
+            .await?;
+        let new = usage.this.is_none();
+        if new && usage.count >= self.quota.uploads {
+            warn!(peer = %peer.node_id, id = %item.id(), held = usage.count, "refused upload: partial uploads over quota");
+            return Err(UploadError::Quota {
+                child: peer.node_id.clone(),
+                quota: "limits.max_uploads_per_peer",
+                held: usage.count as u64,
+                limit: self.quota.uploads as u64,
+            }
+            .into());
+        }
+        let total: u64 = item.report().attachments.iter().map(|a| a.size).sum();
+        let after = (usage.announced - usage.this.unwrap_or(0)).saturating_add(total);
+        if after > self.quota.bytes {
+            warn!(peer = %peer.node_id, id = %item.id(), held = usage.bytes, "refused upload: partial upload bytes over quota");
+            return Err(UploadError::Quota {
+                child: peer.node_id.clone(),
+                quota: "limits.max_upload_bytes_per_peer",
+                held: after,
+                limit: self.quota.bytes,
+            }
+            .into());
+        }
+        self.store
+            .begin_upload(peer.node_id.clone(), item.id().to_string(), total)
+            .await?;
+        Ok(())
     }
 
     /// Stores one chunk of an announced upload and says what comes next.
@@ -129,21 +174,44 @@ impl Uploads {
             }
             .into());
         }
+        // The hard bound, whatever was announced: bytes on disk per child.
+        let usage = self
+            .store
+            .uploads_of(peer.node_id.clone(), id.clone())
+            .await?;
+        let after = usage.bytes.saturating_add(chunk.data.len() as u64);
+        if after > self.quota.bytes {
+            return Err(UploadError::Quota {
+                child: peer.node_id.clone(),
+                quota: "limits.max_upload_bytes_per_peer",
+                held: after,
+                limit: self.quota.bytes,
+            }
+            .into());
+        }
         self.store
-            .put_chunks(id, chunk.attachment, chunk.index, vec![chunk.data])
+            .upload_chunk(
+                peer.node_id.clone(),
+                id,
+                chunk.attachment,
+                chunk.index,
+                chunk.data,
+            )
             .await?;
         self.announce(peer, item, verified).await
     }
 
     /// Checks every stored attachment against the digest its origin
-    /// signed; forgets them all if one does not match.
+    /// signed; gives the whole upload back if one does not match.
     async fn check_digests(&self, peer: &PeerInfo, verified: &Verified) -> Result<(), Error> {
         let id = verified.id();
         for (a, r) in verified.report().attachments.iter().enumerate() {
             let index = u32::try_from(a).unwrap_or(u32::MAX);
             let (sha, len) = self.store.attachment_digest(id.to_string(), index).await?;
             if sha.as_slice() != r.sha256.as_slice() || len != r.size {
-                self.store.drop_chunks(id.to_string()).await?;
+                self.store
+                    .reclaim_upload(peer.node_id.clone(), id.to_string())
+                    .await?;
                 warn!(peer = %peer.node_id, %id, attachment = a, "refused item: attachment does not match its signed digest");
                 return Err(UploadError::Digest {
                     index,
@@ -161,5 +229,44 @@ fn need(item_id: &str, attachment: u32, next: u32) -> ChunkNeed {
         item_id: item_id.to_string(),
         attachment,
         next,
+    }
+}
+
+/// Partial uploads reclaimed per store write.
+const RECLAIM_BATCH: usize = 256;
+
+/// Reclaims partial uploads untouched for `idle`: at start, then every
+/// quarter of `idle` (at most every minute), until `shutdown`. Their chunks
+/// are deleted and the space goes back to the store.
+pub(crate) async fn reclaim(
+    store: Store,
+    clock: Clock,
+    idle: Duration,
+    shutdown: CancellationToken,
+) {
+    let every = (idle / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        let idle_ms = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
+        let before = clock.now_ms().saturating_sub(idle_ms);
+        let abandoned = match store.idle_uploads(before, RECLAIM_BATCH).await {
+            Ok(a) => a,
+            Err(e) => {
+                warn!(error = %e, "cannot look for abandoned uploads");
+                continue;
+            }
+        };
+        for (child, id) in abandoned {
+            match store.reclaim_upload(child.clone(), id.clone()).await {
+                Ok(bytes) => {
+                    info!(%child, %id, bytes, "reclaimed an abandoned partial upload");
+                }
+                Err(e) => warn!(%child, %id, error = %e, "cannot reclaim an abandoned upload"),
+            }
+        }
     }
 }

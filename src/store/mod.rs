@@ -38,7 +38,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use record::{
     Destination, Escalation, FROM_OPERATOR, ItemRecord, PutOutcome, ReceiptOutcome, RecordState,
-    RouteReceiptRecord,
+    RouteReceiptRecord, UploadUsage,
 };
 
 use crate::clock::Clock;

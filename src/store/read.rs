@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable};
 
-use super::record::ItemRecord;
-use super::tables::{CHUNKS, DEADLINES, DOWN, INBOX, ITEMS, META, OVERDUE, QUEUE, meta};
+use super::record::{ItemRecord, UploadUsage};
+use super::tables::{CHUNKS, DEADLINES, DOWN, INBOX, ITEMS, META, OVERDUE, QUEUE, UPLOADS, meta};
 use super::{Error, Store, decode};
 use crate::digest::Sha256;
 
@@ -264,6 +264,58 @@ impl Store {
                 }
                 if let Some(v) = items.get(id)? {
                     out.push((id.to_string(), decode(v.value())?.delivery));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// A child's partial uploads: how many, their bytes on disk and
+    /// announced, and what the one of item `id` announced, if it is one.
+    pub async fn uploads_of(&self, child: String, id: String) -> Result<UploadUsage, Error> {
+        self.read(move |db| {
+            let txn = db.begin_read()?;
+            let uploads = txn.open_table(UPLOADS)?;
+            let mut usage = UploadUsage::default();
+            for entry in uploads.range((child.as_str(), "")..)? {
+                let (key, value) = entry?;
+                let (c, item) = key.value();
+                if c != child {
+                    break;
+                }
+                let (stored, _, announced) = value.value();
+                usage.count += 1;
+                usage.bytes = usage.bytes.saturating_add(stored);
+                usage.announced = usage.announced.saturating_add(announced);
+                if item == id {
+                    usage.this = Some(announced);
+                }
+            }
+            Ok(usage)
+        })
+        .await
+    }
+
+    /// Partial uploads untouched since `before_ms`: (child, id), at most
+    /// `limit`.
+    pub async fn idle_uploads(
+        &self,
+        before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, String)>, Error> {
+        self.read(move |db| {
+            let txn = db.begin_read()?;
+            let uploads = txn.open_table(UPLOADS)?;
+            let mut out = Vec::new();
+            for entry in uploads.iter()? {
+                let (key, value) = entry?;
+                if value.value().1 < before_ms {
+                    let (child, id) = key.value();
+                    out.push((child.to_string(), id.to_string()));
+                    if out.len() >= limit {
+                        break;
+                    }
                 }
             }
             Ok(out)

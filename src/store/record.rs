@@ -88,6 +88,9 @@ pub struct ItemRecord {
     /// The final hub's encoded `SignedReceipt` of kind delivery, once known.
     #[prost(bytes = "vec", tag = "17")]
     pub delivery: Vec<u8>,
+    /// How many attachments the report names (they travel in chunks).
+    #[prost(uint32, tag = "18")]
+    pub attachments: u32,
 }
 
 /// One route's receipt for an item.
@@ -147,6 +150,19 @@ pub enum ReceiptOutcome {
     Settled,
     /// A further route's receipt, kept as proof.
     Proof,
+}
+
+/// A child's partial uploads, as its quota counts them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UploadUsage {
+    /// How many.
+    pub count: usize,
+    /// Their bytes on disk.
+    pub bytes: u64,
+    /// Their bytes announced (what they will hold when complete).
+    pub announced: u64,
+    /// The bytes the one asked about announced, if it is one of them.
+    pub this: Option<u64>,
 }
 
 /// What an escalation did.

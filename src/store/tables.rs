@@ -16,6 +16,10 @@
 //!   to the child that handed the item over, until it acknowledges them;
 //! - `chunks`: (id, attachment, index) → bytes, attachments in chunks, as
 //!   submitted here or received so far;
+//! - `uploads`: (child, id) → (bytes stored, last touched ms, bytes
+//!   announced), partial uploads of
+//!   attachments from children, not complete yet: what counts against each
+//!   child's quota, and what is reclaimed when abandoned;
 //! - `meta`: counters (sequences, the overdue total).
 
 use redb::TableDefinition;
@@ -30,6 +34,8 @@ pub(super) const INBOX: TableDefinition<'_, (u8, u64), &str> = TableDefinition::
 pub(super) const DOWN: TableDefinition<'_, (&str, &str), i64> = TableDefinition::new("down");
 pub(super) const CHUNKS: TableDefinition<'_, (&str, u32, u32), &[u8]> =
     TableDefinition::new("chunks");
+pub(super) const UPLOADS: TableDefinition<'_, (&str, &str), (u64, i64, u64)> =
+    TableDefinition::new("uploads");
 pub(super) const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 
 /// `meta` keys.
@@ -52,6 +58,7 @@ pub(super) fn create_all(db: &redb::Database) -> Result<(), super::Error> {
     txn.open_table(INBOX)?;
     txn.open_table(DOWN)?;
     txn.open_table(CHUNKS)?;
+    txn.open_table(UPLOADS)?;
     txn.open_table(META)?;
     txn.commit()?;
     Ok(())

@@ -7,7 +7,7 @@ use super::record::{
     Destination, Escalation, FROM_OPERATOR, ItemRecord, PutOutcome, ReceiptOutcome, RecordState,
     RouteReceiptRecord,
 };
-use super::tables::{CHUNKS, DEADLINES, DOWN, INBOX, ITEMS, META, OVERDUE, QUEUE, meta};
+use super::tables::{CHUNKS, DEADLINES, DOWN, INBOX, ITEMS, META, OVERDUE, QUEUE, UPLOADS, meta};
 use super::{Error, decode, encode};
 
 /// What a committed batch changed, for the watchers woken after the commit.
@@ -33,6 +33,7 @@ pub(super) struct Txn<'t> {
     inbox: Table<'t, (u8, u64), &'static str>,
     down: Table<'t, (&'static str, &'static str), i64>,
     chunks: Table<'t, (&'static str, u32, u32), &'static [u8]>,
+    uploads: Table<'t, (&'static str, &'static str), (u64, i64, u64)>,
     meta: Table<'t, &'static str, u64>,
     /// Unix ms the batch is stamped with.
     pub(super) now: i64,
@@ -49,6 +50,7 @@ impl<'t> Txn<'t> {
             inbox: txn.open_table(INBOX)?,
             down: txn.open_table(DOWN)?,
             chunks: txn.open_table(CHUNKS)?,
+            uploads: txn.open_table(UPLOADS)?,
             meta: txn.open_table(META)?,
             now,
             fx: Effects::default(),
@@ -94,6 +96,8 @@ impl<'t> Txn<'t> {
             Some(old) if old.sha256 == record.sha256 => PutOutcome::Duplicate(old),
             Some(old) => PutOutcome::Conflict(old),
             None => {
+                // Its attachments are whole now: no longer a partial upload.
+                self.uploads.remove((record.from.as_str(), id))?;
                 let mut rec = record.clone();
                 rec.stored_ms = self.now;
                 match dest {
@@ -283,6 +287,54 @@ impl<'t> Txn<'t> {
             self.chunks.insert((id, attachment, i), data.as_slice())?;
         }
         Ok(())
+    }
+
+    /// Stores one chunk of `child`'s partial upload of item `id`, counting
+    /// its bytes against the child.
+    pub(super) fn upload_chunk(
+        &mut self,
+        child: &str,
+        id: &str,
+        attachment: u32,
+        index: u32,
+        data: &[u8],
+    ) -> Result<(), Error> {
+        self.chunks.insert((id, attachment, index), data)?;
+        let (held, _, announced) = self
+            .uploads
+            .get((child, id))?
+            .map_or((0, 0, 0), |v| v.value());
+        let bytes = held.saturating_add(data.len() as u64);
+        self.uploads
+            .insert((child, id), (bytes, self.now, announced.max(bytes)))?;
+        Ok(())
+    }
+
+    /// `child` announced an upload of `announced` bytes for item `id`: it
+    /// counts against the child from now on.
+    pub(super) fn begin_upload(
+        &mut self,
+        child: &str,
+        id: &str,
+        announced: u64,
+    ) -> Result<(), Error> {
+        let held = self.uploads.get((child, id))?.map_or(0, |v| v.value().0);
+        self.uploads
+            .insert((child, id), (held, self.now, announced.max(held)))?;
+        Ok(())
+    }
+
+    /// Forgets `child`'s partial upload of `id` and its chunks, unless the
+    /// item was stored meanwhile; returns the bytes given back.
+    pub(super) fn reclaim_upload(&mut self, child: &str, id: &str) -> Result<u64, Error> {
+        let Some(bytes) = self.uploads.remove((child, id))?.map(|v| v.value().0) else {
+            return Ok(0);
+        };
+        if self.items.get(id)?.is_some() {
+            return Ok(0);
+        }
+        self.drop_chunks(id)?;
+        Ok(bytes)
     }
 
     /// Forgets every stored chunk of an item.

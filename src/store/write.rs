@@ -81,6 +81,55 @@ impl Write for Chunks {
     }
 }
 
+struct UploadChunk {
+    child: String,
+    id: String,
+    attachment: u32,
+    index: u32,
+    data: Vec<u8>,
+}
+
+impl Write for UploadChunk {
+    type Out = ();
+    fn bytes(&self) -> usize {
+        self.data.len()
+    }
+    fn apply(&self, txn: &mut Txn<'_>) -> Result<(), Error> {
+        txn.upload_chunk(
+            &self.child,
+            &self.id,
+            self.attachment,
+            self.index,
+            &self.data,
+        )
+    }
+}
+
+struct BeginUpload {
+    child: String,
+    id: String,
+    announced: u64,
+}
+
+impl Write for BeginUpload {
+    type Out = ();
+    fn apply(&self, txn: &mut Txn<'_>) -> Result<(), Error> {
+        txn.begin_upload(&self.child, &self.id, self.announced)
+    }
+}
+
+struct ReclaimUpload {
+    child: String,
+    id: String,
+}
+
+impl Write for ReclaimUpload {
+    type Out = u64;
+    fn apply(&self, txn: &mut Txn<'_>) -> Result<u64, Error> {
+        txn.reclaim_upload(&self.child, &self.id)
+    }
+}
+
 struct DropChunks {
     id: String,
 }
@@ -193,6 +242,49 @@ impl Store {
             chunks,
         })
         .await
+    }
+
+    /// Stores one chunk of a child's upload durably, counting it against
+    /// the child's partial uploads until the item is stored.
+    pub async fn upload_chunk(
+        &self,
+        child: String,
+        id: String,
+        attachment: u32,
+        index: u32,
+        data: Vec<u8>,
+    ) -> Result<(), Error> {
+        self.write(UploadChunk {
+            child,
+            id,
+            attachment,
+            index,
+            data,
+        })
+        .await
+    }
+
+    /// Records that `child` announced an upload of `announced` bytes for
+    /// item `id`; it counts against the child's quota until stored or
+    /// reclaimed.
+    pub async fn begin_upload(
+        &self,
+        child: String,
+        id: String,
+        announced: u64,
+    ) -> Result<(), Error> {
+        self.write(BeginUpload {
+            child,
+            id,
+            announced,
+        })
+        .await
+    }
+
+    /// Forgets a child's abandoned partial upload and its chunks (unless
+    /// the item was stored meanwhile); returns the bytes given back.
+    pub async fn reclaim_upload(&self, child: String, id: String) -> Result<u64, Error> {
+        self.write(ReclaimUpload { child, id }).await
     }
 
     /// Forgets every stored chunk of an item (a transfer that did not verify).

@@ -38,7 +38,13 @@ struct Sent {
     /// SHA-256 of the report bytes, which its receipt must name.
     sha256: Vec<u8>,
     lane: u8,
+    /// Whether its attachments are uploading.
+    uploads: bool,
 }
+
+/// Items with attachments on the wire at once: chunks go one at a time
+/// anyway, and the receiver holds each child to a quota of partial uploads.
+const UPLOADS_IN_FLIGHT: usize = 4;
 
 /// A verified receipt on its way to the disk.
 #[derive(Debug)]
@@ -193,11 +199,18 @@ impl<'f> Session<'f> {
                 skip,
             )
             .await?;
+        let mut uploading = self.in_flight.values().filter(|s| s.uploads).count();
         for (id, rec) in next {
             // Schedule order is lane first, so once one item may not go,
             // none after it may either.
             if self.in_flight.len() >= cap(rec.lane(), limit, window) {
                 break;
+            }
+            if rec.attachments > 0 {
+                if uploading >= UPLOADS_IN_FLIGHT {
+                    continue;
+                }
+                uploading += 1;
             }
             self.send_item(id, rec).await?;
         }
@@ -236,6 +249,7 @@ impl<'f> Session<'f> {
             Sent {
                 sha256: rec.sha256,
                 lane,
+                uploads: rec.attachments > 0,
             },
         );
         send(&self.tx, forward_request::Kind::Item(item)).await
