@@ -40,8 +40,7 @@
 //! [`revoke_in`] with [`Which::Old`] can revoke it later.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rcgen::{
@@ -1038,41 +1037,15 @@ pub fn read_crl_der(path: &Path) -> Result<Vec<u8>, Error> {
 
 /// Writes `data` to `path` atomically (temp file, fsync, rename) with `mode`.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), Error> {
-    let io = |source| Error::Io {
+    crate::trust::files::write_atomic(path, data, mode).map_err(|source| Error::Io {
         path: path.to_path_buf(),
         source,
-    };
-    let tmp = path.with_extension("tmp");
-    let _ = fs::remove_file(&tmp);
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(io)?;
-    // The umask may have narrowed the mode; make it exactly what was asked.
-    f.set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(io)?;
-    f.write_all(data).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    fs::rename(&tmp, path).map_err(io)?;
-    // The rename itself must reach the disk too.
-    if let Some(d) = path.parent() {
-        sync_dir(d);
-    }
-    Ok(())
+    })
 }
 
 /// Makes the renames in `dir` durable (best effort).
 fn sync_dir(dir: &Path) {
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
+    crate::trust::files::sync_dir(dir);
 }
 
 #[cfg(test)]

@@ -65,14 +65,21 @@ async fn send(tx: &mpsc::Sender<ForwardRequest>, kind: forward_request::Kind) {
     tx.send(ForwardRequest { kind: Some(kind) }).await.unwrap();
 }
 
+/// The next answer to what was sent (the CRL the hub pushes unasked is
+/// passed over).
 async fn answer(responses: &mut tonic::Streaming<ForwardResponse>) -> forward_response::Result {
-    tokio::time::timeout(PATIENCE, responses.message())
-        .await
-        .expect("an answer in time")
-        .unwrap()
-        .unwrap()
-        .result
-        .unwrap()
+    loop {
+        let result = tokio::time::timeout(PATIENCE, responses.message())
+            .await
+            .expect("an answer in time")
+            .unwrap()
+            .unwrap()
+            .result
+            .unwrap();
+        if !matches!(result, forward_response::Result::Crl(_)) {
+            return result;
+        }
+    }
 }
 
 #[tokio::test]

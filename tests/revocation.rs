@@ -190,3 +190,69 @@ async fn a_county_refused_for_good_is_told_and_stops_waiting() {
     node.shutdown(PATIENCE).await;
     hub.shutdown(PATIENCE).await;
 }
+
+#[tokio::test]
+async fn a_crl_issued_at_the_hub_reaches_every_node_below_it() {
+    const RELAY: &str = "region";
+    let region = Region::new(&[RELAY, "county-z"]);
+    let hub = region.start_hub().await;
+    let hub_addr = hub.relay_addr.unwrap();
+    // The relay has its own copy of the PKI files, as a real one would.
+    let relay_pki = region.dir.path().join("relay-certs");
+    pki::bundle(&region.pki(), RELAY, &relay_pki).unwrap();
+    let mut cfg = zhibao::config::NodeConfig::for_node(RELAY, &relay_pki, &region.data(RELAY));
+    cfg.relay = Some(RelayListen {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        consumers: Vec::new(),
+    });
+    cfg.upstream = region.node_config(RELAY, hub_addr).upstream;
+    let relay = zhibao::node::start(cfg).await.unwrap();
+    let relay_addr = relay.relay_addr.unwrap();
+    let number = |dir: &std::path::Path| {
+        let ca = std::fs::read(dir.join(trust::CA_CERT)).unwrap();
+        let crl =
+            zhibao::trust::Trust::load(&dir.join(trust::CA_CERT), Some(&dir.join(trust::CRL)))
+                .unwrap()
+                .crl_der()
+                .unwrap();
+        let ca = rustls_pki_types_der(&ca);
+        zhibao::trust::crl::check(&ca, &crl).unwrap().number
+    };
+    let before = number(&relay_pki);
+
+    // Revoked at the hub only: the relay learns it down its stream.
+    pki::revoke(&region.pki(), "county-z").unwrap();
+    let issued = number(&region.pki());
+    assert!(issued > before);
+    assert!(
+        common::eventually(PATIENCE, || number(&relay_pki) == issued).await,
+        "the relay's CRL is still number {} (the hub issued {issued})",
+        number(&relay_pki)
+    );
+    assert_logged(&["a newer region CRL came down", "in force"]).await;
+    // And the relay now refuses county-z, whose CRL it never got by hand.
+    let trust = zhibao::trust::Trust::load(&region.pki().join(trust::CA_CERT), None).unwrap();
+    let me = region.identity("county-z");
+    let cfg = zhibao::tls::client_config(&me, &trust.snapshot(), RELAY).unwrap();
+    let refused = match common::relay_with_name(relay_addr, cfg, RELAY).await {
+        Err(_) => true,
+        Ok(mut c) => c
+            .deliver(envelope::sign(&common::report("county-z"), &me))
+            .await
+            .is_err(),
+    };
+    assert!(
+        refused,
+        "county-z was let in after its revocation came down"
+    );
+    relay.shutdown(PATIENCE).await;
+    hub.shutdown(PATIENCE).await;
+}
+
+/// The DER of the first certificate in a PEM file's bytes.
+fn rustls_pki_types_der(pem: &[u8]) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::from_pem_slice(pem)
+        .unwrap()
+        .to_vec()
+}

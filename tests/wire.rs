@@ -123,13 +123,22 @@ async fn open_forward(
     (tx, response.into_inner())
 }
 
-/// The next answer on a Forward stream, at most `PATIENCE` away.
+/// The next answer on a Forward stream, at most `PATIENCE` away (the CRL
+/// the hub pushes unasked is passed over).
 async fn next_answer(
     answers: &mut tonic::Streaming<ForwardResponse>,
 ) -> Result<Option<ForwardResponse>, Status> {
-    tokio::time::timeout(PATIENCE, answers.message())
-        .await
-        .expect("no answer on the Forward stream in time")
+    loop {
+        let answer = tokio::time::timeout(PATIENCE, answers.message())
+            .await
+            .expect("no answer on the Forward stream in time")?;
+        match answer {
+            Some(ForwardResponse {
+                result: Some(forward_response::Result::Crl(_)),
+            }) => continue,
+            other => return Ok(other),
+        }
+    }
 }
 
 /// Asserts that `answer` is a receipt for `id`.

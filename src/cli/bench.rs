@@ -240,8 +240,11 @@ async fn forward_stream(
             .message()
             .await?
             .context("hub closed the stream")?;
-        let Some(forward_response::Result::Receipt(r)) = resp.result else {
-            bail!("hub refused a benchmark item: {resp:?}");
+        let r = match resp.result {
+            Some(forward_response::Result::Receipt(r)) => r,
+            // Pushed unasked when the stream opens.
+            Some(forward_response::Result::Crl(_)) => continue,
+            _ => bail!("hub refused a benchmark item: {resp:?}"),
         };
         let receipt: zhibao::proto::Receipt = prost::Message::decode(r.receipt.as_slice())?;
         if let Some(t) = sent.remove(&receipt.report_sha256) {

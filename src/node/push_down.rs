@@ -1,4 +1,5 @@
-//! Delivery receipts going down to a child, on its `Forward` stream.
+//! What goes down a child's `Forward` stream unasked: the final hub's
+//! delivery receipts for items the child handed over, and the region's CRL.
 //!
 //! When the final hub's delivery receipt for an item comes back to a relay,
 //! the relay keeps it and owes it to the child that handed the item over.
@@ -16,6 +17,7 @@ use tracing::warn;
 
 use crate::proto::{ForwardResponse, SignedReceipt, forward_response};
 use crate::store::Store;
+use crate::trust::Trust;
 
 /// Most delivery receipts pushed down, or acknowledged, at once.
 pub(crate) const BATCH: usize = 256;
@@ -52,6 +54,33 @@ pub(crate) async fn run(
             };
             let resp = ForwardResponse {
                 result: Some(forward_response::Result::Delivered(receipt)),
+            };
+            if tx.send(Ok(resp)).await.is_err() {
+                return;
+            }
+        }
+        tokio::select! {
+            r = changes.changed() => if r.is_err() { return },
+            () = tx.closed() => return,
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Pushes the CRL in force down `tx` when the stream opens and whenever it
+/// changes, until the stream closes or the node stops: a CRL that reaches
+/// any node reaches every node below it.
+pub(crate) async fn crl(
+    trust: std::sync::Arc<Trust>,
+    tx: mpsc::Sender<Result<ForwardResponse, Status>>,
+    shutdown: CancellationToken,
+) {
+    let mut changes = trust.changes();
+    loop {
+        changes.borrow_and_update();
+        if let Some(der) = trust.crl_der() {
+            let resp = ForwardResponse {
+                result: Some(forward_response::Result::Crl(der)),
             };
             if tx.send(Ok(resp)).await.is_err() {
                 return;

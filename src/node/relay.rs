@@ -203,6 +203,11 @@ impl Relay for RelayService {
     ) -> Result<Response<ForwardStream>, Status> {
         let peer = peer_of(&request)?;
         let (down_tx, down_rx) = mpsc::channel(push_down::BATCH);
+        tokio::spawn(push_down::crl(
+            self.trust.clone(),
+            down_tx.clone(),
+            self.shutdown.clone(),
+        ));
         tokio::spawn(push_down::run(
             self.store.clone(),
             peer.node_id.clone(),

@@ -69,6 +69,7 @@ impl Strict for ForwardResponse {
             (2, "refusal"),
             (3, "need"),
             (4, "delivered"),
+            (5, "crl"),
         ],
     }];
 }

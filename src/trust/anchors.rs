@@ -106,6 +106,28 @@ struct VerifiedSigner {
     generation: u64,
 }
 
+/// Why a CRL that came down the tree was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum CrlInstallError {
+    /// It is not the region CA's.
+    #[error("a CRL came down that is not the region's: {0}")]
+    NotOurs(crl::CrlError),
+    /// This node has no CRL file configured to keep it in.
+    #[error("a newer CRL came down, but this node has no tls.crl to keep it in")]
+    NoCrlFile,
+    /// It could not be written.
+    #[error("cannot write the newer CRL to {path}: {source}")]
+    Write {
+        /// The CRL file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// It was written but does not load back.
+    #[error("the newer CRL does not load back: {0}")]
+    Reload(LoadError),
+}
+
 /// What a [`Trust::reload_if_changed`] did.
 #[derive(Debug)]
 pub enum Reload {
@@ -241,6 +263,38 @@ impl Trust {
                 Reload::Reloaded
             }
             Err(e) => Reload::Failed(e),
+        }
+    }
+
+    /// The CRL in force (DER), if one is.
+    pub fn crl_der(&self) -> Option<Vec<u8>> {
+        self.snapshot().crls.first().map(|c| c.to_vec())
+    }
+
+    /// Takes a CRL that came down the tree: only if the region CA signed it
+    /// and its number is higher than the one in force. It is written to the
+    /// configured CRL file (atomically) and put in force at once. Returns
+    /// whether it was newer.
+    pub fn install_crl(&self, der: &[u8]) -> Result<bool, CrlInstallError> {
+        let snap = self.snapshot();
+        let info = crl::check(&snap.ca, der).map_err(CrlInstallError::NotOurs)?;
+        if snap.crl.is_some_and(|c| c.number >= info.number) {
+            return Ok(false);
+        }
+        let Some(path) = &self.crl_path else {
+            return Err(CrlInstallError::NoCrlFile);
+        };
+        let pem = super::files::pem("X509 CRL", der);
+        super::files::write_atomic(path, pem.as_bytes(), 0o644).map_err(|source| {
+            CrlInstallError::Write {
+                path: path.clone(),
+                source,
+            }
+        })?;
+        match self.reload_if_changed() {
+            Reload::Reloaded => Ok(true),
+            Reload::Unchanged => Ok(false),
+            Reload::Failed(e) => Err(CrlInstallError::Reload(e)),
         }
     }
 

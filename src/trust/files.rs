@@ -16,6 +16,9 @@
 //! node directory; the tools still read it there, but a node must not be
 //! given such a directory.
 
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// File name of the region CA certificate (in both directories).
@@ -94,9 +97,95 @@ pub fn node_bundle_names(node: &str) -> [String; 6] {
     ]
 }
 
+/// `der` as PEM with `label` (`X509 CRL`, say): base64 in 64-column lines.
+pub fn pem(label: &str, der: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut b64 = String::with_capacity(der.len().div_ceil(3) * 4);
+    for group in der.chunks(3) {
+        let n = group
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= group.len() {
+                let six = (n >> (18 - 6 * i)) & 0x3f;
+                b64.push(char::from(ALPHABET[six as usize]));
+            } else {
+                b64.push('=');
+            }
+        }
+    }
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+/// Writes `data` to `path` atomically — a temporary file with exactly
+/// `mode`, fsync, rename, directory fsync — so a crash never leaves half a
+/// key, certificate or CRL where a node reads it.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let _ = fs::remove_file(&tmp);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)?;
+    // The umask may have narrowed the mode; make it exactly what was asked.
+    f.set_permissions(fs::Permissions::from_mode(mode))?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)?;
+    // The rename itself must reach the disk too.
+    if let Some(d) = path.parent() {
+        sync_dir(d);
+    }
+    Ok(())
+}
+
+/// Makes the renames in `dir` durable (best effort).
+pub fn sync_dir(dir: &Path) {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pem_round_trips_through_the_pem_reader() {
+        use rustls_pki_types::pem::PemObject;
+        for der in [
+            vec![],
+            vec![1],
+            vec![1, 2],
+            vec![1, 2, 3],
+            (0..=255).collect(),
+        ] {
+            let text = pem("X509 CRL", &der);
+            let back =
+                rustls_pki_types::CertificateRevocationListDer::from_pem_slice(text.as_bytes());
+            if der.is_empty() {
+                continue;
+            }
+            assert_eq!(back.unwrap().as_ref(), der.as_slice(), "{text}");
+        }
+        assert_eq!(
+            pem("X", b"Man"),
+            "-----BEGIN X-----\nTWFu\n-----END X-----\n"
+        );
+    }
 
     #[test]
     fn the_ca_directory_is_the_sibling() {

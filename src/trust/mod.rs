@@ -23,7 +23,7 @@ pub mod identity;
 pub mod keys;
 pub mod node_id;
 
-pub use anchors::{Reload, SignerError, Trust, TrustSnapshot};
+pub use anchors::{CrlInstallError, Reload, SignerError, Trust, TrustSnapshot};
 pub use crl::{CrlInfo, Freshness};
 pub use files::{CA_CERT, CA_KEY, CRL, compat_paths, node_paths};
 pub use identity::{Identity, LoadError};

@@ -172,18 +172,36 @@ pub async fn relay_with(
     Ok(RelayClient::new(channel_with(addr, config).await?))
 }
 
+/// A Relay client over TLS to node `name` at `addr`.
+pub async fn relay_with_name(
+    addr: SocketAddr,
+    config: rustls::ClientConfig,
+    name: &'static str,
+) -> Result<RelayClient<Channel>, tonic::transport::Error> {
+    Ok(RelayClient::new(channel_named(addr, config, name).await?))
+}
+
 /// A gRPC channel to the hub at `addr` over TLS with an arbitrary client
 /// configuration.
 pub async fn channel_with(
     addr: SocketAddr,
     config: rustls::ClientConfig,
 ) -> Result<Channel, tonic::transport::Error> {
+    channel_named(addr, config, HUB).await
+}
+
+/// A gRPC channel to node `name` at `addr` over TLS.
+pub async fn channel_named(
+    addr: SocketAddr,
+    config: rustls::ClientConfig,
+    name: &'static str,
+) -> Result<Channel, tonic::transport::Error> {
     let config = Arc::new(config);
     let connector = tower::service_fn(move |_: http::Uri| {
         let config = config.clone();
         async move {
             let tcp = TcpStream::connect(addr).await?;
-            let name = ServerName::try_from(HUB).unwrap();
+            let name = ServerName::try_from(name).unwrap();
             let tls = tokio_rustls::TlsConnector::from(config)
                 .connect(name, tcp)
                 .await?;

@@ -1,4 +1,5 @@
-//! Delivery receipts coming down from a relay upstream.
+//! What comes down from upstream unasked: delivery receipts of items a relay
+//! took from us, and the region's newest CRL.
 //!
 //! When this node handed an item to a relay, the relay's receipt was only
 //! custody; the final hub's delivery receipt comes down later, pushed on
@@ -8,7 +9,7 @@
 
 use prost::Message;
 use tokio::sync::mpsc;
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
 
 use super::session::send;
 use super::{Forwarder, SessionEnd};
@@ -18,6 +19,23 @@ use crate::proto::{
 use crate::receipt;
 
 impl Forwarder {
+    /// A CRL came down: put in force (and kept) if the CA signed it and it
+    /// is newer than ours; our own children get it from us in turn.
+    pub(super) fn on_crl(&self, der: &[u8]) {
+        let up = self.name();
+        match self.trust.install_crl(der) {
+            Ok(true) => {
+                let number = self.trust.snapshot().crl.map(|c| c.number);
+                info!(upstream = %up, crl_number = number, "a newer region CRL came down; in force");
+            }
+            Ok(false) => {}
+            Err(e) => {
+                error!(alarm = "crl-push", upstream = %up, error = %e, "ALARM: {e}");
+                self.events.alarm("", up, e.to_string());
+            }
+        }
+    }
+
     /// Checks, keeps and acknowledges one pushed-down delivery receipt.
     pub(super) async fn on_delivered(
         &self,

@@ -298,6 +298,10 @@ impl<'f> Session<'f> {
             Some(forward_response::Result::Delivered(signed)) => {
                 self.fwd.on_delivered(&signed, &self.tx).await
             }
+            Some(forward_response::Result::Crl(der)) => {
+                self.fwd.on_crl(&der);
+                Ok(())
+            }
             None => Err(SessionEnd::Closed("empty response from upstream")),
         }
     }
