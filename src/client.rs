@@ -176,6 +176,15 @@ impl Operator {
         Ok((resp.items, resp.overdue_total))
     }
 
+    /// The node itself: trust material and routes.
+    pub async fn node(&mut self) -> Result<crate::proto::NodeStatus, ClientError> {
+        Ok(self
+            .inner
+            .node(crate::proto::NodeRequest {})
+            .await?
+            .into_inner())
+    }
+
     /// Waits until the item is receipted (or refused), at most `timeout`.
     pub async fn wait_receipt(
         &mut self,

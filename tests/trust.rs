@@ -180,3 +180,70 @@ async fn a_renewed_certificate_is_used_without_a_restart() {
     zhibao::receipt::open(&before, &region.trust(), now).unwrap();
     hub.shutdown(PATIENCE).await;
 }
+
+/// Whether county-a gets an item into the hub at `addr`.
+async fn delivers(region: &Region, addr: std::net::SocketAddr) -> bool {
+    let identity = region.identity("county-a");
+    let trust = zhibao::trust::Trust::load(&region.pki().join(trust::CA_CERT), None).unwrap();
+    let cfg = zhibao::tls::client_config(&identity, &trust.snapshot(), common::HUB).unwrap();
+    let Ok(mut client) = common::relay_with(addr, cfg).await else {
+        return false;
+    };
+    let item = envelope::sign(&common::report("county-a"), &identity);
+    client.deliver(item).await.is_ok()
+}
+
+#[tokio::test]
+async fn a_crl_past_its_grace_stops_relay_traffic_until_a_fresh_one_comes() {
+    let region = Region::new(&["county-a"]);
+    let ca = pki::Pki::at(&region.pki());
+    let now = time::OffsetDateTime::now_utc();
+    pki::reissue_crl(&ca, now - time::Duration::hours(2)).unwrap();
+
+    // Within its grace: tolerated, with an alarm and the state shown.
+    let mut cfg = hub(&region);
+    cfg.tls.crl_grace_secs = 3 * 3600;
+    let tolerant = zhibao::node::start(cfg).await.unwrap();
+    assert_logged(&["ALARM", "past its nextUpdate"]).await;
+    assert!(delivers(&region, tolerant.relay_addr.unwrap()).await);
+    let mut op = common::operator(&tolerant).await;
+    let node = op.node().await.unwrap();
+    assert!(
+        node.crl_state.starts_with("expired, tolerated until"),
+        "{node:?}"
+    );
+    tolerant.shutdown(PATIENCE).await;
+
+    // Past it: the node runs, refuses relay traffic, and says why.
+    let mut cfg = hub(&region);
+    cfg.tls.crl_grace_secs = 3600;
+    let strict = zhibao::node::start(cfg).await.unwrap();
+    let addr = strict.relay_addr.unwrap();
+    assert_logged(&["ALARM", "past its grace"]).await;
+    assert!(
+        !delivers(&region, addr).await,
+        "relay traffic with a stale CRL"
+    );
+    let mut op = common::operator(&strict).await;
+    assert_eq!(
+        op.node().await.unwrap().crl_state,
+        "stale: relay traffic refused"
+    );
+
+    // A fresh CRL puts it right, without a restart.
+    pki::reissue_crl(&ca, now + time::Duration::days(30)).unwrap();
+    // The node looks at its files every 2 s; its state is read until then.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while op.node().await.unwrap().crl_state != "fresh" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the fresh CRL was not taken"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        delivers(&region, addr).await,
+        "still refused with a fresh CRL"
+    );
+    strict.shutdown(PATIENCE).await;
+}

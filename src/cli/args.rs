@@ -59,9 +59,10 @@ pub(crate) enum Command {
         timeout: Duration,
     },
     /// Show an item's class, state, times and receipt.
+    /// Without an id: the node itself (its CRL, certificate and routes).
     Status {
         /// The item id printed by `submit`.
-        id: String,
+        id: Option<String>,
         #[command(flatten)]
         target: Target,
     },

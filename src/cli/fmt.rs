@@ -181,3 +181,34 @@ pub fn inbox_item(item: &InboxItem) -> String {
         c.routine
     )
 }
+
+/// `zhibao status` without an id: the node itself.
+pub(crate) fn node(n: &zhibao::proto::NodeStatus) -> String {
+    let secs = |s: i64| time(s.saturating_mul(1000));
+    let mut out = String::new();
+    let _ = writeln!(out, "node:      {}", n.node_id);
+    let _ = writeln!(out, "cert:      valid until {}", secs(n.cert_not_after));
+    let _ = writeln!(
+        out,
+        "crl:       number {}, next update {}, {}",
+        n.crl_number,
+        secs(n.crl_next_update),
+        n.crl_state
+    );
+    if n.routes.is_empty() {
+        let _ = writeln!(out, "routes:    none (a hub: items end here)");
+    }
+    for r in &n.routes {
+        let _ = writeln!(
+            out,
+            "route:     {} ({}): {}, {} in flight",
+            r.route, r.role, r.state, r.in_flight
+        );
+    }
+    let _ = writeln!(
+        out,
+        "overdue:   {} items ever missed their deadline here",
+        n.overdue_total
+    );
+    out
+}

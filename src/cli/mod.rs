@@ -158,8 +158,10 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Status { id, target } => {
             let mut op = target.connect().await?;
-            let status = op.status(&id).await?;
-            print!("{}", fmt::status(&status));
+            match id {
+                Some(id) => print!("{}", fmt::status(&op.status(&id).await?)),
+                None => print!("{}", fmt::node(&op.node().await?)),
+            }
         }
         Command::Watch { target } => {
             let mut op = target.connect().await?;

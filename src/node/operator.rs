@@ -28,11 +28,12 @@ use crate::config::{Deadlines, Limits};
 use crate::digest::sha256;
 use crate::envelope::{self, Draft, attachments};
 use crate::proto::{
-    Attachment, AttachmentRef, Event, ItemStatus, ListRequest, ListResponse, StatusRequest,
-    SubmitRequest, SubmitResponse, WatchRequest, operator_server::Operator,
+    Attachment, AttachmentRef, Event, ItemStatus, ListRequest, ListResponse, NodeRequest,
+    NodeStatus, RouteStatus, StatusRequest, SubmitRequest, SubmitResponse, WatchRequest,
+    operator_server::Operator,
 };
 use crate::store::{FROM_OPERATOR, ItemRecord, RecordState, Store};
-use crate::trust::{Keys, Trust};
+use crate::trust::{Freshness, Keys, Trust};
 
 /// Chunks of an attachment stored per write (4 MiB at the default size).
 const CHUNKS_PER_WRITE: usize = 64;
@@ -248,6 +249,49 @@ impl Operator for OperatorService {
                 .iter()
                 .map(|(id, rec)| self.view(id, rec, Check::AsStored))
                 .collect(),
+            overdue_total: self.store.overdue_total().await.map_err(Error::from)?,
+        }))
+    }
+
+    async fn node(
+        self: Arc<Self>,
+        _: Request<NodeRequest>,
+    ) -> Result<Response<NodeStatus>, Status> {
+        let snap = self.trust.snapshot();
+        let crl = snap.crl;
+        let crl_state = match self.trust.freshness(SystemTime::now()) {
+            Freshness::None => "none configured".to_string(),
+            Freshness::Fresh => "fresh".to_string(),
+            Freshness::Grace { refuse_at, .. } => {
+                format!("expired, tolerated until {refuse_at} (Unix s)")
+            }
+            Freshness::Stale { .. } => "stale: relay traffic refused".to_string(),
+        };
+        let cert_not_after = x509_parser::parse_x509_certificate(self.keys.current().cert())
+            .map_or(0, |(_, c)| c.validity().not_after.timestamp());
+        let routes = self
+            .routes
+            .report()
+            .into_iter()
+            .map(|(route, role, up, in_flight)| RouteStatus {
+                route,
+                role: format!("{role:?}").to_lowercase(),
+                state: match up {
+                    Some(true) => "up",
+                    Some(false) => "down",
+                    None => "not tried yet",
+                }
+                .into(),
+                in_flight: u32::try_from(in_flight).unwrap_or(u32::MAX),
+            })
+            .collect();
+        Ok(Response::new(NodeStatus {
+            node_id: self.keys.current().node_id().to_string(),
+            crl_number: crl.map_or(0, |c| c.number),
+            crl_next_update: crl.and_then(|c| c.next_update).unwrap_or(0),
+            crl_state,
+            cert_not_after,
+            routes,
             overdue_total: self.store.overdue_total().await.map_err(Error::from)?,
         }))
     }

@@ -103,6 +103,24 @@ impl Routes {
         });
     }
 
+    /// Every route: (name, role, up (None = not tried yet), items in flight).
+    pub(crate) fn report(&self) -> Vec<(String, crate::config::Role, Option<bool>, usize)> {
+        self.with(|state| {
+            self.table
+                .iter()
+                .map(|u| {
+                    let s = state.get(&u.node_id);
+                    (
+                        u.node_id.clone(),
+                        u.role,
+                        s.and_then(|s| s.up),
+                        s.map_or(0, |s| s.in_flight.len()),
+                    )
+                })
+                .collect()
+        })
+    }
+
     /// Whether `id` is on the wire to any route right now.
     pub(crate) fn is_in_flight(&self, id: &str) -> bool {
         self.with(|state| state.values().any(|s| s.in_flight.contains(id)))

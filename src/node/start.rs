@@ -36,7 +36,7 @@ use crate::clock::Clock;
 use crate::config::NodeConfig;
 use crate::store::Store;
 use crate::tls::{self, ListenLimits};
-use crate::trust::{Identity, Keys, LoadError, Trust};
+use crate::trust::{Identity, Keys, LoadError, SignerError, Trust};
 
 /// Starts a node from a configuration; returns once every listener is
 /// bound, so the caller can use the addresses at once.
@@ -78,19 +78,24 @@ fn load_trust(cfg: &NodeConfig) -> Result<(Arc<Keys>, Arc<Trust>), StartError> {
     let trust = Trust::load(&cfg.tls.ca, cfg.tls.crl.as_deref())
         .map_err(load)?
         .with_crl_grace(Duration::from_secs(cfg.tls.crl_grace_secs));
-    // Our own certificate must be one the region accepts.
+    // Our own certificate must be one the region accepts. A stale CRL does
+    // not stop the start: the node refuses relay traffic (with an alarm)
+    // until a fresh CRL arrives, by file or down from its upstream.
     let probe = b"self-check";
-    trust
-        .verify_signed(
-            identity.cert(),
-            probe,
-            &identity.sign(probe),
-            SystemTime::now(),
-        )
-        .map_err(|source| StartError::NotTrusted {
-            path: cfg.tls.cert.clone(),
-            source,
-        })?;
+    match trust.verify_signed(
+        identity.cert(),
+        probe,
+        &identity.sign(probe),
+        SystemTime::now(),
+    ) {
+        Ok(_) | Err(SignerError::StaleCrl { .. }) => {}
+        Err(source) => {
+            return Err(StartError::NotTrusted {
+                path: cfg.tls.cert.clone(),
+                source,
+            });
+        }
+    }
     if cfg.relay.is_some() {
         // A listener's TLS configuration that cannot be built fails now.
         tls::server_config(&identity, &trust.snapshot())?;

@@ -48,6 +48,8 @@ strict!(
     Event,
     ListRequest,
     ListResponse,
+    NodeRequest,
+    NodeStatus,
     SubscribeRequest,
     InboxItem,
     AttachmentRequest,

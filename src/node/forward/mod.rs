@@ -64,8 +64,6 @@ pub(crate) enum SessionEnd {
     Store(#[from] store::Error),
     #[error("the region CA or CRL, or this node's certificate, changed: reconnecting under it")]
     TrustChanged,
-    #[error("the region CRL is stale: no relay traffic until a fresh one arrives")]
-    StaleCrl,
     #[error("shutting down")]
     Shutdown,
 }

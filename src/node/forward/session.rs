@@ -91,9 +91,6 @@ impl<'f> Session<'f> {
         fwd: &'f Forwarder,
         shutdown: &CancellationToken,
     ) -> Result<(Self, Streaming<ForwardResponse>), SessionEnd> {
-        if fwd.trust.freshness(std::time::SystemTime::now()).is_stale() {
-            return Err(SessionEnd::StaleCrl);
-        }
         let mut trust = fwd.trust.changes();
         trust.borrow_and_update();
         let mut keys = fwd.keys.changes();
@@ -180,7 +177,17 @@ impl<'f> Session<'f> {
     }
 
     /// Puts items on the wire in schedule order while the window has room.
+    /// Not while the CRL is stale: no receipt could be trusted; the session
+    /// stays open for the fresh CRL the upstream pushes down it.
     async fn fill_window(&mut self) -> Result<(), SessionEnd> {
+        if self
+            .fwd
+            .trust
+            .freshness(std::time::SystemTime::now())
+            .is_stale()
+        {
+            return Ok(());
+        }
         let window = self.fwd.window;
         let limit = self.pace.limit();
         // The most the window could take: room for an emergency beyond it.
