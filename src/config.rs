@@ -210,6 +210,10 @@ pub struct Limits {
     pub max_items_in_flight_per_peer: usize,
     /// HTTP/2 streams at once on one connection.
     pub max_streams_per_connection: u32,
+    /// New items and attachments are refused (RESOURCE_EXHAUSTED) while
+    /// less than this many bytes are free where the store is, so the disk
+    /// never fills in the middle of a commit; what is stored still moves on.
+    pub min_free_disk_bytes: u64,
     /// Seconds between HTTP/2 pings on every connection, idle or not.
     pub keepalive_secs: u64,
     /// Seconds a ping may go unanswered before the connection is dropped:
@@ -241,6 +245,7 @@ impl Default for Limits {
             max_bytes_in_flight_per_peer: 64 * 1024 * 1024,
             max_items_in_flight_per_peer: 256,
             max_streams_per_connection: 8,
+            min_free_disk_bytes: 64 * 1024 * 1024,
             keepalive_secs: 2,
             keepalive_timeout_secs: 3,
             max_clock_skew_secs: 300,

@@ -277,7 +277,7 @@ impl Error {
             Self::BadId(_) | Self::BadAck | Self::EmptyForward => Code::InvalidArgument,
             Self::Store(s) => match s {
                 store::Error::Full => Code::ResourceExhausted,
-                store::Error::Closed => Code::Unavailable,
+                store::Error::Closed | store::Error::Reopening => Code::Unavailable,
                 _ => Code::Internal,
             },
             Self::Conflict { .. } => Code::AlreadyExists,

@@ -119,7 +119,8 @@ fn refuse_ca_key(cfg: &NodeConfig) -> Result<(), StartError> {
 
 fn open_store(cfg: &NodeConfig) -> Result<Store, StartError> {
     let path = cfg.data_dir.join("store.redb");
-    Store::open(&path).map_err(|source| StartError::Store { path, source })
+    Store::open_with(&path, Clock::System, cfg.limits.min_free_disk_bytes)
+        .map_err(|source| StartError::Store { path, source })
 }
 
 /// The parts every service and task is made of, built once at start.

@@ -9,6 +9,16 @@
 //! batch. Signing and verifying happen before a write is submitted, never
 //! inside the commit.
 //!
+//! # A full disk
+//! New items and attachment chunks are refused ([`Error::Full`]) while the
+//! free space under the store is below a floor, so the disk does not fill
+//! in the middle of a commit; receipts, acknowledgements and escalations —
+//! small, and what moves stored items on — still go through, and reads
+//! always do. Should a commit fail anyway (the disk filled from outside),
+//! nothing of it is on disk, and the writer reopens the database in place
+//! (redb refuses every use of a database after a failed write): the node
+//! carries on, without a restart, once space is freed.
+//!
 //! # Layout
 //! - [`record`]: what is kept per item, and what writes answer;
 //! - [`tables`]: the tables and what their keys mean (the queue's key order
@@ -83,6 +93,9 @@ pub enum Error {
     /// A read task did not finish.
     #[error("store: read task failed: {0}")]
     ReadTask(Arc<tokio::task::JoinError>),
+    /// The database is being reopened after a failed write; try again.
+    #[error("store: reopening after a failed write; try again shortly")]
+    Reopening,
 }
 
 impl From<redb::Error> for Error {
@@ -113,8 +126,78 @@ db_err!(
     redb::CommitError
 );
 
+/// The database file, reopened in place when a failed commit left redb
+/// unwilling to go on with it.
+struct Db {
+    path: PathBuf,
+    current: std::sync::RwLock<Option<Arc<Database>>>,
+}
+
+/// How long a reopen waits for readers to let go of the old database.
+const REOPEN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl Db {
+    fn open(path: &Path) -> Result<Database, Error> {
+        Ok(Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)?)
+    }
+
+    /// The database, unless it is being reopened.
+    fn get(&self) -> Result<Arc<Database>, Error> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or(Error::Reopening)
+    }
+
+    /// Closes the database and opens it again (redb repairs what a failed
+    /// commit left); waits for readers still holding the old one.
+    fn reopen(&self) -> Result<(), Error> {
+        let old = self
+            .current
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(mut old) = old {
+            let waited = std::time::Instant::now();
+            loop {
+                match Arc::try_unwrap(old) {
+                    Ok(db) => {
+                        drop(db);
+                        break;
+                    }
+                    Err(still) if waited.elapsed() < REOPEN_PATIENCE => {
+                        old = still;
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                    Err(still) => {
+                        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(still);
+                        return Err(Error::Reopening);
+                    }
+                }
+            }
+        }
+        let db = Self::open(&self.path)?;
+        tables::create_all(&db)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(db));
+        Ok(())
+    }
+}
+
+/// Free bytes on the file system holding `dir`, if it can be told.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    let vfs = rustix::fs::statvfs(dir).ok()?;
+    Some(vfs.f_bavail.saturating_mul(vfs.f_frsize))
+}
+
 struct Inner {
-    db: Arc<Database>,
+    db: Db,
+    /// Where the store lives, for the free-space floor.
+    dir: PathBuf,
+    /// New data is refused while less than this is free.
+    min_free_bytes: u64,
     ops: mpsc::Sender<Box<dyn Job>>,
     queue_version: watch::Sender<u64>,
     inbox_version: watch::Sender<u64>,
@@ -167,22 +250,32 @@ impl Store {
     /// Like [`Store::open`], stamping writes (commit times, overdue times)
     /// by `clock`.
     pub fn open_with_clock(path: &Path, clock: Clock) -> Result<Self, Error> {
+        Self::open_with(path, clock, 0)
+    }
+
+    /// Like [`Store::open_with_clock`], refusing new items and chunks while
+    /// less than `min_free_bytes` are free on the store's file system.
+    pub fn open_with(path: &Path, clock: Clock, min_free_bytes: u64) -> Result<Self, Error> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| Error::Dir {
                 path: parent.to_path_buf(),
                 source: Arc::new(e),
             })?;
         }
-        let db = Arc::new(
-            Database::builder()
-                .set_cache_size(CACHE_BYTES)
-                .create(path)?,
-        );
+        let db = Db::open(path)?;
         tables::create_all(&db)?;
+        let db = Db {
+            path: path.to_path_buf(),
+            current: std::sync::RwLock::new(Some(Arc::new(db))),
+        };
         let (ops, rx) = mpsc::channel(WRITE_QUEUE);
         let (closed_tx, closed) = watch::channel(false);
         let inner = Arc::new(Inner {
             db,
+            dir: path
+                .parent()
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+            min_free_bytes,
             ops,
             queue_version: watch::channel(0).0,
             inbox_version: watch::channel(0).0,
@@ -191,7 +284,6 @@ impl Store {
             waiters: Mutex::default(),
         });
         let writer = Arc::downgrade(&inner);
-        let db = inner.db.clone();
         // A clock that follows tokio's timer can be read only in the
         // runtime's context, so the writer thread enters it.
         let runtime = matches!(clock, Clock::Tokio { .. })
@@ -201,8 +293,7 @@ impl Store {
             .name("zhibao-store-writer".into())
             .spawn(move || {
                 let _context = runtime.as_ref().map(tokio::runtime::Handle::enter);
-                writer::run(&db, rx, &writer, clock);
-                drop(db);
+                writer::run(rx, &writer, clock);
                 let _ = closed_tx.send(true);
             })
             .map_err(|e| Error::Thread(Arc::new(e)))?;

@@ -17,7 +17,7 @@ impl Store {
         &self,
         f: impl FnOnce(&Database) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
-        let db = self.inner.db.clone();
+        let db = self.inner.db.get()?;
         tokio::task::spawn_blocking(move || f(&db))
             .await
             .map_err(|e| Error::ReadTask(Arc::new(e)))?

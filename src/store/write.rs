@@ -14,6 +14,9 @@ struct Put {
 
 impl Write for Put {
     type Out = PutOutcome;
+    fn grows(&self) -> bool {
+        true
+    }
     fn bytes(&self) -> usize {
         self.record.signed.len()
     }
@@ -73,6 +76,9 @@ struct Chunks {
 
 impl Write for Chunks {
     type Out = ();
+    fn grows(&self) -> bool {
+        true
+    }
     fn bytes(&self) -> usize {
         self.chunks.iter().map(Vec::len).sum()
     }
@@ -91,6 +97,9 @@ struct UploadChunk {
 
 impl Write for UploadChunk {
     type Out = ();
+    fn grows(&self) -> bool {
+        true
+    }
     fn bytes(&self) -> usize {
         self.data.len()
     }
@@ -113,6 +122,9 @@ struct BeginUpload {
 
 impl Write for BeginUpload {
     type Out = ();
+    fn grows(&self) -> bool {
+        true
+    }
     fn apply(&self, txn: &mut Txn<'_>) -> Result<(), Error> {
         txn.begin_upload(&self.child, &self.id, self.announced)
     }

@@ -5,12 +5,16 @@
 //! [`MAX_BATCH`] writes or [`MAX_BATCH_BYTES`] of chunks), applies them in
 //! one redb transaction, commits it with `Durability::Immediate` (fsync),
 //! and only then answers each write and wakes the watchers. If the commit
-//! fails, nothing of the batch is on disk and every write hears so.
+//! fails, nothing of the batch is on disk and every write hears so; the
+//! database is then reopened in place, so the next batch can commit. While
+//! free space is below the floor, writes that add data are refused before
+//! the batch is applied.
 
 use std::sync::Weak;
 
 use redb::Database;
 use tokio::sync::{mpsc, oneshot};
+use tracing::{error, info, warn};
 
 use super::txn::{Effects, Txn};
 use super::{Error, Inner};
@@ -33,6 +37,12 @@ pub(super) trait Write: Send + 'static {
         256
     }
 
+    /// Whether the write adds data (an item, a chunk) rather than moving
+    /// stored items on: such writes are refused when the disk is low.
+    fn grows(&self) -> bool {
+        false
+    }
+
     /// Applies the write within the batch's transaction.
     fn apply(&self, txn: &mut Txn<'_>) -> Result<Self::Out, Error>;
 }
@@ -40,6 +50,7 @@ pub(super) trait Write: Send + 'static {
 /// A write on its way through the writer, with its caller's reply channel.
 pub(super) trait Job: Send {
     fn bytes(&self) -> usize;
+    fn grows(&self) -> bool;
     fn apply(&mut self, txn: &mut Txn<'_>) -> Result<(), Error>;
     /// Answers the caller: the write's outcome if the batch committed.
     fn answer(self: Box<Self>, committed: Result<(), Error>);
@@ -57,6 +68,10 @@ impl<W: Write> Job for Pending<W> {
         self.write.bytes()
     }
 
+    fn grows(&self) -> bool {
+        self.write.grows()
+    }
+
     fn apply(&mut self, txn: &mut Txn<'_>) -> Result<(), Error> {
         self.out = Some(self.write.apply(txn)?);
         Ok(())
@@ -69,12 +84,7 @@ impl<W: Write> Job for Pending<W> {
 }
 
 /// Runs until every sender of `rx` is gone.
-pub(super) fn run(
-    db: &Database,
-    mut rx: mpsc::Receiver<Box<dyn Job>>,
-    inner: &Weak<Inner>,
-    clock: Clock,
-) {
+pub(super) fn run(mut rx: mpsc::Receiver<Box<dyn Job>>, inner: &Weak<Inner>, clock: Clock) {
     while let Some(first) = rx.blocking_recv() {
         let mut bytes = first.bytes();
         let mut batch = vec![first];
@@ -87,8 +97,24 @@ pub(super) fn run(
                 Err(_) => break,
             }
         }
+        let Some(inner) = inner.upgrade() else {
+            for job in batch {
+                job.answer(Err(Error::Closed));
+            }
+            return;
+        };
+        let mut batch = refuse_growth_when_low(&inner, batch);
+        if batch.is_empty() {
+            continue;
+        }
         let started = std::time::Instant::now();
-        let committed = commit(db, &mut batch, clock.now_ms());
+        // A reopen that failed before (the file not readable yet) is tried
+        // again before the next batch.
+        let db = inner
+            .db
+            .get()
+            .or_else(|_| inner.db.reopen().and_then(|()| inner.db.get()));
+        let committed = db.and_then(|db| commit(&db, &mut batch, clock.now_ms()));
         tracing::debug!(
             writes = batch.len(),
             commit_us = started.elapsed().as_micros() as u64,
@@ -99,18 +125,46 @@ pub(super) fn run(
                 for job in batch {
                     job.answer(Ok(()));
                 }
-                if let Some(inner) = inner.upgrade() {
-                    inner.wake(effects);
-                }
+                inner.wake(effects);
             }
             Err(e) => {
-                tracing::error!(error = %e, writes = batch.len(), "store commit failed");
+                error!(error = %e, writes = batch.len(), "store commit failed; nothing of the batch is stored");
                 for job in batch {
                     job.answer(Err(e.clone()));
+                }
+                if matches!(e, Error::Full | Error::Db(_)) {
+                    match inner.db.reopen() {
+                        Ok(()) => info!("store reopened after the failed commit"),
+                        Err(e) => {
+                            warn!(error = %e, "store not reopened yet; the next write tries again")
+                        }
+                    }
                 }
             }
         }
     }
+}
+
+/// Answers the writes that add data with [`Error::Full`] while less than
+/// the floor is free; returns the rest.
+fn refuse_growth_when_low(inner: &Inner, batch: Vec<Box<dyn Job>>) -> Vec<Box<dyn Job>> {
+    if inner.min_free_bytes == 0 || !batch.iter().any(|j| j.grows()) {
+        return batch;
+    }
+    let low = super::free_bytes(&inner.dir).is_some_and(|free| free < inner.min_free_bytes);
+    if !low {
+        return batch;
+    }
+    let (refused, rest): (Vec<_>, Vec<_>) = batch.into_iter().partition(|j| j.grows());
+    warn!(
+        refused = refused.len(),
+        floor = inner.min_free_bytes,
+        "disk space below the floor: new items refused, stored ones kept and moved on"
+    );
+    for job in refused {
+        job.answer(Err(Error::Full));
+    }
+    rest
 }
 
 /// Applies a batch in one transaction and commits it (fsync).
