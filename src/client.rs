@@ -176,6 +176,17 @@ impl Operator {
         Ok((resp.items, resp.overdue_total))
     }
 
+    /// The node's custody log, as stored.
+    pub async fn audit(
+        &mut self,
+    ) -> Result<tonic::Streaming<crate::proto::AuditBatch>, ClientError> {
+        Ok(self
+            .inner
+            .audit(crate::proto::AuditRequest { from_seq: 0 })
+            .await?
+            .into_inner())
+    }
+
     /// The node itself: trust material and routes.
     pub async fn node(&mut self) -> Result<crate::proto::NodeStatus, ClientError> {
         Ok(self

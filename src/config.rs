@@ -214,6 +214,8 @@ pub struct Limits {
     /// less than this many bytes are free where the store is, so the disk
     /// never fills in the middle of a commit; what is stored still moves on.
     pub min_free_disk_bytes: u64,
+    /// Seconds between signed checkpoints of the custody log (when it grew).
+    pub audit_checkpoint_secs: u64,
     /// Seconds between HTTP/2 pings on every connection, idle or not.
     pub keepalive_secs: u64,
     /// Seconds a ping may go unanswered before the connection is dropped:
@@ -246,6 +248,7 @@ impl Default for Limits {
             max_items_in_flight_per_peer: 256,
             max_streams_per_connection: 8,
             min_free_disk_bytes: 64 * 1024 * 1024,
+            audit_checkpoint_secs: 60,
             keepalive_secs: 2,
             keepalive_timeout_secs: 3,
             max_clock_skew_secs: 300,
@@ -525,6 +528,7 @@ impl NodeConfig {
                 u64::from(l.max_streams_per_connection),
             ),
             ("limits.upload_idle_secs", l.upload_idle_secs),
+            ("limits.audit_checkpoint_secs", l.audit_checkpoint_secs),
         ] {
             if v == 0 {
                 return Err(invalid(field, "must be at least 1".into()));

@@ -104,6 +104,13 @@ pub(crate) enum Command {
         #[arg(long)]
         follow: bool,
     },
+    /// Check a node's custody log: every record linked to the one before,
+    /// every signed checkpoint valid and matching. Names the first bad
+    /// record.
+    Audit {
+        #[command(subcommand)]
+        action: AuditCommand,
+    },
     /// Run a whole small region on loopback and show it working.
     Demo,
     /// Measure throughput and latency on loopback (hub ingest, end to end,
@@ -290,4 +297,18 @@ impl Command {
             _ => "warn",
         }
     }
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum AuditCommand {
+    /// Verify the custody log, from the running node (its operator socket)
+    /// or, with --data-dir, from a stopped node's store.
+    Verify {
+        #[command(flatten)]
+        target: Target,
+        /// Read the store in this data directory directly (the node must
+        /// be stopped); the CA and node id still come from --config.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
 }

@@ -4,6 +4,7 @@
 //! run a whole region on loopback: [`demo`] and [`bench`].
 
 pub(crate) mod args;
+mod audit;
 mod bench;
 mod demo;
 mod fmt;
@@ -21,7 +22,7 @@ use zhibao::config::NodeConfig;
 use zhibao::proto::Cursor;
 use zhibao::{node, pki, trust};
 
-use args::{CertsCommand, Command, Target};
+use args::{AuditCommand, CertsCommand, Command, Target};
 
 /// Exit code for an unusable configuration (sysexits EX_USAGE).
 const EX_USAGE: u8 = 64;
@@ -29,6 +30,14 @@ const EX_USAGE: u8 = 64;
 const EX_DATAERR: u8 = 65;
 /// Exit code when no receipt came in time (sysexits EX_TEMPFAIL).
 const EX_TEMPFAIL: u8 = 75;
+
+/// A custody log that does not verify.
+#[derive(Debug, thiserror::Error)]
+#[error("the custody log of {node} does not verify: {why}")]
+struct LogBroken {
+    node: String,
+    why: String,
+}
 
 /// An item was refused by a receiver, for a reason a retry cannot cure.
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +63,7 @@ pub(crate) fn exit_code(e: &anyhow::Error) -> ExitCode {
         Some(ClientError::Timeout { .. }) => return ExitCode::from(EX_TEMPFAIL),
         _ => {}
     }
-    if e.downcast_ref::<Refused>().is_some() {
+    if e.downcast_ref::<Refused>().is_some() || e.downcast_ref::<LogBroken>().is_some() {
         return ExitCode::from(EX_DATAERR);
     }
     ExitCode::FAILURE
@@ -232,6 +241,9 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
             })
             .await?;
         }
+        Command::Audit {
+            action: AuditCommand::Verify { target, data_dir },
+        } => return audit::verify(&target, data_dir.as_deref()).await,
         Command::Demo => {
             let ok = demo::run().await?;
             return Ok(if ok {

@@ -271,7 +271,7 @@ fn size_limit_layer<B>() -> tower::util::MapResponseLayer<fn(http::Response<B>) 
 
 /// What every mutual-TLS listener of a node shares: who it is, whom it
 /// trusts, and its limits.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Doors {
     pub(crate) keys: Arc<Keys>,
     pub(crate) trust: Arc<Trust>,
@@ -284,6 +284,17 @@ pub(crate) struct Doors {
     pub(crate) max_message: usize,
     /// HTTP/2 pings, so a silent peer is dropped.
     pub(crate) keepalive: tls::ConnectOptions,
+    /// Told about every connection cut for a revoked peer.
+    pub(crate) on_cut: tls::CutHook,
+}
+
+impl std::fmt::Debug for Doors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Doors")
+            .field("limits", &self.limits)
+            .field("streams", &self.streams)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Doors {
@@ -297,6 +308,7 @@ impl Doors {
             self.keys.clone(),
             self.trust.clone(),
             self.limits,
+            Some(self.on_cut.clone()),
             shutdown.clone(),
         )
     }

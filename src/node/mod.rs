@@ -30,10 +30,13 @@
 //! - `deadlines`: the deadline watch — overdue alarms and escalation;
 //! - `inbox`: a hub's consumers reading what arrived;
 //! - `events`: live events for `zhibao watch`;
+//! - `audit`: signed checkpoints of the custody log (its records are
+//!   written by the store with each change);
 //! - `reload`: the CA and CRL kept current, the CRL's freshness watched;
 //! - [`error`]: why a node did not start or a request was refused, and the
 //!   one mapping of refusals to gRPC status codes.
 
+mod audit;
 mod custody;
 mod deadlines;
 pub mod error;

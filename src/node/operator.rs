@@ -28,9 +28,9 @@ use crate::config::{Deadlines, Limits};
 use crate::digest::sha256;
 use crate::envelope::{self, Draft, attachments};
 use crate::proto::{
-    Attachment, AttachmentRef, Event, ItemStatus, ListRequest, ListResponse, NodeRequest,
-    NodeStatus, RouteStatus, StatusRequest, SubmitRequest, SubmitResponse, WatchRequest,
-    operator_server::Operator,
+    Attachment, AttachmentRef, AuditBatch, AuditRequest, Event, ItemStatus, ListRequest,
+    ListResponse, NodeRequest, NodeStatus, RouteStatus, StatusRequest, SubmitRequest,
+    SubmitResponse, WatchRequest, operator_server::Operator,
 };
 use crate::store::{FROM_OPERATOR, ItemRecord, RecordState, Store};
 use crate::trust::{Freshness, Keys, Trust};
@@ -196,10 +196,12 @@ impl OperatorService {
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<Event, Status>> + Send>>;
+type AuditStream = Pin<Box<dyn Stream<Item = Result<AuditBatch, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Operator for OperatorService {
     type WatchStream = EventStream;
+    type AuditStream = AuditStream;
 
     async fn submit(
         self: Arc<Self>,
@@ -251,6 +253,40 @@ impl Operator for OperatorService {
                 .collect(),
             overdue_total: self.store.overdue_total().await.map_err(Error::from)?,
         }))
+    }
+
+    async fn audit(
+        self: Arc<Self>,
+        request: Request<AuditRequest>,
+    ) -> Result<Response<AuditStream>, Status> {
+        const BATCH: usize = 1024;
+        let mut from = request.into_inner().from_seq;
+        let store = self.store.clone();
+        let mut checkpoints = Some(store.audit_checkpoints().await.map_err(Error::from)?);
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            loop {
+                let records = match store.audit_records(from, BATCH).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = tx.send(Err(Error::from(e).into())).await;
+                        return;
+                    }
+                };
+                let last = records.len() < BATCH;
+                from += records.len() as u64;
+                let batch = AuditBatch {
+                    records,
+                    checkpoints: checkpoints.take().unwrap_or_default(),
+                };
+                if tx.send(Ok(batch)).await.is_err() || last {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn node(

@@ -32,6 +32,7 @@ use super::relay::RelayService;
 use super::reload;
 use super::routes::Routes;
 use super::upload;
+use crate::audit::{AuditKind, Entry};
 use crate::clock::Clock;
 use crate::config::NodeConfig;
 use crate::store::Store;
@@ -215,6 +216,16 @@ async fn servers(parts: &Parts, bound: Bound) -> (Stage, Addrs) {
         streams: cfg.limits.max_streams_per_connection,
         max_message: parts.max_message,
         keepalive: cfg.limits.connect_options(),
+        on_cut: {
+            let store = parts.store.clone();
+            Arc::new(move |peer: &crate::tls::PeerInfo, why: &str| {
+                store.log_soon(
+                    Entry::new(AuditKind::RevokedPeer, "")
+                        .with_peer(&peer.node_id)
+                        .with_detail(why),
+                );
+            })
+        },
     };
     let operator = Arc::new(OperatorService {
         keys: parts.keys.clone(),
@@ -304,6 +315,14 @@ fn work(parts: &Parts) -> Stage {
             .tasks
             .push(tokio::spawn(forwarder.run(stage.token.clone())));
     }
+    let checkpoints = super::audit::checkpoints(
+        parts.store.clone(),
+        parts.keys.clone(),
+        parts.clock,
+        Duration::from_secs(cfg.limits.audit_checkpoint_secs),
+        stage.token.clone(),
+    );
+    stage.tasks.push(tokio::spawn(checkpoints));
     if cfg.relay.is_some() {
         let idle = Duration::from_secs(cfg.limits.upload_idle_secs);
         let reclaim = upload::reclaim(parts.store.clone(), parts.clock, idle, stage.token.clone());

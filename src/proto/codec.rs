@@ -50,6 +50,8 @@ strict!(
     ListResponse,
     NodeRequest,
     NodeStatus,
+    AuditRequest,
+    AuditBatch,
     SubscribeRequest,
     InboxItem,
     AttachmentRequest,

@@ -264,6 +264,7 @@ impl Store {
         }
         let db = Db::open(path)?;
         tables::create_all(&db)?;
+        let chain = read::audit_chain(&db)?;
         let db = Db {
             path: path.to_path_buf(),
             current: std::sync::RwLock::new(Some(Arc::new(db))),
@@ -293,7 +294,7 @@ impl Store {
             .name("zhibao-store-writer".into())
             .spawn(move || {
                 let _context = runtime.as_ref().map(tokio::runtime::Handle::enter);
-                writer::run(rx, &writer, clock);
+                writer::run(rx, &writer, clock, chain);
                 let _ = closed_tx.send(true);
             })
             .map_err(|e| Error::Thread(Arc::new(e)))?;

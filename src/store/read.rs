@@ -7,8 +7,12 @@ use std::sync::Arc;
 use redb::{Database, ReadableDatabase, ReadableTable};
 
 use super::record::{ItemRecord, UploadUsage};
-use super::tables::{CHUNKS, DEADLINES, DOWN, INBOX, ITEMS, META, OVERDUE, QUEUE, UPLOADS, meta};
+use super::tables::{
+    AUDIT, AUDIT_CHECKPOINTS, CHUNKS, DEADLINES, DOWN, INBOX, ITEMS, META, OVERDUE, QUEUE, UPLOADS,
+    meta,
+};
 use super::{Error, Store, decode};
+use crate::audit::{AuditRecord, Chain, SignedCheckpoint};
 use crate::digest::Sha256;
 
 impl Store {
@@ -322,4 +326,64 @@ impl Store {
         })
         .await
     }
+
+    /// Up to `limit` records of the custody log from `from` on, encoded as
+    /// stored (verification reads exactly what is on disk).
+    pub async fn audit_records(&self, from: u64, limit: usize) -> Result<Vec<Vec<u8>>, Error> {
+        self.read(move |db| {
+            let txn = db.begin_read()?;
+            let log = txn.open_table(AUDIT)?;
+            let mut out = Vec::new();
+            for entry in log.range(from..)?.take(limit) {
+                out.push(entry?.1.value().to_vec());
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Every signed checkpoint of the custody log, encoded, in seq order.
+    pub async fn audit_checkpoints(&self) -> Result<Vec<Vec<u8>>, Error> {
+        self.read(|db| {
+            let txn = db.begin_read()?;
+            let checkpoints = txn.open_table(AUDIT_CHECKPOINTS)?;
+            checkpoints
+                .iter()?
+                .map(|e| Ok(e?.1.value().to_vec()))
+                .collect()
+        })
+        .await
+    }
+
+    /// The custody log's head: the last record's seq and hash.
+    pub async fn audit_head(&self) -> Result<Option<(u64, [u8; 32])>, Error> {
+        self.read(|db| {
+            let chain = audit_chain(db)?;
+            Ok(chain.last_seq().map(|seq| (seq, chain.head())))
+        })
+        .await
+    }
+}
+
+/// Where the custody log goes on: after its last record, or after the
+/// newest checkpoint of a log pruned to nothing, or from the start.
+pub(super) fn audit_chain(db: &Database) -> Result<Chain, Error> {
+    let txn = db.begin_read()?;
+    let log = txn.open_table(AUDIT)?;
+    if let Some((_, bytes)) = log.last()? {
+        let record: AuditRecord = prost::Message::decode(bytes.value()).map_err(Error::Corrupt)?;
+        return Ok(Chain::resume(&record));
+    }
+    let checkpoints = txn.open_table(AUDIT_CHECKPOINTS)?;
+    if let Some((_, bytes)) = checkpoints.last()? {
+        let signed: SignedCheckpoint =
+            prost::Message::decode(bytes.value()).map_err(Error::Corrupt)?;
+        if let Some(chain) = crate::audit::peek(&signed)
+            .as_ref()
+            .and_then(Chain::resume_at)
+        {
+            return Ok(chain);
+        }
+    }
+    Ok(Chain::genesis())
 }

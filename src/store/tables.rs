@@ -20,6 +20,10 @@
 //!   announced), partial uploads of
 //!   attachments from children, not complete yet: what counts against each
 //!   child's quota, and what is reclaimed when abandoned;
+//! - `audit`: seq → encoded [`AuditRecord`](crate::audit::AuditRecord),
+//!   the hash-chained custody log, written in the same transaction as the
+//!   change it records;
+//! - `audit_checkpoints`: seq → encoded signed checkpoint of the log's head;
 //! - `meta`: counters (sequences, the overdue total).
 
 use redb::TableDefinition;
@@ -37,6 +41,9 @@ pub(super) const CHUNKS: TableDefinition<'_, (&str, u32, u32), &[u8]> =
 pub(super) const UPLOADS: TableDefinition<'_, (&str, &str), (u64, i64, u64)> =
     TableDefinition::new("uploads");
 pub(super) const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+pub(super) const AUDIT: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("audit");
+pub(super) const AUDIT_CHECKPOINTS: TableDefinition<'_, u64, &[u8]> =
+    TableDefinition::new("audit_checkpoints");
 
 /// `meta` keys.
 pub(super) mod meta {
@@ -60,6 +67,8 @@ pub(super) fn create_all(db: &redb::Database) -> Result<(), super::Error> {
     txn.open_table(CHUNKS)?;
     txn.open_table(UPLOADS)?;
     txn.open_table(META)?;
+    txn.open_table(AUDIT)?;
+    txn.open_table(AUDIT_CHECKPOINTS)?;
     txn.commit()?;
     Ok(())
 }

@@ -7,8 +7,12 @@ use super::record::{
     Destination, Escalation, FROM_OPERATOR, ItemRecord, PutOutcome, ReceiptOutcome, RecordState,
     RouteReceiptRecord,
 };
-use super::tables::{CHUNKS, DEADLINES, DOWN, INBOX, ITEMS, META, OVERDUE, QUEUE, UPLOADS, meta};
+use super::tables::{
+    AUDIT, AUDIT_CHECKPOINTS, CHUNKS, DEADLINES, DOWN, INBOX, ITEMS, META, OVERDUE, QUEUE, UPLOADS,
+    meta,
+};
 use super::{Error, decode, encode};
+use crate::audit::{AuditKind, Chain, Entry};
 
 /// What a committed batch changed, for the watchers woken after the commit.
 #[derive(Debug, Default)]
@@ -21,6 +25,8 @@ pub(super) struct Effects {
     pub(super) inboxed: bool,
     /// The delivery receipts to push down changed.
     pub(super) down: bool,
+    /// What the batch did, for the custody log.
+    pub(super) audit: Vec<Entry>,
 }
 
 /// The tables of one write transaction, the batch's commit time and what
@@ -35,6 +41,8 @@ pub(super) struct Txn<'t> {
     chunks: Table<'t, (&'static str, u32, u32), &'static [u8]>,
     uploads: Table<'t, (&'static str, &'static str), (u64, i64, u64)>,
     meta: Table<'t, &'static str, u64>,
+    log: Table<'t, u64, &'static [u8]>,
+    checkpoints: Table<'t, u64, &'static [u8]>,
     /// Unix ms the batch is stamped with.
     pub(super) now: i64,
     pub(super) fx: Effects,
@@ -52,9 +60,32 @@ impl<'t> Txn<'t> {
             chunks: txn.open_table(CHUNKS)?,
             uploads: txn.open_table(UPLOADS)?,
             meta: txn.open_table(META)?,
+            log: txn.open_table(AUDIT)?,
+            checkpoints: txn.open_table(AUDIT_CHECKPOINTS)?,
             now,
             fx: Effects::default(),
         })
+    }
+
+    /// Writes what the batch did to the custody log, linked onto `chain`,
+    /// in this same transaction.
+    pub(super) fn log(&mut self, chain: &mut Chain) -> Result<(), Error> {
+        for entry in std::mem::take(&mut self.fx.audit) {
+            let (record, bytes) = chain.append(entry, self.now);
+            self.log.insert(record.seq, bytes.as_slice())?;
+        }
+        Ok(())
+    }
+
+    /// Keeps a signed checkpoint of the log's head at `seq`.
+    pub(super) fn checkpoint(&mut self, seq: u64, signed: &[u8]) -> Result<(), Error> {
+        self.checkpoints.insert(seq, signed)?;
+        Ok(())
+    }
+
+    /// Logs an event that is not a change to the tables.
+    pub(super) fn note(&mut self, entry: Entry) {
+        self.fx.audit.push(entry);
     }
 
     fn record(&self, id: &str) -> Result<Option<ItemRecord>, Error> {
@@ -120,6 +151,12 @@ impl<'t> Txn<'t> {
                     }
                 }
                 self.save(id, &rec)?;
+                let class = crate::class::Class::from_lane(rec.lane()).map_or("?", |c| c.name());
+                self.note(
+                    Entry::new(AuditKind::Accepted, id)
+                        .with_peer(&rec.from)
+                        .with_detail(class),
+                );
                 PutOutcome::Stored(rec)
             }
         })
@@ -161,6 +198,16 @@ impl<'t> Txn<'t> {
             ReceiptOutcome::Proof
         };
         self.save(id, &rec)?;
+        let what = if outcome == ReceiptOutcome::Settled {
+            "settled"
+        } else {
+            "proof"
+        };
+        self.note(
+            Entry::new(AuditKind::Receipted, id)
+                .with_peer(route)
+                .with_detail(what),
+        );
         Ok(outcome)
     }
 
@@ -183,6 +230,11 @@ impl<'t> Txn<'t> {
             self.deadlines.remove((rec.deadline_ms, rec.seq))?;
         }
         self.save(id, &rec)?;
+        self.note(
+            Entry::new(AuditKind::Refused, id)
+                .with_peer(route)
+                .with_detail(why),
+        );
         Ok(true)
     }
 
@@ -222,6 +274,7 @@ impl<'t> Txn<'t> {
             self.fx.down = true;
         }
         self.save(id, &rec)?;
+        self.note(Entry::new(AuditKind::Delivered, id));
         Ok(true)
     }
 
@@ -271,6 +324,12 @@ impl<'t> Txn<'t> {
         }
         if !out.added.is_empty() || out.newly_overdue {
             self.save(id, &rec)?;
+        }
+        if out.newly_overdue {
+            self.note(Entry::new(AuditKind::Overdue, id));
+        }
+        if !out.added.is_empty() {
+            self.note(Entry::new(AuditKind::Escalated, id).with_peer(out.added.join(",")));
         }
         Ok(out)
     }

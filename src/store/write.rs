@@ -179,6 +179,28 @@ impl Write for RefuseRoute {
     }
 }
 
+struct Note(crate::audit::Entry);
+
+impl Write for Note {
+    type Out = ();
+    fn apply(&self, txn: &mut Txn<'_>) -> Result<(), Error> {
+        txn.note(self.0.clone());
+        Ok(())
+    }
+}
+
+struct Checkpoint {
+    seq: u64,
+    signed: Vec<u8>,
+}
+
+impl Write for Checkpoint {
+    type Out = ();
+    fn apply(&self, txn: &mut Txn<'_>) -> Result<(), Error> {
+        txn.checkpoint(self.seq, &self.signed)
+    }
+}
+
 struct Escalate {
     id: String,
     routes: Vec<String>,
@@ -325,6 +347,36 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<String>, Error> {
         self.write(RefuseRoute { route, why, limit }).await
+    }
+
+    /// Writes an event that is not a change to the tables (an item sent on
+    /// a route, a revoked peer cut off) to the custody log.
+    pub async fn log(&self, entry: crate::audit::Entry) -> Result<(), Error> {
+        self.write(Note(entry)).await
+    }
+
+    /// Like [`Store::log`], without waiting for the commit: for events on
+    /// the hot path (an item put on the wire). The record keeps its place
+    /// behind writes already handed to the writer.
+    pub fn log_soon(&self, entry: crate::audit::Entry) {
+        let (reply, _) = tokio::sync::oneshot::channel();
+        let job: Box<dyn super::writer::Job> = Box::new(super::writer::Pending {
+            write: Note(entry),
+            out: None,
+            reply,
+        });
+        if let Err(tokio::sync::mpsc::error::TrySendError::Full(job)) = self.inner.ops.try_send(job)
+        {
+            let ops = self.inner.ops.clone();
+            tokio::spawn(async move {
+                let _ = ops.send(job).await;
+            });
+        }
+    }
+
+    /// Keeps a signed checkpoint of the custody log's head at `seq`.
+    pub async fn put_checkpoint(&self, seq: u64, signed: Vec<u8>) -> Result<(), Error> {
+        self.write(Checkpoint { seq, signed }).await
     }
 
     /// Queues an unsettled item on more `routes`; with `overdue`, also marks

@@ -18,6 +18,7 @@ use tracing::{error, info, warn};
 
 use super::txn::{Effects, Txn};
 use super::{Error, Inner};
+use crate::audit::Chain;
 use crate::clock::Clock;
 
 /// Most writes folded into one commit.
@@ -83,8 +84,14 @@ impl<W: Write> Job for Pending<W> {
     }
 }
 
-/// Runs until every sender of `rx` is gone.
-pub(super) fn run(mut rx: mpsc::Receiver<Box<dyn Job>>, inner: &Weak<Inner>, clock: Clock) {
+/// Runs until every sender of `rx` is gone; `chain` is the custody log's
+/// head, which every commit extends with what its batch did.
+pub(super) fn run(
+    mut rx: mpsc::Receiver<Box<dyn Job>>,
+    inner: &Weak<Inner>,
+    clock: Clock,
+    mut chain: Chain,
+) {
     while let Some(first) = rx.blocking_recv() {
         let mut bytes = first.bytes();
         let mut batch = vec![first];
@@ -114,7 +121,7 @@ pub(super) fn run(mut rx: mpsc::Receiver<Box<dyn Job>>, inner: &Weak<Inner>, clo
             .db
             .get()
             .or_else(|_| inner.db.reopen().and_then(|()| inner.db.get()));
-        let committed = db.and_then(|db| commit(&db, &mut batch, clock.now_ms()));
+        let committed = db.and_then(|db| commit(&db, &mut batch, clock.now_ms(), &mut chain));
         tracing::debug!(
             writes = batch.len(),
             commit_us = started.elapsed().as_micros() as u64,
@@ -167,16 +174,30 @@ fn refuse_growth_when_low(inner: &Inner, batch: Vec<Box<dyn Job>>) -> Vec<Box<dy
     rest
 }
 
-/// Applies a batch in one transaction and commits it (fsync).
-fn commit(db: &Database, batch: &mut [Box<dyn Job>], now: i64) -> Result<Effects, Error> {
-    let txn = db.begin_write()?;
-    let effects = {
-        let mut t = Txn::open(&txn, now)?;
-        for job in batch.iter_mut() {
-            job.apply(&mut t)?;
-        }
-        t.fx
-    };
-    txn.commit()?;
-    Ok(effects)
+/// Applies a batch in one transaction, with the custody log's records of
+/// it, and commits it (fsync). If it fails, `chain` is as it was.
+fn commit(
+    db: &Database,
+    batch: &mut [Box<dyn Job>],
+    now: i64,
+    chain: &mut Chain,
+) -> Result<Effects, Error> {
+    let before = *chain;
+    let result = (|| {
+        let txn = db.begin_write()?;
+        let effects = {
+            let mut t = Txn::open(&txn, now)?;
+            for job in batch.iter_mut() {
+                job.apply(&mut t)?;
+            }
+            t.log(chain)?;
+            t.fx
+        };
+        txn.commit()?;
+        Ok(effects)
+    })();
+    if result.is_err() {
+        *chain = before;
+    }
+    result
 }

@@ -25,7 +25,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::peer::{Live, PeerCounts, PeerInfo, PeerSlot, PeerStream};
+use super::peer::{CutHook, Live, PeerCounts, PeerInfo, PeerSlot, PeerStream};
 use rustls::ServerConfig;
 
 use super::server_config;
@@ -84,11 +84,17 @@ pub fn spawn_acceptor(
     keys: Arc<Keys>,
     trust: Arc<Trust>,
     limits: ListenLimits,
+    on_cut: Option<CutHook>,
     shutdown: CancellationToken,
 ) -> mpsc::Receiver<Result<PeerStream, io::Error>> {
     let (tx, rx) = mpsc::channel(64);
     let live = Arc::new(Live::default());
-    tokio::spawn(recheck(live.clone(), trust.clone(), shutdown.clone()));
+    tokio::spawn(recheck(
+        live.clone(),
+        trust.clone(),
+        on_cut,
+        shutdown.clone(),
+    ));
     let acceptor = Acceptor {
         keys,
         trust,
@@ -106,7 +112,12 @@ pub fn spawn_acceptor(
 
 /// Cuts established connections whose certificate no longer passes: when
 /// the CA or CRL changes, and while the CRL is stale.
-async fn recheck(live: Arc<Live>, trust: Arc<Trust>, shutdown: CancellationToken) {
+async fn recheck(
+    live: Arc<Live>,
+    trust: Arc<Trust>,
+    on_cut: Option<CutHook>,
+    shutdown: CancellationToken,
+) {
     let mut changes = trust.changes();
     let mut tick = tokio::time::interval(RECHECK_STALE);
     loop {
@@ -119,7 +130,7 @@ async fn recheck(live: Arc<Live>, trust: Arc<Trust>, shutdown: CancellationToken
             }
             () = shutdown.cancelled() => return,
         }
-        let cut = live.recheck(&trust);
+        let cut = live.recheck(&trust, on_cut.as_ref());
         if cut > 0 {
             info!(
                 cut,

@@ -34,7 +34,7 @@ use crate::telemetry::Throttles;
 
 pub use accept::{ListenLimits, spawn_acceptor};
 pub use connect::{ConnectOptions, Refused, connect_channel};
-pub use peer::{PeerInfo, PeerStream};
+pub use peer::{CutHook, PeerInfo, PeerStream};
 
 use crate::trust::{Identity, TrustSnapshot, node_id_of};
 

@@ -44,6 +44,10 @@ impl PeerInfo {
     }
 }
 
+/// Told about every connection cut because its peer's certificate no
+/// longer passes: the peer, and why.
+pub type CutHook = std::sync::Arc<dyn Fn(&PeerInfo, &str) + Send + Sync>;
+
 /// One registered connection.
 #[derive(Debug)]
 struct Entry {
@@ -87,8 +91,9 @@ impl Live {
     }
 
     /// Checks every connection's certificate against the trust in force
-    /// and cuts those that no longer pass. Returns how many were cut.
-    pub(super) fn recheck(&self, trust: &Trust) -> usize {
+    /// and cuts those that no longer pass, telling `on_cut` about each.
+    /// Returns how many were cut.
+    pub(super) fn recheck(&self, trust: &Trust, on_cut: Option<&CutHook>) -> usize {
         let now = SystemTime::now();
         let all = self.all.lock().unwrap_or_else(|e| e.into_inner());
         let mut cut = 0;
@@ -100,6 +105,9 @@ impl Live {
                 warn!(peer = %entry.info.node_id, addr = %entry.info.addr, reason = %why,
                     "closing connection: the peer's certificate no longer passes");
                 entry.cut.cancel();
+                if let Some(hook) = on_cut {
+                    hook(&entry.info, &why.to_string());
+                }
                 cut += 1;
             }
         }

@@ -23,6 +23,7 @@ use tracing::{debug, error, info, warn};
 use super::chunks::ChunkSchedule;
 use super::pace::{Pace, cap};
 use super::{Forwarder, SessionEnd};
+use crate::audit::{AuditKind, Entry};
 use crate::envelope::hops;
 use crate::proto::{
     Chunk, ChunkNeed, EventKind, ForwardRequest, ForwardResponse, ReceiptKind, Refusal,
@@ -248,6 +249,9 @@ impl<'f> Session<'f> {
             );
         }
         self.fwd.routes.sent(route, &id);
+        self.fwd
+            .store
+            .log_soon(Entry::new(AuditKind::Forwarded, &id).with_peer(route));
         self.pace.sent(&id);
         debug!(%id, lane = rec.lane(), "sending");
         let lane = rec.lane();
