@@ -147,6 +147,11 @@ pub(crate) enum Command {
         /// unreachable, and report the node's memory.
         #[arg(long, default_value_t = 0)]
         queue_items: usize,
+        /// Instead: for this many seconds, one county pushes reports of the
+        /// largest size on as many streams as one connection may open,
+        /// never reading the answers, and the hub's peak memory is reported.
+        #[arg(long, default_value_t = 0)]
+        flood_secs: u64,
     },
 }
 

@@ -315,6 +315,93 @@ pub async fn queue_memory(n: usize, body: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The worst one child can do to a hub's memory with one connection: for
+/// `length`, it pushes reports of the largest size the hub takes on as many
+/// streams as a connection may open, never reading the answers. Prints the
+/// hub's peak RSS, which the configured per-child bounds must keep flat.
+pub(crate) async fn flood_memory(length: Duration) -> anyhow::Result<()> {
+    zhibao::tls::install_crypto_provider();
+    let tmp = super::scratch::ScratchDir::new("flood")?;
+    let dir = tmp.path();
+    let pki_dir = dir.join("certs");
+    pki::init(&pki_dir, "bench", "hub", &["county-1".to_string()])?;
+    let free = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let mut cfg = NodeConfig::for_node("hub", &pki_dir, &dir.join("data/hub"));
+    cfg.relay = Some(RelayListen {
+        listen: free,
+        consumers: Vec::new(),
+    });
+    let limits = cfg.limits.clone();
+    let hub = Daemon::start(&cfg, dir)?;
+    let baseline = hub.peak_rss_kib();
+    let (cert, key) = trust::node_paths(&pki_dir, "county-1");
+    let county = Identity::load(&cert, &key)?;
+    let trust = Trust::load(&pki_dir.join(trust::CA_CERT), None)?;
+    let tls = Arc::new(zhibao::tls::client_config(
+        &county,
+        &trust.snapshot(),
+        "hub",
+    )?);
+    let channel =
+        zhibao::tls::connect_channel(&free.to_string(), tls, "hub", Default::default()).await?;
+    // One report as large as the hub takes, sent again and again: each copy
+    // is read, verified and answered like a new one.
+    let body = limits.max_report_bytes - 4096;
+    let report = Report {
+        id: envelope::new_item_id(),
+        origin: "county-1".into(),
+        priority: Class::Routine.to_proto() as i32,
+        title: "flood".into(),
+        body: vec![b'f'; body],
+        created_unix_ms: now_ms(),
+        ..Default::default()
+    };
+    let item = envelope::sign(&report, &county);
+    let stop = Instant::now() + length;
+    let mut tasks = Vec::new();
+    for _ in 0..limits.max_streams_per_connection {
+        let mut client = RelayClient::new(channel.clone())
+            .max_decoding_message_size(4 << 20)
+            .max_encoding_message_size(4 << 20);
+        let item = item.clone();
+        tasks.push(tokio::spawn(async move {
+            let (tx, rx) = mpsc::channel(4);
+            let call = client.forward(ReceiverStream::new(rx));
+            let feed = async move {
+                while Instant::now() < stop {
+                    let req = ForwardRequest {
+                        kind: Some(forward_request::Kind::Item(item.clone())),
+                    };
+                    if tx.send(req).await.is_err() {
+                        break;
+                    }
+                }
+            };
+            // The answers are never read: the hub must push back, not buffer.
+            let _ = tokio::time::timeout_at(stop.into(), futures::future::join(call, feed)).await;
+        }));
+    }
+    let mut peak = baseline;
+    while Instant::now() < stop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        peak = peak.max(hub.peak_rss_kib());
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    println!(
+        "hub peak RSS {} MiB (at start {} MiB) after {} s of one county pushing {} KiB reports on {} streams of one connection without reading answers; bounds: {} MiB and {} items in flight per child",
+        peak / 1024,
+        baseline / 1024,
+        length.as_secs(),
+        body / 1024,
+        limits.max_streams_per_connection,
+        limits.max_bytes_in_flight_per_peer >> 20,
+        limits.max_items_in_flight_per_peer,
+    );
+    Ok(())
+}
+
 /// Runs the benchmark and prints a table.
 pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
     zhibao::tls::install_crypto_provider();

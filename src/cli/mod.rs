@@ -223,7 +223,12 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
             probes,
             json,
             queue_items,
+            flood_secs,
         } => {
+            if flood_secs > 0 {
+                bench::flood_memory(Duration::from_secs(flood_secs)).await?;
+                return Ok(ExitCode::SUCCESS);
+            }
             if queue_items > 0 {
                 bench::queue_memory(queue_items, body).await?;
                 return Ok(ExitCode::SUCCESS);
