@@ -216,6 +216,10 @@ pub struct Limits {
     pub min_free_disk_bytes: u64,
     /// Seconds between signed checkpoints of the custody log (when it grew).
     pub audit_checkpoint_secs: u64,
+    /// Days the custody log's records are kept; older ones are deleted, but
+    /// only through a signed checkpoint, so what is kept still verifies.
+    /// 0 (the default) keeps everything.
+    pub audit_retention_days: u64,
     /// Seconds between HTTP/2 pings on every connection, idle or not.
     pub keepalive_secs: u64,
     /// Seconds a ping may go unanswered before the connection is dropped:
@@ -249,6 +253,7 @@ impl Default for Limits {
             max_streams_per_connection: 8,
             min_free_disk_bytes: 64 * 1024 * 1024,
             audit_checkpoint_secs: 60,
+            audit_retention_days: 0,
             keepalive_secs: 2,
             keepalive_timeout_secs: 3,
             max_clock_skew_secs: 300,

@@ -23,8 +23,31 @@ fn stderr(o: &Output) -> String {
 #[test]
 fn example_configs_are_valid() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let defaults = toml::Table::try_from(zhibao::config::Limits::default()).unwrap();
     for f in ["config/hub.toml", "config/node.toml"] {
-        NodeConfig::load(&root.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        let cfg = NodeConfig::load(&root.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        // The examples say "the defaults": every limit they set must be one.
+        let set = toml::Table::try_from(&cfg.limits).unwrap();
+        let text: toml::Table = std::fs::read_to_string(root.join(f))
+            .unwrap()
+            .parse()
+            .unwrap();
+        let written = text["limits"].as_table().unwrap();
+        for (name, value) in written {
+            assert_eq!(
+                value, &defaults[name],
+                "{f}: limits.{name} is not the default"
+            );
+            assert_eq!(value, &set[name]);
+        }
+        if f == "config/hub.toml" {
+            let missing: Vec<_> = defaults
+                .keys()
+                .filter(|k| !written.contains_key(*k))
+                .collect();
+            assert!(missing.is_empty(), "{f} does not document {missing:?}");
+        }
+        assert_eq!(cfg.tls.crl_grace_secs, 86_400, "{f}");
     }
 }
 

@@ -8,19 +8,22 @@ use std::time::Duration;
 
 use prost::Message;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::audit::{self, Checkpoint};
 use crate::clock::Clock;
 use crate::store::Store;
 use crate::trust::Keys;
 
-/// Signs a checkpoint every `every` (if the log grew), until `shutdown`.
+/// Signs a checkpoint every `every` (if the log grew), until `shutdown`;
+/// with `retain`, then prunes records older than that (through a
+/// checkpoint, see [`Store::prune_audit`]).
 pub(crate) async fn checkpoints(
     store: Store,
     keys: Arc<Keys>,
     clock: Clock,
     every: Duration,
+    retain: Option<Duration>,
     shutdown: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(every);
@@ -29,6 +32,9 @@ pub(crate) async fn checkpoints(
         tokio::select! {
             _ = tick.tick() => {}
             () = shutdown.cancelled() => return,
+        }
+        if let Some(retain) = retain {
+            prune(&store, &clock, retain).await;
         }
         let head = match store.audit_head().await {
             Ok(Some(head)) => head,
@@ -56,5 +62,16 @@ pub(crate) async fn checkpoints(
             }
             Err(e) => warn!(error = %e, "cannot keep the custody log's checkpoint"),
         }
+    }
+}
+
+async fn prune(store: &Store, clock: &Clock, retain: Duration) {
+    let keep_after = clock
+        .now_ms()
+        .saturating_sub(i64::try_from(retain.as_millis()).unwrap_or(i64::MAX));
+    match store.prune_audit(keep_after).await {
+        Ok(Some(seq)) => info!(seq, "custody log pruned through a signed checkpoint"),
+        Ok(None) => {}
+        Err(e) => warn!(error = %e, "cannot prune the custody log"),
     }
 }

@@ -320,6 +320,8 @@ fn work(parts: &Parts) -> Stage {
         parts.keys.clone(),
         parts.clock,
         Duration::from_secs(cfg.limits.audit_checkpoint_secs),
+        (cfg.limits.audit_retention_days > 0)
+            .then(|| Duration::from_secs(cfg.limits.audit_retention_days.saturating_mul(86_400))),
         stage.token.clone(),
     );
     stage.tasks.push(tokio::spawn(checkpoints));

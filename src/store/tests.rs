@@ -164,3 +164,92 @@ async fn escalation_marks_overdue_once_and_adds_routes_once() {
     assert_eq!(store.overdue_total().await.unwrap(), 1);
     assert_eq!(store.list(true, 10).await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn the_custody_log_is_pruned_only_through_a_signed_checkpoint_and_still_verifies() {
+    use crate::audit::{self, AuditKind, AuditRecord, Checkpoint, Entry, SignedCheckpoint};
+    use prost::Message;
+
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    crate::pki::init(&certs, "test", "hub", &[]).unwrap();
+    let trust = crate::trust::Trust::load(&certs.join(crate::trust::CA_CERT), None).unwrap();
+    let (cert, key) = crate::trust::node_paths(&certs, "hub");
+    let hub = crate::trust::Identity::load(&cert, &key).unwrap();
+    let path = dir.path().join("s.redb");
+    let store = Store::open(&path).unwrap();
+    let verify = |records: Vec<Vec<u8>>, checkpoints: Vec<Vec<u8>>| {
+        let records: Vec<AuditRecord> = records
+            .iter()
+            .map(|b| AuditRecord::decode(b.as_slice()).unwrap())
+            .collect();
+        let checkpoints: Vec<SignedCheckpoint> = checkpoints
+            .iter()
+            .map(|b| SignedCheckpoint::decode(b.as_slice()).unwrap())
+            .collect();
+        let kinds = records.iter().map(|r| r.kind).collect::<Vec<_>>();
+        let got = audit::verify(
+            records,
+            &checkpoints,
+            &trust,
+            "hub",
+            std::time::SystemTime::now(),
+        )
+        .unwrap();
+        (got, kinds)
+    };
+
+    for n in 0..10 {
+        store
+            .log(Entry::new(AuditKind::Accepted, format!("item-{n}")))
+            .await
+            .unwrap();
+    }
+    // Nothing is old enough to go before a checkpoint exists.
+    assert_eq!(store.prune_audit(now_ms() + 60_000).await.unwrap(), None);
+    let (seq, head) = store.audit_head().await.unwrap().unwrap();
+    assert_eq!(seq, 9);
+    let made = now_ms();
+    let cp = Checkpoint {
+        node: "hub".into(),
+        seq,
+        head_sha256: head.to_vec(),
+        at_unix_ms: made,
+    };
+    store
+        .put_checkpoint(seq, audit::sign(&cp, &hub).encode_to_vec())
+        .await
+        .unwrap();
+    for n in 10..15 {
+        store
+            .log(Entry::new(AuditKind::Forwarded, format!("item-{n}")))
+            .await
+            .unwrap();
+    }
+    // Records logged after `made` are to be kept: the checkpoint is not
+    // older than that, so nothing goes.
+    assert_eq!(store.prune_audit(made).await.unwrap(), None);
+    assert_eq!(store.prune_audit(made + 1).await.unwrap(), Some(9));
+    // Done once: a second call finds nothing more to delete.
+    assert_eq!(store.prune_audit(made + 1).await.unwrap(), None);
+
+    let (got, kinds) = verify(
+        store.audit_records(0, 1000).await.unwrap(),
+        store.audit_checkpoints().await.unwrap(),
+    );
+    assert_eq!((got.first_seq, got.last_seq), (Some(10), Some(15)));
+    assert_eq!(kinds.last(), Some(&(AuditKind::Pruned as i32)));
+
+    // Reopened, the log goes on from where it was.
+    store.close().await;
+    let store = Store::open(&path).unwrap();
+    store
+        .log(Entry::new(AuditKind::Accepted, "item-16"))
+        .await
+        .unwrap();
+    let (got, _) = verify(
+        store.audit_records(0, 1000).await.unwrap(),
+        store.audit_checkpoints().await.unwrap(),
+    );
+    assert_eq!((got.first_seq, got.last_seq), (Some(10), Some(16)));
+}

@@ -83,6 +83,33 @@ impl<'t> Txn<'t> {
         Ok(())
     }
 
+    /// Deletes the custody log's records up to the newest checkpoint made
+    /// before `keep_after_ms`, keeping that checkpoint (it anchors the
+    /// first record kept) and every later one, and logs the prune. Returns
+    /// the seq pruned through; `None` when no checkpoint is old enough.
+    pub(super) fn prune_audit(&mut self, keep_after_ms: i64) -> Result<Option<u64>, Error> {
+        let mut made = Vec::new();
+        for row in self.checkpoints.iter()? {
+            let (_, bytes) = row?;
+            let signed: crate::audit::SignedCheckpoint =
+                prost::Message::decode(bytes.value()).map_err(Error::Corrupt)?;
+            // Our own store: a checkpoint that does not parse is left alone
+            // (`audit verify` reports it), and never used as a cut.
+            made.extend(crate::audit::peek(&signed));
+        }
+        let Some(cut) = crate::audit::prune_point(&made, keep_after_ms) else {
+            return Ok(None);
+        };
+        let first = self.log.first()?.map(|(seq, _)| seq.value());
+        if first.is_none_or(|first| first > cut) {
+            return Ok(None);
+        }
+        self.log.retain_in(..=cut, |_, _| false)?;
+        self.checkpoints.retain_in(..cut, |_, _| false)?;
+        self.note(Entry::new(AuditKind::Pruned, "").with_detail(cut.to_string()));
+        Ok(Some(cut))
+    }
+
     /// Logs an event that is not a change to the tables.
     pub(super) fn note(&mut self, entry: Entry) {
         self.fx.audit.push(entry);

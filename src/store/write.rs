@@ -201,6 +201,17 @@ impl Write for Checkpoint {
     }
 }
 
+struct PruneAudit {
+    keep_after_ms: i64,
+}
+
+impl Write for PruneAudit {
+    type Out = Option<u64>;
+    fn apply(&self, txn: &mut Txn<'_>) -> Result<Option<u64>, Error> {
+        txn.prune_audit(self.keep_after_ms)
+    }
+}
+
 struct Escalate {
     id: String,
     routes: Vec<String>,
@@ -377,6 +388,13 @@ impl Store {
     /// Keeps a signed checkpoint of the custody log's head at `seq`.
     pub async fn put_checkpoint(&self, seq: u64, signed: Vec<u8>) -> Result<(), Error> {
         self.write(Checkpoint { seq, signed }).await
+    }
+
+    /// Deletes custody-log records older than `keep_after_ms` (Unix ms),
+    /// but only through a signed checkpoint, which is kept so the rest
+    /// still verifies; returns the seq pruned through, if any.
+    pub async fn prune_audit(&self, keep_after_ms: i64) -> Result<Option<u64>, Error> {
+        self.write(PruneAudit { keep_after_ms }).await
     }
 
     /// Queues an unsettled item on more `routes`; with `overdue`, also marks

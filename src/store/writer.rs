@@ -127,18 +127,13 @@ pub(super) fn run(
             commit_us = started.elapsed().as_micros() as u64,
             "store commit"
         );
-        match committed {
+        let answer = match committed {
             Ok(effects) => {
-                for job in batch {
-                    job.answer(Ok(()));
-                }
                 inner.wake(effects);
+                Ok(())
             }
             Err(e) => {
                 error!(error = %e, writes = batch.len(), "store commit failed; nothing of the batch is stored");
-                for job in batch {
-                    job.answer(Err(e.clone()));
-                }
                 if matches!(e, Error::Full | Error::Db(_)) {
                     match inner.db.reopen() {
                         Ok(()) => info!("store reopened after the failed commit"),
@@ -147,7 +142,15 @@ pub(super) fn run(
                         }
                     }
                 }
+                Err(e)
             }
+        };
+        // Let go of the store before answering: a caller that closes its
+        // last handle on the answer must find the writer holding none, or
+        // it would not wait for the file to close.
+        drop(inner);
+        for job in batch {
+            job.answer(answer.clone());
         }
     }
 }
