@@ -196,7 +196,7 @@ async fn the_title_limit_holds_at_the_relay_too() {
         .deliver(envelope::sign(&report, &region.identity("county-a")))
         .await
         .unwrap_err();
-    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err}");
     assert!(err.message().contains("limits.max_title_bytes"), "{err}");
     assert!(
         common::inbox_items(&region, hub.relay_addr.unwrap())

@@ -259,17 +259,18 @@ impl Error {
                 Code::PermissionDenied
             }
             Self::Verify(v) => match v {
+                // Over a configured size limit: the one code for all of them.
                 VerifyError::TooLarge { .. }
-                | VerifyError::Attachments(AttachmentError::TooLarge { .. }) => {
-                    Code::ResourceExhausted
-                }
+                | VerifyError::TitleTooLong { .. }
+                | VerifyError::Attachments(
+                    AttachmentError::TooLarge { .. } | AttachmentError::TooMany(_),
+                ) => Code::ResourceExhausted,
                 VerifyError::Signer(_) | VerifyError::Hop { .. } => Code::Unauthenticated,
                 VerifyError::OriginMismatch { .. } => Code::PermissionDenied,
                 VerifyError::Malformed(_)
                 | VerifyError::BadId(_)
                 | VerifyError::UnknownClass(_)
                 | VerifyError::FromTheFuture { .. }
-                | VerifyError::TitleTooLong { .. }
                 | VerifyError::TooOld { .. }
                 | VerifyError::Attachments(_)
                 | VerifyError::TooManyHops(_) => Code::InvalidArgument,
@@ -282,9 +283,10 @@ impl Error {
             },
             Self::Conflict { .. } => Code::AlreadyExists,
             Self::Submit(s) => match s {
-                SubmitError::BodyTooLarge { .. } | SubmitError::AttachmentsTooLarge { .. } => {
-                    Code::ResourceExhausted
-                }
+                SubmitError::BodyTooLarge { .. }
+                | SubmitError::AttachmentsTooLarge { .. }
+                | SubmitError::TitleTooLong { .. }
+                | SubmitError::TooManyAttachments(_) => Code::ResourceExhausted,
                 _ => Code::InvalidArgument,
             },
             Self::Upload(u) => match u {
@@ -334,6 +336,24 @@ mod tests {
             ),
             (
                 Error::Verify(VerifyError::TooLarge { size: 2, limit: 1 }),
+                Code::ResourceExhausted,
+            ),
+            (
+                Error::Verify(VerifyError::TitleTooLong {
+                    len: 2000,
+                    limit: 1024,
+                }),
+                Code::ResourceExhausted,
+            ),
+            (
+                Error::Submit(SubmitError::TitleTooLong {
+                    len: 2000,
+                    limit: 1024,
+                }),
+                Code::ResourceExhausted,
+            ),
+            (
+                Error::Verify(VerifyError::Attachments(AttachmentError::TooMany(17))),
                 Code::ResourceExhausted,
             ),
             (Error::Store(store::Error::Full), Code::ResourceExhausted),
