@@ -266,3 +266,39 @@ async fn submit_wait_that_times_out_says_so_in_one_line() {
     assert!(!err.contains("tonic") && !err.contains("Error("), "{err}");
     node.shutdown(std::time::Duration::from_secs(10)).await;
 }
+
+#[test]
+fn file_level_config_errors_exit_64_naming_the_field() {
+    let region = Region::new(&["county-a"]);
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let serve = |name: &str, change: &dyn Fn(&mut NodeConfig)| {
+        let mut cfg = region.hub_config("127.0.0.1:0".parse().unwrap());
+        cfg.data_dir = region.dir.path().join(format!("data-{name}"));
+        change(&mut cfg);
+        let path = region.dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, cfg.to_toml().unwrap()).unwrap();
+        let out = zhibao(&["serve", "--config", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(64), "{name}: {}", stderr(&out));
+        stderr(&out)
+    };
+    let said = serve("no-cert", &|c| {
+        c.tls.cert = c.tls.cert.with_extension("gone")
+    });
+    assert!(said.contains("tls.cert"), "{said}");
+    let said = serve("wrong-key", &|c| {
+        c.tls.key = region.pki().join("county-a.key");
+    });
+    assert!(said.contains("tls.key"), "{said}");
+    let said = serve("port-in-use", &|c| {
+        c.relay.as_mut().unwrap().listen = held.local_addr().unwrap();
+    });
+    assert!(said.contains("relay.listen"), "{said}");
+    let file = region.dir.path().join("a-file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    let said = serve("data-dir", &|c| c.data_dir = file.clone());
+    assert!(said.contains("data_dir"), "{said}");
+    // Each said in one line, for people: no Rust debug output.
+    for line in said.lines() {
+        assert!(!line.contains("Os {"), "{said}");
+    }
+}

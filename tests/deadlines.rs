@@ -218,6 +218,47 @@ async fn cut_primary_link_escalates_to_the_alternate_and_nothing_arrives_twice()
 }
 
 #[tokio::test]
+async fn a_silently_dead_link_is_found_by_keepalive_and_the_emergency_goes_through() {
+    let region = Region::new(&["county-a"]);
+    let hub = region.start_hub().await;
+    let link = LinkProxy::start(hub.relay_addr.unwrap()).await;
+    let mut cfg = county(&region, vec![route(HUB, link.addr, Role::Primary)]);
+    cfg.limits.keepalive_secs = 1;
+    cfg.limits.keepalive_timeout_secs = 1;
+    let node = zhibao::node::start(cfg).await.unwrap();
+    let mut op = common::operator(&node).await;
+    let mut events = op.watch().await.unwrap();
+    let before = op
+        .submit(Class::Routine, "before", b"x".to_vec(), 0)
+        .await
+        .unwrap();
+    op.wait_receipt(&before, WAIT).await.unwrap();
+
+    // The open connection now swallows everything, both ways, without
+    // closing; only keepalive can tell. A new connection would get through.
+    link.stall();
+    let stalled = std::time::Instant::now();
+    let id = op
+        .submit(Class::Emergency, "levee breach", b"now".to_vec(), 0)
+        .await
+        .unwrap();
+    common::await_event(&mut events, WAIT, |e| {
+        e.kind == EventKind::RouteDown as i32 && e.route == HUB
+    })
+    .await;
+    let found = stalled.elapsed();
+    let st = op.wait_receipt(&id, WAIT).await.unwrap();
+    let receipted = stalled.elapsed();
+    assert_eq!(st.state, ItemState::Receipted as i32);
+    eprintln!("dead link found after {found:?}; emergency receipted after {receipted:?}");
+    // Pings every second, one second to answer: found in about two, not
+    // in TCP's own time (minutes). The bound is loose for a busy machine.
+    assert!(found < Duration::from_secs(8), "found after {found:?}");
+    node.shutdown(WAIT).await;
+    hub.shutdown(WAIT).await;
+}
+
+#[tokio::test]
 async fn escalation_resumes_after_a_restart() {
     let region = Region::new(&["county-a", ALT]);
     let hub = region.start_hub().await;

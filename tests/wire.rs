@@ -270,3 +270,79 @@ async fn a_forward_request_with_nothing_set_is_refused_per_item() {
     drop(tx);
     hub.shutdown(PATIENCE).await;
 }
+
+/// One HTTP/2 frame: 9-byte header, then the payload.
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).unwrap();
+    let mut f = len.to_be_bytes()[1..].to_vec();
+    f.extend([kind, flags]);
+    f.extend(stream.to_be_bytes());
+    f.extend(payload);
+    f
+}
+
+/// An HPACK literal header field without indexing, plain (no Huffman).
+fn header(block: &mut Vec<u8>, name: &str, value: &str) {
+    block.push(0x00);
+    for s in [name, value] {
+        assert!(s.len() < 127);
+        block.push(u8::try_from(s.len()).unwrap());
+        block.extend(s.as_bytes());
+    }
+}
+
+#[tokio::test]
+async fn the_operator_socket_serves_a_client_sending_the_socket_path_as_authority() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let region = Region::new(&["county-a"]);
+    let hub = region.start_hub().await;
+    // grpc-core (Python grpcio) and grpc-java put the percent-encoded socket
+    // path in :authority, which is not a valid URI authority; a stock h2
+    // server resets the stream. Written here frame by frame, as they send it.
+    let authority = hub.operator_socket.to_str().unwrap().replace('/', "%2F");
+    let mut block = Vec::new();
+    for (name, value) in [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", "/grpc.health.v1.Health/Check"),
+        (":authority", authority.as_str()),
+        ("content-type", "application/grpc"),
+        ("te", "trailers"),
+    ] {
+        header(&mut block, name, value);
+    }
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(0x4, 0, 0, &[])); // SETTINGS
+    out.extend(frame(0x1, 0x4, 1, &block)); // HEADERS, END_HEADERS
+    // An empty HealthCheckRequest (all services): no compression, length 0.
+    out.extend(frame(0x0, 0x1, 1, &[0, 0, 0, 0, 0])); // DATA, END_STREAM
+    let mut sock = tokio::net::UnixStream::connect(&hub.operator_socket)
+        .await
+        .unwrap();
+    sock.write_all(&out).await.unwrap();
+
+    // Read frames until stream 1 carries data or is reset.
+    let answer = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let mut head = [0u8; 9];
+            sock.read_exact(&mut head).await.unwrap();
+            let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+            let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+            let mut payload = vec![0u8; len];
+            sock.read_exact(&mut payload).await.unwrap();
+            match (head[3], stream) {
+                (0x0, 1) => return Ok(payload),
+                (0x3, 1) => return Err(format!("stream reset: {payload:?}")),
+                (0x7, _) => return Err(format!("GOAWAY: {payload:?}")),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("no answer in time")
+    .unwrap();
+    // One gRPC message: HealthCheckResponse { status: SERVING (1) }.
+    assert_eq!(answer, [0, 0, 0, 0, 2, 0x08, 0x01]);
+    drop(sock);
+    hub.shutdown(PATIENCE).await;
+}

@@ -271,6 +271,9 @@ pub async fn named_inbox_items(
 pub struct LinkProxy {
     pub addr: SocketAddr,
     up: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Connections opened before this many [`LinkProxy::stall`]s pass
+    /// nothing more.
+    stalls: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// How a [`LinkProxy`] shapes traffic, each way.
@@ -282,11 +285,14 @@ pub struct Shape {
     pub latency: Duration,
 }
 
-/// Copies `from` to `to` as `shape` allows.
+/// Copies `from` to `to` as `shape` allows, until the link is stalled
+/// past `born` (then what arrives is swallowed: a black hole).
 async fn shaped_copy(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     shape: Shape,
+    stalls: Arc<std::sync::atomic::AtomicU64>,
+    born: u64,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // Small pieces, so a capped link really sends at its rate.
@@ -296,6 +302,9 @@ async fn shaped_copy(
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        if stalls.load(std::sync::atomic::Ordering::SeqCst) > born {
+            continue;
+        }
         if !shape.latency.is_zero() {
             tokio::time::sleep(shape.latency).await;
         }
@@ -305,6 +314,11 @@ async fn shaped_copy(
         if let Some(bps) = shape.bits_per_sec {
             tokio::time::sleep(Duration::from_secs_f64(n as f64 * 8.0 / bps as f64)).await;
         }
+    }
+    if stalls.load(std::sync::atomic::Ordering::SeqCst) > born {
+        // A black hole passes on no close either: the other end finds out
+        // by itself, or never.
+        std::future::pending::<()>().await;
     }
     let _ = to.shutdown().await;
 }
@@ -321,6 +335,8 @@ impl LinkProxy {
         let addr = listener.local_addr().unwrap();
         let up = Arc::new(tokio::sync::watch::channel(true).0);
         let state = up.clone();
+        let stalls = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stalled = stalls.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((inbound, _)) = listener.accept().await else {
@@ -330,6 +346,8 @@ impl LinkProxy {
                     continue; // cut: the connection is dropped at once
                 }
                 let mut link = state.subscribe();
+                let stalls = stalled.clone();
+                let born = stalls.load(std::sync::atomic::Ordering::SeqCst);
                 tokio::spawn(async move {
                     let Ok(outbound) = TcpStream::connect(target).await else {
                         return;
@@ -338,14 +356,26 @@ impl LinkProxy {
                     let (out_r, out_w) = outbound.into_split();
                     tokio::select! {
                         _ = async {
-                            tokio::join!(shaped_copy(in_r, out_w, shape), shaped_copy(out_r, in_w, shape))
+                            tokio::join!(
+                                shaped_copy(in_r, out_w, shape, stalls.clone(), born),
+                                shaped_copy(out_r, in_w, shape, stalls, born)
+                            )
                         } => {}
                         _ = link.wait_for(|up| !*up) => {}
                     }
                 });
             }
         });
-        Self { addr, up }
+        Self { addr, up, stalls }
+    }
+
+    /// Makes every open connection a black hole, as a link whose far end
+    /// vanished without a word (a NAT that forgot it, a cable pulled):
+    /// the sockets stay open and what is sent is lost, both ways. New
+    /// connections pass as before.
+    pub fn stall(&self) {
+        self.stalls
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Cuts the link: open connections drop, new ones are refused.
