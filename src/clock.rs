@@ -63,8 +63,9 @@ impl Clock {
 pub struct Steady {
     /// (wall ms, monotonic instant) of the last reading that agreed.
     anchor: Option<(i64, tokio::time::Instant)>,
-    /// When the wall clock first disagreed, in the current disagreement.
-    since: Option<tokio::time::Instant>,
+    /// The current disagreement: when the wall clock jumped, and by how
+    /// much (wall minus steady, ms).
+    jump: Option<(tokio::time::Instant, i64)>,
 }
 
 /// What a [`Steady`] clock reads.
@@ -93,7 +94,7 @@ impl Steady {
     pub const fn new() -> Self {
         Self {
             anchor: None,
-            since: None,
+            jump: None,
         }
     }
 
@@ -113,17 +114,24 @@ impl Steady {
         let jump = wall_ms.saturating_sub(steady);
         if jump.abs() <= Self::TOLERANCE_MS {
             self.anchor = Some((wall_ms, mono));
-            self.since = None;
+            self.jump = None;
             return Reading {
                 now_ms: wall_ms,
                 jumped: None,
             };
         }
-        let first = self.since.is_none();
-        let since = *self.since.get_or_insert(mono);
+        // A jump of a clock that had jumped already is a new one (an alarm
+        // of its own, and its own hour before it is adopted).
+        let new = self
+            .jump
+            .is_none_or(|(_, was)| jump.saturating_sub(was).abs() > Self::TOLERANCE_MS);
+        if new {
+            self.jump = Some((mono, jump));
+        }
+        let since = self.jump.map_or(mono, |(since, _)| since);
         if mono.duration_since(since) >= Self::ADOPT_AFTER {
             self.anchor = Some((wall_ms, mono));
-            self.since = None;
+            self.jump = None;
             return Reading {
                 now_ms: wall_ms,
                 jumped: None,
@@ -131,7 +139,7 @@ impl Steady {
         }
         Reading {
             now_ms: steady,
-            jumped: first.then_some(jump),
+            jumped: new.then_some(jump),
         }
     }
 }

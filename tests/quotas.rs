@@ -206,3 +206,53 @@ async fn the_title_limit_holds_at_the_relay_too() {
     let _ = HUB;
     hub.shutdown(PATIENCE).await;
 }
+
+#[tokio::test]
+async fn reports_dated_far_ahead_or_far_back_are_refused_at_the_relay() {
+    let region = Region::new(&["county-a"]);
+    let hub = zhibao::node::start(hub_config(&region)).await.unwrap();
+    let mut client = common::relay_as(
+        &region.pki(),
+        "county-a",
+        &region.pki(),
+        hub.relay_addr.unwrap(),
+    )
+    .await;
+    let now = zhibao::clock::now_ms();
+    let year = 365 * 86_400_000;
+    for (created, says) in [
+        (now + year, "limits.max_clock_skew_secs"),
+        (now + 10 * 60_000, "limits.max_clock_skew_secs"),
+        (i64::MAX, "limits.max_clock_skew_secs"),
+        (now - year, "limits.max_report_age_days"),
+        (0, "limits.max_report_age_days"),
+        (i64::MIN, "limits.max_report_age_days"),
+    ] {
+        let report = Report {
+            created_unix_ms: created,
+            ..common::report("county-a")
+        };
+        let err = client
+            .deliver(envelope::sign(&report, &region.identity("county-a")))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{created}: {err}");
+        assert!(err.message().contains(says), "{created}: {err}");
+    }
+    // Within the skew: taken.
+    let report = Report {
+        created_unix_ms: now + 60_000,
+        ..common::report("county-a")
+    };
+    client
+        .deliver(envelope::sign(&report, &region.identity("county-a")))
+        .await
+        .unwrap();
+    assert_eq!(
+        common::inbox_items(&region, hub.relay_addr.unwrap())
+            .await
+            .len(),
+        1
+    );
+    hub.shutdown(PATIENCE).await;
+}

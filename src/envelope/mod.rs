@@ -73,7 +73,7 @@ pub enum VerifyError {
     /// The report says it was written after now, beyond the clock skew
     /// allowed: the origin's clock is wrong, and its deadline would be too.
     #[error(
-        "report is dated {ahead_ms} ms in the future, beyond the {skew_ms} ms of clock skew allowed: the origin's clock is wrong"
+        "report is dated {ahead_ms} ms in the future, beyond the {skew_ms} ms of clock skew allowed (limits.max_clock_skew_secs): the origin's clock is wrong"
     )]
     FromTheFuture {
         /// How far ahead of this node's clock.
@@ -83,7 +83,7 @@ pub enum VerifyError {
     },
     /// The report is older than any item is kept waiting, or has no date.
     #[error(
-        "report is dated {age_ms} ms ago, older than the {max_ms} ms an item may travel (or not dated at all)"
+        "report is dated {age_ms} ms ago, older than the {max_ms} ms an item may travel (limits.max_report_age_days), or not dated at all"
     )]
     TooOld {
         /// Its age by this node's clock.

@@ -166,3 +166,42 @@ async fn the_watch_wakes_at_the_deadline() {
     stop.cancel();
     running.await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_jump_of_the_system_clock_neither_marks_items_overdue_nor_hides_late_ones() {
+    let f = fixture();
+    let mut events = f.events.subscribe();
+    let mut watch = f.watch();
+    f.queue("b1", Class::BadNews, Duration::from_secs(600))
+        .await;
+    watch.pass().await.unwrap();
+
+    // The system clock is set a day ahead: nothing is overdue for it, one
+    // alarm says so, and the item stays queued.
+    tokio::time::advance(Duration::from_secs(1)).await;
+    watch.clock = Clock::tokio_at(f.clock.now_ms() + 86_400_000);
+    watch.pass().await.unwrap();
+    assert_eq!(kinds(&mut events), [EventKind::Alarm]);
+    assert_eq!(f.record("b1").await.overdue_ms, 0);
+    tokio::time::advance(Duration::from_secs(60)).await;
+    watch.pass().await.unwrap();
+    assert!(kinds(&mut events).is_empty(), "one alarm per jump");
+    assert_eq!(f.record("b1").await.overdue_ms, 0);
+
+    // Then a day back, behind the truth: the item is overdue when its
+    // deadline really passes, not a day later.
+    watch.clock = Clock::tokio_at(f.clock.now_ms() - 86_400_000);
+    tokio::time::advance(Duration::from_secs(540)).await;
+    watch.pass().await.unwrap();
+    assert_eq!(
+        kinds(&mut events),
+        [EventKind::Alarm, EventKind::Overdue, EventKind::Escalated]
+    );
+    let rec = f.record("b1").await;
+    assert_eq!(
+        rec.overdue_ms,
+        BASE + 601_000,
+        "late is late, whatever the wall clock says"
+    );
+    assert_eq!(rec.state(), Some(RecordState::Queued), "never dropped");
+}
