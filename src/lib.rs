@@ -15,7 +15,9 @@
 //!   whoever stores them;
 //! - [`store`]: the durable custody store — records, priority queues per
 //!   route, deadlines, the inbox, attachments in chunks;
-//! - [`proto`]: the wire contract and its strict codec.
+//! - [`proto`]: the wire contract and its strict codec;
+//! - [`audit`]: the custody log — hash-chained records of every custody
+//!   change, signed checkpoints, verification.
 //!
 //! Transport and the running node:
 //! - [`tls`]: mutual TLS 1.3 — configurations, the accept loop with its
