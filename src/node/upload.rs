@@ -104,6 +104,17 @@ impl Uploads {
         Ok(Step::Complete(Box::new((item, verified))))
     }
 
+    /// `peer` would hold `held` bytes of partial uploads, over its quota.
+    fn over_bytes(&self, peer: &PeerInfo, held: u64) -> Error {
+        UploadError::Quota {
+            child: peer.node_id.clone(),
+            quota: "limits.max_upload_bytes_per_peer",
+            held,
+            limit: self.quota.bytes,
+        }
+        .into()
+    }
+
     /// Whether `peer` may start (or resume) the upload of `item` within
     /// its quota: partial uploads at once, and the bytes it would hold.
     async fn admit(&self, peer: &PeerInfo, item: &Verified) -> Result<(), Error> {
@@ -126,13 +137,7 @@ impl Uploads {
         let after = (usage.announced - usage.this.unwrap_or(0)).saturating_add(total);
         if after > self.quota.bytes {
             warn!(peer = %peer.node_id, id = %item.id(), held = usage.bytes, "refused upload: partial upload bytes over quota");
-            return Err(UploadError::Quota {
-                child: peer.node_id.clone(),
-                quota: "limits.max_upload_bytes_per_peer",
-                held: after,
-                limit: self.quota.bytes,
-            }
-            .into());
+            return Err(self.over_bytes(peer, after));
         }
         self.store
             .begin_upload(peer.node_id.clone(), item.id().to_string(), total)
@@ -181,13 +186,7 @@ impl Uploads {
             .await?;
         let after = usage.bytes.saturating_add(chunk.data.len() as u64);
         if after > self.quota.bytes {
-            return Err(UploadError::Quota {
-                child: peer.node_id.clone(),
-                quota: "limits.max_upload_bytes_per_peer",
-                held: after,
-                limit: self.quota.bytes,
-            }
-            .into());
+            return Err(self.over_bytes(peer, after));
         }
         self.store
             .upload_chunk(
