@@ -51,7 +51,16 @@ impl Class {
         }
     }
 
-    /// The wire value.
+    /// The class as the seed names it: 重大紧急, 报忧, 动态.
+    pub fn name_zh(self) -> &'static str {
+        match self {
+            Self::Emergency => "重大紧急",
+            Self::BadNews => "报忧",
+            Self::Routine => "动态",
+        }
+    }
+
+    /// The protobuf enum value.
     pub fn to_proto(self) -> Priority {
         match self {
             Self::Emergency => Priority::Emergency,
@@ -81,9 +90,9 @@ impl FromStr for Class {
     type Err = UnknownClass;
     fn from_str(s: &str) -> Result<Self, UnknownClass> {
         match s {
-            "emergency" => Ok(Self::Emergency),
-            "bad_news" | "bad-news" => Ok(Self::BadNews),
-            "routine" => Ok(Self::Routine),
+            "emergency" | "紧急" | "重大紧急" => Ok(Self::Emergency),
+            "bad_news" | "bad-news" | "报忧" => Ok(Self::BadNews),
+            "routine" | "动态" => Ok(Self::Routine),
             _ => Err(UnknownClass(s.to_string())),
         }
     }

@@ -148,7 +148,47 @@ impl Operator {
     pub async fn status(&mut self, id: &str) -> Result<ItemStatus, ClientError> {
         Ok(self
             .inner
-            .status(StatusRequest { id: id.to_string() })
+            .status(StatusRequest {
+                id: id.to_string(),
+                full: false,
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// Everything about one item: the signed report itself, every receipt
+    /// and every office decision, verified now.
+    pub async fn show(&mut self, id: &str) -> Result<ItemStatus, ClientError> {
+        Ok(self
+            .inner
+            .status(StatusRequest {
+                id: id.to_string(),
+                full: true,
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// Records an office decision on an item this node holds from below.
+    pub async fn dispose(
+        &mut self,
+        req: crate::proto::DisposeRequest,
+    ) -> Result<crate::proto::DispositionView, ClientError> {
+        Ok(self.inner.dispose(req).await?.into_inner())
+    }
+
+    /// The chunks of attachment `attachment` of item `id`, in order.
+    pub async fn attachment(
+        &mut self,
+        id: &str,
+        attachment: u32,
+    ) -> Result<tonic::Streaming<crate::proto::Chunk>, ClientError> {
+        Ok(self
+            .inner
+            .attachment(crate::proto::AttachmentRequest {
+                item_id: id.to_string(),
+                attachment,
+            })
             .await?
             .into_inner())
     }
@@ -165,14 +205,21 @@ impl Operator {
         overdue_only: bool,
         limit: u32,
     ) -> Result<(Vec<ItemStatus>, u64), ClientError> {
-        let resp = self
-            .inner
-            .list(ListRequest {
-                overdue_only,
-                limit,
-            })
-            .await?
-            .into_inner();
+        self.list_where(ListRequest {
+            overdue_only,
+            limit,
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Items matching `req`'s filters, and the node's count of items ever
+    /// overdue.
+    pub async fn list_where(
+        &mut self,
+        req: ListRequest,
+    ) -> Result<(Vec<ItemStatus>, u64), ClientError> {
+        let resp = self.inner.list(req).await?.into_inner();
         Ok((resp.items, resp.overdue_total))
     }
 
@@ -206,7 +253,10 @@ impl Operator {
             id: id.to_string(),
             after: timeout,
         };
-        let mut req = tonic::Request::new(StatusRequest { id: id.to_string() });
+        let mut req = tonic::Request::new(StatusRequest {
+            id: id.to_string(),
+            full: false,
+        });
         // The node stops waiting too.
         req.set_timeout(timeout);
         match tokio::time::timeout(timeout, self.inner.wait_receipt(req)).await {

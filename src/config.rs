@@ -111,6 +111,52 @@ pub struct OperatorConfig {
     /// Node ids (certificate URI SANs) allowed to use the TCP operator API.
     #[serde(default)]
     pub allowed: Vec<String>,
+    /// Whether a local user whose uid is not in `[[operators]]` may use the
+    /// socket (recorded by uid). With `false`, only listed operators may.
+    #[serde(default = "yes")]
+    pub allow_unlisted: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// What a member of staff may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StaffRole {
+    /// Writes and sends reports, records the office's decisions.
+    #[default]
+    Staff,
+    /// The office's director.
+    Director,
+    /// The director's deputy.
+    Deputy,
+}
+
+impl StaffRole {
+    /// The role's name, as in the configuration.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Staff => "staff",
+            Self::Director => "director",
+            Self::Deputy => "deputy",
+        }
+    }
+}
+
+/// A local user of the operator socket, known by uid: submissions and
+/// decisions record their name.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Operator {
+    /// The user's uid on this machine (the socket's peer credentials).
+    pub uid: u32,
+    /// The name recorded, e.g. "王芳".
+    pub name: String,
+    /// What they may do.
+    #[serde(default)]
+    pub role: StaffRole,
 }
 
 fn default_socket_mode() -> String {
@@ -124,6 +170,7 @@ impl Default for OperatorConfig {
             socket_mode: default_socket_mode(),
             listen: None,
             allowed: Vec::new(),
+            allow_unlisted: true,
         }
     }
 }
@@ -396,6 +443,9 @@ pub struct NodeConfig {
     /// Per-class receipt deadlines.
     #[serde(default)]
     pub deadlines: Deadlines,
+    /// Local users of the operator socket, by uid.
+    #[serde(default)]
+    pub operators: Vec<Operator>,
 }
 
 impl NodeConfig {
@@ -447,6 +497,26 @@ impl NodeConfig {
         for id in self.relay.iter().flat_map(|r| &r.consumers) {
             crate::trust::validate_node_id(id)
                 .map_err(|e| invalid("relay.consumers", e.to_string()))?;
+        }
+        let mut uids = std::collections::HashSet::new();
+        for op in &self.operators {
+            if !uids.insert(op.uid) {
+                return Err(invalid(
+                    "operators.uid",
+                    format!("uid {} is listed twice", op.uid),
+                ));
+            }
+            let name = op.name.trim();
+            if name.is_empty() || name.len() > crate::disposition::MAX_STAFF_BYTES {
+                return Err(invalid(
+                    "operators.name",
+                    format!(
+                        "uid {}: a name of 1 to {} bytes is needed",
+                        op.uid,
+                        crate::disposition::MAX_STAFF_BYTES
+                    ),
+                ));
+            }
         }
         for id in &self.operator.allowed {
             crate::trust::validate_node_id(id)
@@ -641,6 +711,7 @@ impl NodeConfig {
             upstream: Vec::new(),
             limits: Limits::default(),
             deadlines: Deadlines::default(),
+            operators: Vec::new(),
         }
     }
 }

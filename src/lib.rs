@@ -13,6 +13,8 @@
 //!   anywhere, with attachment references and the relays' hop chain;
 //! - [`receipt`]: signed receipts — issued by a receiver, verified by
 //!   whoever stores them;
+//! - [`disposition`]: signed decisions of an office on an item (adopted,
+//!   returned, closed…), carried down to the county that wrote it;
 //! - [`store`]: the durable custody store — records, priority queues per
 //!   route, deadlines, the inbox, attachments in chunks;
 //! - [`proto`]: the wire contract and its strict codec;
@@ -55,6 +57,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod digest;
+pub mod disposition;
 pub mod envelope;
 pub mod node;
 pub mod pki;

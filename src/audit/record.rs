@@ -50,6 +50,10 @@ pub enum AuditKind {
     /// Records up to a signed checkpoint were deleted (`detail`: the last
     /// seq deleted). See [`prune_point`](super::prune_point).
     Pruned = 10,
+    /// An office's decision on the item was recorded: made here or come
+    /// down from above (`peer`: the deciding node; `detail`: kind and
+    /// number in that node's history).
+    Decided = 11,
 }
 
 impl AuditKind {
@@ -67,6 +71,7 @@ impl AuditKind {
             Self::Disposed => "disposed",
             Self::RevokedPeer => "revoked-peer",
             Self::Pruned => "pruned",
+            Self::Decided => "decided",
         }
     }
 }

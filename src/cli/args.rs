@@ -58,21 +58,97 @@ pub(crate) enum Command {
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         timeout: Duration,
     },
-    /// Show an item's class, state, times and receipt.
-    /// Without an id: the node itself (its CRL, certificate and routes).
+    /// Show an item's class, state, times, receipts and the office's
+    /// decisions. Without an id: the node itself (its CRL, certificate and
+    /// routes).
     Status {
         /// The item id printed by `submit`.
         id: Option<String>,
         #[command(flatten)]
         target: Target,
+        #[command(flatten)]
+        out: Output,
     },
-    /// Follow the node's events live: submissions, receipts, overdue items,
-    /// escalations, alarms, routes going up and down.
-    Watch {
+    /// Show a whole report as a person reads it: its text, attachments,
+    /// hop chain, receipts and every decision on it, verified now.
+    Show {
+        /// The item id.
+        id: String,
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Save an attachment of an item to a file, checking it against the
+    /// digest the origin signed.
+    Fetch {
+        /// The item id.
+        id: String,
+        /// Which attachment (0 = the first; `show` lists them).
+        #[arg(long, default_value_t = 0)]
+        attachment: u32,
+        /// The file to write (refuses to overwrite one that exists).
+        #[arg(long, short)]
+        output: PathBuf,
         #[command(flatten)]
         target: Target,
     },
-    /// List items, newest first.
+    /// Record the office's decision on a report from below (signed by this
+    /// node, carried down to the county that wrote it).
+    #[command(group(clap::ArgGroup::new("decision").required(true).args([
+        "adopted", "not_adopted", "return_", "forward", "instruction", "close"
+    ])))]
+    Dispose {
+        /// The item id.
+        id: String,
+        /// Adopted (采用) into a publication: give --outlet.
+        #[arg(long, requires = "outlet")]
+        adopted: bool,
+        /// Where it was adopted, e.g. "《情况专报》2026年第12期".
+        #[arg(long)]
+        outlet: Option<String>,
+        /// Not adopted (不采用): give --reason.
+        #[arg(long, requires = "reason")]
+        not_adopted: bool,
+        /// Why it was not adopted.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Returned for more information (退回补充): give --question and --by.
+        #[arg(long = "return", requires_all = ["question", "by"])]
+        return_: bool,
+        /// What the county must answer.
+        #[arg(long)]
+        question: Option<String>,
+        /// When the answer is due, e.g. 2026-12-01T12:00 (node's local time).
+        #[arg(long)]
+        by: Option<String>,
+        /// Passed on to the level above (上报).
+        #[arg(long)]
+        forward: bool,
+        /// A leader's instruction (批示), its text.
+        #[arg(long, value_name = "TEXT")]
+        instruction: Option<String>,
+        /// Closed (办结).
+        #[arg(long)]
+        close: bool,
+        /// A note with --forward or --close.
+        #[arg(long)]
+        note: Option<String>,
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Follow the node's events live: submissions, receipts, decisions,
+    /// overdue items, escalations, alarms, routes going up and down.
+    Watch {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// List items, newest first, with their county, class, state, deadline
+    /// and the start of their text.
     List {
         /// Only items that missed their deadline.
         #[arg(long)]
@@ -80,8 +156,28 @@ pub(crate) enum Command {
         /// At most this many.
         #[arg(long, default_value_t = 1000)]
         limit: u32,
+        /// Only this class: emergency, bad_news, routine (or 紧急, 报忧, 动态).
+        #[arg(long)]
+        class: Option<String>,
+        /// Only items from this county (origin node id).
+        #[arg(long)]
+        county: Option<String>,
+        /// Only items in this state: queued, receipted, refused, delivered.
+        #[arg(long)]
+        state: Option<String>,
+        /// Only items written at or after this time, e.g. 2026-11-01.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only items written before this time.
+        #[arg(long)]
+        until: Option<String>,
+        /// Only items whose title contains this text (any case).
+        #[arg(long)]
+        title: Option<String>,
         #[command(flatten)]
         target: Target,
+        #[command(flatten)]
+        out: Output,
     },
     /// Read a hub's inbox over mutual TLS.
     Inbox {
@@ -103,6 +199,8 @@ pub(crate) enum Command {
         /// Keep waiting for new items.
         #[arg(long)]
         follow: bool,
+        #[command(flatten)]
+        out: Output,
     },
     /// Check a node's custody log: every record linked to the one before,
     /// every signed checkpoint valid and matching. Names the first bad
@@ -153,6 +251,17 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 0)]
         flood_secs: u64,
     },
+}
+
+/// How results are printed.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub(crate) struct Output {
+    /// One JSON object per line, for scripts.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Times in UTC rather than the node's local time.
+    #[arg(long)]
+    pub(crate) utc: bool,
 }
 
 #[derive(clap::Args, Debug)]

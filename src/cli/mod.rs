@@ -7,8 +7,10 @@ pub(crate) mod args;
 mod audit;
 mod bench;
 mod demo;
+mod fetch;
 mod fmt;
 mod scratch;
+mod when;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -22,7 +24,8 @@ use zhibao::config::NodeConfig;
 use zhibao::proto::Cursor;
 use zhibao::{node, pki, trust};
 
-use args::{AuditCommand, CertsCommand, Command, Target};
+use args::{AuditCommand, CertsCommand, Command, Output, Target};
+use when::Tz;
 
 /// Exit code for an unusable configuration (sysexits EX_USAGE).
 const EX_USAGE: u8 = 64;
@@ -155,7 +158,8 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 op.wait_receipt(&id, timeout).await?;
                 // Shown as `status` shows it: every receipt verified now.
                 let status = op.status(&id).await?;
-                print!("{}", fmt::status(&status));
+                let tz = Tz::east_ms(op.node().await?.utc_offset_ms);
+                print!("{}", fmt::status(&status, tz));
                 if status.state == zhibao::proto::ItemState::Refused as i32 {
                     return Err(Refused {
                         id,
@@ -165,34 +169,141 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Status { id, target } => {
+        Command::Status { id, target, out } => {
             let mut op = target.connect().await?;
+            let node = op.node().await?;
+            let tz = out.tz(&node);
             match id {
-                Some(id) => print!("{}", fmt::status(&op.status(&id).await?)),
-                None => print!("{}", fmt::node(&op.node().await?)),
+                Some(id) => {
+                    let status = op.status(&id).await?;
+                    if out.json {
+                        println!("{}", fmt::status_json(&status));
+                    } else {
+                        print!("{}", fmt::status(&status, tz));
+                    }
+                }
+                None => print!("{}", fmt::node(&node, tz)),
             }
         }
-        Command::Watch { target } => {
+        Command::Show { id, target, out } => {
             let mut op = target.connect().await?;
+            let tz = out.tz(&op.node().await?);
+            let status = op.show(&id).await?;
+            if out.json {
+                println!("{}", fmt::status_json(&status));
+            } else {
+                print!("{}", fmt::show(&status, tz));
+            }
+        }
+        Command::Fetch {
+            id,
+            attachment,
+            output,
+            target,
+        } => {
+            let mut op = target.connect().await?;
+            fetch::run(&mut op, &id, attachment, &output).await?;
+        }
+        Command::Dispose {
+            id,
+            adopted,
+            outlet,
+            not_adopted,
+            reason,
+            return_,
+            question,
+            by,
+            forward,
+            instruction,
+            close,
+            note,
+            target,
+            out,
+        } => {
+            use zhibao::proto::DispositionKind as K;
+            let mut op = target.connect().await?;
+            let tz = out.tz(&op.node().await?);
+            let (kind, text) = match () {
+                () if adopted => (K::Adopted, outlet),
+                () if not_adopted => (K::NotAdopted, reason),
+                () if return_ => (K::Returned, question),
+                () if forward => (K::Forwarded, note),
+                () if close => (K::Closed, note),
+                () => (K::Instruction, instruction),
+            };
+            let answer_by_unix_ms = match (&by, kind) {
+                (Some(by), K::Returned) => tz.parse(by)?,
+                (Some(_), _) => bail!("--by goes with --return only"),
+                (None, _) => 0,
+            };
+            let view = op
+                .dispose(zhibao::proto::DisposeRequest {
+                    item_id: id,
+                    kind: kind as i32,
+                    text: text.unwrap_or_default(),
+                    answer_by_unix_ms,
+                    staff: String::new(),
+                })
+                .await?;
+            if out.json {
+                println!("{}", fmt::decision_json(&view));
+            } else {
+                println!("recorded: {}", fmt::decision_line(&view, tz));
+            }
+        }
+        Command::Watch { target, out } => {
+            let mut op = target.connect().await?;
+            let tz = out.tz(&op.node().await?);
             let mut events = op.watch().await?;
             while let Some(e) = events.message().await.map_err(ClientError::from)? {
-                println!("{}", fmt::event(&e));
+                if out.json {
+                    println!("{}", fmt::event_json(&e));
+                } else {
+                    println!("{}", fmt::event(&e, tz));
+                }
             }
         }
         Command::List {
             overdue,
             limit,
+            class,
+            county,
+            state,
+            since,
+            until,
+            title,
             target,
+            out,
         } => {
             let mut op = target.connect().await?;
-            let (items, overdue_total) = op.list(overdue, limit).await?;
+            let tz = out.tz(&op.node().await?);
+            let req = zhibao::proto::ListRequest {
+                overdue_only: overdue,
+                limit,
+                priority: class
+                    .map(|c| c.parse::<Class>().map(|c| c.to_proto() as i32))
+                    .transpose()?
+                    .unwrap_or(0),
+                origin: county.unwrap_or_default(),
+                state: state.as_deref().map(parse_state).transpose()?.unwrap_or(0),
+                from_unix_ms: since.map(|t| tz.parse(&t)).transpose()?.unwrap_or(0),
+                until_unix_ms: until.map(|t| tz.parse(&t)).transpose()?.unwrap_or(0),
+                title_contains: title.unwrap_or_default(),
+            };
+            let (items, overdue_total) = op.list_where(req).await?;
             for s in &items {
-                println!("{}", fmt::status_line(s));
+                if out.json {
+                    println!("{}", fmt::status_json(s));
+                } else {
+                    println!("{}", fmt::status_line(s, tz));
+                }
             }
-            eprintln!(
-                "{} listed; {overdue_total} items have missed their deadline at this node",
-                items.len()
-            );
+            if !out.json {
+                eprintln!(
+                    "{} listed; {overdue_total} items have missed their deadline at this node",
+                    items.len()
+                );
+            }
         }
         Command::Inbox {
             hub,
@@ -201,7 +312,19 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
             name,
             from,
             follow,
+            out,
         } => {
+            // The inbox does not say the hub's zone: local time is +08:00
+            // (the region's), UTC with --utc.
+            let tz = if out.utc {
+                Tz::UTC
+            } else {
+                Tz::east_ms(
+                    zhibao::config::Deadlines::default()
+                        .offset_ms()
+                        .unwrap_or(0),
+                )
+            };
             let cursor = parse_cursor(&from)?;
             let (cert, key) = trust::node_paths(&certs, &name);
             let mut inbox =
@@ -209,7 +332,11 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     .await?;
             let mut stream = inbox.subscribe(cursor, follow).await?;
             while let Some(item) = stream.message().await.map_err(ClientError::from)? {
-                println!("{}", fmt::inbox_item(&item));
+                if out.json {
+                    println!("{}", fmt::inbox_json(&item));
+                } else {
+                    println!("{}", fmt::inbox_item(&item, tz));
+                }
             }
         }
         Command::Bench {
@@ -259,6 +386,30 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+impl Output {
+    /// The zone times are shown in: the node's, or UTC with `--utc`.
+    fn tz(self, node: &zhibao::proto::NodeStatus) -> Tz {
+        if self.utc {
+            Tz::UTC
+        } else {
+            Tz::east_ms(node.utc_offset_ms)
+        }
+    }
+}
+
+/// A state named on the command line.
+fn parse_state(s: &str) -> anyhow::Result<i32> {
+    use zhibao::proto::ItemState;
+    Ok(match s {
+        "queued" => ItemState::Queued,
+        "in_flight" | "in-flight" => ItemState::InFlight,
+        "receipted" => ItemState::Receipted,
+        "refused" => ItemState::Refused,
+        "delivered" => ItemState::Delivered,
+        _ => bail!("unknown state {s:?}: use queued, receipted, refused or delivered"),
+    } as i32)
 }
 
 fn parse_cursor(s: &str) -> anyhow::Result<Cursor> {

@@ -67,6 +67,9 @@ pub enum VerifyError {
         /// The configured limit.
         limit: usize,
     },
+    /// The author's name is longer than [`MAX_AUTHOR_BYTES`].
+    #[error("author is {0} bytes, over the limit of {MAX_AUTHOR_BYTES}")]
+    AuthorTooLong(usize),
     /// The report's class is not one of the three.
     #[error("unknown priority class {0}: use emergency, bad_news or routine")]
     UnknownClass(i32),
@@ -106,6 +109,9 @@ pub enum VerifyError {
         why: HopError,
     },
 }
+
+/// Longest author name in a report, bytes.
+pub const MAX_AUTHOR_BYTES: usize = 256;
 
 /// The bounds a report must keep to be opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,6 +159,8 @@ pub struct Draft {
     pub deadline_unix_ms: i64,
     /// Its attachments, already stored at the origin.
     pub attachments: Vec<AttachmentRef>,
+    /// Who wrote it up.
+    pub author: String,
 }
 
 impl Draft {
@@ -173,6 +181,7 @@ impl Draft {
             created_unix_ms,
             deadline_unix_ms,
             attachments: Vec::new(),
+            author: String::new(),
         }
     }
 
@@ -241,6 +250,7 @@ pub fn seal(
         created_unix_ms: draft.created_unix_ms,
         deadline_unix_ms: draft.deadline_unix_ms,
         attachments: draft.attachments,
+        author: draft.author,
     };
     let signed = sign(&report, origin);
     let class = check(&report, signed.report.len(), limits, now)?;
@@ -330,6 +340,9 @@ fn check(
             len: report.title.len(),
             limit: limits.max_title_bytes,
         });
+    }
+    if report.author.len() > MAX_AUTHOR_BYTES {
+        return Err(VerifyError::AuthorTooLong(report.author.len()));
     }
     check_date(report.created_unix_ms, limits, now)?;
     attachments::check(report, limits.max_attachment_bytes)?;

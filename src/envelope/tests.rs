@@ -61,6 +61,7 @@ fn report(origin: &str) -> Report {
         created_unix_ms: crate::clock::now_ms(),
         deadline_unix_ms: crate::clock::now_ms() + 60_000,
         attachments: Vec::new(),
+        author: "王芳".into(),
     }
 }
 

@@ -195,6 +195,26 @@ pub(crate) enum Error {
     /// The node is stopping.
     #[error("node is shutting down")]
     ShuttingDown,
+    /// A decision that cannot be made or taken as it is.
+    #[error(transparent)]
+    Decision(#[from] crate::disposition::DispositionError),
+    /// The item is not one this node's office decides on.
+    #[error("item {id}: {why}")]
+    NotDecidable {
+        /// The item.
+        id: String,
+        /// Why not.
+        why: &'static str,
+    },
+    /// Another decision on the item was recorded at the same moment.
+    #[error("item {0}: another decision was recorded at the same moment; try again")]
+    DecisionRace(String),
+    /// The socket's caller could not be identified.
+    #[error("cannot tell who is calling on the operator socket (no peer credentials)")]
+    NoCredentials,
+    /// The socket's caller is not a listed operator and unlisted ones may not.
+    #[error("uid {0} is not in [[operators]] and operator.allow_unlisted is false")]
+    Unlisted(u32),
 }
 
 /// What is wrong with an operator's submission.
@@ -255,13 +275,25 @@ impl Error {
         use tonic::Code;
         match self {
             Self::NoPeer => Code::Unauthenticated,
-            Self::NotOperator(_) | Self::NotConsumer(_) | Self::NotHolder { .. } => {
-                Code::PermissionDenied
-            }
+            Self::NotOperator(_)
+            | Self::NotConsumer(_)
+            | Self::NotHolder { .. }
+            | Self::Unlisted(_) => Code::PermissionDenied,
+            Self::NoCredentials => Code::Unauthenticated,
+            Self::Decision(d) => match d {
+                crate::disposition::DispositionError::TextTooLong(_)
+                | crate::disposition::DispositionError::StaffTooLong(_) => Code::ResourceExhausted,
+                crate::disposition::DispositionError::Signer(_)
+                | crate::disposition::DispositionError::Receipt(_) => Code::Unauthenticated,
+                _ => Code::InvalidArgument,
+            },
+            Self::NotDecidable { .. } => Code::FailedPrecondition,
+            Self::DecisionRace(_) => Code::Aborted,
             Self::Verify(v) => match v {
                 // Over a configured size limit: the one code for all of them.
                 VerifyError::TooLarge { .. }
                 | VerifyError::TitleTooLong { .. }
+                | VerifyError::AuthorTooLong(_)
                 | VerifyError::Attachments(
                     AttachmentError::TooLarge { .. } | AttachmentError::TooMany(_),
                 ) => Code::ResourceExhausted,

@@ -56,33 +56,79 @@ impl InboxService {
             Err(Error::NotConsumer(peer.node_id))
         }
     }
+}
 
-    /// Attachment `index` of an item in the inbox.
-    async fn attachment_ref(&self, id: &str, index: u32) -> Result<AttachmentRef, Error> {
-        let rec = self
-            .store
-            .get(id.to_string())
-            .await?
-            .filter(|r| r.state() == Some(RecordState::Delivered))
-            .ok_or_else(|| Error::NotInInbox(id.to_string()))?;
-        let report = SignedReport::decode(rec.signed.as_slice())
-            .and_then(|s| Report::decode(s.report.as_slice()))
-            .map_err(|source| Error::Corrupt {
-                id: id.to_string(),
-                source,
-            })?;
-        usize::try_from(index)
-            .ok()
-            .and_then(|i| report.attachments.get(i).cloned())
-            .ok_or_else(|| Error::NoAttachment {
-                id: id.to_string(),
-                index,
-            })
-    }
+/// Attachment `index` of item `id` in `store`; with `inbox_only`, only of
+/// an item in the inbox.
+pub(crate) async fn attachment_ref(
+    store: &Store,
+    id: &str,
+    index: u32,
+    inbox_only: bool,
+) -> Result<AttachmentRef, Error> {
+    let rec = store
+        .get(id.to_string())
+        .await?
+        .filter(|r| !inbox_only || r.state() == Some(RecordState::Delivered))
+        .ok_or_else(|| {
+            if inbox_only {
+                Error::NotInInbox(id.to_string())
+            } else {
+                Error::NotFound(id.to_string())
+            }
+        })?;
+    let report = SignedReport::decode(rec.signed.as_slice())
+        .and_then(|s| Report::decode(s.report.as_slice()))
+        .map_err(|source| Error::Corrupt {
+            id: id.to_string(),
+            source,
+        })?;
+    usize::try_from(index)
+        .ok()
+        .and_then(|i| report.attachments.get(i).cloned())
+        .ok_or_else(|| Error::NoAttachment {
+            id: id.to_string(),
+            index,
+        })
+}
+
+/// The chunks of attachment `attachment` (described by `a`) of item `id`,
+/// in order, read from `store` as the receiver takes them.
+pub(crate) fn chunk_stream(
+    store: Store,
+    id: String,
+    attachment: u32,
+    a: &AttachmentRef,
+) -> ChunkStream {
+    let count = chunk_count(a);
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        for index in 0..count {
+            let chunk = match store.chunk(id.clone(), attachment, index).await {
+                Ok(Some(data)) => Ok(Chunk {
+                    item_id: id.clone(),
+                    attachment,
+                    index,
+                    data,
+                }),
+                Ok(None) => Err(Error::MissingChunk {
+                    id: id.clone(),
+                    attachment,
+                    index,
+                }),
+                Err(e) => Err(e.into()),
+            };
+            let failed = chunk.is_err();
+            if tx.send(chunk.map_err(Status::from)).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    Box::pin(ReceiverStream::new(rx))
 }
 
 type ItemStream = Pin<Box<dyn Stream<Item = Result<InboxItem, Status>> + Send>>;
-type ChunkStream = Pin<Box<dyn Stream<Item = Result<Chunk, Status>> + Send>>;
+pub(crate) type ChunkStream = Pin<Box<dyn Stream<Item = Result<Chunk, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Inbox for InboxService {
@@ -96,35 +142,13 @@ impl Inbox for InboxService {
         self.admit(&request)?;
         let req = request.into_inner();
         envelope::check_id(&req.item_id).map_err(Error::from)?;
-        let a = self.attachment_ref(&req.item_id, req.attachment).await?;
-        let store = self.store.clone();
-        let (tx, rx) = mpsc::channel(4);
-        tokio::spawn(async move {
-            for index in 0..chunk_count(&a) {
-                let chunk = match store
-                    .chunk(req.item_id.clone(), req.attachment, index)
-                    .await
-                {
-                    Ok(Some(data)) => Ok(Chunk {
-                        item_id: req.item_id.clone(),
-                        attachment: req.attachment,
-                        index,
-                        data,
-                    }),
-                    Ok(None) => Err(Error::MissingChunk {
-                        id: req.item_id.clone(),
-                        attachment: req.attachment,
-                        index,
-                    }),
-                    Err(e) => Err(e.into()),
-                };
-                let failed = chunk.is_err();
-                if tx.send(chunk.map_err(Status::from)).await.is_err() || failed {
-                    return;
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        let a = attachment_ref(&self.store, &req.item_id, req.attachment, true).await?;
+        Ok(Response::new(chunk_stream(
+            self.store.clone(),
+            req.item_id,
+            req.attachment,
+            &a,
+        )))
     }
 
     async fn subscribe(

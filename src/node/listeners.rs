@@ -4,7 +4,7 @@
 //! - optionally, the operator API over TCP with mutual TLS, for the
 //!   certificates listed in `operator.allowed`;
 //! - the relay listener (mutual TLS): children forward here, consumers read
-//!   the inbox here.
+//!   the inbox and record the office's decisions here.
 //!
 //! Every listener also serves the standard gRPC health service.
 
@@ -20,13 +20,16 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tracing::{error, warn};
 
+use super::desk::DeskService;
 use super::error::{Error, StartError};
 use super::inbox::InboxService;
 use super::operator::OperatorService;
 use super::relay::RelayService;
+use super::who::{Actor, Staff};
 use crate::config::NodeConfig;
 use crate::proto::{
-    inbox_server::InboxServer, operator_server::OperatorServer, relay_server::RelayServer,
+    desk_server::DeskServer, inbox_server::InboxServer, operator_server::OperatorServer,
+    relay_server::RelayServer,
 };
 use crate::tls::{self, ListenLimits, PeerInfo};
 use crate::trust::{Keys, Trust};
@@ -159,15 +162,24 @@ pub(crate) async fn health_service(
     service
 }
 
-/// Serves the operator API on its Unix socket until `shutdown`; the
-/// socket file goes when serving ends.
+/// Serves the operator API on its Unix socket until `shutdown`, each call
+/// in the name of the local user `staff` finds by its uid; the socket file
+/// goes when serving ends.
 pub(crate) async fn serve_operator_socket(
     socket: OperatorSocket,
     service: Arc<OperatorService>,
+    staff: Staff,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
     let health = health_service(&["zhibao.v1.Operator"]).await;
-    let svc = OperatorServer::from_arc(service).max_decoding_message_size(OPERATOR_MAX_MESSAGE);
+    let svc = tonic::service::interceptor::InterceptedService::new(
+        OperatorServer::from_arc(service).max_decoding_message_size(OPERATOR_MAX_MESSAGE),
+        move |mut req: tonic::Request<()>| {
+            let actor = staff.identify(&req)?;
+            req.extensions_mut().insert(actor);
+            Ok(req)
+        },
+    );
     tokio::spawn(async move {
         let OperatorSocket { listener, file } = socket;
         let res = Server::builder()
@@ -197,9 +209,11 @@ pub(crate) fn serve_operator_tcp(
     let incoming = doors.accept(listener, &shutdown);
     let svc = tonic::service::interceptor::InterceptedService::new(
         OperatorServer::from_arc(service).max_decoding_message_size(OPERATOR_MAX_MESSAGE),
-        move |req: tonic::Request<()>| {
+        move |mut req: tonic::Request<()>| {
             let peer = PeerInfo::of(&req).ok_or(Error::NoPeer)?;
             if allowed.contains(&peer.node_id) {
+                let actor = Actor::certificate(&peer.node_id, "");
+                req.extensions_mut().insert(actor);
                 return Ok(req);
             }
             warn!(peer = %peer.node_id, addr = %peer.addr, "refused operator call: certificate not in operator.allowed");
@@ -218,11 +232,13 @@ pub(crate) fn serve_operator_tcp(
     })
 }
 
-/// Serves `Relay`, `Inbox` and health over mutual TLS until `shutdown`.
+/// Serves `Relay`, `Inbox`, `Desk` and health over mutual TLS until
+/// `shutdown`.
 pub(crate) async fn serve_relay(
     listener: TcpListener,
     relay: Arc<RelayService>,
     inbox: Arc<InboxService>,
+    desk: Arc<DeskService>,
     doors: &Doors,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
@@ -230,7 +246,8 @@ pub(crate) async fn serve_relay(
     let (concurrency, streams) = (doors.concurrency, doors.streams);
     let relay_svc = RelayServer::from_arc(relay).max_decoding_message_size(doors.max_message);
     let inbox_svc = InboxServer::from_arc(inbox);
-    let health = health_service(&["zhibao.v1.Relay", "zhibao.v1.Inbox"]).await;
+    let desk_svc = DeskServer::from_arc(desk);
+    let health = health_service(&["zhibao.v1.Relay", "zhibao.v1.Inbox", "zhibao.v1.Desk"]).await;
     let keepalive = doors.keepalive;
     tokio::spawn(async move {
         let res = Server::builder()
@@ -241,6 +258,7 @@ pub(crate) async fn serve_relay(
             .layer(size_limit_layer())
             .add_service(relay_svc)
             .add_service(inbox_svc)
+            .add_service(desk_svc)
             .add_service(health)
             .serve_with_incoming_shutdown(ReceiverStream::new(incoming), shutdown.cancelled_owned())
             .await;

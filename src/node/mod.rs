@@ -39,6 +39,7 @@
 mod audit;
 mod custody;
 mod deadlines;
+mod desk;
 pub mod error;
 mod events;
 mod forward;
@@ -53,6 +54,7 @@ mod routes;
 mod start;
 mod status;
 mod upload;
+mod who;
 
 pub use error::StartError;
 pub use start::{RunningNode, start};

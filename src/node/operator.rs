@@ -12,25 +12,29 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use futures::Stream;
+use prost::Message;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use tracing::info;
 
 use super::custody::Custody;
+use super::desk::Desk;
 use super::error::{Error, SubmitError};
 use super::events::Events;
 use super::routes::Routes;
-use super::status::{Check, view};
+use super::status::{Check, decision_view, view};
+use super::who::Actor;
 use crate::class::Class;
 use crate::clock::Clock;
 use crate::config::{Deadlines, Limits};
 use crate::digest::sha256;
 use crate::envelope::{self, Draft, attachments};
 use crate::proto::{
-    Attachment, AttachmentRef, AuditBatch, AuditRequest, Event, ItemStatus, ListRequest,
-    ListResponse, NodeRequest, NodeStatus, RouteStatus, StatusRequest, SubmitRequest,
-    SubmitResponse, WatchRequest, operator_server::Operator,
+    Attachment, AttachmentRef, AttachmentRequest, AuditBatch, AuditRequest, DisposeRequest,
+    DispositionView, Event, ItemState, ItemStatus, ListRequest, ListResponse, NodeRequest,
+    NodeStatus, Report, RouteStatus, SignedReport, StatusRequest, SubmitRequest, SubmitResponse,
+    WatchRequest, operator_server::Operator,
 };
 use crate::store::{FROM_OPERATOR, ItemRecord, RecordState, Store};
 use crate::trust::{Freshness, Keys, Trust};
@@ -51,6 +55,7 @@ pub(crate) struct OperatorService {
     pub(crate) store: Store,
     pub(crate) routes: Arc<Routes>,
     pub(crate) events: Events,
+    pub(crate) desk: Arc<Desk>,
     pub(crate) limits: Limits,
     pub(crate) deadlines: Deadlines,
     pub(crate) clock: Clock,
@@ -62,7 +67,11 @@ impl OperatorService {
     /// still to be stored). These checks come first, with the operator's
     /// words, so nothing is stored for a submission that cannot go; the
     /// same limits are checked again, as at every door, when it is sealed.
-    fn draft(&self, req: SubmitRequest) -> Result<(Draft, Vec<Attachment>), SubmitError> {
+    fn draft(
+        &self,
+        req: SubmitRequest,
+        author: &Actor,
+    ) -> Result<(Draft, Vec<Attachment>), SubmitError> {
         let limits = &self.limits;
         let class =
             Class::from_proto(req.priority).ok_or(SubmitError::UnknownClass(req.priority))?;
@@ -110,7 +119,8 @@ impl OperatorService {
         let deadline = self
             .deadlines
             .receipt_deadline(class, now, req.deadline_unix_ms);
-        let draft = Draft::new(class, title.to_string(), req.body, now, deadline);
+        let mut draft = Draft::new(class, title.to_string(), req.body, now, deadline);
+        draft.author.clone_from(&author.name);
         Ok((draft, req.attachments))
     }
 
@@ -154,8 +164,8 @@ impl OperatorService {
         view(id, rec, self.routes.is_in_flight(id), check)
     }
 
-    async fn submit(&self, req: SubmitRequest) -> Result<SubmitResponse, Error> {
-        let (mut draft, attachments) = self.draft(req)?;
+    async fn submit(&self, req: SubmitRequest, author: &Actor) -> Result<SubmitResponse, Error> {
+        let (mut draft, attachments) = self.draft(req, author)?;
         draft.attachments = self.store_attachments(draft.id(), attachments).await?;
         let id = draft.id().to_string();
         let limits = self.limits.report_limits();
@@ -169,9 +179,53 @@ impl OperatorService {
             }
         };
         let rec = self.custody.keep(&signed, &item, FROM_OPERATOR).await?;
-        info!(id = %item.id(), class = %item.class(), bytes = item.report().body.len(), stored_ms = rec.stored_ms, "submitted");
+        info!(id = %item.id(), class = %item.class(), author = %author.name, bytes = item.report().body.len(), stored_ms = rec.stored_ms, "submitted");
         Ok(SubmitResponse {
             id: item.id().to_string(),
+        })
+    }
+
+    /// One item as `zhibao status` and `show` see it: every receipt and
+    /// decision verified now; with `full`, the signed report too.
+    async fn status(&self, id: &str, full: bool) -> Result<ItemStatus, Error> {
+        let rec = self.record(id).await?;
+        let check = Check::Now(&self.trust, &self.custody);
+        let mut status = self.view(id, &rec, check);
+        status.dispositions = self
+            .store
+            .decisions(id.to_string())
+            .await?
+            .iter()
+            .map(|bytes| decision_view(id, &rec, bytes, check))
+            .collect();
+        if full {
+            status.report = SignedReport::decode(rec.signed.as_slice())
+                .map(Some)
+                .map_err(|source| Error::Corrupt {
+                    id: id.to_string(),
+                    source,
+                })?;
+        }
+        Ok(status)
+    }
+
+    /// Items as `zhibao list` asks for them.
+    async fn list(&self, req: ListRequest) -> Result<ListResponse, Error> {
+        let limit = match req.limit {
+            0 => LIST_DEFAULT,
+            n => usize::try_from(n).unwrap_or(LIST_MAX).min(LIST_MAX),
+        };
+        let filter = Filter::of(req);
+        let records = self
+            .store
+            .list_matching(filter.overdue_only, limit, move |_, rec| filter.keeps(rec))
+            .await?;
+        Ok(ListResponse {
+            items: records
+                .iter()
+                .map(|(id, rec)| self.view(id, rec, Check::AsStored))
+                .collect(),
+            overdue_total: self.store.overdue_total().await?,
         })
     }
 
@@ -195,6 +249,70 @@ impl OperatorService {
     }
 }
 
+/// What a listing keeps, from a `ListRequest`.
+struct Filter {
+    overdue_only: bool,
+    priority: i32,
+    origin: String,
+    state: i32,
+    from_ms: i64,
+    until_ms: i64,
+    title: String,
+}
+
+impl Filter {
+    fn of(req: ListRequest) -> Self {
+        Self {
+            overdue_only: req.overdue_only,
+            priority: req.priority,
+            origin: req.origin,
+            state: req.state,
+            from_ms: req.from_unix_ms,
+            until_ms: req.until_unix_ms,
+            title: req.title_contains.to_lowercase(),
+        }
+    }
+
+    fn keeps(&self, rec: &ItemRecord) -> bool {
+        if self.from_ms != 0 && rec.created_ms < self.from_ms {
+            return false;
+        }
+        if self.until_ms != 0 && rec.created_ms >= self.until_ms {
+            return false;
+        }
+        if self.state != 0 {
+            // In flight is queued with a route sending it: both are "queued" here.
+            let state = match rec.state() {
+                Some(RecordState::Queued) => ItemState::Queued,
+                Some(RecordState::Receipted) => ItemState::Receipted,
+                Some(RecordState::Refused) => ItemState::Refused,
+                Some(RecordState::Delivered) => ItemState::Delivered,
+                None => ItemState::Unspecified,
+            };
+            let asked = match ItemState::try_from(self.state) {
+                Ok(ItemState::InFlight) => ItemState::Queued,
+                Ok(s) => s,
+                Err(_) => return false,
+            };
+            if state != asked {
+                return false;
+            }
+        }
+        if self.priority == 0 && self.origin.is_empty() && self.title.is_empty() {
+            return true;
+        }
+        let Some(report) = SignedReport::decode(rec.signed.as_slice())
+            .ok()
+            .and_then(|s| Report::decode(s.report.as_slice()).ok())
+        else {
+            return false;
+        };
+        (self.priority == 0 || report.priority == self.priority)
+            && (self.origin.is_empty() || report.origin == self.origin)
+            && (self.title.is_empty() || report.title.to_lowercase().contains(&self.title))
+    }
+}
+
 type EventStream = Pin<Box<dyn Stream<Item = Result<Event, Status>> + Send>>;
 type AuditStream = Pin<Box<dyn Stream<Item = Result<AuditBatch, Status>> + Send>>;
 
@@ -202,13 +320,15 @@ type AuditStream = Pin<Box<dyn Stream<Item = Result<AuditBatch, Status>> + Send>
 impl Operator for OperatorService {
     type WatchStream = EventStream;
     type AuditStream = AuditStream;
+    type AttachmentStream = super::inbox::ChunkStream;
 
     async fn submit(
         self: Arc<Self>,
         request: Request<SubmitRequest>,
     ) -> Result<Response<SubmitResponse>, Status> {
+        let author = Actor::of(&request);
         Ok(Response::new(
-            OperatorService::submit(&self, request.into_inner()).await?,
+            OperatorService::submit(&self, request.into_inner(), &author).await?,
         ))
     }
 
@@ -216,10 +336,40 @@ impl Operator for OperatorService {
         self: Arc<Self>,
         request: Request<StatusRequest>,
     ) -> Result<Response<ItemStatus>, Status> {
-        let id = request.into_inner().id;
-        let rec = self.record(&id).await?;
-        let check = Check::Now(&self.trust, &self.custody);
-        Ok(Response::new(self.view(&id, &rec, check)))
+        let req = request.into_inner();
+        Ok(Response::new(
+            OperatorService::status(&self, &req.id, req.full).await?,
+        ))
+    }
+
+    async fn dispose(
+        self: Arc<Self>,
+        request: Request<DisposeRequest>,
+    ) -> Result<Response<DispositionView>, Status> {
+        let actor = Actor::of(&request);
+        match self.desk.decide(request.into_inner(), &actor).await {
+            Ok(view) => Ok(Response::new(view)),
+            Err(e) => {
+                tracing::warn!(staff = %actor.name, error = %e, "refused decision");
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn attachment(
+        self: Arc<Self>,
+        request: Request<AttachmentRequest>,
+    ) -> Result<Response<Self::AttachmentStream>, Status> {
+        let req = request.into_inner();
+        envelope::check_id(&req.item_id).map_err(Error::from)?;
+        let a =
+            super::inbox::attachment_ref(&self.store, &req.item_id, req.attachment, false).await?;
+        Ok(Response::new(super::inbox::chunk_stream(
+            self.store.clone(),
+            req.item_id,
+            req.attachment,
+            &a,
+        )))
     }
 
     async fn wait_receipt(
@@ -236,23 +386,9 @@ impl Operator for OperatorService {
         self: Arc<Self>,
         request: Request<ListRequest>,
     ) -> Result<Response<ListResponse>, Status> {
-        let req = request.into_inner();
-        let limit = match req.limit {
-            0 => LIST_DEFAULT,
-            n => usize::try_from(n).unwrap_or(LIST_MAX).min(LIST_MAX),
-        };
-        let records = self
-            .store
-            .list(req.overdue_only, limit)
-            .await
-            .map_err(Error::from)?;
-        Ok(Response::new(ListResponse {
-            items: records
-                .iter()
-                .map(|(id, rec)| self.view(id, rec, Check::AsStored))
-                .collect(),
-            overdue_total: self.store.overdue_total().await.map_err(Error::from)?,
-        }))
+        Ok(Response::new(
+            OperatorService::list(&self, request.into_inner()).await?,
+        ))
     }
 
     async fn audit(
@@ -329,6 +465,7 @@ impl Operator for OperatorService {
             cert_not_after,
             routes,
             overdue_total: self.store.overdue_total().await.map_err(Error::from)?,
+            utc_offset_ms: self.deadlines.offset_ms().unwrap_or(0),
         }))
     }
 

@@ -1,11 +1,13 @@
 //! What goes down a child's `Forward` stream unasked: the final hub's
-//! delivery receipts for items the child handed over, and the region's CRL.
+//! delivery receipts and the offices' decisions for items the child handed
+//! over, and the region's CRL.
 //!
 //! When the final hub's delivery receipt for an item comes back to a relay,
-//! the relay keeps it and owes it to the child that handed the item over.
-//! While that child has a stream open, [`run`] pushes every such receipt
-//! down it (`ForwardResponse.delivered`), again after every reconnection,
-//! until the child acknowledges it (`ForwardRequest.ack`).
+//! or an office (here or above) decides on it, the node keeps it and owes
+//! it to the child that handed the item over. While that child has a
+//! stream open, [`run`] pushes every such receipt and decision down it
+//! (`ForwardResponse.delivered`, `.disposition`), again after every
+//! reconnection, until the child acknowledges it (`ForwardRequest.ack`).
 
 use std::collections::HashSet;
 
@@ -15,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::Status;
 use tracing::warn;
 
-use crate::proto::{ForwardResponse, SignedReceipt, forward_response};
+use crate::proto::{ForwardResponse, SignedDisposition, SignedReceipt, forward_response};
 use crate::store::Store;
 use crate::trust::Trust;
 
@@ -42,18 +44,40 @@ pub(crate) async fn run(
                 return;
             }
         };
-        sent.retain(|id| pending.iter().any(|(p, _)| p == id));
-        for (id, bytes) in pending {
-            if !sent.insert(id) {
-                continue;
+        let decisions = match store.down_decisions_for(child.clone(), BATCH).await {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(%child, error = %e, "cannot read decisions to push down");
+                return;
             }
-            // Verified before it was stored; decoding cannot fail short of
-            // a corrupt store, and then there is nothing to push.
-            let Ok(receipt) = SignedReceipt::decode(bytes.as_slice()) else {
+        };
+        // Verified before they were stored; decoding cannot fail short of
+        // a corrupt store, and then there is nothing to push.
+        let mut down: Vec<(String, forward_response::Result)> = Vec::new();
+        for (id, bytes) in pending {
+            if let Ok(receipt) = SignedReceipt::decode(bytes.as_slice()) {
+                down.push((id, forward_response::Result::Delivered(receipt)));
+            }
+        }
+        // After the delivery receipts, so a child usually learns that an
+        // item arrived before what became of it.
+        for (id, bytes) in decisions {
+            let Ok(signed) = SignedDisposition::decode(bytes.as_slice()) else {
                 continue;
             };
+            let Some(body) = crate::disposition::peek(&signed) else {
+                continue;
+            };
+            let key = format!("{id}/{}/{}", body.node, body.seq);
+            down.push((key, forward_response::Result::Disposition(signed)));
+        }
+        sent.retain(|key| down.iter().any(|(k, _)| k == key));
+        for (key, result) in down {
+            if !sent.insert(key) {
+                continue;
+            }
             let resp = ForwardResponse {
-                result: Some(forward_response::Result::Delivered(receipt)),
+                result: Some(result),
             };
             if tx.send(Ok(resp)).await.is_err() {
                 return;

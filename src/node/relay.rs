@@ -128,19 +128,38 @@ impl RelayService {
         }
     }
 
-    /// The child has stored delivery receipts pushed down to it.
+    /// The child has stored delivery receipts and decisions pushed down to it.
     async fn ack(&self, peer: &PeerInfo, ack: DeliveryAck) -> Result<(), Error> {
+        let bad_ref = |r: &crate::proto::DispositionRef| {
+            envelope::check_id(&r.item_id).is_err()
+                || crate::trust::validate_node_id(&r.node).is_err()
+                || r.seq == 0
+        };
         if ack.item_ids.len() > push_down::BATCH
+            || ack.dispositions.len() > push_down::BATCH
             || ack
                 .item_ids
                 .iter()
                 .any(|id| envelope::check_id(id).is_err())
+            || ack.dispositions.iter().any(bad_ref)
         {
             return Err(Error::BadAck);
         }
-        self.store
-            .ack_down(peer.node_id.clone(), ack.item_ids)
-            .await?;
+        if !ack.item_ids.is_empty() {
+            self.store
+                .ack_down(peer.node_id.clone(), ack.item_ids)
+                .await?;
+        }
+        if !ack.dispositions.is_empty() {
+            let refs = ack
+                .dispositions
+                .into_iter()
+                .map(|r| (r.item_id, r.node, r.seq))
+                .collect();
+            self.store
+                .ack_down_decisions(peer.node_id.clone(), refs)
+                .await?;
+        }
         Ok(())
     }
 

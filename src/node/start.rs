@@ -21,6 +21,7 @@ use tracing::{info, warn};
 
 use super::custody::Custody;
 use super::deadlines::DeadlineWatch;
+use super::desk::{Desk, DeskService};
 use super::error::StartError;
 use super::events::Events;
 use super::forward::Forwarder;
@@ -32,6 +33,7 @@ use super::relay::RelayService;
 use super::reload;
 use super::routes::Routes;
 use super::upload;
+use super::who::Staff;
 use crate::audit::{AuditKind, Entry};
 use crate::clock::Clock;
 use crate::config::NodeConfig;
@@ -227,7 +229,16 @@ async fn servers(parts: &Parts, bound: Bound) -> (Stage, Addrs) {
             })
         },
     };
+    let desk = Arc::new(Desk {
+        keys: parts.keys.clone(),
+        custody: parts.custody.clone(),
+        store: parts.store.clone(),
+        events: parts.events.clone(),
+        clock: parts.clock,
+        one_at_a_time: tokio::sync::Mutex::new(()),
+    });
     let operator = Arc::new(OperatorService {
+        desk: desk.clone(),
         keys: parts.keys.clone(),
         trust: parts.trust.clone(),
         custody: parts.custody.clone(),
@@ -240,7 +251,9 @@ async fn servers(parts: &Parts, bound: Bound) -> (Stage, Addrs) {
         shutdown: stage.token.clone(),
     });
     let token = stage.token.clone();
-    let task = listeners::serve_operator_socket(bound.operator, operator.clone(), token).await;
+    let staff = Staff::from_config(cfg);
+    let task =
+        listeners::serve_operator_socket(bound.operator, operator.clone(), staff, token).await;
     stage.tasks.push(task);
     let mut addrs = Addrs {
         relay: None,
@@ -271,15 +284,21 @@ async fn servers(parts: &Parts, bound: Bound) -> (Stage, Addrs) {
             }),
             shutdown: stage.token.clone(),
         });
+        let consumers: Vec<String> = cfg.relay.iter().flat_map(|r| r.consumers.clone()).collect();
+        let desk = Arc::new(DeskService {
+            desk,
+            node_id: cfg.node_id.clone(),
+            consumers: consumers.clone(),
+        });
         let inbox = Arc::new(InboxService {
             node_id: cfg.node_id.clone(),
-            consumers: cfg.relay.iter().flat_map(|r| r.consumers.clone()).collect(),
+            consumers,
             store: parts.store.clone(),
             custody: parts.custody.clone(),
             shutdown: stage.token.clone(),
         });
         let token = stage.token.clone();
-        let task = listeners::serve_relay(listener, relay, inbox, &doors, token).await;
+        let task = listeners::serve_relay(listener, relay, inbox, desk, &doors, token).await;
         stage.tasks.push(task);
     }
     (stage, addrs)

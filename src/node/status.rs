@@ -12,7 +12,8 @@ use prost::Message;
 
 use super::custody::Custody;
 use crate::proto::{
-    ItemState, ItemStatus, Receipt, Report, RouteReceipt, SignedReceipt, SignedReport,
+    DispositionView, ItemState, ItemStatus, Receipt, Report, RouteReceipt, SignedDisposition,
+    SignedReceipt, SignedReport,
 };
 use crate::receipt;
 use crate::store::{ItemRecord, RecordState};
@@ -58,6 +59,11 @@ pub(crate) fn view(id: &str, rec: &ItemRecord, in_flight: bool, check: Check<'_>
         overdue_unix_ms: rec.overdue_ms,
         escalated_unix_ms: rec.escalated_ms,
         pending_routes: rec.pending_routes.clone(),
+        from: rec.from.clone(),
+        preview: preview(&report.body),
+        decided: rec.decided,
+        closed_unix_ms: rec.closed_ms,
+        answer_by_unix_ms: rec.answer_by_ms,
         ..Default::default()
     };
     if let Some(signed) = decode(&rec.delivery) {
@@ -97,6 +103,64 @@ pub(crate) fn view(id: &str, rec: &ItemRecord, in_flight: bool, check: Check<'_>
         status.receipt = Some(signed);
     }
     status
+}
+
+/// Longest preview of a body in a listing, characters.
+const PREVIEW_CHARS: usize = 60;
+
+/// The start of the body's first non-empty line, for listings.
+fn preview(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    let mut out: String = line.chars().take(PREVIEW_CHARS).collect();
+    if line.chars().nth(PREVIEW_CHARS).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// An office decision on item `id` as an operator sees it: decoded and,
+/// with [`Check::Now`], verified again against today's CA and CRL.
+pub(crate) fn decision_view(
+    id: &str,
+    rec: &ItemRecord,
+    bytes: &[u8],
+    check: Check<'_>,
+) -> DispositionView {
+    let Ok(signed) = SignedDisposition::decode(bytes) else {
+        return DispositionView {
+            verification: "INVALID: does not decode".into(),
+            ..Default::default()
+        };
+    };
+    let (body, verification) = match check {
+        Check::AsStored => {
+            let body = crate::disposition::peek(&signed);
+            let words = body.as_ref().map_or_else(
+                || "INVALID: does not decode".to_string(),
+                |b| format!("valid when stored: signed by {}", b.node),
+            );
+            (body, words)
+        }
+        Check::Now(trust, _) => {
+            match crate::disposition::open_for(&signed, trust, SystemTime::now(), id, &rec.sha256) {
+                Ok(opened) => {
+                    let words = format!("valid: signed by {}", opened.body.node);
+                    (Some(opened.body), words)
+                }
+                Err(e) => (crate::disposition::peek(&signed), format!("INVALID: {e}")),
+            }
+        }
+    };
+    DispositionView {
+        signed: Some(signed),
+        body,
+        verification,
+    }
 }
 
 fn decode(bytes: &[u8]) -> Option<SignedReceipt> {

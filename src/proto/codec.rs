@@ -56,6 +56,8 @@ strict!(
     InboxItem,
     AttachmentRequest,
     Chunk,
+    DisposeRequest,
+    DispositionView,
 );
 
 impl Strict for ForwardRequest {
@@ -74,6 +76,7 @@ impl Strict for ForwardResponse {
             (3, "need"),
             (4, "delivered"),
             (5, "crl"),
+            (6, "disposition"),
         ],
     }];
 }

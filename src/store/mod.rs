@@ -47,8 +47,8 @@ use redb::Database;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use record::{
-    Destination, Escalation, FROM_OPERATOR, ItemRecord, PutOutcome, ReceiptOutcome, RecordState,
-    RouteReceiptRecord, UploadUsage,
+    Decision, DecisionOutcome, Destination, Escalation, FROM_OPERATOR, ItemRecord, PutOutcome,
+    ReceiptOutcome, RecordState, RouteReceiptRecord, UploadUsage,
 };
 
 use crate::clock::Clock;

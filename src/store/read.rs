@@ -8,8 +8,8 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 
 use super::record::{ItemRecord, UploadUsage};
 use super::tables::{
-    AUDIT, AUDIT_CHECKPOINTS, CHUNKS, DEADLINES, DOWN, INBOX, ITEMS, META, OVERDUE, QUEUE, UPLOADS,
-    meta,
+    AUDIT, AUDIT_CHECKPOINTS, CHUNKS, DEADLINES, DECISIONS, DOWN, DOWN_DECISIONS, INBOX, ITEMS,
+    META, OVERDUE, QUEUE, UPLOADS, meta,
 };
 use super::{Error, Store, decode};
 use crate::audit::{AuditRecord, Chain, SignedCheckpoint};
@@ -129,22 +129,45 @@ impl Store {
         overdue_only: bool,
         limit: usize,
     ) -> Result<Vec<(String, ItemRecord)>, Error> {
+        self.list_matching(overdue_only, limit, |_, _| true).await
+    }
+
+    /// Like [`Store::list`], only the items `keep` accepts; `limit` counts
+    /// those.
+    pub async fn list_matching(
+        &self,
+        overdue_only: bool,
+        limit: usize,
+        keep: impl Fn(&str, &ItemRecord) -> bool + Send + 'static,
+    ) -> Result<Vec<(String, ItemRecord)>, Error> {
         self.read(move |db| {
             let txn = db.begin_read()?;
             let items = txn.open_table(ITEMS)?;
             let mut out = Vec::new();
             if overdue_only {
                 let overdue = txn.open_table(OVERDUE)?;
-                for entry in overdue.iter()?.rev().take(limit) {
+                for entry in overdue.iter()?.rev() {
+                    if out.len() >= limit {
+                        break;
+                    }
                     let (_, id) = entry?;
                     if let Some(v) = items.get(id.value())? {
-                        out.push((id.value().to_string(), decode(v.value())?));
+                        let rec = decode(v.value())?;
+                        if keep(id.value(), &rec) {
+                            out.push((id.value().to_string(), rec));
+                        }
                     }
                 }
             } else {
-                for entry in items.iter()?.rev().take(limit) {
+                for entry in items.iter()?.rev() {
+                    if out.len() >= limit {
+                        break;
+                    }
                     let (id, v) = entry?;
-                    out.push((id.value().to_string(), decode(v.value())?));
+                    let rec = decode(v.value())?;
+                    if keep(id.value(), &rec) {
+                        out.push((id.value().to_string(), rec));
+                    }
                 }
             }
             Ok(out)
@@ -268,6 +291,50 @@ impl Store {
                 }
                 if let Some(v) = items.get(id)? {
                     out.push((id.to_string(), decode(v.value())?.delivery));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Every office decision on item `id` kept here, encoded, in the order
+    /// they were kept.
+    pub async fn decisions(&self, id: String) -> Result<Vec<Vec<u8>>, Error> {
+        self.read(move |db| {
+            let txn = db.begin_read()?;
+            let decisions = txn.open_table(DECISIONS)?;
+            decisions
+                .range((id.as_str(), 0)..=(id.as_str(), u32::MAX))?
+                .map(|e| Ok(e?.1.value().to_vec()))
+                .collect()
+        })
+        .await
+    }
+
+    /// Decisions waiting to go down to `child`: (id, encoded decision), in
+    /// order per item.
+    pub async fn down_decisions_for(
+        &self,
+        child: String,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, Error> {
+        self.read(move |db| {
+            let txn = db.begin_read()?;
+            let down = txn.open_table(DOWN_DECISIONS)?;
+            let decisions = txn.open_table(DECISIONS)?;
+            let mut out = Vec::new();
+            for entry in down.range((child.as_str(), "", 0)..)? {
+                if out.len() >= limit {
+                    break;
+                }
+                let (key, _) = entry?;
+                let (c, id, n) = key.value();
+                if c != child {
+                    break;
+                }
+                if let Some(v) = decisions.get((id, n))? {
+                    out.push((id.to_string(), v.value().to_vec()));
                 }
             }
             Ok(out)

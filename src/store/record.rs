@@ -91,6 +91,19 @@ pub struct ItemRecord {
     /// How many attachments the report names (they travel in chunks).
     #[prost(uint32, tag = "18")]
     pub attachments: u32,
+    /// How many office decisions on the item are kept here.
+    #[prost(uint32, tag = "19")]
+    pub decisions: u32,
+    /// The kind (`DispositionKind`) of the latest decision, 0 = none yet.
+    #[prost(int32, tag = "20")]
+    pub decided: i32,
+    /// When the item was closed (办结), Unix ms (0 = still open).
+    #[prost(int64, tag = "21")]
+    pub closed_ms: i64,
+    /// While the item is returned for more information: when the answer is
+    /// due, Unix ms (0 = no answer awaited).
+    #[prost(int64, tag = "22")]
+    pub answer_by_ms: i64,
 }
 
 /// One route's receipt for an item.
@@ -150,6 +163,48 @@ pub enum ReceiptOutcome {
     Settled,
     /// A further route's receipt, kept as proof.
     Proof,
+}
+
+/// A verified decision to keep: what the store needs to know of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// The encoded `SignedDisposition`, exactly as signed.
+    pub signed: Vec<u8>,
+    /// The deciding node.
+    pub node: String,
+    /// Its number in that node's history of the item.
+    pub seq: u32,
+    /// The digest of that node's decision before (empty for the first).
+    pub previous: Vec<u8>,
+    /// `DispositionKind` as a number.
+    pub kind: i32,
+    /// When it was decided, Unix ms.
+    pub at_ms: i64,
+    /// For a returned item, when the answer is due, Unix ms.
+    pub answer_by_ms: i64,
+    /// The decider's delivery receipt for the item, when it came with the
+    /// decision (kept as the item's delivery proof if none is yet).
+    pub delivery: Option<Vec<u8>>,
+}
+
+/// What became of a decision handed to the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecisionOutcome {
+    /// Kept now, as the item's `n`-th decision here.
+    Stored(u32),
+    /// Already kept, byte for byte.
+    Duplicate,
+    /// The item is not in this store.
+    UnknownItem,
+    /// The deciding node's decision with that number is already kept with
+    /// other bytes.
+    Conflict,
+    /// Not the next in the deciding node's history: it expects `expected`
+    /// (a gap or a reordering), or the previous digest does not match.
+    OutOfOrder {
+        /// The number it expects next.
+        expected: u32,
+    },
 }
 
 /// A child's partial uploads, as its quota counts them.

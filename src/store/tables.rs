@@ -14,6 +14,10 @@
 //!   per lane;
 //! - `down`: (child, id) → time, delivery receipts still to be pushed down
 //!   to the child that handed the item over, until it acknowledges them;
+//! - `decisions`: (id, n) → encoded `SignedDisposition`, the office
+//!   decisions on an item known here, in the order they were kept;
+//! - `down_decisions`: (child, id, n) → time, decisions still to be pushed
+//!   down to the child that handed the item over, until it acknowledges;
 //! - `chunks`: (id, attachment, index) → bytes, attachments in chunks, as
 //!   submitted here or received so far;
 //! - `uploads`: (child, id) → (bytes stored, last touched ms, bytes
@@ -36,6 +40,10 @@ pub(super) const DEADLINES: TableDefinition<'_, (i64, u64), &str> =
 pub(super) const OVERDUE: TableDefinition<'_, (i64, u64), &str> = TableDefinition::new("overdue");
 pub(super) const INBOX: TableDefinition<'_, (u8, u64), &str> = TableDefinition::new("inbox");
 pub(super) const DOWN: TableDefinition<'_, (&str, &str), i64> = TableDefinition::new("down");
+pub(super) const DECISIONS: TableDefinition<'_, (&str, u32), &[u8]> =
+    TableDefinition::new("decisions");
+pub(super) const DOWN_DECISIONS: TableDefinition<'_, (&str, &str, u32), i64> =
+    TableDefinition::new("down_decisions");
 pub(super) const CHUNKS: TableDefinition<'_, (&str, u32, u32), &[u8]> =
     TableDefinition::new("chunks");
 pub(super) const UPLOADS: TableDefinition<'_, (&str, &str), (u64, i64, u64)> =
@@ -64,6 +72,8 @@ pub(super) fn create_all(db: &redb::Database) -> Result<(), super::Error> {
     txn.open_table(OVERDUE)?;
     txn.open_table(INBOX)?;
     txn.open_table(DOWN)?;
+    txn.open_table(DECISIONS)?;
+    txn.open_table(DOWN_DECISIONS)?;
     txn.open_table(CHUNKS)?;
     txn.open_table(UPLOADS)?;
     txn.open_table(META)?;

@@ -4,12 +4,12 @@
 use redb::{ReadableTable, Table, WriteTransaction};
 
 use super::record::{
-    Destination, Escalation, FROM_OPERATOR, ItemRecord, PutOutcome, ReceiptOutcome, RecordState,
-    RouteReceiptRecord,
+    Decision, DecisionOutcome, Destination, Escalation, FROM_OPERATOR, ItemRecord, PutOutcome,
+    ReceiptOutcome, RecordState, RouteReceiptRecord,
 };
 use super::tables::{
-    AUDIT, AUDIT_CHECKPOINTS, CHUNKS, DEADLINES, DOWN, INBOX, ITEMS, META, OVERDUE, QUEUE, UPLOADS,
-    meta,
+    AUDIT, AUDIT_CHECKPOINTS, CHUNKS, DEADLINES, DECISIONS, DOWN, DOWN_DECISIONS, INBOX, ITEMS,
+    META, OVERDUE, QUEUE, UPLOADS, meta,
 };
 use super::{Error, decode, encode};
 use crate::audit::{AuditKind, Chain, Entry};
@@ -38,6 +38,8 @@ pub(super) struct Txn<'t> {
     overdue: Table<'t, (i64, u64), &'static str>,
     inbox: Table<'t, (u8, u64), &'static str>,
     down: Table<'t, (&'static str, &'static str), i64>,
+    decisions: Table<'t, (&'static str, u32), &'static [u8]>,
+    down_decisions: Table<'t, (&'static str, &'static str, u32), i64>,
     chunks: Table<'t, (&'static str, u32, u32), &'static [u8]>,
     uploads: Table<'t, (&'static str, &'static str), (u64, i64, u64)>,
     meta: Table<'t, &'static str, u64>,
@@ -57,6 +59,8 @@ impl<'t> Txn<'t> {
             overdue: txn.open_table(OVERDUE)?,
             inbox: txn.open_table(INBOX)?,
             down: txn.open_table(DOWN)?,
+            decisions: txn.open_table(DECISIONS)?,
+            down_decisions: txn.open_table(DOWN_DECISIONS)?,
             chunks: txn.open_table(CHUNKS)?,
             uploads: txn.open_table(UPLOADS)?,
             meta: txn.open_table(META)?,
@@ -303,6 +307,108 @@ impl<'t> Txn<'t> {
         self.save(id, &rec)?;
         self.note(Entry::new(AuditKind::Delivered, id));
         Ok(true)
+    }
+
+    /// Keeps a verified decision on an item, after every decision its node
+    /// made on the item before it; queued to go down to the child the item
+    /// came from.
+    pub(super) fn decide(&mut self, id: &str, d: &Decision) -> Result<DecisionOutcome, Error> {
+        let Some(mut rec) = self.record(id)? else {
+            return Ok(DecisionOutcome::UnknownItem);
+        };
+        let mut count = 0u32;
+        let mut last_of_node: Option<Vec<u8>> = None;
+        let mut before = 0u32;
+        for row in self.decisions.range((id, 0)..=(id, u32::MAX))? {
+            let (_, bytes) = row?;
+            count += 1;
+            let signed: crate::proto::SignedDisposition =
+                prost::Message::decode(bytes.value()).map_err(Error::Corrupt)?;
+            let Some(body) = crate::disposition::peek(&signed) else {
+                continue;
+            };
+            if body.node != d.node {
+                continue;
+            }
+            if body.seq == d.seq {
+                return Ok(if bytes.value() == d.signed.as_slice() {
+                    DecisionOutcome::Duplicate
+                } else {
+                    DecisionOutcome::Conflict
+                });
+            }
+            before += 1;
+            last_of_node = Some(crate::disposition::digest(&signed).to_vec());
+        }
+        let expected = before + 1;
+        if d.seq != expected || d.previous != last_of_node.unwrap_or_default() {
+            return Ok(DecisionOutcome::OutOfOrder { expected });
+        }
+        let n = count + 1;
+        self.decisions.insert((id, n), d.signed.as_slice())?;
+        if let Some(receipt) = &d.delivery
+            && rec.delivery.is_empty()
+        {
+            self.delivery(id, receipt)?;
+            rec = self.record(id)?.unwrap_or(rec);
+        }
+        if !rec.from.is_empty() && rec.from != FROM_OPERATOR {
+            self.down_decisions
+                .insert((rec.from.as_str(), id, n), self.now)?;
+            self.fx.down = true;
+        }
+        rec.decisions = n;
+        rec.decided = d.kind;
+        match crate::proto::DispositionKind::try_from(d.kind) {
+            Ok(crate::proto::DispositionKind::Closed) => {
+                rec.closed_ms = d.at_ms;
+                rec.answer_by_ms = 0;
+            }
+            Ok(crate::proto::DispositionKind::Returned) => rec.answer_by_ms = d.answer_by_ms,
+            _ => {}
+        }
+        self.save(id, &rec)?;
+        self.note(
+            Entry::new(AuditKind::Decided, id)
+                .with_peer(&d.node)
+                .with_detail(format!(
+                    "{} #{}",
+                    crate::disposition::kind_name(d.kind),
+                    d.seq
+                )),
+        );
+        Ok(DecisionOutcome::Stored(n))
+    }
+
+    /// Forgets decisions `child` has acknowledged: (item, deciding node,
+    /// its number there).
+    pub(super) fn ack_down_decisions(
+        &mut self,
+        child: &str,
+        refs: &[(String, String, u32)],
+    ) -> Result<(), Error> {
+        for (id, node, seq) in refs {
+            let mut hit = None;
+            for row in self
+                .decisions
+                .range((id.as_str(), 0)..=(id.as_str(), u32::MAX))?
+            {
+                let (key, bytes) = row?;
+                let signed: crate::proto::SignedDisposition =
+                    prost::Message::decode(bytes.value()).map_err(Error::Corrupt)?;
+                if crate::disposition::peek(&signed)
+                    .is_some_and(|b| &b.node == node && b.seq == *seq)
+                {
+                    hit = Some(key.value().1);
+                    break;
+                }
+            }
+            if let Some(n) = hit {
+                self.down_decisions.remove((child, id.as_str(), n))?;
+            }
+        }
+        self.fx.down = true;
+        Ok(())
     }
 
     /// Forgets delivery receipts `child` has acknowledged.

@@ -1,7 +1,9 @@
 //! The store's write API: each call is one [`Write`] handed to the writer
 //! thread, answered once the batch holding it is on disk.
 
-use super::record::{Destination, Escalation, ItemRecord, PutOutcome, ReceiptOutcome};
+use super::record::{
+    Decision, DecisionOutcome, Destination, Escalation, ItemRecord, PutOutcome, ReceiptOutcome,
+};
 use super::txn::Txn;
 use super::writer::Write;
 use super::{Error, Store};
@@ -52,6 +54,33 @@ impl Write for Delivery {
     type Out = bool;
     fn apply(&self, txn: &mut Txn<'_>) -> Result<bool, Error> {
         txn.delivery(&self.id, &self.receipt)
+    }
+}
+
+struct Decide {
+    id: String,
+    decision: Decision,
+}
+
+impl Write for Decide {
+    type Out = DecisionOutcome;
+    fn bytes(&self) -> usize {
+        self.decision.signed.len()
+    }
+    fn apply(&self, txn: &mut Txn<'_>) -> Result<DecisionOutcome, Error> {
+        txn.decide(&self.id, &self.decision)
+    }
+}
+
+struct AckDownDecisions {
+    child: String,
+    refs: Vec<(String, String, u32)>,
+}
+
+impl Write for AckDownDecisions {
+    type Out = ();
+    fn apply(&self, txn: &mut Txn<'_>) -> Result<(), Error> {
+        txn.ack_down_decisions(&self.child, &self.refs)
     }
 }
 
@@ -265,6 +294,22 @@ impl Store {
     /// Returns whether the item is known here.
     pub async fn record_delivery(&self, id: String, receipt: Vec<u8>) -> Result<bool, Error> {
         self.write(Delivery { id, receipt }).await
+    }
+
+    /// Keeps a verified office decision on item `id`, in its deciding
+    /// node's order, and queues it for the child the item came from.
+    pub async fn decide(&self, id: String, decision: Decision) -> Result<DecisionOutcome, Error> {
+        self.write(Decide { id, decision }).await
+    }
+
+    /// Forgets decisions `child` has acknowledged: (item, deciding node,
+    /// number).
+    pub async fn ack_down_decisions(
+        &self,
+        child: String,
+        refs: Vec<(String, String, u32)>,
+    ) -> Result<(), Error> {
+        self.write(AckDownDecisions { child, refs }).await
     }
 
     /// Forgets delivery receipts `child` has acknowledged.

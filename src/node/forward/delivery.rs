@@ -1,5 +1,5 @@
 //! What comes down from upstream unasked: delivery receipts of items a relay
-//! took from us, and the region's newest CRL.
+//! took from us, the offices' decisions on them, and the region's newest CRL.
 //!
 //! When this node handed an item to a relay, the relay's receipt was only
 //! custody; the final hub's delivery receipt comes down later, pushed on
@@ -13,10 +13,13 @@ use tracing::{debug, error, info, warn};
 
 use super::session::send;
 use super::{Forwarder, SessionEnd};
+use crate::disposition;
 use crate::proto::{
-    DeliveryAck, EventKind, ForwardRequest, ReceiptKind, SignedReceipt, forward_request,
+    DeliveryAck, DispositionRef, EventKind, ForwardRequest, ReceiptKind, SignedDisposition,
+    SignedReceipt, forward_request,
 };
 use crate::receipt;
+use crate::store::{self, DecisionOutcome};
 
 impl Forwarder {
     /// A CRL came down: put in force (and kept) if the CA signed it and it
@@ -87,7 +90,122 @@ impl Forwarder {
             up,
             format!("delivery receipt from {hub}"),
         );
-        let ack = forward_request::Kind::Ack(DeliveryAck { item_ids: vec![id] });
+        let ack = forward_request::Kind::Ack(DeliveryAck {
+            item_ids: vec![id],
+            dispositions: Vec::new(),
+        });
+        send(tx, ack).await
+    }
+
+    /// Checks, keeps and acknowledges one pushed-down decision of an office
+    /// above: it must be signed by a node of the region that holds exactly
+    /// this item (its receipt proves it) and follow that node's earlier
+    /// decisions on it. Kept, it goes on down to the child the item came
+    /// from. A decision that does not check out is not acknowledged, and
+    /// raises an alarm.
+    pub(super) async fn on_disposition(
+        &self,
+        signed: &SignedDisposition,
+        tx: &mpsc::Sender<ForwardRequest>,
+    ) -> Result<(), SessionEnd> {
+        let up = self.name();
+        let Some(named) = disposition::peek(signed) else {
+            error!(alarm = "bad-disposition", upstream = %up, "ALARM: pushed-down decision does not decode; ignored");
+            self.events
+                .alarm("", up, format!("a decision from {up} does not decode"));
+            return Ok(());
+        };
+        let id = named.item_id;
+        let Some(rec) = self.store.get(id.clone()).await? else {
+            warn!(alarm = "unknown-disposition", upstream = %up, %id, "decision on an item never sent here; ignored");
+            self.events.alarm(
+                &id,
+                up,
+                format!("{up} pushed a decision on an unknown item"),
+            );
+            return Ok(());
+        };
+        let now = std::time::SystemTime::now();
+        let opened = match disposition::open_for(signed, &self.trust, now, &id, &rec.sha256) {
+            Ok(o) => o,
+            Err(e) => {
+                error!(alarm = "bad-disposition", upstream = %up, %id, error = %e, "ALARM: pushed-down decision does not verify; not taken");
+                self.events.alarm(
+                    &id,
+                    up,
+                    format!("a decision from {up} does not verify: {e}"),
+                );
+                return Ok(());
+            }
+        };
+        let body = opened.body;
+        let delivery = (opened.receipt_kind == ReceiptKind::Delivery)
+            .then(|| signed.receipt.as_ref().map(Message::encode_to_vec))
+            .flatten();
+        let outcome = self
+            .store
+            .decide(
+                id.clone(),
+                store::Decision {
+                    signed: signed.encode_to_vec(),
+                    node: body.node.clone(),
+                    seq: body.seq,
+                    previous: body.previous_sha256.clone(),
+                    kind: body.kind,
+                    at_ms: body.at_unix_ms,
+                    answer_by_ms: body.answer_by_unix_ms,
+                    delivery,
+                },
+            )
+            .await?;
+        match outcome {
+            DecisionOutcome::Stored(_) => {
+                let what =
+                    super::super::desk::describe(body.kind, &body.text, &body.node, &body.staff);
+                info!(%id, node = %body.node, seq = body.seq, kind = disposition::kind_name(body.kind), "decision came down");
+                self.events.emit(
+                    EventKind::Disposed,
+                    &id,
+                    crate::class::Class::from_lane(rec.lane()),
+                    up,
+                    what,
+                );
+            }
+            DecisionOutcome::Duplicate => {}
+            DecisionOutcome::UnknownItem => return Ok(()),
+            DecisionOutcome::Conflict => {
+                error!(alarm = "bad-disposition", upstream = %up, %id, node = %body.node, seq = body.seq, "ALARM: a different decision with this number is already kept; not taken");
+                self.events.alarm(
+                    &id,
+                    up,
+                    format!(
+                        "{up} pushed decision #{} of {} that differs from the one kept",
+                        body.seq, body.node
+                    ),
+                );
+                return Ok(());
+            }
+            DecisionOutcome::OutOfOrder { expected } => {
+                error!(alarm = "bad-disposition", upstream = %up, %id, node = %body.node, seq = body.seq, expected, "ALARM: decision out of order; not taken");
+                self.events.alarm(
+                    &id,
+                    up,
+                    format!(
+                        "{up} pushed decision #{} of {} where #{expected} was due (or its link to the one before is wrong)",
+                        body.seq, body.node
+                    ),
+                );
+                return Ok(());
+            }
+        }
+        let ack = forward_request::Kind::Ack(DeliveryAck {
+            item_ids: Vec::new(),
+            dispositions: vec![DispositionRef {
+                item_id: id,
+                node: body.node,
+                seq: body.seq,
+            }],
+        });
         send(tx, ack).await
     }
 }

@@ -313,6 +313,9 @@ impl<'f> Session<'f> {
                 self.fwd.on_crl(&der);
                 Ok(())
             }
+            Some(forward_response::Result::Disposition(signed)) => {
+                self.fwd.on_disposition(&signed, &self.tx).await
+            }
             None => Err(SessionEnd::Closed("empty response from upstream")),
         }
     }

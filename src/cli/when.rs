@@ -1,0 +1,163 @@
+//! Times as operators read and write them: in the node's local time
+//! (`deadlines.utc_offset`, which the node reports), or UTC with `--utc`.
+
+use anyhow::{Context, bail};
+use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
+
+/// A time zone given as a fixed offset from UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tz {
+    offset: UtcOffset,
+}
+
+impl Tz {
+    /// UTC.
+    pub(crate) const UTC: Self = Self {
+        offset: UtcOffset::UTC,
+    };
+
+    /// `offset_ms` east of UTC (whole seconds; anything unusable is UTC).
+    pub(crate) fn east_ms(offset_ms: i64) -> Self {
+        let secs = i32::try_from(offset_ms / 1000).unwrap_or(0);
+        Self {
+            offset: UtcOffset::from_whole_seconds(secs).unwrap_or(UtcOffset::UTC),
+        }
+    }
+
+    /// `2026-11-26 20:30:05 +08:00`, or `-` for no time.
+    pub(crate) fn show(self, ms: i64) -> String {
+        if ms <= 0 {
+            return "-".into();
+        }
+        let Ok(t) = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000) else {
+            return format!("{ms} ms");
+        };
+        let t = t.to_offset(self.offset);
+        let (h, m, _) = self.offset.as_hms();
+        let offset = if self.offset.is_utc() {
+            "UTC".to_string()
+        } else {
+            format!(
+                "{}{:02}:{:02}",
+                if self.offset.is_negative() { '-' } else { '+' },
+                h.unsigned_abs(),
+                m.unsigned_abs()
+            )
+        };
+        format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02} {offset}",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        )
+    }
+
+    /// `2026-11-26 20:30`: short, for listings.
+    pub(crate) fn short(self, ms: i64) -> String {
+        let full = self.show(ms);
+        full.get(..16).map_or(full.clone(), str::to_string)
+    }
+
+    /// Reads `2026-12-01`, `2026-12-01T12:00`, `2026-12-01 12:00:30`, each
+    /// in this zone unless it ends in `Z` or an offset like `+08:00`.
+    /// Returns Unix ms.
+    pub(crate) fn parse(self, text: &str) -> anyhow::Result<i64> {
+        let bad = || format!("{text:?} is not a time like 2026-12-01T12:00 (or 2026-12-01)");
+        let s = text.trim();
+        let (s, offset) = split_offset(s).with_context(bad)?;
+        let offset = offset.unwrap_or(self.offset);
+        let (date, clock) = match s.split_once(['T', ' ']) {
+            Some((d, t)) => (d, Some(t)),
+            None => (s, None),
+        };
+        let date = parse_date(date).with_context(bad)?;
+        let clock = match clock {
+            Some(t) => parse_clock(t).with_context(bad)?,
+            None => Time::MIDNIGHT,
+        };
+        let t = PrimitiveDateTime::new(date, clock).assume_offset(offset);
+        i64::try_from(t.unix_timestamp_nanos() / 1_000_000).with_context(bad)
+    }
+}
+
+fn split_offset(s: &str) -> anyhow::Result<(&str, Option<UtcOffset>)> {
+    if let Some(rest) = s.strip_suffix('Z') {
+        return Ok((rest, Some(UtcOffset::UTC)));
+    }
+    // An offset is the last 6 characters, `+hh:mm` or `-hh:mm`, after a time.
+    if s.len() > 16
+        && let Some(tail) = s.get(s.len() - 6..)
+        && (tail.starts_with('+') || tail.starts_with('-'))
+        && tail.as_bytes().get(3) == Some(&b':')
+    {
+        let sign = if tail.starts_with('-') { -1 } else { 1 };
+        let h: i8 = tail[1..3].parse()?;
+        let m: i8 = tail[4..6].parse()?;
+        let offset = UtcOffset::from_hms(sign * h, sign * m, 0)?;
+        return Ok((&s[..s.len() - 6], Some(offset)));
+    }
+    Ok((s, None))
+}
+
+fn parse_date(s: &str) -> anyhow::Result<Date> {
+    let mut parts = s.split('-');
+    let (Some(y), Some(m), Some(d), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        bail!("not a date");
+    };
+    let month = Month::try_from(m.parse::<u8>()?)?;
+    Ok(Date::from_calendar_date(y.parse()?, month, d.parse()?)?)
+}
+
+fn parse_clock(s: &str) -> anyhow::Result<Time> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let num = |i: usize| -> anyhow::Result<u8> {
+        Ok(parts.get(i).map(|p| p.parse()).transpose()?.unwrap_or(0))
+    };
+    if !(2..=3).contains(&parts.len()) {
+        bail!("not a time of day");
+    }
+    Ok(Time::from_hms(num(0)?, num(1)?, num(2)?)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CST: Tz = Tz {
+        offset: match UtcOffset::from_hms(8, 0, 0) {
+            Ok(o) => o,
+            Err(_) => UtcOffset::UTC,
+        },
+    };
+
+    #[test]
+    fn local_times_read_and_print_in_the_nodes_zone() {
+        // 2026-12-01 12:00 in +08:00 is 04:00 UTC.
+        let ms = CST.parse("2026-12-01T12:00").unwrap();
+        assert_eq!(ms, Tz::UTC.parse("2026-12-01T04:00Z").unwrap());
+        assert_eq!(CST.show(ms), "2026-12-01 12:00:00 +08:00");
+        assert_eq!(Tz::UTC.show(ms), "2026-12-01 04:00:00 UTC");
+        assert_eq!(CST.short(ms), "2026-12-01 12:00");
+        assert_eq!(CST.parse("2026-12-01 12:00:00+08:00").unwrap(), ms);
+        assert_eq!(Tz::UTC.parse("2026-12-01T12:00+08:00").unwrap(), ms);
+        assert_eq!(
+            CST.parse("2026-12-01").unwrap(),
+            CST.parse("2026-12-01T00:00").unwrap()
+        );
+        assert_eq!(Tz::east_ms(8 * 3600 * 1000), CST);
+    }
+
+    #[test]
+    fn nonsense_is_refused_with_an_example() {
+        for bad in ["tomorrow", "2026-13-01", "2026-12-01T25:00", "2026-12", ""] {
+            let e = CST.parse(bad).unwrap_err().to_string();
+            assert!(e.contains("2026-12-01T12:00"), "{bad}: {e}");
+        }
+        assert_eq!(CST.show(0), "-");
+    }
+}
