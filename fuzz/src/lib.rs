@@ -145,6 +145,17 @@ impl Fixture {
     pub fn is_good_cert(&self, cert: &[u8]) -> bool {
         self.signers.iter().any(|s| s.who.good() && s.cert == cert)
     }
+
+    /// Whether a signature under `cert` may verify at `clock`: a good
+    /// certificate, or at another instant than `now` one whose validity
+    /// period the model knows only at `now`.
+    pub fn may_verify(&self, cert: &[u8], clock: Clock) -> bool {
+        self.is_good_cert(cert)
+            || (!clock.is_now(self)
+                && self.signers.iter().any(|s| {
+                    matches!(s.who, Who::Expired | Who::NotYetValid) && s.cert == cert
+                }))
+    }
 }
 
 /// Where the fixture lives: `fuzz/pki/`, read at start-up (the targets
@@ -394,6 +405,12 @@ impl Expect {
 pub fn signer_expect(f: &Fixture, signer: &Signer, cert: &[u8], clock: Clock) -> Expect {
     let ok = Expect::Pass.doubt(!clock.is_now(f));
     if cert == signer.cert.as_slice() {
+        // At another instant an expired or not-yet-valid certificate may
+        // be valid: the model knows validity periods only at `now`.
+        let timed = matches!(signer.who, Who::Expired | Who::NotYetValid);
+        if timed && !clock.is_now(f) {
+            return Expect::Unknown;
+        }
         return ok.unless(!signer.who.good());
     }
     // Any other certificate: a fixture one names a key that did not sign;
