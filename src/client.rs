@@ -128,20 +128,36 @@ impl Operator {
         deadline_unix_ms: i64,
         attachments: Vec<(String, Vec<u8>)>,
     ) -> Result<String, ClientError> {
-        let resp = self
-            .inner
-            .submit(SubmitRequest {
-                priority: class.to_proto() as i32,
-                title: title.to_string(),
-                body,
-                deadline_unix_ms,
-                attachments: attachments
-                    .into_iter()
-                    .map(|(name, data)| Attachment { name, data })
-                    .collect(),
-            })
-            .await?;
-        Ok(resp.into_inner().id)
+        self.submit_request(SubmitRequest {
+            priority: class.to_proto() as i32,
+            title: title.to_string(),
+            body,
+            deadline_unix_ms,
+            attachments: attachments
+                .into_iter()
+                .map(|(name, data)| Attachment { name, data })
+                .collect(),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Submits a report as `req` describes it (a follow-up of an earlier
+    /// one included); returns its id once the node has it on disk.
+    pub async fn submit_request(&mut self, req: SubmitRequest) -> Result<String, ClientError> {
+        Ok(self.inner.submit(req).await?.into_inner().id)
+    }
+
+    /// Withdraws an earlier report of this node, saying why: a signed
+    /// report of its own, in the original's class. Returns its id.
+    pub async fn withdraw(&mut self, id: &str, reason: &str) -> Result<String, ClientError> {
+        self.submit_request(SubmitRequest {
+            body: reason.as_bytes().to_vec(),
+            link: crate::proto::LinkKind::Withdraws as i32,
+            links_to: id.to_string(),
+            ..Default::default()
+        })
+        .await
     }
 
     /// The item's state, times and receipt.

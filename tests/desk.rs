@@ -166,7 +166,7 @@ async fn every_kind_of_decision_reaches_the_county_signed_and_in_order() {
         got, want,
         "every decision, in order, verified at the county"
     );
-    assert_eq!(st.decided, DispositionKind::Closed as i32);
+    assert_eq!(st.decided, DispositionKind::Closed as i32, "{st:#?}");
     assert!(st.closed_unix_ms > 0);
     assert_eq!(st.answer_by_unix_ms, 0, "closed: no answer awaited");
     // The relay has them too, and owes the county nothing more.

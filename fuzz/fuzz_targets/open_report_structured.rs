@@ -232,6 +232,7 @@ fn build_report(
         deadline_unix_ms: fields.deadline_unix_ms,
         attachments,
         author: fields.author.clone(),
+        ..Default::default()
     }
     .encode_to_vec();
     bytes.extend_from_slice(&fields.trailing);

@@ -33,9 +33,20 @@ pub(crate) enum Command {
     Submit {
         #[command(flatten)]
         target: Target,
-        /// emergency, bad_news or routine.
-        #[arg(long, short)]
-        priority: String,
+        /// emergency, bad_news or routine (or 紧急, 报忧, 动态). With
+        /// --supplements or --corrects it may be left out: the earlier
+        /// report's class.
+        #[arg(long, short, required_unless_present_any = ["supplements", "corrects"])]
+        priority: Option<String>,
+        /// This report adds information to an earlier one of this node
+        /// (e.g. the answer to the office's question when it was returned).
+        #[arg(long, value_name = "ID", conflicts_with = "corrects")]
+        supplements: Option<String>,
+        /// This report is a corrected version of an earlier one of this
+        /// node, which it supersedes (if that has not left yet, it never
+        /// will).
+        #[arg(long, value_name = "ID")]
+        corrects: Option<String>,
         /// The report's title.
         #[arg(long, short)]
         title: String,
@@ -57,6 +68,18 @@ pub(crate) enum Command {
         /// How long --wait waits, e.g. `30s`, `5m`.
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         timeout: Duration,
+    },
+    /// Withdraw an earlier report of this node, saying why: a signed
+    /// withdrawal travels the report's way (if the report has not left
+    /// yet, it never will).
+    Withdraw {
+        /// The item id.
+        id: String,
+        /// Why it is withdrawn.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        target: Target,
     },
     /// Show an item's class, state, times, receipts and the office's
     /// decisions. Without an id: the node itself (its CRL, certificate and
@@ -174,6 +197,9 @@ pub(crate) enum Command {
         /// Only items whose title contains this text (any case).
         #[arg(long)]
         title: Option<String>,
+        /// Only items not yet closed (办结) nor withdrawn, oldest first.
+        #[arg(long, conflicts_with = "overdue")]
+        open: bool,
         #[command(flatten)]
         target: Target,
         #[command(flatten)]

@@ -24,6 +24,8 @@ pub fn state_name(state: i32) -> &'static str {
         ItemState::Receipted => "receipted",
         ItemState::Refused => "refused",
         ItemState::Delivered => "delivered (in this hub's inbox)",
+        ItemState::Withdrawn => "withdrawn before it left (kept, not sent)",
+        ItemState::Superseded => "corrected before it left (kept, not sent)",
         ItemState::Unspecified => "unknown",
     }
 }
@@ -102,6 +104,35 @@ fn head(out: &mut String, s: &ItemStatus, tz: Tz) {
     }
     if !s.refusal.is_empty() {
         let _ = writeln!(out, "refused:   {}", s.refusal);
+    }
+    let link = zhibao::proto::LinkKind::try_from(s.link).unwrap_or_default();
+    match link {
+        zhibao::proto::LinkKind::Supplements => {
+            let _ = writeln!(out, "adds to:   {} (补充)", s.links_to);
+        }
+        zhibao::proto::LinkKind::Corrects => {
+            let _ = writeln!(out, "corrects:  {} (更正)", s.links_to);
+        }
+        zhibao::proto::LinkKind::Withdraws => {
+            let _ = writeln!(out, "withdraws: {} (撤回)", s.links_to);
+        }
+        zhibao::proto::LinkKind::None => {}
+    }
+    if !s.withdrawn_by.is_empty() {
+        let _ = writeln!(out, "WITHDRAWN: by {}", s.withdrawn_by);
+    }
+    if !s.corrected_by.is_empty() {
+        let _ = writeln!(out, "CORRECTED: see the newer version {}", s.corrected_by);
+    }
+    for sup in &s.supplements {
+        let _ = writeln!(out, "added to:  by {sup} (补充)");
+    }
+    if s.answer_overdue_unix_ms > 0 {
+        let _ = writeln!(
+            out,
+            "ANSWER OVERDUE: since {}",
+            tz.show(s.answer_overdue_unix_ms)
+        );
     }
     if s.closed_unix_ms > 0 {
         let _ = writeln!(out, "closed:    {} (办结)", tz.show(s.closed_unix_ms));
@@ -285,6 +316,21 @@ pub fn status_line(s: &ItemStatus, tz: Tz) -> String {
     if s.answer_by_unix_ms > 0 && s.closed_unix_ms == 0 {
         marks.push(format!("answer due {}", tz.short(s.answer_by_unix_ms)));
     }
+    if s.answer_overdue_unix_ms > 0 {
+        marks.push("ANSWER OVERDUE".into());
+    }
+    if !s.withdrawn_by.is_empty() {
+        marks.push(format!("withdrawn by {}", s.withdrawn_by));
+    }
+    if !s.corrected_by.is_empty() {
+        marks.push(format!("corrected by {}", s.corrected_by));
+    }
+    match zhibao::proto::LinkKind::try_from(s.link).unwrap_or_default() {
+        zhibao::proto::LinkKind::Supplements => marks.push(format!("adds to {}", s.links_to)),
+        zhibao::proto::LinkKind::Corrects => marks.push(format!("corrects {}", s.links_to)),
+        zhibao::proto::LinkKind::Withdraws => marks.push(format!("withdraws {}", s.links_to)),
+        zhibao::proto::LinkKind::None => {}
+    }
     format!(
         "{}\t{}\t{}\t{}\tdue {}\t{}\t{}\t{}",
         s.id,
@@ -347,6 +393,15 @@ pub fn status_json(s: &ItemStatus) -> Value {
         "decided": if s.decided == 0 { Value::Null } else { kind_name(s.decided).into() },
         "closed_unix_ms": s.closed_unix_ms,
         "answer_by_unix_ms": s.answer_by_unix_ms,
+        "answer_overdue_unix_ms": s.answer_overdue_unix_ms,
+        "link": match zhibao::proto::LinkKind::try_from(s.link).unwrap_or_default() {
+            zhibao::proto::LinkKind::None => Value::Null,
+            k => k.as_str_name().trim_start_matches("LINK_KIND_").to_lowercase().into(),
+        },
+        "links_to": s.links_to,
+        "withdrawn_by": s.withdrawn_by,
+        "corrected_by": s.corrected_by,
+        "supplements": s.supplements,
         "receipts": s.route_receipts.iter().map(route_receipt_json).collect::<Vec<_>>(),
         "delivery": s.delivery.as_ref().map(route_receipt_json),
         "decisions": s.dispositions.iter().map(decision_json).collect::<Vec<_>>(),

@@ -115,6 +115,8 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Submit {
             target,
             priority,
+            supplements,
+            corrects,
             title,
             body,
             body_file,
@@ -132,7 +134,12 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     .map_or_else(|| "attachment".into(), |n| n.to_string_lossy().into_owned());
                 attachments.push((name, data));
             }
-            let class: Class = priority.parse()?;
+            let class: Option<Class> = priority.map(|p| p.parse()).transpose()?;
+            let (link, links_to) = match (supplements, corrects) {
+                (Some(id), _) => (zhibao::proto::LinkKind::Supplements, id),
+                (None, Some(id)) => (zhibao::proto::LinkKind::Corrects, id),
+                (None, None) => (zhibao::proto::LinkKind::None, String::new()),
+            };
             let body = match (body, body_file) {
                 (Some(b), _) => b.into_bytes(),
                 (None, Some(f)) => {
@@ -151,7 +158,18 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
             });
             let mut op = target.connect().await?;
             let id = op
-                .submit_with(class, &title, body, deadline, attachments)
+                .submit_request(zhibao::proto::SubmitRequest {
+                    priority: class.map_or(0, |c| c.to_proto() as i32),
+                    title,
+                    body,
+                    deadline_unix_ms: deadline,
+                    attachments: attachments
+                        .into_iter()
+                        .map(|(name, data)| zhibao::proto::Attachment { name, data })
+                        .collect(),
+                    link: link as i32,
+                    links_to,
+                })
                 .await?;
             println!("{id}");
             if wait {
@@ -183,6 +201,19 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     }
                 }
                 None => print!("{}", fmt::node(&node, tz)),
+            }
+        }
+        Command::Withdraw { id, reason, target } => {
+            let mut op = target.connect().await?;
+            let withdrawal = op.withdraw(&id, &reason).await?;
+            let original = op.status(&id).await?;
+            println!("{withdrawal}");
+            if original.state == zhibao::proto::ItemState::Withdrawn as i32 {
+                eprintln!(
+                    "{id} had not left this node: it is kept here, withdrawn, and will not be sent"
+                );
+            } else {
+                eprintln!("{id} had already left: the withdrawal follows it up the same way");
             }
         }
         Command::Show { id, target, out } => {
@@ -272,12 +303,14 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
             since,
             until,
             title,
+            open,
             target,
             out,
         } => {
             let mut op = target.connect().await?;
             let tz = out.tz(&op.node().await?);
             let req = zhibao::proto::ListRequest {
+                open_only: open,
                 overdue_only: overdue,
                 limit,
                 priority: class

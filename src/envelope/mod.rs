@@ -28,7 +28,7 @@ pub use id::{BadItemId, MAX_ID_LEN, check_id, new_item_id};
 
 use crate::class::Class;
 use crate::digest::sha256;
-use crate::proto::{AttachmentRef, Report, SignedReport};
+use crate::proto::{AttachmentRef, LinkKind, Report, SignedReport};
 use crate::trust::{Identity, SignerError, Trust};
 
 /// Why a signed report was refused.
@@ -70,6 +70,9 @@ pub enum VerifyError {
     /// The author's name is longer than [`MAX_AUTHOR_BYTES`].
     #[error("author is {0} bytes, over the limit of {MAX_AUTHOR_BYTES}")]
     AuthorTooLong(usize),
+    /// The report's link to an earlier one is not usable.
+    #[error("bad link to an earlier report: {0}")]
+    BadLink(&'static str),
     /// The report's class is not one of the three.
     #[error("unknown priority class {0}: use emergency, bad_news or routine")]
     UnknownClass(i32),
@@ -161,6 +164,8 @@ pub struct Draft {
     pub attachments: Vec<AttachmentRef>,
     /// Who wrote it up.
     pub author: String,
+    /// What earlier report of this origin it follows up, if any.
+    pub link: Option<(LinkKind, String)>,
 }
 
 impl Draft {
@@ -182,6 +187,7 @@ impl Draft {
             deadline_unix_ms,
             attachments: Vec::new(),
             author: String::new(),
+            link: None,
         }
     }
 
@@ -241,7 +247,12 @@ pub fn seal(
     limits: &Limits,
     now: SystemTime,
 ) -> Result<(SignedReport, Verified), VerifyError> {
+    let (link, links_to) = draft
+        .link
+        .map_or((LinkKind::None, String::new()), |(k, to)| (k, to));
     let report = Report {
+        link: link as i32,
+        links_to,
         id: draft.id,
         origin: origin.node_id().to_string(),
         priority: draft.class.to_proto() as i32,
@@ -343,6 +354,16 @@ fn check(
     }
     if report.author.len() > MAX_AUTHOR_BYTES {
         return Err(VerifyError::AuthorTooLong(report.author.len()));
+    }
+    match LinkKind::try_from(report.link) {
+        Ok(LinkKind::None) if report.links_to.is_empty() => {}
+        Ok(LinkKind::None) => return Err(VerifyError::BadLink("links_to without a link kind")),
+        Ok(_) if report.links_to == report.id => {
+            return Err(VerifyError::BadLink("a report cannot follow up itself"));
+        }
+        Ok(_) => check_id(&report.links_to)
+            .map_err(|_| VerifyError::BadLink("links_to is not an item id"))?,
+        Err(_) => return Err(VerifyError::BadLink("unknown link kind")),
     }
     check_date(report.created_unix_ms, limits, now)?;
     attachments::check(report, limits.max_attachment_bytes)?;

@@ -62,6 +62,7 @@ fn report(origin: &str) -> Report {
         deadline_unix_ms: crate::clock::now_ms() + 60_000,
         attachments: Vec::new(),
         author: "王芳".into(),
+        ..Default::default()
     }
 }
 

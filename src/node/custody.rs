@@ -51,18 +51,25 @@ impl Custody {
     }
 
     /// Stores a verified item durably (or finds it already stored with the
-    /// same bytes), handed over by `from`; returns its record.
+    /// same bytes), handed over by `from`; returns its record. A follow-up
+    /// of an earlier report is noted on it (see [`Store::put_with`] for
+    /// `may_hold_back`).
     ///
     /// # Errors
     /// [`Error::Conflict`] (and an alarm) if the id is stored with other
-    /// bytes; [`Error::Store`] if the store cannot take it.
+    /// bytes; [`Error::NotOrigin`] for a follow-up of another origin's
+    /// report; [`Error::Store`] if the store cannot take it.
     pub(crate) async fn keep(
         &self,
         signed: &SignedReport,
         item: &Verified,
         from: &str,
+        may_hold_back: bool,
     ) -> Result<ItemRecord, Error> {
         let report = item.report();
+        if report.link != 0 {
+            self.check_link_origin(report).await?;
+        }
         let record = ItemRecord {
             signed: signed.encode_to_vec(),
             lane: u32::from(item.class().lane()),
@@ -75,6 +82,8 @@ impl Custody {
             sha256: item.sha256().to_vec(),
             from: from.to_string(),
             attachments: u32::try_from(report.attachments.len()).unwrap_or(u32::MAX),
+            link: report.link,
+            links_to: report.links_to.clone(),
             ..Default::default()
         };
         let dest = if self.routes.is_final() {
@@ -82,7 +91,10 @@ impl Custody {
         } else {
             Destination::Queue(self.routes.initial(item.class()))
         };
-        match self.store.put(item.id().to_string(), record, dest).await? {
+        let put = self
+            .store
+            .put_with(item.id().to_string(), record, dest, may_hold_back);
+        match put.await? {
             PutOutcome::Stored(rec) => {
                 self.events.emit(
                     EventKind::Submitted,
@@ -108,6 +120,29 @@ impl Custody {
                 Err(e)
             }
         }
+    }
+
+    /// Only the origin of a report may follow it up: a withdrawal,
+    /// correction or supplement of a report held here must come from the
+    /// same origin. (One this node does not hold is taken as it is: the
+    /// hub will judge it against the original.)
+    async fn check_link_origin(&self, report: &crate::proto::Report) -> Result<(), Error> {
+        let Some(target) = self.store.get(report.links_to.clone()).await? else {
+            return Ok(());
+        };
+        let origin = SignedReport::decode(target.signed.as_slice())
+            .ok()
+            .and_then(|s| crate::proto::Report::decode(s.report.as_slice()).ok())
+            .map(|r| r.origin)
+            .unwrap_or_default();
+        if origin != report.origin {
+            return Err(Error::NotOrigin {
+                id: report.links_to.clone(),
+                origin,
+                by: report.origin.clone(),
+            });
+        }
+        Ok(())
     }
 
     /// This node's signed receipt for an item it keeps: custody while the

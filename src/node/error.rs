@@ -209,6 +209,26 @@ pub(crate) enum Error {
     /// Another decision on the item was recorded at the same moment.
     #[error("item {0}: another decision was recorded at the same moment; try again")]
     DecisionRace(String),
+    /// A follow-up of a report by another origin.
+    #[error(
+        "item {id} was written by {origin}; only its origin may withdraw, correct or add to it, not {by}"
+    )]
+    NotOrigin {
+        /// The report followed up.
+        id: String,
+        /// Its origin.
+        origin: String,
+        /// Who tried.
+        by: String,
+    },
+    /// A follow-up that cannot be made as asked.
+    #[error("item {id}: {why}")]
+    FollowUp {
+        /// The report followed up.
+        id: String,
+        /// Why not.
+        why: String,
+    },
     /// The socket's caller could not be identified.
     #[error("cannot tell who is calling on the operator socket (no peer credentials)")]
     NoCredentials,
@@ -278,7 +298,9 @@ impl Error {
             Self::NotOperator(_)
             | Self::NotConsumer(_)
             | Self::NotHolder { .. }
-            | Self::Unlisted(_) => Code::PermissionDenied,
+            | Self::Unlisted(_)
+            | Self::NotOrigin { .. } => Code::PermissionDenied,
+            Self::FollowUp { .. } => Code::FailedPrecondition,
             Self::NoCredentials => Code::Unauthenticated,
             Self::Decision(d) => match d {
                 crate::disposition::DispositionError::TextTooLong(_)
@@ -305,7 +327,8 @@ impl Error {
                 | VerifyError::FromTheFuture { .. }
                 | VerifyError::TooOld { .. }
                 | VerifyError::Attachments(_)
-                | VerifyError::TooManyHops(_) => Code::InvalidArgument,
+                | VerifyError::TooManyHops(_)
+                | VerifyError::BadLink(_) => Code::InvalidArgument,
             },
             Self::BadId(_) | Self::BadAck | Self::EmptyForward => Code::InvalidArgument,
             Self::Store(s) => match s {

@@ -28,6 +28,9 @@
 //!   upstream's answers and pushed-down delivery receipts);
 //! - `routes`: which routes an item takes, and how each route is doing;
 //! - `deadlines`: the deadline watch — overdue alarms and escalation;
+//! - `desk`: the office's decisions on reports from below, signed and
+//!   kept for the way down; `who`: who is acting on the operator API;
+//! - `followup`: answers the office asked for, watched until they come;
 //! - `inbox`: a hub's consumers reading what arrived;
 //! - `events`: live events for `zhibao watch`;
 //! - `audit`: signed checkpoints of the custody log (its records are
@@ -42,6 +45,7 @@ mod deadlines;
 mod desk;
 pub mod error;
 mod events;
+mod followup;
 mod forward;
 mod inbox;
 mod inflight;

@@ -32,9 +32,9 @@ use crate::digest::sha256;
 use crate::envelope::{self, Draft, attachments};
 use crate::proto::{
     Attachment, AttachmentRef, AttachmentRequest, AuditBatch, AuditRequest, DisposeRequest,
-    DispositionView, Event, ItemState, ItemStatus, ListRequest, ListResponse, NodeRequest,
-    NodeStatus, Report, RouteStatus, SignedReport, StatusRequest, SubmitRequest, SubmitResponse,
-    WatchRequest, operator_server::Operator,
+    DispositionView, Event, ItemState, ItemStatus, LinkKind, ListRequest, ListResponse,
+    NodeRequest, NodeStatus, Report, RouteStatus, SignedReport, StatusRequest, SubmitRequest,
+    SubmitResponse, WatchRequest, operator_server::Operator,
 };
 use crate::store::{FROM_OPERATOR, ItemRecord, RecordState, Store};
 use crate::trust::{Freshness, Keys, Trust};
@@ -164,8 +164,110 @@ impl OperatorService {
         view(id, rec, self.routes.is_in_flight(id), check)
     }
 
-    async fn submit(&self, req: SubmitRequest, author: &Actor) -> Result<SubmitResponse, Error> {
+    /// For a follow-up of an earlier report of this node: checks that it
+    /// can be made, and fills in what it takes from the original (its
+    /// class; for a withdrawal, the title). Returns the link.
+    async fn follow_up(
+        &self,
+        req: &mut SubmitRequest,
+    ) -> Result<Option<(LinkKind, String)>, Error> {
+        let kind = LinkKind::try_from(req.link).map_err(|_| Error::FollowUp {
+            id: req.links_to.clone(),
+            why: format!("unknown link kind {}", req.link),
+        })?;
+        if kind == LinkKind::None {
+            if !req.links_to.is_empty() {
+                return Err(Error::FollowUp {
+                    id: req.links_to.clone(),
+                    why: "links_to is set but the link kind is not".into(),
+                });
+            }
+            return Ok(None);
+        }
+        let id = req.links_to.clone();
+        let target = self.record(&id).await?;
+        let refuse = |why: String| Error::FollowUp {
+            id: id.clone(),
+            why,
+        };
+        if target.from != FROM_OPERATOR {
+            let origin = SignedReport::decode(target.signed.as_slice())
+                .ok()
+                .and_then(|s| Report::decode(s.report.as_slice()).ok())
+                .map(|r| r.origin)
+                .unwrap_or_default();
+            return Err(Error::NotOrigin {
+                id,
+                origin,
+                by: self.keys.current().node_id().to_string(),
+            });
+        }
+        let original = SignedReport::decode(target.signed.as_slice())
+            .and_then(|s| Report::decode(s.report.as_slice()))
+            .map_err(|source| Error::Corrupt {
+                id: id.clone(),
+                source,
+            })?;
+        if target.link == LinkKind::Withdraws as i32 {
+            return Err(refuse(
+                "it is a withdrawal; a withdrawal cannot be followed up".into(),
+            ));
+        }
+        if !target.withdrawn_by.is_empty() {
+            return Err(refuse(format!(
+                "it was withdrawn (by {})",
+                target.withdrawn_by
+            )));
+        }
+        match kind {
+            LinkKind::Corrects if !target.corrected_by.is_empty() => {
+                return Err(refuse(format!(
+                    "it was already corrected by {c}; correct {c} instead",
+                    c = target.corrected_by
+                )));
+            }
+            LinkKind::Supplements if target.closed_ms != 0 => {
+                return Err(refuse(
+                    "it is closed (办结); nothing can be added to it".into(),
+                ));
+            }
+            LinkKind::Withdraws if req.body.iter().all(u8::is_ascii_whitespace) => {
+                return Err(refuse("a withdrawal needs a reason (--reason)".into()));
+            }
+            _ => {}
+        }
+        // Corrections and withdrawals travel as the original did.
+        let keeps_class = matches!(kind, LinkKind::Corrects | LinkKind::Withdraws);
+        if req.priority == 0 {
+            req.priority = original.priority;
+        } else if keeps_class && req.priority != original.priority {
+            let class = Class::from_proto(original.priority).map_or("?", Class::name);
+            return Err(refuse(format!(
+                "a correction or withdrawal travels in the original's class ({class})"
+            )));
+        }
+        if kind == LinkKind::Withdraws && req.title.trim().is_empty() {
+            let mut title = format!("撤回：{}", original.title);
+            while title.len() > self.limits.max_title_bytes {
+                title.pop();
+            }
+            req.title = title;
+        }
+        Ok(Some((kind, id)))
+    }
+
+    async fn submit(
+        &self,
+        mut req: SubmitRequest,
+        author: &Actor,
+    ) -> Result<SubmitResponse, Error> {
+        let link = self.follow_up(&mut req).await?;
+        // Held back only if the original is not on the wire right now.
+        let may_hold_back = link
+            .as_ref()
+            .is_some_and(|(_, to)| !self.routes.is_in_flight(to));
         let (mut draft, attachments) = self.draft(req, author)?;
+        draft.link = link;
         draft.attachments = self.store_attachments(draft.id(), attachments).await?;
         let id = draft.id().to_string();
         let limits = self.limits.report_limits();
@@ -178,7 +280,10 @@ impl OperatorService {
                 return Err(e.into());
             }
         };
-        let rec = self.custody.keep(&signed, &item, FROM_OPERATOR).await?;
+        let rec = self
+            .custody
+            .keep(&signed, &item, FROM_OPERATOR, may_hold_back)
+            .await?;
         info!(id = %item.id(), class = %item.class(), author = %author.name, bytes = item.report().body.len(), stored_ms = rec.stored_ms, "submitted");
         Ok(SubmitResponse {
             id: item.id().to_string(),
@@ -188,13 +293,15 @@ impl OperatorService {
     /// One item as `zhibao status` and `show` see it: every receipt and
     /// decision verified now; with `full`, the signed report too.
     async fn status(&self, id: &str, full: bool) -> Result<ItemStatus, Error> {
-        let rec = self.record(id).await?;
+        envelope::check_id(id)?;
+        let (rec, decisions) = self
+            .store
+            .get_with_decisions(id.to_string())
+            .await?
+            .ok_or_else(|| Error::NotFound(id.to_string()))?;
         let check = Check::Now(&self.trust, &self.custody);
         let mut status = self.view(id, &rec, check);
-        status.dispositions = self
-            .store
-            .decisions(id.to_string())
-            .await?
+        status.dispositions = decisions
             .iter()
             .map(|bytes| decision_view(id, &rec, bytes, check))
             .collect();
@@ -218,7 +325,12 @@ impl OperatorService {
         let filter = Filter::of(req);
         let records = self
             .store
-            .list_matching(filter.overdue_only, limit, move |_, rec| filter.keeps(rec))
+            .list_matching(
+                filter.overdue_only,
+                filter.open_only,
+                limit,
+                move |_, rec| filter.keeps(rec),
+            )
             .await?;
         Ok(ListResponse {
             items: records
@@ -252,6 +364,7 @@ impl OperatorService {
 /// What a listing keeps, from a `ListRequest`.
 struct Filter {
     overdue_only: bool,
+    open_only: bool,
     priority: i32,
     origin: String,
     state: i32,
@@ -264,6 +377,7 @@ impl Filter {
     fn of(req: ListRequest) -> Self {
         Self {
             overdue_only: req.overdue_only,
+            open_only: req.open_only,
             priority: req.priority,
             origin: req.origin,
             state: req.state,
@@ -274,6 +388,17 @@ impl Filter {
     }
 
     fn keeps(&self, rec: &ItemRecord) -> bool {
+        if self.open_only
+            && (rec.closed_ms != 0
+                || !rec.withdrawn_by.is_empty()
+                || rec.link == LinkKind::Withdraws as i32
+                || matches!(
+                    rec.state(),
+                    Some(RecordState::Withdrawn | RecordState::Superseded)
+                ))
+        {
+            return false;
+        }
         if self.from_ms != 0 && rec.created_ms < self.from_ms {
             return false;
         }
@@ -282,13 +407,7 @@ impl Filter {
         }
         if self.state != 0 {
             // In flight is queued with a route sending it: both are "queued" here.
-            let state = match rec.state() {
-                Some(RecordState::Queued) => ItemState::Queued,
-                Some(RecordState::Receipted) => ItemState::Receipted,
-                Some(RecordState::Refused) => ItemState::Refused,
-                Some(RecordState::Delivered) => ItemState::Delivered,
-                None => ItemState::Unspecified,
-            };
+            let state = super::status::item_state(rec, false);
             let asked = match ItemState::try_from(self.state) {
                 Ok(ItemState::InFlight) => ItemState::Queued,
                 Ok(s) => s,

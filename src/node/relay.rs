@@ -85,7 +85,10 @@ impl RelayService {
         item: &SignedReport,
         verified: &Verified,
     ) -> Result<SignedReceipt, Error> {
-        let rec = self.custody.keep(item, verified, &peer.node_id).await?;
+        let rec = self
+            .custody
+            .keep(item, verified, &peer.node_id, false)
+            .await?;
         Ok(self.custody.receipt(verified.id(), &rec))
     }
 

@@ -24,6 +24,7 @@ use super::deadlines::DeadlineWatch;
 use super::desk::{Desk, DeskService};
 use super::error::StartError;
 use super::events::Events;
+use super::followup::FollowUpWatch;
 use super::forward::Forwarder;
 use super::inbox::InboxService;
 use super::inflight::{self, InFlight};
@@ -349,6 +350,14 @@ fn work(parts: &Parts) -> Stage {
         let reclaim = upload::reclaim(parts.store.clone(), parts.clock, idle, stage.token.clone());
         stage.tasks.push(tokio::spawn(reclaim));
     }
+    let followup = FollowUpWatch {
+        store: parts.store.clone(),
+        events: parts.events.clone(),
+        clock: parts.clock,
+    };
+    stage
+        .tasks
+        .push(tokio::spawn(followup.run(stage.token.clone())));
     if !cfg.upstream.is_empty() {
         let watch = DeadlineWatch::new(
             parts.store.clone(),

@@ -36,14 +36,7 @@ pub(crate) fn view(id: &str, rec: &ItemRecord, in_flight: bool, check: Check<'_>
         .ok()
         .and_then(|s| Report::decode(s.report.as_slice()).ok())
         .unwrap_or_default();
-    let state = match rec.state() {
-        Some(RecordState::Queued) if in_flight => ItemState::InFlight,
-        Some(RecordState::Queued) => ItemState::Queued,
-        Some(RecordState::Receipted) => ItemState::Receipted,
-        Some(RecordState::Refused) => ItemState::Refused,
-        Some(RecordState::Delivered) => ItemState::Delivered,
-        None => ItemState::Unspecified,
-    };
+    let state = item_state(rec, in_flight);
     let mut status = ItemStatus {
         id: id.to_string(),
         origin: report.origin,
@@ -64,6 +57,12 @@ pub(crate) fn view(id: &str, rec: &ItemRecord, in_flight: bool, check: Check<'_>
         decided: rec.decided,
         closed_unix_ms: rec.closed_ms,
         answer_by_unix_ms: rec.answer_by_ms,
+        link: rec.link,
+        links_to: rec.links_to.clone(),
+        withdrawn_by: rec.withdrawn_by.clone(),
+        corrected_by: rec.corrected_by.clone(),
+        supplements: rec.supplements.clone(),
+        answer_overdue_unix_ms: rec.answer_overdue_ms,
         ..Default::default()
     };
     if let Some(signed) = decode(&rec.delivery) {
@@ -103,6 +102,21 @@ pub(crate) fn view(id: &str, rec: &ItemRecord, in_flight: bool, check: Check<'_>
         status.receipt = Some(signed);
     }
     status
+}
+
+/// A stored record's state as an operator sees it; `in_flight` says
+/// whether a route has it on the wire right now.
+pub(crate) fn item_state(rec: &ItemRecord, in_flight: bool) -> ItemState {
+    match rec.state() {
+        Some(RecordState::Queued) if in_flight => ItemState::InFlight,
+        Some(RecordState::Queued) => ItemState::Queued,
+        Some(RecordState::Receipted) => ItemState::Receipted,
+        Some(RecordState::Refused) => ItemState::Refused,
+        Some(RecordState::Delivered) => ItemState::Delivered,
+        Some(RecordState::Withdrawn) => ItemState::Withdrawn,
+        Some(RecordState::Superseded) => ItemState::Superseded,
+        None => ItemState::Unspecified,
+    }
 }
 
 /// Longest preview of a body in a listing, characters.

@@ -202,6 +202,7 @@ struct Inner {
     queue_version: watch::Sender<u64>,
     inbox_version: watch::Sender<u64>,
     down_version: watch::Sender<u64>,
+    answers_version: watch::Sender<u64>,
     closed: watch::Receiver<bool>,
     /// Waiters for a change to one item, woken after the commit.
     waiters: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
@@ -218,6 +219,9 @@ impl Inner {
         }
         if effects.down {
             self.down_version.send_modify(|v| *v += 1);
+        }
+        if effects.answers {
+            self.answers_version.send_modify(|v| *v += 1);
         }
         let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
         for id in effects.changed {
@@ -281,6 +285,7 @@ impl Store {
             queue_version: watch::channel(0).0,
             inbox_version: watch::channel(0).0,
             down_version: watch::channel(0).0,
+            answers_version: watch::channel(0).0,
             closed,
             waiters: Mutex::default(),
         });
@@ -344,6 +349,12 @@ impl Store {
     /// added or acknowledged.
     pub fn down_watch(&self) -> watch::Receiver<u64> {
         self.inner.down_version.subscribe()
+    }
+
+    /// Watches the answers awaited from origins: changes when an answer
+    /// deadline is set.
+    pub fn answers_watch(&self) -> watch::Receiver<u64> {
+        self.inner.answers_version.subscribe()
     }
 
     /// A receiver that completes at the next committed change to item `id`.

@@ -8,8 +8,8 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 
 use super::record::{ItemRecord, UploadUsage};
 use super::tables::{
-    AUDIT, AUDIT_CHECKPOINTS, CHUNKS, DEADLINES, DECISIONS, DOWN, DOWN_DECISIONS, INBOX, ITEMS,
-    META, OVERDUE, QUEUE, UPLOADS, meta,
+    ANSWERS, AUDIT, AUDIT_CHECKPOINTS, CHUNKS, DEADLINES, DECISIONS, DOWN, DOWN_DECISIONS, INBOX,
+    ITEMS, META, OVERDUE, QUEUE, UPLOADS, meta,
 };
 use super::{Error, Store, decode};
 use crate::audit::{AuditRecord, Chain, SignedCheckpoint};
@@ -129,14 +129,17 @@ impl Store {
         overdue_only: bool,
         limit: usize,
     ) -> Result<Vec<(String, ItemRecord)>, Error> {
-        self.list_matching(overdue_only, limit, |_, _| true).await
+        self.list_matching(overdue_only, false, limit, |_, _| true)
+            .await
     }
 
-    /// Like [`Store::list`], only the items `keep` accepts; `limit` counts
-    /// those.
+    /// Like [`Store::list`] (or, with `oldest_first` and not
+    /// `overdue_only`, oldest first), only the items `keep` accepts;
+    /// `limit` counts those.
     pub async fn list_matching(
         &self,
         overdue_only: bool,
+        oldest_first: bool,
         limit: usize,
         keep: impl Fn(&str, &ItemRecord) -> bool + Send + 'static,
     ) -> Result<Vec<(String, ItemRecord)>, Error> {
@@ -159,7 +162,12 @@ impl Store {
                     }
                 }
             } else {
-                for entry in items.iter()?.rev() {
+                let all: Box<dyn Iterator<Item = _>> = if oldest_first {
+                    Box::new(items.iter()?)
+                } else {
+                    Box::new(items.iter()?.rev())
+                };
+                for entry in all {
                     if out.len() >= limit {
                         break;
                     }
@@ -294,6 +302,63 @@ impl Store {
                 }
             }
             Ok(out)
+        })
+        .await
+    }
+
+    /// The record of `id` and every office decision on it, read together
+    /// (one snapshot: the record's summary of the decisions matches them).
+    pub async fn get_with_decisions(
+        &self,
+        id: String,
+    ) -> Result<Option<(ItemRecord, Vec<Vec<u8>>)>, Error> {
+        self.read(move |db| {
+            let txn = db.begin_read()?;
+            let items = txn.open_table(ITEMS)?;
+            let Some(v) = items.get(id.as_str())? else {
+                return Ok(None);
+            };
+            let rec = decode(v.value())?;
+            let decisions = txn.open_table(DECISIONS)?;
+            let list = decisions
+                .range((id.as_str(), 0)..=(id.as_str(), u32::MAX))?
+                .map(|e| Ok(e?.1.value().to_vec()))
+                .collect::<Result<Vec<_>, Error>>()?;
+            Ok(Some((rec, list)))
+        })
+        .await
+    }
+
+    /// Answers awaited from origins that are due at or before `until_ms`,
+    /// earliest first: (due ms, id), at most `limit`.
+    pub async fn answers_due(
+        &self,
+        until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, String)>, Error> {
+        self.read(move |db| {
+            let txn = db.begin_read()?;
+            let answers = txn.open_table(ANSWERS)?;
+            let mut out = Vec::new();
+            for entry in answers.range((i64::MIN, "")..)? {
+                let (key, _) = entry?;
+                let (due, id) = key.value();
+                if due > until_ms || out.len() >= limit {
+                    break;
+                }
+                out.push((due, id.to_string()));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// When the earliest awaited answer is due, if any.
+    pub async fn next_answer_due(&self) -> Result<Option<i64>, Error> {
+        self.read(|db| {
+            let txn = db.begin_read()?;
+            let answers = txn.open_table(ANSWERS)?;
+            Ok(answers.first()?.map(|(k, _)| k.value().0))
         })
         .await
     }

@@ -12,6 +12,10 @@ pub enum RecordState {
     Refused = 3,
     /// Stored here as its final destination (a hub's inbox).
     Delivered = 4,
+    /// Withdrawn at this origin before it left: kept, never sent.
+    Withdrawn = 5,
+    /// Corrected at this origin before it left: kept, never sent.
+    Superseded = 6,
 }
 
 impl RecordState {
@@ -21,6 +25,8 @@ impl RecordState {
             Self::Receipted,
             Self::Refused,
             Self::Delivered,
+            Self::Withdrawn,
+            Self::Superseded,
         ]
         .into_iter()
         .find(|s| *s as i32 == v)
@@ -104,6 +110,24 @@ pub struct ItemRecord {
     /// due, Unix ms (0 = no answer awaited).
     #[prost(int64, tag = "22")]
     pub answer_by_ms: i64,
+    /// `LinkKind` of the report: what it does to `links_to` (0 = none).
+    #[prost(int32, tag = "23")]
+    pub link: i32,
+    /// The earlier report of the same origin this one follows up.
+    #[prost(string, tag = "24")]
+    pub links_to: String,
+    /// The report of the origin that withdrew this one, once known here.
+    #[prost(string, tag = "25")]
+    pub withdrawn_by: String,
+    /// The report of the origin that corrected this one, once known here.
+    #[prost(string, tag = "26")]
+    pub corrected_by: String,
+    /// Reports of the origin that add to this one, as they arrived here.
+    #[prost(string, repeated, tag = "27")]
+    pub supplements: Vec<String>,
+    /// When the answer deadline passed with no supplement, Unix ms.
+    #[prost(int64, tag = "28")]
+    pub answer_overdue_ms: i64,
 }
 
 /// One route's receipt for an item.

@@ -18,6 +18,9 @@
 //!   decisions on an item known here, in the order they were kept;
 //! - `down_decisions`: (child, id, n) → time, decisions still to be pushed
 //!   down to the child that handed the item over, until it acknowledges;
+//! - `answers`: (answer due ms, id) → (), items returned for more
+//!   information whose answer is awaited, which the follow-up watch reads
+//!   from the front;
 //! - `chunks`: (id, attachment, index) → bytes, attachments in chunks, as
 //!   submitted here or received so far;
 //! - `uploads`: (child, id) → (bytes stored, last touched ms, bytes
@@ -44,6 +47,7 @@ pub(super) const DECISIONS: TableDefinition<'_, (&str, u32), &[u8]> =
     TableDefinition::new("decisions");
 pub(super) const DOWN_DECISIONS: TableDefinition<'_, (&str, &str, u32), i64> =
     TableDefinition::new("down_decisions");
+pub(super) const ANSWERS: TableDefinition<'_, (i64, &str), ()> = TableDefinition::new("answers");
 pub(super) const CHUNKS: TableDefinition<'_, (&str, u32, u32), &[u8]> =
     TableDefinition::new("chunks");
 pub(super) const UPLOADS: TableDefinition<'_, (&str, &str), (u64, i64, u64)> =
@@ -73,6 +77,7 @@ pub(super) fn create_all(db: &redb::Database) -> Result<(), super::Error> {
     txn.open_table(INBOX)?;
     txn.open_table(DOWN)?;
     txn.open_table(DECISIONS)?;
+    txn.open_table(ANSWERS)?;
     txn.open_table(DOWN_DECISIONS)?;
     txn.open_table(CHUNKS)?;
     txn.open_table(UPLOADS)?;

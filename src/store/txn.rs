@@ -8,8 +8,8 @@ use super::record::{
     ReceiptOutcome, RecordState, RouteReceiptRecord,
 };
 use super::tables::{
-    AUDIT, AUDIT_CHECKPOINTS, CHUNKS, DEADLINES, DECISIONS, DOWN, DOWN_DECISIONS, INBOX, ITEMS,
-    META, OVERDUE, QUEUE, UPLOADS, meta,
+    ANSWERS, AUDIT, AUDIT_CHECKPOINTS, CHUNKS, DEADLINES, DECISIONS, DOWN, DOWN_DECISIONS, INBOX,
+    ITEMS, META, OVERDUE, QUEUE, UPLOADS, meta,
 };
 use super::{Error, decode, encode};
 use crate::audit::{AuditKind, Chain, Entry};
@@ -25,6 +25,8 @@ pub(super) struct Effects {
     pub(super) inboxed: bool,
     /// The delivery receipts to push down changed.
     pub(super) down: bool,
+    /// An answer deadline was set.
+    pub(super) answers: bool,
     /// What the batch did, for the custody log.
     pub(super) audit: Vec<Entry>,
 }
@@ -39,6 +41,7 @@ pub(super) struct Txn<'t> {
     inbox: Table<'t, (u8, u64), &'static str>,
     down: Table<'t, (&'static str, &'static str), i64>,
     decisions: Table<'t, (&'static str, u32), &'static [u8]>,
+    answers: Table<'t, (i64, &'static str), ()>,
     down_decisions: Table<'t, (&'static str, &'static str, u32), i64>,
     chunks: Table<'t, (&'static str, u32, u32), &'static [u8]>,
     uploads: Table<'t, (&'static str, &'static str), (u64, i64, u64)>,
@@ -60,6 +63,7 @@ impl<'t> Txn<'t> {
             inbox: txn.open_table(INBOX)?,
             down: txn.open_table(DOWN)?,
             decisions: txn.open_table(DECISIONS)?,
+            answers: txn.open_table(ANSWERS)?,
             down_decisions: txn.open_table(DOWN_DECISIONS)?,
             chunks: txn.open_table(CHUNKS)?,
             uploads: txn.open_table(UPLOADS)?,
@@ -147,8 +151,100 @@ impl<'t> Txn<'t> {
         Ok(())
     }
 
-    /// A new item: into the queue of its routes or into the inbox.
+    /// A new item: into the queue of its routes or into the inbox. A
+    /// follow-up (`record.link`) is noted on the report it follows up, if
+    /// that is here; a correction or withdrawal made at the origin before
+    /// the original left holds the original back (`may_hold_back`: it is
+    /// not on the wire now).
     pub(super) fn put(
+        &mut self,
+        id: &str,
+        record: &ItemRecord,
+        dest: &Destination,
+        may_hold_back: bool,
+    ) -> Result<PutOutcome, Error> {
+        let outcome = self.put_item(id, record, dest)?;
+        if matches!(outcome, PutOutcome::Stored(_)) && record.link != 0 {
+            self.follow_up(id, record, may_hold_back)?;
+        }
+        Ok(outcome)
+    }
+
+    /// Notes follow-up `id` on the report it links to, if that is here.
+    fn follow_up(
+        &mut self,
+        id: &str,
+        record: &ItemRecord,
+        may_hold_back: bool,
+    ) -> Result<(), Error> {
+        use crate::proto::LinkKind;
+        let target_id = record.links_to.as_str();
+        let Some(mut target) = self.record(target_id)? else {
+            return Ok(());
+        };
+        let kind = LinkKind::try_from(record.link).unwrap_or(LinkKind::None);
+        let never_left = may_hold_back
+            && target.from == FROM_OPERATOR
+            && target.state() == Some(RecordState::Queued)
+            && target.route_receipts.is_empty();
+        match kind {
+            LinkKind::None => return Ok(()),
+            LinkKind::Supplements => {
+                target.supplements.push(id.to_string());
+                self.stop_awaiting_answer(&mut target, target_id)?;
+            }
+            LinkKind::Corrects | LinkKind::Withdraws => {
+                if kind == LinkKind::Corrects {
+                    target.corrected_by = id.to_string();
+                } else {
+                    target.withdrawn_by = id.to_string();
+                    self.stop_awaiting_answer(&mut target, target_id)?;
+                }
+                if never_left {
+                    // Off every queue; its routes stay listed, so that a
+                    // receipt for a copy already on its way is still taken.
+                    for route in target.pending_routes.clone() {
+                        self.dequeue(&target, &route)?;
+                    }
+                    self.deadlines.remove((target.deadline_ms, target.seq))?;
+                    target.state = if kind == LinkKind::Corrects {
+                        RecordState::Superseded
+                    } else {
+                        RecordState::Withdrawn
+                    } as i32;
+                }
+            }
+        }
+        self.save(target_id, &target)?;
+        Ok(())
+    }
+
+    /// The item no longer waits for an answer from its origin.
+    fn stop_awaiting_answer(&mut self, rec: &mut ItemRecord, id: &str) -> Result<(), Error> {
+        if rec.answer_by_ms != 0 {
+            self.answers.remove((rec.answer_by_ms, id))?;
+            rec.answer_by_ms = 0;
+        }
+        Ok(())
+    }
+
+    /// The answer the office asked for on `id`, due at `due_ms`, did not
+    /// come in time: marked (once). Returns whether this call marked it.
+    pub(super) fn answer_overdue(&mut self, id: &str, due_ms: i64) -> Result<bool, Error> {
+        self.answers.remove((due_ms, id))?;
+        let Some(mut rec) = self.record(id)? else {
+            return Ok(false);
+        };
+        if rec.answer_by_ms != due_ms || rec.answer_overdue_ms != 0 {
+            return Ok(false);
+        }
+        rec.answer_overdue_ms = self.now;
+        self.save(id, &rec)?;
+        self.note(Entry::new(AuditKind::Overdue, id).with_detail("answer"));
+        Ok(true)
+    }
+
+    fn put_item(
         &mut self,
         id: &str,
         record: &ItemRecord,
@@ -212,7 +308,12 @@ impl<'t> Txn<'t> {
             route: route.to_string(),
             receipt: receipt.to_vec(),
         });
-        let outcome = if rec.state() == Some(RecordState::Queued) {
+        // A held-back original whose copy was already on its way: it left.
+        let unsettled = matches!(
+            rec.state(),
+            Some(RecordState::Queued | RecordState::Withdrawn | RecordState::Superseded)
+        ) && rec.receipt.is_empty();
+        let outcome = if unsettled {
             rec.state = RecordState::Receipted as i32;
             rec.receipt = receipt.to_vec();
             rec.receipted_ms = self.now;
@@ -362,9 +463,15 @@ impl<'t> Txn<'t> {
         match crate::proto::DispositionKind::try_from(d.kind) {
             Ok(crate::proto::DispositionKind::Closed) => {
                 rec.closed_ms = d.at_ms;
-                rec.answer_by_ms = 0;
+                self.stop_awaiting_answer(&mut rec, id)?;
             }
-            Ok(crate::proto::DispositionKind::Returned) => rec.answer_by_ms = d.answer_by_ms,
+            Ok(crate::proto::DispositionKind::Returned) => {
+                self.stop_awaiting_answer(&mut rec, id)?;
+                rec.answer_by_ms = d.answer_by_ms;
+                rec.answer_overdue_ms = 0;
+                self.answers.insert((d.answer_by_ms, id), ())?;
+                self.fx.answers = true;
+            }
             _ => {}
         }
         self.save(id, &rec)?;

@@ -12,6 +12,7 @@ struct Put {
     id: String,
     record: ItemRecord,
     dest: Destination,
+    may_hold_back: bool,
 }
 
 impl Write for Put {
@@ -23,7 +24,19 @@ impl Write for Put {
         self.record.signed.len()
     }
     fn apply(&self, txn: &mut Txn<'_>) -> Result<PutOutcome, Error> {
-        txn.put(&self.id, &self.record, &self.dest)
+        txn.put(&self.id, &self.record, &self.dest, self.may_hold_back)
+    }
+}
+
+struct AnswerOverdue {
+    id: String,
+    due_ms: i64,
+}
+
+impl Write for AnswerOverdue {
+    type Out = bool;
+    fn apply(&self, txn: &mut Txn<'_>) -> Result<bool, Error> {
+        txn.answer_overdue(&self.id, self.due_ms)
     }
 }
 
@@ -265,7 +278,32 @@ impl Store {
         record: ItemRecord,
         dest: Destination,
     ) -> Result<PutOutcome, Error> {
-        self.write(Put { id, record, dest }).await
+        self.put_with(id, record, dest, false).await
+    }
+
+    /// Like [`Store::put`]; for a correction or withdrawal made at this
+    /// origin, `may_hold_back` says the original is not on the wire now,
+    /// so that if it never left it is held back (not sent).
+    pub async fn put_with(
+        &self,
+        id: String,
+        record: ItemRecord,
+        dest: Destination,
+        may_hold_back: bool,
+    ) -> Result<PutOutcome, Error> {
+        self.write(Put {
+            id,
+            record,
+            dest,
+            may_hold_back,
+        })
+        .await
+    }
+
+    /// Marks the answer due on `id` at `due_ms` overdue (once); returns
+    /// whether this call marked it.
+    pub async fn answer_overdue(&self, id: String, due_ms: i64) -> Result<bool, Error> {
+        self.write(AnswerOverdue { id, due_ms }).await
     }
 
     /// Records `route`'s verified receipt for an item queued on it. The
