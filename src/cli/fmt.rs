@@ -82,6 +82,18 @@ fn head(out: &mut String, s: &ItemStatus, tz: Tz) {
     let _ = writeln!(out, "title:     {}", s.title);
     let _ = writeln!(out, "body:      {} bytes", s.body_bytes);
     let _ = writeln!(out, "state:     {}", state_name(s.state));
+    if s.state == ItemState::Receipted as i32 && s.delivery.is_none() {
+        let holder = s
+            .receipt_body
+            .as_ref()
+            .map_or_else(|| "?".to_string(), |r| r.receiver.clone());
+        let _ = writeln!(
+            out,
+            "progress:  in custody at {holder} since {}, not yet delivered to the final hub; due {}",
+            tz.show(s.receipted_unix_ms),
+            tz.show(s.deadline_unix_ms)
+        );
+    }
     let _ = writeln!(out, "created:   {}", tz.show(s.created_unix_ms));
     let _ = writeln!(out, "stored:    {}", tz.show(s.stored_unix_ms));
     let _ = writeln!(out, "deadline:  {}", tz.show(s.deadline_unix_ms));

@@ -142,15 +142,25 @@ impl DeadlineWatch {
                 .await?;
             if done.newly_overdue {
                 let late = now.saturating_sub(rec.deadline_ms);
-                error!(alarm = "overdue", %id, class = ?class, late_ms = late, routes = ?rec.pending_routes,
-                    "ALARM: no receipt by the deadline; escalating, and retrying until receipted");
-                self.events.emit(
-                    EventKind::Overdue,
-                    &id,
-                    class,
-                    "",
-                    format!("no receipt {late} ms after the deadline"),
-                );
+                let held_by = rec
+                    .route_receipts
+                    .first()
+                    .map(|r| r.route.clone())
+                    .filter(|_| rec.state() == Some(store::RecordState::Receipted));
+                let message = if let Some(holder) = &held_by {
+                    error!(alarm = "overdue", %id, class = ?class, late_ms = late, %holder,
+                        "ALARM: in custody upstream but not delivered by the deadline");
+                    format!(
+                        "in custody at {holder} since {}, not delivered to the final hub {late} ms after the deadline",
+                        rec.receipted_ms
+                    )
+                } else {
+                    error!(alarm = "overdue", %id, class = ?class, late_ms = late, routes = ?rec.pending_routes,
+                        "ALARM: no receipt by the deadline; escalating, and retrying until receipted");
+                    format!("no receipt {late} ms after the deadline")
+                };
+                self.events
+                    .emit(EventKind::Overdue, &id, class, "", message);
             }
             if !done.added.is_empty() {
                 self.events.emit(
@@ -180,7 +190,10 @@ impl DeadlineWatch {
         let full = waiting.len() == BATCH;
         for (id, rec) in waiting {
             self.early_from = (rec.deadline_ms, rec.seq.saturating_add(1));
-            if rec.escalated_ms != 0 || rec.lane() == 0 {
+            // Only what is still here: an item in custody above is the
+            // upstream's to move until its deadline.
+            let here = rec.state() == Some(store::RecordState::Queued);
+            if rec.escalated_ms != 0 || rec.lane() == 0 || !here {
                 continue;
             }
             let done = self

@@ -88,11 +88,69 @@ async fn routes_settle_on_the_first_receipt_and_emergencies_keep_going() {
     );
     let e1 = store.get("e1".into()).await.unwrap().unwrap();
     assert_eq!(e1.route_receipts.len(), 2, "every route's receipt is kept");
+    // Custody above is progress, not arrival: still watched until the
+    // final hub's delivery receipt comes down.
+    assert_eq!(
+        store.due(i64::MAX, 10).await.unwrap().len(),
+        2,
+        "in custody above, not delivered: deadlines still watched"
+    );
+    assert!(
+        store
+            .record_delivery("r1".into(), b"dr".to_vec())
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .record_delivery("e1".into(), b"de".to_vec())
+            .await
+            .unwrap()
+    );
     assert_eq!(
         store.next_deadline().await.unwrap(),
         None,
-        "nothing left to watch"
+        "delivered: nothing left to watch"
     );
+}
+
+#[tokio::test]
+async fn a_delivery_receipt_from_the_final_hub_settles_at_once_and_late_arrivals_are_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.redb")).unwrap();
+    store
+        .put(
+            "d1".into(),
+            record(1, FROM_OPERATOR),
+            Destination::Queue(vec!["hub".into()]),
+        )
+        .await
+        .unwrap();
+    store
+        .record_receipt("d1".into(), "hub".into(), b"d".to_vec(), true)
+        .await
+        .unwrap();
+    assert_eq!(store.next_deadline().await.unwrap(), None);
+    // At a hub: an item stored after its deadline is late, and listed.
+    let mut late = record(2, "county-a");
+    late.deadline_ms = now_ms() - 1;
+    store
+        .put("late".into(), late, Destination::Inbox)
+        .await
+        .unwrap();
+    store
+        .put("in-time".into(), record(2, "county-a"), Destination::Inbox)
+        .await
+        .unwrap();
+    let overdue: Vec<String> = store
+        .list(true, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(overdue, vec!["late".to_string()]);
+    assert_eq!(store.overdue_total().await.unwrap(), 1);
 }
 
 #[tokio::test]

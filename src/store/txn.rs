@@ -275,6 +275,12 @@ impl<'t> Txn<'t> {
                         rec.state = RecordState::Delivered as i32;
                         self.inbox.insert((lane, rec.seq), id)?;
                         self.fx.inboxed = true;
+                        // Arrived after its deadline: late, and listed so.
+                        if rec.deadline_ms != 0 && rec.stored_ms > rec.deadline_ms {
+                            rec.overdue_ms = self.now;
+                            let n = self.next(meta::OVERDUE_TOTAL)?;
+                            self.overdue.insert((self.now, n), id)?;
+                        }
                     }
                 }
                 self.save(id, &rec)?;
@@ -295,6 +301,7 @@ impl<'t> Txn<'t> {
         id: &str,
         route: &str,
         receipt: &[u8],
+        delivery: bool,
     ) -> Result<ReceiptOutcome, Error> {
         let Some(mut rec) = self.record(id)? else {
             return Ok(ReceiptOutcome::NotPending);
@@ -317,7 +324,11 @@ impl<'t> Txn<'t> {
             rec.state = RecordState::Receipted as i32;
             rec.receipt = receipt.to_vec();
             rec.receipted_ms = self.now;
-            self.deadlines.remove((rec.deadline_ms, rec.seq))?;
+            // Custody upstream is progress, not arrival: the deadline stays
+            // watched until the final hub's delivery receipt is here.
+            if delivery {
+                self.deadlines.remove((rec.deadline_ms, rec.seq))?;
+            }
             // An emergency keeps going on every route, for proof on each;
             // anything else is done once one route has it.
             if rec.lane() != 0 {
@@ -401,6 +412,8 @@ impl<'t> Txn<'t> {
             return Ok(true);
         }
         rec.delivery = receipt.to_vec();
+        // Arrived: nothing left to watch.
+        self.deadlines.remove((rec.deadline_ms, rec.seq))?;
         if !rec.from.is_empty() && rec.from != FROM_OPERATOR {
             self.down.insert((rec.from.as_str(), id), self.now)?;
             self.fx.down = true;
@@ -539,7 +552,10 @@ impl<'t> Txn<'t> {
         let Some(mut rec) = self.record(id)? else {
             return Ok(out);
         };
-        if rec.state() != Some(RecordState::Queued) {
+        // In custody above, not yet delivered: past its deadline it is
+        // overdue here too, and may take the other routes.
+        let held_above = rec.state() == Some(RecordState::Receipted) && rec.delivery.is_empty();
+        if rec.state() != Some(RecordState::Queued) && !(held_above && overdue) {
             return Ok(out);
         }
         for route in routes {
@@ -558,8 +574,8 @@ impl<'t> Txn<'t> {
         if overdue && rec.overdue_ms == 0 {
             rec.overdue_ms = self.now;
             self.deadlines.remove((rec.deadline_ms, rec.seq))?;
-            self.overdue.insert((self.now, rec.seq), id)?;
-            self.next(meta::OVERDUE_TOTAL)?;
+            let n = self.next(meta::OVERDUE_TOTAL)?;
+            self.overdue.insert((self.now, n), id)?;
             out.newly_overdue = true;
         }
         if !out.added.is_empty() || out.newly_overdue {

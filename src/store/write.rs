@@ -50,7 +50,7 @@ struct Receipt {
 impl Write for Receipt {
     type Out = ReceiptOutcome;
     fn apply(&self, txn: &mut Txn<'_>) -> Result<ReceiptOutcome, Error> {
-        let outcome = txn.receipt(&self.id, &self.route, &self.receipt)?;
+        let outcome = txn.receipt(&self.id, &self.route, &self.receipt, self.delivery)?;
         if self.delivery && outcome != ReceiptOutcome::NotPending {
             txn.delivery(&self.id, &self.receipt)?;
         }
