@@ -15,6 +15,8 @@
 //!   whoever stores them;
 //! - [`disposition`]: signed decisions of an office on an item (adopted,
 //!   returned, closed…), carried down to the county that wrote it;
+//! - [`held`]: signed notices of items held past their deadline, carried
+//!   up to the final hub ahead of the items;
 //! - [`store`]: the durable custody store — records, priority queues per
 //!   route, deadlines, the inbox, attachments in chunks;
 //! - [`proto`]: the wire contract and its strict codec;
@@ -59,6 +61,7 @@ pub mod config;
 pub mod digest;
 pub mod disposition;
 pub mod envelope;
+pub mod held;
 pub mod node;
 pub mod pki;
 pub mod proto;

@@ -92,3 +92,73 @@ async fn an_item_held_at_the_region_is_overdue_below_and_late_at_the_hub() {
     relay.shutdown(WAIT).await;
     hub.shutdown(WAIT).await;
 }
+
+#[tokio::test]
+async fn the_hub_sees_an_item_held_at_the_region_before_it_arrives() {
+    use common::Shape;
+    let region = Region::new(&["county-n", "region-n"]);
+    let hub = region.start_hub().await;
+    // A slow link from the region up: a 1 MiB scan takes seconds.
+    let link = LinkProxy::shaped(
+        hub.relay_addr.unwrap(),
+        Shape {
+            bits_per_sec: Some(2_000_000),
+            latency: Duration::ZERO,
+        },
+    )
+    .await;
+    let mut relay_cfg = NodeConfig::for_node("region-n", &region.pki(), &region.data("region-n"));
+    relay_cfg.relay = Some(RelayListen {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        consumers: Vec::new(),
+    });
+    relay_cfg.upstream = upstream(HUB, link.addr);
+    let relay = zhibao::node::start(relay_cfg).await.unwrap();
+    let mut county_cfg = NodeConfig::for_node("county-n", &region.pki(), &region.data("county-n"));
+    county_cfg.upstream = upstream("region-n", relay.relay_addr.unwrap());
+    let county = zhibao::node::start(county_cfg).await.unwrap();
+
+    let mut op = common::operator(&county).await;
+    let mut county_events = op.watch().await.unwrap();
+    let mut hub_op = common::operator(&hub).await;
+    let scan: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
+    let id = op
+        .submit_request(SubmitRequest {
+            priority: zhibao::class::Class::BadNews.to_proto() as i32,
+            title: "堤坝裂缝".into(),
+            body: b"see the scan".to_vec(),
+            deadline_unix_ms: zhibao::clock::now_ms() + 1_000,
+            attachments: vec![zhibao::proto::Attachment {
+                name: "scan.pdf".into(),
+                data: scan,
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // The region holds it past the deadline: the hub hears of it first.
+    let mut hub_events = hub_op.watch().await.unwrap();
+    let held = loop {
+        let (items, _) = hub_op.list(true, 10).await.unwrap();
+        if let Some(h) = items.into_iter().find(|s| s.id == id) {
+            break h;
+        }
+        // Woken by whatever the hub does next (the notice, or the item).
+        let _ = tokio::time::timeout(WAIT, hub_events.message()).await;
+    };
+    assert_eq!(held.state, ItemState::HeldBelow as i32, "{held:?}");
+    assert_eq!(held.held_at, "region-n");
+    assert_eq!(held.origin, "county-n");
+    // When the item arrives the notice is gone; the item is listed late.
+    common::await_event(&mut county_events, Duration::from_secs(60), |e| {
+        e.kind == EventKind::Delivered as i32 && e.item_id == id
+    })
+    .await;
+    let (items, _) = hub_op.list(true, 10).await.unwrap();
+    let listed: Vec<_> = items.iter().filter(|s| s.id == id).collect();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].state, ItemState::Delivered as i32);
+    county.shutdown(WAIT).await;
+    relay.shutdown(WAIT).await;
+    hub.shutdown(WAIT).await;
+}

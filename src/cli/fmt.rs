@@ -26,6 +26,7 @@ pub fn state_name(state: i32) -> &'static str {
         ItemState::Delivered => "delivered (in this hub's inbox)",
         ItemState::Withdrawn => "withdrawn before it left (kept, not sent)",
         ItemState::Superseded => "corrected before it left (kept, not sent)",
+        ItemState::HeldBelow => "HELD below past its deadline (not here yet)",
         ItemState::Unspecified => "unknown",
     }
 }
@@ -316,7 +317,14 @@ fn size(bytes: u64) -> String {
 /// deadline, marks, title and the start of the text.
 pub fn status_line(s: &ItemStatus, tz: Tz) -> String {
     let mut marks = Vec::new();
-    if s.overdue_unix_ms > 0 {
+    if s.state == ItemState::HeldBelow as i32 {
+        marks.push(format!(
+            "HELD at {} since {}: {}",
+            s.held_at,
+            tz.short(s.held_since_unix_ms),
+            s.held_why
+        ));
+    } else if s.overdue_unix_ms > 0 {
         marks.push("OVERDUE".to_string());
     }
     if s.escalated_unix_ms > 0 {
@@ -406,6 +414,9 @@ pub fn status_json(s: &ItemStatus) -> Value {
         "closed_unix_ms": s.closed_unix_ms,
         "answer_by_unix_ms": s.answer_by_unix_ms,
         "answer_overdue_unix_ms": s.answer_overdue_unix_ms,
+        "held_at": s.held_at,
+        "held_since_unix_ms": s.held_since_unix_ms,
+        "held_why": s.held_why,
         "link": match zhibao::proto::LinkKind::try_from(s.link).unwrap_or_default() {
             zhibao::proto::LinkKind::None => Value::Null,
             k => k.as_str_name().trim_start_matches("LINK_KIND_").to_lowercase().into(),

@@ -145,6 +145,27 @@ impl Custody {
         Ok(())
     }
 
+    /// Tells this node's watchers that an item is held below past its
+    /// deadline (an overdue event for the office, before the item arrives).
+    pub(crate) fn held_below(&self, notice: &crate::proto::HeldNotice) {
+        self.events.emit(
+            EventKind::Overdue,
+            &notice.item_id,
+            crate::class::Class::from_proto(notice.priority),
+            &notice.holder,
+            format!(
+                "from {}: held at {} past its deadline: {}",
+                notice.origin, notice.holder, notice.why
+            ),
+        );
+    }
+
+    /// Where held notices go from here: up every route (none at the final
+    /// hub, where they end).
+    pub(crate) fn onward(&self) -> Vec<String> {
+        self.routes.all()
+    }
+
     /// This node's signed receipt for an item it keeps: custody while the
     /// item is on its way further up, delivery once it is in this (final)
     /// node's inbox.

@@ -22,8 +22,10 @@ use super::events::Events;
 use super::routes::Routes;
 use crate::class::Class;
 use crate::clock::{Clock, Steady};
-use crate::proto::EventKind;
+use crate::proto::{EventKind, HeldNotice, Report, SignedReport};
 use crate::store::{self, ItemRecord, Store};
+use crate::trust::Keys;
+use prost::Message;
 
 /// Items handled per pass; the next pass follows at once if there are more.
 const BATCH: usize = 256;
@@ -43,6 +45,8 @@ pub(crate) struct DeadlineWatch {
     /// Where early escalation got to while the primaries are down: the
     /// (deadline, sequence) key to go on from.
     early_from: (i64, u64),
+    /// This node's keys, to sign held notices (none in unit tests).
+    keys: Option<Arc<Keys>>,
 }
 
 fn class_of(rec: &ItemRecord) -> Option<Class> {
@@ -58,7 +62,58 @@ impl DeadlineWatch {
             clock,
             steady: Steady::new(),
             early_from: (i64::MIN, 0),
+            keys: None,
         }
+    }
+
+    /// Signs a held notice for every item that misses its deadline while
+    /// still here, and sends it up every route.
+    pub(crate) fn with_keys(mut self, keys: Arc<Keys>) -> Self {
+        self.keys = Some(keys);
+        self
+    }
+
+    /// Tells the offices above that `id` is held here past its deadline.
+    async fn notify_held(&self, id: &str, rec: &ItemRecord) -> Result<(), store::Error> {
+        let Some(keys) = &self.keys else {
+            return Ok(());
+        };
+        let report = SignedReport::decode(rec.signed.as_slice())
+            .ok()
+            .and_then(|s| Report::decode(s.report.as_slice()).ok())
+            .unwrap_or_default();
+        let why = if self.routes.primaries_down() {
+            format!(
+                "no primary route reachable (sending on {})",
+                rec.pending_routes.join(", ")
+            )
+        } else {
+            format!("not yet taken by {}", rec.pending_routes.join(", "))
+        };
+        let signed = crate::held::issue(
+            &keys.current(),
+            HeldNotice {
+                item_id: id.to_string(),
+                origin: report.origin,
+                priority: report.priority,
+                since_unix_ms: rec.stored_ms,
+                deadline_unix_ms: rec.deadline_ms,
+                why,
+                at_unix_ms: self.clock.now_ms(),
+                report_sha256: rec.sha256.clone(),
+                ..Default::default()
+            },
+        );
+        let me = keys.current().node_id().to_string();
+        self.store
+            .hold(
+                id.to_string(),
+                me,
+                signed.encode_to_vec(),
+                self.routes.all(),
+            )
+            .await?;
+        Ok(())
     }
 
     /// Now, for deadlines; a jump of the system clock is alarmed once.
@@ -157,6 +212,7 @@ impl DeadlineWatch {
                 } else {
                     error!(alarm = "overdue", %id, class = ?class, late_ms = late, routes = ?rec.pending_routes,
                         "ALARM: no receipt by the deadline; escalating, and retrying until receipted");
+                    self.notify_held(&id, &rec).await?;
                     format!("no receipt {late} ms after the deadline")
                 };
                 self.events

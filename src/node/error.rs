@@ -209,6 +209,9 @@ pub(crate) enum Error {
     /// Another decision on the item was recorded at the same moment.
     #[error("item {0}: another decision was recorded at the same moment; try again")]
     DecisionRace(String),
+    /// A held notice that does not verify.
+    #[error(transparent)]
+    Held(#[from] crate::held::HeldError),
     /// A follow-up of a report by another origin.
     #[error(
         "item {id} was written by {origin}; only its origin may withdraw, correct or add to it, not {by}"
@@ -301,6 +304,11 @@ impl Error {
             | Self::Unlisted(_)
             | Self::NotOrigin { .. } => Code::PermissionDenied,
             Self::FollowUp { .. } => Code::FailedPrecondition,
+            Self::Held(h) => match h {
+                crate::held::HeldError::Signer(_) => Code::Unauthenticated,
+                crate::held::HeldError::HolderMismatch { .. } => Code::PermissionDenied,
+                _ => Code::InvalidArgument,
+            },
             Self::NoCredentials => Code::Unauthenticated,
             Self::Decision(d) => match d {
                 crate::disposition::DispositionError::TextTooLong(_)

@@ -322,6 +322,7 @@ impl OperatorService {
             0 => LIST_DEFAULT,
             n => usize::try_from(n).unwrap_or(LIST_MAX).min(LIST_MAX),
         };
+        let req_overdue = req.overdue_only;
         let filter = Filter::of(req);
         let records = self
             .store
@@ -332,11 +333,42 @@ impl OperatorService {
                 move |_, rec| filter.keeps(rec),
             )
             .await?;
+        let mut items: Vec<ItemStatus> = records
+            .iter()
+            .map(|(id, rec)| self.view(id, rec, Check::AsStored))
+            .collect();
+        if req_overdue {
+            // And what is known to be held below past its deadline, not here yet.
+            for bytes in self.store.held_notices(limit).await? {
+                let Some(n) = crate::proto::SignedHeldNotice::decode(bytes.as_slice())
+                    .ok()
+                    .as_ref()
+                    .and_then(crate::held::peek)
+                else {
+                    continue;
+                };
+                if items.len() >= limit || items.iter().any(|s| s.id == n.item_id) {
+                    continue;
+                }
+                if self.store.get(n.item_id.clone()).await?.is_some() {
+                    continue;
+                }
+                items.push(ItemStatus {
+                    id: n.item_id,
+                    origin: n.origin,
+                    priority: n.priority,
+                    state: ItemState::HeldBelow as i32,
+                    deadline_unix_ms: n.deadline_unix_ms,
+                    overdue_unix_ms: n.at_unix_ms,
+                    held_at: n.holder,
+                    held_since_unix_ms: n.since_unix_ms,
+                    held_why: n.why,
+                    ..Default::default()
+                });
+            }
+        }
         Ok(ListResponse {
-            items: records
-                .iter()
-                .map(|(id, rec)| self.view(id, rec, Check::AsStored))
-                .collect(),
+            items,
             overdue_total: self.store.overdue_total().await?,
         })
     }

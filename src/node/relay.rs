@@ -131,6 +131,35 @@ impl RelayService {
         }
     }
 
+    /// A held notice from below: verified, kept, passed on up (unless this
+    /// is the final hub or the item already arrived here), acknowledged.
+    async fn held(
+        &self,
+        peer: &PeerInfo,
+        signed: &crate::proto::SignedHeldNotice,
+    ) -> Result<crate::proto::HeldAck, Error> {
+        let notice = crate::held::open(signed, &self.trust, std::time::SystemTime::now())?;
+        let kept = self
+            .store
+            .hold(
+                notice.item_id.clone(),
+                notice.holder.clone(),
+                prost::Message::encode_to_vec(signed),
+                self.custody.onward(),
+            )
+            .await?;
+        if kept {
+            warn!(id = %notice.item_id, holder = %notice.holder, from = %peer.node_id, why = %notice.why, "item held below past its deadline");
+            self.custody.held_below(&notice);
+        }
+        Ok(crate::proto::HeldAck {
+            notices: vec![crate::proto::HeldRef {
+                item_id: notice.item_id,
+                holder: notice.holder,
+            }],
+        })
+    }
+
     /// The child has stored delivery receipts and decisions pushed down to it.
     async fn ack(&self, peer: &PeerInfo, ack: DeliveryAck) -> Result<(), Error> {
         let bad_ref = |r: &crate::proto::DispositionRef| {
@@ -180,6 +209,17 @@ impl RelayService {
                     Ok(()) => Ok(None),
                     Err(e) => {
                         warn!(peer = %peer.node_id, addr = %peer.addr, error = %e, "refused delivery acknowledgement");
+                        Err(e.into())
+                    }
+                };
+            }
+            Some(forward_request::Kind::Held(notice)) => {
+                return match self.held(peer, &notice).await {
+                    Ok(ack) => Ok(Some(ForwardResponse {
+                        result: Some(forward_response::Result::HeldAck(ack)),
+                    })),
+                    Err(e) => {
+                        warn!(peer = %peer.node_id, addr = %peer.addr, error = %e, "refused held notice");
                         Err(e.into())
                     }
                 };

@@ -122,6 +122,12 @@ impl Routes {
     }
 
     /// Whether `id` is on the wire to any route right now.
+    /// Every route's name: where a held notice goes up (all of them, so it
+    /// gets through whichever is up).
+    pub(crate) fn all(&self) -> Vec<String> {
+        self.report().into_iter().map(|(name, ..)| name).collect()
+    }
+
     pub(crate) fn is_in_flight(&self, id: &str) -> bool {
         self.with(|state| state.values().any(|s| s.in_flight.contains(id)))
     }

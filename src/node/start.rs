@@ -364,7 +364,8 @@ fn work(parts: &Parts) -> Stage {
             parts.routes.clone(),
             parts.events.clone(),
             parts.clock,
-        );
+        )
+        .with_keys(parts.keys.clone());
         stage
             .tasks
             .push(tokio::spawn(watch.run(stage.token.clone())));

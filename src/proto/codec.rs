@@ -63,7 +63,7 @@ strict!(
 impl Strict for ForwardRequest {
     const ONEOFS: &'static [Oneof] = &[Oneof {
         message: "ForwardRequest",
-        members: &[(1, "item"), (2, "ack"), (3, "chunk")],
+        members: &[(1, "item"), (2, "ack"), (3, "chunk"), (4, "held")],
     }];
 }
 
@@ -77,6 +77,7 @@ impl Strict for ForwardResponse {
             (4, "delivered"),
             (5, "crl"),
             (6, "disposition"),
+            (7, "held_ack"),
         ],
     }];
 }

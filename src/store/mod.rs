@@ -203,6 +203,7 @@ struct Inner {
     inbox_version: watch::Sender<u64>,
     down_version: watch::Sender<u64>,
     answers_version: watch::Sender<u64>,
+    held_version: watch::Sender<u64>,
     closed: watch::Receiver<bool>,
     /// Waiters for a change to one item, woken after the commit.
     waiters: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
@@ -222,6 +223,9 @@ impl Inner {
         }
         if effects.answers {
             self.answers_version.send_modify(|v| *v += 1);
+        }
+        if effects.held_up {
+            self.held_version.send_modify(|v| *v += 1);
         }
         let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
         for id in effects.changed {
@@ -286,6 +290,7 @@ impl Store {
             inbox_version: watch::channel(0).0,
             down_version: watch::channel(0).0,
             answers_version: watch::channel(0).0,
+            held_version: watch::channel(0).0,
             closed,
             waiters: Mutex::default(),
         });
@@ -355,6 +360,12 @@ impl Store {
     /// deadline is set.
     pub fn answers_watch(&self) -> watch::Receiver<u64> {
         self.inner.answers_version.subscribe()
+    }
+
+    /// Watches the held notices to send up: changes when one is added or
+    /// acknowledged.
+    pub fn held_watch(&self) -> watch::Receiver<u64> {
+        self.inner.held_version.subscribe()
     }
 
     /// A receiver that completes at the next committed change to item `id`.

@@ -8,8 +8,8 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 
 use super::record::{ItemRecord, UploadUsage};
 use super::tables::{
-    ANSWERS, AUDIT, AUDIT_CHECKPOINTS, CHUNKS, DEADLINES, DECISIONS, DOWN, DOWN_DECISIONS, INBOX,
-    ITEMS, META, OVERDUE, QUEUE, UPLOADS, meta,
+    ANSWERS, AUDIT, AUDIT_CHECKPOINTS, CHUNKS, DEADLINES, DECISIONS, DOWN, DOWN_DECISIONS, HELD,
+    HELD_UP, INBOX, ITEMS, META, OVERDUE, QUEUE, UPLOADS, meta,
 };
 use super::{Error, Store, decode};
 use crate::audit::{AuditRecord, Chain, SignedCheckpoint};
@@ -325,6 +325,49 @@ impl Store {
                 .map(|e| Ok(e?.1.value().to_vec()))
                 .collect::<Result<Vec<_>, Error>>()?;
             Ok(Some((rec, list)))
+        })
+        .await
+    }
+
+    /// Held notices still to go up `route`: (id, holder, encoded notice).
+    pub async fn held_up_for(
+        &self,
+        route: String,
+        limit: usize,
+    ) -> Result<Vec<(String, String, Vec<u8>)>, Error> {
+        self.read(move |db| {
+            let txn = db.begin_read()?;
+            let up = txn.open_table(HELD_UP)?;
+            let held = txn.open_table(HELD)?;
+            let mut out = Vec::new();
+            for entry in up.range((route.as_str(), "", "")..)? {
+                if out.len() >= limit {
+                    break;
+                }
+                let (key, _) = entry?;
+                let (r, id, holder) = key.value();
+                if r != route {
+                    break;
+                }
+                if let Some(v) = held.get((id, holder))? {
+                    out.push((id.to_string(), holder.to_string(), v.value().to_vec()));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Every held notice kept here (items held below, not arrived), encoded,
+    /// at most `limit`.
+    pub async fn held_notices(&self, limit: usize) -> Result<Vec<Vec<u8>>, Error> {
+        self.read(move |db| {
+            let txn = db.begin_read()?;
+            let held = txn.open_table(HELD)?;
+            held.iter()?
+                .take(limit)
+                .map(|e| Ok(e?.1.value().to_vec()))
+                .collect()
         })
         .await
     }

@@ -21,6 +21,10 @@
 //! - `answers`: (answer due ms, id) → (), items returned for more
 //!   information whose answer is awaited, which the follow-up watch reads
 //!   from the front;
+//! - `held`: (id, holder) → encoded `SignedHeldNotice`, items known to be
+//!   held past their deadline below (or here), until they arrive;
+//! - `held_up`: (route, id, holder) → time, held notices still to be sent
+//!   up each route, until the upstream acknowledges them;
 //! - `chunks`: (id, attachment, index) → bytes, attachments in chunks, as
 //!   submitted here or received so far;
 //! - `uploads`: (child, id) → (bytes stored, last touched ms, bytes
@@ -48,6 +52,9 @@ pub(super) const DECISIONS: TableDefinition<'_, (&str, u32), &[u8]> =
 pub(super) const DOWN_DECISIONS: TableDefinition<'_, (&str, &str, u32), i64> =
     TableDefinition::new("down_decisions");
 pub(super) const ANSWERS: TableDefinition<'_, (i64, &str), ()> = TableDefinition::new("answers");
+pub(super) const HELD: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("held");
+pub(super) const HELD_UP: TableDefinition<'_, (&str, &str, &str), i64> =
+    TableDefinition::new("held_up");
 pub(super) const CHUNKS: TableDefinition<'_, (&str, u32, u32), &[u8]> =
     TableDefinition::new("chunks");
 pub(super) const UPLOADS: TableDefinition<'_, (&str, &str), (u64, i64, u64)> =
@@ -78,6 +85,8 @@ pub(super) fn create_all(db: &redb::Database) -> Result<(), super::Error> {
     txn.open_table(DOWN)?;
     txn.open_table(DECISIONS)?;
     txn.open_table(ANSWERS)?;
+    txn.open_table(HELD)?;
+    txn.open_table(HELD_UP)?;
     txn.open_table(DOWN_DECISIONS)?;
     txn.open_table(CHUNKS)?;
     txn.open_table(UPLOADS)?;

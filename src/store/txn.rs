@@ -8,8 +8,8 @@ use super::record::{
     ReceiptOutcome, RecordState, RouteReceiptRecord,
 };
 use super::tables::{
-    ANSWERS, AUDIT, AUDIT_CHECKPOINTS, CHUNKS, DEADLINES, DECISIONS, DOWN, DOWN_DECISIONS, INBOX,
-    ITEMS, META, OVERDUE, QUEUE, UPLOADS, meta,
+    ANSWERS, AUDIT, AUDIT_CHECKPOINTS, CHUNKS, DEADLINES, DECISIONS, DOWN, DOWN_DECISIONS, HELD,
+    HELD_UP, INBOX, ITEMS, META, OVERDUE, QUEUE, UPLOADS, meta,
 };
 use super::{Error, decode, encode};
 use crate::audit::{AuditKind, Chain, Entry};
@@ -27,6 +27,8 @@ pub(super) struct Effects {
     pub(super) down: bool,
     /// An answer deadline was set.
     pub(super) answers: bool,
+    /// Held notices to send up changed.
+    pub(super) held_up: bool,
     /// What the batch did, for the custody log.
     pub(super) audit: Vec<Entry>,
 }
@@ -42,6 +44,8 @@ pub(super) struct Txn<'t> {
     down: Table<'t, (&'static str, &'static str), i64>,
     decisions: Table<'t, (&'static str, u32), &'static [u8]>,
     answers: Table<'t, (i64, &'static str), ()>,
+    held: Table<'t, (&'static str, &'static str), &'static [u8]>,
+    held_up: Table<'t, (&'static str, &'static str, &'static str), i64>,
     down_decisions: Table<'t, (&'static str, &'static str, u32), i64>,
     chunks: Table<'t, (&'static str, u32, u32), &'static [u8]>,
     uploads: Table<'t, (&'static str, &'static str), (u64, i64, u64)>,
@@ -64,6 +68,8 @@ impl<'t> Txn<'t> {
             down: txn.open_table(DOWN)?,
             decisions: txn.open_table(DECISIONS)?,
             answers: txn.open_table(ANSWERS)?,
+            held: txn.open_table(HELD)?,
+            held_up: txn.open_table(HELD_UP)?,
             down_decisions: txn.open_table(DOWN_DECISIONS)?,
             chunks: txn.open_table(CHUNKS)?,
             uploads: txn.open_table(UPLOADS)?,
@@ -275,6 +281,9 @@ impl<'t> Txn<'t> {
                         rec.state = RecordState::Delivered as i32;
                         self.inbox.insert((lane, rec.seq), id)?;
                         self.fx.inboxed = true;
+                        // It arrived: no longer held anywhere below.
+                        self.held
+                            .retain_in((id, "")..=(id, "\u{10ffff}"), |_, _| false)?;
                         // Arrived after its deadline: late, and listed so.
                         if rec.deadline_ms != 0 && rec.stored_ms > rec.deadline_ms {
                             rec.overdue_ms = self.now;
@@ -528,6 +537,47 @@ impl<'t> Txn<'t> {
             }
         }
         self.fx.down = true;
+        Ok(())
+    }
+
+    /// Keeps a verified held notice for item `id` by `holder`, and queues it
+    /// to go up `routes`; not if the item is already in this inbox (it
+    /// arrived). Returns whether it was kept.
+    pub(super) fn hold(
+        &mut self,
+        id: &str,
+        holder: &str,
+        notice: &[u8],
+        routes: &[String],
+    ) -> Result<bool, Error> {
+        if self
+            .record(id)?
+            .is_some_and(|r| r.state() == Some(RecordState::Delivered))
+        {
+            return Ok(false);
+        }
+        self.held.insert((id, holder), notice)?;
+        for route in routes {
+            self.held_up
+                .insert((route.as_str(), id, holder), self.now)?;
+        }
+        if !routes.is_empty() {
+            self.fx.held_up = true;
+        }
+        self.note(
+            Entry::new(AuditKind::Overdue, id)
+                .with_peer(holder)
+                .with_detail("held"),
+        );
+        Ok(true)
+    }
+
+    /// Forgets held notices `route` has kept: (item, holder).
+    pub(super) fn ack_held(&mut self, route: &str, refs: &[(String, String)]) -> Result<(), Error> {
+        for (id, holder) in refs {
+            self.held_up.remove((route, id.as_str(), holder.as_str()))?;
+        }
+        self.fx.held_up = true;
         Ok(())
     }
 

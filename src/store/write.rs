@@ -97,6 +97,32 @@ impl Write for AckDownDecisions {
     }
 }
 
+struct Hold {
+    id: String,
+    holder: String,
+    notice: Vec<u8>,
+    routes: Vec<String>,
+}
+
+impl Write for Hold {
+    type Out = bool;
+    fn apply(&self, txn: &mut Txn<'_>) -> Result<bool, Error> {
+        txn.hold(&self.id, &self.holder, &self.notice, &self.routes)
+    }
+}
+
+struct AckHeld {
+    route: String,
+    refs: Vec<(String, String)>,
+}
+
+impl Write for AckHeld {
+    type Out = ();
+    fn apply(&self, txn: &mut Txn<'_>) -> Result<(), Error> {
+        txn.ack_held(&self.route, &self.refs)
+    }
+}
+
 struct AckDown {
     child: String,
     ids: Vec<String>,
@@ -348,6 +374,29 @@ impl Store {
         refs: Vec<(String, String, u32)>,
     ) -> Result<(), Error> {
         self.write(AckDownDecisions { child, refs }).await
+    }
+
+    /// Keeps a verified held notice (item `id` held by `holder`) and queues
+    /// it to go up `routes`; not if the item already arrived here.
+    pub async fn hold(
+        &self,
+        id: String,
+        holder: String,
+        notice: Vec<u8>,
+        routes: Vec<String>,
+    ) -> Result<bool, Error> {
+        self.write(Hold {
+            id,
+            holder,
+            notice,
+            routes,
+        })
+        .await
+    }
+
+    /// Forgets held notices `route` has kept: (item, holder).
+    pub async fn ack_held(&self, route: String, refs: Vec<(String, String)>) -> Result<(), Error> {
+        self.write(AckHeld { route, refs }).await
     }
 
     /// Forgets delivery receipts `child` has acknowledged.

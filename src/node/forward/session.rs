@@ -7,7 +7,7 @@
 //! ([`Session::on_response`]), a receipt reaching the disk
 //! ([`Session::on_commit`]), or new items in the queue.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -81,6 +81,12 @@ pub(super) struct Session<'f> {
     /// either changes, and the next is made under the new ones.
     trust: watch::Receiver<u64>,
     keys: watch::Receiver<u64>,
+    /// Held notices to send up: changes when one is added or acknowledged.
+    held: watch::Receiver<u64>,
+    /// Held notices sent on this stream and not acknowledged yet.
+    held_sent: HashSet<(String, String)>,
+    /// Whether the held notices to send may have changed since last read.
+    held_due: bool,
     /// Whether the upstream has answered anything: the link works.
     progressed: bool,
 }
@@ -123,6 +129,9 @@ impl<'f> Session<'f> {
             queue: fwd.store.queue_watch(),
             trust,
             keys,
+            held: fwd.store.held_watch(),
+            held_sent: HashSet::new(),
+            held_due: true,
             progressed: false,
         };
         Ok((session, responses))
@@ -153,6 +162,7 @@ impl<'f> Session<'f> {
     ) -> Result<(), SessionEnd> {
         self.fill_window().await?;
         self.next_chunk().await?;
+        self.send_held().await?;
         let room = self.in_flight.len() < cap(0, self.pace.limit(), self.fwd.window);
         tokio::select! {
             msg = responses.message() => match msg {
@@ -165,6 +175,10 @@ impl<'f> Session<'f> {
             },
             Some(done) = self.commits.next(), if !self.commits.is_empty() => self.on_commit(done),
             r = self.queue.changed(), if room => r.map_err(|_| SessionEnd::Shutdown),
+            r = self.held.changed() => {
+                self.held_due = true;
+                r.map_err(|_| SessionEnd::Shutdown)
+            }
             r = self.trust.changed() => Err(match r {
                 Ok(()) => SessionEnd::TrustChanged,
                 Err(_) => SessionEnd::Shutdown,
@@ -175,6 +189,34 @@ impl<'f> Session<'f> {
             }),
             () = shutdown.cancelled() => Err(SessionEnd::Shutdown),
         }
+    }
+
+    /// Sends up the held notices queued for this route that are not on
+    /// this stream yet; they go again on the next stream until the
+    /// upstream acknowledges them.
+    async fn send_held(&mut self) -> Result<(), SessionEnd> {
+        // Read only when something changed: this runs every step.
+        if !std::mem::take(&mut self.held_due) {
+            return Ok(());
+        }
+        self.held.borrow_and_update();
+        let pending = self
+            .fwd
+            .store
+            .held_up_for(self.fwd.name().to_string(), 64)
+            .await?;
+        self.held_sent
+            .retain(|k| pending.iter().any(|(id, h, _)| (id, h) == (&k.0, &k.1)));
+        for (id, holder, bytes) in pending {
+            if !self.held_sent.insert((id, holder)) {
+                continue;
+            }
+            let Ok(notice) = crate::proto::SignedHeldNotice::decode(bytes.as_slice()) else {
+                continue;
+            };
+            send(&self.tx, forward_request::Kind::Held(notice)).await?;
+        }
+        Ok(())
     }
 
     /// Puts items on the wire in schedule order while the window has room.
@@ -315,6 +357,18 @@ impl<'f> Session<'f> {
             }
             Some(forward_response::Result::Disposition(signed)) => {
                 self.fwd.on_disposition(&signed, &self.tx).await
+            }
+            Some(forward_response::Result::HeldAck(ack)) => {
+                let refs = ack
+                    .notices
+                    .into_iter()
+                    .map(|r| (r.item_id, r.holder))
+                    .collect();
+                self.fwd
+                    .store
+                    .ack_held(self.fwd.name().to_string(), refs)
+                    .await?;
+                Ok(())
             }
             None => Err(SessionEnd::Closed("empty response from upstream")),
         }
