@@ -29,6 +29,9 @@
 //! - `routes`: which routes an item takes, and how each route is doing;
 //! - `deadlines`: the deadline watch — overdue alarms and escalation;
 //! - `inbox`: a hub's consumers reading what arrived;
+//! - `consumers`: durable consumers of the inbox — named, acknowledging,
+//!   resumed after their acknowledged items, sent again what they do not
+//!   acknowledge in time;
 //! - `events`: live events for `zhibao watch`;
 //! - `audit`: signed checkpoints of the custody log (its records are
 //!   written by the store with each change);
@@ -37,6 +40,7 @@
 //!   one mapping of refusals to gRPC status codes.
 
 mod audit;
+mod consumers;
 mod custody;
 mod deadlines;
 mod desk;
