@@ -11,8 +11,9 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::class::Class;
 use crate::proto::{
-    Attachment, Cursor, Event, InboxItem, ItemStatus, ListRequest, StatusRequest, SubmitRequest,
-    SubscribeRequest, WatchRequest, inbox_client::InboxClient, operator_client::OperatorClient,
+    Attachment, ConsumerStatus, ConsumersRequest, Cursor, Event, InboxAck, InboxAckResponse,
+    InboxItem, ItemStatus, ListRequest, StatusRequest, SubmitRequest, SubscribeRequest,
+    WatchRequest, inbox_client::InboxClient, operator_client::OperatorClient,
 };
 use crate::trust::{Identity, Trust};
 
@@ -343,9 +344,59 @@ impl Inbox {
             .subscribe(SubscribeRequest {
                 cursor: Some(cursor),
                 no_follow: !follow,
+                consumer: String::new(),
             })
             .await?
             .into_inner())
+    }
+
+    /// Streams, as the durable consumer `name` of our certificate, every
+    /// inbox item it has not acknowledged; with `follow`, then new ones.
+    /// Acknowledge what is processed with [`Inbox::ack`]: what is not is
+    /// sent again.
+    pub async fn subscribe_as(
+        &mut self,
+        name: &str,
+        follow: bool,
+    ) -> Result<tonic::Streaming<InboxItem>, ClientError> {
+        Ok(self
+            .inner
+            .subscribe(SubscribeRequest {
+                cursor: None,
+                no_follow: !follow,
+                consumer: name.to_string(),
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// Acknowledges, for the durable consumer `name`, that items `ids` are
+    /// processed; answers how many it has not acknowledged and which ids
+    /// name no inbox item.
+    pub async fn ack(
+        &mut self,
+        name: &str,
+        ids: Vec<String>,
+    ) -> Result<InboxAckResponse, ClientError> {
+        Ok(self
+            .inner
+            .ack(InboxAck {
+                consumer: name.to_string(),
+                item_ids: ids,
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// Our certificate's durable consumers and what each has not
+    /// acknowledged.
+    pub async fn consumers(&mut self) -> Result<Vec<ConsumerStatus>, ClientError> {
+        Ok(self
+            .inner
+            .consumers(ConsumersRequest {})
+            .await?
+            .into_inner()
+            .consumers)
     }
 }
 

@@ -277,6 +277,12 @@ pub struct Limits {
     /// Days a report may have travelled (waited at a county, in relays)
     /// before it is refused as too old.
     pub max_report_age_days: u64,
+    /// Seconds a durable inbox consumer has to acknowledge an item before
+    /// it is sent again (on the same stream).
+    pub inbox_ack_wait_secs: u64,
+    /// Items sent to one durable inbox consumer and not yet acknowledged,
+    /// at most: nothing more is sent to it until acknowledgements come.
+    pub inbox_max_unacked: usize,
 }
 
 impl Default for Limits {
@@ -305,6 +311,8 @@ impl Default for Limits {
             keepalive_timeout_secs: 3,
             max_clock_skew_secs: 300,
             max_report_age_days: 30,
+            inbox_ack_wait_secs: 30,
+            inbox_max_unacked: 256,
         }
     }
 }
@@ -627,6 +635,18 @@ impl NodeConfig {
             return Err(invalid(
                 "limits.max_report_age_days",
                 "must be between 1 and 3650".into(),
+            ));
+        }
+        if !(1..=24 * 3600).contains(&l.inbox_ack_wait_secs) {
+            return Err(invalid(
+                "limits.inbox_ack_wait_secs",
+                "must be between 1 second and a day".into(),
+            ));
+        }
+        if !(1..=65_536).contains(&l.inbox_max_unacked) {
+            return Err(invalid(
+                "limits.inbox_max_unacked",
+                "must be between 1 and 65536".into(),
             ));
         }
         if self.tls.crl_grace_secs > 30 * 24 * 3600 {

@@ -222,6 +222,11 @@ pub(crate) enum Command {
         /// Resume after this cursor: `emergency,bad_news,routine` positions.
         #[arg(long, default_value = "0,0,0")]
         from: String,
+        /// Read as this durable consumer of our certificate: the hub keeps
+        /// the position; every item is acknowledged once printed, so one
+        /// not printed (a crash) comes again.
+        #[arg(long, conflicts_with = "from")]
+        consumer: Option<String>,
         /// Keep waiting for new items.
         #[arg(long)]
         follow: bool,

@@ -481,7 +481,8 @@ pub fn event_json(e: &Event) -> Value {
     })
 }
 
-fn inbox_report(item: &InboxItem) -> Report {
+/// The report an inbox item carries (empty if it does not decode).
+pub(crate) fn inbox_report(item: &InboxItem) -> Report {
     item.item
         .as_ref()
         .and_then(|s: &SignedReport| Report::decode(s.report.as_slice()).ok())
@@ -502,19 +503,28 @@ fn preview(body: &[u8]) -> String {
 /// One line per inbox item for `zhibao inbox`.
 pub fn inbox_item(item: &InboxItem, tz: Tz) -> String {
     let report = inbox_report(item);
-    let c = item.next.unwrap_or_default();
     format!(
-        "{}\t{}\t{}\t{}\t{}\t{}\tcursor={},{},{}",
+        "{}\t{}\t{}\t{}\t{}\t{}\t{}",
         report.id,
         report.origin,
         class_key(report.priority),
         tz.short(report.created_unix_ms),
         report.title,
         preview(&report.body),
-        c.emergency,
-        c.bad_news,
-        c.routine
+        position(item)
     )
+}
+
+/// Where an inbox item leaves its reader: the cursor after it, or, for a
+/// durable consumer (whose position the hub keeps), how many times it was
+/// sent.
+fn position(item: &InboxItem) -> String {
+    if item.deliveries > 0 {
+        format!("deliveries={}", item.deliveries)
+    } else {
+        let c = item.next.unwrap_or_default();
+        format!("cursor={},{},{}", c.emergency, c.bad_news, c.routine)
+    }
 }
 
 /// An inbox item as one JSON object.
@@ -534,6 +544,7 @@ pub fn inbox_json(item: &InboxItem) -> Value {
             .map(|a| json!({"name": a.name, "size": a.size, "sha256": hex(&a.sha256)}))
             .collect::<Vec<_>>(),
         "cursor": format!("{},{},{}", c.emergency, c.bad_news, c.routine),
+        "deliveries": item.deliveries,
     })
 }
 

@@ -344,6 +344,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
             certs,
             name,
             from,
+            consumer,
             follow,
             out,
         } => {
@@ -363,12 +364,24 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let mut inbox =
                 client::Inbox::connect(&hub, &hub_id, &certs.join(trust::CA_CERT), &cert, &key)
                     .await?;
-            let mut stream = inbox.subscribe(cursor, follow).await?;
+            let mut stream = match &consumer {
+                Some(c) => inbox.subscribe_as(c, follow).await?,
+                None => inbox.subscribe(cursor, follow).await?,
+            };
             while let Some(item) = stream.message().await.map_err(ClientError::from)? {
                 if out.json {
                     println!("{}", fmt::inbox_json(&item));
                 } else {
                     println!("{}", fmt::inbox_item(&item, tz));
+                }
+                // Acknowledged only once printed (and flushed): a crash in
+                // between means the item comes again, never that it is lost.
+                if let Some(c) = &consumer {
+                    std::io::Write::flush(&mut std::io::stdout())?;
+                    let id = fmt::inbox_report(&item).id;
+                    if !id.is_empty() {
+                        inbox.ack(c, vec![id]).await?;
+                    }
                 }
             }
         }

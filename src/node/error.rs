@@ -112,6 +112,38 @@ pub(crate) enum Error {
     /// The caller's certificate may not read this inbox.
     #[error("node {0:?} is not a consumer of this inbox (relay.consumers)")]
     NotConsumer(String),
+    /// A durable consumer's name that is not one (shown cut short).
+    #[error("consumer name {0:?} is not 1 to 64 bytes of A-Z a-z 0-9 . _ -")]
+    BadConsumerName(String),
+    /// A cursor sent with a durable consumer's name.
+    #[error(
+        "a durable consumer's position is kept by the hub: subscribe with a consumer name or a cursor, not both"
+    )]
+    CursorWithConsumer,
+    /// The caller's certificate has as many durable consumers as it may.
+    #[error(
+        "node {peer:?} already has {limit} durable consumers of this inbox, the most one certificate may have; subscribe under one of their names"
+    )]
+    TooManyConsumers {
+        /// The certificate's node id.
+        peer: String,
+        /// The most one certificate may have.
+        limit: usize,
+    },
+    /// The caller's certificate has no durable consumer of that name.
+    #[error("no durable consumer {0:?} for this certificate: subscribe under that name first")]
+    NoConsumer(String),
+    /// More ids in one acknowledgement than one may carry.
+    #[error("{count} item ids in one acknowledgement; at most {limit}")]
+    TooManyAckIds {
+        /// How many it carried.
+        count: usize,
+        /// The most it may.
+        limit: usize,
+    },
+    /// A newer subscription under the same consumer name took over.
+    #[error("consumer {0:?} was taken over by a newer subscription under the same name")]
+    TakenOver(String),
     /// The report does not verify.
     #[error(transparent)]
     Verify(#[from] VerifyError),
@@ -338,7 +370,14 @@ impl Error {
                 | VerifyError::TooManyHops(_)
                 | VerifyError::BadLink(_) => Code::InvalidArgument,
             },
-            Self::BadId(_) | Self::BadAck | Self::EmptyForward => Code::InvalidArgument,
+            Self::BadId(_)
+            | Self::BadAck
+            | Self::EmptyForward
+            | Self::BadConsumerName(_)
+            | Self::CursorWithConsumer => Code::InvalidArgument,
+            Self::TooManyConsumers { .. } | Self::TooManyAckIds { .. } => Code::ResourceExhausted,
+            Self::NoConsumer(_) => Code::NotFound,
+            Self::TakenOver(_) => Code::Aborted,
             Self::Store(s) => match s {
                 store::Error::Full => Code::ResourceExhausted,
                 store::Error::Closed | store::Error::Reopening => Code::Unavailable,
@@ -429,6 +468,15 @@ mod tests {
                 Code::AlreadyExists,
             ),
             (Error::EmptyForward, Code::InvalidArgument),
+            (Error::BadConsumerName("a b".into()), Code::InvalidArgument),
+            (
+                Error::TooManyConsumers {
+                    peer: "analyst".into(),
+                    limit: 64,
+                },
+                Code::ResourceExhausted,
+            ),
+            (Error::NoConsumer("x".into()), Code::NotFound),
         ];
         for (e, code) in cases {
             let text = e.to_string();

@@ -1,13 +1,15 @@
 //! `Inbox`: consumers at a hub read what arrived (down, to the office's
-//! systems), over mutual TLS, from a cursor.
+//! systems), over mutual TLS, from a cursor or as a durable consumer.
 //!
 //! The cursor is one position per class lane. Each batch is read most
 //! urgent lane first, so among unread items the highest class always comes
 //! next; each item carries the cursor to resume from after it, so a
-//! consumer that reconnects sees no gaps and no repeats. Only the hub's own
-//! certificate and the node ids in `[relay] consumers` may read: reports
-//! are confidential, and a county that may forward here may not read what
-//! other counties sent.
+//! consumer that reconnects sees no gaps and no repeats. A subscription
+//! with a consumer name leaves the position to the hub instead, which
+//! keeps it from the consumer's acknowledgements (`consumers`). Only the
+//! hub's own certificate and the node ids in `[relay] consumers` may read:
+//! reports are confidential, and a county that may forward here may not
+//! read what other counties sent.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -20,14 +22,15 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
+use super::consumers::Consumers;
 use super::custody::Custody;
 use super::error::Error;
 use crate::envelope::{self, chunk_count};
 use crate::proto::{
-    AttachmentRef, AttachmentRequest, Chunk, Cursor, InboxItem, Report, SignedReport,
-    SubscribeRequest, inbox_server::Inbox,
+    AttachmentRef, AttachmentRequest, Chunk, ConsumersRequest, ConsumersResponse, Cursor, InboxAck,
+    InboxAckResponse, InboxItem, Report, SignedReport, SubscribeRequest, inbox_server::Inbox,
 };
-use crate::store::{RecordState, Store};
+use crate::store::{ItemRecord, RecordState, Store};
 use crate::tls::PeerInfo;
 
 /// Items read from the store per batch; a new emergency waits at most this
@@ -42,6 +45,8 @@ pub(crate) struct InboxService {
     pub(crate) consumers: Vec<String>,
     pub(crate) store: Store,
     pub(crate) custody: Arc<Custody>,
+    /// The durable consumers (subscriptions with a name).
+    pub(crate) durable: Arc<Consumers>,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -127,7 +132,23 @@ pub(crate) fn chunk_stream(
     Box::pin(ReceiverStream::new(rx))
 }
 
-type ItemStream = Pin<Box<dyn Stream<Item = Result<InboxItem, Status>> + Send>>;
+/// The stream item for inbox item `id`; `None` (logged) if its stored
+/// bytes do not decode.
+pub(super) fn item(custody: &Custody, id: &str, rec: &ItemRecord) -> Option<InboxItem> {
+    match SignedReport::decode(rec.signed.as_slice()) {
+        Ok(item) => Some(InboxItem {
+            receipt: Some(custody.receipt(id, rec)),
+            item: Some(item),
+            ..InboxItem::default()
+        }),
+        Err(e) => {
+            warn!(%id, error = %e, "stored item does not decode; skipping it in the inbox stream");
+            None
+        }
+    }
+}
+
+pub(super) type ItemStream = Pin<Box<dyn Stream<Item = Result<InboxItem, Status>> + Send>>;
 pub(crate) type ChunkStream = Pin<Box<dyn Stream<Item = Result<Chunk, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -157,12 +178,37 @@ impl Inbox for InboxService {
     ) -> Result<Response<ItemStream>, Status> {
         let peer = self.admit(&request)?;
         let req = request.into_inner();
+        if !req.consumer.is_empty() {
+            let cursor_set = req.cursor.is_some_and(|c| c != Cursor::default());
+            let stream = self
+                .durable
+                .subscribe(peer, req.consumer, cursor_set, !req.no_follow)
+                .await?;
+            return Ok(Response::new(stream));
+        }
         let c = req.cursor.unwrap_or_default();
         let cursor = [c.emergency, c.bad_news, c.routine];
         info!(consumer = %peer.node_id, addr = %peer.addr, ?cursor, "inbox subscriber connected");
         let (tx, rx) = mpsc::channel(BATCH);
         tokio::spawn(follow(self.clone(), peer, cursor, !req.no_follow, tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn ack(
+        self: Arc<Self>,
+        request: Request<InboxAck>,
+    ) -> Result<Response<InboxAckResponse>, Status> {
+        let peer = self.admit(&request)?;
+        let resp = self.durable.ack(&peer, request.into_inner()).await?;
+        Ok(Response::new(resp))
+    }
+
+    async fn consumers(
+        self: Arc<Self>,
+        request: Request<ConsumersRequest>,
+    ) -> Result<Response<ConsumersResponse>, Status> {
+        let peer = self.admit(&request)?;
+        Ok(Response::new(self.durable.list(&peer).await?))
     }
 }
 
@@ -199,22 +245,14 @@ async fn follow(
         }
         for (lane, seq, id, rec) in batch {
             cursor[usize::from(lane)] = seq;
-            let item = match SignedReport::decode(rec.signed.as_slice()) {
-                Ok(i) => i,
-                Err(e) => {
-                    warn!(%id, error = %e, "stored item does not decode; skipping it in the inbox stream");
-                    continue;
-                }
+            let Some(mut out) = item(&inbox.custody, &id, &rec) else {
+                continue;
             };
-            let out = InboxItem {
-                receipt: Some(inbox.custody.receipt(&id, &rec)),
-                item: Some(item),
-                next: Some(Cursor {
-                    emergency: cursor[0],
-                    bad_news: cursor[1],
-                    routine: cursor[2],
-                }),
-            };
+            out.next = Some(Cursor {
+                emergency: cursor[0],
+                bad_news: cursor[1],
+                routine: cursor[2],
+            });
             if tx.send(Ok(out)).await.is_err() {
                 return;
             }

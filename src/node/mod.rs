@@ -32,6 +32,9 @@
 //!   kept for the way down; `who`: who is acting on the operator API;
 //! - `followup`: answers the office asked for, watched until they come;
 //! - `inbox`: a hub's consumers reading what arrived;
+//! - `consumers`: durable consumers of the inbox — named, acknowledging,
+//!   resumed after their acknowledged items, sent again what they do not
+//!   acknowledge in time;
 //! - `events`: live events for `zhibao watch`;
 //! - `audit`: signed checkpoints of the custody log (its records are
 //!   written by the store with each change);
@@ -40,6 +43,7 @@
 //!   one mapping of refusals to gRPC status codes.
 
 mod audit;
+mod consumers;
 mod custody;
 mod deadlines;
 mod desk;

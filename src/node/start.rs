@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::consumers::{self, Consumers};
 use super::custody::Custody;
 use super::deadlines::DeadlineWatch;
 use super::desk::{Desk, DeskService};
@@ -291,11 +292,21 @@ async fn servers(parts: &Parts, bound: Bound) -> (Stage, Addrs) {
             node_id: cfg.node_id.clone(),
             consumers: consumers.clone(),
         });
+        let durable = Arc::new(Consumers::new(
+            parts.store.clone(),
+            parts.custody.clone(),
+            consumers::Bounds {
+                ack_wait: Duration::from_secs(cfg.limits.inbox_ack_wait_secs),
+                max_unacked: cfg.limits.inbox_max_unacked,
+            },
+            stage.token.clone(),
+        ));
         let inbox = Arc::new(InboxService {
             node_id: cfg.node_id.clone(),
             consumers,
             store: parts.store.clone(),
             custody: parts.custody.clone(),
+            durable,
             shutdown: stage.token.clone(),
         });
         let token = stage.token.clone();

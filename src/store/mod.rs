@@ -26,8 +26,8 @@
 //! - `write`: the write API, one message to the writer per call;
 //! - `writer`: the writer thread, where the contract above is kept;
 //! - `txn`: what each write does to the tables;
-//! - `read`: the read API (schedule, deadlines, inbox, chunks, receipts to
-//!   push down).
+//! - `read`: the read API (schedule, deadlines, inbox, durable consumers'
+//!   backlogs, chunks, receipts to push down).
 //!
 //! The store knows nothing of the network: its errors are its own, and the
 //! node says what they mean to a peer.
@@ -47,8 +47,9 @@ use redb::Database;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use record::{
-    Decision, DecisionOutcome, Destination, Escalation, FROM_OPERATOR, ItemRecord, PutOutcome,
-    ReceiptOutcome, RecordState, RouteReceiptRecord, UploadUsage,
+    Acked, Backlog, ConsumerOpened, ConsumerPosition, Decision, DecisionOutcome, Destination,
+    Escalation, FROM_OPERATOR, ItemRecord, PutOutcome, ReceiptOutcome, RecordState,
+    RouteReceiptRecord, UploadUsage,
 };
 
 use crate::clock::Clock;

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable};
 
-use super::record::{ItemRecord, UploadUsage};
+use super::record::{Backlog, ConsumerPosition, ItemRecord, UploadUsage};
 use super::tables::{
-    ANSWERS, AUDIT, AUDIT_CHECKPOINTS, CHUNKS, DEADLINES, DECISIONS, DOWN, DOWN_DECISIONS, HELD,
-    HELD_UP, INBOX, ITEMS, META, OVERDUE, QUEUE, UPLOADS, meta,
+    ANSWERS, AUDIT, AUDIT_CHECKPOINTS, CHUNKS, CONSUMER_ACKS, CONSUMERS, DEADLINES, DECISIONS,
+    DOWN, DOWN_DECISIONS, HELD, HELD_UP, INBOX, ITEMS, META, OVERDUE, QUEUE, UPLOADS, meta,
 };
 use super::{Error, Store, decode};
 use crate::audit::{AuditRecord, Chain, SignedCheckpoint};
@@ -218,6 +218,116 @@ impl Store {
                         out.push((lane, seq, id, decode(v.value())?));
                     }
                 }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Up to `limit` inbox items the durable consumer `name` of `owner`
+    /// has not acknowledged, after `after` (one position per lane) and
+    /// after its floors, most urgent lane first; at most `budget` inbox
+    /// rows are looked at, so items acknowledged far ahead cost one bounded
+    /// read at a time.
+    pub async fn consumer_backlog(
+        &self,
+        owner: String,
+        name: String,
+        after: [u64; 3],
+        limit: usize,
+        budget: usize,
+    ) -> Result<Backlog, Error> {
+        self.read(move |db| {
+            let txn = db.begin_read()?;
+            let inbox = txn.open_table(INBOX)?;
+            let items = txn.open_table(ITEMS)?;
+            let consumers = txn.open_table(CONSUMERS)?;
+            let acks = txn.open_table(CONSUMER_ACKS)?;
+            let (owner, name) = (owner.as_str(), name.as_str());
+            let at = consumers
+                .get((owner, name))?
+                .map(|v| ConsumerPosition::from_row(v.value()))
+                .unwrap_or_default();
+            let mut out = Backlog {
+                upto: after,
+                ..Backlog::default()
+            };
+            let mut looked = 0usize;
+            for lane in 0u8..3 {
+                let l = usize::from(lane);
+                let from = after[l].max(at.floors[l]).saturating_add(1);
+                for entry in inbox.range((lane, from)..=(lane, u64::MAX))? {
+                    if out.items.len() >= limit || looked >= budget {
+                        return Ok(out);
+                    }
+                    looked += 1;
+                    let (key, id) = entry?;
+                    let seq = key.value().1;
+                    out.upto[l] = seq;
+                    if acks.get((owner, name, lane, seq))?.is_some() {
+                        continue;
+                    }
+                    let id = id.value().to_string();
+                    if let Some(v) = items.get(id.as_str())? {
+                        out.items.push((lane, seq, id, decode(v.value())?));
+                    }
+                }
+            }
+            out.exhausted = true;
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Which of the inbox items `keys` (lane, sequence) the durable
+    /// consumer `name` of `owner` has acknowledged.
+    pub async fn consumer_acked(
+        &self,
+        owner: String,
+        name: String,
+        keys: Vec<(u8, u64)>,
+    ) -> Result<Vec<(u8, u64)>, Error> {
+        self.read(move |db| {
+            let txn = db.begin_read()?;
+            let consumers = txn.open_table(CONSUMERS)?;
+            let acks = txn.open_table(CONSUMER_ACKS)?;
+            let (owner, name) = (owner.as_str(), name.as_str());
+            let at = consumers
+                .get((owner, name))?
+                .map(|v| ConsumerPosition::from_row(v.value()))
+                .unwrap_or_default();
+            let mut out = Vec::new();
+            for (lane, seq) in keys {
+                let floor = at.floors.get(usize::from(lane)).copied().unwrap_or(0);
+                if seq <= floor || acks.get((owner, name, lane, seq))?.is_some() {
+                    out.push((lane, seq));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// The durable consumers of `owner`, by name, and how many inbox items
+    /// each has not acknowledged.
+    pub async fn consumers_of(&self, owner: String) -> Result<Vec<(String, u64)>, Error> {
+        self.read(move |db| {
+            let txn = db.begin_read()?;
+            let consumers = txn.open_table(CONSUMERS)?;
+            let meta = txn.open_table(META)?;
+            let mut last = [0; 3];
+            for (l, key) in last.iter_mut().zip(meta::INBOX_SEQ) {
+                *l = meta.get(key)?.map_or(0, |v| v.value());
+            }
+            let mut out = Vec::new();
+            for row in consumers.range((owner.as_str(), "")..)? {
+                let (key, value) = row?;
+                let (o, name) = key.value();
+                if o != owner {
+                    break;
+                }
+                let at = ConsumerPosition::from_row(value.value());
+                out.push((name.to_string(), at.pending(last)));
             }
             Ok(out)
         })

@@ -252,3 +252,71 @@ pub struct Escalation {
     /// Whether this call marked the item overdue.
     pub newly_overdue: bool,
 }
+
+/// How far a durable consumer of the inbox has acknowledged: in each lane,
+/// every item up to `floors[lane]`, and `above` more beyond the floors
+/// (kept one row each until the gap below them fills).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConsumerPosition {
+    /// Per lane, the sequence up to which every item is acknowledged.
+    pub floors: [u64; 3],
+    /// Items acknowledged above their lane's floor.
+    pub above: u64,
+}
+
+impl ConsumerPosition {
+    pub(super) const fn from_row(row: (u64, u64, u64, u64)) -> Self {
+        Self {
+            floors: [row.0, row.1, row.2],
+            above: row.3,
+        }
+    }
+
+    pub(super) const fn row(self) -> (u64, u64, u64, u64) {
+        (self.floors[0], self.floors[1], self.floors[2], self.above)
+    }
+
+    /// Inbox items not acknowledged, when each lane's last item has
+    /// sequence `last[lane]`.
+    pub fn pending(self, last: [u64; 3]) -> u64 {
+        last.iter()
+            .zip(self.floors)
+            .map(|(l, f)| l.saturating_sub(f))
+            .sum::<u64>()
+            .saturating_sub(self.above)
+    }
+}
+
+/// What opening a durable consumer did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsumerOpened {
+    /// It existed: it resumes where it was.
+    Existing,
+    /// It is new: nothing of the inbox is acknowledged yet.
+    Created,
+    /// It is new and its certificate already has the most it may have.
+    TooMany,
+}
+
+/// What an acknowledgement did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Acked {
+    /// Inbox items the consumer has not acknowledged, after it.
+    pub pending: u64,
+    /// The ids that name no item of the inbox (ignored).
+    pub unknown: Vec<String>,
+}
+
+/// Inbox items a durable consumer has not acknowledged, read in lane
+/// order from a position.
+#[derive(Debug, Clone, Default)]
+pub struct Backlog {
+    /// (lane, sequence, id, record), most urgent lane first.
+    pub items: Vec<(u8, u64, String, ItemRecord)>,
+    /// Per lane, the last sequence looked at (acknowledged or not): where
+    /// the next read goes on from.
+    pub upto: [u64; 3],
+    /// Whether every lane was read to its end (else the read stopped at
+    /// its limit or its scan budget, and there may be more).
+    pub exhausted: bool,
+}

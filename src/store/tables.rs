@@ -31,6 +31,15 @@
 //!   announced), partial uploads of
 //!   attachments from children, not complete yet: what counts against each
 //!   child's quota, and what is reclaimed when abandoned;
+//! - `consumers`: (certificate's node id, name) → (floor of each lane,
+//!   acks above the floors), the durable consumers of the inbox: every
+//!   inbox item of a lane up to its floor is acknowledged, and `acks
+//!   above` counts the rows of `consumer_acks`, so what a consumer has not
+//!   acknowledged is known without scanning;
+//! - `consumer_acks`: (node id, name, lane, sequence) → (), acknowledged
+//!   inbox items above their lane's floor; an acknowledgement that fills
+//!   the gap above a floor moves the floor up and deletes the rows it
+//!   passes, so the table holds only acknowledgements out of order;
 //! - `audit`: seq → encoded [`AuditRecord`](crate::audit::AuditRecord),
 //!   the hash-chained custody log, written in the same transaction as the
 //!   change it records;
@@ -59,6 +68,10 @@ pub(super) const CHUNKS: TableDefinition<'_, (&str, u32, u32), &[u8]> =
     TableDefinition::new("chunks");
 pub(super) const UPLOADS: TableDefinition<'_, (&str, &str), (u64, i64, u64)> =
     TableDefinition::new("uploads");
+pub(super) const CONSUMERS: TableDefinition<'_, (&str, &str), (u64, u64, u64, u64)> =
+    TableDefinition::new("consumers");
+pub(super) const CONSUMER_ACKS: TableDefinition<'_, (&str, &str, u8, u64), ()> =
+    TableDefinition::new("consumer_acks");
 pub(super) const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 pub(super) const AUDIT: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("audit");
 pub(super) const AUDIT_CHECKPOINTS: TableDefinition<'_, u64, &[u8]> =
@@ -90,6 +103,8 @@ pub(super) fn create_all(db: &redb::Database) -> Result<(), super::Error> {
     txn.open_table(DOWN_DECISIONS)?;
     txn.open_table(CHUNKS)?;
     txn.open_table(UPLOADS)?;
+    txn.open_table(CONSUMERS)?;
+    txn.open_table(CONSUMER_ACKS)?;
     txn.open_table(META)?;
     txn.open_table(AUDIT)?;
     txn.open_table(AUDIT_CHECKPOINTS)?;

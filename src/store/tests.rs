@@ -1,5 +1,5 @@
 //! Unit tests of the store's rules: settling, proofs, receipts going down,
-//! escalation.
+//! escalation, durable inbox consumers.
 
 use std::collections::HashSet;
 
@@ -310,4 +310,242 @@ async fn the_custody_log_is_pruned_only_through_a_signed_checkpoint_and_still_ve
         store.audit_checkpoints().await.unwrap(),
     );
     assert_eq!((got.first_seq, got.last_seq), (Some(10), Some(16)));
+}
+
+/// Puts inbox items `ids` of `lane`, in order.
+async fn inbox(store: &Store, lane: u32, ids: &[&str]) {
+    for id in ids {
+        store
+            .put((*id).into(), record(lane, "county-a"), Destination::Inbox)
+            .await
+            .unwrap();
+    }
+}
+
+/// The ids of what `name` of `owner` has not acknowledged, in lane order.
+async fn backlog(store: &Store, owner: &str, name: &str) -> Vec<String> {
+    let b = store
+        .consumer_backlog(owner.into(), name.into(), [0; 3], 100, 100)
+        .await
+        .unwrap();
+    assert!(b.exhausted);
+    b.items.into_iter().map(|(_, _, id, _)| id).collect()
+}
+
+/// `name`'s position and its rows of out-of-order acknowledgements.
+fn position(store: &Store, owner: &str, name: &str) -> (ConsumerPosition, usize) {
+    use redb::ReadableDatabase;
+    let db = store.inner.db.get().unwrap();
+    let txn = db.begin_read().unwrap();
+    let consumers = txn.open_table(tables::CONSUMERS).unwrap();
+    let at = ConsumerPosition::from_row(consumers.get((owner, name)).unwrap().unwrap().value());
+    let acks = txn.open_table(tables::CONSUMER_ACKS).unwrap();
+    let rows = acks
+        .range((owner, name, 0u8, 0u64)..=(owner, name, u8::MAX, u64::MAX))
+        .unwrap()
+        .count();
+    (at, rows)
+}
+
+#[tokio::test]
+async fn consumer_acks_move_the_floor_up_as_gaps_fill() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.redb")).unwrap();
+    inbox(&store, 2, &["r1", "r2", "r3", "r4", "r5"]).await;
+    inbox(&store, 0, &["e1", "e2"]).await;
+    let open = |name: &str| store.open_consumer("analyst".into(), name.into(), 64);
+    assert_eq!(open("desk").await.unwrap(), ConsumerOpened::Created);
+    assert_eq!(open("desk").await.unwrap(), ConsumerOpened::Existing);
+    assert_eq!(
+        backlog(&store, "analyst", "desk").await,
+        ["e1", "e2", "r1", "r2", "r3", "r4", "r5"],
+        "nothing acknowledged: everything, emergencies first"
+    );
+    let ack = |ids: &[&str]| {
+        store.ack_inbox(
+            "analyst".into(),
+            "desk".into(),
+            ids.iter().map(|s| s.to_string()).collect(),
+        )
+    };
+
+    // Out of order: kept one row each above the floor.
+    let a = ack(&["r2", "r4"]).await.unwrap().unwrap();
+    assert_eq!(a.pending, 5);
+    assert_eq!(
+        position(&store, "analyst", "desk"),
+        (
+            ConsumerPosition {
+                floors: [0, 0, 0],
+                above: 2
+            },
+            2
+        )
+    );
+    assert_eq!(
+        backlog(&store, "analyst", "desk").await,
+        ["e1", "e2", "r1", "r3", "r5"]
+    );
+
+    // r1 fills the gap under r2: the floor passes both.
+    let a = ack(&["r1", "e2"]).await.unwrap().unwrap();
+    assert_eq!(a.pending, 3);
+    assert_eq!(
+        position(&store, "analyst", "desk"),
+        (
+            ConsumerPosition {
+                floors: [0, 0, 2],
+                above: 2
+            },
+            2
+        )
+    );
+    // r3 fills the next gap: the floor passes r4 too, and its row goes.
+    let a = ack(&["r3", "r3", "r1"]).await.unwrap().unwrap();
+    assert_eq!(a.pending, 2, "repeats change nothing");
+    assert_eq!(
+        position(&store, "analyst", "desk"),
+        (
+            ConsumerPosition {
+                floors: [0, 0, 4],
+                above: 1
+            },
+            1
+        )
+    );
+    assert_eq!(backlog(&store, "analyst", "desk").await, ["e1", "r5"]);
+    assert_eq!(
+        store
+            .consumer_acked(
+                "analyst".into(),
+                "desk".into(),
+                vec![(0, 1), (0, 2), (2, 4), (2, 5)]
+            )
+            .await
+            .unwrap(),
+        [(0, 2), (2, 4)]
+    );
+
+    let a = ack(&["e1", "r5", "nope"]).await.unwrap().unwrap();
+    assert_eq!(a.pending, 0);
+    assert_eq!(a.unknown, ["nope"], "an id of no inbox item is ignored");
+    assert_eq!(
+        position(&store, "analyst", "desk"),
+        (
+            ConsumerPosition {
+                floors: [2, 0, 5],
+                above: 0
+            },
+            0
+        ),
+        "all caught up: no rows left"
+    );
+    assert!(backlog(&store, "analyst", "desk").await.is_empty());
+
+    // A new item is pending; another consumer of the same certificate
+    // still has everything to read.
+    inbox(&store, 1, &["b1"]).await;
+    assert_eq!(backlog(&store, "analyst", "desk").await, ["b1"]);
+    open("other").await.unwrap();
+    assert_eq!(backlog(&store, "analyst", "other").await.len(), 8);
+    assert_eq!(
+        store.consumers_of("analyst".into()).await.unwrap(),
+        [("desk".to_string(), 1), ("other".to_string(), 8)]
+    );
+    assert!(
+        ack(&[]).await.unwrap().is_some(),
+        "an empty acknowledgement answers the count"
+    );
+    assert!(
+        store
+            .ack_inbox("analyst".into(), "never".into(), vec!["b1".into()])
+            .await
+            .unwrap()
+            .is_none(),
+        "no acknowledgement for a consumer never opened"
+    );
+}
+
+#[tokio::test]
+async fn consumer_positions_survive_a_reopen_and_a_queued_item_is_not_in_the_inbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let store = Store::open(&path).unwrap();
+    inbox(&store, 2, &["r1", "r2", "r3"]).await;
+    store
+        .put(
+            "q".into(),
+            record(0, FROM_OPERATOR),
+            Destination::Queue(vec!["up".into()]),
+        )
+        .await
+        .unwrap();
+    store
+        .open_consumer("analyst".into(), "desk".into(), 64)
+        .await
+        .unwrap();
+    let a = store
+        .ack_inbox(
+            "analyst".into(),
+            "desk".into(),
+            vec!["r1".into(), "r3".into(), "q".into()],
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.unknown, ["q"], "a queued item is not an inbox item");
+    store.close().await;
+    let store = Store::open(&path).unwrap();
+    assert_eq!(backlog(&store, "analyst", "desk").await, ["r2"]);
+}
+
+#[tokio::test]
+async fn consumers_per_certificate_are_bounded_and_a_backlog_read_is_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.redb")).unwrap();
+    for i in 0..3 {
+        assert_eq!(
+            store
+                .open_consumer("a".into(), format!("c{i}"), 3)
+                .await
+                .unwrap(),
+            ConsumerOpened::Created
+        );
+    }
+    let open = |owner: &str, name: &str| store.open_consumer(owner.into(), name.into(), 3);
+    assert_eq!(open("a", "c3").await.unwrap(), ConsumerOpened::TooMany);
+    assert_eq!(open("a", "c1").await.unwrap(), ConsumerOpened::Existing);
+    assert_eq!(open("b", "c3").await.unwrap(), ConsumerOpened::Created);
+    assert_eq!(open("a-", "c3").await.unwrap(), ConsumerOpened::Created);
+
+    // Acknowledged far ahead: a read looks at `budget` rows at most, and
+    // says where it stopped.
+    let ids: Vec<String> = (0..10).map(|i| format!("r{i}")).collect();
+    for id in &ids {
+        store
+            .put(id.clone(), record(2, "county-a"), Destination::Inbox)
+            .await
+            .unwrap();
+    }
+    store
+        .ack_inbox("a".into(), "c0".into(), ids[1..9].to_vec())
+        .await
+        .unwrap();
+    let b = store
+        .consumer_backlog("a".into(), "c0".into(), [0; 3], 10, 4)
+        .await
+        .unwrap();
+    assert_eq!(b.items.len(), 1);
+    assert_eq!((b.upto, b.exhausted), ([0, 0, 4], false));
+    let b = store
+        .consumer_backlog("a".into(), "c0".into(), b.upto, 10, 4)
+        .await
+        .unwrap();
+    assert_eq!((b.items.len(), b.upto, b.exhausted), (0, [0, 0, 8], false));
+    let b = store
+        .consumer_backlog("a".into(), "c0".into(), b.upto, 10, 4)
+        .await
+        .unwrap();
+    assert_eq!(b.items[0].2, "r9");
+    assert_eq!((b.upto, b.exhausted), ([0, 0, 10], true));
 }

@@ -4,12 +4,12 @@
 use redb::{ReadableTable, Table, WriteTransaction};
 
 use super::record::{
-    Decision, DecisionOutcome, Destination, Escalation, FROM_OPERATOR, ItemRecord, PutOutcome,
-    ReceiptOutcome, RecordState, RouteReceiptRecord,
+    Acked, ConsumerOpened, ConsumerPosition, Decision, DecisionOutcome, Destination, Escalation,
+    FROM_OPERATOR, ItemRecord, PutOutcome, ReceiptOutcome, RecordState, RouteReceiptRecord,
 };
 use super::tables::{
-    ANSWERS, AUDIT, AUDIT_CHECKPOINTS, CHUNKS, DEADLINES, DECISIONS, DOWN, DOWN_DECISIONS, HELD,
-    HELD_UP, INBOX, ITEMS, META, OVERDUE, QUEUE, UPLOADS, meta,
+    ANSWERS, AUDIT, AUDIT_CHECKPOINTS, CHUNKS, CONSUMER_ACKS, CONSUMERS, DEADLINES, DECISIONS,
+    DOWN, DOWN_DECISIONS, HELD, HELD_UP, INBOX, ITEMS, META, OVERDUE, QUEUE, UPLOADS, meta,
 };
 use super::{Error, decode, encode};
 use crate::audit::{AuditKind, Chain, Entry};
@@ -49,6 +49,8 @@ pub(super) struct Txn<'t> {
     down_decisions: Table<'t, (&'static str, &'static str, u32), i64>,
     chunks: Table<'t, (&'static str, u32, u32), &'static [u8]>,
     uploads: Table<'t, (&'static str, &'static str), (u64, i64, u64)>,
+    consumers: Table<'t, (&'static str, &'static str), (u64, u64, u64, u64)>,
+    consumer_acks: Table<'t, (&'static str, &'static str, u8, u64), ()>,
     meta: Table<'t, &'static str, u64>,
     log: Table<'t, u64, &'static [u8]>,
     checkpoints: Table<'t, u64, &'static [u8]>,
@@ -73,6 +75,8 @@ impl<'t> Txn<'t> {
             down_decisions: txn.open_table(DOWN_DECISIONS)?,
             chunks: txn.open_table(CHUNKS)?,
             uploads: txn.open_table(UPLOADS)?,
+            consumers: txn.open_table(CONSUMERS)?,
+            consumer_acks: txn.open_table(CONSUMER_ACKS)?,
             meta: txn.open_table(META)?,
             log: txn.open_table(AUDIT)?,
             checkpoints: txn.open_table(AUDIT_CHECKPOINTS)?,
@@ -713,5 +717,92 @@ impl<'t> Txn<'t> {
             self.chunks.remove((id, a, i))?;
         }
         Ok(())
+    }
+
+    /// Registers the durable consumer `name` of `owner` (a certificate's
+    /// node id), unless `owner` already has `max` of them.
+    pub(super) fn open_consumer(
+        &mut self,
+        owner: &str,
+        name: &str,
+        max: usize,
+    ) -> Result<ConsumerOpened, Error> {
+        if self.consumers.get((owner, name))?.is_some() {
+            return Ok(ConsumerOpened::Existing);
+        }
+        let mut held = 0usize;
+        for row in self.consumers.range((owner, "")..)? {
+            let (key, _) = row?;
+            if key.value().0 != owner {
+                break;
+            }
+            held += 1;
+            if held >= max {
+                return Ok(ConsumerOpened::TooMany);
+            }
+        }
+        self.consumers
+            .insert((owner, name), ConsumerPosition::default().row())?;
+        Ok(ConsumerOpened::Created)
+    }
+
+    /// Records that the durable consumer `name` of `owner` has processed
+    /// the inbox items `ids`; `None` if there is no such consumer.
+    pub(super) fn ack_inbox(
+        &mut self,
+        owner: &str,
+        name: &str,
+        ids: &[String],
+    ) -> Result<Option<Acked>, Error> {
+        let Some(row) = self.consumers.get((owner, name))?.map(|v| v.value()) else {
+            return Ok(None);
+        };
+        let mut at = ConsumerPosition::from_row(row);
+        let mut unknown = Vec::new();
+        for id in ids {
+            let rec = self
+                .record(id)?
+                .filter(|r| r.state() == Some(RecordState::Delivered));
+            let Some(rec) = rec else {
+                unknown.push(id.clone());
+                continue;
+            };
+            let lane = rec.lane();
+            let floor = &mut at.floors[usize::from(lane)];
+            if rec.seq <= *floor {
+                continue;
+            }
+            if rec.seq == *floor + 1 {
+                // The gap above the floor closes: move the floor over every
+                // acknowledgement already kept right above it.
+                *floor = rec.seq;
+                while self
+                    .consumer_acks
+                    .remove((owner, name, lane, *floor + 1))?
+                    .is_some()
+                {
+                    *floor += 1;
+                    at.above = at.above.saturating_sub(1);
+                }
+            } else if self
+                .consumer_acks
+                .insert((owner, name, lane, rec.seq), ())?
+                .is_none()
+            {
+                at.above += 1;
+            }
+        }
+        self.consumers.insert((owner, name), at.row())?;
+        let pending = at.pending(self.inbox_last()?);
+        Ok(Some(Acked { pending, unknown }))
+    }
+
+    /// The sequence of each inbox lane's last item.
+    fn inbox_last(&self) -> Result<[u64; 3], Error> {
+        let mut last = [0; 3];
+        for (l, key) in last.iter_mut().zip(meta::INBOX_SEQ) {
+            *l = self.meta.get(key)?.map_or(0, |v| v.value());
+        }
+        Ok(last)
     }
 }

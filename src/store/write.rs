@@ -2,7 +2,8 @@
 //! thread, answered once the batch holding it is on disk.
 
 use super::record::{
-    Decision, DecisionOutcome, Destination, Escalation, ItemRecord, PutOutcome, ReceiptOutcome,
+    Acked, ConsumerOpened, Decision, DecisionOutcome, Destination, Escalation, ItemRecord,
+    PutOutcome, ReceiptOutcome,
 };
 use super::txn::Txn;
 use super::writer::Write;
@@ -132,6 +133,32 @@ impl Write for AckDown {
     type Out = ();
     fn apply(&self, txn: &mut Txn<'_>) -> Result<(), Error> {
         txn.ack_down(&self.child, &self.ids)
+    }
+}
+
+struct OpenConsumer {
+    owner: String,
+    name: String,
+    max: usize,
+}
+
+impl Write for OpenConsumer {
+    type Out = ConsumerOpened;
+    fn apply(&self, txn: &mut Txn<'_>) -> Result<ConsumerOpened, Error> {
+        txn.open_consumer(&self.owner, &self.name, self.max)
+    }
+}
+
+struct AckInbox {
+    owner: String,
+    name: String,
+    ids: Vec<String>,
+}
+
+impl Write for AckInbox {
+    type Out = Option<Acked>;
+    fn apply(&self, txn: &mut Txn<'_>) -> Result<Option<Acked>, Error> {
+        txn.ack_inbox(&self.owner, &self.name, &self.ids)
     }
 }
 
@@ -402,6 +429,29 @@ impl Store {
     /// Forgets delivery receipts `child` has acknowledged.
     pub async fn ack_down(&self, child: String, ids: Vec<String>) -> Result<(), Error> {
         self.write(AckDown { child, ids }).await
+    }
+
+    /// Opens the durable inbox consumer `name` of the certificate `owner`:
+    /// registers it if it is new and `owner` has fewer than `max`.
+    pub async fn open_consumer(
+        &self,
+        owner: String,
+        name: String,
+        max: usize,
+    ) -> Result<ConsumerOpened, Error> {
+        self.write(OpenConsumer { owner, name, max }).await
+    }
+
+    /// Records that the durable consumer `name` of `owner` has processed
+    /// the inbox items `ids`; `None` if there is no such consumer. Ids of
+    /// no inbox item are ignored and returned.
+    pub async fn ack_inbox(
+        &self,
+        owner: String,
+        name: String,
+        ids: Vec<String>,
+    ) -> Result<Option<Acked>, Error> {
+        self.write(AckInbox { owner, name, ids }).await
     }
 
     /// Stores chunks `first`, `first + 1`, … of an attachment durably.
