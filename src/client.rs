@@ -388,6 +388,40 @@ impl Inbox {
             .into_inner())
     }
 
+    /// The hub's history of decisions and held notices after `after` (or,
+    /// with a consumer name, after what it acknowledged), then new entries
+    /// as they come if `follow`.
+    pub async fn history(
+        &mut self,
+        after: u64,
+        consumer: &str,
+        follow: bool,
+    ) -> Result<tonic::Streaming<crate::proto::HistoryEntry>, ClientError> {
+        Ok(self
+            .inner
+            .history(crate::proto::HistoryRequest {
+                after,
+                no_follow: !follow,
+                consumer: consumer.to_string(),
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// Our consumer `name` has processed the history up to `upto`; returns
+    /// its position.
+    pub async fn history_ack(&mut self, name: &str, upto: u64) -> Result<u64, ClientError> {
+        Ok(self
+            .inner
+            .history_ack(crate::proto::HistoryAckRequest {
+                consumer: name.to_string(),
+                upto,
+            })
+            .await?
+            .into_inner()
+            .upto)
+    }
+
     /// Our certificate's durable consumers and what each has not
     /// acknowledged.
     pub async fn consumers(&mut self) -> Result<Vec<ConsumerStatus>, ClientError> {

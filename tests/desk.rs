@@ -438,3 +438,76 @@ async fn operators_are_known_by_uid_and_unlisted_ones_can_be_refused() {
     county.shutdown(WAIT).await;
     hub.shutdown(WAIT).await;
 }
+
+#[tokio::test]
+async fn systems_downstream_follow_the_history_and_resume_after_their_acknowledgement() {
+    let region = Region::new(&[COUNTY, "archive"]);
+    let mut cfg = region.hub_config("127.0.0.1:0".parse().unwrap());
+    cfg.relay.as_mut().unwrap().consumers = vec!["archive".into()];
+    let hub = zhibao::node::start(cfg.clone()).await.unwrap();
+    let hub_addr = hub.relay_addr.unwrap();
+    let county = region.start_node(COUNTY, hub_addr).await;
+    let mut op = common::operator(&county).await;
+    let id = op
+        .submit(Class::BadNews, "森林火情", b"text".to_vec(), 0)
+        .await
+        .unwrap();
+    op.wait_receipt(&id, WAIT).await.unwrap();
+    let mut desk = common::operator(&hub).await;
+    desk.dispose(decide(&id, DispositionKind::Adopted, "《每日要情》", 0))
+        .await
+        .unwrap();
+
+    let connect = || async {
+        let (cert, key) = zhibao::trust::node_paths(&region.pki(), "archive");
+        zhibao::client::Inbox::connect(
+            &hub_addr.to_string(),
+            HUB,
+            &region.pki().join(zhibao::trust::CA_CERT),
+            &cert,
+            &key,
+        )
+        .await
+        .unwrap()
+    };
+    let mut archive = connect().await;
+    let mut history = archive.history(0, "archive-1", true).await.unwrap();
+    let first = history.message().await.unwrap().unwrap();
+    assert_eq!(first.seq, 1);
+    let Some(zhibao::proto::history_entry::Entry::Disposition(d)) = first.entry else {
+        panic!("a decision first: {first:?}");
+    };
+    assert_eq!(zhibao::disposition::peek(&d).unwrap().text, "《每日要情》");
+    assert_eq!(archive.history_ack("archive-1", 1).await.unwrap(), 1);
+    // Live: the next decision comes on the open stream.
+    desk.dispose(decide(&id, DispositionKind::Closed, "", 0))
+        .await
+        .unwrap();
+    let second = history.message().await.unwrap().unwrap();
+    assert_eq!(second.seq, 2);
+    drop(history);
+    drop(desk);
+
+    // After a hub restart the consumer resumes after what it acknowledged.
+    county.shutdown(WAIT).await;
+    hub.shutdown(WAIT).await;
+    cfg.relay.as_mut().unwrap().listen = hub_addr;
+    let hub = zhibao::node::start(cfg).await.unwrap();
+    let mut archive = connect().await;
+    let mut again = archive.history(0, "archive-1", false).await.unwrap();
+    let next = again.message().await.unwrap().unwrap();
+    assert_eq!(next.seq, 2, "resumed after the acknowledged entry");
+    assert!(again.message().await.unwrap().is_none());
+    // A county may not follow the office's history.
+    let trust = region.trust();
+    let cfg = zhibao::tls::client_config(&region.identity(COUNTY), &trust.snapshot(), HUB).unwrap();
+    let mut intruder = zhibao::proto::inbox_client::InboxClient::new(
+        common::channel_with(hub_addr, cfg).await.unwrap(),
+    );
+    let refused = intruder
+        .history(zhibao::proto::HistoryRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    hub.shutdown(WAIT).await;
+}

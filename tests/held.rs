@@ -149,6 +149,23 @@ async fn the_hub_sees_an_item_held_at_the_region_before_it_arrives() {
     assert_eq!(held.state, ItemState::HeldBelow as i32, "{held:?}");
     assert_eq!(held.held_at, "region-n");
     assert_eq!(held.origin, "county-n");
+    // Systems following the office's history see the notice too.
+    let (cert, key) = zhibao::trust::node_paths(&region.pki(), HUB);
+    let mut inbox = zhibao::client::Inbox::connect(
+        &hub.relay_addr.unwrap().to_string(),
+        HUB,
+        &region.pki().join(zhibao::trust::CA_CERT),
+        &cert,
+        &key,
+    )
+    .await
+    .unwrap();
+    let mut history = inbox.history(0, "", false).await.unwrap();
+    let entry = history.message().await.unwrap().unwrap();
+    let Some(zhibao::proto::history_entry::Entry::Held(notice)) = entry.entry else {
+        panic!("a held notice: {entry:?}");
+    };
+    assert_eq!(zhibao::held::peek(&notice).unwrap().item_id, id);
     // When the item arrives the notice is gone; the item is listed late.
     common::await_event(&mut county_events, Duration::from_secs(60), |e| {
         e.kind == EventKind::Delivered as i32 && e.item_id == id

@@ -155,6 +155,32 @@ pub(crate) type ChunkStream = Pin<Box<dyn Stream<Item = Result<Chunk, Status>> +
 impl Inbox for InboxService {
     type SubscribeStream = ItemStream;
     type AttachmentStream = ChunkStream;
+    type HistoryStream = super::history::HistoryStream;
+
+    async fn history(
+        self: Arc<Self>,
+        request: Request<crate::proto::HistoryRequest>,
+    ) -> Result<Response<Self::HistoryStream>, Status> {
+        let peer = self.admit(&request)?;
+        let stream = super::history::stream(
+            self.store.clone(),
+            peer,
+            request.into_inner(),
+            self.shutdown.clone(),
+        )
+        .await?;
+        Ok(Response::new(stream))
+    }
+
+    async fn history_ack(
+        self: Arc<Self>,
+        request: Request<crate::proto::HistoryAckRequest>,
+    ) -> Result<Response<crate::proto::HistoryAckResponse>, Status> {
+        let peer = self.admit(&request)?;
+        let req = request.into_inner();
+        let upto = super::history::ack(&self.store, &peer, &req.consumer, req.upto).await?;
+        Ok(Response::new(crate::proto::HistoryAckResponse { upto }))
+    }
 
     async fn attachment(
         self: Arc<Self>,

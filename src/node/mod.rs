@@ -31,6 +31,8 @@
 //! - `desk`: the office's decisions on reports from below, signed and
 //!   kept for the way down; `who`: who is acting on the operator API;
 //! - `followup`: answers the office asked for, watched until they come;
+//! - `consumers`: durable consumers of the inbox; `history`: the decisions
+//!   and held notices, streamed to the systems that follow the office;
 //! - `inbox`: a hub's consumers reading what arrived;
 //! - `consumers`: durable consumers of the inbox — named, acknowledging,
 //!   resumed after their acknowledged items, sent again what they do not
@@ -51,6 +53,7 @@ pub mod error;
 mod events;
 mod followup;
 mod forward;
+mod history;
 mod inbox;
 mod inflight;
 mod listeners;

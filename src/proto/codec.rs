@@ -62,12 +62,22 @@ strict!(
     Chunk,
     DisposeRequest,
     DispositionView,
+    HistoryRequest,
+    HistoryAckRequest,
+    HistoryAckResponse,
 );
 
 impl Strict for ForwardRequest {
     const ONEOFS: &'static [Oneof] = &[Oneof {
         message: "ForwardRequest",
         members: &[(1, "item"), (2, "ack"), (3, "chunk"), (4, "held")],
+    }];
+}
+
+impl Strict for HistoryEntry {
+    const ONEOFS: &'static [Oneof] = &[Oneof {
+        message: "HistoryEntry",
+        members: &[(2, "disposition"), (3, "held")],
     }];
 }
 

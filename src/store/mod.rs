@@ -48,7 +48,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use record::{
     Acked, Backlog, ConsumerOpened, ConsumerPosition, Decision, DecisionOutcome, Destination,
-    Escalation, FROM_OPERATOR, ItemRecord, PutOutcome, ReceiptOutcome, RecordState,
+    Escalation, FROM_OPERATOR, HistoryKind, ItemRecord, PutOutcome, ReceiptOutcome, RecordState,
     RouteReceiptRecord, UploadUsage,
 };
 
@@ -205,6 +205,7 @@ struct Inner {
     down_version: watch::Sender<u64>,
     answers_version: watch::Sender<u64>,
     held_version: watch::Sender<u64>,
+    history_version: watch::Sender<u64>,
     closed: watch::Receiver<bool>,
     /// Waiters for a change to one item, woken after the commit.
     waiters: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
@@ -227,6 +228,9 @@ impl Inner {
         }
         if effects.held_up {
             self.held_version.send_modify(|v| *v += 1);
+        }
+        if effects.history {
+            self.history_version.send_modify(|v| *v += 1);
         }
         let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
         for id in effects.changed {
@@ -292,6 +296,7 @@ impl Store {
             down_version: watch::channel(0).0,
             answers_version: watch::channel(0).0,
             held_version: watch::channel(0).0,
+            history_version: watch::channel(0).0,
             closed,
             waiters: Mutex::default(),
         });
@@ -361,6 +366,11 @@ impl Store {
     /// deadline is set.
     pub fn answers_watch(&self) -> watch::Receiver<u64> {
         self.inner.answers_version.subscribe()
+    }
+
+    /// Watches the history: changes when a decision or held notice is kept.
+    pub fn history_watch(&self) -> watch::Receiver<u64> {
+        self.inner.history_version.subscribe()
     }
 
     /// Watches the held notices to send up: changes when one is added or

@@ -9,7 +9,8 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 use super::record::{Backlog, ConsumerPosition, ItemRecord, UploadUsage};
 use super::tables::{
     ANSWERS, AUDIT, AUDIT_CHECKPOINTS, CHUNKS, CONSUMER_ACKS, CONSUMERS, DEADLINES, DECISIONS,
-    DOWN, DOWN_DECISIONS, HELD, HELD_UP, INBOX, ITEMS, META, OVERDUE, QUEUE, UPLOADS, meta,
+    DOWN, DOWN_DECISIONS, HELD, HELD_UP, HISTORY, HISTORY_ACKS, INBOX, ITEMS, META, OVERDUE, QUEUE,
+    UPLOADS, meta,
 };
 use super::{Error, Store, decode};
 use crate::audit::{AuditRecord, Chain, SignedCheckpoint};
@@ -435,6 +436,52 @@ impl Store {
                 .map(|e| Ok(e?.1.value().to_vec()))
                 .collect::<Result<Vec<_>, Error>>()?;
             Ok(Some((rec, list)))
+        })
+        .await
+    }
+
+    /// Up to `limit` history entries after `after`: (seq, kind, bytes).
+    pub async fn history_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, u8, Vec<u8>)>, Error> {
+        self.read(move |db| {
+            let txn = db.begin_read()?;
+            let history = txn.open_table(HISTORY)?;
+            let mut out = Vec::new();
+            for entry in history.range(after.saturating_add(1)..)?.take(limit) {
+                let (seq, v) = entry?;
+                let (kind, bytes) = v.value();
+                out.push((seq.value(), kind, bytes.to_vec()));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Where consumer (`node`, `name`) is in the history (0 = nowhere
+    /// yet), and how many history consumers `node` has.
+    pub async fn history_position(
+        &self,
+        node: String,
+        name: String,
+    ) -> Result<(u64, usize), Error> {
+        self.read(move |db| {
+            let txn = db.begin_read()?;
+            let acks = txn.open_table(HISTORY_ACKS)?;
+            let at = acks
+                .get((node.as_str(), name.as_str()))?
+                .map_or(0, |v| v.value());
+            let mut count = 0;
+            for entry in acks.range((node.as_str(), "")..)? {
+                let (key, _) = entry?;
+                if key.value().0 != node {
+                    break;
+                }
+                count += 1;
+            }
+            Ok((at, count))
         })
         .await
     }

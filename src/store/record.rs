@@ -211,6 +211,25 @@ pub struct Decision {
     pub delivery: Option<Vec<u8>>,
 }
 
+/// What an entry of the history is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum HistoryKind {
+    /// An encoded `SignedDisposition`.
+    Decision = 1,
+    /// An encoded `SignedHeldNotice`.
+    Held = 2,
+}
+
+impl HistoryKind {
+    /// The kind stored as `n`, if this version knows it.
+    pub fn from_u8(n: u8) -> Option<Self> {
+        [Self::Decision, Self::Held]
+            .into_iter()
+            .find(|k| *k as u8 == n)
+    }
+}
+
 /// What became of a decision handed to the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DecisionOutcome {

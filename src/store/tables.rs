@@ -25,6 +25,10 @@
 //!   held past their deadline below (or here), until they arrive;
 //! - `held_up`: (route, id, holder) → time, held notices still to be sent
 //!   up each route, until the upstream acknowledges them;
+//! - `history`: seq → (kind, encoded decision or held notice), every
+//!   decision and held notice this node kept, in the order kept, for the
+//!   systems that follow the office's history;
+//! - `history_acks`: (consumer's node id, name) → the seq it has processed;
 //! - `chunks`: (id, attachment, index) → bytes, attachments in chunks, as
 //!   submitted here or received so far;
 //! - `uploads`: (child, id) → (bytes stored, last touched ms, bytes
@@ -64,6 +68,9 @@ pub(super) const ANSWERS: TableDefinition<'_, (i64, &str), ()> = TableDefinition
 pub(super) const HELD: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("held");
 pub(super) const HELD_UP: TableDefinition<'_, (&str, &str, &str), i64> =
     TableDefinition::new("held_up");
+pub(super) const HISTORY: TableDefinition<'_, u64, (u8, &[u8])> = TableDefinition::new("history");
+pub(super) const HISTORY_ACKS: TableDefinition<'_, (&str, &str), u64> =
+    TableDefinition::new("history_acks");
 pub(super) const CHUNKS: TableDefinition<'_, (&str, u32, u32), &[u8]> =
     TableDefinition::new("chunks");
 pub(super) const UPLOADS: TableDefinition<'_, (&str, &str), (u64, i64, u64)> =
@@ -83,6 +90,8 @@ pub(super) mod meta {
     pub(in crate::store) const QUEUE_SEQ: &str = "queue_seq";
     /// Sequence of each inbox lane.
     pub(in crate::store) const INBOX_SEQ: [&str; 3] = ["inbox_seq_0", "inbox_seq_1", "inbox_seq_2"];
+    /// Sequence of the history (decisions and held notices).
+    pub(in crate::store) const HISTORY_SEQ: &str = "history_seq";
     /// Items that ever missed their deadline here.
     pub(in crate::store) const OVERDUE_TOTAL: &str = "overdue_total";
 }
@@ -100,6 +109,8 @@ pub(super) fn create_all(db: &redb::Database) -> Result<(), super::Error> {
     txn.open_table(ANSWERS)?;
     txn.open_table(HELD)?;
     txn.open_table(HELD_UP)?;
+    txn.open_table(HISTORY)?;
+    txn.open_table(HISTORY_ACKS)?;
     txn.open_table(DOWN_DECISIONS)?;
     txn.open_table(CHUNKS)?;
     txn.open_table(UPLOADS)?;

@@ -3,13 +3,15 @@
 
 use redb::{ReadableTable, Table, WriteTransaction};
 
+use super::record::HistoryKind;
 use super::record::{
     Acked, ConsumerOpened, ConsumerPosition, Decision, DecisionOutcome, Destination, Escalation,
     FROM_OPERATOR, ItemRecord, PutOutcome, ReceiptOutcome, RecordState, RouteReceiptRecord,
 };
 use super::tables::{
     ANSWERS, AUDIT, AUDIT_CHECKPOINTS, CHUNKS, CONSUMER_ACKS, CONSUMERS, DEADLINES, DECISIONS,
-    DOWN, DOWN_DECISIONS, HELD, HELD_UP, INBOX, ITEMS, META, OVERDUE, QUEUE, UPLOADS, meta,
+    DOWN, DOWN_DECISIONS, HELD, HELD_UP, HISTORY, HISTORY_ACKS, INBOX, ITEMS, META, OVERDUE, QUEUE,
+    UPLOADS, meta,
 };
 use super::{Error, decode, encode};
 use crate::audit::{AuditKind, Chain, Entry};
@@ -29,6 +31,8 @@ pub(super) struct Effects {
     pub(super) answers: bool,
     /// Held notices to send up changed.
     pub(super) held_up: bool,
+    /// Something was added to the history.
+    pub(super) history: bool,
     /// What the batch did, for the custody log.
     pub(super) audit: Vec<Entry>,
 }
@@ -46,6 +50,8 @@ pub(super) struct Txn<'t> {
     answers: Table<'t, (i64, &'static str), ()>,
     held: Table<'t, (&'static str, &'static str), &'static [u8]>,
     held_up: Table<'t, (&'static str, &'static str, &'static str), i64>,
+    history: Table<'t, u64, (u8, &'static [u8])>,
+    history_acks: Table<'t, (&'static str, &'static str), u64>,
     down_decisions: Table<'t, (&'static str, &'static str, u32), i64>,
     chunks: Table<'t, (&'static str, u32, u32), &'static [u8]>,
     uploads: Table<'t, (&'static str, &'static str), (u64, i64, u64)>,
@@ -72,6 +78,8 @@ impl<'t> Txn<'t> {
             answers: txn.open_table(ANSWERS)?,
             held: txn.open_table(HELD)?,
             held_up: txn.open_table(HELD_UP)?,
+            history: txn.open_table(HISTORY)?,
+            history_acks: txn.open_table(HISTORY_ACKS)?,
             down_decisions: txn.open_table(DOWN_DECISIONS)?,
             chunks: txn.open_table(CHUNKS)?,
             uploads: txn.open_table(UPLOADS)?,
@@ -473,6 +481,7 @@ impl<'t> Txn<'t> {
         }
         let n = count + 1;
         self.decisions.insert((id, n), d.signed.as_slice())?;
+        self.record_history(HistoryKind::Decision, &d.signed)?;
         if let Some(receipt) = &d.delivery
             && rec.delivery.is_empty()
         {
@@ -560,7 +569,11 @@ impl<'t> Txn<'t> {
         {
             return Ok(false);
         }
+        let known = self.held.get((id, holder))?.is_some();
         self.held.insert((id, holder), notice)?;
+        if !known {
+            self.record_history(HistoryKind::Held, notice)?;
+        }
         for route in routes {
             self.held_up
                 .insert((route.as_str(), id, holder), self.now)?;
@@ -574,6 +587,29 @@ impl<'t> Txn<'t> {
                 .with_detail("held"),
         );
         Ok(true)
+    }
+
+    /// Appends a decision or held notice to the history.
+    fn record_history(&mut self, kind: HistoryKind, bytes: &[u8]) -> Result<(), Error> {
+        let seq = self.next(meta::HISTORY_SEQ)?;
+        self.history.insert(seq, (kind as u8, bytes))?;
+        self.fx.history = true;
+        Ok(())
+    }
+
+    /// Records that consumer (`node`, `name`) processed the history up to
+    /// `upto` (never moving back, never past the end); returns where it is.
+    pub(super) fn ack_history(&mut self, node: &str, name: &str, upto: u64) -> Result<u64, Error> {
+        let end = self.meta.get(meta::HISTORY_SEQ)?.map_or(0, |v| v.value());
+        let was = self
+            .history_acks
+            .get((node, name))?
+            .map_or(0, |v| v.value());
+        let now = was.max(upto.min(end));
+        if now != was {
+            self.history_acks.insert((node, name), now)?;
+        }
+        Ok(now)
     }
 
     /// Forgets held notices `route` has kept: (item, holder).

@@ -124,6 +124,19 @@ impl Write for AckHeld {
     }
 }
 
+struct AckHistory {
+    node: String,
+    name: String,
+    upto: u64,
+}
+
+impl Write for AckHistory {
+    type Out = u64;
+    fn apply(&self, txn: &mut Txn<'_>) -> Result<u64, Error> {
+        txn.ack_history(&self.node, &self.name, self.upto)
+    }
+}
+
 struct AckDown {
     child: String,
     ids: Vec<String>,
@@ -424,6 +437,12 @@ impl Store {
     /// Forgets held notices `route` has kept: (item, holder).
     pub async fn ack_held(&self, route: String, refs: Vec<(String, String)>) -> Result<(), Error> {
         self.write(AckHeld { route, refs }).await
+    }
+
+    /// Records that consumer (`node`, `name`) processed the history up to
+    /// `upto`; returns its position (never moved back).
+    pub async fn ack_history(&self, node: String, name: String, upto: u64) -> Result<u64, Error> {
+        self.write(AckHistory { node, name, upto }).await
     }
 
     /// Forgets delivery receipts `child` has acknowledged.
