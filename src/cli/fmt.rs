@@ -248,7 +248,7 @@ pub fn show(s: &ItemStatus, tz: Tz) -> String {
         format!(", written by {}", report.author)
     };
     let _ = writeln!(out, "from:      {}{author}", s.origin);
-    if s.from != s.origin && !s.from.is_empty() {
+    if s.from != s.origin && !s.from.is_empty() && s.from != "operator" {
         let _ = writeln!(out, "via:       {}", s.from);
     }
     head(&mut out, s, tz);
