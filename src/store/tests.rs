@@ -549,3 +549,135 @@ async fn consumers_per_certificate_are_bounded_and_a_backlog_read_is_too() {
     assert_eq!(b.items[0].2, "r9");
     assert_eq!((b.upto, b.exhausted), ([0, 0, 10], true));
 }
+
+/// A decision by `node`, number `seq`, linking to `previous` (as the store
+/// sees it: not signed, the store checks order, not signatures).
+fn decision(node: &str, seq: u32, previous: &[u8], text: &str) -> Decision {
+    use prost::Message;
+    let body = crate::proto::Disposition {
+        item_id: "x".into(),
+        node: node.into(),
+        seq,
+        kind: crate::proto::DispositionKind::Instruction as i32,
+        text: text.into(),
+        previous_sha256: previous.to_vec(),
+        ..Default::default()
+    };
+    let signed = crate::proto::SignedDisposition {
+        disposition: body.encode_to_vec(),
+        ..Default::default()
+    };
+    Decision {
+        signed: signed.encode_to_vec(),
+        node: node.into(),
+        seq,
+        previous: previous.to_vec(),
+        kind: body.kind,
+        at_ms: 1,
+        answer_by_ms: 0,
+        delivery: None,
+    }
+}
+
+fn digest_of(d: &Decision) -> Vec<u8> {
+    let signed: crate::proto::SignedDisposition =
+        prost::Message::decode(d.signed.as_slice()).unwrap();
+    crate::disposition::digest(&signed).to_vec()
+}
+
+#[tokio::test]
+async fn decisions_keep_each_deciders_order_and_go_down_once_with_their_proof() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.redb")).unwrap();
+    store
+        .put(
+            "x".into(),
+            record(1, "county-a"),
+            Destination::Queue(vec!["region".into()]),
+        )
+        .await
+        .unwrap();
+    let one = decision("hub", 1, &[], "first");
+    // Before its delivery receipt came: the decision brings the hub's.
+    let mut with_proof = one.clone();
+    with_proof.delivery = Some(b"hub's delivery receipt".to_vec());
+    assert_eq!(
+        store.decide("x".into(), with_proof.clone()).await.unwrap(),
+        DecisionOutcome::Stored(1)
+    );
+    let rec = store.get("x".into()).await.unwrap().unwrap();
+    assert_eq!(rec.delivery, b"hub's delivery receipt".to_vec());
+    assert_eq!(
+        store.down_for("county-a".into(), 10).await.unwrap().len(),
+        1,
+        "the delivery receipt goes down too"
+    );
+    // Again: not applied twice; other bytes under the same number: refused.
+    assert_eq!(
+        store.decide("x".into(), with_proof).await.unwrap(),
+        DecisionOutcome::Duplicate
+    );
+    assert_eq!(
+        store
+            .decide("x".into(), decision("hub", 1, &[], "forged"))
+            .await
+            .unwrap(),
+        DecisionOutcome::Conflict
+    );
+    // A gap, and a wrong link to the one before: out of order.
+    assert_eq!(
+        store
+            .decide("x".into(), decision("hub", 3, &digest_of(&one), "third"))
+            .await
+            .unwrap(),
+        DecisionOutcome::OutOfOrder { expected: 2 }
+    );
+    assert_eq!(
+        store
+            .decide("x".into(), decision("hub", 2, &[9; 32], "second"))
+            .await
+            .unwrap(),
+        DecisionOutcome::OutOfOrder { expected: 2 }
+    );
+    let two = decision("hub", 2, &digest_of(&one), "second");
+    assert_eq!(
+        store.decide("x".into(), two).await.unwrap(),
+        DecisionOutcome::Stored(2)
+    );
+    // Another node's history is its own.
+    assert_eq!(
+        store
+            .decide("x".into(), decision("region", 1, &[], "regional"))
+            .await
+            .unwrap(),
+        DecisionOutcome::Stored(3)
+    );
+    assert_eq!(
+        store
+            .decide("y".into(), decision("hub", 1, &[], "nothing"))
+            .await
+            .unwrap(),
+        DecisionOutcome::UnknownItem
+    );
+    assert_eq!(store.decisions("x".into()).await.unwrap().len(), 3);
+    let down = store
+        .down_decisions_for("county-a".into(), 10)
+        .await
+        .unwrap();
+    assert_eq!(down.len(), 3, "all three owed to the child");
+    store
+        .ack_down_decisions(
+            "county-a".into(),
+            vec![
+                ("x".into(), "hub".into(), 1),
+                ("x".into(), "region".into(), 1),
+            ],
+        )
+        .await
+        .unwrap();
+    let down = store
+        .down_decisions_for("county-a".into(), 10)
+        .await
+        .unwrap();
+    assert_eq!(down.len(), 1, "only hub #2 still owed");
+}
