@@ -33,6 +33,7 @@ fn report(id: &str, origin: &str, attachments: Vec<AttachmentRef>) -> Report {
         created_unix_ms: created,
         deadline_unix_ms: 0,
         attachments,
+        ..Default::default()
     }
 }
 
@@ -135,6 +136,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "ack",
         &up(Up::Ack(DeliveryAck {
             item_ids: vec!["0190a1b2c3d4-seed-1".into(), "0190a1b2c3d4-seed-2".into()],
+            dispositions: Vec::new(),
         })),
     )?;
     write("forward_request", "chunk", &up(Up::Chunk(chunk.clone())))?;
@@ -175,12 +177,58 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     write("forward_response", "crl", &down(Down::Crl(f.crl_der())))?;
     let mut mixed = down(Down::Receipt(custody));
-    mixed.extend(down(Down::Delivered(delivery)));
+    mixed.extend(down(Down::Delivered(delivery.clone())));
     write("forward_response", "mixed-receipt-delivered", &mixed)?;
 
     // CRLs: the one in force, and a certificate (not a CRL).
     write("crl", "region-crl", &f.crl_der())?;
     write("crl", "ca-certificate", &f.trust.snapshot().ca)?;
+
+    // The office's statements: a decision by the hub (with its delivery
+    // receipt as proof) and a held notice by a relay, each behind the
+    // target's selector byte.
+    let decision = zhibao::disposition::issue(
+        hub,
+        zhibao::disposition::Item {
+            id: "0190a1b2c3d4-seed-1",
+            sha256: &digest,
+            origin: "county-a",
+        },
+        &zhibao::disposition::Decision {
+            kind: zhibao::proto::DispositionKind::Adopted,
+            text: "《情况专报》第12期".into(),
+            answer_by_unix_ms: 0,
+            staff: "王芳".into(),
+        },
+        zhibao::disposition::Place {
+            seq: 1,
+            previous: None,
+        },
+        1_795_618_804_000,
+        delivery.clone(),
+    );
+    zhibao::disposition::open_for(&decision, &f.trust, f.now, "0190a1b2c3d4-seed-1", &digest)?;
+    let mut bytes = vec![0u8];
+    bytes.extend(decision.encode_to_vec());
+    write("open_statement", "decision", &bytes)?;
+    let held = zhibao::held::issue(
+        r1,
+        zhibao::proto::HeldNotice {
+            item_id: "0190a1b2c3d4-seed-1".into(),
+            origin: "county-a".into(),
+            priority: Priority::Emergency as i32,
+            since_unix_ms: 1_795_618_801_000,
+            deadline_unix_ms: 1_795_618_861_000,
+            why: "not yet taken by hub".into(),
+            at_unix_ms: 1_795_618_862_000,
+            report_sha256: digest.to_vec(),
+            ..Default::default()
+        },
+    );
+    zhibao::held::open(&held, &f.trust, f.now)?;
+    let mut bytes = vec![1u8];
+    bytes.extend(held.encode_to_vec());
+    write("open_statement", "held", &bytes)?;
 
     // Configurations: the repository's own examples.
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

@@ -47,7 +47,19 @@ pub enum CrlError {
 pub fn check(ca_der: &[u8], crl_der: &[u8]) -> Result<CrlInfo, CrlError> {
     let malformed = |e: &dyn std::fmt::Display| CrlError::Malformed(e.to_string());
     let (_, ca) = x509_parser::parse_x509_certificate(ca_der).map_err(|e| malformed(&e))?;
-    let (_, crl) = CertificateRevocationList::from_der(crl_der).map_err(|e| malformed(&e))?;
+    let (rest, crl) = CertificateRevocationList::from_der(crl_der).map_err(|e| malformed(&e))?;
+    // Strict DER, as the TLS layer will parse it: x509-parser alone lets
+    // through an outer signature algorithm with the wrong tag (found by
+    // fuzzing), which would make one signed CRL many different byte strings.
+    if !rest.is_empty() {
+        return Err(CrlError::Malformed("trailing bytes after the CRL".into()));
+    }
+    webpki::OwnedCertRevocationList::from_der(crl_der).map_err(|e| malformed(&format!("{e:?}")))?;
+    if crl.signature_algorithm != crl.tbs_cert_list.signature {
+        return Err(CrlError::Malformed(
+            "its signature algorithm differs from the one inside what is signed".into(),
+        ));
+    }
     if crl.issuer().as_raw() != ca.subject().as_raw() {
         return Err(CrlError::OtherIssuer {
             issuer: crl.issuer().to_string(),
@@ -121,5 +133,50 @@ impl Freshness {
     /// Whether relay traffic must stop.
     pub fn is_stale(&self) -> bool {
         matches!(self, Self::Stale { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_exact_der_the_ca_signed_is_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = dir.path().join("certs");
+        crate::pki::init(&certs, "test", "hub", &[]).unwrap();
+        let trust = crate::trust::Trust::load(
+            &certs.join(crate::trust::CA_CERT),
+            Some(&certs.join(crate::trust::CRL)),
+        )
+        .unwrap();
+        let ca = trust.snapshot().ca.clone();
+        let crl = trust.crl_der().unwrap();
+        assert!(check(&ca, &crl).is_ok());
+        // The outer signature algorithm is outside what is signed: a wrong
+        // tag there (fuzzing found it let through) is refused.
+        let tbs_len = {
+            let (_, parsed) = CertificateRevocationList::from_der(&crl).unwrap();
+            parsed.tbs_cert_list.as_ref().len()
+        };
+        let header = if crl[1] & 0x80 != 0 {
+            2 + usize::from(crl[1] & 0x7f)
+        } else {
+            2
+        };
+        let mut wrong_tag = crl.clone();
+        assert_eq!(
+            wrong_tag[header + tbs_len],
+            0x30,
+            "the outer AlgorithmIdentifier"
+        );
+        wrong_tag[header + tbs_len] = 0x70;
+        assert!(matches!(
+            check(&ca, &wrong_tag),
+            Err(CrlError::Malformed(_))
+        ));
+        let mut trailing = crl.clone();
+        trailing.push(0);
+        assert!(matches!(check(&ca, &trailing), Err(CrlError::Malformed(_))));
     }
 }
