@@ -36,7 +36,11 @@ fuzz_target!(|data: &[u8]| {
                     f.is_good_cert(&signed.signer_cert),
                     "a decision by a foreign signer"
                 );
-                assert_eq!(Some(&opened.body), peeked.as_ref(), "peek and open disagree");
+                assert_eq!(
+                    Some(&opened.body),
+                    peeked.as_ref(),
+                    "peek and open disagree"
+                );
                 let proof = signed.receipt.as_ref().expect("opened without proof");
                 assert!(f.is_good_cert(&proof.signer_cert), "a foreign proof");
             }
@@ -54,7 +58,10 @@ fuzz_target!(|data: &[u8]| {
         };
         match held::open(&signed, &f.trust, f.now) {
             Ok(notice) => {
-                assert!(f.is_good_cert(&signed.signer_cert), "a notice by a foreign signer");
+                assert!(
+                    f.is_good_cert(&signed.signer_cert),
+                    "a notice by a foreign signer"
+                );
                 assert_eq!(Some(notice), held::peek(&signed), "peek and open disagree");
             }
             Err(e) => {

@@ -152,9 +152,10 @@ impl Fixture {
     pub fn may_verify(&self, cert: &[u8], clock: Clock) -> bool {
         self.is_good_cert(cert)
             || (!clock.is_now(self)
-                && self.signers.iter().any(|s| {
-                    matches!(s.who, Who::Expired | Who::NotYetValid) && s.cert == cert
-                }))
+                && self
+                    .signers
+                    .iter()
+                    .any(|s| matches!(s.who, Who::Expired | Who::NotYetValid) && s.cert == cert))
     }
 }
 
