@@ -135,6 +135,17 @@ async fn an_office_reads_decides_and_the_county_sees_it_all_from_the_command_lin
     }
     let utc = zhibao(args(&["show", &id, "--utc"], &county_sock)).await;
     assert!(out(&utc).contains(" UTC"), "{}", out(&utc));
+    // In the office's language, or in English.
+    let zh = zhibao(args(&["show", &id, "--lang", "zh"], &county_sock)).await;
+    for want in ["标题：", "正文", "处理情况", "采用（hub，"] {
+        assert!(out(&zh).contains(want), "{want:?} missing from:\n{}", out(&zh));
+    }
+    let en = zhibao(args(&["show", &id, "--lang", "en"], &county_sock)).await;
+    assert!(out(&en).contains("title:"), "{}", out(&en));
+    assert!(!out(&en).contains("标题："));
+    let fr = zhibao(args(&["show", &id, "--lang", "fr"], &county_sock)).await;
+    assert!(!fr.status.success());
+    assert!(err(&fr).contains("zh or en"), "{}", err(&fr));
 
     // The office saves the scan; it is checked against the signed digest.
     let saved = region.dir.path().join("saved.pdf");

@@ -285,7 +285,7 @@ pub(crate) enum Command {
 }
 
 /// How results are printed.
-#[derive(clap::Args, Debug, Clone, Copy)]
+#[derive(clap::Args, Debug, Clone)]
 pub(crate) struct Output {
     /// One JSON object per line, for scripts.
     #[arg(long)]
@@ -293,6 +293,9 @@ pub(crate) struct Output {
     /// Times in UTC rather than the node's local time.
     #[arg(long)]
     pub(crate) utc: bool,
+    /// zh (中文) or en; default: ZHIBAO_LANG, else the locale (LANG).
+    #[arg(long)]
+    pub(crate) lang: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]

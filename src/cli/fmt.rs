@@ -14,21 +14,34 @@ use zhibao::proto::{
     ItemStatus, Report, RouteReceipt, SignedReport,
 };
 
-use super::when::Tz;
+use super::when::{Lang, View};
 
 /// The name of an item state.
-pub fn state_name(state: i32) -> &'static str {
-    match ItemState::try_from(state).unwrap_or(ItemState::Unspecified) {
-        ItemState::Queued => "queued",
-        ItemState::InFlight => "in flight",
-        ItemState::Receipted => "receipted",
-        ItemState::Refused => "refused",
-        ItemState::Delivered => "delivered (in this hub's inbox)",
-        ItemState::Withdrawn => "withdrawn before it left (kept, not sent)",
-        ItemState::Superseded => "corrected before it left (kept, not sent)",
-        ItemState::HeldBelow => "HELD below past its deadline (not here yet)",
-        ItemState::Unspecified => "unknown",
-    }
+pub fn state_name(state: i32, v: View) -> &'static str {
+    let (en, zh) = match ItemState::try_from(state).unwrap_or(ItemState::Unspecified) {
+        ItemState::Queued => ("queued", "待发"),
+        ItemState::InFlight => ("in flight", "发送中"),
+        ItemState::Receipted => ("receipted", "已收回执"),
+        ItemState::Refused => ("refused", "被拒收"),
+        ItemState::Delivered => (
+            "delivered (in this hub's inbox)",
+            "已送达（在本枢纽收件箱）",
+        ),
+        ItemState::Withdrawn => (
+            "withdrawn before it left (kept, not sent)",
+            "发出前已撤回（保留，未发送）",
+        ),
+        ItemState::Superseded => (
+            "corrected before it left (kept, not sent)",
+            "发出前已更正（保留，未发送）",
+        ),
+        ItemState::HeldBelow => (
+            "HELD below past its deadline (not here yet)",
+            "在下级超时压存（尚未到达）",
+        ),
+        ItemState::Unspecified => ("unknown", "未知"),
+    };
+    v.t(en, zh)
 }
 
 /// A state as a script reads it: `queued`, `in_flight`, …
@@ -40,10 +53,13 @@ fn state_key(state: i32) -> String {
         .to_lowercase()
 }
 
-fn class_of(priority: i32) -> String {
+fn class_of(priority: i32, v: View) -> String {
     Class::from_proto(priority).map_or_else(
         || "?".to_string(),
-        |c| format!("{} ({})", c.name(), c.name_zh()),
+        |c| match v.lang {
+            Lang::Zh => c.name_zh().to_string(),
+            Lang::En => format!("{} ({})", c.name(), c.name_zh()),
+        },
     )
 }
 
@@ -67,198 +83,288 @@ fn report_of(s: &ItemStatus) -> Option<Report> {
 }
 
 /// `zhibao status` output.
-pub fn status(s: &ItemStatus, tz: Tz) -> String {
+pub fn status(s: &ItemStatus, v: View) -> String {
     let mut out = String::new();
-    head(&mut out, s, tz);
-    receipts(&mut out, s, tz);
-    decisions(&mut out, s, tz);
+    head(&mut out, s, v);
+    receipts(&mut out, s, v);
+    decisions(&mut out, s, v);
     out
 }
 
+/// One labelled line: the label padded to one width in either language.
+fn line(out: &mut String, v: View, en: &str, zh: &str, value: impl std::fmt::Display) {
+    let label = v.t(en, zh);
+    // Chinese characters take two columns.
+    let width: usize = label
+        .chars()
+        .map(|c| if c.is_ascii() { 1 } else { 2 })
+        .sum();
+    let pad = 11usize.saturating_sub(width);
+    let _ = writeln!(out, "{label}{:pad$}{value}", "");
+}
+
 /// The lines every view of one item starts with.
-fn head(out: &mut String, s: &ItemStatus, tz: Tz) {
-    let _ = writeln!(out, "id:        {}", s.id);
-    let _ = writeln!(out, "origin:    {}", s.origin);
-    let _ = writeln!(out, "class:     {}", class_of(s.priority));
-    let _ = writeln!(out, "title:     {}", s.title);
-    let _ = writeln!(out, "body:      {} bytes", s.body_bytes);
-    let _ = writeln!(out, "state:     {}", state_name(s.state));
+fn head(out: &mut String, s: &ItemStatus, v: View) {
+    line(out, v, "id:", "编号：", &s.id);
+    line(out, v, "origin:", "报送单位：", &s.origin);
+    line(out, v, "class:", "类别：", class_of(s.priority, v));
+    line(out, v, "title:", "标题：", &s.title);
+    line(
+        out,
+        v,
+        "body:",
+        "正文：",
+        format!("{} {}", s.body_bytes, v.t("bytes", "字节")),
+    );
+    line(out, v, "state:", "状态：", state_name(s.state, v));
     if s.state == ItemState::Receipted as i32 && s.delivery.is_none() {
         let holder = s
             .receipt_body
             .as_ref()
             .map_or_else(|| "?".to_string(), |r| r.receiver.clone());
-        let _ = writeln!(
-            out,
-            "progress:  in custody at {holder} since {}, not yet delivered to the final hub; due {}",
-            tz.show(s.receipted_unix_ms),
-            tz.show(s.deadline_unix_ms)
-        );
+        let text = match v.lang {
+            Lang::Zh => format!(
+                "自 {} 起由 {holder} 保管，尚未送达最终枢纽；时限 {}",
+                v.show(s.receipted_unix_ms),
+                v.show(s.deadline_unix_ms)
+            ),
+            Lang::En => format!(
+                "in custody at {holder} since {}, not yet delivered to the final hub; due {}",
+                v.show(s.receipted_unix_ms),
+                v.show(s.deadline_unix_ms)
+            ),
+        };
+        line(out, v, "progress:", "进度：", text);
     }
-    let _ = writeln!(out, "created:   {}", tz.show(s.created_unix_ms));
-    let _ = writeln!(out, "stored:    {}", tz.show(s.stored_unix_ms));
-    let _ = writeln!(out, "deadline:  {}", tz.show(s.deadline_unix_ms));
+    line(out, v, "created:", "报送时间：", v.show(s.created_unix_ms));
+    line(out, v, "stored:", "入库时间：", v.show(s.stored_unix_ms));
+    line(out, v, "deadline:", "时限：", v.show(s.deadline_unix_ms));
     if s.receipted_unix_ms > 0 {
-        let _ = writeln!(
-            out,
-            "receipted: {} ({} ms after submission)",
-            tz.show(s.receipted_unix_ms),
-            s.receipted_unix_ms - s.created_unix_ms
-        );
+        let after = s.receipted_unix_ms - s.created_unix_ms;
+        let text = match v.lang {
+            Lang::Zh => format!("{}（报送后 {after} 毫秒）", v.show(s.receipted_unix_ms)),
+            Lang::En => format!(
+                "{} ({after} ms after submission)",
+                v.show(s.receipted_unix_ms)
+            ),
+        };
+        line(out, v, "receipted:", "回执时间：", text);
     }
     if s.overdue_unix_ms > 0 {
-        let _ = writeln!(out, "OVERDUE:   since {}", tz.show(s.overdue_unix_ms));
+        let text = format!("{} {}", v.t("since", "自"), v.show(s.overdue_unix_ms));
+        line(out, v, "OVERDUE:", "已超时：", text);
     }
     if s.escalated_unix_ms > 0 {
-        let _ = writeln!(out, "escalated: {}", tz.show(s.escalated_unix_ms));
+        line(
+            out,
+            v,
+            "escalated:",
+            "已升级：",
+            v.show(s.escalated_unix_ms),
+        );
     }
     if !s.pending_routes.is_empty() {
-        let _ = writeln!(out, "sending:   {}", s.pending_routes.join(", "));
+        line(
+            out,
+            v,
+            "sending:",
+            "正在发往：",
+            s.pending_routes.join(", "),
+        );
     }
     if !s.refusal.is_empty() {
-        let _ = writeln!(out, "refused:   {}", s.refusal);
+        line(out, v, "refused:", "被拒收：", &s.refusal);
     }
-    let link = zhibao::proto::LinkKind::try_from(s.link).unwrap_or_default();
-    match link {
+    match zhibao::proto::LinkKind::try_from(s.link).unwrap_or_default() {
         zhibao::proto::LinkKind::Supplements => {
-            let _ = writeln!(out, "adds to:   {} (补充)", s.links_to);
+            line(out, v, "adds to:", "补充：", &s.links_to);
         }
-        zhibao::proto::LinkKind::Corrects => {
-            let _ = writeln!(out, "corrects:  {} (更正)", s.links_to);
-        }
-        zhibao::proto::LinkKind::Withdraws => {
-            let _ = writeln!(out, "withdraws: {} (撤回)", s.links_to);
-        }
+        zhibao::proto::LinkKind::Corrects => line(out, v, "corrects:", "更正：", &s.links_to),
+        zhibao::proto::LinkKind::Withdraws => line(out, v, "withdraws:", "撤回：", &s.links_to),
         zhibao::proto::LinkKind::None => {}
     }
     if !s.withdrawn_by.is_empty() {
-        let _ = writeln!(out, "WITHDRAWN: by {}", s.withdrawn_by);
+        line(out, v, "WITHDRAWN:", "已撤回：", &s.withdrawn_by);
     }
     if !s.corrected_by.is_empty() {
-        let _ = writeln!(out, "CORRECTED: see the newer version {}", s.corrected_by);
+        let text = format!(
+            "{} {}",
+            v.t("see the newer version", "见新版本"),
+            s.corrected_by
+        );
+        line(out, v, "CORRECTED:", "已更正：", text);
     }
     for sup in &s.supplements {
-        let _ = writeln!(out, "added to:  by {sup} (补充)");
+        line(out, v, "added to:", "已补充：", sup);
     }
     if s.answer_overdue_unix_ms > 0 {
-        let _ = writeln!(
-            out,
-            "ANSWER OVERDUE: since {}",
-            tz.show(s.answer_overdue_unix_ms)
+        let text = format!(
+            "{} {}",
+            v.t("since", "自"),
+            v.show(s.answer_overdue_unix_ms)
         );
+        line(out, v, "ANSWER LATE:", "补充超时：", text);
     }
     if s.closed_unix_ms > 0 {
-        let _ = writeln!(out, "closed:    {} (办结)", tz.show(s.closed_unix_ms));
+        line(out, v, "closed:", "已办结：", v.show(s.closed_unix_ms));
     } else if s.answer_by_unix_ms > 0 {
-        let _ = writeln!(
-            out,
-            "RETURNED:  more information is due by {}",
-            tz.show(s.answer_by_unix_ms)
+        let text = format!(
+            "{} {}",
+            v.t("more information is due by", "须在此前补充："),
+            v.show(s.answer_by_unix_ms)
         );
+        line(out, v, "RETURNED:", "已退回：", text);
     }
 }
 
 /// The receipts part of a status.
-fn receipts(out: &mut String, s: &ItemStatus, tz: Tz) {
+fn receipts(out: &mut String, s: &ItemStatus, v: View) {
+    let kind = |k: i32| match (k, v.lang) {
+        (1, Lang::En) => "custody",
+        (1, Lang::Zh) => "保管",
+        (2, Lang::En) => "delivery",
+        (2, Lang::Zh) => "送达",
+        _ => "?",
+    };
     if let Some(r) = &s.receipt_body {
-        let _ = writeln!(
+        let text = match v.lang {
+            Lang::Zh => format!(
+                "{} 的{}回执，入库 {}",
+                r.receiver,
+                kind(r.kind),
+                v.show(r.stored_unix_ms)
+            ),
+            Lang::En => format!(
+                "{} receipt from {}, stored {}",
+                kind(r.kind),
+                r.receiver,
+                v.show(r.stored_unix_ms)
+            ),
+        };
+        line(out, v, "receipt:", "回执：", text);
+        line(
             out,
-            "receipt:   {} receipt from {}, stored {}",
-            receipt_kind(r.kind),
-            r.receiver,
-            tz.show(r.stored_unix_ms)
+            v,
+            "  digest:",
+            "  摘要：",
+            format!("sha256:{}", hex(&r.report_sha256)),
         );
-        let _ = writeln!(out, "  digest:  sha256:{}", hex(&r.report_sha256));
-        let _ = writeln!(out, "  check:   {}", s.receipt_verification);
+        line(out, v, "  check:", "  验证：", &s.receipt_verification);
     } else {
-        let _ = writeln!(out, "receipt:   none yet");
+        line(out, v, "receipt:", "回执：", v.t("none yet", "尚无"));
     }
     for rr in &s.route_receipts {
         let at = rr.receipt_body.as_ref().map_or(0, |r| r.stored_unix_ms);
-        let kind = receipt_kind(rr.receipt_body.as_ref().map_or(0, |r| r.kind));
+        let k = kind(rr.receipt_body.as_ref().map_or(0, |r| r.kind));
         let _ = writeln!(
             out,
-            "  route {}: {kind}, stored {}; {}",
+            "  {} {}: {k}, {} {}; {}",
+            v.t("route", "路由"),
             rr.route,
-            tz.show(at),
+            v.t("stored", "入库"),
+            v.show(at),
             rr.verification
         );
     }
     match &s.delivery {
         Some(d) => {
             let at = d.receipt_body.as_ref().map_or(0, |r| r.stored_unix_ms);
-            let _ = writeln!(
-                out,
-                "delivery:  at hub {}, stored {}; {}",
-                d.route,
-                tz.show(at),
-                d.verification
-            );
+            let text = match v.lang {
+                Lang::Zh => format!(
+                    "已送达 {}，入库 {}；{}",
+                    d.route,
+                    v.show(at),
+                    d.verification
+                ),
+                Lang::En => format!(
+                    "at hub {}, stored {}; {}",
+                    d.route,
+                    v.show(at),
+                    d.verification
+                ),
+            };
+            line(out, v, "delivery:", "送达：", text);
         }
         None if s.state == ItemState::Receipted as i32 => {
-            let _ = writeln!(out, "delivery:  not yet confirmed by the final hub");
+            let text = v.t("not yet confirmed by the final hub", "最终枢纽尚未确认");
+            line(out, v, "delivery:", "送达：", text);
         }
         None => {}
     }
 }
 
 /// One decision in one line.
-pub fn decision_line(d: &DispositionView, tz: Tz) -> String {
+pub fn decision_line(d: &DispositionView, v: View) -> String {
     let Some(b) = &d.body else {
         return format!("? ({})", d.verification);
     };
-    let mut line = format!(
-        "{}  {} ({}) by {}, {}",
-        tz.show(b.at_unix_ms),
-        kind_name(b.kind),
-        kind_name_zh(b.kind),
-        b.node,
-        b.staff
-    );
+    let mut out = match v.lang {
+        Lang::Zh => format!(
+            "{}  {}（{}，{}）",
+            v.show(b.at_unix_ms),
+            kind_name_zh(b.kind),
+            b.node,
+            b.staff
+        ),
+        Lang::En => format!(
+            "{}  {} ({}) by {}, {}",
+            v.show(b.at_unix_ms),
+            kind_name(b.kind),
+            kind_name_zh(b.kind),
+            b.node,
+            b.staff
+        ),
+    };
     if !b.text.is_empty() {
-        let _ = write!(line, ": {}", b.text);
+        let _ = write!(out, "{}{}", v.t(": ", "："), b.text);
     }
     if b.kind == DispositionKind::Returned as i32 {
-        let _ = write!(line, " — answer due {}", tz.show(b.answer_by_unix_ms));
+        let _ = write!(
+            out,
+            "{}{}",
+            v.t(" — answer due ", "；补充时限 "),
+            v.show(b.answer_by_unix_ms)
+        );
     }
-    let _ = write!(line, "  [{}]", d.verification);
-    line
+    let _ = write!(out, "  [{}]", d.verification);
+    out
 }
 
 /// The office's decisions part of a status.
-fn decisions(out: &mut String, s: &ItemStatus, tz: Tz) {
+fn decisions(out: &mut String, s: &ItemStatus, v: View) {
     if s.dispositions.is_empty() {
         return;
     }
-    let _ = writeln!(out, "decisions:");
+    let _ = writeln!(out, "{}", v.t("decisions:", "处理情况："));
     for d in &s.dispositions {
-        let _ = writeln!(out, "  {}", decision_line(d, tz));
+        let _ = writeln!(out, "  {}", decision_line(d, v));
     }
 }
 
 /// `zhibao show` output: the whole report as a person reads it.
-pub fn show(s: &ItemStatus, tz: Tz) -> String {
+pub fn show(s: &ItemStatus, v: View) -> String {
     let report = report_of(s).unwrap_or_default();
     let mut out = String::new();
-    let _ = writeln!(out, "【{}】{}", class_of(s.priority), s.title);
+    let _ = writeln!(out, "【{}】{}", class_of(s.priority, v), s.title);
     let _ = writeln!(out, "{}", "═".repeat(60));
-    let author = if report.author.is_empty() {
-        String::new()
-    } else {
-        format!(", written by {}", report.author)
+    let from = match (v.lang, report.author.is_empty()) {
+        (_, true) => s.origin.clone(),
+        (Lang::Zh, false) => format!("{}（{}）", s.origin, report.author),
+        (Lang::En, false) => format!("{}, written by {}", s.origin, report.author),
     };
-    let _ = writeln!(out, "from:      {}{author}", s.origin);
+    line(&mut out, v, "from:", "来自：", from);
     if s.from != s.origin && !s.from.is_empty() && s.from != "operator" {
-        let _ = writeln!(out, "via:       {}", s.from);
+        line(&mut out, v, "via:", "经由：", &s.from);
     }
-    head(&mut out, s, tz);
-    let _ = writeln!(out, "── text {}", "─".repeat(52));
+    head(&mut out, s, v);
+    let _ = writeln!(out, "── {} {}", v.t("text", "正文"), "─".repeat(52));
     let body = String::from_utf8_lossy(&report.body);
     let _ = writeln!(out, "{}", body.trim_end());
     if !report.attachments.is_empty() {
         let _ = writeln!(
             out,
-            "── attachments (zhibao fetch {} --attachment N -o FILE)",
+            "── {} (zhibao fetch {} --attachment N -o FILE)",
+            v.t("attachments", "附件"),
             s.id
         );
         for (i, a) in report.attachments.iter().enumerate() {
@@ -273,33 +379,40 @@ pub fn show(s: &ItemStatus, tz: Tz) -> String {
     }
     let hops = s.report.as_ref().map_or(&[][..], |r| r.hops.as_slice());
     if !hops.is_empty() {
-        let _ = writeln!(out, "── hops");
+        let _ = writeln!(out, "── {}", v.t("hops", "经手节点"));
         for (i, h) in hops.iter().enumerate() {
             match HopStatement::decode(h.statement.as_slice()) {
                 Ok(st) => {
-                    let _ = writeln!(
-                        out,
-                        "  {}  {} took it from {} at {}",
-                        i + 1,
-                        st.relay,
-                        st.received_from,
-                        tz.show(st.stored_unix_ms)
-                    );
+                    let text = match v.lang {
+                        Lang::Zh => format!(
+                            "{} 于 {} 从 {} 接收",
+                            st.relay,
+                            v.show(st.stored_unix_ms),
+                            st.received_from
+                        ),
+                        Lang::En => format!(
+                            "{} took it from {} at {}",
+                            st.relay,
+                            st.received_from,
+                            v.show(st.stored_unix_ms)
+                        ),
+                    };
+                    let _ = writeln!(out, "  {}  {text}", i + 1);
                 }
                 Err(_) => {
-                    let _ = writeln!(out, "  {}  (does not decode)", i + 1);
+                    let _ = writeln!(out, "  {}  ({})", i + 1, v.t("does not decode", "无法解码"));
                 }
             }
         }
     }
-    let _ = writeln!(out, "── receipts");
-    receipts(&mut out, s, tz);
-    let _ = writeln!(out, "── decisions");
+    let _ = writeln!(out, "── {}", v.t("receipts", "回执"));
+    receipts(&mut out, s, v);
+    let _ = writeln!(out, "── {}", v.t("decisions", "处理情况"));
     if s.dispositions.is_empty() {
-        let _ = writeln!(out, "  none yet");
+        let _ = writeln!(out, "  {}", v.t("none yet", "尚无"));
     }
     for d in &s.dispositions {
-        let _ = writeln!(out, "  {}", decision_line(d, tz));
+        let _ = writeln!(out, "  {}", decision_line(d, v));
     }
     out
 }
@@ -315,49 +428,56 @@ fn size(bytes: u64) -> String {
 
 /// One line per item for `zhibao list`: id, county, class, state,
 /// deadline, marks, title and the start of the text.
-pub fn status_line(s: &ItemStatus, tz: Tz) -> String {
+pub fn status_line(s: &ItemStatus, v: View) -> String {
     let mut marks = Vec::new();
     if s.state == ItemState::HeldBelow as i32 {
         marks.push(format!(
-            "HELD at {} since {}: {}",
+            "{} {} {} {}: {}",
+            v.t("HELD at", "压存于"),
             s.held_at,
-            tz.short(s.held_since_unix_ms),
+            v.t("since", "自"),
+            v.short(s.held_since_unix_ms),
             s.held_why
         ));
     } else if s.overdue_unix_ms > 0 {
-        marks.push("OVERDUE".to_string());
+        marks.push(v.t("OVERDUE", "超时").to_string());
     }
     if s.escalated_unix_ms > 0 {
-        marks.push("escalated".to_string());
+        marks.push(v.t("escalated", "已升级").to_string());
     }
     if s.decided != 0 {
         marks.push(kind_name_zh(s.decided).to_string());
     }
     if s.answer_by_unix_ms > 0 && s.closed_unix_ms == 0 {
-        marks.push(format!("answer due {}", tz.short(s.answer_by_unix_ms)));
+        let by = v.short(s.answer_by_unix_ms);
+        marks.push(format!("{} {by}", v.t("answer due", "补充时限")));
     }
     if s.answer_overdue_unix_ms > 0 {
-        marks.push("ANSWER OVERDUE".into());
+        marks.push(v.t("ANSWER LATE", "补充超时").to_string());
     }
+    let linked = |en: &str, zh: &str, id: &str| format!("{} {id}", v.t(en, zh));
     if !s.withdrawn_by.is_empty() {
-        marks.push(format!("withdrawn by {}", s.withdrawn_by));
+        marks.push(linked("withdrawn by", "已撤回，撤回报告", &s.withdrawn_by));
     }
     if !s.corrected_by.is_empty() {
-        marks.push(format!("corrected by {}", s.corrected_by));
+        marks.push(linked("corrected by", "已更正，新版本", &s.corrected_by));
     }
     match zhibao::proto::LinkKind::try_from(s.link).unwrap_or_default() {
-        zhibao::proto::LinkKind::Supplements => marks.push(format!("adds to {}", s.links_to)),
-        zhibao::proto::LinkKind::Corrects => marks.push(format!("corrects {}", s.links_to)),
-        zhibao::proto::LinkKind::Withdraws => marks.push(format!("withdraws {}", s.links_to)),
+        zhibao::proto::LinkKind::Supplements => {
+            marks.push(linked("adds to", "补充", &s.links_to));
+        }
+        zhibao::proto::LinkKind::Corrects => marks.push(linked("corrects", "更正", &s.links_to)),
+        zhibao::proto::LinkKind::Withdraws => marks.push(linked("withdraws", "撤回", &s.links_to)),
         zhibao::proto::LinkKind::None => {}
     }
     format!(
-        "{}\t{}\t{}\t{}\tdue {}\t{}\t{}\t{}",
+        "{}\t{}\t{}\t{}\t{} {}\t{}\t{}\t{}",
         s.id,
         s.origin,
         class_key(s.priority),
-        state_name(s.state),
-        tz.short(s.deadline_unix_ms),
+        state_name(s.state, v),
+        v.t("due", "时限"),
+        v.short(s.deadline_unix_ms),
         marks.join(","),
         s.title,
         s.preview
@@ -453,11 +573,11 @@ fn event_kind(kind: i32) -> String {
 }
 
 /// One line per event for `zhibao watch`.
-pub fn event(e: &Event, tz: Tz) -> String {
+pub fn event(e: &Event, v: View) -> String {
     let class = Class::from_proto(e.priority).map_or("", Class::name);
     format!(
         "{}\t{}\t{}\t{class}\t{}\t{}",
-        tz.show(e.at_unix_ms),
+        v.show(e.at_unix_ms),
         event_kind(e.kind),
         if e.item_id.is_empty() {
             "-"
@@ -501,14 +621,14 @@ fn preview(body: &[u8]) -> String {
 }
 
 /// One line per inbox item for `zhibao inbox`.
-pub fn inbox_item(item: &InboxItem, tz: Tz) -> String {
+pub fn inbox_item(item: &InboxItem, v: View) -> String {
     let report = inbox_report(item);
     format!(
         "{}\t{}\t{}\t{}\t{}\t{}\t{}",
         report.id,
         report.origin,
         class_key(report.priority),
-        tz.short(report.created_unix_ms),
+        v.short(report.created_unix_ms),
         report.title,
         preview(&report.body),
         position(item)
@@ -549,8 +669,8 @@ pub fn inbox_json(item: &InboxItem) -> Value {
 }
 
 /// `zhibao status` without an id: the node itself.
-pub(crate) fn node(n: &zhibao::proto::NodeStatus, tz: Tz) -> String {
-    let secs = |s: i64| tz.show(s.saturating_mul(1000));
+pub(crate) fn node(n: &zhibao::proto::NodeStatus, v: View) -> String {
+    let secs = |s: i64| v.show(s.saturating_mul(1000));
     let mut out = String::new();
     let _ = writeln!(out, "node:      {}", n.node_id);
     let _ = writeln!(out, "cert:      valid until {}", secs(n.cert_not_after));

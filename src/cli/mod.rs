@@ -25,7 +25,7 @@ use zhibao::proto::Cursor;
 use zhibao::{node, pki, trust};
 
 use args::{AuditCommand, CertsCommand, Command, Output, Target};
-use when::Tz;
+use when::{Lang, Tz, View};
 
 /// Exit code for an unusable configuration (sysexits EX_USAGE).
 const EX_USAGE: u8 = 64;
@@ -176,7 +176,10 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 op.wait_receipt(&id, timeout).await?;
                 // Shown as `status` shows it: every receipt verified now.
                 let status = op.status(&id).await?;
-                let tz = Tz::east_ms(op.node().await?.utc_offset_ms);
+                let tz = View {
+                    tz: Tz::east_ms(op.node().await?.utc_offset_ms),
+                    lang: Lang::choose(None)?,
+                };
                 print!("{}", fmt::status(&status, tz));
                 if status.state == zhibao::proto::ItemState::Refused as i32 {
                     return Err(Refused {
@@ -190,7 +193,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Status { id, target, out } => {
             let mut op = target.connect().await?;
             let node = op.node().await?;
-            let tz = out.tz(&node);
+            let tz = out.view(&node)?;
             match id {
                 Some(id) => {
                     let status = op.status(&id).await?;
@@ -218,7 +221,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Show { id, target, out } => {
             let mut op = target.connect().await?;
-            let tz = out.tz(&op.node().await?);
+            let tz = out.view(&op.node().await?)?;
             let status = op.show(&id).await?;
             if out.json {
                 println!("{}", fmt::status_json(&status));
@@ -253,7 +256,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
         } => {
             use zhibao::proto::DispositionKind as K;
             let mut op = target.connect().await?;
-            let tz = out.tz(&op.node().await?);
+            let tz = out.view(&op.node().await?)?;
             let (kind, text) = match () {
                 () if adopted => (K::Adopted, outlet),
                 () if not_adopted => (K::NotAdopted, reason),
@@ -263,7 +266,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 () => (K::Instruction, instruction),
             };
             let answer_by_unix_ms = match (&by, kind) {
-                (Some(by), K::Returned) => tz.parse(by)?,
+                (Some(by), K::Returned) => tz.tz.parse(by)?,
                 (Some(_), _) => bail!("--by goes with --return only"),
                 (None, _) => 0,
             };
@@ -279,12 +282,16 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
             if out.json {
                 println!("{}", fmt::decision_json(&view));
             } else {
-                println!("recorded: {}", fmt::decision_line(&view, tz));
+                println!(
+                    "{} {}",
+                    tz.t("recorded:", "已记录："),
+                    fmt::decision_line(&view, tz)
+                );
             }
         }
         Command::Watch { target, out } => {
             let mut op = target.connect().await?;
-            let tz = out.tz(&op.node().await?);
+            let tz = out.view(&op.node().await?)?;
             let mut events = op.watch().await?;
             while let Some(e) = events.message().await.map_err(ClientError::from)? {
                 if out.json {
@@ -308,7 +315,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
             out,
         } => {
             let mut op = target.connect().await?;
-            let tz = out.tz(&op.node().await?);
+            let tz = out.view(&op.node().await?)?;
             let req = zhibao::proto::ListRequest {
                 open_only: open,
                 overdue_only: overdue,
@@ -319,8 +326,8 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     .unwrap_or(0),
                 origin: county.unwrap_or_default(),
                 state: state.as_deref().map(parse_state).transpose()?.unwrap_or(0),
-                from_unix_ms: since.map(|t| tz.parse(&t)).transpose()?.unwrap_or(0),
-                until_unix_ms: until.map(|t| tz.parse(&t)).transpose()?.unwrap_or(0),
+                from_unix_ms: since.map(|t| tz.tz.parse(&t)).transpose()?.unwrap_or(0),
+                until_unix_ms: until.map(|t| tz.tz.parse(&t)).transpose()?.unwrap_or(0),
                 title_contains: title.unwrap_or_default(),
             };
             let (items, overdue_total) = op.list_where(req).await?;
@@ -350,14 +357,17 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
         } => {
             // The inbox does not say the hub's zone: local time is +08:00
             // (the region's), UTC with --utc.
-            let tz = if out.utc {
-                Tz::UTC
-            } else {
-                Tz::east_ms(
-                    zhibao::config::Deadlines::default()
-                        .offset_ms()
-                        .unwrap_or(0),
-                )
+            let tz = View {
+                tz: if out.utc {
+                    Tz::UTC
+                } else {
+                    Tz::east_ms(
+                        zhibao::config::Deadlines::default()
+                            .offset_ms()
+                            .unwrap_or(0),
+                    )
+                },
+                lang: Lang::choose(out.lang.as_deref())?,
             };
             let cursor = parse_cursor(&from)?;
             let (cert, key) = trust::node_paths(&certs, &name);
@@ -435,13 +445,17 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
 }
 
 impl Output {
-    /// The zone times are shown in: the node's, or UTC with `--utc`.
-    fn tz(self, node: &zhibao::proto::NodeStatus) -> Tz {
-        if self.utc {
-            Tz::UTC
-        } else {
-            Tz::east_ms(node.utc_offset_ms)
-        }
+    /// How to show things: in the node's zone (UTC with `--utc`) and the
+    /// language asked for (`--lang`, else the environment's).
+    fn view(&self, node: &zhibao::proto::NodeStatus) -> anyhow::Result<View> {
+        Ok(View {
+            tz: if self.utc {
+                Tz::UTC
+            } else {
+                Tz::east_ms(node.utc_offset_ms)
+            },
+            lang: Lang::choose(self.lang.as_deref())?,
+        })
     }
 }
 

@@ -161,3 +161,62 @@ mod tests {
         assert_eq!(CST.show(0), "-");
     }
 }
+
+/// The language text for people is written in: Chinese for the office and
+/// the county (the seed's terms), English on request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lang {
+    /// 中文.
+    Zh,
+    /// English.
+    En,
+}
+
+impl Lang {
+    /// `--lang` if given, else `ZHIBAO_LANG`, else the locale (`LC_ALL`,
+    /// `LANG`): Chinese for a `zh` locale, English otherwise.
+    pub(crate) fn choose(asked: Option<&str>) -> anyhow::Result<Self> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let given = asked
+            .map(str::to_string)
+            .or_else(|| env("ZHIBAO_LANG"))
+            .or_else(|| env("LC_ALL"))
+            .or_else(|| env("LANG"))
+            .unwrap_or_default()
+            .to_lowercase();
+        match given.as_str() {
+            g if g.starts_with("zh") => Ok(Self::Zh),
+            g if g.starts_with("en") || asked.is_none() => Ok(Self::En),
+            g => anyhow::bail!("--lang {g:?}: use zh or en"),
+        }
+    }
+}
+
+/// How text for people is shown: in which zone and which language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct View {
+    /// The time zone.
+    pub(crate) tz: Tz,
+    /// The language.
+    pub(crate) lang: Lang,
+}
+
+impl View {
+    /// `en` or `zh`, as the language is.
+    pub(crate) fn t<'a>(self, en: &'a str, zh: &'a str) -> &'a str {
+        match self.lang {
+            Lang::Zh => zh,
+            Lang::En => en,
+        }
+    }
+
+    /// A time in full, in the zone.
+    pub(crate) fn show(self, ms: i64) -> String {
+        self.tz.show(ms)
+    }
+
+    /// A time to the minute, in the zone.
+    pub(crate) fn short(self, ms: i64) -> String {
+        self.tz.short(ms)
+    }
+}
