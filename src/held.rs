@@ -85,6 +85,10 @@ pub fn open(
     if notice.why.len() > MAX_WHY_BYTES {
         return Err(HeldError::Invalid("why is too long"));
     }
+    if !notice.stuck_at.is_empty() {
+        crate::trust::validate_node_id(&notice.stuck_at)
+            .map_err(|_| HeldError::Invalid("bad stuck_at"))?;
+    }
     Ok(notice)
 }
 

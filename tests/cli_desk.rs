@@ -138,7 +138,11 @@ async fn an_office_reads_decides_and_the_county_sees_it_all_from_the_command_lin
     // In the office's language, or in English.
     let zh = zhibao(args(&["show", &id, "--lang", "zh"], &county_sock)).await;
     for want in ["标题：", "正文", "处理情况", "采用（hub，"] {
-        assert!(out(&zh).contains(want), "{want:?} missing from:\n{}", out(&zh));
+        assert!(
+            out(&zh).contains(want),
+            "{want:?} missing from:\n{}",
+            out(&zh)
+        );
     }
     let en = zhibao(args(&["show", &id, "--lang", "en"], &county_sock)).await;
     assert!(out(&en).contains("title:"), "{}", out(&en));

@@ -147,7 +147,8 @@ async fn the_hub_sees_an_item_held_at_the_region_before_it_arrives() {
         let _ = tokio::time::timeout(WAIT, hub_events.message()).await;
     };
     assert_eq!(held.state, ItemState::HeldBelow as i32, "{held:?}");
-    assert_eq!(held.held_at, "region-n");
+    // Told by the region itself, or by the county that handed it over.
+    assert!(held.held_at.starts_with("region-n"), "{}", held.held_at);
     assert_eq!(held.origin, "county-n");
     // Systems following the office's history see the notice too.
     let (cert, key) = zhibao::trust::node_paths(&region.pki(), HUB);

@@ -73,8 +73,15 @@ impl DeadlineWatch {
         self
     }
 
-    /// Tells the offices above that `id` is held here past its deadline.
-    async fn notify_held(&self, id: &str, rec: &ItemRecord) -> Result<(), store::Error> {
+    /// Tells the offices above that `id` is held past its deadline: here,
+    /// or at `stuck_at`, the upstream that took custody of it and has not
+    /// delivered it.
+    async fn notify_held(
+        &self,
+        id: &str,
+        rec: &ItemRecord,
+        stuck_at: Option<&str>,
+    ) -> Result<(), store::Error> {
         let Some(keys) = &self.keys else {
             return Ok(());
         };
@@ -82,7 +89,12 @@ impl DeadlineWatch {
             .ok()
             .and_then(|s| Report::decode(s.report.as_slice()).ok())
             .unwrap_or_default();
-        let why = if self.routes.primaries_down() {
+        let why = if let Some(at) = stuck_at {
+            format!(
+                "in custody at {at} since {} (Unix ms), not delivered",
+                rec.receipted_ms
+            )
+        } else if self.routes.primaries_down() {
             format!(
                 "no primary route reachable (sending on {})",
                 rec.pending_routes.join(", ")
@@ -101,6 +113,7 @@ impl DeadlineWatch {
                 why,
                 at_unix_ms: self.clock.now_ms(),
                 report_sha256: rec.sha256.clone(),
+                stuck_at: stuck_at.unwrap_or_default().to_string(),
                 ..Default::default()
             },
         );
@@ -205,6 +218,7 @@ impl DeadlineWatch {
                 let message = if let Some(holder) = &held_by {
                     error!(alarm = "overdue", %id, class = ?class, late_ms = late, %holder,
                         "ALARM: in custody upstream but not delivered by the deadline");
+                    self.notify_held(&id, &rec, Some(holder)).await?;
                     format!(
                         "in custody at {holder} since {}, not delivered to the final hub {late} ms after the deadline",
                         rec.receipted_ms
@@ -212,7 +226,7 @@ impl DeadlineWatch {
                 } else {
                     error!(alarm = "overdue", %id, class = ?class, late_ms = late, routes = ?rec.pending_routes,
                         "ALARM: no receipt by the deadline; escalating, and retrying until receipted");
-                    self.notify_held(&id, &rec).await?;
+                    self.notify_held(&id, &rec, None).await?;
                     format!("no receipt {late} ms after the deadline")
                 };
                 self.events

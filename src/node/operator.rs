@@ -339,14 +339,21 @@ impl OperatorService {
             .collect();
         if req_overdue {
             // And what is known to be held below past its deadline, not here yet.
-            for bytes in self.store.held_notices(limit).await? {
-                let Some(n) = crate::proto::SignedHeldNotice::decode(bytes.as_slice())
-                    .ok()
-                    .as_ref()
-                    .and_then(crate::held::peek)
-                else {
-                    continue;
-                };
+            let mut notices: Vec<crate::proto::HeldNotice> = self
+                .store
+                .held_notices(limit)
+                .await?
+                .iter()
+                .filter_map(|bytes| {
+                    crate::proto::SignedHeldNotice::decode(bytes.as_slice())
+                        .ok()
+                        .as_ref()
+                        .and_then(crate::held::peek)
+                })
+                .collect();
+            // The holder's own word first, then what others report of it.
+            notices.sort_by_key(|n| !n.stuck_at.is_empty());
+            for n in notices {
                 if items.len() >= limit || items.iter().any(|s| s.id == n.item_id) {
                     continue;
                 }
@@ -360,7 +367,11 @@ impl OperatorService {
                     state: ItemState::HeldBelow as i32,
                     deadline_unix_ms: n.deadline_unix_ms,
                     overdue_unix_ms: n.at_unix_ms,
-                    held_at: n.holder,
+                    held_at: if n.stuck_at.is_empty() {
+                        n.holder
+                    } else {
+                        format!("{} (reported by {})", n.stuck_at, n.holder)
+                    },
                     held_since_unix_ms: n.since_unix_ms,
                     held_why: n.why,
                     ..Default::default()
