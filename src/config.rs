@@ -283,6 +283,10 @@ pub struct Limits {
     /// Items sent to one durable inbox consumer and not yet acknowledged,
     /// at most: nothing more is sent to it until acknowledgements come.
     pub inbox_max_unacked: usize,
+    /// Held notices (items held past their deadline below) a node keeps at
+    /// most: beyond it, a child's notice is refused with
+    /// RESOURCE_EXHAUSTED, so a child cannot fill the store with them.
+    pub max_held_notices: u64,
 }
 
 impl Default for Limits {
@@ -313,6 +317,7 @@ impl Default for Limits {
             max_report_age_days: 30,
             inbox_ack_wait_secs: 30,
             inbox_max_unacked: 256,
+            max_held_notices: 100_000,
         }
     }
 }

@@ -118,12 +118,14 @@ impl DeadlineWatch {
             },
         );
         let me = keys.current().node_id().to_string();
+        // Our own: always kept (the bound is on what children send).
         self.store
             .hold(
                 id.to_string(),
                 me,
                 signed.encode_to_vec(),
                 self.routes.all(),
+                u64::MAX,
             )
             .await?;
         Ok(())

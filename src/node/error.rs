@@ -241,6 +241,11 @@ pub(crate) enum Error {
     /// Another decision on the item was recorded at the same moment.
     #[error("item {0}: another decision was recorded at the same moment; try again")]
     DecisionRace(String),
+    /// As many held notices as this node keeps are kept already.
+    #[error(
+        "this node keeps {0} held notices already, the most it keeps (limits.max_held_notices)"
+    )]
+    HeldFull(u64),
     /// A held notice that does not verify.
     #[error(transparent)]
     Held(#[from] crate::held::HeldError),
@@ -336,6 +341,7 @@ impl Error {
             | Self::Unlisted(_)
             | Self::NotOrigin { .. } => Code::PermissionDenied,
             Self::FollowUp { .. } => Code::FailedPrecondition,
+            Self::HeldFull(_) => Code::ResourceExhausted,
             Self::Held(h) => match h {
                 crate::held::HeldError::Signer(_) => Code::Unauthenticated,
                 crate::held::HeldError::HolderMismatch { .. } => Code::PermissionDenied,

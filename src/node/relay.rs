@@ -43,6 +43,8 @@ pub(crate) struct RelayService {
     pub(crate) trust: Arc<Trust>,
     pub(crate) custody: Arc<Custody>,
     pub(crate) store: Store,
+    /// Held notices kept at most (`limits.max_held_notices`).
+    pub(crate) max_held_notices: u64,
     pub(crate) limits: envelope::Limits,
     /// Items of one stream handled at once (the sender's window).
     pub(crate) window: usize,
@@ -146,9 +148,13 @@ impl RelayService {
                 notice.holder.clone(),
                 prost::Message::encode_to_vec(signed),
                 self.custody.onward(),
+                self.max_held_notices,
             )
             .await?;
-        if kept {
+        if kept == crate::store::HoldOutcome::Full {
+            return Err(Error::HeldFull(self.max_held_notices));
+        }
+        if kept == crate::store::HoldOutcome::Kept {
             warn!(id = %notice.item_id, holder = %notice.holder, from = %peer.node_id, why = %notice.why, "item held below past its deadline");
             self.custody.held_below(&notice);
         }

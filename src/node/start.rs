@@ -274,6 +274,7 @@ async fn servers(parts: &Parts, bound: Bound) -> (Stage, Addrs) {
             trust: parts.trust.clone(),
             custody: parts.custody.clone(),
             store: parts.store.clone(),
+            max_held_notices: cfg.limits.max_held_notices,
             limits: cfg.limits.report_limits(),
             window: cfg.limits.max_in_flight,
             upload_quota: upload::Quota {

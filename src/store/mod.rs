@@ -48,8 +48,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use record::{
     Acked, Backlog, ConsumerOpened, ConsumerPosition, Decision, DecisionOutcome, Destination,
-    Escalation, FROM_OPERATOR, HistoryKind, ItemRecord, PutOutcome, ReceiptOutcome, RecordState,
-    RouteReceiptRecord, UploadUsage,
+    Escalation, FROM_OPERATOR, HistoryKind, HoldOutcome, ItemRecord, PutOutcome, ReceiptOutcome,
+    RecordState, RouteReceiptRecord, UploadUsage,
 };
 
 use crate::clock::Clock;

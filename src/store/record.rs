@@ -211,6 +211,17 @@ pub struct Decision {
     pub delivery: Option<Vec<u8>>,
 }
 
+/// What became of a held notice handed to the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldOutcome {
+    /// Kept (or already kept) and queued to go up.
+    Kept,
+    /// The item itself is here already: nothing to keep.
+    Arrived,
+    /// As many notices as this node keeps are kept already.
+    Full,
+}
+
 /// What an entry of the history is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]

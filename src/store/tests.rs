@@ -681,3 +681,39 @@ async fn decisions_keep_each_deciders_order_and_go_down_once_with_their_proof() 
         .unwrap();
     assert_eq!(down.len(), 1, "only hub #2 still owed");
 }
+
+#[tokio::test]
+async fn held_notices_are_bounded_and_go_when_the_item_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.redb")).unwrap();
+    let up = vec!["hub".to_string()];
+    let hold = |id: &str, max| {
+        store.hold(
+            id.into(),
+            "region".into(),
+            b"notice".to_vec(),
+            up.clone(),
+            max,
+        )
+    };
+    assert_eq!(hold("a", 2).await.unwrap(), HoldOutcome::Kept);
+    assert_eq!(hold("b", 2).await.unwrap(), HoldOutcome::Kept);
+    assert_eq!(
+        hold("c", 2).await.unwrap(),
+        HoldOutcome::Full,
+        "a third is refused"
+    );
+    assert_eq!(
+        hold("a", 2).await.unwrap(),
+        HoldOutcome::Kept,
+        "a known one still is"
+    );
+    assert_eq!(store.held_up_for("hub".into(), 10).await.unwrap().len(), 2);
+    // The item arrives here (the hub): its notice goes, and no new one is kept.
+    store
+        .put("a".into(), record(1, "region"), Destination::Inbox)
+        .await
+        .unwrap();
+    assert_eq!(store.held_notices(10).await.unwrap().len(), 1);
+    assert_eq!(hold("a", 2).await.unwrap(), HoldOutcome::Arrived);
+}

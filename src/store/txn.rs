@@ -1,13 +1,13 @@
 //! What each write does to the tables, inside the one transaction the writer
 //! commits for its whole batch. Nothing here waits, signs or verifies.
 
-use redb::{ReadableTable, Table, WriteTransaction};
+use redb::{ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
 
-use super::record::HistoryKind;
 use super::record::{
     Acked, ConsumerOpened, ConsumerPosition, Decision, DecisionOutcome, Destination, Escalation,
     FROM_OPERATOR, ItemRecord, PutOutcome, ReceiptOutcome, RecordState, RouteReceiptRecord,
 };
+use super::record::{HistoryKind, HoldOutcome};
 use super::tables::{
     ANSWERS, AUDIT, AUDIT_CHECKPOINTS, CHUNKS, CONSUMER_ACKS, CONSUMERS, DEADLINES, DECISIONS,
     DOWN, DOWN_DECISIONS, HELD, HELD_UP, HISTORY, HISTORY_ACKS, INBOX, ITEMS, META, OVERDUE, QUEUE,
@@ -562,14 +562,18 @@ impl<'t> Txn<'t> {
         holder: &str,
         notice: &[u8],
         routes: &[String],
-    ) -> Result<bool, Error> {
+        max: u64,
+    ) -> Result<HoldOutcome, Error> {
         if self
             .record(id)?
             .is_some_and(|r| r.state() == Some(RecordState::Delivered))
         {
-            return Ok(false);
+            return Ok(HoldOutcome::Arrived);
         }
         let known = self.held.get((id, holder))?.is_some();
+        if !known && self.held.len()? >= max {
+            return Ok(HoldOutcome::Full);
+        }
         self.held.insert((id, holder), notice)?;
         if !known {
             self.record_history(HistoryKind::Held, notice)?;
@@ -586,7 +590,7 @@ impl<'t> Txn<'t> {
                 .with_peer(holder)
                 .with_detail("held"),
         );
-        Ok(true)
+        Ok(HoldOutcome::Kept)
     }
 
     /// Appends a decision or held notice to the history.

@@ -103,12 +103,13 @@ struct Hold {
     holder: String,
     notice: Vec<u8>,
     routes: Vec<String>,
+    max: u64,
 }
 
 impl Write for Hold {
-    type Out = bool;
-    fn apply(&self, txn: &mut Txn<'_>) -> Result<bool, Error> {
-        txn.hold(&self.id, &self.holder, &self.notice, &self.routes)
+    type Out = super::record::HoldOutcome;
+    fn apply(&self, txn: &mut Txn<'_>) -> Result<super::record::HoldOutcome, Error> {
+        txn.hold(&self.id, &self.holder, &self.notice, &self.routes, self.max)
     }
 }
 
@@ -417,19 +418,22 @@ impl Store {
     }
 
     /// Keeps a verified held notice (item `id` held by `holder`) and queues
-    /// it to go up `routes`; not if the item already arrived here.
+    /// it to go up `routes`; not if the item already arrived here, nor a
+    /// new one while `max` are kept.
     pub async fn hold(
         &self,
         id: String,
         holder: String,
         notice: Vec<u8>,
         routes: Vec<String>,
-    ) -> Result<bool, Error> {
+        max: u64,
+    ) -> Result<super::record::HoldOutcome, Error> {
         self.write(Hold {
             id,
             holder,
             notice,
             routes,
+            max,
         })
         .await
     }
