@@ -37,29 +37,36 @@ pub(super) struct Effects {
     pub(super) audit: Vec<Entry>,
 }
 
+/// `consumers`: (node id, name) → floors per lane and acks above them.
+type ConsumersTable<'t> = Table<'t, (&'static str, &'static str), (u64, u64, u64, u64)>;
+/// `consumer_acks`: (node id, name, lane, seq) → ().
+type ConsumerAcksTable<'t> = Table<'t, (&'static str, &'static str, u8, u64), ()>;
+
 /// The tables of one write transaction, the batch's commit time and what
 /// the batch changed.
 pub(super) struct Txn<'t> {
+    /// The transaction, for the tables opened only when a write needs them.
+    txn: &'t WriteTransaction,
     items: Table<'t, &'static str, &'static [u8]>,
     queue: Table<'t, (&'static str, u8, i64, u64), &'static str>,
     deadlines: Table<'t, (i64, u64), &'static str>,
-    overdue: Table<'t, (i64, u64), &'static str>,
+    overdue: Option<Table<'t, (i64, u64), &'static str>>,
     inbox: Table<'t, (u8, u64), &'static str>,
-    down: Table<'t, (&'static str, &'static str), i64>,
-    decisions: Table<'t, (&'static str, u32), &'static [u8]>,
-    answers: Table<'t, (i64, &'static str), ()>,
-    held: Table<'t, (&'static str, &'static str), &'static [u8]>,
-    held_up: Table<'t, (&'static str, &'static str, &'static str), i64>,
-    history: Table<'t, u64, (u8, &'static [u8])>,
-    history_acks: Table<'t, (&'static str, &'static str), u64>,
-    down_decisions: Table<'t, (&'static str, &'static str, u32), i64>,
+    down: Option<Table<'t, (&'static str, &'static str), i64>>,
+    decisions: Option<Table<'t, (&'static str, u32), &'static [u8]>>,
+    answers: Option<Table<'t, (i64, &'static str), ()>>,
+    held: Option<Table<'t, (&'static str, &'static str), &'static [u8]>>,
+    held_up: Option<Table<'t, (&'static str, &'static str, &'static str), i64>>,
+    history: Option<Table<'t, u64, (u8, &'static [u8])>>,
+    history_acks: Option<Table<'t, (&'static str, &'static str), u64>>,
+    down_decisions: Option<Table<'t, (&'static str, &'static str, u32), i64>>,
     chunks: Table<'t, (&'static str, u32, u32), &'static [u8]>,
     uploads: Table<'t, (&'static str, &'static str), (u64, i64, u64)>,
-    consumers: Table<'t, (&'static str, &'static str), (u64, u64, u64, u64)>,
-    consumer_acks: Table<'t, (&'static str, &'static str, u8, u64), ()>,
+    consumers: Option<ConsumersTable<'t>>,
+    consumer_acks: Option<ConsumerAcksTable<'t>>,
     meta: Table<'t, &'static str, u64>,
     log: Table<'t, u64, &'static [u8]>,
-    checkpoints: Table<'t, u64, &'static [u8]>,
+    checkpoints: Option<Table<'t, u64, &'static [u8]>>,
     /// Unix ms the batch is stamped with.
     pub(super) now: i64,
     pub(super) fx: Effects,
@@ -68,29 +75,128 @@ pub(super) struct Txn<'t> {
 impl<'t> Txn<'t> {
     pub(super) fn open(txn: &'t WriteTransaction, now: i64) -> Result<Self, Error> {
         Ok(Self {
+            txn,
             items: txn.open_table(ITEMS)?,
             queue: txn.open_table(QUEUE)?,
             deadlines: txn.open_table(DEADLINES)?,
-            overdue: txn.open_table(OVERDUE)?,
+            overdue: None,
             inbox: txn.open_table(INBOX)?,
-            down: txn.open_table(DOWN)?,
-            decisions: txn.open_table(DECISIONS)?,
-            answers: txn.open_table(ANSWERS)?,
-            held: txn.open_table(HELD)?,
-            held_up: txn.open_table(HELD_UP)?,
-            history: txn.open_table(HISTORY)?,
-            history_acks: txn.open_table(HISTORY_ACKS)?,
-            down_decisions: txn.open_table(DOWN_DECISIONS)?,
+            down: None,
+            decisions: None,
+            answers: None,
+            held: None,
+            held_up: None,
+            history: None,
+            history_acks: None,
+            down_decisions: None,
             chunks: txn.open_table(CHUNKS)?,
             uploads: txn.open_table(UPLOADS)?,
-            consumers: txn.open_table(CONSUMERS)?,
-            consumer_acks: txn.open_table(CONSUMER_ACKS)?,
+            consumers: None,
+            consumer_acks: None,
             meta: txn.open_table(META)?,
             log: txn.open_table(AUDIT)?,
-            checkpoints: txn.open_table(AUDIT_CHECKPOINTS)?,
+            checkpoints: None,
             now,
             fx: Effects::default(),
         })
+    }
+
+    // Tables most batches never touch are opened on first use: opening
+    // every table in every transaction costs each commit (one item at a
+    // time pays it per item).
+
+    fn overdue(&mut self) -> Result<&mut Table<'t, (i64, u64), &'static str>, Error> {
+        if self.overdue.is_none() {
+            self.overdue = Some(self.txn.open_table(OVERDUE)?);
+        }
+        self.overdue.as_mut().ok_or(Error::Closed)
+    }
+
+    fn down(&mut self) -> Result<&mut Table<'t, (&'static str, &'static str), i64>, Error> {
+        if self.down.is_none() {
+            self.down = Some(self.txn.open_table(DOWN)?);
+        }
+        self.down.as_mut().ok_or(Error::Closed)
+    }
+
+    fn decisions(&mut self) -> Result<&mut Table<'t, (&'static str, u32), &'static [u8]>, Error> {
+        if self.decisions.is_none() {
+            self.decisions = Some(self.txn.open_table(DECISIONS)?);
+        }
+        self.decisions.as_mut().ok_or(Error::Closed)
+    }
+
+    fn answers(&mut self) -> Result<&mut Table<'t, (i64, &'static str), ()>, Error> {
+        if self.answers.is_none() {
+            self.answers = Some(self.txn.open_table(ANSWERS)?);
+        }
+        self.answers.as_mut().ok_or(Error::Closed)
+    }
+
+    fn held(
+        &mut self,
+    ) -> Result<&mut Table<'t, (&'static str, &'static str), &'static [u8]>, Error> {
+        if self.held.is_none() {
+            self.held = Some(self.txn.open_table(HELD)?);
+        }
+        self.held.as_mut().ok_or(Error::Closed)
+    }
+
+    fn held_up(
+        &mut self,
+    ) -> Result<&mut Table<'t, (&'static str, &'static str, &'static str), i64>, Error> {
+        if self.held_up.is_none() {
+            self.held_up = Some(self.txn.open_table(HELD_UP)?);
+        }
+        self.held_up.as_mut().ok_or(Error::Closed)
+    }
+
+    fn history(&mut self) -> Result<&mut Table<'t, u64, (u8, &'static [u8])>, Error> {
+        if self.history.is_none() {
+            self.history = Some(self.txn.open_table(HISTORY)?);
+        }
+        self.history.as_mut().ok_or(Error::Closed)
+    }
+
+    fn history_acks(&mut self) -> Result<&mut Table<'t, (&'static str, &'static str), u64>, Error> {
+        if self.history_acks.is_none() {
+            self.history_acks = Some(self.txn.open_table(HISTORY_ACKS)?);
+        }
+        self.history_acks.as_mut().ok_or(Error::Closed)
+    }
+
+    fn down_decisions(
+        &mut self,
+    ) -> Result<&mut Table<'t, (&'static str, &'static str, u32), i64>, Error> {
+        if self.down_decisions.is_none() {
+            self.down_decisions = Some(self.txn.open_table(DOWN_DECISIONS)?);
+        }
+        self.down_decisions.as_mut().ok_or(Error::Closed)
+    }
+
+    fn consumers(
+        &mut self,
+    ) -> Result<&mut ConsumersTable<'t>, Error> {
+        if self.consumers.is_none() {
+            self.consumers = Some(self.txn.open_table(CONSUMERS)?);
+        }
+        self.consumers.as_mut().ok_or(Error::Closed)
+    }
+
+    fn consumer_acks(
+        &mut self,
+    ) -> Result<&mut ConsumerAcksTable<'t>, Error> {
+        if self.consumer_acks.is_none() {
+            self.consumer_acks = Some(self.txn.open_table(CONSUMER_ACKS)?);
+        }
+        self.consumer_acks.as_mut().ok_or(Error::Closed)
+    }
+
+    fn checkpoints(&mut self) -> Result<&mut Table<'t, u64, &'static [u8]>, Error> {
+        if self.checkpoints.is_none() {
+            self.checkpoints = Some(self.txn.open_table(AUDIT_CHECKPOINTS)?);
+        }
+        self.checkpoints.as_mut().ok_or(Error::Closed)
     }
 
     /// Writes what the batch did to the custody log, linked onto `chain`,
@@ -105,7 +211,7 @@ impl<'t> Txn<'t> {
 
     /// Keeps a signed checkpoint of the log's head at `seq`.
     pub(super) fn checkpoint(&mut self, seq: u64, signed: &[u8]) -> Result<(), Error> {
-        self.checkpoints.insert(seq, signed)?;
+        self.checkpoints()?.insert(seq, signed)?;
         Ok(())
     }
 
@@ -115,7 +221,7 @@ impl<'t> Txn<'t> {
     /// the seq pruned through; `None` when no checkpoint is old enough.
     pub(super) fn prune_audit(&mut self, keep_after_ms: i64) -> Result<Option<u64>, Error> {
         let mut made = Vec::new();
-        for row in self.checkpoints.iter()? {
+        for row in self.checkpoints()?.iter()? {
             let (_, bytes) = row?;
             let signed: crate::audit::SignedCheckpoint =
                 prost::Message::decode(bytes.value()).map_err(Error::Corrupt)?;
@@ -131,7 +237,7 @@ impl<'t> Txn<'t> {
             return Ok(None);
         }
         self.log.retain_in(..=cut, |_, _| false)?;
-        self.checkpoints.retain_in(..cut, |_, _| false)?;
+        self.checkpoints()?.retain_in(..cut, |_, _| false)?;
         self.note(Entry::new(AuditKind::Pruned, "").with_detail(cut.to_string()));
         Ok(Some(cut))
     }
@@ -240,7 +346,7 @@ impl<'t> Txn<'t> {
     /// The item no longer waits for an answer from its origin.
     fn stop_awaiting_answer(&mut self, rec: &mut ItemRecord, id: &str) -> Result<(), Error> {
         if rec.answer_by_ms != 0 {
-            self.answers.remove((rec.answer_by_ms, id))?;
+            self.answers()?.remove((rec.answer_by_ms, id))?;
             rec.answer_by_ms = 0;
         }
         Ok(())
@@ -249,7 +355,7 @@ impl<'t> Txn<'t> {
     /// The answer the office asked for on `id`, due at `due_ms`, did not
     /// come in time: marked (once). Returns whether this call marked it.
     pub(super) fn answer_overdue(&mut self, id: &str, due_ms: i64) -> Result<bool, Error> {
-        self.answers.remove((due_ms, id))?;
+        self.answers()?.remove((due_ms, id))?;
         let Some(mut rec) = self.record(id)? else {
             return Ok(false);
         };
@@ -294,13 +400,14 @@ impl<'t> Txn<'t> {
                         self.inbox.insert((lane, rec.seq), id)?;
                         self.fx.inboxed = true;
                         // It arrived: no longer held anywhere below.
-                        self.held
+                        self.held()?
                             .retain_in((id, "")..=(id, "\u{10ffff}"), |_, _| false)?;
                         // Arrived after its deadline: late, and listed so.
                         if rec.deadline_ms != 0 && rec.stored_ms > rec.deadline_ms {
                             rec.overdue_ms = self.now;
                             let n = self.next(meta::OVERDUE_TOTAL)?;
-                            self.overdue.insert((self.now, n), id)?;
+                            let now = self.now;
+                            self.overdue()?.insert((now, n), id)?;
                         }
                     }
                 }
@@ -436,7 +543,8 @@ impl<'t> Txn<'t> {
         // Arrived: nothing left to watch.
         self.deadlines.remove((rec.deadline_ms, rec.seq))?;
         if !rec.from.is_empty() && rec.from != FROM_OPERATOR {
-            self.down.insert((rec.from.as_str(), id), self.now)?;
+            let now = self.now;
+            self.down()?.insert((rec.from.as_str(), id), now)?;
             self.fx.down = true;
         }
         self.save(id, &rec)?;
@@ -454,7 +562,7 @@ impl<'t> Txn<'t> {
         let mut count = 0u32;
         let mut last_of_node: Option<Vec<u8>> = None;
         let mut before = 0u32;
-        for row in self.decisions.range((id, 0)..=(id, u32::MAX))? {
+        for row in self.decisions()?.range((id, 0)..=(id, u32::MAX))? {
             let (_, bytes) = row?;
             count += 1;
             let signed: crate::proto::SignedDisposition =
@@ -480,7 +588,7 @@ impl<'t> Txn<'t> {
             return Ok(DecisionOutcome::OutOfOrder { expected });
         }
         let n = count + 1;
-        self.decisions.insert((id, n), d.signed.as_slice())?;
+        self.decisions()?.insert((id, n), d.signed.as_slice())?;
         self.record_history(HistoryKind::Decision, &d.signed)?;
         if let Some(receipt) = &d.delivery
             && rec.delivery.is_empty()
@@ -489,8 +597,9 @@ impl<'t> Txn<'t> {
             rec = self.record(id)?.unwrap_or(rec);
         }
         if !rec.from.is_empty() && rec.from != FROM_OPERATOR {
-            self.down_decisions
-                .insert((rec.from.as_str(), id, n), self.now)?;
+            let now = self.now;
+            self.down_decisions()?
+                .insert((rec.from.as_str(), id, n), now)?;
             self.fx.down = true;
         }
         rec.decisions = n;
@@ -504,7 +613,7 @@ impl<'t> Txn<'t> {
                 self.stop_awaiting_answer(&mut rec, id)?;
                 rec.answer_by_ms = d.answer_by_ms;
                 rec.answer_overdue_ms = 0;
-                self.answers.insert((d.answer_by_ms, id), ())?;
+                self.answers()?.insert((d.answer_by_ms, id), ())?;
                 self.fx.answers = true;
             }
             _ => {}
@@ -532,7 +641,7 @@ impl<'t> Txn<'t> {
         for (id, node, seq) in refs {
             let mut hit = None;
             for row in self
-                .decisions
+                .decisions()?
                 .range((id.as_str(), 0)..=(id.as_str(), u32::MAX))?
             {
                 let (key, bytes) = row?;
@@ -546,7 +655,7 @@ impl<'t> Txn<'t> {
                 }
             }
             if let Some(n) = hit {
-                self.down_decisions.remove((child, id.as_str(), n))?;
+                self.down_decisions()?.remove((child, id.as_str(), n))?;
             }
         }
         self.fx.down = true;
@@ -570,17 +679,17 @@ impl<'t> Txn<'t> {
         {
             return Ok(HoldOutcome::Arrived);
         }
-        let known = self.held.get((id, holder))?.is_some();
-        if !known && self.held.len()? >= max {
+        let known = self.held()?.get((id, holder))?.is_some();
+        if !known && self.held()?.len()? >= max {
             return Ok(HoldOutcome::Full);
         }
-        self.held.insert((id, holder), notice)?;
+        self.held()?.insert((id, holder), notice)?;
         if !known {
             self.record_history(HistoryKind::Held, notice)?;
         }
         for route in routes {
-            self.held_up
-                .insert((route.as_str(), id, holder), self.now)?;
+            let now = self.now;
+            self.held_up()?.insert((route.as_str(), id, holder), now)?;
         }
         if !routes.is_empty() {
             self.fx.held_up = true;
@@ -596,7 +705,7 @@ impl<'t> Txn<'t> {
     /// Appends a decision or held notice to the history.
     fn record_history(&mut self, kind: HistoryKind, bytes: &[u8]) -> Result<(), Error> {
         let seq = self.next(meta::HISTORY_SEQ)?;
-        self.history.insert(seq, (kind as u8, bytes))?;
+        self.history()?.insert(seq, (kind as u8, bytes))?;
         self.fx.history = true;
         Ok(())
     }
@@ -606,12 +715,12 @@ impl<'t> Txn<'t> {
     pub(super) fn ack_history(&mut self, node: &str, name: &str, upto: u64) -> Result<u64, Error> {
         let end = self.meta.get(meta::HISTORY_SEQ)?.map_or(0, |v| v.value());
         let was = self
-            .history_acks
+            .history_acks()?
             .get((node, name))?
             .map_or(0, |v| v.value());
         let now = was.max(upto.min(end));
         if now != was {
-            self.history_acks.insert((node, name), now)?;
+            self.history_acks()?.insert((node, name), now)?;
         }
         Ok(now)
     }
@@ -619,7 +728,8 @@ impl<'t> Txn<'t> {
     /// Forgets held notices `route` has kept: (item, holder).
     pub(super) fn ack_held(&mut self, route: &str, refs: &[(String, String)]) -> Result<(), Error> {
         for (id, holder) in refs {
-            self.held_up.remove((route, id.as_str(), holder.as_str()))?;
+            self.held_up()?
+                .remove((route, id.as_str(), holder.as_str()))?;
         }
         self.fx.held_up = true;
         Ok(())
@@ -628,7 +738,7 @@ impl<'t> Txn<'t> {
     /// Forgets delivery receipts `child` has acknowledged.
     pub(super) fn ack_down(&mut self, child: &str, ids: &[String]) -> Result<(), Error> {
         for id in ids {
-            self.down.remove((child, id.as_str()))?;
+            self.down()?.remove((child, id.as_str()))?;
         }
         self.fx.down = true;
         Ok(())
@@ -669,7 +779,8 @@ impl<'t> Txn<'t> {
             rec.overdue_ms = self.now;
             self.deadlines.remove((rec.deadline_ms, rec.seq))?;
             let n = self.next(meta::OVERDUE_TOTAL)?;
-            self.overdue.insert((self.now, n), id)?;
+            let now = self.now;
+            self.overdue()?.insert((now, n), id)?;
             out.newly_overdue = true;
         }
         if !out.added.is_empty() || out.newly_overdue {
@@ -767,11 +878,11 @@ impl<'t> Txn<'t> {
         name: &str,
         max: usize,
     ) -> Result<ConsumerOpened, Error> {
-        if self.consumers.get((owner, name))?.is_some() {
+        if self.consumers()?.get((owner, name))?.is_some() {
             return Ok(ConsumerOpened::Existing);
         }
         let mut held = 0usize;
-        for row in self.consumers.range((owner, "")..)? {
+        for row in self.consumers()?.range((owner, "")..)? {
             let (key, _) = row?;
             if key.value().0 != owner {
                 break;
@@ -781,7 +892,7 @@ impl<'t> Txn<'t> {
                 return Ok(ConsumerOpened::TooMany);
             }
         }
-        self.consumers
+        self.consumers()?
             .insert((owner, name), ConsumerPosition::default().row())?;
         Ok(ConsumerOpened::Created)
     }
@@ -794,7 +905,7 @@ impl<'t> Txn<'t> {
         name: &str,
         ids: &[String],
     ) -> Result<Option<Acked>, Error> {
-        let Some(row) = self.consumers.get((owner, name))?.map(|v| v.value()) else {
+        let Some(row) = self.consumers()?.get((owner, name))?.map(|v| v.value()) else {
             return Ok(None);
         };
         let mut at = ConsumerPosition::from_row(row);
@@ -817,7 +928,7 @@ impl<'t> Txn<'t> {
                 // acknowledgement already kept right above it.
                 *floor = rec.seq;
                 while self
-                    .consumer_acks
+                    .consumer_acks()?
                     .remove((owner, name, lane, *floor + 1))?
                     .is_some()
                 {
@@ -825,14 +936,14 @@ impl<'t> Txn<'t> {
                     at.above = at.above.saturating_sub(1);
                 }
             } else if self
-                .consumer_acks
+                .consumer_acks()?
                 .insert((owner, name, lane, rec.seq), ())?
                 .is_none()
             {
                 at.above += 1;
             }
         }
-        self.consumers.insert((owner, name), at.row())?;
+        self.consumers()?.insert((owner, name), at.row())?;
         let pending = at.pending(self.inbox_last()?);
         Ok(Some(Acked { pending, unknown }))
     }
