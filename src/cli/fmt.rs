@@ -609,17 +609,6 @@ pub(crate) fn inbox_report(item: &InboxItem) -> Report {
         .unwrap_or_default()
 }
 
-/// The start of a body's first non-empty line.
-fn preview(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let line = text
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("");
-    line.chars().take(60).collect()
-}
-
 /// One line per inbox item for `zhibao inbox`.
 pub fn inbox_item(item: &InboxItem, v: View) -> String {
     let report = inbox_report(item);
@@ -630,7 +619,7 @@ pub fn inbox_item(item: &InboxItem, v: View) -> String {
         class_key(report.priority),
         v.short(report.created_unix_ms),
         report.title,
-        preview(&report.body),
+        zhibao::envelope::preview(&report.body),
         position(item)
     )
 }

@@ -392,6 +392,25 @@ fn check_date(created_ms: i64, limits: &Limits, now: SystemTime) -> Result<(), V
     Ok(())
 }
 
+/// Longest preview of a report's text in a listing, characters.
+pub const PREVIEW_CHARS: usize = 60;
+
+/// The start of a report's first non-empty line of text, for listings
+/// ("…" when cut short).
+pub fn preview(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    let mut out: String = line.chars().take(PREVIEW_CHARS).collect();
+    if line.chars().nth(PREVIEW_CHARS).is_some() {
+        out.push('…');
+    }
+    out
+}
+
 /// The id a report claims, decoded *without verifying anything*, only to
 /// name it in a refusal; `None` if it has no usable id.
 pub fn claimed_id(signed: &SignedReport) -> Option<String> {

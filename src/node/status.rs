@@ -53,7 +53,7 @@ pub(crate) fn view(id: &str, rec: &ItemRecord, in_flight: bool, check: Check<'_>
         escalated_unix_ms: rec.escalated_ms,
         pending_routes: rec.pending_routes.clone(),
         from: rec.from.clone(),
-        preview: preview(&report.body),
+        preview: crate::envelope::preview(&report.body),
         decided: rec.decided,
         closed_unix_ms: rec.closed_ms,
         answer_by_unix_ms: rec.answer_by_ms,
@@ -117,24 +117,6 @@ pub(crate) fn item_state(rec: &ItemRecord, in_flight: bool) -> ItemState {
         Some(RecordState::Superseded) => ItemState::Superseded,
         None => ItemState::Unspecified,
     }
-}
-
-/// Longest preview of a body in a listing, characters.
-const PREVIEW_CHARS: usize = 60;
-
-/// The start of the body's first non-empty line, for listings.
-fn preview(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let line = text
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("");
-    let mut out: String = line.chars().take(PREVIEW_CHARS).collect();
-    if line.chars().nth(PREVIEW_CHARS).is_some() {
-        out.push('…');
-    }
-    out
 }
 
 /// An office decision on item `id` as an operator sees it: decoded and,

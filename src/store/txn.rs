@@ -174,18 +174,14 @@ impl<'t> Txn<'t> {
         self.down_decisions.as_mut().ok_or(Error::Closed)
     }
 
-    fn consumers(
-        &mut self,
-    ) -> Result<&mut ConsumersTable<'t>, Error> {
+    fn consumers(&mut self) -> Result<&mut ConsumersTable<'t>, Error> {
         if self.consumers.is_none() {
             self.consumers = Some(self.txn.open_table(CONSUMERS)?);
         }
         self.consumers.as_mut().ok_or(Error::Closed)
     }
 
-    fn consumer_acks(
-        &mut self,
-    ) -> Result<&mut ConsumerAcksTable<'t>, Error> {
+    fn consumer_acks(&mut self) -> Result<&mut ConsumerAcksTable<'t>, Error> {
         if self.consumer_acks.is_none() {
             self.consumer_acks = Some(self.txn.open_table(CONSUMER_ACKS)?);
         }
