@@ -207,13 +207,13 @@ async fn decisions_wait_for_a_county_and_survive_restarts() {
     .unwrap();
     drop(desk);
     hub.shutdown(WAIT).await;
-    let hub = region.restart_hub(hub_addr).await;
-    let mut relay_cfg = relay_config(&region, hub_addr);
-    relay_cfg.relay = Some(RelayListen {
-        listen: relay_addr,
-        consumers: Vec::new(),
-    });
-    let relay = zhibao::node::start(relay_cfg).await.unwrap();
+    // Everything back on fresh ports (a port just freed may be taken by a
+    // test running alongside).
+    let hub = region.start_hub().await;
+    let relay = zhibao::node::start(relay_config(&region, hub.relay_addr.unwrap()))
+        .await
+        .unwrap();
+    let relay_addr = relay.relay_addr.unwrap();
     let county = zhibao::node::start(county_config(&region, relay_addr))
         .await
         .unwrap();
@@ -458,19 +458,23 @@ async fn systems_downstream_follow_the_history_and_resume_after_their_acknowledg
         .await
         .unwrap();
 
-    let connect = || async {
-        let (cert, key) = zhibao::trust::node_paths(&region.pki(), "archive");
-        zhibao::client::Inbox::connect(
-            &hub_addr.to_string(),
-            HUB,
-            &region.pki().join(zhibao::trust::CA_CERT),
-            &cert,
-            &key,
-        )
-        .await
-        .unwrap()
+    let pki = region.pki();
+    let connect = |hub_addr: std::net::SocketAddr| {
+        let pki = pki.clone();
+        async move {
+            let (cert, key) = zhibao::trust::node_paths(&pki, "archive");
+            zhibao::client::Inbox::connect(
+                &hub_addr.to_string(),
+                HUB,
+                &pki.join(zhibao::trust::CA_CERT),
+                &cert,
+                &key,
+            )
+            .await
+            .unwrap()
+        }
     };
-    let mut archive = connect().await;
+    let mut archive = connect(hub_addr).await;
     let mut history = archive.history(0, "archive-1", true).await.unwrap();
     let first = history.message().await.unwrap().unwrap();
     assert_eq!(first.seq, 1);
@@ -491,9 +495,9 @@ async fn systems_downstream_follow_the_history_and_resume_after_their_acknowledg
     // After a hub restart the consumer resumes after what it acknowledged.
     county.shutdown(WAIT).await;
     hub.shutdown(WAIT).await;
-    cfg.relay.as_mut().unwrap().listen = hub_addr;
     let hub = zhibao::node::start(cfg).await.unwrap();
-    let mut archive = connect().await;
+    let hub_addr = hub.relay_addr.unwrap();
+    let mut archive = connect(hub_addr).await;
     let mut again = archive.history(0, "archive-1", false).await.unwrap();
     let next = again.message().await.unwrap().unwrap();
     assert_eq!(next.seq, 2, "resumed after the acknowledged entry");
