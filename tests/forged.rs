@@ -1,0 +1,280 @@
+//! An upstream that lies on the way down: a "region" (a real certificate of
+//! the region, our own test server) takes a county's item and then pushes
+//! decisions down its stream — one the hub really signed, one it altered,
+//! one it signed itself pretending to hold the item by the hub's receipt,
+//! one out of order. The county keeps only the genuine one, raises an
+//! alarm for each of the others, and acknowledges only what it kept.
+
+mod common;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{HUB, Region};
+use futures::Stream;
+use prost::Message;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+use zhibao::class::Class;
+use zhibao::config::{NodeConfig, Role, UpstreamConfig};
+use zhibao::disposition::{self, Decision, Item, Place};
+use zhibao::proto::relay_server::{Relay, RelayServer};
+use zhibao::proto::{
+    DispositionKind, EventKind, ForwardRequest, ForwardResponse, ReceiptKind, SignedDisposition,
+    SignedReceipt, SignedReport, forward_request, forward_response,
+};
+use zhibao::receipt::{self, Statement};
+use zhibao::trust::{Identity, Keys};
+
+const WAIT: Duration = Duration::from_secs(20);
+const LIAR: &str = "region-x";
+
+/// What the lying region pushes down after it has taken the item.
+type Pushes = Arc<dyn Fn(&str, &[u8; 32]) -> Vec<SignedDisposition> + Send + Sync>;
+
+struct LyingRegion {
+    me: Arc<Identity>,
+    pushes: Pushes,
+    acks: mpsc::UnboundedSender<(String, String, u32)>,
+}
+
+type Down = Pin<Box<dyn Stream<Item = Result<ForwardResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Relay for LyingRegion {
+    type ForwardStream = Down;
+
+    async fn forward(
+        self: Arc<Self>,
+        request: Request<Streaming<ForwardRequest>>,
+    ) -> Result<Response<Down>, Status> {
+        let mut up = request.into_inner();
+        let (tx, rx) = mpsc::channel(16);
+        let me = self.me.clone();
+        let pushes = self.pushes.clone();
+        let acks = self.acks.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(req)) = up.message().await {
+                match req.kind {
+                    Some(forward_request::Kind::Item(item)) => {
+                        let (id, sha) = item_of(&item);
+                        let custody = receipt::issue(
+                            &me,
+                            &Statement {
+                                item_id: &id,
+                                report_sha256: &sha,
+                                stored_unix_ms: zhibao::clock::now_ms(),
+                                kind: ReceiptKind::Custody,
+                                on_time: true,
+                            },
+                        );
+                        let _ = tx
+                            .send(Ok(down(forward_response::Result::Receipt(custody))))
+                            .await;
+                        for d in pushes(&id, &sha) {
+                            let _ = tx
+                                .send(Ok(down(forward_response::Result::Disposition(d))))
+                                .await;
+                        }
+                    }
+                    Some(forward_request::Kind::Ack(ack)) => {
+                        for r in ack.dispositions {
+                            let _ = acks.send((r.item_id, r.node, r.seq));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn deliver(
+        self: Arc<Self>,
+        _: Request<SignedReport>,
+    ) -> Result<Response<SignedReceipt>, Status> {
+        Err(Status::unimplemented("this test region only streams"))
+    }
+}
+
+fn down(result: forward_response::Result) -> ForwardResponse {
+    ForwardResponse {
+        result: Some(result),
+    }
+}
+
+fn item_of(item: &SignedReport) -> (String, [u8; 32]) {
+    let report = zhibao::proto::Report::decode(item.report.as_slice()).unwrap();
+    (report.id, zhibao::digest::sha256(&item.report))
+}
+
+fn adopted(text: &str) -> Decision {
+    Decision {
+        kind: DispositionKind::Adopted,
+        text: text.into(),
+        answer_by_unix_ms: 0,
+        staff: "王芳".into(),
+    }
+}
+
+fn delivery_by(hub: &Identity, id: &str, sha: &[u8; 32]) -> SignedReceipt {
+    receipt::issue(
+        hub,
+        &Statement {
+            item_id: id,
+            report_sha256: sha,
+            stored_unix_ms: zhibao::clock::now_ms(),
+            kind: ReceiptKind::Delivery,
+            on_time: true,
+        },
+    )
+}
+
+#[tokio::test]
+async fn a_county_keeps_only_what_the_deciding_hub_really_signed() {
+    let region = Region::new(&["county-f", LIAR]);
+    let hub = Arc::new(region.identity(HUB));
+    let liar = Arc::new(region.identity(LIAR));
+    let pushes: Pushes = {
+        let (hub, liar) = (hub.clone(), liar.clone());
+        Arc::new(move |id: &str, sha: &[u8; 32]| {
+            let item = Item {
+                id,
+                sha256: sha,
+                origin: "county-f",
+            };
+            let first = Place {
+                seq: 1,
+                previous: None,
+            };
+            let genuine = disposition::issue(
+                &hub,
+                item,
+                &adopted("《情况专报》第12期"),
+                first,
+                zhibao::clock::now_ms(),
+                delivery_by(&hub, id, sha),
+            );
+            // The same decision, its text changed on the way.
+            let mut altered = genuine.clone();
+            let mut body = disposition::peek(&altered).unwrap();
+            body.text = "《情况专报》第13期".into();
+            altered.disposition = body.encode_to_vec();
+            // The region signs one itself, with the hub's receipt as "proof".
+            let borrowed = disposition::issue(
+                &liar,
+                item,
+                &adopted("地区采用"),
+                first,
+                zhibao::clock::now_ms(),
+                delivery_by(&hub, id, sha),
+            );
+            // The hub's real signature, but number 3 with no number 2.
+            let gap = disposition::issue(
+                &hub,
+                item,
+                &adopted("跳号"),
+                Place {
+                    seq: 3,
+                    previous: Some(&disposition::digest(&genuine)),
+                },
+                zhibao::clock::now_ms(),
+                delivery_by(&hub, id, sha),
+            );
+            vec![altered, borrowed, gap, genuine]
+        })
+    };
+    let (acks_tx, mut acks) = mpsc::unbounded_channel();
+    // The lying region listens with a real certificate of the region.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (c, k) = zhibao::trust::node_paths(&region.pki(), LIAR);
+    let keys = Arc::new(Keys::new(region.identity(LIAR), &c, &k));
+    let stop = CancellationToken::new();
+    let incoming = zhibao::tls::spawn_acceptor(
+        listener,
+        keys,
+        Arc::new(region.trust()),
+        zhibao::tls::ListenLimits {
+            max_connections: 16,
+            max_connections_per_peer: 4,
+            max_handshakes: 4,
+            handshake_timeout: Duration::from_secs(5),
+        },
+        None,
+        stop.clone(),
+    );
+    let server = RelayServer::new(LyingRegion {
+        me: liar,
+        pushes,
+        acks: acks_tx,
+    });
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(server)
+            .serve_with_incoming_shutdown(
+                ReceiverStream::new(incoming),
+                stop.clone().cancelled_owned(),
+            ),
+    );
+
+    let mut cfg = NodeConfig::for_node("county-f", &region.pki(), &region.data("county-f"));
+    cfg.upstream = vec![UpstreamConfig {
+        node_id: LIAR.into(),
+        addr: addr.to_string(),
+        role: Role::Primary,
+    }];
+    let county = zhibao::node::start(cfg).await.unwrap();
+    let mut op = common::operator(&county).await;
+    let mut events = op.watch().await.unwrap();
+    let id = op
+        .submit(Class::BadNews, "桥梁垮塌", b"details".to_vec(), 0)
+        .await
+        .unwrap();
+    // Three alarms, one per lie, and the genuine decision kept.
+    let mut alarms = Vec::new();
+    let mut kept = false;
+    tokio::time::timeout(WAIT, async {
+        while alarms.len() < 3 || !kept {
+            let e = events.message().await.unwrap().unwrap();
+            if e.item_id != id {
+                continue;
+            }
+            if e.kind == EventKind::Alarm as i32 {
+                alarms.push(e.message);
+            } else if e.kind == EventKind::Disposed as i32 {
+                kept = true;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("alarms {alarms:?}, kept {kept}"));
+    assert!(
+        alarms.iter().any(|a| a.contains("does not verify")),
+        "{alarms:?}"
+    );
+    assert!(alarms.iter().any(|a| a.contains("#3")), "{alarms:?}");
+    let st = op.status(&id).await.unwrap();
+    assert_eq!(st.dispositions.len(), 1, "only the genuine decision");
+    let d = &st.dispositions[0];
+    assert_eq!(d.body.as_ref().unwrap().text, "《情况专报》第12期");
+    assert!(
+        d.verification.starts_with("valid: signed by hub"),
+        "{}",
+        d.verification
+    );
+    // The hub's delivery receipt came with the decision.
+    assert!(st.delivery.is_some());
+    // Only the genuine one was acknowledged.
+    let ack = tokio::time::timeout(WAIT, acks.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ack, (id.clone(), HUB.to_string(), 1));
+    assert!(acks.try_recv().is_err());
+    county.shutdown(WAIT).await;
+    stop.cancel();
+}
