@@ -236,6 +236,12 @@ pub async fn run() -> anyhow::Result<bool> {
         .count();
     ok &= extra == 0 && order.len() == items.len();
 
+    // The office's desk: the hub adopts the first emergency; the decision,
+    // signed by the hub, travels back down to the county that wrote it.
+    if let Some(first) = items.iter().find(|i| i.class == Class::Emergency) {
+        ok &= desk(&hub, &ops, first).await?;
+    }
+
     hub.shutdown(Duration::from_secs(5)).await;
     for n in nodes {
         n.shutdown(Duration::from_secs(5)).await;
@@ -253,4 +259,52 @@ pub async fn run() -> anyhow::Result<bool> {
         }
     );
     Ok(ok)
+}
+
+/// The hub's office adopts `item`; returns whether the county it came from
+/// holds the decision, verified, within a few seconds.
+async fn desk(hub: &RunningNode, ops: &[Operator], item: &Submitted) -> anyhow::Result<bool> {
+    use zhibao::proto::{DisposeRequest, DispositionKind, EventKind};
+    let i = COUNTIES.iter().position(|c| *c == item.county).unwrap_or(0);
+    let mut county = ops[i].clone();
+    let mut events = county.watch().await?;
+    let mut office = Operator::connect(&hub.operator_socket).await?;
+    office
+        .dispose(DisposeRequest {
+            item_id: item.id.clone(),
+            kind: DispositionKind::Adopted as i32,
+            text: "《情况专报》2026年第1期".into(),
+            ..Default::default()
+        })
+        .await?;
+    println!(
+        "\n-- the office adopts {} into 《情况专报》2026年第1期 --",
+        &item.id[item.id.len().saturating_sub(12)..]
+    );
+    let arrived = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(e) = events.message().await? {
+            if e.kind == EventKind::Disposed as i32 && e.item_id == item.id {
+                return Ok::<bool, anyhow::Error>(true);
+            }
+        }
+        Ok(false)
+    })
+    .await
+    .unwrap_or(Ok(false))?;
+    let st = county.status(&item.id).await?;
+    let seen = st.dispositions.first();
+    let valid = seen.is_some_and(|d| d.verification.starts_with("valid"));
+    match seen.and_then(|d| d.body.as_ref()) {
+        Some(b) if arrived => println!(
+            "{} sees: {} ({}) by {}: {} [{}]",
+            item.county,
+            zhibao::disposition::kind_name(b.kind),
+            zhibao::disposition::kind_name_zh(b.kind),
+            b.node,
+            b.text,
+            seen.map_or("", |d| d.verification.as_str())
+        ),
+        _ => println!("{} has NOT received the decision", item.county),
+    }
+    Ok(arrived && valid)
 }
