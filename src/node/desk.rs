@@ -211,10 +211,12 @@ impl desk_server::Desk for DeskService {
             return Err(Error::NotConsumer(peer.node_id).into());
         }
         let req = request.into_inner();
-        let actor = Actor::certificate(&peer.node_id, &req.staff);
         if req.staff.len() > disposition::MAX_STAFF_BYTES {
-            return Err(Error::from(DispositionError::StaffTooLong(req.staff.len())).into());
+            let e = Error::from(DispositionError::StaffTooLong(req.staff.len()));
+            warn!(peer = %peer.node_id, addr = %peer.addr, error = %e, "refused decision");
+            return Err(e.into());
         }
+        let actor = Actor::certificate(&peer.node_id, &req.staff);
         match self.desk.decide(req, &actor).await {
             Ok(view) => Ok(Response::new(view)),
             Err(e) => {

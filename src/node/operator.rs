@@ -353,8 +353,10 @@ impl OperatorService {
                 .collect();
             // The holder's own word first, then what others report of it.
             notices.sort_by_key(|n| !n.stuck_at.is_empty());
+            let mut listed: std::collections::HashSet<String> =
+                items.iter().map(|s| s.id.clone()).collect();
             for n in notices {
-                if items.len() >= limit || items.iter().any(|s| s.id == n.item_id) {
+                if items.len() >= limit || !listed.insert(n.item_id.clone()) {
                     continue;
                 }
                 if self.store.get(n.item_id.clone()).await?.is_some() {
