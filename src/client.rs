@@ -194,6 +194,53 @@ impl Operator {
         Ok(self.inner.dispose(req).await?.into_inner())
     }
 
+    /// Publishes, extends or withdraws a solicitation (约稿).
+    pub async fn solicit(
+        &mut self,
+        req: crate::proto::SolicitRequest,
+    ) -> Result<crate::proto::NoticeView, ClientError> {
+        Ok(self.inner.solicit(req).await?.into_inner())
+    }
+
+    /// The solicitations and bulletins known at the node.
+    pub async fn notices(
+        &mut self,
+        req: crate::proto::NoticesRequest,
+    ) -> Result<Vec<crate::proto::NoticeView>, ClientError> {
+        Ok(self.inner.notices(req).await?.into_inner().notices)
+    }
+
+    /// Per county: answered on time, late, or not.
+    pub async fn solicitation_status(
+        &mut self,
+        id: &str,
+    ) -> Result<crate::proto::SolicitationStatusResponse, ClientError> {
+        let req = crate::proto::SolicitationStatusRequest { id: id.to_string() };
+        Ok(self.inner.solicitation_status(req).await?.into_inner())
+    }
+
+    /// The office's figures for a period, rendered as asked.
+    pub async fn stats(&mut self, req: crate::proto::StatsRequest) -> Result<String, ClientError> {
+        Ok(self.inner.stats(req).await?.into_inner().text)
+    }
+
+    /// Renders, signs and pushes down a period's bulletin.
+    pub async fn publish_bulletin(
+        &mut self,
+        req: crate::proto::StatsRequest,
+    ) -> Result<crate::proto::NoticeView, ClientError> {
+        Ok(self.inner.publish_bulletin(req).await?.into_inner())
+    }
+
+    /// Sets a county's yearly target.
+    pub async fn set_target(
+        &mut self,
+        req: crate::proto::TargetRequest,
+    ) -> Result<(), ClientError> {
+        self.inner.set_target(req).await?;
+        Ok(())
+    }
+
     /// The chunks of attachment `attachment` of item `id`, in order.
     pub async fn attachment(
         &mut self,

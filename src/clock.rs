@@ -144,6 +144,29 @@ impl Steady {
     }
 }
 
+/// `ms` (Unix ms) as a person reads it in a time zone `offset_ms` east of
+/// UTC: `2026-12-01 12:00 +08:00`. Out-of-range times are shown as ms.
+pub fn show(ms: i64, offset_ms: i64) -> String {
+    let offset = time::UtcOffset::from_whole_seconds(i32::try_from(offset_ms / 1000).unwrap_or(0))
+        .unwrap_or(time::UtcOffset::UTC);
+    let Ok(t) = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000) else {
+        return format!("{ms} ms");
+    };
+    let t = t.to_offset(offset);
+    let (h, m) = (offset.whole_hours(), offset.minutes_past_hour().abs());
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02} {}{:02}:{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        if offset_ms < 0 { '-' } else { '+' },
+        h.abs(),
+        m
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

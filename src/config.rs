@@ -459,6 +459,26 @@ pub struct NodeConfig {
     /// Local users of the operator socket, by uid.
     #[serde(default)]
     pub operators: Vec<Operator>,
+    /// The office: whose solicitations and bulletins this node takes; at
+    /// a hub, its counties, outlets, scoring rules and targets.
+    #[serde(default)]
+    pub office: OfficeConfig,
+}
+
+/// `[office]`: notices from above, and a hub's scoring.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfficeConfig {
+    /// Node ids whose solicitations and bulletins this node takes, keeps
+    /// and passes on to its children (the hub at the top of the tree).
+    /// A notice signed by any other node is refused with an alarm.
+    #[serde(default)]
+    pub publishers: Vec<String>,
+    /// At a publishing hub: the region's counties (node ids), asked by a
+    /// solicitation "to all" and listed in the figures even in a month
+    /// they sent nothing. Every county seen sending is counted too.
+    #[serde(default)]
+    pub counties: Vec<String>,
 }
 
 impl NodeConfig {
@@ -534,6 +554,14 @@ impl NodeConfig {
         for id in &self.operator.allowed {
             crate::trust::validate_node_id(id)
                 .map_err(|e| invalid("operator.allowed", e.to_string()))?;
+        }
+        for id in &self.office.publishers {
+            crate::trust::validate_node_id(id)
+                .map_err(|e| invalid("office.publishers", e.to_string()))?;
+        }
+        for id in &self.office.counties {
+            crate::trust::validate_node_id(id)
+                .map_err(|e| invalid("office.counties", e.to_string()))?;
         }
         let l = &self.limits;
         if l.max_report_bytes < 1024 || l.max_report_bytes > 64 * 1024 * 1024 {
@@ -737,6 +765,7 @@ impl NodeConfig {
             limits: Limits::default(),
             deadlines: Deadlines::default(),
             operators: Vec::new(),
+            office: OfficeConfig::default(),
         }
     }
 }

@@ -15,6 +15,8 @@
 //!   whoever stores them;
 //! - [`disposition`]: signed decisions of an office on an item (adopted,
 //!   returned, closed…), carried down to the county that wrote it;
+//! - [`notice`]: signed notices of an office to every node below it —
+//!   solicitations (约稿) and bulletins (通报);
 //! - [`held`]: signed notices of items held past their deadline, carried
 //!   up to the final hub ahead of the items;
 //! - [`store`]: the durable custody store — records, priority queues per
@@ -63,6 +65,7 @@ pub mod disposition;
 pub mod envelope;
 pub mod held;
 pub mod node;
+pub mod notice;
 pub mod pki;
 pub mod proto;
 pub mod receipt;

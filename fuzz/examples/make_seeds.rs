@@ -136,7 +136,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "ack",
         &up(Up::Ack(DeliveryAck {
             item_ids: vec!["0190a1b2c3d4-seed-1".into(), "0190a1b2c3d4-seed-2".into()],
-            dispositions: Vec::new(),
+            notices: vec![zhibao::proto::NoticeRef {
+                id: "SOL-0190a1b2c3d4e5f6".into(),
+                version: 2,
+            }],
+            ..Default::default()
         })),
     )?;
     write("forward_request", "chunk", &up(Up::Chunk(chunk.clone())))?;

@@ -36,7 +36,7 @@ pub(crate) enum Command {
         /// emergency, bad_news or routine (or 紧急, 报忧, 动态). With
         /// --supplements or --corrects it may be left out: the earlier
         /// report's class.
-        #[arg(long, short, required_unless_present_any = ["supplements", "corrects"])]
+        #[arg(long, short, required_unless_present_any = ["supplements", "corrects", "answers"])]
         priority: Option<String>,
         /// This report adds information to an earlier one of this node
         /// (e.g. the answer to the office's question when it was returned).
@@ -68,6 +68,10 @@ pub(crate) enum Command {
         /// How long --wait waits, e.g. `30s`, `5m`.
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         timeout: Duration,
+        /// This report answers the office's solicitation (约稿) SOL-ID; its
+        /// class may then be left out: the one the solicitation asks for.
+        #[arg(long, value_name = "SOL-ID")]
+        answers: Option<String>,
     },
     /// Withdraw an earlier report of this node, saying why: a signed
     /// withdrawal travels the report's way (if the report has not left
@@ -205,6 +209,76 @@ pub(crate) enum Command {
         #[command(flatten)]
         out: Output,
     },
+    /// Ask counties for reports on a topic by a date (约稿), change or
+    /// withdraw such a request, and see who answered.
+    Solicitation {
+        #[command(subcommand)]
+        action: SolicitationCommand,
+    },
+    /// The solicitations (约稿) addressed to this node, or published by it,
+    /// still current; with --all every one known here.
+    Solicitations {
+        /// Also withdrawn ones, those long past, and those for others.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// The office's figures for a month, quarter or year, per county:
+    /// reports by class, on time and late, adopted (采用) by outlet and by
+    /// the level above, instructions, answers to solicitations, points,
+    /// rank and progress towards the yearly target.
+    Stats {
+        #[command(flatten)]
+        period: Period,
+        /// Only this county.
+        #[arg(long)]
+        county: Option<String>,
+        /// Comma-separated values, one line per county.
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Write the monthly bulletin (月度通报) or the quarterly summary
+    /// (季度小结) as an HTML document (Chinese unless --lang en); with
+    /// --publish, also sign it and push it down to every county.
+    Bulletin {
+        #[command(flatten)]
+        period: Period,
+        /// The HTML file to write (refuses to overwrite one that exists).
+        #[arg(long, short, required_unless_present_any = ["publish", "json"])]
+        output: Option<PathBuf>,
+        /// Sign the bulletin and push it down to every node below.
+        #[arg(long)]
+        publish: bool,
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// The bulletins (通报) published by the office above (or here).
+    Bulletins {
+        /// One bulletin, e.g. BUL-2026-11.
+        #[arg(long)]
+        id: Option<String>,
+        /// With --id: write its HTML document to this file.
+        #[arg(long, short, requires = "id")]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Yearly targets per county (目标分解).
+    Target {
+        #[command(subcommand)]
+        action: TargetCommand,
+    },
     /// Read a hub's inbox over mutual TLS.
     Inbox {
         /// The hub's relay address, host:port.
@@ -281,6 +355,131 @@ pub(crate) enum Command {
         /// never reading the answers, and the hub's peak memory is reported.
         #[arg(long, default_value_t = 0)]
         flood_secs: u64,
+    },
+}
+
+/// A period of the office's figures: one of --month, --quarter, --year.
+#[derive(clap::Args, Debug, Clone)]
+#[group(required = true, multiple = false)]
+pub(crate) struct Period {
+    /// A month, e.g. 2026-11.
+    #[arg(long)]
+    pub(crate) month: Option<String>,
+    /// A quarter, e.g. 2026Q4.
+    #[arg(long)]
+    pub(crate) quarter: Option<String>,
+    /// A year, e.g. 2026.
+    #[arg(long)]
+    pub(crate) year: Option<String>,
+}
+
+impl Period {
+    /// The period as the node takes it: `2026-11`, `2026Q4`, `2026`.
+    pub(crate) fn text(&self) -> String {
+        self.month
+            .clone()
+            .or_else(|| self.quarter.clone())
+            .or_else(|| self.year.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// `zhibao solicitation`.
+#[derive(Subcommand, Debug)]
+pub(crate) enum SolicitationCommand {
+    /// Publish a solicitation: signed by this node and pushed down to
+    /// every county below it; those it asks see it and answer with
+    /// `zhibao submit --answers ID`.
+    Publish {
+        /// What it is about, e.g. "秋汛防御情况".
+        #[arg(long)]
+        topic: String,
+        /// What is asked, as text.
+        #[arg(long, conflicts_with = "text_file")]
+        text: Option<String>,
+        /// Read what is asked from a file.
+        #[arg(long)]
+        text_file: Option<PathBuf>,
+        /// When answers are due, e.g. 2026-12-01T12:00 (node's local time).
+        #[arg(long)]
+        due: String,
+        /// The class answers travel in: emergency, bad_news or routine.
+        #[arg(long, short, default_value = "routine")]
+        priority: String,
+        /// A county asked (node id); may be given several times. None: every county.
+        #[arg(long = "county")]
+        counties: Vec<String>,
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Give a solicitation a later deadline.
+    Extend {
+        /// The solicitation's id.
+        id: String,
+        /// The new deadline, e.g. 2026-12-05T12:00.
+        #[arg(long)]
+        due: String,
+        /// Why.
+        #[arg(long, default_value = "")]
+        note: String,
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Withdraw a solicitation: no answer is expected any more.
+    Withdraw {
+        /// The solicitation's id.
+        id: String,
+        /// Why.
+        #[arg(long)]
+        note: String,
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Per county: answered on time, late, not answered, or still open.
+    Status {
+        /// The solicitation's id.
+        id: String,
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// One solicitation in full, verified now.
+    Show {
+        /// The solicitation's id.
+        id: String,
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        out: Output,
+    },
+}
+
+/// `zhibao target`.
+#[derive(Subcommand, Debug)]
+pub(crate) enum TargetCommand {
+    /// Set a county's target for a year (kept at the node; it overrides
+    /// `[[office.targets]]` of the configuration). Both 0 clears it.
+    Set {
+        /// The county (node id).
+        county: String,
+        /// The year, e.g. 2026.
+        #[arg(long)]
+        year: i32,
+        /// Points to reach in the year.
+        #[arg(long, default_value_t = 0)]
+        points: i64,
+        /// Adopted reports to reach in the year.
+        #[arg(long, default_value_t = 0)]
+        adopted: i64,
+        #[command(flatten)]
+        target: Target,
     },
 }
 

@@ -9,6 +9,7 @@ mod bench;
 mod demo;
 mod fetch;
 mod fmt;
+mod office;
 mod scratch;
 mod when;
 
@@ -124,6 +125,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
             deadline_secs,
             wait,
             timeout,
+            answers,
         } => {
             let mut attachments = Vec::new();
             for path in &attach {
@@ -169,6 +171,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
                         .collect(),
                     link: link as i32,
                     links_to,
+                    answers: answers.unwrap_or_default(),
                 })
                 .await?;
             println!("{id}");
@@ -289,6 +292,45 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 );
             }
         }
+        Command::Solicitation { action } => office::solicitation(action).await?,
+        Command::Solicitations { all, target, out } => {
+            let req = zhibao::proto::NoticesRequest {
+                all,
+                solicitations_only: true,
+                ..Default::default()
+            };
+            office::list(&target, &out, req).await?;
+        }
+        Command::Stats {
+            period,
+            county,
+            csv,
+            target,
+            out,
+        } => office::stats(&period, county, csv, &target, &out).await?,
+        Command::Bulletin {
+            period,
+            output,
+            publish,
+            target,
+            out,
+        } => office::bulletin(&period, output.as_deref(), publish, &target, &out).await?,
+        Command::Bulletins {
+            id,
+            output,
+            target,
+            out,
+        } => match id {
+            Some(id) => office::bulletin_one(&target, &out, id, output.as_deref()).await?,
+            None => {
+                let req = zhibao::proto::NoticesRequest {
+                    bulletins_only: true,
+                    ..Default::default()
+                };
+                office::list(&target, &out, req).await?;
+            }
+        },
+        Command::Target { action } => office::target(action).await?,
         Command::Watch { target, out } => {
             let mut op = target.connect().await?;
             let tz = out.view(&op.node().await?)?;

@@ -166,6 +166,8 @@ pub struct Draft {
     pub author: String,
     /// What earlier report of this origin it follows up, if any.
     pub link: Option<(LinkKind, String)>,
+    /// The solicitation (约稿) it answers, if any.
+    pub answers: String,
 }
 
 impl Draft {
@@ -188,6 +190,7 @@ impl Draft {
             attachments: Vec::new(),
             author: String::new(),
             link: None,
+            answers: String::new(),
         }
     }
 
@@ -262,6 +265,7 @@ pub fn seal(
         deadline_unix_ms: draft.deadline_unix_ms,
         attachments: draft.attachments,
         author: draft.author,
+        answers: draft.answers,
     };
     let signed = sign(&report, origin);
     let class = check(&report, signed.report.len(), limits, now)?;
@@ -364,6 +368,11 @@ fn check(
         Ok(_) => check_id(&report.links_to)
             .map_err(|_| VerifyError::BadLink("links_to is not an item id"))?,
         Err(_) => return Err(VerifyError::BadLink("unknown link kind")),
+    }
+    if !report.answers.is_empty()
+        && crate::notice::check_id(&report.answers) != Ok(crate::notice::Kind::Solicitation)
+    {
+        return Err(VerifyError::BadLink("answers is not a solicitation id"));
     }
     check_date(report.created_unix_ms, limits, now)?;
     attachments::check(report, limits.max_attachment_bytes)?;

@@ -84,6 +84,9 @@ impl Custody {
             attachments: u32::try_from(report.attachments.len()).unwrap_or(u32::MAX),
             link: report.link,
             links_to: report.links_to.clone(),
+            answers: report.answers.clone(),
+            origin: report.origin.clone(),
+            title: report.title.clone(),
             ..Default::default()
         };
         let dest = if self.routes.is_final() {

@@ -131,6 +131,7 @@ impl Desk {
                     seq,
                     previous: previous.map(|p| p.to_vec()).unwrap_or_default(),
                     kind: kind as i32,
+                    text: decision.text.clone(),
                     at_ms: at,
                     answer_by_ms: decision.answer_by_unix_ms,
                     delivery: None,

@@ -275,6 +275,9 @@ pub(crate) enum Error {
     /// The socket's caller is not a listed operator and unlisted ones may not.
     #[error("uid {0} is not in [[operators]] and operator.allow_unlisted is false")]
     Unlisted(u32),
+    /// A solicitation, bulletin, answer or figure that cannot be made.
+    #[error(transparent)]
+    Office(#[from] super::office::OfficeError),
 }
 
 /// What is wrong with an operator's submission.
@@ -409,6 +412,7 @@ impl Error {
             Self::NotFound(_) | Self::NotInInbox(_) | Self::NoAttachment { .. } => Code::NotFound,
             Self::MissingChunk { .. } | Self::Corrupt { .. } => Code::DataLoss,
             Self::ShuttingDown => Code::Unavailable,
+            Self::Office(o) => o.code(),
         }
     }
 }

@@ -169,6 +169,7 @@ mod tests {
                 at_ms: self.clock.now_ms(),
                 answer_by_ms: self.clock.now_ms() + due_in,
                 delivery: None,
+                text: String::new(),
             };
             self.store.decide(id.into(), decision).await.unwrap();
         }

@@ -57,6 +57,7 @@ mod history;
 mod inbox;
 mod inflight;
 mod listeners;
+mod office;
 mod operator;
 mod push_down;
 mod relay;

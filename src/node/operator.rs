@@ -33,8 +33,10 @@ use crate::envelope::{self, Draft, attachments};
 use crate::proto::{
     Attachment, AttachmentRef, AttachmentRequest, AuditBatch, AuditRequest, DisposeRequest,
     DispositionView, Event, ItemState, ItemStatus, LinkKind, ListRequest, ListResponse,
-    NodeRequest, NodeStatus, Report, RouteStatus, SignedReport, StatusRequest, SubmitRequest,
-    SubmitResponse, WatchRequest, operator_server::Operator,
+    NodeRequest, NodeStatus, NoticeView, NoticesRequest, NoticesResponse, Report, RouteStatus,
+    SignedReport, SolicitRequest, SolicitationStatusRequest, SolicitationStatusResponse,
+    StatsRequest, StatsResponse, StatusRequest, SubmitRequest, SubmitResponse, TargetRequest,
+    TargetResponse, WatchRequest, operator_server::Operator,
 };
 use crate::store::{FROM_OPERATOR, ItemRecord, RecordState, Store};
 use crate::trust::{Freshness, Keys, Trust};
@@ -56,6 +58,7 @@ pub(crate) struct OperatorService {
     pub(crate) routes: Arc<Routes>,
     pub(crate) events: Events,
     pub(crate) desk: Arc<Desk>,
+    pub(crate) office: Arc<super::office::Office>,
     pub(crate) limits: Limits,
     pub(crate) deadlines: Deadlines,
     pub(crate) clock: Clock,
@@ -262,12 +265,20 @@ impl OperatorService {
         author: &Actor,
     ) -> Result<SubmitResponse, Error> {
         let link = self.follow_up(&mut req).await?;
+        if !req.answers.is_empty() {
+            let asked = self.office.answerable(&req.answers).await?;
+            if req.priority == 0 {
+                req.priority = asked.priority;
+            }
+        }
+        let answers = std::mem::take(&mut req.answers);
         // Held back only if the original is not on the wire right now.
         let may_hold_back = link
             .as_ref()
             .is_some_and(|(_, to)| !self.routes.is_in_flight(to));
         let (mut draft, attachments) = self.draft(req, author)?;
         draft.link = link;
+        draft.answers = answers;
         draft.attachments = self.store_attachments(draft.id(), attachments).await?;
         let id = draft.id().to_string();
         let limits = self.limits.report_limits();
@@ -631,6 +642,59 @@ impl Operator for OperatorService {
             overdue_total: self.store.overdue_total().await.map_err(Error::from)?,
             utc_offset_ms: self.deadlines.offset_ms().unwrap_or(0),
         }))
+    }
+
+    async fn solicit(
+        self: Arc<Self>,
+        request: Request<SolicitRequest>,
+    ) -> Result<Response<NoticeView>, Status> {
+        let actor = Actor::of(&request);
+        match self.office.solicit(request.into_inner(), &actor).await {
+            Ok(view) => Ok(Response::new(view)),
+            Err(e) => {
+                tracing::warn!(staff = %actor.name, error = %e, "refused solicitation");
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn notices(
+        self: Arc<Self>,
+        request: Request<NoticesRequest>,
+    ) -> Result<Response<NoticesResponse>, Status> {
+        Ok(Response::new(
+            self.office.notices(request.into_inner()).await?,
+        ))
+    }
+
+    async fn solicitation_status(
+        self: Arc<Self>,
+        request: Request<SolicitationStatusRequest>,
+    ) -> Result<Response<SolicitationStatusResponse>, Status> {
+        Ok(Response::new(
+            self.office.status(request.into_inner()).await?,
+        ))
+    }
+
+    async fn stats(
+        self: Arc<Self>,
+        _request: Request<StatsRequest>,
+    ) -> Result<Response<StatsResponse>, Status> {
+        Err(Status::unimplemented("statistics are not built yet"))
+    }
+
+    async fn publish_bulletin(
+        self: Arc<Self>,
+        _request: Request<StatsRequest>,
+    ) -> Result<Response<NoticeView>, Status> {
+        Err(Status::unimplemented("bulletins are not built yet"))
+    }
+
+    async fn set_target(
+        self: Arc<Self>,
+        _request: Request<TargetRequest>,
+    ) -> Result<Response<TargetResponse>, Status> {
+        Err(Status::unimplemented("targets are not built yet"))
     }
 
     async fn watch(

@@ -1,6 +1,7 @@
 //! What goes down a child's `Forward` stream unasked: the final hub's
 //! delivery receipts and the offices' decisions for items the child handed
-//! over, and the region's CRL.
+//! over, the offices' notices (solicitations, bulletins) for every child,
+//! and the region's CRL.
 //!
 //! When the final hub's delivery receipt for an item comes back to a relay,
 //! or an office (here or above) decides on it, the node keeps it and owes
@@ -17,7 +18,9 @@ use tokio_util::sync::CancellationToken;
 use tonic::Status;
 use tracing::warn;
 
-use crate::proto::{ForwardResponse, SignedDisposition, SignedReceipt, forward_response};
+use crate::proto::{
+    ForwardResponse, SignedDisposition, SignedNotice, SignedReceipt, forward_response,
+};
 use crate::store::Store;
 use crate::trust::Trust;
 
@@ -33,10 +36,12 @@ pub(crate) async fn run(
     shutdown: CancellationToken,
 ) {
     let mut changes = store.down_watch();
+    let mut notice_acks = store.notices_watch();
     // Pushed on this stream and not acknowledged yet: not pushed again.
     let mut sent = HashSet::new();
     loop {
         changes.borrow_and_update();
+        notice_acks.borrow_and_update();
         let pending = match store.down_for(child.clone(), BATCH).await {
             Ok(p) => p,
             Err(e) => {
@@ -71,6 +76,23 @@ pub(crate) async fn run(
             let key = format!("{id}/{}/{}", body.node, body.seq);
             down.push((key, forward_response::Result::Disposition(signed)));
         }
+        // Every notice version the child lacks, oldest version first per
+        // notice: a child takes them only in order.
+        let notices = match store.notices_for(child.clone(), BATCH).await {
+            Ok(n) => n,
+            Err(e) => {
+                warn!(%child, error = %e, "cannot read notices to push down");
+                return;
+            }
+        };
+        for (id, version, bytes) in notices {
+            if let Ok(signed) = SignedNotice::decode(bytes.as_slice()) {
+                down.push((
+                    format!("notice/{id}/{version}"),
+                    forward_response::Result::Notice(signed),
+                ));
+            }
+        }
         sent.retain(|key| down.iter().any(|(k, _)| k == key));
         for (key, result) in down {
             if !sent.insert(key) {
@@ -85,6 +107,7 @@ pub(crate) async fn run(
         }
         tokio::select! {
             r = changes.changed() => if r.is_err() { return },
+            r = notice_acks.changed() => if r.is_err() { return },
             () = tx.closed() => return,
             () = shutdown.cancelled() => return,
         }

@@ -166,7 +166,8 @@ impl RelayService {
         })
     }
 
-    /// The child has stored delivery receipts and decisions pushed down to it.
+    /// The child has stored delivery receipts, decisions and notices pushed
+    /// down to it.
     async fn ack(&self, peer: &PeerInfo, ack: DeliveryAck) -> Result<(), Error> {
         let bad_ref = |r: &crate::proto::DispositionRef| {
             envelope::check_id(&r.item_id).is_err()
@@ -180,6 +181,11 @@ impl RelayService {
                 .iter()
                 .any(|id| envelope::check_id(id).is_err())
             || ack.dispositions.iter().any(bad_ref)
+            || ack.notices.len() > push_down::BATCH
+            || ack
+                .notices
+                .iter()
+                .any(|r| crate::notice::check_id(&r.id).is_err() || r.version == 0)
         {
             return Err(Error::BadAck);
         }
@@ -197,6 +203,10 @@ impl RelayService {
             self.store
                 .ack_down_decisions(peer.node_id.clone(), refs)
                 .await?;
+        }
+        if !ack.notices.is_empty() {
+            let refs = ack.notices.into_iter().map(|r| (r.id, r.version)).collect();
+            self.store.ack_notices(peer.node_id.clone(), refs).await?;
         }
         Ok(())
     }

@@ -239,7 +239,25 @@ async fn servers(parts: &Parts, bound: Bound) -> (Stage, Addrs) {
         clock: parts.clock,
         one_at_a_time: tokio::sync::Mutex::new(()),
     });
+    let office = Arc::new(super::office::Office {
+        keys: parts.keys.clone(),
+        trust: parts.trust.clone(),
+        store: parts.store.clone(),
+        events: parts.events.clone(),
+        clock: parts.clock,
+        config: cfg.office.clone(),
+        utc_offset_ms: cfg.deadlines.offset_ms().unwrap_or(0),
+        has_children: cfg.relay.is_some(),
+        one_at_a_time: tokio::sync::Mutex::new(()),
+    });
+    let watch = super::office::SolicitationWatch {
+        office: office.clone(),
+    };
+    stage
+        .tasks
+        .push(tokio::spawn(watch.run(stage.token.clone())));
     let operator = Arc::new(OperatorService {
+        office,
         desk: desk.clone(),
         keys: parts.keys.clone(),
         trust: parts.trust.clone(),
@@ -342,6 +360,8 @@ fn work(parts: &Parts) -> Stage {
             max_message: parts.max_message,
             max_backoff: Duration::from_secs(cfg.limits.max_backoff_secs),
             connect: cfg.limits.connect_options(),
+            publishers: cfg.office.publishers.clone().into(),
+            utc_offset_ms: cfg.deadlines.offset_ms().unwrap_or(0),
         };
         stage
             .tasks

@@ -62,6 +62,7 @@ pub(crate) fn view(id: &str, rec: &ItemRecord, in_flight: bool, check: Check<'_>
         withdrawn_by: rec.withdrawn_by.clone(),
         corrected_by: rec.corrected_by.clone(),
         supplements: rec.supplements.clone(),
+        answers: rec.answers.clone(),
         answer_overdue_unix_ms: rec.answer_overdue_ms,
         ..Default::default()
     };

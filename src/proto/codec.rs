@@ -65,6 +65,16 @@ strict!(
     HistoryRequest,
     HistoryAckRequest,
     HistoryAckResponse,
+    SolicitRequest,
+    NoticeView,
+    NoticesRequest,
+    NoticesResponse,
+    SolicitationStatusRequest,
+    SolicitationStatusResponse,
+    StatsRequest,
+    StatsResponse,
+    TargetRequest,
+    TargetResponse,
 );
 
 impl Strict for ForwardRequest {
@@ -92,6 +102,7 @@ impl Strict for ForwardResponse {
             (5, "crl"),
             (6, "disposition"),
             (7, "held_ack"),
+            (8, "notice"),
         ],
     }];
 }

@@ -26,12 +26,15 @@
 //! - `write`: the write API, one message to the writer per call;
 //! - `writer`: the writer thread, where the contract above is kept;
 //! - `txn`: what each write does to the tables;
+//! - `office`: reads for solicitations, bulletins, answers and the
+//!   statistics' fact tables;
 //! - `read`: the read API (schedule, deadlines, inbox, durable consumers'
 //!   backlogs, chunks, receipts to push down).
 //!
 //! The store knows nothing of the network: its errors are its own, and the
 //! node says what they mean to a peer.
 
+mod office;
 mod read;
 pub mod record;
 pub mod tables;
@@ -48,8 +51,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use record::{
     Acked, Backlog, ConsumerOpened, ConsumerPosition, Decision, DecisionOutcome, Destination,
-    Escalation, FROM_OPERATOR, HistoryKind, HoldOutcome, ItemRecord, PutOutcome, ReceiptOutcome,
-    RecordState, RouteReceiptRecord, UploadUsage,
+    Escalation, FROM_OPERATOR, Facts, HistoryKind, HoldOutcome, ItemRecord, NoticeOutcome,
+    PutOutcome, ReceiptOutcome, RecordState, RouteReceiptRecord, UploadUsage,
 };
 
 use crate::clock::Clock;
@@ -206,6 +209,7 @@ struct Inner {
     answers_version: watch::Sender<u64>,
     held_version: watch::Sender<u64>,
     history_version: watch::Sender<u64>,
+    notices_version: watch::Sender<u64>,
     closed: watch::Receiver<bool>,
     /// Waiters for a change to one item, woken after the commit.
     waiters: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
@@ -228,6 +232,9 @@ impl Inner {
         }
         if effects.held_up {
             self.held_version.send_modify(|v| *v += 1);
+        }
+        if effects.notices {
+            self.notices_version.send_modify(|v| *v += 1);
         }
         if effects.history {
             self.history_version.send_modify(|v| *v += 1);
@@ -277,6 +284,7 @@ impl Store {
         }
         let db = Db::open(path)?;
         tables::create_all(&db)?;
+        txn::build_facts(&db)?;
         let chain = read::audit_chain(&db)?;
         let db = Db {
             path: path.to_path_buf(),
@@ -297,6 +305,7 @@ impl Store {
             answers_version: watch::channel(0).0,
             held_version: watch::channel(0).0,
             history_version: watch::channel(0).0,
+            notices_version: watch::channel(0).0,
             closed,
             waiters: Mutex::default(),
         });
@@ -373,8 +382,13 @@ impl Store {
         self.inner.history_version.subscribe()
     }
 
-    /// Watches the held notices to send up: changes when one is added or
-    /// acknowledged.
+    /// Watches solicitations and bulletins: changes when a version is kept
+    /// (and when a child acknowledges one).
+    pub fn notices_watch(&self) -> watch::Receiver<u64> {
+        self.inner.notices_version.subscribe()
+    }
+
+    /// Changes when held notices to send up are added or acknowledged.
     pub fn held_watch(&self) -> watch::Receiver<u64> {
         self.inner.held_version.subscribe()
     }

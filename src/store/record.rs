@@ -128,6 +128,15 @@ pub struct ItemRecord {
     /// When the answer deadline passed with no supplement, Unix ms.
     #[prost(int64, tag = "28")]
     pub answer_overdue_ms: i64,
+    /// The solicitation (约稿) the report answers; empty if none.
+    #[prost(string, tag = "40")]
+    pub answers: String,
+    /// The report's origin, for the statistics kept at a hub.
+    #[prost(string, tag = "41")]
+    pub origin: String,
+    /// The report's title, likewise.
+    #[prost(string, tag = "42")]
+    pub title: String,
 }
 
 /// One route's receipt for an item.
@@ -190,7 +199,7 @@ pub enum ReceiptOutcome {
 }
 
 /// A verified decision to keep: what the store needs to know of it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Decision {
     /// The encoded `SignedDisposition`, exactly as signed.
     pub signed: Vec<u8>,
@@ -202,6 +211,8 @@ pub struct Decision {
     pub previous: Vec<u8>,
     /// `DispositionKind` as a number.
     pub kind: i32,
+    /// Its text (outlet, reason, question…), for the statistics.
+    pub text: String,
     /// When it was decided, Unix ms.
     pub at_ms: i64,
     /// For a returned item, when the answer is due, Unix ms.
@@ -349,4 +360,71 @@ pub struct Backlog {
     /// Whether every lane was read to its end (else the read stopped at
     /// its limit or its scan budget, and there may be more).
     pub exhausted: bool,
+}
+
+/// What keeping a version of a notice did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoticeOutcome {
+    /// Kept: it is the newest version here now.
+    Stored,
+    /// This very version was kept before.
+    Duplicate,
+    /// A different notice with this id and version is kept.
+    Conflict,
+    /// Not the next version, or its link to the one before is wrong.
+    OutOfOrder {
+        /// The version that was due.
+        expected: u32,
+    },
+}
+
+/// What the statistics count, as stored in the fact tables.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    /// Items of the inbox.
+    pub items: Vec<ItemFact>,
+    /// Decisions kept.
+    pub decisions: Vec<DecisionFact>,
+}
+
+/// One item of a hub's inbox, as the statistics see it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ItemFact {
+    /// Item id.
+    pub id: String,
+    /// Its origin.
+    pub origin: String,
+    /// Its lane (class).
+    pub lane: u8,
+    /// Its title.
+    pub title: String,
+    /// When the origin created it, Unix ms.
+    pub created_ms: i64,
+    /// When it was stored here, Unix ms.
+    pub arrived_ms: i64,
+    /// Its receipt deadline, Unix ms.
+    pub deadline_ms: i64,
+    /// `LinkKind`.
+    pub link: u8,
+    /// The solicitation it answers, or empty.
+    pub answers: String,
+}
+
+/// One decision kept, as the statistics see it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DecisionFact {
+    /// The item.
+    pub item_id: String,
+    /// The deciding node.
+    pub node: String,
+    /// Its number in that node's history of the item.
+    pub seq: u32,
+    /// `DispositionKind`.
+    pub kind: u8,
+    /// Outlet, reason, note…
+    pub text: String,
+    /// When it was decided, Unix ms.
+    pub at_ms: i64,
+    /// When the item was created, Unix ms (to find its fact row).
+    pub item_created_ms: i64,
 }

@@ -48,6 +48,23 @@
 //!   the hash-chained custody log, written in the same transaction as the
 //!   change it records;
 //! - `audit_checkpoints`: seq → encoded signed checkpoint of the log's head;
+//! - `notices`: (id, version) → encoded `SignedNotice`, every version of
+//!   every solicitation and bulletin kept here (published here or come
+//!   down from above);
+//! - `notice_acks`: (child, id) → the version the child has acknowledged:
+//!   a notice is pushed down to every child until it has the latest;
+//! - `notice_fired`: (id, version) → (), solicitations whose deadline the
+//!   watch has dealt with (alarms, reminders), so a restart does not
+//!   raise them again;
+//! - `sol_answers`: (solicitation id, origin, item id) → stored ms, the
+//!   reports answering each solicitation, as they were stored here;
+//! - `item_facts`: (created ms, id) → (origin, lane, title, arrived ms,
+//!   deadline ms, link kind, solicitation answered), one row per item in
+//!   a hub's inbox: what the statistics count, without decoding reports;
+//! - `decision_facts`: (decided ms, id, deciding node, n) → (kind, text,
+//!   the item's created ms), one row per decision kept, likewise;
+//! - `targets`: (county, year) → (points, adopted items), yearly targets
+//!   set by command (they override the configuration's);
 //! - `meta`: counters (sequences, the overdue total).
 
 use redb::TableDefinition;
@@ -79,6 +96,23 @@ pub(super) const CONSUMERS: TableDefinition<'_, (&str, &str), (u64, u64, u64, u6
     TableDefinition::new("consumers");
 pub(super) const CONSUMER_ACKS: TableDefinition<'_, (&str, &str, u8, u64), ()> =
     TableDefinition::new("consumer_acks");
+pub(super) const NOTICES: TableDefinition<'_, (&str, u32), &[u8]> = TableDefinition::new("notices");
+pub(super) const NOTICE_ACKS: TableDefinition<'_, (&str, &str), u32> =
+    TableDefinition::new("notice_acks");
+pub(super) const NOTICE_FIRED: TableDefinition<'_, (&str, u32), ()> =
+    TableDefinition::new("notice_fired");
+pub(super) const SOL_ANSWERS: TableDefinition<'_, (&str, &str, &str), i64> =
+    TableDefinition::new("sol_answers");
+/// (origin, lane, title, arrived ms, deadline ms, link kind, answers).
+pub(super) type ItemFactRow<'a> = (&'a str, u8, &'a str, i64, i64, u8, &'a str);
+pub(super) const ITEM_FACTS: TableDefinition<'_, (i64, &str), ItemFactRow<'_>> =
+    TableDefinition::new("item_facts");
+/// (decided ms, item id, deciding node, n).
+pub(super) type DecisionFactKey<'a> = (i64, &'a str, &'a str, u32);
+pub(super) const DECISION_FACTS: TableDefinition<'_, DecisionFactKey<'_>, (u8, &str, i64)> =
+    TableDefinition::new("decision_facts");
+pub(super) const TARGETS: TableDefinition<'_, (&str, i32), (i64, i64)> =
+    TableDefinition::new("targets");
 pub(super) const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 pub(super) const AUDIT: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("audit");
 pub(super) const AUDIT_CHECKPOINTS: TableDefinition<'_, u64, &[u8]> =
@@ -92,6 +126,9 @@ pub(super) mod meta {
     pub(in crate::store) const INBOX_SEQ: [&str; 3] = ["inbox_seq_0", "inbox_seq_1", "inbox_seq_2"];
     /// Sequence of the history (decisions and held notices).
     pub(in crate::store) const HISTORY_SEQ: &str = "history_seq";
+    /// Set once the fact tables were filled from the inbox and decisions
+    /// kept before they existed.
+    pub(in crate::store) const FACTS_BUILT: &str = "facts_built";
     /// Items that ever missed their deadline here.
     pub(in crate::store) const OVERDUE_TOTAL: &str = "overdue_total";
 }
@@ -116,6 +153,13 @@ pub(super) fn create_all(db: &redb::Database) -> Result<(), super::Error> {
     txn.open_table(UPLOADS)?;
     txn.open_table(CONSUMERS)?;
     txn.open_table(CONSUMER_ACKS)?;
+    txn.open_table(NOTICES)?;
+    txn.open_table(NOTICE_ACKS)?;
+    txn.open_table(NOTICE_FIRED)?;
+    txn.open_table(SOL_ANSWERS)?;
+    txn.open_table(ITEM_FACTS)?;
+    txn.open_table(DECISION_FACTS)?;
+    txn.open_table(TARGETS)?;
     txn.open_table(META)?;
     txn.open_table(AUDIT)?;
     txn.open_table(AUDIT_CHECKPOINTS)?;

@@ -576,6 +576,7 @@ fn decision(node: &str, seq: u32, previous: &[u8], text: &str) -> Decision {
         at_ms: 1,
         answer_by_ms: 0,
         delivery: None,
+        text: body.text.clone(),
     }
 }
 

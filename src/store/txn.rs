@@ -7,11 +7,12 @@ use super::record::{
     Acked, ConsumerOpened, ConsumerPosition, Decision, DecisionOutcome, Destination, Escalation,
     FROM_OPERATOR, ItemRecord, PutOutcome, ReceiptOutcome, RecordState, RouteReceiptRecord,
 };
-use super::record::{HistoryKind, HoldOutcome};
+use super::record::{HistoryKind, HoldOutcome, NoticeOutcome};
 use super::tables::{
-    ANSWERS, AUDIT, AUDIT_CHECKPOINTS, CHUNKS, CONSUMER_ACKS, CONSUMERS, DEADLINES, DECISIONS,
-    DOWN, DOWN_DECISIONS, HELD, HELD_UP, HISTORY, HISTORY_ACKS, INBOX, ITEMS, META, OVERDUE, QUEUE,
-    UPLOADS, meta,
+    ANSWERS, AUDIT, AUDIT_CHECKPOINTS, CHUNKS, CONSUMER_ACKS, CONSUMERS, DEADLINES, DECISION_FACTS,
+    DECISIONS, DOWN, DOWN_DECISIONS, HELD, HELD_UP, HISTORY, HISTORY_ACKS, INBOX, ITEM_FACTS,
+    ITEMS, META, NOTICE_ACKS, NOTICE_FIRED, NOTICES, OVERDUE, QUEUE, SOL_ANSWERS, TARGETS, UPLOADS,
+    meta,
 };
 use super::{Error, decode, encode};
 use crate::audit::{AuditKind, Chain, Entry};
@@ -33,6 +34,8 @@ pub(super) struct Effects {
     pub(super) held_up: bool,
     /// Something was added to the history.
     pub(super) history: bool,
+    /// A notice was kept or acknowledged.
+    pub(super) notices: bool,
     /// What the batch did, for the custody log.
     pub(super) audit: Vec<Entry>,
 }
@@ -408,6 +411,16 @@ impl<'t> Txn<'t> {
                     }
                 }
                 self.save(id, &rec)?;
+                if !rec.answers.is_empty() {
+                    let mut t = self.txn.open_table(SOL_ANSWERS)?;
+                    t.insert(
+                        (rec.answers.as_str(), rec.origin.as_str(), id),
+                        rec.stored_ms,
+                    )?;
+                }
+                if matches!(dest, Destination::Inbox) {
+                    put_item_fact(self.txn, id, &rec)?;
+                }
                 let class = crate::class::Class::from_lane(rec.lane()).map_or("?", |c| c.name());
                 self.note(
                     Entry::new(AuditKind::Accepted, id)
@@ -586,6 +599,7 @@ impl<'t> Txn<'t> {
         let n = count + 1;
         self.decisions()?.insert((id, n), d.signed.as_slice())?;
         self.record_history(HistoryKind::Decision, &d.signed)?;
+        put_decision_fact(self.txn, id, d, rec.created_ms)?;
         if let Some(receipt) = &d.delivery
             && rec.delivery.is_empty()
         {
@@ -625,6 +639,91 @@ impl<'t> Txn<'t> {
                 )),
         );
         Ok(DecisionOutcome::Stored(n))
+    }
+
+    /// Keeps version `version` of notice `id` (verified, encoded
+    /// `SignedNotice` in `signed`, naming `previous` as the digest of the
+    /// version before): only the next version, linked to the one kept.
+    pub(super) fn keep_notice(
+        &mut self,
+        id: &str,
+        version: u32,
+        previous: &[u8],
+        signed: &[u8],
+    ) -> Result<NoticeOutcome, Error> {
+        let mut notices = self.txn.open_table(NOTICES)?;
+        if let Some(kept) = notices.get((id, version))? {
+            return Ok(if kept.value() == signed {
+                NoticeOutcome::Duplicate
+            } else {
+                NoticeOutcome::Conflict
+            });
+        }
+        let last = match notices.range((id, 0)..=(id, u32::MAX))?.next_back() {
+            Some(row) => {
+                let (k, v) = row?;
+                Some((
+                    k.value().1,
+                    crate::digest::sha256(
+                        &<crate::proto::SignedNotice as prost::Message>::decode(v.value())
+                            .map_err(Error::Corrupt)?
+                            .notice,
+                    ),
+                ))
+            }
+            None => None,
+        };
+        let expected = last.as_ref().map_or(1, |(v, _)| v + 1);
+        let linked = match &last {
+            Some((_, digest)) => previous == digest.as_slice(),
+            None => previous.is_empty(),
+        };
+        if version != expected || !linked {
+            return Ok(NoticeOutcome::OutOfOrder { expected });
+        }
+        notices.insert((id, version), signed)?;
+        drop(notices);
+        self.fx.notices = true;
+        self.fx.down = true;
+        self.note(Entry::new(AuditKind::Decided, id).with_detail(format!("notice v{version}")));
+        Ok(NoticeOutcome::Stored)
+    }
+
+    /// Records that `child` has version `version` of each notice named.
+    pub(super) fn ack_notices(&mut self, child: &str, refs: &[(String, u32)]) -> Result<(), Error> {
+        let mut acks = self.txn.open_table(NOTICE_ACKS)?;
+        for (id, version) in refs {
+            let had = acks.get((child, id.as_str()))?.map_or(0, |v| v.value());
+            if *version > had {
+                acks.insert((child, id.as_str()), *version)?;
+            }
+        }
+        self.fx.notices = true;
+        Ok(())
+    }
+
+    /// Marks version `version` of solicitation `id` as dealt with at its
+    /// deadline; returns whether this call marked it.
+    pub(super) fn fire_notice(&mut self, id: &str, version: u32) -> Result<bool, Error> {
+        let mut fired = self.txn.open_table(NOTICE_FIRED)?;
+        Ok(fired.insert((id, version), ())?.is_none())
+    }
+
+    /// Sets (or with both zero, clears) a county's target for a year.
+    pub(super) fn set_target(
+        &mut self,
+        county: &str,
+        year: i32,
+        points: i64,
+        adopted: i64,
+    ) -> Result<(), Error> {
+        let mut targets = self.txn.open_table(TARGETS)?;
+        if points == 0 && adopted == 0 {
+            targets.remove((county, year))?;
+        } else {
+            targets.insert((county, year), (points, adopted))?;
+        }
+        Ok(())
     }
 
     /// Forgets decisions `child` has acknowledged: (item, deciding node,
@@ -952,4 +1051,104 @@ impl<'t> Txn<'t> {
         }
         Ok(last)
     }
+}
+
+/// The statistics' row for an item stored in the inbox.
+fn put_item_fact(txn: &WriteTransaction, id: &str, rec: &ItemRecord) -> Result<(), Error> {
+    let mut facts = txn.open_table(ITEM_FACTS)?;
+    facts.insert(
+        (rec.created_ms, id),
+        (
+            rec.origin.as_str(),
+            rec.lane(),
+            rec.title.as_str(),
+            rec.stored_ms,
+            rec.deadline_ms,
+            u8::try_from(rec.link).unwrap_or(u8::MAX),
+            rec.answers.as_str(),
+        ),
+    )?;
+    Ok(())
+}
+
+/// The statistics' row for a decision kept.
+fn put_decision_fact(
+    txn: &WriteTransaction,
+    id: &str,
+    d: &Decision,
+    item_created_ms: i64,
+) -> Result<(), Error> {
+    let mut facts = txn.open_table(DECISION_FACTS)?;
+    facts.insert(
+        (d.at_ms, id, d.node.as_str(), d.seq),
+        (
+            u8::try_from(d.kind).unwrap_or(u8::MAX),
+            d.text.as_str(),
+            item_created_ms,
+        ),
+    )?;
+    Ok(())
+}
+
+/// Fills the fact tables from what a store kept before they existed (its
+/// inbox and decisions), once: the statistics count the signed history
+/// itself, whenever it was stored.
+pub(super) fn build_facts(db: &redb::Database) -> Result<(), Error> {
+    use crate::proto::{Report, SignedDisposition, SignedReport};
+    use prost::Message;
+    let txn = db.begin_write()?;
+    {
+        let mut meta_t = txn.open_table(META)?;
+        if meta_t.get(meta::FACTS_BUILT)?.is_some() {
+            return Ok(());
+        }
+        meta_t.insert(meta::FACTS_BUILT, 1)?;
+    }
+    {
+        let items = txn.open_table(ITEMS)?;
+        let inbox = txn.open_table(INBOX)?;
+        for row in inbox.iter()? {
+            let (_, id) = row?;
+            let id = id.value();
+            let Some(bytes) = items.get(id)? else {
+                continue;
+            };
+            let mut rec = decode(bytes.value())?;
+            if let Some(report) = SignedReport::decode(rec.signed.as_slice())
+                .ok()
+                .and_then(|s| Report::decode(s.report.as_slice()).ok())
+            {
+                rec.origin = report.origin;
+                rec.title = report.title;
+                rec.answers = report.answers;
+            }
+            put_item_fact(&txn, id, &rec)?;
+        }
+        let decisions = txn.open_table(DECISIONS)?;
+        for row in decisions.iter()? {
+            let (key, bytes) = row?;
+            let (id, _) = key.value();
+            let Ok(signed) = SignedDisposition::decode(bytes.value()) else {
+                continue;
+            };
+            let Some(body) = crate::disposition::peek(&signed) else {
+                continue;
+            };
+            let created = match items.get(id)? {
+                Some(b) => decode(b.value())?.created_ms,
+                None => 0,
+            };
+            let d = Decision {
+                node: body.node,
+                seq: body.seq,
+                kind: body.kind,
+                text: body.text,
+                at_ms: body.at_unix_ms,
+                ..Default::default()
+            };
+            put_decision_fact(&txn, id, &d, created)?;
+        }
+    }
+    txn.commit()?;
+    Ok(())
 }

@@ -3,7 +3,7 @@
 
 use super::record::{
     Acked, ConsumerOpened, Decision, DecisionOutcome, Destination, Escalation, ItemRecord,
-    PutOutcome, ReceiptOutcome,
+    NoticeOutcome, PutOutcome, ReceiptOutcome,
 };
 use super::txn::Txn;
 use super::writer::Write;
@@ -334,7 +334,112 @@ impl Write for Escalate {
     }
 }
 
+struct KeepNotice {
+    id: String,
+    version: u32,
+    previous: Vec<u8>,
+    signed: Vec<u8>,
+}
+
+impl Write for KeepNotice {
+    type Out = NoticeOutcome;
+    fn grows(&self) -> bool {
+        true
+    }
+    fn bytes(&self) -> usize {
+        self.signed.len()
+    }
+    fn apply(&self, txn: &mut Txn<'_>) -> Result<NoticeOutcome, Error> {
+        txn.keep_notice(&self.id, self.version, &self.previous, &self.signed)
+    }
+}
+
+struct AckNotices {
+    child: String,
+    refs: Vec<(String, u32)>,
+}
+
+impl Write for AckNotices {
+    type Out = ();
+    fn apply(&self, txn: &mut Txn<'_>) -> Result<(), Error> {
+        txn.ack_notices(&self.child, &self.refs)
+    }
+}
+
+struct FireNotice {
+    id: String,
+    version: u32,
+}
+
+impl Write for FireNotice {
+    type Out = bool;
+    fn apply(&self, txn: &mut Txn<'_>) -> Result<bool, Error> {
+        txn.fire_notice(&self.id, self.version)
+    }
+}
+
+struct SetTarget {
+    county: String,
+    year: i32,
+    points: i64,
+    adopted: i64,
+}
+
+impl Write for SetTarget {
+    type Out = ();
+    fn apply(&self, txn: &mut Txn<'_>) -> Result<(), Error> {
+        txn.set_target(&self.county, self.year, self.points, self.adopted)
+    }
+}
+
 impl Store {
+    /// Keeps a verified version of a notice (solicitation or bulletin):
+    /// only the version after the newest kept, naming its digest as
+    /// `previous`. Every child is then owed it.
+    pub async fn keep_notice(
+        &self,
+        id: String,
+        version: u32,
+        previous: Vec<u8>,
+        signed: Vec<u8>,
+    ) -> Result<NoticeOutcome, Error> {
+        self.write(KeepNotice {
+            id,
+            version,
+            previous,
+            signed,
+        })
+        .await
+    }
+
+    /// Records that `child` has kept these notice versions.
+    pub async fn ack_notices(&self, child: String, refs: Vec<(String, u32)>) -> Result<(), Error> {
+        self.write(AckNotices { child, refs }).await
+    }
+
+    /// Marks a solicitation version's deadline as dealt with; returns
+    /// whether this call did (false: done before, e.g. before a restart).
+    pub async fn fire_notice(&self, id: String, version: u32) -> Result<bool, Error> {
+        self.write(FireNotice { id, version }).await
+    }
+
+    /// Sets a county's yearly target (both zero: clears it).
+    pub async fn set_target(
+        &self,
+        county: String,
+        year: i32,
+        points: i64,
+        adopted: i64,
+    ) -> Result<(), Error> {
+        self.write(SetTarget {
+            county,
+            year,
+            points,
+            adopted,
+        })
+        .await
+    }
+
     /// Stores a new item durably, or reports that its id is already taken.
     ///
     /// `record.stored_ms`, `record.seq` and `record.pending_routes` are set by

@@ -1,5 +1,6 @@
 //! What comes down from upstream unasked: delivery receipts of items a relay
-//! took from us, the offices' decisions on them, and the region's newest CRL.
+//! took from us, the offices' decisions on them, the offices' notices
+//! (solicitations, bulletins), and the region's newest CRL.
 //!
 //! When this node handed an item to a relay, the relay's receipt was only
 //! custody; the final hub's delivery receipt comes down later, pushed on
@@ -13,13 +14,12 @@ use tracing::{debug, error, info, warn};
 
 use super::session::send;
 use super::{Forwarder, SessionEnd};
-use crate::disposition;
 use crate::proto::{
-    DeliveryAck, DispositionRef, EventKind, ForwardRequest, ReceiptKind, SignedDisposition,
-    SignedReceipt, forward_request,
+    DeliveryAck, DispositionRef, EventKind, ForwardRequest, NoticeRef, ReceiptKind,
+    SignedDisposition, SignedNotice, SignedReceipt, forward_request,
 };
-use crate::receipt;
-use crate::store::{self, DecisionOutcome};
+use crate::store::{self, DecisionOutcome, NoticeOutcome};
+use crate::{disposition, notice, receipt};
 
 impl Forwarder {
     /// A CRL came down: put in force (and kept) if the CA signed it and it
@@ -92,7 +92,7 @@ impl Forwarder {
         );
         let ack = forward_request::Kind::Ack(DeliveryAck {
             item_ids: vec![id],
-            dispositions: Vec::new(),
+            ..Default::default()
         });
         send(tx, ack).await
     }
@@ -152,6 +152,7 @@ impl Forwarder {
                     seq: body.seq,
                     previous: body.previous_sha256.clone(),
                     kind: body.kind,
+                    text: body.text.clone(),
                     at_ms: body.at_unix_ms,
                     answer_by_ms: body.answer_by_unix_ms,
                     delivery,
@@ -199,12 +200,77 @@ impl Forwarder {
             }
         }
         let ack = forward_request::Kind::Ack(DeliveryAck {
-            item_ids: Vec::new(),
             dispositions: vec![DispositionRef {
                 item_id: id,
                 node: body.node,
                 seq: body.seq,
             }],
+            ..Default::default()
+        });
+        send(tx, ack).await
+    }
+
+    /// Checks, keeps and acknowledges one pushed-down notice (a
+    /// solicitation or bulletin): signed by one of this node's publishers
+    /// (`office.publishers`), unaltered, and the next version of what is
+    /// kept. Kept, it goes on down to every child of ours. One that does
+    /// not check out is not acknowledged, and raises an alarm.
+    pub(super) async fn on_notice(
+        &self,
+        signed: &SignedNotice,
+        tx: &mpsc::Sender<ForwardRequest>,
+    ) -> Result<(), SessionEnd> {
+        let up = self.name();
+        let now = std::time::SystemTime::now();
+        let body = match notice::open(signed, &self.trust, now, &self.publishers) {
+            Ok(b) => b,
+            Err(e) => {
+                let id = notice::peek(signed).map(|n| n.id).unwrap_or_default();
+                error!(alarm = "bad-notice", upstream = %up, id = %id.chars().take(40).collect::<String>(), error = %e, "ALARM: pushed-down notice does not verify; not taken");
+                self.events
+                    .alarm("", up, format!("a notice from {up} was refused: {e}"));
+                return Ok(());
+            }
+        };
+        let outcome = self
+            .store
+            .keep_notice(
+                body.id.clone(),
+                body.version,
+                body.previous_sha256.clone(),
+                signed.encode_to_vec(),
+            )
+            .await?;
+        match outcome {
+            NoticeOutcome::Stored => {
+                info!(id = %body.id, version = body.version, publisher = %body.publisher, "notice came down");
+                let me = self.keys.current().node_id().to_string();
+                if let Some((kind, what)) =
+                    super::super::office::describe(&body, &me, self.utc_offset_ms)
+                {
+                    self.events.emit(kind, &body.id, None, up, what);
+                }
+            }
+            NoticeOutcome::Duplicate => {}
+            NoticeOutcome::Conflict | NoticeOutcome::OutOfOrder { .. } => {
+                error!(alarm = "bad-notice", upstream = %up, id = %body.id, version = body.version, ?outcome, "ALARM: notice conflicts with the versions kept; not taken");
+                self.events.alarm(
+                    "",
+                    up,
+                    format!(
+                        "{up} pushed version {} of {} that does not follow the versions kept here ({outcome:?})",
+                        body.version, body.id
+                    ),
+                );
+                return Ok(());
+            }
+        }
+        let ack = forward_request::Kind::Ack(DeliveryAck {
+            notices: vec![NoticeRef {
+                id: body.id,
+                version: body.version,
+            }],
+            ..Default::default()
         });
         send(tx, ack).await
     }

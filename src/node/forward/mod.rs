@@ -84,6 +84,10 @@ pub(crate) struct Forwarder {
     pub(crate) max_backoff: Duration,
     /// Connect timeout and keepalive pings.
     pub(crate) connect: ConnectOptions,
+    /// Whose solicitations and bulletins this node takes (`office.publishers`).
+    pub(crate) publishers: Arc<[String]>,
+    /// The node's local time, ms east of UTC (for messages).
+    pub(crate) utc_offset_ms: i64,
 }
 
 impl Forwarder {

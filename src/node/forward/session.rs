@@ -358,6 +358,9 @@ impl<'f> Session<'f> {
             Some(forward_response::Result::Disposition(signed)) => {
                 self.fwd.on_disposition(&signed, &self.tx).await
             }
+            Some(forward_response::Result::Notice(signed)) => {
+                self.fwd.on_notice(&signed, &self.tx).await
+            }
             Some(forward_response::Result::HeldAck(ack)) => {
                 let refs = ack
                     .notices
