@@ -23,7 +23,10 @@
 //!   route, deadlines, the inbox, attachments in chunks;
 //! - [`proto`]: the wire contract and its strict codec;
 //! - [`audit`]: the custody log — hash-chained records of every custody
-//!   change, signed checkpoints, verification.
+//!   change, signed checkpoints, verification;
+//! - [`score`]: the office's adoption scores (采用记分) — per-county
+//!   statistics, points under versioned rules, yearly targets, the
+//!   monthly bulletin — computed from facts the caller gathers.
 //!
 //! Transport and the running node:
 //! - [`tls`]: mutual TLS 1.3 — configurations, the accept loop with its
@@ -69,6 +72,7 @@ pub mod notice;
 pub mod pki;
 pub mod proto;
 pub mod receipt;
+pub mod score;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
