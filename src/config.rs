@@ -479,6 +479,26 @@ pub struct OfficeConfig {
     /// they sent nothing. Every county seen sending is counted too.
     #[serde(default)]
     pub counties: Vec<String>,
+    /// At a hub: the publications an adopted report can go into.
+    #[serde(default)]
+    pub outlets: Vec<crate::score::Outlet>,
+    /// At a hub: point rule sets, each in force from its `since` date.
+    #[serde(default)]
+    pub scoring: Vec<crate::score::ScoringRule>,
+    /// At a hub: yearly targets per county (`zhibao target set` overrides).
+    #[serde(default)]
+    pub targets: Vec<crate::score::Target>,
+}
+
+impl OfficeConfig {
+    /// The scoring rules of this section.
+    pub fn rules(&self) -> crate::score::OfficeRules {
+        crate::score::OfficeRules {
+            outlets: self.outlets.clone(),
+            scoring: self.scoring.clone(),
+            targets: self.targets.clone(),
+        }
+    }
 }
 
 impl NodeConfig {
@@ -563,6 +583,10 @@ impl NodeConfig {
             crate::trust::validate_node_id(id)
                 .map_err(|e| invalid("office.counties", e.to_string()))?;
         }
+        self.office
+            .rules()
+            .validate()
+            .map_err(|e| invalid("office", e.to_string()))?;
         let l = &self.limits;
         if l.max_report_bytes < 1024 || l.max_report_bytes > 64 * 1024 * 1024 {
             return Err(invalid(

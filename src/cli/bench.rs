@@ -143,13 +143,13 @@ pub struct Results {
 }
 
 /// A `zhibao serve` child process.
-struct Daemon {
+pub(super) struct Daemon {
     child: Child,
-    socket: PathBuf,
+    pub(super) socket: PathBuf,
 }
 
 impl Daemon {
-    fn start(cfg: &NodeConfig, dir: &Path) -> anyhow::Result<Self> {
+    pub(super) fn start(cfg: &NodeConfig, dir: &Path) -> anyhow::Result<Self> {
         let path = dir.join(format!("{}.toml", cfg.node_id));
         std::fs::write(&path, cfg.to_toml()?)?;
         let mut child = Command::new(std::env::current_exe()?)

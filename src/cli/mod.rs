@@ -6,6 +6,7 @@
 pub(crate) mod args;
 mod audit;
 mod bench;
+mod bench_stats;
 mod demo;
 mod fetch;
 mod fmt;
@@ -449,7 +450,18 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
             json,
             queue_items,
             flood_secs,
+            stats,
         } => {
+            if stats {
+                bench_stats::run(bench_stats::Size {
+                    counties: 100,
+                    items: 200_000,
+                    decisions: 50_000,
+                    solicitations: 300,
+                })
+                .await?;
+                return Ok(ExitCode::SUCCESS);
+            }
             if flood_secs > 0 {
                 bench::flood_memory(Duration::from_secs(flood_secs)).await?;
                 return Ok(ExitCode::SUCCESS);

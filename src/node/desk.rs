@@ -48,9 +48,34 @@ pub(crate) struct Desk {
     pub(crate) clock: Clock,
     /// One decision at a time: each takes the next number.
     pub(crate) one_at_a_time: Mutex<()>,
+    /// The office's outlets (`office.outlets`): when there are any, an
+    /// adoption must name one, so that it scores as the office means.
+    pub(crate) rules: crate::score::OfficeRules,
 }
 
 impl Desk {
+    /// With outlets configured, an adoption names one of them.
+    fn check_outlet(&self, decision: &Decision) -> Result<(), Error> {
+        let outlets = &self.rules.outlets;
+        if decision.kind != DispositionKind::Adopted
+            || outlets.is_empty()
+            || self.rules.outlet_of(&decision.text).is_some()
+        {
+            return Ok(());
+        }
+        let known: Vec<String> = outlets
+            .iter()
+            .map(|o| format!("{} ({})", o.key, o.zh))
+            .collect();
+        Err(super::office::OfficeError::Invalid(format!(
+            "outlet {:?} is not one of office.outlets: {}; give its key, optionally with the issue, e.g. `{}: 第12期`",
+            decision.text.chars().take(80).collect::<String>(),
+            known.join(", "),
+            outlets[0].key
+        ))
+        .into())
+    }
+
     /// Records `actor`'s decision; answers once it is on disk.
     pub(crate) async fn decide(
         &self,
@@ -67,6 +92,7 @@ impl Desk {
             staff: actor.name.clone(),
         };
         decision.check(self.clock.now_ms())?;
+        self.check_outlet(&decision)?;
         let id = req.item_id;
         let _turn = self.one_at_a_time.lock().await;
         let rec = self

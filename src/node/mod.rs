@@ -63,6 +63,7 @@ mod push_down;
 mod relay;
 mod reload;
 mod routes;
+mod scores;
 mod start;
 mod status;
 mod upload;

@@ -49,9 +49,15 @@ pub(crate) enum OfficeError {
         /// What to do.
         hint: &'static str,
     },
+    /// No figures for what was asked.
+    #[error("{0}")]
+    NoFigures(String),
     /// It cannot be done in the state things are in.
     #[error("{0}")]
     Precondition(String),
+    /// Too big to publish.
+    #[error("{0}")]
+    TooLarge(String),
     /// A notice that does not keep the rules.
     #[error(transparent)]
     Notice(#[from] NoticeError),
@@ -63,7 +69,8 @@ impl OfficeError {
         use tonic::Code;
         match self {
             Self::Invalid(_) | Self::Notice(_) => Code::InvalidArgument,
-            Self::NotFound { .. } => Code::NotFound,
+            Self::NotFound { .. } | Self::NoFigures(_) => Code::NotFound,
+            Self::TooLarge(_) => Code::ResourceExhausted,
             Self::Precondition(_) => Code::FailedPrecondition,
         }
     }
@@ -193,7 +200,7 @@ impl Office {
         if let Some((kind, text)) = describe(&body, "", self.utc_offset_ms) {
             self.events.emit(kind, &body.id, None, "", text);
         }
-        self.view(signed).await
+        self.view_of(signed).await
     }
 
     fn new_solicitation(
@@ -283,7 +290,7 @@ impl Office {
     }
 
     /// A notice as an operator sees it, verified now.
-    async fn view(&self, signed: SignedNotice) -> Result<NoticeView, Error> {
+    pub(super) async fn view_of(&self, signed: SignedNotice) -> Result<NoticeView, Error> {
         let me = self.me();
         let (body, verification) =
             match notice::open(&signed, &self.trust, SystemTime::now(), &self.publishers()) {
@@ -348,7 +355,7 @@ impl Office {
             let Ok(signed) = SignedNotice::decode(bytes.as_slice()) else {
                 continue;
             };
-            let view = self.view(signed).await?;
+            let view = self.view_of(signed).await?;
             let body = view.body.clone().unwrap_or_default();
             let current = match &body.body {
                 Some(Body::Solicitation(s)) => {

@@ -678,23 +678,40 @@ impl Operator for OperatorService {
 
     async fn stats(
         self: Arc<Self>,
-        _request: Request<StatsRequest>,
+        request: Request<StatsRequest>,
     ) -> Result<Response<StatsResponse>, Status> {
-        Err(Status::unimplemented("statistics are not built yet"))
+        Ok(Response::new(
+            self.office.stats(request.into_inner()).await?,
+        ))
     }
 
     async fn publish_bulletin(
         self: Arc<Self>,
-        _request: Request<StatsRequest>,
+        request: Request<StatsRequest>,
     ) -> Result<Response<NoticeView>, Status> {
-        Err(Status::unimplemented("bulletins are not built yet"))
+        let actor = Actor::of(&request);
+        match self
+            .office
+            .publish_bulletin(request.into_inner(), &actor)
+            .await
+        {
+            Ok(view) => Ok(Response::new(view)),
+            Err(e) => {
+                tracing::warn!(staff = %actor.name, error = %e, "refused bulletin");
+                Err(e.into())
+            }
+        }
     }
 
     async fn set_target(
         self: Arc<Self>,
-        _request: Request<TargetRequest>,
+        request: Request<TargetRequest>,
     ) -> Result<Response<TargetResponse>, Status> {
-        Err(Status::unimplemented("targets are not built yet"))
+        let actor = Actor::of(&request);
+        let req = request.into_inner();
+        tracing::info!(staff = %actor.name, county = %req.county, year = req.year, points = req.points, adopted = req.adopted, "target set");
+        self.office.set_target(req).await?;
+        Ok(Response::new(TargetResponse {}))
     }
 
     async fn watch(

@@ -238,6 +238,7 @@ async fn servers(parts: &Parts, bound: Bound) -> (Stage, Addrs) {
         events: parts.events.clone(),
         clock: parts.clock,
         one_at_a_time: tokio::sync::Mutex::new(()),
+        rules: cfg.office.rules(),
     });
     let office = Arc::new(super::office::Office {
         keys: parts.keys.clone(),

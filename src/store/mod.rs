@@ -50,9 +50,9 @@ use redb::Database;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use record::{
-    Acked, Backlog, ConsumerOpened, ConsumerPosition, Decision, DecisionOutcome, Destination,
-    Escalation, FROM_OPERATOR, Facts, HistoryKind, HoldOutcome, ItemRecord, NoticeOutcome,
-    PutOutcome, ReceiptOutcome, RecordState, RouteReceiptRecord, UploadUsage,
+    Acked, Backlog, ConsumerOpened, ConsumerPosition, Decision, DecisionFact, DecisionOutcome,
+    Destination, Escalation, FROM_OPERATOR, Facts, HistoryKind, HoldOutcome, ItemFact, ItemRecord,
+    NoticeOutcome, PutOutcome, ReceiptOutcome, RecordState, RouteReceiptRecord, UploadUsage,
 };
 
 use crate::clock::Clock;

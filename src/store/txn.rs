@@ -709,6 +709,11 @@ impl<'t> Txn<'t> {
         Ok(fired.insert((id, version), ())?.is_none())
     }
 
+    /// Rows of the fact tables alone (a benchmark's year of history).
+    pub(super) fn import_facts(&mut self, facts: &super::record::Facts) -> Result<(), Error> {
+        import_facts(self.txn, facts)
+    }
+
     /// Sets (or with both zero, clears) a county's target for a year.
     pub(super) fn set_target(
         &mut self,
@@ -1051,6 +1056,39 @@ impl<'t> Txn<'t> {
         }
         Ok(last)
     }
+}
+
+/// Writes rows of the fact tables with no item or decision behind them.
+pub(super) fn import_facts(
+    txn: &WriteTransaction,
+    facts: &super::record::Facts,
+) -> Result<(), Error> {
+    for f in &facts.items {
+        let rec = ItemRecord {
+            origin: f.origin.clone(),
+            lane: u32::from(f.lane),
+            title: f.title.clone(),
+            created_ms: f.created_ms,
+            stored_ms: f.arrived_ms,
+            deadline_ms: f.deadline_ms,
+            link: i32::from(f.link),
+            answers: f.answers.clone(),
+            ..Default::default()
+        };
+        put_item_fact(txn, &f.id, &rec)?;
+    }
+    for d in &facts.decisions {
+        let decision = Decision {
+            node: d.node.clone(),
+            seq: d.seq,
+            kind: i32::from(d.kind),
+            text: d.text.clone(),
+            at_ms: d.at_ms,
+            ..Default::default()
+        };
+        put_decision_fact(txn, &d.item_id, &decision, d.item_created_ms)?;
+    }
+    Ok(())
 }
 
 /// The statistics' row for an item stored in the inbox.

@@ -378,6 +378,18 @@ impl Write for FireNotice {
     }
 }
 
+struct ImportFacts(super::record::Facts);
+
+impl Write for ImportFacts {
+    type Out = ();
+    fn grows(&self) -> bool {
+        true
+    }
+    fn apply(&self, txn: &mut Txn<'_>) -> Result<(), Error> {
+        txn.import_facts(&self.0)
+    }
+}
+
 struct SetTarget {
     county: String,
     year: i32,
@@ -421,6 +433,15 @@ impl Store {
     /// whether this call did (false: done before, e.g. before a restart).
     pub async fn fire_notice(&self, id: String, version: u32) -> Result<bool, Error> {
         self.write(FireNotice { id, version }).await
+    }
+
+    /// Writes rows of the statistics' fact tables with no items or
+    /// decisions behind them: for `zhibao bench --stats`, which measures
+    /// the statistics over a year of history without making one. Never
+    /// called by a node.
+    #[doc(hidden)]
+    pub async fn import_facts(&self, facts: super::record::Facts) -> Result<(), Error> {
+        self.write(ImportFacts(facts)).await
     }
 
     /// Sets a county's yearly target (both zero: clears it).

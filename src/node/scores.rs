@@ -1,0 +1,284 @@
+//! The office's figures (采用记分) at a hub: gathered from the store's fact
+//! tables and the solicitations published here, scored by
+//! [`crate::score`] under the configured rules, and rendered as a table,
+//! CSV, JSON or the bulletin (月度通报, 季度小结); a bulletin published is a
+//! signed notice pushed down to every county like a solicitation.
+//!
+//! Nothing here is kept but what is derived from the signed history: the
+//! same store gives the same figures, after any restart or replay.
+
+use std::str::FromStr;
+
+use prost::Message;
+
+use super::error::Error;
+use super::office::{Office, OfficeError};
+use super::who::Actor;
+use crate::class::Class;
+use crate::notice::{self, NoticeError};
+use crate::proto::{
+    Bulletin, Notice, NoticeView, SignedNotice, StatsRequest, StatsResponse, TargetRequest,
+    notice::Body,
+};
+use crate::score::{self, Lang, Period, Stats};
+use crate::store::NoticeOutcome;
+
+impl Office {
+    /// The figures for `req.period`, scored now.
+    async fn figures(&self, period: Period) -> Result<Stats, Error> {
+        let offset = self.utc_offset_ms;
+        let (start, end) = period.bounds(offset);
+        let (year_start, _) = period.year_bounds(offset);
+        let stored = self.store.facts(start.min(year_start), end).await?;
+        let me = self.keys.current().node_id().to_string();
+        let mut facts = score::Facts {
+            hub: me.clone(),
+            counties: self.config.counties.clone(),
+            ..Default::default()
+        };
+        facts.items = stored
+            .items
+            .into_iter()
+            .filter_map(|i| {
+                Some(score::ItemFact {
+                    class: Class::from_lane(i.lane)?,
+                    id: i.id,
+                    origin: i.origin,
+                    title: i.title,
+                    created_ms: i.created_ms,
+                    arrived_ms: i.arrived_ms,
+                    deadline_ms: i.deadline_ms,
+                    link: i32::from(i.link),
+                    answers: i.answers,
+                })
+            })
+            .collect();
+        facts.decisions = stored
+            .decisions
+            .into_iter()
+            .map(|d| score::DecisionFact {
+                item_id: d.item_id,
+                node: d.node,
+                seq: d.seq,
+                kind: i32::from(d.kind),
+                text: d.text,
+                at_ms: d.at_ms,
+            })
+            .collect();
+        for (_, _, bytes) in self.store.notices("SOL-").await? {
+            let Some(n) = SignedNotice::decode(bytes.as_slice())
+                .ok()
+                .and_then(|s| notice::peek(&s))
+            else {
+                continue;
+            };
+            let (Some(Body::Solicitation(s)), true) = (&n.body, n.publisher == me) else {
+                continue;
+            };
+            let Some(class) = Class::from_proto(s.priority) else {
+                continue;
+            };
+            facts.solicitations.push(score::SolicitationFact {
+                id: n.id.clone(),
+                topic: s.topic.clone(),
+                published_ms: n.at_unix_ms,
+                deadline_ms: s.deadline_unix_ms,
+                class,
+                counties: s.counties.clone(),
+                withdrawn: s.withdrawn,
+            });
+        }
+        let mut targets = self.config.targets.clone();
+        for (county, year, points, adopted) in self.store.targets().await? {
+            targets.push(score::Target {
+                county,
+                year,
+                points: (points != 0).then_some(points),
+                adopted: u64::try_from(adopted).ok().filter(|a| *a != 0),
+            });
+        }
+        let rules = self.config.rules();
+        Ok(score::compute(
+            &facts,
+            &rules,
+            &targets,
+            period,
+            offset,
+            self.clock.now_ms(),
+        ))
+    }
+
+    /// The figures for a period, rendered as asked.
+    pub(crate) async fn stats(&self, req: StatsRequest) -> Result<StatsResponse, Error> {
+        let period = parse_period(&req.period)?;
+        let lang = parse_lang(&req.lang)?;
+        let mut stats = self.figures(period).await?;
+        if !req.county.is_empty() {
+            stats.counties.retain(|c| c.county == req.county);
+            if stats.counties.is_empty() {
+                return Err(OfficeError::NoFigures(format!(
+                    "no figures for county {} in {period} (`zhibao stats` without --county lists every county)",
+                    req.county.chars().take(80).collect::<String>()
+                ))
+                .into());
+            }
+        }
+        let text = match req.format.as_str() {
+            "" | "table" => {
+                if stats.counties.is_empty() {
+                    format!("{}\n", lang.t("No reports in this period.", "本期无数据。"))
+                } else {
+                    stats.table(lang)
+                }
+            }
+            "csv" => stats.to_csv(),
+            "json" => serde_json::to_string_pretty(&stats)
+                .map_err(|e| OfficeError::Invalid(format!("figures do not serialise: {e}")))?,
+            "html" => score::bulletin_html(&stats, lang, self.keys.current().node_id()),
+            other => {
+                return Err(OfficeError::Invalid(format!(
+                    "format {:?}: use table, csv, json or html",
+                    other.chars().take(20).collect::<String>()
+                ))
+                .into());
+            }
+        };
+        Ok(StatsResponse {
+            counties: u32::try_from(stats.counties.len()).unwrap_or(u32::MAX),
+            text,
+        })
+    }
+
+    /// Renders a period's bulletin, signs it and keeps it: from there it
+    /// goes down to every child like a solicitation. Publishing the same
+    /// period again makes a new version (figures as they are now).
+    pub(crate) async fn publish_bulletin(
+        &self,
+        req: StatsRequest,
+        actor: &Actor,
+    ) -> Result<NoticeView, Error> {
+        if !self.has_children {
+            return Err(OfficeError::Precondition(
+                "this node has no [relay] listener, so no county below it to publish to".into(),
+            )
+            .into());
+        }
+        let period = parse_period(&req.period)?;
+        if matches!(period, Period::Year { .. }) {
+            return Err(OfficeError::Invalid(
+                "a bulletin is for a month (--month) or a quarter (--quarter)".into(),
+            )
+            .into());
+        }
+        let lang = parse_lang(&req.lang)?;
+        let stats = self.figures(period).await?;
+        let me = self.keys.current().node_id().to_string();
+        let html = score::bulletin_html(&stats, lang, &me);
+        let figures_json = serde_json::to_string(&stats)
+            .map_err(|e| OfficeError::Invalid(format!("figures do not serialise: {e}")))?;
+        let size = html.len() + figures_json.len();
+        if size > notice::MAX_BULLETIN_BYTES {
+            return Err(OfficeError::TooLarge(format!(
+                "the bulletin is {size} bytes, over the {} a notice may carry down the tree; publish the figures per quarter's months, or send the document another way",
+                notice::MAX_BULLETIN_BYTES
+            ))
+            .into());
+        }
+        let kind = if matches!(period, Period::Quarter { .. }) {
+            lang.t("summary", "小结")
+        } else {
+            lang.t("bulletin", "通报")
+        };
+        let title = match lang {
+            Lang::Zh => format!("{}信息报送工作{kind}", period.label(lang)),
+            Lang::En => format!("Information reporting {kind}, {}", period.label(lang)),
+        };
+        let id = format!("BUL-{period}");
+        let now = self.clock.now_ms();
+        let _turn = self.one_at_a_time.lock().await;
+        let (version, previous) = match self.store.notice(id.clone()).await? {
+            Some((v, bytes)) => {
+                let prev = SignedNotice::decode(bytes.as_slice())
+                    .map_err(|e| OfficeError::from(NoticeError::Malformed(e)))?;
+                (v + 1, notice::digest(&prev).to_vec())
+            }
+            None => (1, Vec::new()),
+        };
+        let body = Notice {
+            id: id.clone(),
+            version,
+            previous_sha256: previous,
+            staff: actor.name.clone(),
+            at_unix_ms: now,
+            body: Some(Body::Bulletin(Bulletin {
+                period: period.to_string(),
+                title,
+                lang: if lang == Lang::En { "en" } else { "zh" }.into(),
+                html,
+                figures_json,
+            })),
+            ..Default::default()
+        };
+        notice::check(&body).map_err(OfficeError::from)?;
+        let signed = notice::issue(&self.keys.current(), body);
+        let outcome = self
+            .store
+            .keep_notice(
+                id.clone(),
+                version,
+                signed_previous(&signed),
+                signed.encode_to_vec(),
+            )
+            .await?;
+        if outcome != NoticeOutcome::Stored {
+            return Err(OfficeError::Precondition(format!(
+                "{id} changed at the same moment; try again"
+            ))
+            .into());
+        }
+        tracing::info!(%id, version, staff = %actor.name, bytes = size, "bulletin published");
+        self.view_of(signed).await
+    }
+
+    /// Sets (or clears) a county's yearly target.
+    pub(crate) async fn set_target(&self, req: TargetRequest) -> Result<(), Error> {
+        crate::trust::validate_node_id(&req.county)
+            .map_err(|e| OfficeError::Invalid(format!("county: {e}")))?;
+        if !(2000..=2100).contains(&req.year) {
+            return Err(OfficeError::Invalid(format!("year {} is out of range", req.year)).into());
+        }
+        if req.points < 0 || req.adopted < 0 {
+            return Err(OfficeError::Invalid("a target cannot be negative".into()).into());
+        }
+        self.store
+            .set_target(req.county, req.year, req.points, req.adopted)
+            .await?;
+        Ok(())
+    }
+}
+
+fn signed_previous(signed: &SignedNotice) -> Vec<u8> {
+    notice::peek(signed)
+        .map(|n| n.previous_sha256)
+        .unwrap_or_default()
+}
+
+fn parse_period(text: &str) -> Result<Period, OfficeError> {
+    Period::from_str(text).map_err(|_| {
+        OfficeError::Invalid(format!(
+            "{:?} is not a period: use a month (2026-11), a quarter (2026Q4) or a year (2026)",
+            text.chars().take(20).collect::<String>()
+        ))
+    })
+}
+
+fn parse_lang(text: &str) -> Result<Lang, OfficeError> {
+    match text {
+        "" | "zh" => Ok(Lang::Zh),
+        "en" => Ok(Lang::En),
+        other => Err(OfficeError::Invalid(format!(
+            "language {:?}: use zh or en",
+            other.chars().take(10).collect::<String>()
+        ))),
+    }
+}
