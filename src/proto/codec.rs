@@ -65,6 +65,9 @@ strict!(
     HistoryRequest,
     HistoryAckRequest,
     HistoryAckResponse,
+    ReviewListRequest,
+    ReviewListResponse,
+    ReviewRequest,
 );
 
 impl Strict for ForwardRequest {

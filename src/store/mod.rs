@@ -27,13 +27,16 @@
 //! - `writer`: the writer thread, where the contract above is kept;
 //! - `txn`: what each write does to the tables;
 //! - `read`: the read API (schedule, deadlines, inbox, durable consumers'
-//!   backlogs, chunks, receipts to push down).
+//!   backlogs, chunks, receipts to push down);
+//! - `review`: items held for review before sending (把关), and their
+//!   reads and writes.
 //!
 //! The store knows nothing of the network: its errors are its own, and the
 //! node says what they mean to a peer.
 
 mod read;
 pub mod record;
+mod review;
 pub mod tables;
 mod txn;
 mod write;
@@ -51,6 +54,7 @@ pub use record::{
     Escalation, FROM_OPERATOR, HistoryKind, HoldOutcome, ItemRecord, PutOutcome, ReceiptOutcome,
     RecordState, RouteReceiptRecord, UploadUsage,
 };
+pub use review::ReviewRecord;
 
 use crate::clock::Clock;
 use txn::Effects;

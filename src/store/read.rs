@@ -18,7 +18,7 @@ use crate::digest::Sha256;
 
 impl Store {
     /// Runs a read transaction on a blocking thread.
-    async fn read<T: Send + 'static>(
+    pub(super) async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Database) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {

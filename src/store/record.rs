@@ -128,6 +128,9 @@ pub struct ItemRecord {
     /// When the answer deadline passed with no supplement, Unix ms.
     #[prost(int64, tag = "28")]
     pub answer_overdue_ms: i64,
+    /// The origin's sign-off report (把关) of this one, once known here.
+    #[prost(string, tag = "29")]
+    pub reviewed_by: String,
 }
 
 /// One route's receipt for an item.

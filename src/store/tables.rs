@@ -48,7 +48,14 @@
 //!   the hash-chained custody log, written in the same transaction as the
 //!   change it records;
 //! - `audit_checkpoints`: seq → encoded signed checkpoint of the log's head;
-//! - `meta`: counters (sequences, the overdue total).
+//! - `meta`: counters (sequences, the overdue total);
+//! - `reviews`: id → encoded [`ReviewRecord`](super::ReviewRecord), items
+//!   written here and waiting for the office leader's review (把关): not
+//!   signed yet, so not in `items`; and emergencies that left at once and
+//!   wait for their sign-off. The review watch reads the whole table (it
+//!   holds what a few people have to look at, not the queue);
+//! - `reviews_returned`: id → encoded `ReviewRecord`, items the reviewer
+//!   sent back to their author: kept, never sent.
 
 use redb::TableDefinition;
 
@@ -83,6 +90,9 @@ pub(super) const META: TableDefinition<'_, &str, u64> = TableDefinition::new("me
 pub(super) const AUDIT: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("audit");
 pub(super) const AUDIT_CHECKPOINTS: TableDefinition<'_, u64, &[u8]> =
     TableDefinition::new("audit_checkpoints");
+pub(super) const REVIEWS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("reviews");
+pub(super) const REVIEWS_RETURNED: TableDefinition<'_, &str, &[u8]> =
+    TableDefinition::new("reviews_returned");
 
 /// `meta` keys.
 pub(super) mod meta {
@@ -119,6 +129,8 @@ pub(super) fn create_all(db: &redb::Database) -> Result<(), super::Error> {
     txn.open_table(META)?;
     txn.open_table(AUDIT)?;
     txn.open_table(AUDIT_CHECKPOINTS)?;
+    txn.open_table(REVIEWS)?;
+    txn.open_table(REVIEWS_RETURNED)?;
     txn.commit()?;
     Ok(())
 }
