@@ -681,10 +681,7 @@ impl NodeConfig {
                 _ => {
                     return Err(invalid(
                         "operators.uid",
-                        format!(
-                            "operator {:?}: give exactly one of uid and cert",
-                            op.name
-                        ),
+                        format!("operator {:?}: give exactly one of uid and cert", op.name),
                     ));
                 }
             };
@@ -1030,7 +1027,10 @@ key = "certs/county-a.key"
             "{BASE}{ops}[review]\nroutine = {{ mode = \"before_send\", timeout_secs = 0 }}\n"
         ))
         .unwrap_err();
-        assert!(err.to_string().contains("review.routine.timeout_secs"), "{err}");
+        assert!(
+            err.to_string().contains("review.routine.timeout_secs"),
+            "{err}"
+        );
         let cfg = parse(&format!(
             "{BASE}{ops}[review]\nemergency = {{ mode = \"after_send\", timeout_secs = 120 }}\nbad_news = {{ mode = \"before_send\", timeout_secs = 120 }}\n"
         ))
@@ -1043,7 +1043,8 @@ key = "certs/county-a.key"
 
     #[test]
     fn console_operators_are_known_by_listed_certificates() {
-        let console = "[[operators]]\ncert = \"console-dir\"\nname = \"张主任\"\nrole = \"director\"\n";
+        let console =
+            "[[operators]]\ncert = \"console-dir\"\nname = \"张主任\"\nrole = \"director\"\n";
         let err = parse(&format!("{BASE}{console}")).unwrap_err();
         assert!(err.to_string().contains("operators.cert"), "{err}");
         let cfg = parse(&format!(

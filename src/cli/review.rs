@@ -66,14 +66,14 @@ async fn decide(
     let said = match action {
         ReviewAction::Approve if status.id != id => format!(
             "{} {}",
-            v.t("signed off; sign-off report sent:", "已审核，审核报告已发出："),
+            v.t(
+                "signed off; sign-off report sent:",
+                "已审核，审核报告已发出："
+            ),
             status.id
         ),
         ReviewAction::Approve => format!("{} {id}", v.t("approved and sent:", "已审核并发出：")),
-        _ => format!(
-            "{} {id}",
-            v.t("returned to its author:", "已退回报送人：")
-        ),
+        _ => format!("{} {id}", v.t("returned to its author:", "已退回报送人：")),
     };
     println!("{said}");
     print!("{}", fmt::status(&status, v));

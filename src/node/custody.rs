@@ -134,7 +134,12 @@ impl Custody {
     }
 
     /// What a put did, told to watchers (and an alarm for a conflict).
-    fn settle(&self, outcome: PutOutcome, item: &Verified, from: &str) -> Result<ItemRecord, Error> {
+    fn settle(
+        &self,
+        outcome: PutOutcome,
+        item: &Verified,
+        from: &str,
+    ) -> Result<ItemRecord, Error> {
         let report = item.report();
         match outcome {
             PutOutcome::Stored(rec) => {

@@ -371,9 +371,7 @@ impl Error {
             | Self::NotOrigin { .. } => Code::PermissionDenied,
             Self::FollowUp { .. } => Code::FailedPrecondition,
             Self::NotReviewer(_) | Self::OwnReport(_) => Code::PermissionDenied,
-            Self::NotOfferedYet { .. } | Self::NotAwaitingReview { .. } => {
-                Code::FailedPrecondition
-            }
+            Self::NotOfferedYet { .. } | Self::NotAwaitingReview { .. } => Code::FailedPrecondition,
             Self::BadReview(_) => Code::InvalidArgument,
             Self::HeldFull(_) => Code::ResourceExhausted,
             Self::Held(h) => match h {

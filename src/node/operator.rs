@@ -327,8 +327,11 @@ impl OperatorService {
             // that must not make the author think it did not go.
             if let Err(e) = self.reviews.await_sign_off(&item).await {
                 tracing::error!(alarm = "sign-off", id = %item.id(), error = %e, "ALARM: sent, but its sign-off cannot be awaited");
-                self.events
-                    .alarm(item.id(), "", format!("sent, but its sign-off cannot be awaited: {e}"));
+                self.events.alarm(
+                    item.id(),
+                    "",
+                    format!("sent, but its sign-off cannot be awaited: {e}"),
+                );
             }
         }
         Ok(SubmitResponse {
@@ -441,9 +444,15 @@ impl OperatorService {
 
     /// Items awaiting review or returned by it that a listing keeps, newest
     /// first (none for an overdue listing: they are not late yet).
-    async fn held_for_review(&self, filter: &Filter, limit: usize) -> Result<Vec<ItemStatus>, Error> {
+    async fn held_for_review(
+        &self,
+        filter: &Filter,
+        limit: usize,
+    ) -> Result<Vec<ItemStatus>, Error> {
         let wanted = [ItemState::AwaitingReview, ItemState::ReturnedByReview];
-        if filter.overdue_only || (filter.state != 0 && !wanted.iter().any(|s| *s as i32 == filter.state)) {
+        if filter.overdue_only
+            || (filter.state != 0 && !wanted.iter().any(|s| *s as i32 == filter.state))
+        {
             return Ok(Vec::new());
         }
         let mut held = self.store.reviews_awaiting().await?;
@@ -661,7 +670,9 @@ impl Operator for OperatorService {
         let req = request.into_inner();
         let asked = req.id.clone();
         match self.reviews.decide(req, &actor).await {
-            Ok(id) => Ok(Response::new(OperatorService::status(&self, &id, false).await?)),
+            Ok(id) => Ok(Response::new(
+                OperatorService::status(&self, &id, false).await?,
+            )),
             Err(e) => {
                 tracing::warn!(staff = %actor.name, id = %asked, error = %e, "refused review");
                 Err(e.into())

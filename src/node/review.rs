@@ -29,8 +29,8 @@ use tracing::{error, info, warn};
 
 use super::custody::Custody;
 use super::error::Error;
-use super::routes::Routes;
 use super::events::Events;
+use super::routes::Routes;
 use super::who::Actor;
 use crate::class::Class;
 use crate::clock::Clock;
@@ -137,8 +137,12 @@ impl Reviews {
             sign_off: true,
             ..Default::default()
         };
-        self.keep(item.id(), &rec, "sent; awaits sign-off (把关) by the director")
-            .await
+        self.keep(
+            item.id(),
+            &rec,
+            "sent; awaits sign-off (把关) by the director",
+        )
+        .await
     }
 
     async fn keep(&self, id: &str, rec: &ReviewRecord, what: &str) -> Result<(), Error> {
@@ -295,10 +299,12 @@ impl Reviews {
                     note,
                     outcome: ReviewOutcome::Approved as i32,
                 };
-                self.send(&id, &rec, review).await?.ok_or(Error::NotAwaitingReview {
-                    id,
-                    why: "it was reviewed or sent a moment ago".into(),
-                })
+                self.send(&id, &rec, review)
+                    .await?
+                    .ok_or(Error::NotAwaitingReview {
+                        id,
+                        why: "it was reviewed or sent a moment ago".into(),
+                    })
             }
             Ok(ReviewAction::Reject) => self.reject(id, rec, note, actor).await,
             _ => Err(Error::BadReview("say approve or reject")),

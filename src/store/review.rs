@@ -267,9 +267,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.redb");
         let store = Store::open_with_clock(&path, Clock::System).unwrap();
-        assert!(store.hold_for_review("a".into(), &held("甲")).await.unwrap());
-        assert!(!store.hold_for_review("a".into(), &held("甲")).await.unwrap());
-        assert!(store.hold_for_review("b".into(), &held("乙")).await.unwrap());
+        assert!(
+            store
+                .hold_for_review("a".into(), &held("甲"))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .hold_for_review("a".into(), &held("甲"))
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .hold_for_review("b".into(), &held("乙"))
+                .await
+                .unwrap()
+        );
         store.close().await;
 
         let store = Store::open_with_clock(&path, Clock::System).unwrap();
