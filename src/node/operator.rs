@@ -458,7 +458,7 @@ impl OperatorService {
         let mut held = self.store.reviews_awaiting().await?;
         held.extend(self.store.reviews_returned().await?);
         held.retain(|(_, rec)| !rec.sign_off);
-        held.sort_by(|a, b| b.1.created_ms.cmp(&a.1.created_ms));
+        held.sort_by_key(|(_, rec)| std::cmp::Reverse(rec.created_ms));
         let node = self.keys.current().node_id().to_string();
         Ok(held
             .iter()
