@@ -161,6 +161,37 @@ impl Operator {
         .await
     }
 
+    /// Items awaiting review before sending (把关), or sign-off.
+    pub async fn review_list(&mut self) -> Result<Vec<crate::proto::ReviewItem>, ClientError> {
+        Ok(self
+            .inner
+            .review_list(crate::proto::ReviewListRequest {})
+            .await?
+            .into_inner()
+            .items)
+    }
+
+    /// A director's or deputy's review of item `id`: approve (it is sealed
+    /// and sent; for an emergency sent earlier, a signed sign-off is) or
+    /// reject (back to its author, `note` required). Returns the status of
+    /// what was sent or returned.
+    pub async fn review(
+        &mut self,
+        id: &str,
+        action: crate::proto::ReviewAction,
+        note: &str,
+    ) -> Result<ItemStatus, ClientError> {
+        Ok(self
+            .inner
+            .review(crate::proto::ReviewRequest {
+                id: id.to_string(),
+                action: action as i32,
+                note: note.to_string(),
+            })
+            .await?
+            .into_inner())
+    }
+
     /// The item's state, times and receipt.
     pub async fn status(&mut self, id: &str) -> Result<ItemStatus, ClientError> {
         Ok(self

@@ -145,18 +145,151 @@ impl StaffRole {
     }
 }
 
-/// A local user of the operator socket, known by uid: submissions and
-/// decisions record their name.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+/// A member of staff using the operator API: a local user of the socket,
+/// known by uid, or a console on the TCP operator listener, known by its
+/// certificate. Submissions, decisions and reviews record their name.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Operator {
     /// The user's uid on this machine (the socket's peer credentials).
-    pub uid: u32,
+    /// Exactly one of `uid` and `cert` is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    /// Or: the node id of a console's certificate on the TCP operator
+    /// listener (it must also be in `operator.allowed`), so that a director
+    /// or deputy at another machine acts in their own name and role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<String>,
     /// The name recorded, e.g. "王芳".
     pub name: String,
     /// What they may do.
     #[serde(default)]
     pub role: StaffRole,
+}
+
+/// When an item of a class is reviewed by the office's leader (把关).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewMode {
+    /// Not reviewed: sent at once.
+    #[default]
+    None,
+    /// Held, unsigned, until a director or deputy approves it (or the
+    /// timeouts pass): never for emergencies, which never wait.
+    BeforeSend,
+    /// Sent at once; a director or deputy signs it off afterwards, in a
+    /// signed sign-off report linked to it.
+    AfterSend,
+}
+
+impl ReviewMode {
+    /// The mode's name, as in the configuration.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::BeforeSend => "before_send",
+            Self::AfterSend => "after_send",
+        }
+    }
+}
+
+/// How one class is reviewed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassReview {
+    /// `none` (default), `before_send` or `after_send`.
+    #[serde(default)]
+    pub mode: ReviewMode,
+    /// Seconds the director has before the item is offered to the deputy,
+    /// and again seconds the deputy has before it goes without review. The
+    /// class deadline cuts both short: an item is never held past it.
+    #[serde(default = "default_review_timeout_secs")]
+    pub timeout_secs: u64,
+}
+
+fn default_review_timeout_secs() -> u64 {
+    1800
+}
+
+impl Default for ClassReview {
+    fn default() -> Self {
+        Self {
+            mode: ReviewMode::None,
+            timeout_secs: default_review_timeout_secs(),
+        }
+    }
+}
+
+/// `[review]`: review before sending (把关), per class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReviewConfig {
+    /// Emergencies: `none` or `after_send` only.
+    pub emergency: ClassReview,
+    /// Bad news (报忧).
+    pub bad_news: ClassReview,
+    /// Routine news.
+    pub routine: ClassReview,
+}
+
+impl ReviewConfig {
+    /// How `class` is reviewed.
+    pub const fn of(&self, class: Class) -> ClassReview {
+        match class {
+            Class::Emergency => self.emergency,
+            Class::BadNews => self.bad_news,
+            Class::Routine => self.routine,
+        }
+    }
+
+    /// Checks the section against the operators who could review.
+    fn validate(&self, operators: &[Operator]) -> Result<(), ConfigError> {
+        let invalid = |field, why: String| ConfigError::Invalid { field, why };
+        if self.emergency.mode == ReviewMode::BeforeSend {
+            return Err(invalid(
+                "review.emergency.mode",
+                "emergencies never wait: use \"none\" or \"after_send\"".into(),
+            ));
+        }
+        let reviewers = operators
+            .iter()
+            .any(|op| matches!(op.role, StaffRole::Director | StaffRole::Deputy));
+        for (class, mode_field, timeout_field) in [
+            (
+                Class::Emergency,
+                "review.emergency.mode",
+                "review.emergency.timeout_secs",
+            ),
+            (
+                Class::BadNews,
+                "review.bad_news.mode",
+                "review.bad_news.timeout_secs",
+            ),
+            (
+                Class::Routine,
+                "review.routine.mode",
+                "review.routine.timeout_secs",
+            ),
+        ] {
+            let c = self.of(class);
+            if !(1..=7 * 24 * 3600).contains(&c.timeout_secs) {
+                return Err(invalid(
+                    timeout_field,
+                    "must be between 1 second and 7 days".into(),
+                ));
+            }
+            if c.mode != ReviewMode::None && !reviewers {
+                return Err(invalid(
+                    mode_field,
+                    format!(
+                        "{} needs a reviewer: no operator in [[operators]] has role \"director\" or \"deputy\"",
+                        c.mode.name()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 fn default_socket_mode() -> String {
@@ -456,9 +589,13 @@ pub struct NodeConfig {
     /// Per-class receipt deadlines.
     #[serde(default)]
     pub deadlines: Deadlines,
-    /// Local users of the operator socket, by uid.
+    /// Local users of the operator socket, by uid, and consoles on the
+    /// TCP operator listener, by certificate.
     #[serde(default)]
     pub operators: Vec<Operator>,
+    /// Review before sending (把关), per class; default: none.
+    #[serde(default)]
+    pub review: ReviewConfig,
     /// The office: whose solicitations and bulletins this node takes; at
     /// a hub, its counties, outlets, scoring rules and targets.
     #[serde(default)]
@@ -552,25 +689,54 @@ impl NodeConfig {
                 .map_err(|e| invalid("relay.consumers", e.to_string()))?;
         }
         let mut uids = std::collections::HashSet::new();
+        let mut certs = std::collections::HashSet::new();
         for op in &self.operators {
-            if !uids.insert(op.uid) {
-                return Err(invalid(
-                    "operators.uid",
-                    format!("uid {} is listed twice", op.uid),
-                ));
-            }
+            let who = match (op.uid, &op.cert) {
+                (Some(uid), None) => {
+                    if !uids.insert(uid) {
+                        return Err(invalid(
+                            "operators.uid",
+                            format!("uid {uid} is listed twice"),
+                        ));
+                    }
+                    format!("uid {uid}")
+                }
+                (None, Some(cert)) => {
+                    crate::trust::validate_node_id(cert)
+                        .map_err(|e| invalid("operators.cert", e.to_string()))?;
+                    if !self.operator.allowed.contains(cert) {
+                        return Err(invalid(
+                            "operators.cert",
+                            format!("certificate {cert:?} is not in operator.allowed"),
+                        ));
+                    }
+                    if !certs.insert(cert.as_str()) {
+                        return Err(invalid(
+                            "operators.cert",
+                            format!("certificate {cert:?} is listed twice"),
+                        ));
+                    }
+                    format!("certificate {cert}")
+                }
+                _ => {
+                    return Err(invalid(
+                        "operators.uid",
+                        format!("operator {:?}: give exactly one of uid and cert", op.name),
+                    ));
+                }
+            };
             let name = op.name.trim();
             if name.is_empty() || name.len() > crate::disposition::MAX_STAFF_BYTES {
                 return Err(invalid(
                     "operators.name",
                     format!(
-                        "uid {}: a name of 1 to {} bytes is needed",
-                        op.uid,
+                        "{who}: a name of 1 to {} bytes is needed",
                         crate::disposition::MAX_STAFF_BYTES
                     ),
                 ));
             }
         }
+        self.review.validate(&self.operators)?;
         for id in &self.operator.allowed {
             crate::trust::validate_node_id(id)
                 .map_err(|e| invalid("operator.allowed", e.to_string()))?;
@@ -790,6 +956,7 @@ impl NodeConfig {
             deadlines: Deadlines::default(),
             operators: Vec::new(),
             office: OfficeConfig::default(),
+            review: ReviewConfig::default(),
         }
     }
 }
@@ -894,6 +1061,55 @@ key = "certs/county-a.key"
             );
             assert!(d.deadline_ms(class, 0) > 0, "{class}");
         }
+    }
+
+    #[test]
+    fn review_modes_are_checked() {
+        let ops = "[[operators]]\nuid = 1000\nname = \"张主任\"\nrole = \"director\"\n";
+        let err = parse(&format!(
+            "{BASE}{ops}[review]\nemergency = {{ mode = \"before_send\" }}\n"
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("review.emergency.mode"), "{err}");
+        let err = parse(&format!(
+            "{BASE}[review]\nbad_news = {{ mode = \"before_send\" }}\n"
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("review.bad_news.mode"), "{err}");
+        let err = parse(&format!(
+            "{BASE}{ops}[review]\nroutine = {{ mode = \"before_send\", timeout_secs = 0 }}\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("review.routine.timeout_secs"),
+            "{err}"
+        );
+        let cfg = parse(&format!(
+            "{BASE}{ops}[review]\nemergency = {{ mode = \"after_send\", timeout_secs = 120 }}\nbad_news = {{ mode = \"before_send\", timeout_secs = 120 }}\n"
+        ))
+        .unwrap();
+        assert_eq!(cfg.review.of(Class::BadNews).mode, ReviewMode::BeforeSend);
+        assert_eq!(cfg.review.of(Class::Routine).mode, ReviewMode::None);
+        let again = parse(&cfg.to_toml().unwrap()).unwrap();
+        assert_eq!(again.review, cfg.review);
+    }
+
+    #[test]
+    fn console_operators_are_known_by_listed_certificates() {
+        let console =
+            "[[operators]]\ncert = \"console-dir\"\nname = \"张主任\"\nrole = \"director\"\n";
+        let err = parse(&format!("{BASE}{console}")).unwrap_err();
+        assert!(err.to_string().contains("operators.cert"), "{err}");
+        let cfg = parse(&format!(
+            "{BASE}[operator]\nlisten = \"127.0.0.1:0\"\nallowed = [\"console-dir\"]\n{console}"
+        ))
+        .unwrap();
+        assert_eq!(cfg.operators[0].cert.as_deref(), Some("console-dir"));
+        let err = parse(&format!(
+            "{BASE}[[operators]]\nuid = 1\ncert = \"x\"\nname = \"a\"\n"
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("exactly one"), "{err}");
     }
 
     #[test]

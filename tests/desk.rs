@@ -56,9 +56,10 @@ fn my_uid(region: &Region) -> u32 {
 fn hub_with_operator(region: &Region, name: &str) -> NodeConfig {
     let mut cfg = region.hub_config("127.0.0.1:0".parse().unwrap());
     cfg.operators = vec![Operator {
-        uid: my_uid(region),
+        uid: Some(my_uid(region)),
         name: name.into(),
         role: StaffRole::Staff,
+        ..Default::default()
     }];
     cfg
 }
@@ -404,9 +405,10 @@ async fn operators_are_known_by_uid_and_unlisted_ones_can_be_refused() {
     let hub = region.start_hub().await;
     let mut cfg = region.node_config("county-u", hub.relay_addr.unwrap());
     cfg.operators = vec![Operator {
-        uid: my_uid(&region),
+        uid: Some(my_uid(&region)),
         name: "张三".into(),
         role: StaffRole::Staff,
+        ..Default::default()
     }];
     let county = zhibao::node::start(cfg.clone()).await.unwrap();
     let mut op = common::operator(&county).await;
@@ -423,7 +425,7 @@ async fn operators_are_known_by_uid_and_unlisted_ones_can_be_refused() {
     county.shutdown(WAIT).await;
 
     // Nobody listed for this uid, and unlisted users not allowed.
-    cfg.operators[0].uid = cfg.operators[0].uid.wrapping_add(1);
+    cfg.operators[0].uid = cfg.operators[0].uid.map(|u| u.wrapping_add(1));
     cfg.operator.allow_unlisted = false;
     let county = zhibao::node::start(cfg).await.unwrap();
     let mut op = common::operator(&county).await;

@@ -189,7 +189,8 @@ pub(crate) enum Command {
         /// Only items from this county (origin node id).
         #[arg(long)]
         county: Option<String>,
-        /// Only items in this state: queued, receipted, refused, delivered.
+        /// Only items in this state: queued, receipted, refused, delivered,
+        /// awaiting_review, returned_by_review.
         #[arg(long)]
         state: Option<String>,
         /// Only items written at or after this time, e.g. 2026-11-01.
@@ -306,6 +307,11 @@ pub(crate) enum Command {
         follow: bool,
         #[command(flatten)]
         out: Output,
+    },
+    /// Review before sending (把关): for the office's director and deputy.
+    Review {
+        #[command(subcommand)]
+        action: ReviewCommand,
     },
     /// Check a node's custody log: every record linked to the one before,
     /// every signed checkpoint valid and matching. Names the first bad
@@ -649,6 +655,46 @@ impl Command {
             _ => "warn",
         }
     }
+}
+
+/// `zhibao review`: what awaits review, and the decisions on it.
+#[derive(Subcommand, Debug)]
+pub(crate) enum ReviewCommand {
+    /// Items awaiting review (or, for emergencies sent at once, sign-off):
+    /// author, class, title, who may act now and when each goes without
+    /// review.
+    List {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Approve an item: it is signed with your name and sent now (for an
+    /// emergency that left already, a signed sign-off follows it).
+    Approve {
+        /// The item id.
+        id: String,
+        /// A note signed with the approval.
+        #[arg(long)]
+        note: Option<String>,
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Return an item to its author, saying why: it is kept, never sent;
+    /// the author can submit a new one.
+    Reject {
+        /// The item id.
+        id: String,
+        /// Why, for the author (required).
+        #[arg(long)]
+        note: Option<String>,
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        out: Output,
+    },
 }
 
 #[derive(Subcommand, Debug)]

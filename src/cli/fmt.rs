@@ -11,7 +11,7 @@ use zhibao::digest::hex;
 use zhibao::disposition::{kind_name, kind_name_zh};
 use zhibao::proto::{
     DispositionKind, DispositionView, Event, EventKind, HopStatement, InboxItem, ItemState,
-    ItemStatus, Report, RouteReceipt, SignedReport,
+    ItemStatus, Report, ReviewOutcome, ReviewSignOff, RouteReceipt, SignedReport,
 };
 
 use super::when::{Lang, View};
@@ -38,6 +38,14 @@ pub fn state_name(state: i32, v: View) -> &'static str {
         ItemState::HeldBelow => (
             "HELD below past its deadline (not here yet)",
             "在下级超时压存（尚未到达）",
+        ),
+        ItemState::AwaitingReview => (
+            "awaiting review (not signed, not sent yet)",
+            "待审核（尚未签发）",
+        ),
+        ItemState::ReturnedByReview => (
+            "returned by review (kept, not sent)",
+            "审核退回（保留，未发送）",
         ),
         ItemState::Unspecified => ("unknown", "未知"),
     };
@@ -181,8 +189,12 @@ fn head(out: &mut String, s: &ItemStatus, v: View) {
         }
         zhibao::proto::LinkKind::Corrects => line(out, v, "corrects:", "更正：", &s.links_to),
         zhibao::proto::LinkKind::Withdraws => line(out, v, "withdraws:", "撤回：", &s.links_to),
+        zhibao::proto::LinkKind::Reviewed => {
+            line(out, v, "signs off:", "审核：", &s.links_to);
+        }
         zhibao::proto::LinkKind::None => {}
     }
+    review_lines(out, s, v);
     if !s.withdrawn_by.is_empty() {
         line(out, v, "WITHDRAWN:", "已撤回：", &s.withdrawn_by);
     }
@@ -215,6 +227,68 @@ fn head(out: &mut String, s: &ItemStatus, v: View) {
         );
         line(out, v, "RETURNED:", "已退回：", text);
     }
+}
+
+/// Review before sending (把关): the sign-off in the signed report, who
+/// may act on an item awaiting review, and why one was returned.
+fn review_lines(out: &mut String, s: &ItemStatus, v: View) {
+    if let Some(r) = &s.review {
+        line(out, v, "reviewed:", "审核：", review_text(r, v));
+    }
+    if !s.reviewed_by.is_empty() {
+        line(out, v, "signed off:", "已审核：", &s.reviewed_by);
+    }
+    if s.state == ItemState::ReturnedByReview as i32 {
+        let text = format!("{}: {}", s.offered_to, s.review_note);
+        line(out, v, "RETURNED:", "审核退回：", text);
+    } else if s.review_auto_send_unix_ms > 0 {
+        let who = match s.offered_to.as_str() {
+            "deputy" => v.t("director or deputy", "主任或副主任"),
+            _ => v.t("director", "主任"),
+        };
+        let text = match v.lang {
+            Lang::Zh => format!(
+                "由{who}审核；{} 起未审核即发出",
+                v.show(s.review_auto_send_unix_ms)
+            ),
+            Lang::En => format!(
+                "by the {who}; goes unreviewed at {}",
+                v.show(s.review_auto_send_unix_ms)
+            ),
+        };
+        line(out, v, "review:", "待审核：", text);
+    }
+}
+
+/// A sign-off in words: who, in what role, when, the outcome and note.
+pub(crate) fn review_text(r: &ReviewSignOff, v: View) -> String {
+    let role = match (r.role.as_str(), v.lang) {
+        ("director", Lang::Zh) => "主任",
+        ("deputy", Lang::Zh) => "副主任",
+        (role, _) => role,
+    };
+    let mut text = match ReviewOutcome::try_from(r.outcome).unwrap_or_default() {
+        ReviewOutcome::Approved => match v.lang {
+            Lang::Zh => format!("{role}{} 于 {} 审核同意", r.reviewer, v.show(r.at_unix_ms)),
+            Lang::En => format!(
+                "approved by {} ({role}) at {}",
+                r.reviewer,
+                v.show(r.at_unix_ms)
+            ),
+        },
+        ReviewOutcome::TimedOut => match v.lang {
+            Lang::Zh => format!("审核超时，于 {} 未经审核发出", v.show(r.at_unix_ms)),
+            Lang::En => format!(
+                "review timed out: sent unreviewed at {}",
+                v.show(r.at_unix_ms)
+            ),
+        },
+        ReviewOutcome::Unspecified => "?".into(),
+    };
+    if !r.note.is_empty() {
+        let _ = write!(text, " — {}", r.note);
+    }
+    text
 }
 
 /// The receipts part of a status.
@@ -468,7 +542,11 @@ pub fn status_line(s: &ItemStatus, v: View) -> String {
         }
         zhibao::proto::LinkKind::Corrects => marks.push(linked("corrects", "更正", &s.links_to)),
         zhibao::proto::LinkKind::Withdraws => marks.push(linked("withdraws", "撤回", &s.links_to)),
+        zhibao::proto::LinkKind::Reviewed => marks.push(linked("signs off", "审核", &s.links_to)),
         zhibao::proto::LinkKind::None => {}
+    }
+    if !s.reviewed_by.is_empty() {
+        marks.push(linked("signed off by", "已审核", &s.reviewed_by));
     }
     format!(
         "{}\t{}\t{}\t{}\t{} {}\t{}\t{}\t{}",
@@ -545,6 +623,11 @@ pub fn status_json(s: &ItemStatus) -> Value {
         "withdrawn_by": s.withdrawn_by,
         "corrected_by": s.corrected_by,
         "supplements": s.supplements,
+        "review": s.review.as_ref().map(review_json),
+        "reviewed_by": s.reviewed_by,
+        "offered_to": s.offered_to,
+        "review_auto_send_unix_ms": s.review_auto_send_unix_ms,
+        "review_note": s.review_note,
         "receipts": s.route_receipts.iter().map(route_receipt_json).collect::<Vec<_>>(),
         "delivery": s.delivery.as_ref().map(route_receipt_json),
         "decisions": s.dispositions.iter().map(decision_json).collect::<Vec<_>>(),
@@ -560,6 +643,21 @@ pub fn status_json(s: &ItemStatus) -> Value {
             .into();
     }
     v
+}
+
+/// A sign-off as JSON.
+pub(crate) fn review_json(r: &ReviewSignOff) -> Value {
+    json!({
+        "reviewer": r.reviewer,
+        "role": r.role,
+        "at_unix_ms": r.at_unix_ms,
+        "note": r.note,
+        "outcome": ReviewOutcome::try_from(r.outcome)
+            .unwrap_or_default()
+            .as_str_name()
+            .trim_start_matches("REVIEW_OUTCOME_")
+            .to_lowercase(),
+    })
 }
 
 fn event_kind(kind: i32) -> String {

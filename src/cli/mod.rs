@@ -11,6 +11,7 @@ mod demo;
 mod fetch;
 mod fmt;
 mod office;
+mod review;
 mod scratch;
 mod when;
 
@@ -176,6 +177,16 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 })
                 .await?;
             println!("{id}");
+            let held = op.status(&id).await?;
+            if held.state == zhibao::proto::ItemState::AwaitingReview as i32 {
+                // Not signed nor sent yet: a receipt cannot come before the review.
+                let tz = View {
+                    tz: Tz::east_ms(op.node().await?.utc_offset_ms),
+                    lang: Lang::choose(None)?,
+                };
+                println!("{}", review::awaiting(&held, tz));
+                return Ok(ExitCode::SUCCESS);
+            }
             if wait {
                 op.wait_receipt(&id, timeout).await?;
                 // Shown as `status` shows it: every receipt verified now.
@@ -486,6 +497,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Audit {
             action: AuditCommand::Verify { target, data_dir },
         } => return audit::verify(&target, data_dir.as_deref()).await,
+        Command::Review { action } => review::run(action).await?,
         Command::Demo => {
             let ok = demo::run().await?;
             return Ok(if ok {
@@ -522,7 +534,11 @@ fn parse_state(s: &str) -> anyhow::Result<i32> {
         "receipted" => ItemState::Receipted,
         "refused" => ItemState::Refused,
         "delivered" => ItemState::Delivered,
-        _ => bail!("unknown state {s:?}: use queued, receipted, refused or delivered"),
+        "awaiting_review" => ItemState::AwaitingReview,
+        "returned_by_review" => ItemState::ReturnedByReview,
+        _ => bail!(
+            "unknown state {s:?}: use queued, receipted, refused, delivered, awaiting_review or returned_by_review"
+        ),
     } as i32)
 }
 

@@ -28,7 +28,7 @@ pub use id::{BadItemId, MAX_ID_LEN, check_id, new_item_id};
 
 use crate::class::Class;
 use crate::digest::sha256;
-use crate::proto::{AttachmentRef, LinkKind, Report, SignedReport};
+use crate::proto::{AttachmentRef, LinkKind, Report, ReviewOutcome, ReviewSignOff, SignedReport};
 use crate::trust::{Identity, SignerError, Trust};
 
 /// Why a signed report was refused.
@@ -73,6 +73,9 @@ pub enum VerifyError {
     /// The report's link to an earlier one is not usable.
     #[error("bad link to an earlier report: {0}")]
     BadLink(&'static str),
+    /// The report's review sign-off (把关) is not usable.
+    #[error("bad review sign-off: {0}")]
+    BadReview(&'static str),
     /// The report's class is not one of the three.
     #[error("unknown priority class {0}: use emergency, bad_news or routine")]
     UnknownClass(i32),
@@ -115,6 +118,15 @@ pub enum VerifyError {
 
 /// Longest author name in a report, bytes.
 pub const MAX_AUTHOR_BYTES: usize = 256;
+
+/// Longest reviewer name in a report's sign-off, bytes.
+pub const MAX_REVIEWER_BYTES: usize = 256;
+
+/// Longest reviewer's note in a report's sign-off, bytes.
+pub const MAX_REVIEW_NOTE_BYTES: usize = 4096;
+
+/// Longest reviewer's role in a report's sign-off, bytes.
+const MAX_REVIEW_ROLE_BYTES: usize = 64;
 
 /// The bounds a report must keep to be opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,6 +180,8 @@ pub struct Draft {
     pub link: Option<(LinkKind, String)>,
     /// The solicitation (约稿) it answers, if any.
     pub answers: String,
+    /// Who at this office signed it off before it went (把关), if anyone.
+    pub review: Option<ReviewSignOff>,
 }
 
 impl Draft {
@@ -191,7 +205,15 @@ impl Draft {
             author: String::new(),
             link: None,
             answers: String::new(),
+            review: None,
         }
+    }
+
+    /// A draft that keeps an id given earlier: an item held for review got
+    /// its id at submission and keeps it when it is sealed.
+    pub fn with_id(mut self, id: String) -> Self {
+        self.id = id;
+        self
     }
 
     /// Its item id.
@@ -266,6 +288,7 @@ pub fn seal(
         attachments: draft.attachments,
         author: draft.author,
         answers: draft.answers,
+        review: draft.review,
     };
     let signed = sign(&report, origin);
     let class = check(&report, signed.report.len(), limits, now)?;
@@ -374,9 +397,42 @@ fn check(
     {
         return Err(VerifyError::BadLink("answers is not a solicitation id"));
     }
+    check_review(report)?;
     check_date(report.created_unix_ms, limits, now)?;
     attachments::check(report, limits.max_attachment_bytes)?;
     Ok(class)
+}
+
+/// A sign-off (把关) is bounded and says what happened; a sign-off report
+/// (`LINK_KIND_REVIEWED`) must carry one. Hostile bytes from the network
+/// are refused here, before anything is stored.
+fn check_review(report: &Report) -> Result<(), VerifyError> {
+    let Some(review) = &report.review else {
+        if report.link == LinkKind::Reviewed as i32 {
+            return Err(VerifyError::BadReview(
+                "a sign-off report carries no review",
+            ));
+        }
+        return Ok(());
+    };
+    if review.reviewer.len() > MAX_REVIEWER_BYTES {
+        return Err(VerifyError::BadReview("reviewer is over 256 bytes"));
+    }
+    if review.role.len() > MAX_REVIEW_ROLE_BYTES {
+        return Err(VerifyError::BadReview("role is over 64 bytes"));
+    }
+    if review.note.len() > MAX_REVIEW_NOTE_BYTES {
+        return Err(VerifyError::BadReview("note is over 4096 bytes"));
+    }
+    match ReviewOutcome::try_from(review.outcome) {
+        Ok(ReviewOutcome::Approved) if review.reviewer.trim().is_empty() => Err(
+            VerifyError::BadReview("an approval does not name its reviewer"),
+        ),
+        Ok(ReviewOutcome::Approved | ReviewOutcome::TimedOut) => Ok(()),
+        Ok(ReviewOutcome::Unspecified) | Err(_) => {
+            Err(VerifyError::BadReview("unknown review outcome"))
+        }
+    }
 }
 
 /// Checks a report's date against this node's clock at `now`.

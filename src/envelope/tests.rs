@@ -732,3 +732,74 @@ fn sealing_checks_the_limits_every_receiver_checks() {
     .unwrap_err();
     assert!(matches!(err, VerifyError::TitleTooLong { .. }), "{err}");
 }
+
+// --- review sign-off (把关) ---
+
+#[test]
+fn a_review_travels_signed_and_hostile_ones_are_refused() {
+    let r = region();
+    let review = ReviewSignOff {
+        reviewer: "张主任".into(),
+        role: "director".into(),
+        at_unix_ms: crate::clock::now_ms(),
+        note: "同意上报".into(),
+        outcome: ReviewOutcome::Approved as i32,
+    };
+    let good = Report {
+        review: Some(review.clone()),
+        ..report("county-a")
+    };
+    let opened = open_now(&sign(&good, &r.county), &r.trust).unwrap();
+    assert_eq!(opened.report().review.as_ref(), Some(&review));
+
+    let spoiled = [
+        ReviewSignOff {
+            reviewer: "x".repeat(MAX_REVIEWER_BYTES + 1),
+            ..review.clone()
+        },
+        ReviewSignOff {
+            note: "x".repeat(MAX_REVIEW_NOTE_BYTES + 1),
+            ..review.clone()
+        },
+        ReviewSignOff {
+            outcome: 0,
+            ..review.clone()
+        },
+        ReviewSignOff {
+            outcome: 99,
+            ..review.clone()
+        },
+        ReviewSignOff {
+            reviewer: String::new(),
+            ..review.clone()
+        },
+    ];
+    for bad in spoiled {
+        let report = Report {
+            review: Some(bad),
+            ..report("county-a")
+        };
+        let err = open_now(&sign(&report, &r.county), &r.trust).unwrap_err();
+        assert!(matches!(err, VerifyError::BadReview(_)), "{err}");
+    }
+    // A sign-off report must carry the sign-off.
+    let bare = Report {
+        link: LinkKind::Reviewed as i32,
+        links_to: "item-0".into(),
+        ..report("county-a")
+    };
+    let err = open_now(&sign(&bare, &r.county), &r.trust).unwrap_err();
+    assert!(matches!(err, VerifyError::BadReview(_)), "{err}");
+    // Timed out: nobody named, and that is fine.
+    let timed_out = Report {
+        link: LinkKind::Reviewed as i32,
+        links_to: "item-0".into(),
+        review: Some(ReviewSignOff {
+            outcome: ReviewOutcome::TimedOut as i32,
+            at_unix_ms: crate::clock::now_ms(),
+            ..Default::default()
+        }),
+        ..report("county-a")
+    };
+    open_now(&sign(&timed_out, &r.county), &r.trust).unwrap();
+}

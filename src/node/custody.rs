@@ -20,7 +20,7 @@ use crate::digest::hex;
 use crate::envelope::Verified;
 use crate::proto::{EventKind, ReceiptKind, SignedReceipt, SignedReport};
 use crate::receipt;
-use crate::store::{Destination, ItemRecord, PutOutcome, RecordState, Store};
+use crate::store::{Destination, FROM_OPERATOR, ItemRecord, PutOutcome, RecordState, Store};
 use crate::trust::Keys;
 
 /// Stores items and vouches for them.
@@ -66,6 +66,45 @@ impl Custody {
         from: &str,
         may_hold_back: bool,
     ) -> Result<ItemRecord, Error> {
+        let (record, dest) = self.prepare(signed, item, from).await?;
+        let put = self
+            .store
+            .put_with(item.id().to_string(), record, dest, may_hold_back);
+        self.settle(put.await?, item, from)
+    }
+
+    /// Like [`Custody::keep`] for an item sealed at the end of its review
+    /// (把关): the review of `review_id` ends in the same transaction that
+    /// stores it. `None` if it no longer awaits review (another reviewer,
+    /// or the review watch, acted first): nothing is stored then.
+    pub(crate) async fn keep_reviewed(
+        &self,
+        signed: &SignedReport,
+        item: &Verified,
+        review_id: &str,
+        may_hold_back: bool,
+    ) -> Result<Option<ItemRecord>, Error> {
+        let (record, dest) = self.prepare(signed, item, FROM_OPERATOR).await?;
+        let put = self.store.send_reviewed(
+            review_id.to_string(),
+            item.id().to_string(),
+            record,
+            dest,
+            may_hold_back,
+        );
+        match put.await? {
+            Some(outcome) => self.settle(outcome, item, FROM_OPERATOR).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The record to store for a verified item, and where it goes.
+    async fn prepare(
+        &self,
+        signed: &SignedReport,
+        item: &Verified,
+        from: &str,
+    ) -> Result<(ItemRecord, Destination), Error> {
         let report = item.report();
         if report.link != 0 {
             self.check_link_origin(report).await?;
@@ -94,10 +133,18 @@ impl Custody {
         } else {
             Destination::Queue(self.routes.initial(item.class()))
         };
-        let put = self
-            .store
-            .put_with(item.id().to_string(), record, dest, may_hold_back);
-        match put.await? {
+        Ok((record, dest))
+    }
+
+    /// What a put did, told to watchers (and an alarm for a conflict).
+    fn settle(
+        &self,
+        outcome: PutOutcome,
+        item: &Verified,
+        from: &str,
+    ) -> Result<ItemRecord, Error> {
+        let report = item.report();
+        match outcome {
             PutOutcome::Stored(rec) => {
                 self.events.emit(
                     EventKind::Submitted,

@@ -278,6 +278,35 @@ pub(crate) enum Error {
     /// A solicitation, bulletin, answer or figure that cannot be made.
     #[error(transparent)]
     Office(#[from] super::office::OfficeError),
+    /// The caller may not review (把关): only a director or deputy may.
+    #[error("{0} may not review reports: only an operator with role director or deputy may")]
+    NotReviewer(String),
+    /// A reviewer's own report needs another reviewer.
+    #[error("item {0} is your own report: the other reviewer must review it")]
+    OwnReport(String),
+    /// The deputy acted while the item is still the director's.
+    #[error(
+        "item {id} is with the director until {until} ({in_secs} s from now); the deputy may review it from then"
+    )]
+    NotOfferedYet {
+        /// The item.
+        id: String,
+        /// When it is offered to the deputy, as a time.
+        until: String,
+        /// Seconds until then.
+        in_secs: i64,
+    },
+    /// The item is here but not awaiting review (or sign-off).
+    #[error("item {id} is not awaiting review: {why}")]
+    NotAwaitingReview {
+        /// The item.
+        id: String,
+        /// What it is instead.
+        why: String,
+    },
+    /// A review request that cannot be done as asked.
+    #[error("{0}")]
+    BadReview(&'static str),
 }
 
 /// What is wrong with an operator's submission.
@@ -344,6 +373,9 @@ impl Error {
             | Self::Unlisted(_)
             | Self::NotOrigin { .. } => Code::PermissionDenied,
             Self::FollowUp { .. } => Code::FailedPrecondition,
+            Self::NotReviewer(_) | Self::OwnReport(_) => Code::PermissionDenied,
+            Self::NotOfferedYet { .. } | Self::NotAwaitingReview { .. } => Code::FailedPrecondition,
+            Self::BadReview(_) => Code::InvalidArgument,
             Self::HeldFull(_) => Code::ResourceExhausted,
             Self::Held(h) => match h {
                 crate::held::HeldError::Signer(_) => Code::Unauthenticated,
@@ -377,7 +409,8 @@ impl Error {
                 | VerifyError::TooOld { .. }
                 | VerifyError::Attachments(_)
                 | VerifyError::TooManyHops(_)
-                | VerifyError::BadLink(_) => Code::InvalidArgument,
+                | VerifyError::BadLink(_)
+                | VerifyError::BadReview(_) => Code::InvalidArgument,
             },
             Self::BadId(_)
             | Self::BadAck

@@ -25,7 +25,7 @@ use super::error::{Error, StartError};
 use super::inbox::InboxService;
 use super::operator::OperatorService;
 use super::relay::RelayService;
-use super::who::{Actor, Staff};
+use super::who::Staff;
 use crate::config::NodeConfig;
 use crate::proto::{
     desk_server::DeskServer, inbox_server::InboxServer, operator_server::OperatorServer,
@@ -203,6 +203,7 @@ pub(crate) fn serve_operator_tcp(
     listener: TcpListener,
     service: Arc<OperatorService>,
     allowed: Vec<String>,
+    staff: Staff,
     doors: &Doors,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
@@ -212,7 +213,7 @@ pub(crate) fn serve_operator_tcp(
         move |mut req: tonic::Request<()>| {
             let peer = PeerInfo::of(&req).ok_or(Error::NoPeer)?;
             if allowed.contains(&peer.node_id) {
-                let actor = Actor::certificate(&peer.node_id, "");
+                let actor = staff.by_certificate(&peer.node_id);
                 req.extensions_mut().insert(actor);
                 return Ok(req);
             }

@@ -31,6 +31,8 @@
 //! - `desk`: the office's decisions on reports from below, signed and
 //!   kept for the way down; `who`: who is acting on the operator API;
 //! - `followup`: answers the office asked for, watched until they come;
+//! - `review`: review before sending (把关) — items held for the director
+//!   or deputy, approved, returned, or sent when their time is up;
 //! - `consumers`: durable consumers of the inbox; `history`: the decisions
 //!   and held notices, streamed to the systems that follow the office;
 //! - `inbox`: a hub's consumers reading what arrived;
@@ -62,6 +64,7 @@ mod operator;
 mod push_down;
 mod relay;
 mod reload;
+mod review;
 mod routes;
 mod scores;
 mod start;

@@ -6,6 +6,10 @@
 //! origin, sealed (signed) and taken into [`Custody`] — on disk before the
 //! id is returned. Out: status and listings of what the node holds, live
 //! events, and a wait for an item's receipt.
+//!
+//! Where the office reviews before sending (把关, `[review]`), a submission
+//! of that class is held unsigned instead, and sealed when a director or
+//! deputy approves it (see `review`).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -22,21 +26,23 @@ use super::custody::Custody;
 use super::desk::Desk;
 use super::error::{Error, SubmitError};
 use super::events::Events;
+use super::review::Reviews;
 use super::routes::Routes;
 use super::status::{Check, decision_view, view};
 use super::who::Actor;
 use crate::class::Class;
 use crate::clock::Clock;
-use crate::config::{Deadlines, Limits};
+use crate::config::{Deadlines, Limits, ReviewMode};
 use crate::digest::sha256;
 use crate::envelope::{self, Draft, attachments};
 use crate::proto::{
     Attachment, AttachmentRef, AttachmentRequest, AuditBatch, AuditRequest, DisposeRequest,
     DispositionView, Event, ItemState, ItemStatus, LinkKind, ListRequest, ListResponse,
-    NodeRequest, NodeStatus, NoticeView, NoticesRequest, NoticesResponse, Report, RouteStatus,
-    SignedReport, SolicitRequest, SolicitationStatusRequest, SolicitationStatusResponse,
-    StatsRequest, StatsResponse, StatusRequest, SubmitRequest, SubmitResponse, TargetRequest,
-    TargetResponse, WatchRequest, operator_server::Operator,
+    NodeRequest, NodeStatus, NoticeView, NoticesRequest, NoticesResponse, Report,
+    ReviewListRequest, ReviewListResponse, ReviewRequest, RouteStatus, SignedReport,
+    SolicitRequest, SolicitationStatusRequest, SolicitationStatusResponse, StatsRequest,
+    StatsResponse, StatusRequest, SubmitRequest, SubmitResponse, TargetRequest, TargetResponse,
+    WatchRequest, operator_server::Operator,
 };
 use crate::store::{FROM_OPERATOR, ItemRecord, RecordState, Store};
 use crate::trust::{Freshness, Keys, Trust};
@@ -63,6 +69,7 @@ pub(crate) struct OperatorService {
     pub(crate) deadlines: Deadlines,
     pub(crate) clock: Clock,
     pub(crate) shutdown: CancellationToken,
+    pub(crate) reviews: Arc<Reviews>,
 }
 
 impl OperatorService {
@@ -237,6 +244,11 @@ impl OperatorService {
             LinkKind::Withdraws if req.body.iter().all(u8::is_ascii_whitespace) => {
                 return Err(refuse("a withdrawal needs a reason (--reason)".into()));
             }
+            LinkKind::Reviewed => {
+                return Err(refuse(
+                    "a sign-off is made by a reviewer with `zhibao review approve`".into(),
+                ));
+            }
             _ => {}
         }
         // Corrections and withdrawals travel as the original did.
@@ -281,7 +293,32 @@ impl OperatorService {
         draft.answers = answers;
         draft.attachments = self.store_attachments(draft.id(), attachments).await?;
         let id = draft.id().to_string();
+        // A withdrawal stops something wrong: it never waits for review.
+        let reviewed = !matches!(draft.link, Some((LinkKind::Withdraws, _)));
+        let mode = self.reviews.mode(draft.class);
         let limits = self.limits.report_limits();
+        if reviewed && mode == ReviewMode::BeforeSend {
+            // Sealed once now and thrown away, so that what the reviewer
+            // approves later is known to go: every limit is checked here,
+            // and the author hears of a problem at once.
+            let trial = envelope::seal(
+                draft.clone(),
+                &self.keys.current(),
+                &limits,
+                SystemTime::now(),
+            )
+            .map_err(Error::from)
+            .map(|_| ());
+            if let Err(e) = match trial {
+                Ok(()) => self.reviews.hold(&draft).await,
+                Err(e) => Err(e),
+            } {
+                self.store.drop_chunks(id).await?;
+                return Err(e);
+            }
+            info!(%id, class = %draft.class, author = %author.name, "submitted for review");
+            return Ok(SubmitResponse { id });
+        }
         let sealed = envelope::seal(draft, &self.keys.current(), &limits, SystemTime::now());
         let (signed, item) = match sealed {
             Ok(sealed) => sealed,
@@ -296,6 +333,18 @@ impl OperatorService {
             .keep(&signed, &item, FROM_OPERATOR, may_hold_back)
             .await?;
         info!(id = %item.id(), class = %item.class(), author = %author.name, bytes = item.report().body.len(), stored_ms = rec.stored_ms, "submitted");
+        if reviewed && mode == ReviewMode::AfterSend && rec.stored_ms != 0 {
+            // It is on its way; only the sign-off waits. Failing to note
+            // that must not make the author think it did not go.
+            if let Err(e) = self.reviews.await_sign_off(&item).await {
+                tracing::error!(alarm = "sign-off", id = %item.id(), error = %e, "ALARM: sent, but its sign-off cannot be awaited");
+                self.events.alarm(
+                    item.id(),
+                    "",
+                    format!("sent, but its sign-off cannot be awaited: {e}"),
+                );
+            }
+        }
         Ok(SubmitResponse {
             id: item.id().to_string(),
         })
@@ -305,13 +354,16 @@ impl OperatorService {
     /// decision verified now; with `full`, the signed report too.
     async fn status(&self, id: &str, full: bool) -> Result<ItemStatus, Error> {
         envelope::check_id(id)?;
-        let (rec, decisions) = self
-            .store
-            .get_with_decisions(id.to_string())
-            .await?
-            .ok_or_else(|| Error::NotFound(id.to_string()))?;
+        let Some((rec, decisions)) = self.store.get_with_decisions(id.to_string()).await? else {
+            // Not signed yet: awaiting review, or returned by it.
+            return match self.store.review(id.to_string()).await? {
+                Some(held) => Ok(self.reviews.view(id, &held)),
+                None => Err(Error::NotFound(id.to_string())),
+            };
+        };
         let check = Check::Now(&self.trust, &self.custody);
         let mut status = self.view(id, &rec, check);
+        self.reviews.annotate(&mut status).await?;
         status.dispositions = decisions
             .iter()
             .map(|bytes| decision_view(id, &rec, bytes, check))
@@ -335,6 +387,7 @@ impl OperatorService {
         };
         let req_overdue = req.overdue_only;
         let filter = Filter::of(req);
+        let held = self.held_for_review(&filter, limit).await?;
         let records = self
             .store
             .list_matching(
@@ -344,10 +397,13 @@ impl OperatorService {
                 move |_, rec| filter.keeps(rec),
             )
             .await?;
-        let mut items: Vec<ItemStatus> = records
-            .iter()
-            .map(|(id, rec)| self.view(id, rec, Check::AsStored))
-            .collect();
+        let mut items: Vec<ItemStatus> = held;
+        items.extend(
+            records
+                .iter()
+                .map(|(id, rec)| self.view(id, rec, Check::AsStored)),
+        );
+        items.truncate(limit);
         if req_overdue {
             // And what is known to be held below past its deadline, not here yet.
             let mut notices: Vec<crate::proto::HeldNotice> = self
@@ -397,7 +453,39 @@ impl OperatorService {
         })
     }
 
+    /// Items awaiting review or returned by it that a listing keeps, newest
+    /// first (none for an overdue listing: they are not late yet).
+    async fn held_for_review(
+        &self,
+        filter: &Filter,
+        limit: usize,
+    ) -> Result<Vec<ItemStatus>, Error> {
+        let wanted = [ItemState::AwaitingReview, ItemState::ReturnedByReview];
+        if filter.overdue_only
+            || (filter.state != 0 && !wanted.iter().any(|s| *s as i32 == filter.state))
+        {
+            return Ok(Vec::new());
+        }
+        let mut held = self.store.reviews_awaiting().await?;
+        held.extend(self.store.reviews_returned().await?);
+        held.retain(|(_, rec)| !rec.sign_off);
+        held.sort_by_key(|(_, rec)| std::cmp::Reverse(rec.created_ms));
+        let node = self.keys.current().node_id().to_string();
+        Ok(held
+            .iter()
+            .map(|(id, rec)| self.reviews.view(id, rec))
+            .filter(|s| filter.keeps_held(s, &node))
+            .take(limit)
+            .collect())
+    }
+
     async fn wait_receipt(&self, id: &str) -> Result<ItemStatus, Error> {
+        if self.store.get(id.to_string()).await?.is_none()
+            && let Some(held) = self.store.review(id.to_string()).await?
+        {
+            // No receipt can come before the review: say where it is.
+            return Ok(self.reviews.view(id, &held));
+        }
         loop {
             let rec = self.record(id).await?;
             if rec.state() != Some(RecordState::Queued) {
@@ -441,6 +529,18 @@ impl Filter {
             until_ms: req.until_unix_ms,
             title: req.title_contains.to_lowercase(),
         }
+    }
+
+    /// Whether a listing keeps an item held for review (`status`, made by
+    /// `Reviews::view`) of this node.
+    fn keeps_held(&self, status: &ItemStatus, node: &str) -> bool {
+        (self.state == 0 || status.state == self.state)
+            && !(self.open_only && status.state == ItemState::ReturnedByReview as i32)
+            && (self.from_ms == 0 || status.created_unix_ms >= self.from_ms)
+            && (self.until_ms == 0 || status.created_unix_ms < self.until_ms)
+            && (self.priority == 0 || status.priority == self.priority)
+            && (self.origin.is_empty() || self.origin == node)
+            && (self.title.is_empty() || status.title.to_lowercase().contains(&self.title))
     }
 
     fn keeps(&self, rec: &ItemRecord) -> bool {
@@ -564,6 +664,31 @@ impl Operator for OperatorService {
         Ok(Response::new(
             OperatorService::list(&self, request.into_inner()).await?,
         ))
+    }
+
+    async fn review_list(
+        self: Arc<Self>,
+        _: Request<ReviewListRequest>,
+    ) -> Result<Response<ReviewListResponse>, Status> {
+        Ok(Response::new(self.reviews.list().await?))
+    }
+
+    async fn review(
+        self: Arc<Self>,
+        request: Request<ReviewRequest>,
+    ) -> Result<Response<ItemStatus>, Status> {
+        let actor = Actor::of(&request);
+        let req = request.into_inner();
+        let asked = req.id.clone();
+        match self.reviews.decide(req, &actor).await {
+            Ok(id) => Ok(Response::new(
+                OperatorService::status(&self, &id, false).await?,
+            )),
+            Err(e) => {
+                tracing::warn!(staff = %actor.name, id = %asked, error = %e, "refused review");
+                Err(e.into())
+            }
+        }
     }
 
     async fn audit(

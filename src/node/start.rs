@@ -33,6 +33,7 @@ use super::listeners::{self, Bound, Doors};
 use super::operator::OperatorService;
 use super::relay::RelayService;
 use super::reload;
+use super::review::{ReviewWatch, Reviews};
 use super::routes::Routes;
 use super::upload;
 use super::who::Staff;
@@ -142,6 +143,8 @@ struct Parts {
     max_message: usize,
     /// Rung to make the reload task look at the files now.
     reload_now: Arc<tokio::sync::Notify>,
+    /// Review before sending (把关), shared by the operator API and its watch.
+    reviews: Arc<Reviews>,
 }
 
 /// Spawns the servers, then the forwarders and the watch. Cannot fail.
@@ -162,7 +165,20 @@ async fn spawn(
         events.clone(),
         cfg.deadlines.clone(),
     ));
+    let reviews = Arc::new(Reviews {
+        policy: cfg.review,
+        store: store.clone(),
+        custody: custody.clone(),
+        keys: keys.clone(),
+        routes: routes.clone(),
+        events: events.clone(),
+        clock,
+        limits: cfg.limits.clone(),
+        deadlines: cfg.deadlines.clone(),
+        wake: tokio::sync::Notify::new(),
+    });
     let parts = Parts {
+        reviews,
         // Room for the largest report or the largest chunk (1 MiB), plus framing.
         max_message: cfg.limits.max_report_bytes.max(1 << 20) + 64 * 1024,
         cfg,
@@ -270,11 +286,13 @@ async fn servers(parts: &Parts, bound: Bound) -> (Stage, Addrs) {
         deadlines: cfg.deadlines.clone(),
         clock: parts.clock,
         shutdown: stage.token.clone(),
+        reviews: parts.reviews.clone(),
     });
     let token = stage.token.clone();
     let staff = Staff::from_config(cfg);
     let task =
-        listeners::serve_operator_socket(bound.operator, operator.clone(), staff, token).await;
+        listeners::serve_operator_socket(bound.operator, operator.clone(), staff.clone(), token)
+            .await;
     stage.tasks.push(task);
     let mut addrs = Addrs {
         relay: None,
@@ -284,7 +302,7 @@ async fn servers(parts: &Parts, bound: Bound) -> (Stage, Addrs) {
         addrs.operator = Some(addr);
         let allowed = cfg.operator.allowed.clone();
         let token = stage.token.clone();
-        let task = listeners::serve_operator_tcp(listener, operator, allowed, &doors, token);
+        let task = listeners::serve_operator_tcp(listener, operator, allowed, staff, &doors, token);
         stage.tasks.push(task);
     }
     if let Some((listener, addr)) = bound.relay {
@@ -391,6 +409,12 @@ fn work(parts: &Parts) -> Stage {
     stage
         .tasks
         .push(tokio::spawn(followup.run(stage.token.clone())));
+    let review = ReviewWatch {
+        reviews: parts.reviews.clone(),
+    };
+    stage
+        .tasks
+        .push(tokio::spawn(review.run(stage.token.clone())));
     if !cfg.upstream.is_empty() {
         let watch = DeadlineWatch::new(
             parts.store.clone(),

@@ -64,6 +64,8 @@ pub(crate) fn view(id: &str, rec: &ItemRecord, in_flight: bool, check: Check<'_>
         supplements: rec.supplements.clone(),
         answers: rec.answers.clone(),
         answer_overdue_unix_ms: rec.answer_overdue_ms,
+        review: report.review,
+        reviewed_by: rec.reviewed_by.clone(),
         ..Default::default()
     };
     if let Some(signed) = decode(&rec.delivery) {

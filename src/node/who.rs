@@ -5,7 +5,10 @@
 //! which `[[operators]]` maps to a name and role; an unlisted uid is let in
 //! (recorded as "uid N") only while `operator.allow_unlisted` is true. On
 //! the mutual-TLS operator listener and the desk, the caller is its
-//! certificate's node id. An interceptor identifies every call once and
+//! certificate's node id — or, on the operator listener, the member of
+//! staff `[[operators]]` lists for that certificate (`cert = …`, with a
+//! name and role), so that a director or deputy at a console acts in their
+//! own name when reviewing. An interceptor identifies every call once and
 //! leaves the [`Actor`] in the request's extensions for the handlers.
 
 use std::collections::HashMap;
@@ -50,32 +53,45 @@ impl Actor {
     }
 }
 
-/// The local users of the operator socket, by uid.
+/// The local users of the operator socket, by uid, and the consoles of
+/// the operator listener listed by certificate.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Staff {
     by_uid: HashMap<u32, Actor>,
+    by_cert: HashMap<String, Actor>,
     allow_unlisted: bool,
 }
 
 impl Staff {
     /// The operators a configuration lists.
     pub(crate) fn from_config(cfg: &NodeConfig) -> Self {
+        let actor = |op: &crate::config::Operator| Actor {
+            name: op.name.trim().to_string(),
+            role: op.role,
+        };
         Self {
             by_uid: cfg
                 .operators
                 .iter()
-                .map(|op| {
-                    (
-                        op.uid,
-                        Actor {
-                            name: op.name.trim().to_string(),
-                            role: op.role,
-                        },
-                    )
-                })
+                .filter_map(|op| Some((op.uid?, actor(op))))
+                .collect(),
+            by_cert: cfg
+                .operators
+                .iter()
+                .filter_map(|op| Some((op.cert.clone()?, actor(op))))
                 .collect(),
             allow_unlisted: cfg.operator.allow_unlisted,
         }
+    }
+
+    /// Who is calling on the operator listener with the certificate of
+    /// `node_id` (already checked against `operator.allowed`): the member
+    /// of staff listed for it, else the certificate itself.
+    pub(crate) fn by_certificate(&self, node_id: &str) -> Actor {
+        self.by_cert
+            .get(node_id)
+            .cloned()
+            .unwrap_or_else(|| Actor::certificate(node_id, ""))
     }
 
     /// Who is calling on the socket, by the connection's peer credentials.

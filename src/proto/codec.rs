@@ -75,6 +75,9 @@ strict!(
     StatsResponse,
     TargetRequest,
     TargetResponse,
+    ReviewListRequest,
+    ReviewListResponse,
+    ReviewRequest,
 );
 
 impl Strict for ForwardRequest {

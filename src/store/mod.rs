@@ -29,7 +29,9 @@
 //! - `office`: reads for solicitations, bulletins, answers and the
 //!   statistics' fact tables;
 //! - `read`: the read API (schedule, deadlines, inbox, durable consumers'
-//!   backlogs, chunks, receipts to push down).
+//!   backlogs, chunks, receipts to push down);
+//! - `review`: items held for review before sending (把关), and their
+//!   reads and writes.
 //!
 //! The store knows nothing of the network: its errors are its own, and the
 //! node says what they mean to a peer.
@@ -37,6 +39,7 @@
 mod office;
 mod read;
 pub mod record;
+mod review;
 pub mod tables;
 mod txn;
 mod write;
@@ -54,6 +57,7 @@ pub use record::{
     Destination, Escalation, FROM_OPERATOR, Facts, HistoryKind, HoldOutcome, ItemFact, ItemRecord,
     NoticeOutcome, PutOutcome, ReceiptOutcome, RecordState, RouteReceiptRecord, UploadUsage,
 };
+pub use review::ReviewRecord;
 
 use crate::clock::Clock;
 use txn::Effects;

@@ -137,6 +137,9 @@ pub struct ItemRecord {
     /// The report's title, likewise.
     #[prost(string, tag = "42")]
     pub title: String,
+    /// The origin's sign-off report (把关) of this one, once known here.
+    #[prost(string, tag = "29")]
+    pub reviewed_by: String,
 }
 
 /// One route's receipt for an item.

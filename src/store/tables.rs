@@ -65,7 +65,14 @@
 //!   the item's created ms), one row per decision kept, likewise;
 //! - `targets`: (county, year) → (points, adopted items), yearly targets
 //!   set by command (they override the configuration's);
-//! - `meta`: counters (sequences, the overdue total).
+//! - `meta`: counters (sequences, the overdue total);
+//! - `reviews`: id → encoded [`ReviewRecord`](super::ReviewRecord), items
+//!   written here and waiting for the office leader's review (把关): not
+//!   signed yet, so not in `items`; and emergencies that left at once and
+//!   wait for their sign-off. The review watch reads the whole table (it
+//!   holds what a few people have to look at, not the queue);
+//! - `reviews_returned`: id → encoded `ReviewRecord`, items the reviewer
+//!   sent back to their author: kept, never sent.
 
 use redb::TableDefinition;
 
@@ -117,6 +124,9 @@ pub(super) const META: TableDefinition<'_, &str, u64> = TableDefinition::new("me
 pub(super) const AUDIT: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("audit");
 pub(super) const AUDIT_CHECKPOINTS: TableDefinition<'_, u64, &[u8]> =
     TableDefinition::new("audit_checkpoints");
+pub(super) const REVIEWS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("reviews");
+pub(super) const REVIEWS_RETURNED: TableDefinition<'_, &str, &[u8]> =
+    TableDefinition::new("reviews_returned");
 
 /// `meta` keys.
 pub(super) mod meta {
@@ -163,6 +173,8 @@ pub(super) fn create_all(db: &redb::Database) -> Result<(), super::Error> {
     txn.open_table(META)?;
     txn.open_table(AUDIT)?;
     txn.open_table(AUDIT_CHECKPOINTS)?;
+    txn.open_table(REVIEWS)?;
+    txn.open_table(REVIEWS_RETURNED)?;
     txn.commit()?;
     Ok(())
 }

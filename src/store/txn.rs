@@ -11,8 +11,8 @@ use super::record::{HistoryKind, HoldOutcome, NoticeOutcome};
 use super::tables::{
     ANSWERS, AUDIT, AUDIT_CHECKPOINTS, CHUNKS, CONSUMER_ACKS, CONSUMERS, DEADLINES, DECISION_FACTS,
     DECISIONS, DOWN, DOWN_DECISIONS, HELD, HELD_UP, HISTORY, HISTORY_ACKS, INBOX, ITEM_FACTS,
-    ITEMS, META, NOTICE_ACKS, NOTICE_FIRED, NOTICES, OVERDUE, QUEUE, SOL_ANSWERS, TARGETS, UPLOADS,
-    meta,
+    ITEMS, META, NOTICE_ACKS, NOTICE_FIRED, NOTICES, OVERDUE, QUEUE, REVIEWS, REVIEWS_RETURNED,
+    SOL_ANSWERS, TARGETS, UPLOADS, meta,
 };
 use super::{Error, decode, encode};
 use crate::audit::{AuditKind, Chain, Entry};
@@ -316,6 +316,7 @@ impl<'t> Txn<'t> {
                 target.supplements.push(id.to_string());
                 self.stop_awaiting_answer(&mut target, target_id)?;
             }
+            LinkKind::Reviewed => target.reviewed_by = id.to_string(),
             LinkKind::Corrects | LinkKind::Withdraws => {
                 if kind == LinkKind::Corrects {
                     target.corrected_by = id.to_string();
@@ -1056,6 +1057,71 @@ impl<'t> Txn<'t> {
         }
         Ok(last)
     }
+
+    // === review before sending (把关) ===
+
+    /// Keeps an item held for review (or an emergency's sign-off to come)
+    /// under `id`; false if `id` is taken already, here or in `items`.
+    pub(super) fn hold_review(&mut self, id: &str, rec: &[u8]) -> Result<bool, Error> {
+        if self.record(id)?.is_some() && rec_is_draft(rec) {
+            return Ok(false);
+        }
+        let mut reviews = self.txn.open_table(REVIEWS)?;
+        if reviews.get(id)?.is_some() {
+            return Ok(false);
+        }
+        reviews.insert(id, rec)?;
+        self.fx.changed.push(id.to_string());
+        Ok(true)
+    }
+
+    /// Replaces the review record of `id` if it still awaits review;
+    /// returns whether it did.
+    pub(super) fn update_review(&mut self, id: &str, rec: &[u8]) -> Result<bool, Error> {
+        let mut reviews = self.txn.open_table(REVIEWS)?;
+        if reviews.get(id)?.is_none() {
+            return Ok(false);
+        }
+        reviews.insert(id, rec)?;
+        Ok(true)
+    }
+
+    /// Moves `id` from awaiting review to returned (with `rec`, which says
+    /// by whom and why); false if it no longer awaits review.
+    pub(super) fn return_review(&mut self, id: &str, rec: &[u8]) -> Result<bool, Error> {
+        if self.txn.open_table(REVIEWS)?.remove(id)?.is_none() {
+            return Ok(false);
+        }
+        self.txn.open_table(REVIEWS_RETURNED)?.insert(id, rec)?;
+        self.fx.changed.push(id.to_string());
+        Ok(true)
+    }
+
+    /// Ends the review of `review_id` and stores the sealed item (the item
+    /// itself, or an emergency's sign-off report) in the same transaction,
+    /// so that an item is never both awaiting review and sent, nor sent
+    /// twice (by a reviewer and the watch at the same moment). `None` if
+    /// it no longer awaits review.
+    pub(super) fn send_reviewed(
+        &mut self,
+        review_id: &str,
+        id: &str,
+        record: &ItemRecord,
+        dest: &Destination,
+        may_hold_back: bool,
+    ) -> Result<Option<PutOutcome>, Error> {
+        if self.txn.open_table(REVIEWS)?.remove(review_id)?.is_none() {
+            return Ok(None);
+        }
+        self.fx.changed.push(review_id.to_string());
+        self.put(id, record, dest, may_hold_back).map(Some)
+    }
+}
+
+/// Whether an encoded review record is an item held before sending (not a
+/// sign-off of an item already in `items`).
+fn rec_is_draft(rec: &[u8]) -> bool {
+    <super::ReviewRecord as prost::Message>::decode(rec).is_ok_and(|r| !r.sign_off)
 }
 
 /// Writes rows of the fact tables with no item or decision behind them.
