@@ -230,16 +230,17 @@ impl<'a> Tally<'a> {
     }
 
     /// Counts reports and follow-ups; returns the items by id (the first of
-    /// a repeated id) for the decisions and answers.
+    /// a repeated id) with their counties, for the decisions and answers.
     fn items(&mut self, facts: &'a Facts, book: &RuleBook<'_>) -> Items<'a> {
-        let mut by_id: HashMap<&'a str, &'a ItemFact> = HashMap::with_capacity(facts.items.len());
+        let mut by_id: HashMap<&'a str, usize> = HashMap::with_capacity(facts.items.len());
+        let mut county_of: Vec<usize> = vec![0; facts.items.len()];
         let mut first_answer: HashMap<(&'a str, &'a str), i64> = HashMap::new();
-        for item in &facts.items {
+        for (n, item) in facts.items.iter().enumerate() {
             match by_id.entry(item.id.as_str()) {
                 // A repeated id: the first one counts.
                 Entry::Occupied(_) => continue,
                 Entry::Vacant(slot) => {
-                    slot.insert(item);
+                    slot.insert(n);
                 }
             }
             if !item.answers.is_empty() {
@@ -249,6 +250,7 @@ impl<'a> Tally<'a> {
                     .or_insert(item.arrived_ms);
             }
             let c = self.county(&item.origin);
+            county_of[n] = c;
             let original = item.link == LinkKind::None as i32;
             let late = item.deadline_ms > 0 && item.arrived_ms > item.deadline_ms;
             let penalty = if original && late {
@@ -284,12 +286,17 @@ impl<'a> Tally<'a> {
             }
         }
         Items {
+            all: &facts.items,
             by_id,
+            county_of,
             first_answer,
         }
     }
 
     /// Counts adoptions and instructions.
+    ///
+    /// Each decision's item is looked up once; the groupings are then keyed
+    /// by item index, which keeps a year of decisions cheap.
     fn decisions(
         &mut self,
         facts: &'a Facts,
@@ -299,12 +306,17 @@ impl<'a> Tally<'a> {
     ) {
         let adopted = DispositionKind::Adopted as i32;
         let instruction = DispositionKind::Instruction as i32;
-        let mut seen: HashSet<(&str, &str, u32)> = HashSet::new();
-        // The earliest decision for each key.
-        let mut by_outlet: HashMap<(&str, &str), &DecisionFact> = HashMap::new();
-        let mut first_adoption: HashMap<&str, &DecisionFact> = HashMap::new();
-        let mut above: HashMap<(&str, &str), &DecisionFact> = HashMap::new();
-        let mut instructions: HashMap<(&str, &str), &DecisionFact> = HashMap::new();
+        let outlet_keys: Vec<&str> = rules.outlets.iter().map(|o| o.key.as_str()).collect();
+        let n = facts.decisions.len();
+        let mut seen: HashSet<(usize, &str, u32)> = HashSet::with_capacity(n);
+        let mut unknown: HashSet<(&str, &str, u32)> = HashSet::new();
+        // The earliest decision for each key; items by index, outlets by
+        // index into `rules.outlets` (`None`: other).
+        let mut by_outlet: HashMap<(usize, Option<usize>), &DecisionFact> =
+            HashMap::with_capacity(n);
+        let mut first_adoption: HashMap<usize, &DecisionFact> = HashMap::with_capacity(n);
+        let mut above: HashMap<(usize, &str), &DecisionFact> = HashMap::new();
+        let mut instructions: HashMap<(usize, &str), &DecisionFact> = HashMap::new();
         let earlier = |slot: &mut &'a DecisionFact, d: &'a DecisionFact| {
             if (d.at_ms, d.seq) < (slot.at_ms, slot.seq) {
                 *slot = d;
@@ -314,10 +326,18 @@ impl<'a> Tally<'a> {
             if d.kind != adopted && d.kind != instruction {
                 continue;
             }
-            if !seen.insert((&d.item_id, &d.node, d.seq)) {
+            let Some(&item) = items.by_id.get(d.item_id.as_str()) else {
+                // Not attributable to a county; counted once.
+                if self.windows[PERIOD].contains(d.at_ms)
+                    && unknown.insert((&d.item_id, &d.node, d.seq))
+                {
+                    self.unattributed += 1;
+                }
+                continue;
+            };
+            if !seen.insert((item, &d.node, d.seq)) {
                 continue;
             }
-            let item = d.item_id.as_str();
             if d.kind == instruction {
                 instructions
                     .entry((item, &d.node))
@@ -326,7 +346,7 @@ impl<'a> Tally<'a> {
             } else if d.node == facts.hub {
                 let outlet = rules
                     .outlet_of(&d.text)
-                    .map_or(OTHER_OUTLET, |o| o.key.as_str());
+                    .and_then(|o| outlet_keys.iter().position(|k| *k == o.key));
                 by_outlet
                     .entry((item, outlet))
                     .and_modify(|s| earlier(s, d))
@@ -343,38 +363,43 @@ impl<'a> Tally<'a> {
             }
         }
 
-        for ((_, outlet), d) in by_outlet {
-            let Some((c, item)) = self.attribute(items, d) else {
-                continue;
+        for ((n, outlet), d) in by_outlet {
+            let (c, item) = (items.county_of[n], &items.all[n]);
+            let outlet = outlet
+                .and_then(|i| outlet_keys.get(i).copied())
+                .unwrap_or(OTHER_OUTLET);
+            let rule = book.at(d.at_ms);
+            let points = rule.map_or(0, |r| r.adopted_points(outlet));
+            // The item's first adoption by this office also counts as an
+            // adopted report: the class bonus, once.
+            let first = first_adoption.get(&n).is_some_and(|f| std::ptr::eq(*f, d));
+            let bonus = if first {
+                rule.map_or(0, |r| r.class_points(item.class))
+            } else {
+                0
             };
-            let points = book.at(d.at_ms).map_or(0, |r| r.adopted_points(outlet));
             let mut listed = false;
             self.at(c, d.at_ms, |w, row| {
                 row.adopted += 1;
-                *row.adopted_by_outlet.entry(outlet.to_string()).or_default() += 1;
+                match row.adopted_by_outlet.get_mut(outlet) {
+                    Some(count) => *count += 1,
+                    None => {
+                        row.adopted_by_outlet.insert(outlet.to_string(), 1);
+                    }
+                }
                 row.points_detail.adopted += points;
+                if first {
+                    row.adopted_items += 1;
+                    row.points_detail.by_class += bonus;
+                }
                 listed |= w == PERIOD;
             });
             if listed {
                 self.adopted.push(adoption(item, d, Some(outlet)));
             }
         }
-        for d in first_adoption.into_values() {
-            // An unknown item was counted as unattributed with its outlet.
-            let Some(item) = items.by_id.get(d.item_id.as_str()).copied() else {
-                continue;
-            };
-            let c = self.county(&item.origin);
-            let points = book.at(d.at_ms).map_or(0, |r| r.class_points(item.class));
-            self.at(c, d.at_ms, |_, row| {
-                row.adopted_items += 1;
-                row.points_detail.by_class += points;
-            });
-        }
-        for d in above.into_values() {
-            let Some((c, item)) = self.attribute(items, d) else {
-                continue;
-            };
+        for ((n, _), d) in above {
+            let (c, item) = (items.county_of[n], &items.all[n]);
             let points = book.at(d.at_ms).map_or(0, |r| r.adopted_above);
             let mut listed = false;
             self.at(c, d.at_ms, |w, row| {
@@ -386,10 +411,8 @@ impl<'a> Tally<'a> {
                 self.adopted.push(adoption(item, d, None));
             }
         }
-        for d in instructions.into_values() {
-            let Some((c, item)) = self.attribute(items, d) else {
-                continue;
-            };
+        for ((n, _), d) in instructions {
+            let (c, item) = (items.county_of[n], &items.all[n]);
             let points = book.at(d.at_ms).map_or(0, |r| r.instruction);
             let mut listed = false;
             self.at(c, d.at_ms, |w, row| {
@@ -406,20 +429,6 @@ impl<'a> Tally<'a> {
                     text: d.text.clone(),
                     at_ms: d.at_ms,
                 });
-            }
-        }
-    }
-
-    /// The county and item a decision is about, or `None` (counted as
-    /// unattributed when it falls in the period) if the item is unknown.
-    fn attribute(&mut self, items: &Items<'a>, d: &DecisionFact) -> Option<(usize, &'a ItemFact)> {
-        match items.by_id.get(d.item_id.as_str()) {
-            Some(item) => Some((self.county(&item.origin), item)),
-            None => {
-                if self.windows[PERIOD].contains(d.at_ms) {
-                    self.unattributed += 1;
-                }
-                None
             }
         }
     }
@@ -498,7 +507,11 @@ impl<'a> Tally<'a> {
 /// Items by id and the first answer to each solicitation from each county.
 #[derive(Debug)]
 struct Items<'a> {
-    by_id: HashMap<&'a str, &'a ItemFact>,
+    all: &'a [ItemFact],
+    /// Item id → index into `all` (the first of a repeated id).
+    by_id: HashMap<&'a str, usize>,
+    /// Index into `all` → county index (for the items in `by_id`).
+    county_of: Vec<usize>,
     /// (solicitation id, origin) → earliest arrival of an answer.
     first_answer: HashMap<(&'a str, &'a str), i64>,
 }

@@ -177,14 +177,17 @@ impl Doc<'_> {
         let n = s.counties.len();
         let mut p = match self.lang {
             Lang::Zh => format!(
-                "本期，{n}个县(单位)共报送信息{}条，其中重大紧急{}条、报忧{}条、动态{}条，\
-                 另有补充、更正、撤回{}条；按时报送{}条，迟报{}条。本级采用{}篇次，上级采用{}篇次，\
-                 获领导批示{}次。",
+                "本期，{n}个县(单位)共报送信息{}条，其中重大紧急{}条、报忧{}条、动态{}条{}；\
+                 按时报送{}条，迟报{}条。本级采用{}篇次，上级采用{}篇次，获领导批示{}次。",
                 r.total,
                 r.emergency,
                 r.bad_news,
                 r.routine,
-                t.follow_ups,
+                if t.follow_ups > 0 {
+                    format!("，另有补充、更正、撤回{}条", t.follow_ups)
+                } else {
+                    String::new()
+                },
                 t.on_time,
                 t.late,
                 t.adopted,
@@ -224,7 +227,8 @@ impl Doc<'_> {
         let top: Vec<String> = s
             .counties
             .iter()
-            .take_while(|c| c.rank <= 3)
+            // The leaders: the top three ranks, if they scored at all.
+            .take_while(|c| c.rank <= 3 && c.points > 0)
             .map(|c| match self.lang {
                 Lang::Zh => format!("{}（{}分）", c.county, c.points),
                 Lang::En => format!("{} ({} points)", c.county, c.points),
@@ -439,10 +443,12 @@ impl Doc<'_> {
     fn outlet_text(&self, a: &AdoptedReport) -> String {
         let Some(key) = &a.outlet else {
             let by = self.t("Adopted above", "上级采用");
-            return if a.text.trim().is_empty() {
-                format!("{by} ({})", a.by)
-            } else {
-                format!("{by} ({}): {}", a.by, a.text.trim())
+            let text = a.text.trim();
+            return match (self.lang, text.is_empty()) {
+                (Lang::Zh, true) => format!("{by}（{}）", a.by),
+                (Lang::Zh, false) => format!("{by}（{}）：{text}", a.by),
+                (Lang::En, true) => format!("{by} ({})", a.by),
+                (Lang::En, false) => format!("{by} ({}): {text}", a.by),
             };
         };
         let name = self
@@ -455,7 +461,10 @@ impl Doc<'_> {
         if text.is_empty() || text == key || text == name {
             name.to_string()
         } else {
-            format!("{name} ({text})")
+            match self.lang {
+                Lang::Zh => format!("{name}（{text}）"),
+                Lang::En => format!("{name} ({text})"),
+            }
         }
     }
 

@@ -42,8 +42,9 @@ pub struct Stats {
     pub late_reports: Vec<LateReport>,
     /// Solicitations a county did not answer, by deadline.
     pub missing_answers: Vec<MissingAnswer>,
-    /// Scoring decisions (adopted, instruction) in the period about items
-    /// the facts do not contain: not attributable to a county.
+    /// Scoring decisions (adopted, instruction; each (item, node, seq)
+    /// once) in the period about items the facts do not contain: not
+    /// attributable to a county.
     pub unattributed: u64,
 }
 

@@ -1060,8 +1060,9 @@ fn the_bulletin_is_a_safe_standalone_document() {
     assert!(svg.contains(">县乙</text>"));
 
     // The lists name what they should.
-    assert!(page.contains("每日要情 (daily: 第12期)"));
-    assert!(page.contains("上级采用 (province-office): 省委要情"));
+    assert!(page.contains("每日要情（daily: 第12期）"));
+    assert!(page.contains("上级采用（province-office）：省委要情"));
+    assert!(page.contains("得分居前的是：county-a（13分）、县乙（5分）。"));
     assert!(page.contains("&lt;img src=x&gt;"));
     assert!(page.contains("id=\"late-list\""));
     assert!(page.contains("id=\"missing-list\""));
@@ -1072,6 +1073,7 @@ fn the_bulletin_is_a_safe_standalone_document() {
     assert!(en.contains("<html lang=\"en\">"));
     assert!(en.contains("Information reporting bulletin, November 2026"));
     assert!(en.contains("Daily Report (daily: 第12期)"));
+    assert!(en.contains("Adopted above (province-office): 省委要情"));
     well_nested(&en).expect("well nested");
 }
 
