@@ -2,7 +2,9 @@
 //! the region, our own test server) takes a county's item and then pushes
 //! decisions down its stream — one the hub really signed, one it altered,
 //! one it signed itself pretending to hold the item by the hub's receipt,
-//! one out of order. The county keeps only the genuine one, raises an
+//! one out of order — and solicitations: one the hub signed, the same with
+//! its deadline moved, one the region signed in its own name and one it
+//! signed in the hub's. The county keeps only the genuine ones, raises an
 //! alarm for each of the others, and acknowledges only what it kept.
 
 mod common;
@@ -23,8 +25,9 @@ use zhibao::config::{NodeConfig, Role, UpstreamConfig};
 use zhibao::disposition::{self, Decision, Item, Place};
 use zhibao::proto::relay_server::{Relay, RelayServer};
 use zhibao::proto::{
-    DispositionKind, EventKind, ForwardRequest, ForwardResponse, ReceiptKind, SignedDisposition,
-    SignedReceipt, SignedReport, forward_request, forward_response,
+    DispositionKind, EventKind, ForwardRequest, ForwardResponse, Notice, Priority, ReceiptKind,
+    SignedDisposition, SignedNotice, SignedReceipt, SignedReport, Solicitation, forward_request,
+    forward_response, notice::Body,
 };
 use zhibao::receipt::{self, Statement};
 use zhibao::trust::{Identity, Keys};
@@ -39,6 +42,8 @@ struct LyingRegion {
     me: Arc<Identity>,
     pushes: Pushes,
     acks: mpsc::UnboundedSender<(String, String, u32)>,
+    notices: Vec<SignedNotice>,
+    notice_acks: mpsc::UnboundedSender<(String, u32)>,
 }
 
 type Down = Pin<Box<dyn Stream<Item = Result<ForwardResponse, Status>> + Send>>;
@@ -56,6 +61,12 @@ impl Relay for LyingRegion {
         let me = self.me.clone();
         let pushes = self.pushes.clone();
         let acks = self.acks.clone();
+        let notice_acks = self.notice_acks.clone();
+        for n in &self.notices {
+            let _ = tx
+                .send(Ok(down(forward_response::Result::Notice(n.clone()))))
+                .await;
+        }
         tokio::spawn(async move {
             while let Ok(Some(req)) = up.message().await {
                 match req.kind {
@@ -83,6 +94,9 @@ impl Relay for LyingRegion {
                     Some(forward_request::Kind::Ack(ack)) => {
                         for r in ack.dispositions {
                             let _ = acks.send((r.item_id, r.node, r.seq));
+                        }
+                        for r in ack.notices {
+                            let _ = notice_acks.send((r.id, r.version));
                         }
                     }
                     _ => {}
@@ -118,6 +132,48 @@ fn adopted(text: &str) -> Decision {
         answer_by_unix_ms: 0,
         staff: "王芳".into(),
     }
+}
+
+fn solicitation(id: &str) -> Notice {
+    Notice {
+        id: id.into(),
+        version: 1,
+        staff: "王芳".into(),
+        at_unix_ms: zhibao::clock::now_ms(),
+        body: Some(Body::Solicitation(Solicitation {
+            topic: "汛情".into(),
+            deadline_unix_ms: zhibao::clock::now_ms() + 3_600_000,
+            priority: Priority::Routine as i32,
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+/// A genuine solicitation of the hub and three lies about others.
+fn notices(hub: &Identity, liar: &Identity) -> Vec<SignedNotice> {
+    let genuine = zhibao::notice::issue(hub, solicitation("SOL-00000000000000a1"));
+    // The hub's solicitation with its deadline moved by the region.
+    let mut moved = zhibao::notice::issue(hub, solicitation("SOL-00000000000000a2"));
+    let mut body = zhibao::notice::peek(&moved).unwrap();
+    if let Some(Body::Solicitation(s)) = body.body.as_mut() {
+        s.deadline_unix_ms += 86_400_000;
+    }
+    moved.notice = body.encode_to_vec();
+    // The region's own, in its own name: it is no publisher of the county.
+    let own = zhibao::notice::issue(liar, solicitation("SOL-00000000000000a3"));
+    // The region's own, signed by it but naming the hub as publisher.
+    let mut named = solicitation("SOL-00000000000000a4");
+    named.publisher = HUB.into();
+    let bytes = named.encode_to_vec();
+    let mut msg = zhibao::notice::CONTEXT.to_vec();
+    msg.extend_from_slice(&bytes);
+    let in_hubs_name = SignedNotice {
+        signature: liar.sign(&msg),
+        signer_cert: liar.cert().to_vec(),
+        notice: bytes,
+    };
+    vec![moved, own, in_hubs_name, genuine]
 }
 
 fn delivery_by(hub: &Identity, id: &str, sha: &[u8; 32]) -> SignedReceipt {
@@ -188,6 +244,8 @@ async fn a_county_keeps_only_what_the_deciding_hub_really_signed() {
         })
     };
     let (acks_tx, mut acks) = mpsc::unbounded_channel();
+    let (notice_acks_tx, mut notice_acks) = mpsc::unbounded_channel();
+    let lies = notices(&hub, &liar);
     // The lying region listens with a real certificate of the region.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -211,6 +269,8 @@ async fn a_county_keeps_only_what_the_deciding_hub_really_signed() {
         me: liar,
         pushes,
         acks: acks_tx,
+        notices: lies,
+        notice_acks: notice_acks_tx,
     });
     tokio::spawn(
         tonic::transport::Server::builder()
@@ -227,6 +287,7 @@ async fn a_county_keeps_only_what_the_deciding_hub_really_signed() {
         addr: addr.to_string(),
         role: Role::Primary,
     }];
+    cfg.office.publishers = vec![HUB.into()];
     let county = zhibao::node::start(cfg).await.unwrap();
     let mut op = common::operator(&county).await;
     let mut events = op.watch().await.unwrap();
@@ -236,10 +297,15 @@ async fn a_county_keeps_only_what_the_deciding_hub_really_signed() {
         .unwrap();
     // Three alarms, one per lie, and the genuine decision kept.
     let mut alarms = Vec::new();
+    let mut notice_alarms = Vec::new();
     let mut kept = false;
     tokio::time::timeout(WAIT, async {
-        while alarms.len() < 3 || !kept {
+        while alarms.len() < 3 || !kept || notice_alarms.len() < 3 {
             let e = events.message().await.unwrap().unwrap();
+            if e.kind == EventKind::Alarm as i32 && e.message.contains("notice") {
+                notice_alarms.push(e.message);
+                continue;
+            }
             if e.item_id != id {
                 continue;
             }
@@ -251,7 +317,15 @@ async fn a_county_keeps_only_what_the_deciding_hub_really_signed() {
         }
     })
     .await
-    .unwrap_or_else(|_| panic!("alarms {alarms:?}, kept {kept}"));
+    .unwrap_or_else(|_| panic!("alarms {alarms:?}, kept {kept}, notices {notice_alarms:?}"));
+    assert!(
+        notice_alarms.iter().any(|a| a.contains("not a publisher")),
+        "{notice_alarms:?}"
+    );
+    assert!(
+        notice_alarms.iter().any(|a| a.contains("but is signed by")),
+        "{notice_alarms:?}"
+    );
     assert!(
         alarms.iter().any(|a| a.contains("does not verify")),
         "{alarms:?}"
@@ -275,6 +349,25 @@ async fn a_county_keeps_only_what_the_deciding_hub_really_signed() {
         .unwrap();
     assert_eq!(ack, (id.clone(), HUB.to_string(), 1));
     assert!(acks.try_recv().is_err());
+    // Of the solicitations, only the genuine one is kept and acknowledged.
+    let ack = tokio::time::timeout(WAIT, notice_acks.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ack, ("SOL-00000000000000a1".to_string(), 1));
+    assert!(notice_acks.try_recv().is_err());
+    let kept = op
+        .notices(zhibao::proto::NoticesRequest {
+            all: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ids: Vec<_> = kept
+        .iter()
+        .map(|v| v.body.as_ref().unwrap().id.clone())
+        .collect();
+    assert_eq!(ids, vec!["SOL-00000000000000a1".to_string()]);
     county.shutdown(WAIT).await;
     stop.cancel();
 }

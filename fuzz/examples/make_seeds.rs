@@ -233,6 +233,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut bytes = vec![1u8];
     bytes.extend(held.encode_to_vec());
     write("open_statement", "held", &bytes)?;
+    let solicitation = zhibao::notice::issue(
+        hub,
+        zhibao::proto::Notice {
+            id: "SOL-0190a1b2c3d4e5f6".into(),
+            version: 1,
+            staff: "王芳".into(),
+            at_unix_ms: 1_795_618_804_000,
+            body: Some(zhibao::proto::notice::Body::Solicitation(
+                zhibao::proto::Solicitation {
+                    topic: "秋汛防御".into(),
+                    text: "请报送".into(),
+                    deadline_unix_ms: 1_795_700_000_000,
+                    priority: Priority::Routine as i32,
+                    counties: vec!["county-a".into()],
+                    ..Default::default()
+                },
+            )),
+            ..Default::default()
+        },
+    );
+    zhibao::notice::open(&solicitation, &f.trust, f.now, &["hub".to_string()])?;
+    let mut bytes = vec![2u8];
+    bytes.extend(solicitation.encode_to_vec());
+    write("open_statement", "solicitation", &bytes)?;
 
     // Configurations: the repository's own examples.
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
