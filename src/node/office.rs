@@ -587,6 +587,7 @@ impl SolicitationWatch {
         let me = office.me();
         let now = office.clock.now_ms();
         let mut next: Option<i64> = None;
+        let mut all_counties: Option<Vec<String>> = None;
         for (id, version, bytes) in office.store.notices("SOL-").await? {
             let Ok(signed) = SignedNotice::decode(bytes.as_slice()) else {
                 continue;
@@ -609,18 +610,32 @@ impl SolicitationWatch {
             }
             let answers = office.store.answers_to(id.clone()).await?;
             if n.publisher == me {
-                let counties = office.counties_asked(s).await?;
-                for row in answer_states(s, &counties, &answers, now) {
-                    if row.state != "missing" {
-                        continue;
-                    }
-                    error!(alarm = "solicitation-unanswered", %id, county = %row.county, topic = %s.topic, "ALARM: a county has not answered the solicitation by its deadline");
+                // Every county seen sending, read once per pass: a
+                // solicitation to all asks them.
+                if s.counties.is_empty() && all_counties.is_none() {
+                    all_counties = Some(office.counties_asked(s).await?);
+                }
+                let counties = if s.counties.is_empty() {
+                    all_counties.clone().unwrap_or_default()
+                } else {
+                    s.counties.clone()
+                };
+                let missing: Vec<String> = answer_states(s, &counties, &answers, now)
+                    .into_iter()
+                    .filter(|row| row.state == "missing")
+                    .map(|row| row.county)
+                    .collect();
+                if !missing.is_empty() {
+                    let list = missing.join(", ");
+                    error!(alarm = "solicitation-unanswered", %id, counties = %list, topic = %s.topic, "ALARM: counties have not answered the solicitation by its deadline");
                     office.events.alarm(
+                        &id,
                         "",
-                        &row.county,
                         format!(
-                            "{} has not answered solicitation (约稿) {id} «{}» by its deadline",
-                            row.county, s.topic
+                            "{} of {} counties asked have not answered solicitation (约稿) {id} «{}» by its deadline: {list}",
+                            missing.len(),
+                            counties.len(),
+                            s.topic
                         ),
                     );
                 }

@@ -174,12 +174,25 @@ impl Office {
         let stats = self.figures(period).await?;
         let me = self.keys.current().node_id().to_string();
         let html = score::bulletin_html(&stats, lang, &me);
-        let figures_json = serde_json::to_string(&stats)
-            .map_err(|e| OfficeError::Invalid(format!("figures do not serialise: {e}")))?;
+        let json = |stats: &Stats| {
+            serde_json::to_string(stats)
+                .map_err(|e| OfficeError::Invalid(format!("figures do not serialise: {e}")))
+        };
+        let mut figures_json = json(&stats)?;
+        if html.len() + figures_json.len() > notice::MAX_BULLETIN_BYTES {
+            // The county rows fit where the named lists do not; the
+            // document itself names them.
+            let mut rows = stats.clone();
+            rows.adopted.clear();
+            rows.instructions.clear();
+            rows.late_reports.clear();
+            rows.missing_answers.clear();
+            figures_json = json(&rows)?;
+        }
         let size = html.len() + figures_json.len();
         if size > notice::MAX_BULLETIN_BYTES {
             return Err(OfficeError::TooLarge(format!(
-                "the bulletin is {size} bytes, over the {} a notice may carry down the tree; publish the figures per quarter's months, or send the document another way",
+                "the bulletin is {size} bytes, over the {} bytes a notice may carry down the tree; write it with -o and circulate the file",
                 notice::MAX_BULLETIN_BYTES
             ))
             .into());

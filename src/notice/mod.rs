@@ -34,8 +34,10 @@ pub const MAX_TOPIC_BYTES: usize = 512;
 /// Longest solicitation text or note, bytes.
 pub const MAX_TEXT_BYTES: usize = 16 * 1024;
 
-/// Largest bulletin document (HTML and JSON together), bytes.
-pub const MAX_BULLETIN_BYTES: usize = 3 * 1024 * 1024;
+/// Largest bulletin document (HTML and JSON together), bytes: with its
+/// signature and certificate it must fit the smallest message any node
+/// takes on its upstream stream (1 MiB + 64 KiB, whatever the limits say).
+pub const MAX_BULLETIN_BYTES: usize = 960 * 1024;
 
 /// Most counties one solicitation may name.
 pub const MAX_COUNTIES: usize = 4096;
