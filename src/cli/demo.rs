@@ -3,9 +3,13 @@
 //! Builds a temporary region (CA, hub, three county nodes with their own
 //! stores), submits a mix of classes, stops the hub for a few seconds in the
 //! middle so the counties queue, restarts it, waits for every receipt, reads
-//! the hub's inbox, and prints one row per item. Succeeds only if every item
-//! was receipted with a valid receipt and reached the inbox exactly once
-//! with a valid origin signature.
+//! the hub's inbox, and prints one row per item. Then the office's work:
+//! it adopts an emergency (the county sees the signed decision), asks every
+//! county for a report (约稿; two answer), prints the month's figures
+//! (采用记分) and publishes the bulletin (月度通报), which a county receives.
+//! Succeeds only if every item was receipted with a valid receipt and
+//! reached the inbox exactly once with a valid origin signature, and each
+//! of the office's statements arrived verified where it should.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -39,6 +43,18 @@ async fn start_hub(pki_dir: &Path, data: &Path, addr: SocketAddr) -> anyhow::Res
         listen: addr,
         consumers: Vec::new(),
     });
+    cfg.office.counties = COUNTIES.iter().map(|c| (*c).to_string()).collect();
+    cfg.office.outlets = vec![zhibao::score::Outlet {
+        key: "special".into(),
+        zh: "情况专报".into(),
+        en: "Special Report".into(),
+    }];
+    cfg.office.scoring = vec![zhibao::score::ScoringRule {
+        since: "2020-01-01".into(),
+        adopted: [("special".to_string(), 5)].into(),
+        missing_answer: -2,
+        ..Default::default()
+    }];
     Ok(node::start(cfg).await?)
 }
 
@@ -70,6 +86,7 @@ pub async fn run() -> anyhow::Result<bool> {
             role: Role::Primary,
         }];
         cfg.limits.max_backoff_secs = 1;
+        cfg.office.publishers = vec![HUB.into()];
         let n = node::start(cfg).await?;
         ops.push(Operator::connect(&n.operator_socket).await?);
         nodes.push(n);
@@ -241,6 +258,7 @@ pub async fn run() -> anyhow::Result<bool> {
     if let Some(first) = items.iter().find(|i| i.class == Class::Emergency) {
         ok &= desk(&hub, &ops, first).await?;
     }
+    ok &= office(&hub, &ops).await?;
 
     hub.shutdown(Duration::from_secs(5)).await;
     for n in nodes {
@@ -273,7 +291,7 @@ async fn desk(hub: &RunningNode, ops: &[Operator], item: &Submitted) -> anyhow::
         .dispose(DisposeRequest {
             item_id: item.id.clone(),
             kind: DispositionKind::Adopted as i32,
-            text: "《情况专报》2026年第1期".into(),
+            text: "special: 《情况专报》2026年第1期".into(),
             ..Default::default()
         })
         .await?;
@@ -307,4 +325,130 @@ async fn desk(hub: &RunningNode, ops: &[Operator], item: &Submitted) -> anyhow::
         _ => println!("{} has NOT received the decision", item.county),
     }
     Ok(arrived && valid)
+}
+
+/// The office asks every county for a report on a topic (约稿); two answer,
+/// one does not. Then it prints the month's figures (采用记分) and
+/// publishes the bulletin (月度通报), which a county receives verified.
+/// Returns whether every step arrived where it should.
+async fn office(hub: &RunningNode, ops: &[Operator]) -> anyhow::Result<bool> {
+    use zhibao::proto::{
+        EventKind, NoticesRequest, SolicitRequest, StatsRequest, SubmitRequest,
+        solicit_request::Action,
+    };
+    let mut desk = Operator::connect(&hub.operator_socket).await?;
+    let mut watches = Vec::new();
+    for op in ops {
+        watches.push(op.clone().watch().await?);
+    }
+    let sol = desk
+        .solicit(SolicitRequest {
+            action: Action::Publish as i32,
+            topic: "冬季安全生产情况".into(),
+            text: "请各县报送本县冬季安全生产情况。".into(),
+            deadline_unix_ms: zhibao::clock::now_ms() + 3_600_000,
+            priority: Class::Routine.to_proto() as i32,
+            ..Default::default()
+        })
+        .await?
+        .body
+        .unwrap_or_default()
+        .id;
+    println!("\n-- the office asks every county for a report (约稿 {sol}) --");
+    let mut ok = true;
+    for (i, events) in watches.iter_mut().enumerate() {
+        let got = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(e) = events.message().await? {
+                if e.kind == EventKind::Solicitation as i32 && e.item_id == sol {
+                    return Ok::<bool, anyhow::Error>(true);
+                }
+            }
+            Ok(false)
+        })
+        .await
+        .unwrap_or(Ok(false))?;
+        ok &= got;
+        if !got {
+            println!("{} has NOT received the solicitation", COUNTIES[i]);
+        }
+    }
+    // Two counties answer; the third does not (yet).
+    for (i, op) in ops.iter().enumerate().take(2) {
+        let mut op = op.clone();
+        let id = op
+            .submit_request(SubmitRequest {
+                title: format!("{}冬季安全生产情况", COUNTIES[i]),
+                body: "总体平稳。".as_bytes().to_vec(),
+                answers: sol.clone(),
+                ..Default::default()
+            })
+            .await?;
+        op.wait_receipt(&id, Duration::from_secs(10)).await?;
+    }
+    let status = desk.solicitation_status(&sol).await?;
+    for c in &status.counties {
+        println!("{:<9} {}", c.county, c.state);
+    }
+    ok &= status
+        .counties
+        .iter()
+        .filter(|c| c.state == "on_time")
+        .count()
+        == 2;
+    let month = desk
+        .notices(NoticesRequest {
+            id: sol.clone(),
+            ..Default::default()
+        })
+        .await?
+        .first()
+        .and_then(|v| v.body.as_ref())
+        .map(|n| n.at_unix_ms)
+        .unwrap_or_default();
+    let period = zhibao::score::Period::month_of(month, 8 * 3_600_000).to_string();
+    let table = desk
+        .stats(StatsRequest {
+            period: period.clone(),
+            format: "table".into(),
+            lang: "zh".into(),
+            ..Default::default()
+        })
+        .await?;
+    println!("\n-- the month's figures (采用记分, {period}) --\n{table}");
+    let mut third = ops[2].clone();
+    let mut events = third.watch().await?;
+    let published = desk
+        .publish_bulletin(StatsRequest {
+            period,
+            ..Default::default()
+        })
+        .await?;
+    let bid = published.body.map(|b| b.id).unwrap_or_default();
+    let arrived = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(e) = events.message().await? {
+            if e.kind == EventKind::Bulletin as i32 && e.item_id == bid {
+                return Ok::<bool, anyhow::Error>(true);
+            }
+        }
+        Ok(false)
+    })
+    .await
+    .unwrap_or(Ok(false))?;
+    let seen = third
+        .notices(NoticesRequest {
+            id: bid.clone(),
+            ..Default::default()
+        })
+        .await?;
+    let verified = seen.first().is_some_and(|v| v.verification == "verified");
+    println!(
+        "bulletin {bid} published; {} {}",
+        COUNTIES[2],
+        if arrived && verified {
+            "holds it, verified"
+        } else {
+            "has NOT received it verified"
+        }
+    );
+    Ok(ok && arrived && verified)
 }
