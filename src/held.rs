@@ -54,10 +54,7 @@ pub fn issue(identity: &Identity, mut notice: HeldNotice) -> SignedHeldNotice {
 }
 
 fn signed_message(bytes: &[u8]) -> Vec<u8> {
-    let mut msg = Vec::with_capacity(CONTEXT.len() + bytes.len());
-    msg.extend_from_slice(CONTEXT);
-    msg.extend_from_slice(bytes);
-    msg
+    crate::trust::in_context(CONTEXT, bytes)
 }
 
 /// Verifies a notice at `now`: the holder's certificate (CA, CRL), the

@@ -228,10 +228,7 @@ pub fn issue(
 }
 
 fn signed_message(bytes: &[u8]) -> Vec<u8> {
-    let mut msg = Vec::with_capacity(CONTEXT.len() + bytes.len());
-    msg.extend_from_slice(CONTEXT);
-    msg.extend_from_slice(bytes);
-    msg
+    crate::trust::in_context(CONTEXT, bytes)
 }
 
 /// A decision that verified, with what its proof said.

@@ -261,14 +261,14 @@ impl Office {
         }
     }
 
-    /// The newest version of a solicitation this node published.
-    async fn own_solicitation(&self, id: &str) -> Result<(Notice, SignedNotice), Error> {
+    /// The newest version of solicitation `id` kept here (verified when it
+    /// was kept).
+    async fn solicitation(&self, id: &str) -> Result<(Notice, SignedNotice), Error> {
         if notice::check_id(id) != Ok(Kind::Solicitation) {
-            return Err(OfficeError::Invalid(
-                notice::check_id(id)
-                    .err()
-                    .unwrap_or_else(|| format!("{id} is a bulletin, not a solicitation")),
-            )
+            return Err(OfficeError::Invalid(format!(
+                "a solicitation id is SOL- and 16 hex digits, not {:?}",
+                id.chars().take(40).collect::<String>()
+            ))
             .into());
         }
         let (_, bytes) = self
@@ -279,6 +279,12 @@ impl Office {
         let signed = SignedNotice::decode(bytes.as_slice())
             .map_err(|e| OfficeError::from(NoticeError::Malformed(e)))?;
         let body = notice::peek(&signed).unwrap_or_default();
+        Ok((body, signed))
+    }
+
+    /// The newest version of a solicitation this node published.
+    async fn own_solicitation(&self, id: &str) -> Result<(Notice, SignedNotice), Error> {
+        let (body, signed) = self.solicitation(id).await?;
         if body.publisher != self.me() {
             return Err(OfficeError::Precondition(format!(
                 "{id} was published by {}; only its publisher can change it",
@@ -375,21 +381,7 @@ impl Office {
 
     /// Checks that this node may answer solicitation `id` now; returns it.
     pub(crate) async fn answerable(&self, id: &str) -> Result<Solicitation, Error> {
-        if notice::check_id(id) != Ok(Kind::Solicitation) {
-            return Err(OfficeError::Invalid(format!(
-                "--answers takes a solicitation id (SOL- and 16 hex digits), not {:?}",
-                id.chars().take(40).collect::<String>()
-            ))
-            .into());
-        }
-        let (_, bytes) = self
-            .store
-            .notice(id.to_string())
-            .await?
-            .ok_or_else(|| self.not_found("solicitation", id))?;
-        let signed = SignedNotice::decode(bytes.as_slice())
-            .map_err(|e| OfficeError::from(NoticeError::Malformed(e)))?;
-        let body = notice::peek(&signed).unwrap_or_default();
+        let (body, _) = self.solicitation(id).await?;
         let Some(Body::Solicitation(s)) = body.body else {
             return Err(self.not_found("solicitation", id).into());
         };

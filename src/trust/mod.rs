@@ -29,3 +29,13 @@ pub use files::{CA_CERT, CA_KEY, CRL, compat_paths, node_paths};
 pub use identity::{Identity, LoadError};
 pub use keys::{Keys, KeysReload};
 pub use node_id::{BadNodeId, NODE_URI_PREFIX, node_id_of, validate_node_id};
+
+/// What a statement's signature covers: a context line naming its kind
+/// (`zhibao.v1.Disposition\n`, …), then its bytes — so that a statement of
+/// one kind never verifies as another signed by the same key.
+pub fn in_context(context: &[u8], bytes: &[u8]) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(context.len() + bytes.len());
+    msg.extend_from_slice(context);
+    msg.extend_from_slice(bytes);
+    msg
+}
