@@ -36,9 +36,11 @@ impl Office {
             counties: self.config.counties.clone(),
             ..Default::default()
         };
+        // The hub's own operators' reports are not a county's.
         facts.items = stored
             .items
             .into_iter()
+            .filter(|i| i.origin != me)
             .filter_map(|i| {
                 Some(score::ItemFact {
                     class: Class::from_lane(i.lane)?,
