@@ -22,7 +22,8 @@
 //! - `upload`: attachments arriving in chunks, until complete and verified,
 //!   within each child's quota; abandoned ones reclaimed;
 //! - `inflight`: what one child can make this node hold in memory at once;
-//! - `push_down`: delivery receipts going down to a child until acknowledged;
+//! - `push_down`: delivery receipts, decisions and notices going down to a
+//!   child until acknowledged;
 //! - `custody`: taking an item into the store, and the receipt that says so;
 //! - `forward`: one forwarder per route (up: items and chunks; down: the
 //!   upstream's answers and pushed-down delivery receipts);
@@ -33,6 +34,9 @@
 //! - `followup`: answers the office asked for, watched until they come;
 //! - `review`: review before sending (把关) — items held for the director
 //!   or deputy, approved, returned, or sent when their time is up;
+//! - `office`: solicitations (约稿) published here or come down from above,
+//!   answered, and watched to their deadline; `scores`: the hub's figures
+//!   (采用记分), bulletins (通报) published, targets;
 //! - `consumers`: durable consumers of the inbox; `history`: the decisions
 //!   and held notices, streamed to the systems that follow the office;
 //! - `inbox`: a hub's consumers reading what arrived;
