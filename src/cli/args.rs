@@ -411,7 +411,8 @@ pub(crate) enum SolicitationCommand {
         /// Read what is asked from a file.
         #[arg(long)]
         text_file: Option<PathBuf>,
-        /// When answers are due, e.g. 2026-12-01T12:00 (node's local time).
+        /// When answers are due: 2026-12-01T12:00 (node's local time), or a
+        /// span from now such as 36h or 3days.
         #[arg(long)]
         due: String,
         /// The class answers travel in: emergency, bad_news or routine.
@@ -429,7 +430,7 @@ pub(crate) enum SolicitationCommand {
     Extend {
         /// The solicitation's id.
         id: String,
-        /// The new deadline, e.g. 2026-12-05T12:00.
+        /// The new deadline: 2026-12-05T12:00, or a span from now (48h).
         #[arg(long)]
         due: String,
         /// Why.

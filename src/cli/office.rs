@@ -42,7 +42,7 @@ pub(crate) async fn solicitation(action: SolicitationCommand) -> anyhow::Result<
                 action: Action::Publish as i32,
                 topic,
                 text,
-                deadline_unix_ms: view.tz.parse(&due)?,
+                deadline_unix_ms: due_ms(view, &due)?,
                 priority: class.to_proto() as i32,
                 counties,
                 ..Default::default()
@@ -62,7 +62,7 @@ pub(crate) async fn solicitation(action: SolicitationCommand) -> anyhow::Result<
             let req = SolicitRequest {
                 action: Action::Extend as i32,
                 id,
-                deadline_unix_ms: view.tz.parse(&due)?,
+                deadline_unix_ms: due_ms(view, &due)?,
                 note,
                 ..Default::default()
             };
@@ -316,6 +316,19 @@ pub(crate) async fn target(action: TargetCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `--due`: a time (`2026-12-01T12:00`, the node's local time unless it
+/// says otherwise) or a span from now (`36h`, `3days`).
+fn due_ms(view: View, text: &str) -> anyhow::Result<i64> {
+    match view.tz.parse(text) {
+        Ok(ms) => Ok(ms),
+        Err(e) => match humantime::parse_duration(text.trim()) {
+            Ok(span) => Ok(zhibao::clock::now_ms()
+                .saturating_add(i64::try_from(span.as_millis()).unwrap_or(i64::MAX))),
+            Err(_) => Err(e.context("--due takes a time like 2026-12-01T12:00 or a span like 36h")),
+        },
+    }
 }
 
 fn lang_name(lang: Lang) -> &'static str {
