@@ -593,8 +593,12 @@ impl SolicitationWatch {
             if s.withdrawn {
                 continue;
             }
-            if s.deadline_unix_ms > now {
-                next = Some(next.map_or(s.deadline_unix_ms, |t| t.min(s.deadline_unix_ms)));
+            // Past its deadline once the clock is beyond it (an answer
+            // stored at the deadline's very millisecond is on time), the
+            // same rule `answer_states` applies.
+            if now <= s.deadline_unix_ms {
+                let after = s.deadline_unix_ms.saturating_add(1);
+                next = Some(next.map_or(after, |t| t.min(after)));
                 continue;
             }
             if office.store.notice_fired(id.clone(), version).await? {
@@ -647,5 +651,68 @@ impl SolicitationWatch {
             office.store.fire_notice(id, version).await?;
         }
         Ok(next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Each county's answer state, at the edges of the deadline.
+
+    use super::*;
+
+    fn asked(deadline: i64) -> Solicitation {
+        Solicitation {
+            topic: "t".into(),
+            deadline_unix_ms: deadline,
+            priority: 3,
+            counties: vec!["a".into(), "b".into(), "c".into()],
+            ..Default::default()
+        }
+    }
+
+    fn state(rows: &[CountyAnswer], county: &str) -> String {
+        rows.iter()
+            .find(|r| r.county == county)
+            .map(|r| r.state.clone())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn the_deadline_millisecond_itself_is_still_in_time() {
+        let s = asked(1_000);
+        let answers = vec![
+            ("a".to_string(), "i1".to_string(), 1_000),
+            ("b".to_string(), "i2".to_string(), 1_001),
+        ];
+        let counties: Vec<String> = s.counties.clone();
+        let at = answer_states(&s, &counties, &answers, 1_000);
+        assert_eq!(state(&at, "a"), "on_time");
+        assert_eq!(state(&at, "b"), "late");
+        assert_eq!(
+            state(&at, "c"),
+            "open",
+            "not missing at the deadline itself"
+        );
+        let after = answer_states(&s, &counties, &answers, 1_001);
+        assert_eq!(state(&after, "c"), "missing");
+    }
+
+    #[test]
+    fn the_first_answer_counts_and_an_unasked_county_is_shown() {
+        let s = asked(1_000);
+        let answers = vec![
+            ("a".to_string(), "late".to_string(), 2_000),
+            ("a".to_string(), "early".to_string(), 500),
+            ("z".to_string(), "extra".to_string(), 600),
+        ];
+        let at = answer_states(&s, &s.counties.clone(), &answers, 5_000);
+        let a = at.iter().find(|r| r.county == "a").unwrap();
+        assert_eq!((a.state.as_str(), a.item_id.as_str()), ("on_time", "early"));
+        assert_eq!(a.items, vec!["early".to_string(), "late".to_string()]);
+        assert_eq!(state(&at, "z"), "on_time");
+        let mut withdrawn = s.clone();
+        withdrawn.withdrawn = true;
+        let w = answer_states(&withdrawn, &s.counties.clone(), &[], 5_000);
+        assert!(w.iter().all(|r| r.state == "withdrawn"));
     }
 }
