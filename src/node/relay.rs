@@ -94,25 +94,32 @@ impl RelayService {
         Ok(self.custody.receipt(verified.id(), &rec))
     }
 
-    /// An item on a `Forward` stream: its receipt, or the first chunk its
-    /// upload needs.
+    /// An item on a `Forward` stream: its id (for a refusal) and its
+    /// receipt, or the first chunk its upload needs. The report is decoded
+    /// once, by the verification; only one that does not verify is decoded
+    /// again, to name it in the refusal.
     async fn item(
         &self,
         peer: &PeerInfo,
         item: SignedReport,
         uploads: &Uploads,
-    ) -> Result<forward_response::Result, Error> {
-        let verified = self.check(peer, &item)?;
+    ) -> (String, Result<forward_response::Result, Error>) {
+        let verified = match self.check(peer, &item) {
+            Ok(v) => v,
+            Err(e) => return (envelope::claimed_id(&item).unwrap_or_default(), Err(e)),
+        };
+        let id = verified.id().to_string();
         let (item, verified) = if verified.report().attachments.is_empty() {
             (item, verified)
         } else {
-            match uploads.announce(peer, item, verified).await? {
-                Step::Need(need) => return Ok(forward_response::Result::Need(need)),
-                Step::Complete(done) => *done,
+            match uploads.announce(peer, item, verified).await {
+                Ok(Step::Need(need)) => return (id, Ok(forward_response::Result::Need(need))),
+                Ok(Step::Complete(done)) => *done,
+                Err(e) => return (id, Err(e)),
             }
         };
-        let receipt = self.take(peer, &item, &verified).await?;
-        Ok(forward_response::Result::Receipt(receipt))
+        let receipt = self.take(peer, &item, &verified).await;
+        (id, receipt.map(forward_response::Result::Receipt))
     }
 
     /// A chunk on a `Forward` stream: the next chunk wanted, or the
@@ -240,10 +247,7 @@ impl RelayService {
                     }
                 };
             }
-            Some(forward_request::Kind::Item(item)) => {
-                let id = envelope::claimed_id(&item).unwrap_or_default();
-                (id, self.item(peer, item, uploads).await)
-            }
+            Some(forward_request::Kind::Item(item)) => self.item(peer, item, uploads).await,
             Some(forward_request::Kind::Chunk(chunk)) => {
                 let id = chunk.item_id.clone();
                 let result = self.chunk(peer, chunk, uploads).await;
