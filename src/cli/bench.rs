@@ -122,6 +122,12 @@ pub struct Results {
     pub ingest_streams: usize,
     /// Items in flight per stream.
     pub ingest_window: usize,
+    /// TLS connections the ingest streams share (one per county identity).
+    pub ingest_connections: usize,
+    /// County nodes in the end-to-end runs.
+    pub nodes: usize,
+    /// Concurrent operators per node in the end-to-end runs.
+    pub e2e_concurrency: usize,
     /// Send→receipt latency during the throughput run.
     pub ingest_latency: Latency,
     /// End to end, one operator, one item at a time.
@@ -416,6 +422,9 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
         body_bytes: opts.body,
         ingest_streams: opts.streams,
         ingest_window: opts.window,
+        ingest_connections: opts.streams.min(counties.len()),
+        nodes: counties.len(),
+        e2e_concurrency: opts.e2e_concurrency,
         ..Default::default()
     };
 
@@ -676,6 +685,15 @@ pub fn table(r: &Results) -> String {
         s,
         "\nzhibao bench — {} byte reports, fsync before every receipt\n",
         r.body_bytes
+    );
+    let _ = writeln!(
+        s,
+        "hub ingest: reports signed in advance, sent on Relay.Forward over mutual TLS,\n  \
+         each verified, stored (fsync) and answered with a signed receipt;\n  \
+         1 stream x 1 in flight, then {} streams x {} in flight over {} connection(s)\n\
+         end to end: operators on each node's socket, submit -> the hub's receipt stored\n  \
+         at the node; 1 operator, then {} node(s) x {} concurrent operators\n",
+        r.ingest_streams, r.ingest_window, r.ingest_connections, r.nodes, r.e2e_concurrency
     );
     let _ = writeln!(
         s,
