@@ -352,6 +352,10 @@ pub(crate) enum Command {
         /// Also write the results as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// One TLS connection per ingest stream (as the brokers' benchmarks
+        /// open one per publisher), not one per county.
+        #[arg(long)]
+        connection_per_stream: bool,
         /// Instead: queue this many routine items at a node whose hub is
         /// unreachable, and report the node's memory.
         #[arg(long, default_value_t = 0)]

@@ -59,6 +59,9 @@ pub struct BenchOptions {
     pub probes: usize,
     /// Write the results as JSON here.
     pub json: Option<PathBuf>,
+    /// One TLS connection per ingest stream (as the brokers' benchmarks
+    /// open one per publisher) rather than one per county identity.
+    pub connection_per_stream: bool,
 }
 
 impl Default for BenchOptions {
@@ -73,6 +76,7 @@ impl Default for BenchOptions {
             e2e_concurrency: 64,
             probes: 300,
             json: None,
+            connection_per_stream: false,
         }
     }
 }
@@ -422,7 +426,11 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
         body_bytes: opts.body,
         ingest_streams: opts.streams,
         ingest_window: opts.window,
-        ingest_connections: opts.streams.min(counties.len()),
+        ingest_connections: if opts.connection_per_stream {
+            opts.streams.max(1)
+        } else {
+            opts.streams.min(counties.len())
+        },
         nodes: counties.len(),
         e2e_concurrency: opts.e2e_concurrency,
         ..Default::default()
@@ -435,7 +443,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
         consumers: Vec::new(),
     });
     hub_cfg.limits.max_in_flight = opts.window.max(64);
-    hub_cfg.limits.max_connections_per_peer = 64;
+    hub_cfg.limits.max_connections_per_peer = opts.streams.max(64);
     let hub = Daemon::start(&hub_cfg, dir)?;
     let hub_addr = free.to_string();
 
@@ -450,8 +458,14 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
     let trust = Trust::load(&pki_dir.join(trust::CA_CERT), None)?;
     // Each stream connects as the county whose reports it carries: a hub
     // takes an item only from the node its custody chain says holds it.
+    let connections = if opts.connection_per_stream {
+        opts.streams.max(1)
+    } else {
+        identities.len()
+    };
     let mut channels = Vec::new();
-    for id in &identities {
+    for i in 0..connections {
+        let id = &identities[i % identities.len()];
         let tls = Arc::new(zhibao::tls::client_config(id, &trust.snapshot(), "hub")?);
         channels
             .push(zhibao::tls::connect_channel(&hub_addr, tls, "hub", Default::default()).await?);

@@ -459,6 +459,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
             concurrency,
             probes,
             json,
+            connection_per_stream,
             queue_items,
             flood_secs,
             stats,
@@ -491,6 +492,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 e2e_concurrency: concurrency,
                 probes,
                 json,
+                connection_per_stream,
             })
             .await?;
         }
