@@ -8,13 +8,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::{HUB, Region};
+use common::{Daemon, HUB, Region};
 use zhibao::config::{NodeConfig, RelayListen, Role, UpstreamConfig};
 use zhibao::proto::EventKind;
 use zhibao::score::{Outlet, ScoringRule};
@@ -23,60 +22,6 @@ const WAIT: Duration = Duration::from_secs(30);
 const RELAY: &str = "region-o";
 const A: &str = "county-o1";
 const B: &str = "county-o2";
-
-/// A `zhibao serve` child process.
-struct Daemon {
-    child: Child,
-    socket: PathBuf,
-    relay: Option<SocketAddr>,
-}
-
-impl Daemon {
-    fn start(config: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_zhibao"))
-            .args(["serve", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start zhibao serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(
-            line.starts_with("ready "),
-            "unexpected first line: {line:?}"
-        );
-        let field = |name: &str| {
-            line.split_whitespace()
-                .find_map(|f| f.strip_prefix(&format!("{name}=")))
-                .unwrap()
-                .to_string()
-        };
-        Self {
-            relay: field("relay").parse().ok(),
-            socket: PathBuf::from(field("operator")),
-            child,
-        }
-    }
-
-    /// SIGTERM, and wait for a clean stop.
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn write(region: &Region, cfg: &NodeConfig) -> PathBuf {
     let path = region.dir.path().join(format!("{}.toml", cfg.node_id));

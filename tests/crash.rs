@@ -4,13 +4,11 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{HUB, Region};
+use common::{Daemon, HUB, Region};
 use prost::Message;
 use zhibao::class::Class;
 use zhibao::client::Operator;
@@ -18,58 +16,6 @@ use zhibao::proto::{ItemState, Report};
 use zhibao::trust;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// A `zhibao serve` child process.
-struct Daemon {
-    child: Child,
-    relay: Option<SocketAddr>,
-    socket: PathBuf,
-}
-
-impl Daemon {
-    /// Starts `zhibao serve` and waits for its `ready` line.
-    fn start(config: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_zhibao"))
-            .args(["serve", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start zhibao serve");
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        assert!(
-            line.starts_with("ready "),
-            "unexpected first line: {line:?}"
-        );
-        let field = |name: &str| {
-            line.split_whitespace()
-                .find_map(|f| f.strip_prefix(&format!("{name}=")))
-                .unwrap()
-                .to_string()
-        };
-        Self {
-            relay: field("relay").parse().ok(),
-            socket: PathBuf::from(field("operator")),
-            child,
-        }
-    }
-
-    fn kill9(mut self) {
-        // Child::kill sends SIGKILL on Unix: no chance to flush or clean up.
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn write_config(
     region: &Region,

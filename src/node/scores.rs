@@ -222,7 +222,7 @@ impl Office {
         let body = Notice {
             id: id.clone(),
             version,
-            previous_sha256: previous,
+            previous_sha256: previous.clone(),
             staff: actor.name.clone(),
             at_unix_ms: now,
             body: Some(Body::Bulletin(Bulletin {
@@ -238,12 +238,7 @@ impl Office {
         let signed = notice::issue(&self.keys.current(), body);
         let outcome = self
             .store
-            .keep_notice(
-                id.clone(),
-                version,
-                signed_previous(&signed),
-                signed.encode_to_vec(),
-            )
+            .keep_notice(id.clone(), version, previous, signed.encode_to_vec())
             .await?;
         if outcome != NoticeOutcome::Stored {
             return Err(OfficeError::Precondition(format!(
@@ -270,12 +265,6 @@ impl Office {
             .await?;
         Ok(())
     }
-}
-
-fn signed_previous(signed: &SignedNotice) -> Vec<u8> {
-    notice::peek(signed)
-        .map(|n| n.previous_sha256)
-        .unwrap_or_default()
 }
 
 fn parse_period(text: &str) -> Result<Period, OfficeError> {

@@ -14,6 +14,7 @@ use super::tables::{
     ITEMS, META, NOTICE_ACKS, NOTICE_FIRED, NOTICES, OVERDUE, QUEUE, REVIEWS, REVIEWS_RETURNED,
     SOL_ANSWERS, TARGETS, UPLOADS, meta,
 };
+use super::tables::{DecisionFactKey, ItemFactRow};
 use super::{Error, decode, encode};
 use crate::audit::{AuditKind, Chain, Entry};
 
@@ -42,6 +43,10 @@ pub(super) struct Effects {
 
 /// `consumers`: (node id, name) → floors per lane and acks above them.
 type ConsumersTable<'t> = Table<'t, (&'static str, &'static str), (u64, u64, u64, u64)>;
+/// `item_facts`: (created ms, id) → the statistics' row of an inbox item.
+type ItemFactsTable<'t> = Table<'t, (i64, &'static str), ItemFactRow<'static>>;
+/// `decision_facts`: (decided ms, id, node, n) → (kind, text, created ms).
+type DecisionFactsTable<'t> = Table<'t, DecisionFactKey<'static>, (u8, &'static str, i64)>;
 /// `consumer_acks`: (node id, name, lane, seq) → ().
 type ConsumerAcksTable<'t> = Table<'t, (&'static str, &'static str, u8, u64), ()>;
 
@@ -70,6 +75,9 @@ pub(super) struct Txn<'t> {
     meta: Table<'t, &'static str, u64>,
     log: Table<'t, u64, &'static [u8]>,
     checkpoints: Option<Table<'t, u64, &'static [u8]>>,
+    sol_answers: Option<Table<'t, (&'static str, &'static str, &'static str), i64>>,
+    item_facts: Option<ItemFactsTable<'t>>,
+    decision_facts: Option<DecisionFactsTable<'t>>,
     /// Unix ms the batch is stamped with.
     pub(super) now: i64,
     pub(super) fx: Effects,
@@ -99,6 +107,9 @@ impl<'t> Txn<'t> {
             meta: txn.open_table(META)?,
             log: txn.open_table(AUDIT)?,
             checkpoints: None,
+            sol_answers: None,
+            item_facts: None,
+            decision_facts: None,
             now,
             fx: Effects::default(),
         })
@@ -107,6 +118,29 @@ impl<'t> Txn<'t> {
     // Tables most batches never touch are opened on first use: opening
     // every table in every transaction costs each commit (one item at a
     // time pays it per item).
+
+    fn sol_answers(
+        &mut self,
+    ) -> Result<&mut Table<'t, (&'static str, &'static str, &'static str), i64>, Error> {
+        if self.sol_answers.is_none() {
+            self.sol_answers = Some(self.txn.open_table(SOL_ANSWERS)?);
+        }
+        self.sol_answers.as_mut().ok_or(Error::Closed)
+    }
+
+    fn item_facts(&mut self) -> Result<&mut ItemFactsTable<'t>, Error> {
+        if self.item_facts.is_none() {
+            self.item_facts = Some(self.txn.open_table(ITEM_FACTS)?);
+        }
+        self.item_facts.as_mut().ok_or(Error::Closed)
+    }
+
+    fn decision_facts(&mut self) -> Result<&mut DecisionFactsTable<'t>, Error> {
+        if self.decision_facts.is_none() {
+            self.decision_facts = Some(self.txn.open_table(DECISION_FACTS)?);
+        }
+        self.decision_facts.as_mut().ok_or(Error::Closed)
+    }
 
     fn overdue(&mut self) -> Result<&mut Table<'t, (i64, u64), &'static str>, Error> {
         if self.overdue.is_none() {
@@ -413,14 +447,13 @@ impl<'t> Txn<'t> {
                 }
                 self.save(id, &rec)?;
                 if !rec.answers.is_empty() {
-                    let mut t = self.txn.open_table(SOL_ANSWERS)?;
-                    t.insert(
+                    self.sol_answers()?.insert(
                         (rec.answers.as_str(), rec.origin.as_str(), id),
                         rec.stored_ms,
                     )?;
                 }
                 if matches!(dest, Destination::Inbox) {
-                    put_item_fact(self.txn, id, &rec)?;
+                    put_item_fact(self.item_facts()?, id, &rec)?;
                 }
                 let class = crate::class::Class::from_lane(rec.lane()).map_or("?", |c| c.name());
                 self.note(
@@ -600,7 +633,7 @@ impl<'t> Txn<'t> {
         let n = count + 1;
         self.decisions()?.insert((id, n), d.signed.as_slice())?;
         self.record_history(HistoryKind::Decision, &d.signed)?;
-        put_decision_fact(self.txn, id, d, rec.created_ms)?;
+        put_decision_fact(self.decision_facts()?, id, d, rec.created_ms)?;
         if let Some(receipt) = &d.delivery
             && rec.delivery.is_empty()
         {
@@ -712,7 +745,37 @@ impl<'t> Txn<'t> {
 
     /// Rows of the fact tables alone (a benchmark's year of history).
     pub(super) fn import_facts(&mut self, facts: &super::record::Facts) -> Result<(), Error> {
-        import_facts(self.txn, facts)
+        for f in &facts.items {
+            let rec = ItemRecord {
+                origin: f.origin.clone(),
+                lane: u32::from(f.lane),
+                title: f.title.clone(),
+                created_ms: f.created_ms,
+                stored_ms: f.arrived_ms,
+                deadline_ms: f.deadline_ms,
+                link: i32::from(f.link),
+                answers: f.answers.clone(),
+                ..Default::default()
+            };
+            put_item_fact(self.item_facts()?, &f.id, &rec)?;
+        }
+        for d in &facts.decisions {
+            let decision = Decision {
+                node: d.node.clone(),
+                seq: d.seq,
+                kind: i32::from(d.kind),
+                text: d.text.clone(),
+                at_ms: d.at_ms,
+                ..Default::default()
+            };
+            put_decision_fact(
+                self.decision_facts()?,
+                &d.item_id,
+                &decision,
+                d.item_created_ms,
+            )?;
+        }
+        Ok(())
     }
 
     /// Sets (or with both zero, clears) a county's target for a year.
@@ -1124,42 +1187,8 @@ fn rec_is_draft(rec: &[u8]) -> bool {
     <super::ReviewRecord as prost::Message>::decode(rec).is_ok_and(|r| !r.sign_off)
 }
 
-/// Writes rows of the fact tables with no item or decision behind them.
-pub(super) fn import_facts(
-    txn: &WriteTransaction,
-    facts: &super::record::Facts,
-) -> Result<(), Error> {
-    for f in &facts.items {
-        let rec = ItemRecord {
-            origin: f.origin.clone(),
-            lane: u32::from(f.lane),
-            title: f.title.clone(),
-            created_ms: f.created_ms,
-            stored_ms: f.arrived_ms,
-            deadline_ms: f.deadline_ms,
-            link: i32::from(f.link),
-            answers: f.answers.clone(),
-            ..Default::default()
-        };
-        put_item_fact(txn, &f.id, &rec)?;
-    }
-    for d in &facts.decisions {
-        let decision = Decision {
-            node: d.node.clone(),
-            seq: d.seq,
-            kind: i32::from(d.kind),
-            text: d.text.clone(),
-            at_ms: d.at_ms,
-            ..Default::default()
-        };
-        put_decision_fact(txn, &d.item_id, &decision, d.item_created_ms)?;
-    }
-    Ok(())
-}
-
 /// The statistics' row for an item stored in the inbox.
-fn put_item_fact(txn: &WriteTransaction, id: &str, rec: &ItemRecord) -> Result<(), Error> {
-    let mut facts = txn.open_table(ITEM_FACTS)?;
+fn put_item_fact(facts: &mut ItemFactsTable<'_>, id: &str, rec: &ItemRecord) -> Result<(), Error> {
     facts.insert(
         (rec.created_ms, id),
         (
@@ -1177,12 +1206,11 @@ fn put_item_fact(txn: &WriteTransaction, id: &str, rec: &ItemRecord) -> Result<(
 
 /// The statistics' row for a decision kept.
 fn put_decision_fact(
-    txn: &WriteTransaction,
+    facts: &mut DecisionFactsTable<'_>,
     id: &str,
     d: &Decision,
     item_created_ms: i64,
 ) -> Result<(), Error> {
-    let mut facts = txn.open_table(DECISION_FACTS)?;
     facts.insert(
         (d.at_ms, id, d.node.as_str(), d.seq),
         (
@@ -1211,6 +1239,8 @@ pub(super) fn build_facts(db: &redb::Database) -> Result<(), Error> {
     {
         let items = txn.open_table(ITEMS)?;
         let inbox = txn.open_table(INBOX)?;
+        let mut item_facts = txn.open_table(ITEM_FACTS)?;
+        let mut decision_facts = txn.open_table(DECISION_FACTS)?;
         for row in inbox.iter()? {
             let (_, id) = row?;
             let id = id.value();
@@ -1226,7 +1256,7 @@ pub(super) fn build_facts(db: &redb::Database) -> Result<(), Error> {
                 rec.title = report.title;
                 rec.answers = report.answers;
             }
-            put_item_fact(&txn, id, &rec)?;
+            put_item_fact(&mut item_facts, id, &rec)?;
         }
         let decisions = txn.open_table(DECISIONS)?;
         for row in decisions.iter()? {
@@ -1250,7 +1280,7 @@ pub(super) fn build_facts(db: &redb::Database) -> Result<(), Error> {
                 at_ms: body.at_unix_ms,
                 ..Default::default()
             };
-            put_decision_fact(&txn, id, &d, created)?;
+            put_decision_fact(&mut decision_facts, id, &d, created)?;
         }
     }
     txn.commit()?;

@@ -406,3 +406,63 @@ pub async fn await_event(
     .await
     .expect("no such event in time")
 }
+
+/// A `zhibao serve` child process.
+pub struct Daemon {
+    child: std::process::Child,
+    pub relay: Option<SocketAddr>,
+    pub socket: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `zhibao serve` and waits for its `ready` line.
+    pub fn start(config: &Path) -> Self {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_zhibao"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("start zhibao serve");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+        assert!(
+            line.starts_with("ready "),
+            "unexpected first line: {line:?}"
+        );
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|f| f.strip_prefix(&format!("{name}=")))
+                .unwrap()
+                .to_string()
+        };
+        Self {
+            relay: field("relay").parse().ok(),
+            socket: PathBuf::from(field("operator")),
+            child,
+        }
+    }
+
+    /// SIGTERM, and wait for a clean stop.
+    pub fn stop(mut self) {
+        let _ = std::process::Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+
+    pub fn kill9(mut self) {
+        // Child::kill sends SIGKILL on Unix: no chance to flush or clean up.
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
