@@ -28,6 +28,11 @@ impl Class {
     /// Every class, most urgent first.
     pub const ALL: [Self; 3] = [Self::Emergency, Self::BadNews, Self::Routine];
 
+    /// Whether the class goes ahead of routine work (emergency, bad news).
+    pub fn is_urgent(self) -> bool {
+        self != Self::Routine
+    }
+
     /// The lane number in the store: 0 is sent first.
     pub fn lane(self) -> u8 {
         match self {

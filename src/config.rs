@@ -388,6 +388,11 @@ pub struct Limits {
     pub max_bytes_in_flight_per_peer: usize,
     /// Items of one child being handled at once, all its streams together.
     pub max_items_in_flight_per_peer: usize,
+    /// Bytes of routine messages from all children received and not yet
+    /// answered: what the whole node holds in memory for them, whatever
+    /// the load. Emergency and bad-news items are held only against their
+    /// child's share, so they never wait behind routine ones for room.
+    pub max_bytes_in_flight: usize,
     /// HTTP/2 streams at once on one connection.
     pub max_streams_per_connection: u32,
     /// New items and attachments are refused (RESOURCE_EXHAUSTED) while
@@ -440,6 +445,7 @@ impl Default for Limits {
             upload_idle_secs: 3600,
             max_bytes_in_flight_per_peer: 64 * 1024 * 1024,
             max_items_in_flight_per_peer: 256,
+            max_bytes_in_flight: 32 * 1024 * 1024,
             max_streams_per_connection: 8,
             min_free_disk_bytes: 64 * 1024 * 1024,
             audit_checkpoint_secs: 60,
@@ -816,12 +822,20 @@ impl NodeConfig {
         }
         // Room for the largest message a child may send: a report, or a chunk.
         let largest = l.max_report_bytes.max(l.chunk_bytes as usize) + 64 * 1024;
-        if l.max_bytes_in_flight_per_peer < 2 * largest {
-            return Err(invalid(
+        for (field, v) in [
+            (
                 "limits.max_bytes_in_flight_per_peer",
-                "must be at least twice the largest message (max_report_bytes or chunk_bytes)"
-                    .into(),
-            ));
+                l.max_bytes_in_flight_per_peer,
+            ),
+            ("limits.max_bytes_in_flight", l.max_bytes_in_flight),
+        ] {
+            if v < 2 * largest {
+                return Err(invalid(
+                    field,
+                    "must be at least twice the largest message (max_report_bytes or chunk_bytes)"
+                        .into(),
+                ));
+            }
         }
         for (field, v) in [
             ("limits.max_uploads_per_peer", l.max_uploads_per_peer as u64),

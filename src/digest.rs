@@ -11,6 +11,15 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     out
 }
 
+/// SHA-256 of the concatenation of `parts`.
+pub fn sha256_parts(parts: &[&[u8]]) -> [u8; 32] {
+    let mut h = Sha256::default();
+    for p in parts {
+        h.update(p);
+    }
+    h.finish()
+}
+
 /// SHA-256 of data that arrives in pieces.
 #[derive(Clone)]
 pub struct Sha256(digest::Context);

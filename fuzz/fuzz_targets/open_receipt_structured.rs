@@ -108,6 +108,7 @@ fuzz_target!(|case: Case| {
                         signature: signer.sign(&bytes),
                         signer_cert: cert,
                         receipt: bytes,
+                        group: None,
                     }
                 }
             };
@@ -119,6 +120,7 @@ fuzz_target!(|case: Case| {
                 signature: signer.sign(bytes),
                 signer_cert: cert,
                 receipt: bytes.clone(),
+                group: None,
             };
             (signed, None)
         }

@@ -134,6 +134,12 @@ pub struct Results {
     pub e2e_concurrency: usize,
     /// Send→receipt latency during the throughput run.
     pub ingest_latency: Latency,
+    /// Emergencies sent straight into an idle hub, one at a time, on their
+    /// own connection.
+    pub hub_emergency_idle: Latency,
+    /// The same, during the ingest throughput run (only probes answered
+    /// while it still ran).
+    pub hub_emergency_loaded: Latency,
     /// End to end, one operator, one item at a time.
     pub e2e_single: Latency,
     /// End-to-end throughput, items/s, all nodes together.
@@ -269,6 +275,70 @@ async fn forward_stream(
         }
     }
     Ok(latencies)
+}
+
+/// Sends `n` emergencies into the hub one at a time, as `id`, from a
+/// thread, runtime and connection of their own (so they measure the hub,
+/// not this process's queue of load tasks). With `during`, they start at
+/// its instant, and only those answered while its flag is still set count.
+fn hub_probe(
+    addr: &str,
+    id: &Arc<Identity>,
+    trust: &Trust,
+    n: usize,
+    body: usize,
+    during: Option<(Instant, Arc<std::sync::atomic::AtomicBool>)>,
+) -> std::thread::JoinHandle<anyhow::Result<Vec<Duration>>> {
+    let (addr, id, snapshot) = (addr.to_string(), id.clone(), trust.snapshot());
+    let items = sign_reports(std::slice::from_ref(&id), n, body, Class::Emergency);
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async move {
+            let tls = Arc::new(zhibao::tls::client_config(&id, &snapshot, "hub")?);
+            let channel =
+                zhibao::tls::connect_channel(&addr, tls, "hub", Default::default()).await?;
+            let mut client = RelayClient::new(channel);
+            let (tx, rx) = mpsc::channel(1);
+            let mut answers = client.forward(ReceiverStream::new(rx)).await?.into_inner();
+            if let Some((at, _)) = &during {
+                tokio::time::sleep_until((*at).into()).await;
+            }
+            let mut out = Vec::with_capacity(n);
+            for item in items {
+                let t = Instant::now();
+                tx.send(ForwardRequest {
+                    kind: Some(forward_request::Kind::Item(item)),
+                })
+                .await?;
+                loop {
+                    let resp = answers.message().await?.context("hub closed the stream")?;
+                    match resp.result {
+                        Some(forward_response::Result::Receipt(_)) => break,
+                        Some(forward_response::Result::Crl(_)) => continue,
+                        _ => bail!("hub refused a benchmark emergency: {resp:?}"),
+                    }
+                }
+                let took = t.elapsed();
+                if let Some((_, running)) = &during
+                    && !running.load(std::sync::atomic::Ordering::SeqCst)
+                {
+                    break;
+                }
+                out.push(took);
+            }
+            Ok(out)
+        })
+    })
+}
+
+async fn join_probe(
+    probe: std::thread::JoinHandle<anyhow::Result<Vec<Duration>>>,
+) -> anyhow::Result<Vec<Duration>> {
+    tokio::task::spawn_blocking(move || probe.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("probe thread panicked"))?
 }
 
 /// Queues `n` routine items at a node that cannot reach its hub; prints its
@@ -481,6 +551,17 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
     let lat = forward_stream(big(channels[0].clone()), single, 1).await?;
     res.ingest_single = Latency::of(lat);
 
+    eprintln!("hub ingest: emergency on an idle hub...");
+    let probe = hub_probe(
+        &hub_addr,
+        &identities[0],
+        &trust,
+        opts.probes,
+        opts.body,
+        None,
+    );
+    res.hub_emergency_idle = Latency::of(join_probe(probe).await?);
+
     eprintln!("signing {} reports...", opts.ingest_items);
     let streams = opts.streams.max(1);
     let per = opts.ingest_items.div_ceil(streams);
@@ -506,12 +587,25 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
         let client = big(channels[i % channels.len()].clone());
         tasks.push(tokio::spawn(forward_stream(client, chunk, opts.window)));
     }
+    // Emergencies from another county while the load runs; they start once
+    // the load has had a moment to fill the hub.
+    let loaded = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let probe = hub_probe(
+        &hub_addr,
+        &identities[1 % identities.len()],
+        &trust,
+        opts.probes,
+        opts.body,
+        Some((started + Duration::from_millis(300), loaded.clone())),
+    );
     let mut all = Vec::with_capacity(total);
     for t in tasks {
         all.extend(t.await??);
     }
+    loaded.store(false, std::sync::atomic::Ordering::SeqCst);
     res.ingest_items_per_s = total as f64 / started.elapsed().as_secs_f64();
     res.ingest_latency = Latency::of(all);
+    res.hub_emergency_loaded = Latency::of(join_probe(probe).await?);
     drop(channels);
 
     // End to end through county nodes.
@@ -704,7 +798,8 @@ pub fn table(r: &Results) -> String {
         s,
         "hub ingest: reports signed in advance, sent on Relay.Forward over mutual TLS,\n  \
          each verified, stored (fsync) and answered with a signed receipt;\n  \
-         1 stream x 1 in flight, then {} streams x {} in flight over {} connection(s)\n\
+         1 stream x 1 in flight, then {} streams x {} in flight over {} connection(s);\n  \
+         emergencies one at a time on a connection of their own, idle, then during that run\n\
          end to end: operators on each node's socket, submit -> the hub's receipt stored\n  \
          at the node; 1 operator, then {} node(s) x {} concurrent operators\n",
         r.ingest_streams, r.ingest_window, r.ingest_connections, r.nodes, r.e2e_concurrency
@@ -726,6 +821,12 @@ pub fn table(r: &Results) -> String {
             r.ingest_streams, r.ingest_window
         ),
         &r.ingest_latency,
+    );
+    row(&mut s, "hub: emergency, idle hub", &r.hub_emergency_idle);
+    row(
+        &mut s,
+        "hub: emergency, during the ingest run",
+        &r.hub_emergency_loaded,
     );
     row(
         &mut s,
@@ -764,6 +865,12 @@ pub fn table(r: &Results) -> String {
     } else {
         0.0
     };
+    let hub_ratio = if r.hub_emergency_idle.p99_us > 0 {
+        r.hub_emergency_loaded.p99_us as f64 / r.hub_emergency_idle.p99_us as f64
+    } else {
+        0.0
+    };
+    let _ = writeln!(s, "hub emergency p99 loaded/idle {hub_ratio:>9.2}x");
     let _ = writeln!(s, "emergency p99 loaded / idle  {ratio:>10.2}x");
     let _ = writeln!(
         s,

@@ -355,6 +355,25 @@ pub fn open(
     })
 }
 
+/// The class a report claims, read without verifying it or decoding the
+/// rest: only to order work (urgent first) before the report is verified.
+/// `None` if the bytes do not say one.
+pub fn claimed_class(signed: &SignedReport) -> Option<Class> {
+    use prost::encoding::{DecodeContext, WireType, decode_key, decode_varint, skip_field};
+    const PRIORITY: u32 = 3;
+    let mut buf = signed.report.as_slice();
+    let mut priority = 0;
+    while !buf.is_empty() {
+        let (tag, wire) = decode_key(&mut buf).ok()?;
+        if tag == PRIORITY && wire == WireType::Varint {
+            priority = i32::try_from(decode_varint(&mut buf).ok()?).ok()?;
+        } else {
+            skip_field(wire, tag, &mut buf, DecodeContext::default()).ok()?;
+        }
+    }
+    Class::from_proto(priority)
+}
+
 /// The one check of a report's contents against the limits, made wherever a
 /// report comes in — sealed by a local operator, or opened from a child —
 /// so that every limit holds at every door. Returns its class.

@@ -130,6 +130,25 @@ fn claimed_id_names_a_good_report_and_nothing_else() {
 }
 
 #[test]
+fn claimed_class_reads_the_class_a_report_states_and_nothing_else() {
+    let r = region();
+    for class in Class::ALL {
+        let (signed, _) = sealed(draft(class), &r.county);
+        assert_eq!(claimed_class(&signed), Some(class));
+    }
+    let unspecified = Report {
+        priority: 0,
+        ..report("county-a")
+    };
+    assert_eq!(claimed_class(&sign(&unspecified, &r.county)), None);
+    let (mut signed, _) = sealed(draft(Class::Emergency), &r.county);
+    signed.report = vec![0x0a, 0x05, b'x']; // a 5-byte field with 1 byte
+    assert_eq!(claimed_class(&signed), None);
+    signed.report = vec![0x18, 0x80]; // priority, an unfinished varint
+    assert_eq!(claimed_class(&signed), None);
+}
+
+#[test]
 fn a_flipped_byte_is_refused_as_a_bad_signature() {
     let r = region();
     let (mut signed, _) = sealed(draft(Class::Emergency), &r.county);

@@ -3,9 +3,10 @@
 //! Every item that enters a node — from a local operator or from a child —
 //! passes through [`Custody::keep`]: it is stored durably, queued on its
 //! routes (or, at the final hub, put in the inbox), and only then does
-//! anyone hear that the node has it. [`Custody::receipt`] is what a child
-//! hears: this node's signed receipt, deterministic, so a duplicate gets the
-//! original back byte for byte.
+//! anyone hear that the node has it. A child hears this node's signed
+//! receipt: [`Custody::keep_receipted`] signs it together with the other
+//! receipts of its commit (one signature per commit, each receipt with its
+//! inclusion path); a duplicate gets the original's facts, signed anew.
 
 use std::sync::Arc;
 
@@ -18,9 +19,9 @@ use super::routes::Routes;
 use crate::config::Deadlines;
 use crate::digest::hex;
 use crate::envelope::Verified;
-use crate::proto::{EventKind, ReceiptKind, SignedReceipt, SignedReport};
+use crate::proto::{EventKind, SignedReceipt, SignedReport};
 use crate::receipt;
-use crate::store::{Destination, FROM_OPERATOR, ItemRecord, PutOutcome, RecordState, Store};
+use crate::store::{Destination, FROM_OPERATOR, ItemRecord, PutOutcome, Store};
 use crate::trust::Keys;
 
 /// Stores items and vouches for them.
@@ -71,6 +72,31 @@ impl Custody {
             .store
             .put_with(item.id().to_string(), record, dest, may_hold_back);
         self.settle(put.await?, item, from)
+    }
+
+    /// Like [`Custody::keep`], with this node's receipt for the item, signed
+    /// together with the other receipts of its commit.
+    pub(crate) async fn keep_receipted(
+        &self,
+        signed: &SignedReport,
+        item: &Verified,
+        from: &str,
+    ) -> Result<SignedReceipt, Error> {
+        let (record, dest) = self.prepare(signed, item, from).await?;
+        let identity = self.keys.current();
+        let put = self.store.put_receipted(
+            item.id().to_string(),
+            record,
+            dest,
+            false,
+            identity.node_id().to_string(),
+        );
+        let (outcome, receipt) = put.await?;
+        let rec = self.settle(outcome, item, from)?;
+        Ok(match receipt {
+            Some(r) => r.receipt(&identity),
+            None => self.receipt(item.id(), &rec),
+        })
     }
 
     /// Like [`Custody::keep`] for an item sealed at the end of its review
@@ -220,20 +246,7 @@ impl Custody {
     /// item is on its way further up, delivery once it is in this (final)
     /// node's inbox.
     pub(crate) fn receipt(&self, id: &str, rec: &ItemRecord) -> SignedReceipt {
-        let kind = if rec.state() == Some(RecordState::Delivered) {
-            ReceiptKind::Delivery
-        } else {
-            ReceiptKind::Custody
-        };
-        receipt::issue(
-            &self.keys.current(),
-            &receipt::Statement {
-                item_id: id,
-                report_sha256: &rec.digest().unwrap_or_default(),
-                stored_unix_ms: rec.stored_ms,
-                kind,
-                on_time: rec.stored_ms <= rec.deadline_ms,
-            },
-        )
+        let digest = rec.digest().unwrap_or_default();
+        receipt::issue(&self.keys.current(), &rec.statement(id, &digest))
     }
 }

@@ -1,24 +1,43 @@
-//! What one child can make this node hold in memory at once: the messages
-//! it sent that are received and not yet answered, by bytes and by count,
-//! all its streams and connections together.
+//! What children can make this node hold in memory, and how much of its CPU
+//! routine work may take at once.
+//!
+//! - **Per child**: the messages it sent that are received and not yet
+//!   answered, by bytes and by count, all its streams and connections
+//!   together.
+//! - **Per node**: the bytes of routine messages of all children together
+//!   (`limits.max_bytes_in_flight`), so memory is bounded by configuration,
+//!   not by how many children push at once. Urgent messages (emergency,
+//!   bad news) are held only against their child's share: they never wait
+//!   for room behind routine ones.
+//! - **Work**: at most [`ROUTINE_WORKERS`] routine items are being verified
+//!   at once, node-wide; urgent ones do not wait for a turn. So however many
+//!   routine items are queued, an emergency finds at most that many ahead
+//!   of it for the CPU, and it is committed ahead of them by the store.
 //!
 //! A message is held from the moment it is read off the stream until its
-//! answer is ready. While a child is at its bound, its streams are simply
-//! not read further: HTTP/2 flow control pushes back on the sender, and
-//! nothing is buffered beyond the bound (plus one message per stream).
+//! answer is ready. While a child, or the node, is at its bound, streams are
+//! simply not read further: HTTP/2 flow control pushes back on the sender,
+//! and nothing is buffered beyond the bound (plus one message per stream).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Bounds per child.
+/// Routine items verified at once, node-wide: enough to keep two cores
+/// busy while others wait on the store, few enough that an emergency finds
+/// little CPU work ahead of it.
+pub(crate) const ROUTINE_WORKERS: usize = 8;
+
+/// The bounds.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Bounds {
-    /// Bytes of messages held at once.
+    /// Bytes of one child's messages held at once.
     pub(crate) bytes: usize,
-    /// Messages held at once.
+    /// One child's messages held at once.
     pub(crate) items: usize,
+    /// Bytes of routine messages held at once, all children together.
+    pub(crate) node_bytes: usize,
 }
 
 /// One child's share.
@@ -30,26 +49,55 @@ struct Share {
     max_kib: u32,
 }
 
-/// The shares of every child that has sent something.
+/// The shares of every child that has sent something, and the node's.
 #[derive(Debug)]
 pub(crate) struct InFlight {
     bounds: Bounds,
     shares: Mutex<HashMap<String, Arc<Share>>>,
+    /// The node's bytes for routine messages, in KiB.
+    node_kib: Arc<Semaphore>,
+    node_max_kib: u32,
+    /// Turns for routine items to be verified.
+    work: Arc<Semaphore>,
 }
 
-/// A message held against its child's share until dropped.
+/// A message held against its child's share (and, if routine, the node's)
+/// until dropped.
 #[derive(Debug)]
 pub(crate) struct Held {
-    // `None` only if a semaphore were closed, which these never are.
+    // `None` only if a semaphore were closed, which these never are, or
+    // (for the node's) if the message is urgent.
     _kib: Option<OwnedSemaphorePermit>,
     _item: Option<OwnedSemaphorePermit>,
+    _node: Option<OwnedSemaphorePermit>,
+}
+
+/// A routine item's turn to be verified (none for an urgent item).
+#[derive(Debug)]
+pub(crate) struct Turn {
+    _permit: Option<OwnedSemaphorePermit>,
 }
 
 impl InFlight {
     pub(crate) fn new(bounds: Bounds) -> Self {
+        let node_max_kib = u32::try_from(bounds.node_bytes.div_ceil(1024)).unwrap_or(u32::MAX);
         Self {
             bounds,
             shares: Mutex::default(),
+            node_kib: Arc::new(Semaphore::new(node_max_kib as usize)),
+            node_max_kib,
+            work: Arc::new(Semaphore::new(ROUTINE_WORKERS)),
+        }
+    }
+
+    /// Waits for a routine item's turn to be verified; an urgent one has
+    /// its turn at once.
+    pub(crate) async fn turn(&self, urgent: bool) -> Turn {
+        if urgent {
+            return Turn { _permit: None };
+        }
+        Turn {
+            _permit: self.work.clone().acquire_owned().await.ok(),
         }
     }
 
@@ -69,17 +117,30 @@ impl InFlight {
     }
 
     /// Holds a message of `bytes` from `child`, waiting while the child is
-    /// at its bound.
-    pub(crate) async fn hold(&self, child: &str, bytes: usize) -> Held {
+    /// at its bound and, for a routine message, while the node is at its.
+    pub(crate) async fn hold(&self, child: &str, bytes: usize, urgent: bool) -> Held {
         let share = self.share(child);
-        let kib = u32::try_from(bytes.div_ceil(1024))
-            .unwrap_or(u32::MAX)
-            .clamp(1, share.max_kib);
+        let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
         let item = share.items.clone().acquire_owned().await.ok();
-        let kib = share.kib.clone().acquire_many_owned(kib).await.ok();
+        let child_kib = share
+            .kib
+            .clone()
+            .acquire_many_owned(kib.clamp(1, share.max_kib))
+            .await
+            .ok();
+        let node = if urgent {
+            None
+        } else {
+            self.node_kib
+                .clone()
+                .acquire_many_owned(kib.clamp(1, self.node_max_kib))
+                .await
+                .ok()
+        };
         Held {
-            _kib: kib,
+            _kib: child_kib,
             _item: item,
+            _node: node,
         }
     }
 }
@@ -95,15 +156,67 @@ mod tests {
         let inflight = InFlight::new(Bounds {
             bytes: 4 * 1024,
             items: 100,
+            node_bytes: 1 << 20,
         });
-        let a = inflight.hold("a", 3 * 1024).await;
+        let a = inflight.hold("a", 3 * 1024, false).await;
         // Child a has 1 KiB left: a 2 KiB message waits for the first.
-        let blocked = tokio::time::timeout(Duration::from_secs(1), inflight.hold("a", 2 * 1024));
+        let blocked =
+            tokio::time::timeout(Duration::from_secs(1), inflight.hold("a", 2 * 1024, false));
         assert!(blocked.await.is_err(), "over its bound, a waits");
-        let _b = inflight.hold("b", 3 * 1024).await;
+        let _b = inflight.hold("b", 3 * 1024, false).await;
         drop(a);
-        let _a2 = tokio::time::timeout(Duration::from_secs(1), inflight.hold("a", 2 * 1024))
+        let _a2 = tokio::time::timeout(Duration::from_secs(1), inflight.hold("a", 2 * 1024, false))
             .await
             .expect("room again once the first is answered");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_the_node_bound_routine_waits_and_urgent_does_not() {
+        let inflight = InFlight::new(Bounds {
+            bytes: 1 << 20,
+            items: 100,
+            node_bytes: 4 * 1024,
+        });
+        let a = inflight.hold("a", 3 * 1024, false).await;
+        let wait = Duration::from_secs(1);
+        assert!(
+            tokio::time::timeout(wait, inflight.hold("b", 2 * 1024, false))
+                .await
+                .is_err(),
+            "the node is at its bound: another child's routine message waits"
+        );
+        tokio::time::timeout(wait, inflight.hold("b", 2 * 1024, true))
+            .await
+            .expect("an urgent message is held against its child's share only");
+        drop(a);
+        tokio::time::timeout(wait, inflight.hold("b", 2 * 1024, false))
+            .await
+            .expect("room again once the first is answered");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn routine_work_takes_turns_and_urgent_work_does_not() {
+        let inflight = InFlight::new(Bounds {
+            bytes: 1 << 20,
+            items: 100,
+            node_bytes: 1 << 20,
+        });
+        let mut turns = Vec::new();
+        for _ in 0..ROUTINE_WORKERS {
+            turns.push(inflight.turn(false).await);
+        }
+        let wait = Duration::from_secs(1);
+        assert!(
+            tokio::time::timeout(wait, inflight.turn(false))
+                .await
+                .is_err()
+        );
+        tokio::time::timeout(wait, inflight.turn(true))
+            .await
+            .expect("an urgent item's turn is at once");
+        turns.pop();
+        tokio::time::timeout(wait, inflight.turn(false))
+            .await
+            .expect("a routine turn once one is done");
     }
 }

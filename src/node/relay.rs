@@ -28,6 +28,7 @@ use super::error::Error;
 use super::inflight::InFlight;
 use super::push_down;
 use super::upload::{self, Step, Uploads};
+use crate::class::Class;
 use crate::envelope::{self, Verified};
 use crate::proto::{
     DeliveryAck, ForwardRequest, ForwardResponse, Refusal, SignedReceipt, SignedReport,
@@ -87,11 +88,9 @@ impl RelayService {
         item: &SignedReport,
         verified: &Verified,
     ) -> Result<SignedReceipt, Error> {
-        let rec = self
-            .custody
-            .keep(item, verified, &peer.node_id, false)
-            .await?;
-        Ok(self.custody.receipt(verified.id(), &rec))
+        self.custody
+            .keep_receipted(item, verified, &peer.node_id)
+            .await
     }
 
     /// An item on a `Forward` stream: its id (for a refusal) and its
@@ -103,8 +102,12 @@ impl RelayService {
         peer: &PeerInfo,
         item: SignedReport,
         uploads: &Uploads,
+        urgent: bool,
     ) -> (String, Result<forward_response::Result, Error>) {
-        let verified = match self.check(peer, &item) {
+        let turn = self.inflight.turn(urgent).await;
+        let checked = self.check(peer, &item);
+        drop(turn);
+        let verified = match checked {
             Ok(v) => v,
             Err(e) => return (envelope::claimed_id(&item).unwrap_or_default(), Err(e)),
         };
@@ -225,6 +228,7 @@ impl RelayService {
         peer: &PeerInfo,
         req: ForwardRequest,
         uploads: &Uploads,
+        urgent: bool,
     ) -> Result<Option<ForwardResponse>, Status> {
         let (id, result) = match req.kind {
             Some(forward_request::Kind::Ack(ack)) => {
@@ -247,7 +251,7 @@ impl RelayService {
                     }
                 };
             }
-            Some(forward_request::Kind::Item(item)) => self.item(peer, item, uploads).await,
+            Some(forward_request::Kind::Item(item)) => self.item(peer, item, uploads, urgent).await,
             Some(forward_request::Kind::Chunk(chunk)) => {
                 let id = chunk.item_id.clone();
                 let result = self.chunk(peer, chunk, uploads).await;
@@ -270,6 +274,18 @@ impl RelayService {
         Ok(Some(ForwardResponse {
             result: Some(result),
         }))
+    }
+}
+
+/// Whether a request goes ahead of routine work: an item of an urgent class
+/// (as claimed; verified later), or a small message that moves items on.
+fn urgent(req: &ForwardRequest) -> bool {
+    match &req.kind {
+        Some(forward_request::Kind::Item(item)) => {
+            envelope::claimed_class(item).is_some_and(Class::is_urgent)
+        }
+        Some(forward_request::Kind::Chunk(_)) => false,
+        _ => true,
     }
 }
 
@@ -309,10 +325,11 @@ impl Relay for RelayService {
                 let (held, child) = (held.clone(), child.clone());
                 async move {
                     let size = msg.as_ref().map_or(0, prost::Message::encoded_len);
-                    (msg, held.inflight.hold(&child, size).await)
+                    let urgent = msg.as_ref().is_ok_and(urgent);
+                    (msg, held.inflight.hold(&child, size, urgent).await, urgent)
                 }
             })
-            .map(move |(msg, held)| {
+            .map(move |(msg, held, urgent)| {
                 let service = service.clone();
                 let peer = peer.clone();
                 let uploads = uploads.clone();
@@ -323,7 +340,7 @@ impl Relay for RelayService {
                         tonic::Code::OutOfRange => Status::resource_exhausted(s.message()),
                         _ => s,
                     })?;
-                    let answer = service.answer(&peer, msg, &uploads).await;
+                    let answer = service.answer(&peer, msg, &uploads, urgent).await;
                     drop(held);
                     answer
                 }
@@ -345,12 +362,16 @@ impl Relay for RelayService {
     ) -> Result<Response<SignedReceipt>, Status> {
         let peer = peer_of(&request)?;
         let item = request.get_ref();
+        let urgent = envelope::claimed_class(item).is_some_and(Class::is_urgent);
         let _held = self
             .inflight
-            .hold(&peer.node_id, prost::Message::encoded_len(item))
+            .hold(&peer.node_id, prost::Message::encoded_len(item), urgent)
             .await;
         let result = async {
-            let verified = self.check(&peer, item)?;
+            let turn = self.inflight.turn(urgent).await;
+            let verified = self.check(&peer, item);
+            drop(turn);
+            let verified = verified?;
             if !verified.report().attachments.is_empty()
                 && self.store.get(verified.id().to_string()).await?.is_none()
             {

@@ -321,6 +321,7 @@ async fn servers(parts: &Parts, bound: Bound) -> (Stage, Addrs) {
             inflight: InFlight::new(inflight::Bounds {
                 bytes: cfg.limits.max_bytes_in_flight_per_peer,
                 items: cfg.limits.max_items_in_flight_per_peer,
+                node_bytes: cfg.limits.max_bytes_in_flight,
             }),
             shutdown: stage.token.clone(),
         });

@@ -63,6 +63,7 @@ fn sign_receipt(receipt: &Receipt, signer: &Identity) -> SignedReceipt {
         signature: signer.sign(&bytes),
         signer_cert: signer.cert().to_vec(),
         receipt: bytes,
+        group: None,
     }
 }
 
@@ -217,6 +218,7 @@ fn signed_bytes_that_are_not_a_receipt_are_refused_as_malformed() {
         signature: r.hub.sign(&bytes),
         signer_cert: r.hub.cert().to_vec(),
         receipt: bytes,
+        group: None,
     };
     let err = open(&signed, &r.trust, SystemTime::now()).unwrap_err();
     assert!(matches!(err, ReceiptError::Malformed(_)), "{err:?}");
@@ -237,4 +239,132 @@ fn peek_reads_a_receipt_without_verifying_it() {
 
     signed.receipt = vec![0x0a, 0x05, b'x'];
     assert_eq!(peek(&signed), None);
+}
+
+/// Statements for items item-0 … item-(n-1), all with digest [`SHA`].
+fn group_of(n: usize, receiver: &Identity) -> (Vec<String>, Group) {
+    let ids: Vec<String> = (0..n).map(|i| format!("item-{i}")).collect();
+    let receipts = ids
+        .iter()
+        .map(|id| {
+            encode(
+                receiver.node_id(),
+                &Statement {
+                    item_id: id,
+                    ..statement()
+                },
+            )
+        })
+        .collect();
+    (ids, Group::new(receipts))
+}
+
+#[test]
+fn every_receipt_of_a_group_proves_its_own_item_under_one_signature() {
+    let r = region();
+    for n in [2, 3, 7, 64, 129] {
+        let (ids, group) = group_of(n, &r.hub);
+        let receipts: Vec<SignedReceipt> = (0..n).map(|i| group.receipt(i, &r.hub)).collect();
+        assert!(
+            receipts
+                .iter()
+                .all(|s| s.signature == receipts[0].signature)
+        );
+        for (i, signed) in receipts.iter().enumerate() {
+            let g = signed.group.as_ref().expect("a group of several");
+            assert_eq!((g.size, g.index), (n as u64, i as u64));
+            let got = open_for(
+                signed,
+                &r.trust,
+                SystemTime::now(),
+                &ids[i],
+                &SHA,
+                Some("hub"),
+            )
+            .unwrap_or_else(|e| panic!("receipt {i} of {n}: {e}"));
+            assert_eq!(got.item_id, ids[i]);
+        }
+    }
+}
+
+#[test]
+fn a_group_of_one_is_a_receipt_signed_on_its_own() {
+    let r = region();
+    let (_, group) = group_of(1, &r.hub);
+    let signed = group.receipt(0, &r.hub);
+    assert!(signed.group.is_none());
+    let alone = issue(
+        &r.hub,
+        &Statement {
+            item_id: "item-0",
+            ..statement()
+        },
+    );
+    assert_eq!(signed, alone, "the same bytes as one issued on its own");
+}
+
+#[test]
+fn a_receipt_moved_to_another_place_or_group_is_refused() {
+    let r = region();
+    let (_, group) = group_of(5, &r.hub);
+    let signed = group.receipt(2, &r.hub);
+    let open0 = |s: &SignedReceipt| open(s, &r.trust, SystemTime::now());
+    assert!(open0(&signed).is_ok());
+
+    let mut moved = signed.clone();
+    moved.group.as_mut().unwrap().index = 3;
+    assert!(open0(&moved).is_err(), "another index");
+
+    let mut grown = signed.clone();
+    grown.group.as_mut().unwrap().size = 6;
+    assert!(open0(&grown).is_err(), "another size");
+
+    let mut swapped = signed.clone();
+    swapped.receipt = group.receipt(3, &r.hub).receipt;
+    assert!(open0(&swapped).is_err(), "another receipt with this path");
+
+    let mut bare = signed.clone();
+    bare.group = None;
+    assert!(
+        matches!(
+            open0(&bare),
+            Err(ReceiptError::Signer(SignerError::BadSignature))
+        ),
+        "the group's signature is not a signature of the receipt alone"
+    );
+
+    let mut one = signed.clone();
+    one.group.as_mut().unwrap().size = 1;
+    one.group.as_mut().unwrap().index = 0;
+    assert!(
+        matches!(open0(&one), Err(ReceiptError::BadPath { .. })),
+        "a group says 2 or more"
+    );
+
+    let mut long = signed;
+    long.group
+        .as_mut()
+        .unwrap()
+        .path
+        .extend(vec![vec![0; 32]; 1000]);
+    assert!(
+        matches!(open0(&long), Err(ReceiptError::BadPath { .. })),
+        "path too long"
+    );
+}
+
+#[test]
+fn a_signed_root_statement_does_not_decode_as_a_receipt() {
+    let r = region();
+    let root = root_statement(5, &[9; 32]);
+    let signed = SignedReceipt {
+        signature: r.hub.sign(&root),
+        signer_cert: r.hub.cert().to_vec(),
+        receipt: root,
+        group: None,
+    };
+    assert!(matches!(
+        open(&signed, &r.trust, SystemTime::now()),
+        Err(ReceiptError::Malformed(_))
+    ));
 }

@@ -164,6 +164,27 @@ impl ItemRecord {
         u8::try_from(self.lane).unwrap_or(2).min(2)
     }
 
+    /// What this node's receipt for the item states: custody while it is on
+    /// its way further up, delivery once it is in this (final) node's inbox.
+    pub fn statement<'a>(
+        &'a self,
+        id: &'a str,
+        digest: &'a [u8; 32],
+    ) -> crate::receipt::Statement<'a> {
+        let kind = if self.state() == Some(RecordState::Delivered) {
+            crate::proto::ReceiptKind::Delivery
+        } else {
+            crate::proto::ReceiptKind::Custody
+        };
+        crate::receipt::Statement {
+            item_id: id,
+            report_sha256: digest,
+            stored_unix_ms: self.stored_ms,
+            kind,
+            on_time: self.stored_ms <= self.deadline_ms,
+        }
+    }
+
     /// SHA-256 of the signed report bytes, if the record holds one.
     pub fn digest(&self) -> Option<[u8; 32]> {
         self.sha256.as_slice().try_into().ok()

@@ -8,6 +8,7 @@ use super::record::{
 use super::txn::Txn;
 use super::writer::Write;
 use super::{Error, Store};
+use crate::receipt::InGroup;
 
 struct Put {
     id: String,
@@ -21,11 +22,51 @@ impl Write for Put {
     fn grows(&self) -> bool {
         true
     }
+    fn lane(&self) -> u8 {
+        self.record.lane()
+    }
     fn bytes(&self) -> usize {
         self.record.signed.len()
     }
     fn apply(&self, txn: &mut Txn<'_>) -> Result<PutOutcome, Error> {
         txn.put(&self.id, &self.record, &self.dest, self.may_hold_back)
+    }
+}
+
+/// A put whose caller wants this node's receipt for the item, signed with
+/// the other receipts of its commit.
+struct PutReceipted {
+    put: Put,
+    /// This node's id, the receiver the receipt names.
+    receiver: String,
+}
+
+impl Write for PutReceipted {
+    type Out = (PutOutcome, Option<InGroup>);
+    fn grows(&self) -> bool {
+        true
+    }
+    fn lane(&self) -> u8 {
+        self.put.lane()
+    }
+    fn bytes(&self) -> usize {
+        self.put.bytes()
+    }
+    fn apply(&self, txn: &mut Txn<'_>) -> Result<Self::Out, Error> {
+        Ok((self.put.apply(txn)?, None))
+    }
+    fn receipt(&self, out: &Self::Out) -> Option<Vec<u8>> {
+        let (PutOutcome::Stored(rec) | PutOutcome::Duplicate(rec)) = &out.0 else {
+            return None;
+        };
+        let digest = rec.digest()?;
+        Some(crate::receipt::encode(
+            &self.receiver,
+            &rec.statement(&self.put.id, &digest),
+        ))
+    }
+    fn seal(out: &mut Self::Out, receipt: InGroup) {
+        out.1 = Some(receipt);
     }
 }
 
@@ -489,6 +530,29 @@ impl Store {
             record,
             dest,
             may_hold_back,
+        })
+        .await
+    }
+
+    /// Like [`Store::put_with`], and also this node's receipt for the item
+    /// (unless it conflicts), naming `receiver`: a place in its commit's
+    /// receipt group, to be signed by the caller.
+    pub async fn put_receipted(
+        &self,
+        id: String,
+        record: ItemRecord,
+        dest: Destination,
+        may_hold_back: bool,
+        receiver: String,
+    ) -> Result<(PutOutcome, Option<InGroup>), Error> {
+        self.write(PutReceipted {
+            put: Put {
+                id,
+                record,
+                dest,
+                may_hold_back,
+            },
+            receiver,
         })
         .await
     }
