@@ -699,6 +699,15 @@ impl Store {
 
 /// Where the custody log goes on: after its last record, or after the
 /// newest checkpoint of a log pruned to nothing, or from the start.
+/// The last batch of the write-ahead log the stored state includes.
+pub(super) fn wal_applied(db: &Database) -> Result<u64, Error> {
+    let txn = db.begin_read()?;
+    let meta = txn.open_table(super::tables::META)?;
+    Ok(meta
+        .get(super::tables::meta::WAL_APPLIED)?
+        .map_or(0, |v| v.value()))
+}
+
 pub(super) fn audit_chain(db: &Database) -> Result<Chain, Error> {
     let txn = db.begin_read()?;
     let log = txn.open_table(AUDIT)?;

@@ -141,6 +141,8 @@ pub(super) mod meta {
     pub(in crate::store) const FACTS_BUILT: &str = "facts_built";
     /// Items that ever missed their deadline here.
     pub(in crate::store) const OVERDUE_TOTAL: &str = "overdue_total";
+    /// The last batch of the write-ahead log this state includes.
+    pub(in crate::store) const WAL_APPLIED: &str = "wal_applied";
 }
 
 /// Creates every table, so readers never meet a missing one.

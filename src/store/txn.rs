@@ -234,6 +234,13 @@ impl<'t> Txn<'t> {
 
     /// Writes what the batch did to the custody log, linked onto `chain`,
     /// in this same transaction.
+    /// Records that this state includes the write-ahead log's batches up
+    /// to `seq`.
+    pub(super) fn set_wal_applied(&mut self, seq: u64) -> Result<(), Error> {
+        self.meta.insert(meta::WAL_APPLIED, seq)?;
+        Ok(())
+    }
+
     pub(super) fn log(&mut self, chain: &mut Chain) -> Result<(), Error> {
         for entry in std::mem::take(&mut self.fx.audit) {
             let (record, bytes) = chain.append(entry, self.now);

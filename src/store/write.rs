@@ -6,6 +6,7 @@ use super::record::{
     NoticeOutcome, PutOutcome, ReceiptOutcome,
 };
 use super::txn::Txn;
+use super::wal;
 use super::writer::Write;
 use super::{Error, Store};
 use crate::receipt::InGroup;
@@ -31,6 +32,14 @@ impl Write for Put {
     fn apply(&self, txn: &mut Txn<'_>) -> Result<PutOutcome, Error> {
         txn.put(&self.id, &self.record, &self.dest, self.may_hold_back)
     }
+    fn logged(&self) -> Option<wal::Logged> {
+        Some(wal::Logged::of(wal::Kind::Put(wal::Put::new(
+            &self.id,
+            &self.record,
+            &self.dest,
+            self.may_hold_back,
+        ))))
+    }
 }
 
 /// A put whose caller wants this node's receipt for the item, signed with
@@ -54,6 +63,9 @@ impl Write for PutReceipted {
     }
     fn apply(&self, txn: &mut Txn<'_>) -> Result<Self::Out, Error> {
         Ok((self.put.apply(txn)?, None))
+    }
+    fn logged(&self) -> Option<wal::Logged> {
+        self.put.logged()
     }
     fn receipt(&self, out: &Self::Out) -> Option<Vec<u8>> {
         let (PutOutcome::Stored(rec) | PutOutcome::Duplicate(rec)) = &out.0 else {
@@ -98,6 +110,14 @@ impl Write for Receipt {
         }
         Ok(outcome)
     }
+    fn logged(&self) -> Option<wal::Logged> {
+        Some(wal::Logged::of(wal::Kind::Receipt(wal::Receipt {
+            id: self.id.clone(),
+            route: self.route.clone(),
+            receipt: self.receipt.clone(),
+            delivery: self.delivery,
+        })))
+    }
 }
 
 struct Delivery {
@@ -110,6 +130,46 @@ impl Write for Delivery {
     fn apply(&self, txn: &mut Txn<'_>) -> Result<bool, Error> {
         txn.delivery(&self.id, &self.receipt)
     }
+    fn logged(&self) -> Option<wal::Logged> {
+        Some(wal::Logged::of(wal::Kind::Delivery(wal::Delivery {
+            id: self.id.clone(),
+            receipt: self.receipt.clone(),
+        })))
+    }
+}
+
+/// Applies a write read back from the write-ahead log, as it was applied
+/// when first made.
+pub(super) fn apply_logged(logged: &wal::Logged, txn: &mut Txn<'_>) -> Result<(), Error> {
+    match &logged.kind {
+        Some(wal::Kind::Put(p)) => {
+            Put {
+                id: p.id.clone(),
+                record: p.record.clone().unwrap_or_default(),
+                dest: p.dest(),
+                may_hold_back: p.may_hold_back,
+            }
+            .apply(txn)?;
+        }
+        Some(wal::Kind::Receipt(r)) => {
+            Receipt {
+                id: r.id.clone(),
+                route: r.route.clone(),
+                receipt: r.receipt.clone(),
+                delivery: r.delivery,
+            }
+            .apply(txn)?;
+        }
+        Some(wal::Kind::Delivery(d)) => {
+            Delivery {
+                id: d.id.clone(),
+                receipt: d.receipt.clone(),
+            }
+            .apply(txn)?;
+        }
+        None => {}
+    }
+    Ok(())
 }
 
 struct Decide {

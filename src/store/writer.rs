@@ -15,11 +15,12 @@
 
 use std::sync::{Arc, Weak};
 
-use redb::Database;
+use redb::{Database, Durability};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
 use super::txn::{Effects, Txn};
+use super::wal::{self, Wal};
 use super::{Error, Inner};
 use crate::audit::Chain;
 use crate::clock::Clock;
@@ -74,6 +75,13 @@ pub(super) trait Write: Send + 'static {
 
     /// Gives the answer its place in the commit's receipt group.
     fn seal(_out: &mut Self::Out, _receipt: InGroup) {}
+
+    /// The write as the write-ahead log keeps it, if it is one the log
+    /// takes (a new item, a receipt); a batch of nothing else is made
+    /// durable by the log rather than by a redb commit with fsync.
+    fn logged(&self) -> Option<wal::Logged> {
+        None
+    }
 }
 
 /// A write on its way through the writer, with its caller's reply channel.
@@ -86,6 +94,8 @@ pub(super) trait Job: Send {
     fn receipt(&self) -> Option<Vec<u8>>;
     /// See [`Write::seal`].
     fn seal(&mut self, receipt: InGroup);
+    /// See [`Write::logged`].
+    fn logged(&self) -> Option<wal::Logged>;
     /// Answers the caller: the write's outcome if the batch committed.
     fn answer(self: Box<Self>, committed: Result<(), Error>);
 }
@@ -125,6 +135,10 @@ impl<W: Write> Job for Pending<W> {
         }
     }
 
+    fn logged(&self) -> Option<wal::Logged> {
+        self.write.logged()
+    }
+
     fn answer(self: Box<Self>, committed: Result<(), Error>) {
         let Self { out, reply, .. } = *self;
         let _ = reply.send(committed.and_then(|()| out.ok_or(Error::Closed)));
@@ -132,12 +146,14 @@ impl<W: Write> Job for Pending<W> {
 }
 
 /// Runs until every sender of `rx` is gone; `chain` is the custody log's
-/// head, which every commit extends with what its batch did.
+/// head, which every commit extends with what its batch did; `wal` is the
+/// write-ahead log, replayed already.
 pub(super) fn run(
     mut rx: mpsc::Receiver<Box<dyn Job>>,
     inner: &Weak<Inner>,
     clock: Clock,
     mut chain: Chain,
+    mut wal: Wal,
 ) {
     let mut queued = Queued::default();
     loop {
@@ -167,26 +183,38 @@ pub(super) fn run(
         let started = std::time::Instant::now();
         // A reopen that failed before (the file not readable yet) is tried
         // again before the next batch.
-        let db = inner
-            .db
-            .get()
-            .or_else(|_| inner.db.reopen().and_then(|()| inner.db.get()));
-        let committed = db.and_then(|db| commit(&db, &mut batch, clock.now_ms(), &mut chain));
+        let db = inner.db.get().or_else(|_| {
+            reopen(&inner, &mut wal, &mut chain)?;
+            inner.db.get()
+        });
+        // Near a full disk, batches are committed with fsync: should the
+        // disk fill under a commit, nothing is then waiting in the log for
+        // room to be applied again.
+        let room = super::free_bytes(&inner.dir).is_some_and(|free| free >= wal::ROOM);
+        let committed = db
+            .map_err(|e| (e, false))
+            .and_then(|db| commit(&db, &mut batch, clock.now_ms(), &mut chain, &mut wal, room));
         tracing::debug!(
             writes = batch.len(),
             commit_us = started.elapsed().as_micros() as u64,
+            logged = matches!(committed, Ok((_, true))),
             "store commit"
         );
         let answer = match committed {
-            Ok(effects) => {
+            Ok((effects, logged)) => {
+                if logged {
+                    inner
+                        .unflushed
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                }
                 inner.wake(effects);
                 group_receipts(&mut batch);
                 Ok(())
             }
-            Err(e) => {
+            Err((e, used)) => {
                 error!(error = %e, writes = batch.len(), "store commit failed; nothing of the batch is stored");
-                if matches!(e, Error::Full | Error::Db(_)) {
-                    match inner.db.reopen() {
+                if used && matches!(e, Error::Full | Error::Db(_)) {
+                    match reopen(&inner, &mut wal, &mut chain) {
                         Ok(()) => info!("store reopened after the failed commit"),
                         Err(e) => {
                             warn!(error = %e, "store not reopened yet; the next write tries again")
@@ -204,6 +232,74 @@ pub(super) fn run(
             job.answer(answer.clone());
         }
     }
+}
+
+/// Reopens the database after a failed commit (redb refuses every use of
+/// it after one) at its last durable state, and applies the batches logged
+/// since; the custody log's head is read back from what is then stored.
+fn reopen(inner: &Inner, wal: &mut Wal, chain: &mut Chain) -> Result<(), Error> {
+    inner.db.reopen()?;
+    let db = inner.db.get()?;
+    let replayed = replay(&db, wal.path()).and_then(|w| Ok((w, super::read::audit_chain(&db)?)));
+    let (replayed, head) = match replayed {
+        Ok(done) => done,
+        Err(e) => {
+            // Not served without what the log holds: readers would miss
+            // items already acknowledged. Tried again before the next batch.
+            drop(db);
+            inner.db.close();
+            return Err(e);
+        }
+    };
+    *wal = replayed;
+    *chain = head;
+    inner.wake(Effects {
+        queued: true,
+        inboxed: true,
+        ..Effects::default()
+    });
+    Ok(())
+}
+
+/// Opens the write-ahead log of the database at `db_path` and applies the
+/// batches it holds that `db` does not (see [`wal`]).
+pub(super) fn replay_log(db: &Database, db_path: &std::path::Path) -> Result<Wal, Error> {
+    replay(db, &wal::path_for(db_path))
+}
+
+fn replay(db: &Database, path: &std::path::Path) -> Result<Wal, Error> {
+    let log_err = |e: std::io::Error| Error::Log {
+        path: path.to_path_buf(),
+        source: Arc::new(e),
+    };
+    let (mut wal, batches) = Wal::open(path).map_err(log_err)?;
+    let applied = super::read::wal_applied(db)?;
+    let mut chain = super::read::audit_chain(db)?;
+    let mut last = applied;
+    let txn = db.begin_write()?;
+    for batch in batches {
+        if batch.seq <= last {
+            continue;
+        }
+        if batch.seq != last + 1 {
+            warn!(path = %path.display(), expected = last + 1, found = batch.seq, "store log: a batch is missing; the rest is not applied");
+            break;
+        }
+        let mut t = Txn::open(&txn, batch.now_ms)?;
+        for write in &batch.writes {
+            super::write::apply_logged(write, &mut t)?;
+        }
+        t.log(&mut chain)?;
+        t.set_wal_applied(batch.seq)?;
+        last = batch.seq;
+    }
+    txn.commit()?;
+    if last > applied {
+        info!(path = %path.display(), batches = last - applied, "store log: batches written since the last full commit applied again");
+    }
+    wal.set_last_seq(last);
+    wal.reset();
+    Ok(wal)
 }
 
 /// Writes taken off the channel, by lane.
@@ -287,31 +383,82 @@ fn refuse_growth_when_low(inner: &Inner, batch: Vec<Box<dyn Job>>) -> Vec<Box<dy
 }
 
 /// Applies a batch in one transaction, with the custody log's records of
-/// it, and commits it (fsync). If it fails, `chain` is as it was.
+/// it, and makes it durable: by the write-ahead log if every write is one
+/// it takes (and no full commit is due), else by a redb commit with fsync,
+/// which also empties the log; says which. If it fails, `chain` is as it
+/// was.
+///
+/// The error says whether redb's transaction was committed in vain (the
+/// database must then be reopened) or never committed (a failed log append:
+/// the transaction was dropped, and the database is as it was).
 fn commit(
     db: &Database,
     batch: &mut [Box<dyn Job>],
     now: i64,
     chain: &mut Chain,
-) -> Result<Effects, Error> {
+    wal: &mut Wal,
+    room: bool,
+) -> Result<(Effects, bool), (Error, bool)> {
     let before = *chain;
+    let logged: Option<Vec<wal::Logged>> = if !room || wal.checkpoint_due() {
+        None
+    } else {
+        batch.iter().map(|j| j.logged()).collect()
+    };
+    let mut used = true;
     let result = (|| {
-        let txn = db.begin_write()?;
+        let mut txn = db.begin_write()?;
+        if logged.is_some() {
+            txn.set_durability(Durability::None)
+                .map_err(|e| Error::from(redb::Error::from(e)))?;
+        }
+        let seq = if logged.is_some() {
+            wal.next_seq()
+        } else {
+            wal.last_seq()
+        };
         let effects = {
             let mut t = Txn::open(&txn, now)?;
             for job in batch.iter_mut() {
                 job.apply(&mut t)?;
             }
             t.log(chain)?;
+            t.set_wal_applied(seq)?;
             t.fx
         };
-        txn.commit()?;
-        Ok(effects)
+        match logged {
+            Some(writes) => {
+                let path = wal.path().to_path_buf();
+                used = false;
+                wal.append(&wal::Batch {
+                    seq,
+                    now_ms: now,
+                    writes,
+                })
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::StorageFull => Error::Full,
+                    _ => Error::Log {
+                        path,
+                        source: Arc::new(e),
+                    },
+                })?;
+                // Durable now. Should this commit fail, the store is
+                // reopened and the log applied again (see `reopen`).
+                used = true;
+                txn.commit()?;
+                Ok((effects, true))
+            }
+            None => {
+                txn.commit()?;
+                wal.reset();
+                Ok((effects, false))
+            }
+        }
     })();
     if result.is_err() {
         *chain = before;
     }
-    result
+    result.map_err(|e| (e, used))
 }
 
 #[cfg(test)]
@@ -342,6 +489,9 @@ mod tests {
             None
         }
         fn seal(&mut self, _: InGroup) {}
+        fn logged(&self) -> Option<wal::Logged> {
+            None
+        }
         fn answer(self: Box<Self>, _: Result<(), Error>) {}
     }
 

@@ -1,0 +1,444 @@
+//! The store's write-ahead log: how a batch of new items becomes durable
+//! with one small sequential write and one `fdatasync`, instead of a redb
+//! commit that writes a header and pages scattered over the file.
+//!
+//! # The contract it keeps
+//! A batch made only of the hot path's writes — new items (a hub taking
+//! reports, a county taking its operators') and the receipts that come
+//! back for them — is applied to redb in a transaction
+//! committed *without* fsync, and the batch's writes are appended to this
+//! log and `fdatasync`ed before the commit becomes visible or anyone is
+//! answered. Every other batch — and one every [`CHECKPOINT_BYTES`] of log
+//! or [`CHECKPOINT_AGE`], and every batch while less than [`ROOM`] is free
+//! on the disk — is committed by redb with fsync, which makes every earlier
+//! commit durable too; the log is then emptied.
+//!
+//! Each transaction records, in the store's `meta` table, the sequence
+//! number of the last logged batch it includes. At open (and after a failed
+//! commit, when redb is reopened at its last durable state), batches logged
+//! after that number are applied again, in order, with the clock reading
+//! they were first applied with: applying a batch is deterministic, so the
+//! store ends exactly as it was when those writes were answered.
+//!
+//! # The file
+//! Frames `[len: u32 LE][crc32: u32 LE][payload]`, the payload an encoded
+//! [`Batch`], in a file written out with zeros once (so an append's
+//! `fdatasync` writes its data and none of the file's metadata). The log is
+//! emptied by writing the next batch at the start. A frame that is empty,
+//! short, fails its checksum, does not decode or is older than the one
+//! before it ends the log: it is the tail of an append a crash cut off
+//! (never acknowledged), or left from before the log was emptied.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use prost::Message;
+
+use super::record::{Destination, ItemRecord};
+
+/// Log bytes after which the next batch is committed by redb with fsync
+/// (and the log emptied).
+pub(super) const CHECKPOINT_BYTES: u64 = 16 << 20;
+/// Free space below which batches are not logged but committed with fsync:
+/// room for what the log may hold to be applied again (redb's pages for it
+/// included) should the disk fill under a commit.
+pub(super) const ROOM: u64 = 4 * CHECKPOINT_BYTES;
+/// Time after which likewise.
+pub(super) const CHECKPOINT_AGE: Duration = Duration::from_secs(2);
+/// Largest frame read back: far above any batch the writer makes.
+const MAX_FRAME: usize = 256 << 20;
+/// The log's size on disk from the start (zeros until written).
+const PREALLOCATED: u64 = CHECKPOINT_BYTES + (4 << 20);
+
+/// One logged batch.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(super) struct Batch {
+    /// Its sequence number: one more than the batch logged before it.
+    #[prost(uint64, tag = "1")]
+    pub seq: u64,
+    /// The clock reading the batch was applied with, Unix ms.
+    #[prost(int64, tag = "2")]
+    pub now_ms: i64,
+    /// Its writes, in the order they were applied.
+    #[prost(message, repeated, tag = "3")]
+    pub writes: Vec<Logged>,
+}
+
+/// One write, as handed to the store.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(super) struct Logged {
+    #[prost(oneof = "Kind", tags = "1, 2, 3")]
+    pub kind: Option<Kind>,
+}
+
+/// The writes the log takes: those of the hot path.
+// Built once per write and dropped with its batch: the size of a variant
+// costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub(super) enum Kind {
+    /// A new item.
+    #[prost(message, tag = "1")]
+    Put(Put),
+    /// An upstream's verified receipt for an item queued on it.
+    #[prost(message, tag = "2")]
+    Receipt(Receipt),
+    /// A verified delivery receipt that travelled down.
+    #[prost(message, tag = "3")]
+    Delivery(Delivery),
+}
+
+/// A new item.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(super) struct Put {
+    #[prost(string, tag = "1")]
+    pub id: String,
+    #[prost(message, optional, tag = "2")]
+    pub record: Option<ItemRecord>,
+    /// Queued on these routes, unless `inbox`.
+    #[prost(string, repeated, tag = "3")]
+    pub routes: Vec<String>,
+    #[prost(bool, tag = "4")]
+    pub inbox: bool,
+    #[prost(bool, tag = "5")]
+    pub may_hold_back: bool,
+}
+
+/// An upstream's receipt.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(super) struct Receipt {
+    #[prost(string, tag = "1")]
+    pub id: String,
+    #[prost(string, tag = "2")]
+    pub route: String,
+    #[prost(bytes = "vec", tag = "3")]
+    pub receipt: Vec<u8>,
+    #[prost(bool, tag = "4")]
+    pub delivery: bool,
+}
+
+/// A delivery receipt from above.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(super) struct Delivery {
+    #[prost(string, tag = "1")]
+    pub id: String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub receipt: Vec<u8>,
+}
+
+impl Logged {
+    pub(super) fn of(kind: Kind) -> Self {
+        Self { kind: Some(kind) }
+    }
+}
+
+impl Put {
+    pub(super) fn new(
+        id: &str,
+        record: &ItemRecord,
+        dest: &Destination,
+        may_hold_back: bool,
+    ) -> Self {
+        let (routes, inbox) = match dest {
+            Destination::Queue(routes) => (routes.clone(), false),
+            Destination::Inbox => (Vec::new(), true),
+        };
+        Self {
+            id: id.to_string(),
+            record: Some(record.clone()),
+            routes,
+            inbox,
+            may_hold_back,
+        }
+    }
+
+    pub(super) fn dest(&self) -> Destination {
+        if self.inbox {
+            Destination::Inbox
+        } else {
+            Destination::Queue(self.routes.clone())
+        }
+    }
+}
+
+/// The open log.
+#[derive(Debug)]
+pub(super) struct Wal {
+    path: PathBuf,
+    file: File,
+    /// Bytes of whole frames in the file.
+    len: u64,
+    /// The last batch logged (or applied from the log).
+    last_seq: u64,
+    /// When redb last committed with fsync.
+    durable_at: Instant,
+    /// An append failed and its tail could not be cut off: nothing more is
+    /// logged until the log is emptied.
+    broken: bool,
+}
+
+impl Wal {
+    /// Opens the log at `path` (created if missing) and reads back its
+    /// batches; a torn tail is cut off.
+    pub(super) fn open(path: &Path) -> std::io::Result<(Self, Vec<Batch>)> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        let (batches, len) = frames(&bytes);
+        let have = bytes.len() as u64;
+        if have < PREALLOCATED && room_for_preallocation(path) {
+            // Written out once, so that appends overwrite blocks the file
+            // already has: their fdatasync then writes the data and nothing
+            // of the file's metadata. (On a disk too full for it, nothing is
+            // logged anyway.)
+            file.seek(SeekFrom::Start(have))?;
+            let zeros = file
+                .write_all(&vec![0; (PREALLOCATED - have) as usize])
+                .and_then(|()| file.sync_all());
+            if let Err(e) = zeros {
+                tracing::warn!(path = %path.display(), error = %e, "store log not written out ahead; appends also write its size");
+                file.set_len(have)?;
+            }
+            if let Some(dir) = path.parent() {
+                File::open(dir)?.sync_all()?;
+            }
+        }
+        file.seek(SeekFrom::Start(len))?;
+        let wal = Self {
+            path: path.to_path_buf(),
+            file,
+            len,
+            last_seq: 0,
+            durable_at: Instant::now(),
+            broken: false,
+        };
+        Ok((wal, batches))
+    }
+
+    /// The log file.
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the next batch should be committed by redb with fsync.
+    pub(super) fn checkpoint_due(&self) -> bool {
+        self.broken || self.len >= CHECKPOINT_BYTES || self.durable_at.elapsed() >= CHECKPOINT_AGE
+    }
+
+    /// The next batch's sequence number.
+    pub(super) fn next_seq(&self) -> u64 {
+        self.last_seq + 1
+    }
+
+    /// The last batch logged or applied.
+    pub(super) fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// Sets where the sequence stands (after replay at open).
+    pub(super) fn set_last_seq(&mut self, seq: u64) {
+        self.last_seq = seq;
+    }
+
+    /// Appends `batch` and makes it durable. On failure the log is as it
+    /// was (or, if even that fails, takes no more batches until emptied).
+    pub(super) fn append(&mut self, batch: &Batch) -> std::io::Result<()> {
+        let payload = batch.encode_to_vec();
+        let mut frame = Vec::with_capacity(payload.len() + 8);
+        frame.extend_from_slice(
+            &u32::try_from(payload.len())
+                .unwrap_or(u32::MAX)
+                .to_le_bytes(),
+        );
+        frame.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        frame.extend_from_slice(&payload);
+        let written = self
+            .file
+            .write_all(&frame)
+            .and_then(|()| self.file.sync_data());
+        match written {
+            Ok(()) => {
+                self.len += frame.len() as u64;
+                self.last_seq = batch.seq;
+                Ok(())
+            }
+            Err(e) => {
+                // The next append overwrites whatever of this one reached
+                // the file; until then it is a frame that does not verify,
+                // which ends the log.
+                if let Err(seek) = self.file.seek(SeekFrom::Start(self.len)) {
+                    tracing::error!(path = %self.path.display(), error = %seek, "store log: cannot go back after a failed append; batches are committed with fsync until the log is emptied");
+                    self.broken = true;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Empties the log: redb has just committed with fsync everything in
+    /// it. The next batch is written at the start; what is left after it
+    /// is older (a lower sequence number), and ends the log when read back.
+    pub(super) fn reset(&mut self) {
+        self.durable_at = Instant::now();
+        match self.file.seek(SeekFrom::Start(0)) {
+            Ok(_) => {
+                self.len = 0;
+                self.broken = false;
+            }
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), error = %e, "store log not emptied; its batches are all in the store already")
+            }
+        }
+    }
+}
+
+/// The batches at the start of `bytes`, and where they end: frames in
+/// order of rising sequence numbers, up to the first that is empty, does
+/// not verify or does not decode (a torn or never-written tail), or is
+/// older than the one before it (left from before the log was emptied).
+fn frames(bytes: &[u8]) -> (Vec<Batch>, u64) {
+    let mut batches: Vec<Batch> = Vec::new();
+    let mut at = 0usize;
+    while let Some(head) = bytes.get(at..at + 8) {
+        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+        if len == 0 || len > MAX_FRAME {
+            break;
+        }
+        let Some(payload) = bytes.get(at + 8..at + 8 + len) else {
+            break;
+        };
+        if crc32fast::hash(payload) != crc {
+            break;
+        }
+        let Ok(batch) = Batch::decode(payload) else {
+            break;
+        };
+        if batches.last().is_some_and(|b| batch.seq <= b.seq) {
+            break;
+        }
+        batches.push(batch);
+        at += 8 + len;
+    }
+    (batches, at as u64)
+}
+
+/// Whether the disk under `path` has room to write the log out ahead and
+/// still log batches after (see [`ROOM`]).
+fn room_for_preallocation(path: &Path) -> bool {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    super::free_bytes(dir).is_some_and(|free| free >= ROOM + PREALLOCATED)
+}
+
+/// The log's path beside the database file at `db`.
+pub(super) fn path_for(db: &Path) -> PathBuf {
+    let mut name = db.file_name().unwrap_or_default().to_os_string();
+    name.push(".log");
+    db.with_file_name(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(seq: u64, ids: &[&str]) -> Batch {
+        Batch {
+            seq,
+            now_ms: 1_000 + seq as i64,
+            writes: ids
+                .iter()
+                .map(|id| {
+                    Logged::of(Kind::Put(Put::new(
+                        id,
+                        &ItemRecord {
+                            signed: vec![7; 100],
+                            ..Default::default()
+                        },
+                        &Destination::Inbox,
+                        false,
+                    )))
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn batches_come_back_in_order_and_a_torn_tail_is_cut_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb.log");
+        let (mut wal, none) = Wal::open(&path).unwrap();
+        assert!(none.is_empty());
+        wal.append(&batch(1, &["a", "b"])).unwrap();
+        wal.append(&batch(2, &["c"])).unwrap();
+        let end = wal.len;
+        drop(wal);
+        // A third append cut short by a crash.
+        let third = batch(3, &["d"]).encode_to_vec();
+        let mut f = OpenOptions::new().write(true).open(&path).unwrap();
+        f.seek(SeekFrom::Start(end)).unwrap();
+        f.write_all(&(third.len() as u32).to_le_bytes()).unwrap();
+        f.write_all(&crc32fast::hash(&third).to_le_bytes()).unwrap();
+        f.write_all(&third[..third.len() / 2]).unwrap();
+        drop(f);
+
+        let (mut wal, back) = Wal::open(&path).unwrap();
+        assert_eq!(back, vec![batch(1, &["a", "b"]), batch(2, &["c"])]);
+        assert_eq!(wal.len, end, "the torn tail is where the next goes");
+        wal.set_last_seq(2);
+        wal.append(&batch(3, &["e"])).unwrap();
+        drop(wal);
+        let (_, back) = Wal::open(&path).unwrap();
+        assert_eq!(back.len(), 3);
+        assert!(matches!(&back[2].writes[0].kind, Some(Kind::Put(p)) if p.id == "e"));
+    }
+
+    #[test]
+    fn a_frame_that_fails_its_checksum_ends_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb.log");
+        let (mut wal, _) = Wal::open(&path).unwrap();
+        wal.append(&batch(1, &["a"])).unwrap();
+        wal.append(&batch(2, &["b"])).unwrap();
+        let last = wal.len as usize - 1;
+        drop(wal);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[last] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let (_, back) = Wal::open(&path).unwrap();
+        assert_eq!(back, vec![batch(1, &["a"])]);
+    }
+
+    #[test]
+    fn an_emptied_log_reads_back_from_its_new_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb.log");
+        let (mut wal, _) = Wal::open(&path).unwrap();
+        if room_for_preallocation(&path) {
+            assert!(std::fs::metadata(&path).unwrap().len() >= PREALLOCATED);
+        }
+        wal.append(&batch(1, &["a", "b", "c"])).unwrap();
+        wal.append(&batch(2, &["d"])).unwrap();
+        wal.append(&batch(3, &["e"])).unwrap();
+        wal.reset();
+        // Shorter than batch 1: batch 1's tail follows it, then 2 and 3.
+        wal.append(&batch(4, &["f"])).unwrap();
+        drop(wal);
+        let (_, back) = Wal::open(&path).unwrap();
+        assert_eq!(back, vec![batch(4, &["f"])]);
+
+        // Written exactly over batch 1: the old 2 and 3 follow, older.
+        let (mut wal, _) = Wal::open(&path).unwrap();
+        wal.reset();
+        wal.append(&batch(5, &["a", "b", "c"])).unwrap();
+        drop(wal);
+        let (_, back) = Wal::open(&path).unwrap();
+        assert_eq!(back, vec![batch(5, &["a", "b", "c"])]);
+    }
+}
