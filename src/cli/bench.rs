@@ -817,7 +817,7 @@ pub fn table(r: &Results) -> String {
     row(
         &mut s,
         &format!(
-            "hub ingest, {} streams x {} in flight",
+            "hub ingest, {} stream(s) x {} in flight",
             r.ingest_streams, r.ingest_window
         ),
         &r.ingest_latency,

@@ -81,7 +81,9 @@ impl RelayService {
         Ok(verified)
     }
 
-    /// Takes a verified item whose attachments (if any) are all here.
+    /// Takes a verified item whose attachments (if any) are all here;
+    /// answers with its receipt, signed together with the rest of its
+    /// commit's.
     async fn take(
         &self,
         peer: &PeerInfo,
@@ -377,7 +379,14 @@ impl Relay for RelayService {
             {
                 return Err(Error::AttachmentsNeedStream);
             }
-            self.take(&peer, item, &verified).await
+            // The unary form answers with a receipt signed on its own
+            // (over its bytes), as simple clients expect; streams get
+            // receipts signed once per commit.
+            let rec = self
+                .custody
+                .keep(item, &verified, &peer.node_id, false)
+                .await?;
+            Ok(self.custody.receipt(verified.id(), &rec))
         }
         .await;
         match result {

@@ -9,8 +9,9 @@
 //! committed *without* fsync, and the batch's writes are appended to this
 //! log and `fdatasync`ed before the commit becomes visible or anyone is
 //! answered. Every other batch — and one every [`CHECKPOINT_BYTES`] of log
-//! or [`CHECKPOINT_AGE`], and every batch while less than [`ROOM`] is free
-//! on the disk — is committed by redb with fsync, which makes every earlier
+//! or [`CHECKPOINT_AGE`], every batch of more than [`MAX_BATCH_BYTES`], and
+//! every batch while less than [`ROOM`] is free on the disk — is committed
+//! by redb with fsync, which makes every earlier
 //! commit durable too; the log is then emptied.
 //!
 //! Each transaction records, in the store's `meta` table, the sequence
@@ -47,6 +48,9 @@ pub(super) const CHECKPOINT_BYTES: u64 = 16 << 20;
 pub(super) const ROOM: u64 = 4 * CHECKPOINT_BYTES;
 /// Time after which likewise.
 pub(super) const CHECKPOINT_AGE: Duration = Duration::from_secs(2);
+/// Largest batch logged, bytes: a larger one (large reports) is committed
+/// by redb with fsync, which costs less than writing it twice.
+pub(super) const MAX_BATCH_BYTES: usize = 1 << 20;
 /// Largest frame read back: far above any batch the writer makes.
 const MAX_FRAME: usize = 256 << 20;
 /// The log's size on disk from the start (zeros until written).

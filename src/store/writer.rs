@@ -400,11 +400,13 @@ fn commit(
     room: bool,
 ) -> Result<(Effects, bool), (Error, bool)> {
     let before = *chain;
-    let logged: Option<Vec<wal::Logged>> = if !room || wal.checkpoint_due() {
-        None
-    } else {
-        batch.iter().map(|j| j.logged()).collect()
-    };
+    let bytes: usize = batch.iter().map(|j| j.bytes()).sum();
+    let logged: Option<Vec<wal::Logged>> =
+        if !room || wal.checkpoint_due() || bytes > wal::MAX_BATCH_BYTES {
+            None
+        } else {
+            batch.iter().map(|j| j.logged()).collect()
+        };
     let mut used = true;
     let result = (|| {
         let mut txn = db.begin_write()?;
