@@ -4,8 +4,9 @@
 //!
 //! # The contract it keeps
 //! A batch made only of the hot path's writes — new items (a hub taking
-//! reports, a county taking its operators') and the receipts that come
-//! back for them — is applied to redb in a transaction
+//! reports, a county taking its operators'), the receipts that come back
+//! for them, the record that an item was forwarded, a child's
+//! acknowledgement of delivery receipts — is applied to redb in a transaction
 //! committed *without* fsync, and the batch's writes are appended to this
 //! log and `fdatasync`ed before the commit becomes visible or anyone is
 //! answered. Every other batch — and one every [`CHECKPOINT_BYTES`] of log
@@ -73,7 +74,7 @@ pub(super) struct Batch {
 /// One write, as handed to the store.
 #[derive(Clone, PartialEq, prost::Message)]
 pub(super) struct Logged {
-    #[prost(oneof = "Kind", tags = "1, 2, 3")]
+    #[prost(oneof = "Kind", tags = "1, 2, 3, 4, 5")]
     pub kind: Option<Kind>,
 }
 
@@ -92,6 +93,12 @@ pub(super) enum Kind {
     /// A verified delivery receipt that travelled down.
     #[prost(message, tag = "3")]
     Delivery(Delivery),
+    /// A custody-log record of its own (an item forwarded).
+    #[prost(message, tag = "4")]
+    Note(Note),
+    /// A child's acknowledgement of delivery receipts pushed down to it.
+    #[prost(message, tag = "5")]
+    AckDown(AckDown),
 }
 
 /// A new item.
@@ -130,6 +137,28 @@ pub(super) struct Delivery {
     pub id: String,
     #[prost(bytes = "vec", tag = "2")]
     pub receipt: Vec<u8>,
+}
+
+/// A custody-log record (an `audit::Entry`).
+#[derive(Clone, PartialEq, prost::Message)]
+pub(super) struct Note {
+    #[prost(int32, tag = "1")]
+    pub kind: i32,
+    #[prost(string, tag = "2")]
+    pub item_id: String,
+    #[prost(string, tag = "3")]
+    pub peer: String,
+    #[prost(string, tag = "4")]
+    pub detail: String,
+}
+
+/// A child's acknowledgement of delivery receipts.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(super) struct AckDown {
+    #[prost(string, tag = "1")]
+    pub child: String,
+    #[prost(string, repeated, tag = "2")]
+    pub ids: Vec<String>,
 }
 
 impl Logged {

@@ -167,6 +167,23 @@ pub(super) fn apply_logged(logged: &wal::Logged, txn: &mut Txn<'_>) -> Result<()
             }
             .apply(txn)?;
         }
+        Some(wal::Kind::Note(n)) => {
+            Note(crate::audit::Entry {
+                kind: crate::audit::AuditKind::try_from(n.kind)
+                    .unwrap_or(crate::audit::AuditKind::Unspecified),
+                item_id: n.item_id.clone(),
+                peer: n.peer.clone(),
+                detail: n.detail.clone(),
+            })
+            .apply(txn)?;
+        }
+        Some(wal::Kind::AckDown(a)) => {
+            AckDown {
+                child: a.child.clone(),
+                ids: a.ids.clone(),
+            }
+            .apply(txn)?;
+        }
         None => {}
     }
     Ok(())
@@ -248,6 +265,12 @@ impl Write for AckDown {
     type Out = ();
     fn apply(&self, txn: &mut Txn<'_>) -> Result<(), Error> {
         txn.ack_down(&self.child, &self.ids)
+    }
+    fn logged(&self) -> Option<wal::Logged> {
+        Some(wal::Logged::of(wal::Kind::AckDown(wal::AckDown {
+            child: self.child.clone(),
+            ids: self.ids.clone(),
+        })))
     }
 }
 
@@ -396,6 +419,14 @@ impl Write for Note {
     fn apply(&self, txn: &mut Txn<'_>) -> Result<(), Error> {
         txn.note(self.0.clone());
         Ok(())
+    }
+    fn logged(&self) -> Option<wal::Logged> {
+        Some(wal::Logged::of(wal::Kind::Note(wal::Note {
+            kind: self.0.kind as i32,
+            item_id: self.0.item_id.clone(),
+            peer: self.0.peer.clone(),
+            detail: self.0.detail.clone(),
+        })))
     }
 }
 
