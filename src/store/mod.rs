@@ -1,13 +1,15 @@
 //! The custody store: every accepted item, on disk before anyone is told so.
 //!
 //! # The durability contract
-//! A write is answered only after the redb transaction holding it has
-//! committed with `Durability::Immediate` (fsync). One writer thread owns all
-//! writes and commits whatever has queued up since its last commit in one
-//! transaction (group commit), then answers every waiter: the promise "on
-//! disk before acknowledged" holds per item at the cost of one fsync per
-//! batch. Signing and verifying happen before a write is submitted, never
-//! inside the commit.
+//! A write is answered only after the transaction holding it is on disk:
+//! committed by redb with `Durability::Immediate` (fsync), or appended to
+//! the write-ahead log and `fdatasync`ed before redb commits it (see
+//! below). One writer thread owns all writes and commits whatever has
+//! queued up since its last commit in one transaction (group commit), then
+//! answers every waiter: the promise "on disk before acknowledged" holds
+//! per item at the cost of one sync per batch. Signing and verifying happen
+//! before a write is submitted, never inside the commit; the receipts a
+//! batch's writes want are grouped for one signature after it.
 //!
 //! # The write-ahead log
 //! A batch of nothing but new items — what a busy hub or county commits
