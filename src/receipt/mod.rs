@@ -151,16 +151,6 @@ impl Group {
         }
     }
 
-    /// Receipts in the group.
-    pub fn len(&self) -> usize {
-        self.receipts.len()
-    }
-
-    /// Whether the group is empty (never, once made).
-    pub fn is_empty(&self) -> bool {
-        self.receipts.is_empty()
-    }
-
     /// Receipt `index`, signed as `identity` (the receiver the receipts
     /// name). A group of one is a receipt signed on its own.
     ///

@@ -697,8 +697,6 @@ impl Store {
     }
 }
 
-/// Where the custody log goes on: after its last record, or after the
-/// newest checkpoint of a log pruned to nothing, or from the start.
 /// The last batch of the write-ahead log the stored state includes.
 pub(super) fn wal_applied(db: &Database) -> Result<u64, Error> {
     let txn = db.begin_read()?;
@@ -708,6 +706,8 @@ pub(super) fn wal_applied(db: &Database) -> Result<u64, Error> {
         .map_or(0, |v| v.value()))
 }
 
+/// Where the custody log goes on: after its last record, or after the
+/// newest checkpoint of a log pruned to nothing, or from the start.
 pub(super) fn audit_chain(db: &Database) -> Result<Chain, Error> {
     let txn = db.begin_read()?;
     let log = txn.open_table(AUDIT)?;

@@ -232,8 +232,6 @@ impl<'t> Txn<'t> {
         self.checkpoints.as_mut().ok_or(Error::Closed)
     }
 
-    /// Writes what the batch did to the custody log, linked onto `chain`,
-    /// in this same transaction.
     /// Records that this state includes the write-ahead log's batches up
     /// to `seq`.
     pub(super) fn set_wal_applied(&mut self, seq: u64) -> Result<(), Error> {
@@ -241,6 +239,8 @@ impl<'t> Txn<'t> {
         Ok(())
     }
 
+    /// Writes what the batch did to the custody log, linked onto `chain`,
+    /// in this same transaction.
     pub(super) fn log(&mut self, chain: &mut Chain) -> Result<(), Error> {
         for entry in std::mem::take(&mut self.fx.audit) {
             let (record, bytes) = chain.append(entry, self.now);

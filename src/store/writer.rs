@@ -5,8 +5,9 @@
 //! [`MAX_BATCH`] writes or [`MAX_BATCH_BYTES`] of chunks) — urgent ones
 //! first, with few routine ones beside them, so an emergency is committed
 //! ahead of routine items already waiting — applies them in one redb
-//! transaction, commits it with `Durability::Immediate` (fsync),
-//! and only then answers each write and wakes the watchers. If the commit
+//! transaction, makes it durable (by the write-ahead log, or by a redb
+//! commit with fsync: see [`commit`]), and only then answers each write and
+//! wakes the watchers. If the commit
 //! fails, nothing of the batch is on disk and every write hears so; the
 //! database is then reopened in place, so the next batch can commit. While
 //! free space is below the floor, writes that add data are refused before
@@ -77,8 +78,8 @@ pub(super) trait Write: Send + 'static {
     fn seal(_out: &mut Self::Out, _receipt: InGroup) {}
 
     /// The write as the write-ahead log keeps it, if it is one the log
-    /// takes (a new item, a receipt); a batch of nothing else is made
-    /// durable by the log rather than by a redb commit with fsync.
+    /// takes (the hot path's: see [`wal::Kind`]); a batch of nothing else
+    /// is made durable by the log rather than by a redb commit with fsync.
     fn logged(&self) -> Option<wal::Logged> {
         None
     }
