@@ -338,6 +338,22 @@ impl Operator {
             .into_inner())
     }
 
+    /// What the node's store holds.
+    pub async fn store_stats(
+        &mut self,
+        req: crate::proto::StoreStatsRequest,
+    ) -> Result<crate::proto::StoreStatsResponse, ClientError> {
+        Ok(self.inner.store_stats(req).await?.into_inner())
+    }
+
+    /// Runs a retention pass now.
+    pub async fn prune(
+        &mut self,
+        req: crate::proto::PruneRequest,
+    ) -> Result<crate::proto::PruneResponse, ClientError> {
+        Ok(self.inner.prune(req).await?.into_inner())
+    }
+
     /// Waits until the item is receipted (or refused), at most `timeout`.
     pub async fn wait_receipt(
         &mut self,

@@ -606,6 +606,79 @@ pub struct NodeConfig {
     /// a hub, its counties, outlets, scoring rules and targets.
     #[serde(default)]
     pub office: OfficeConfig,
+    /// How long delivered items' bodies and attachments stay here.
+    #[serde(default)]
+    pub retention: RetentionConfig,
+}
+
+/// `[retention]`: what happens to an item's body and attachments once its
+/// job here is done. Receipts, decisions, the digest and the custody log
+/// always stay; an item not yet delivered is never touched.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// At a node with routes: `prune` the bodies and attachments of items
+    /// the final hub has, `delivered_secs` after their first receipt; or
+    /// `keep` them.
+    pub delivered: DeliveredRetention,
+    /// Seconds a delivered item's body stays at a node with routes.
+    pub delivered_secs: u64,
+    /// At the final hub: `archive` items (into monthly files under
+    /// `<data_dir>/archive/`, then pruned from the store) `archive_secs`
+    /// after they were stored; or `keep` everything in the store.
+    pub hub: HubRetention,
+    /// Seconds an item stays in the hub's store before it is archived.
+    pub archive_secs: u64,
+}
+
+/// `retention.delivered`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveredRetention {
+    /// Prune bodies and attachments after `delivered_secs`.
+    Prune,
+    /// Keep everything.
+    Keep,
+}
+
+/// `retention.hub`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HubRetention {
+    /// Archive, then prune, after `archive_secs`.
+    Archive,
+    /// Keep everything in the store.
+    Keep,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            delivered: DeliveredRetention::Prune,
+            // A week: long enough to answer questions on what was sent.
+            delivered_secs: 7 * 86_400,
+            hub: HubRetention::Archive,
+            // Over a year, so last year's figures stay in the store.
+            archive_secs: 400 * 86_400,
+        }
+    }
+}
+
+impl RetentionConfig {
+    /// The rule for a node with routes (`has_routes`) or the final hub;
+    /// `None` when it keeps everything.
+    pub fn rule(&self, has_routes: bool) -> Option<crate::store::Retention> {
+        let ms = |secs: u64| i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        match (has_routes, self.delivered, self.hub) {
+            (true, DeliveredRetention::Prune, _) => Some(crate::store::Retention::Delivered {
+                keep_ms: ms(self.delivered_secs),
+            }),
+            (false, _, HubRetention::Archive) => Some(crate::store::Retention::Archive {
+                keep_ms: ms(self.archive_secs),
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// `[office]`: notices from above, and a hub's scoring.
@@ -971,6 +1044,7 @@ impl NodeConfig {
             operators: Vec::new(),
             office: OfficeConfig::default(),
             review: ReviewConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }

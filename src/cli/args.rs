@@ -320,6 +320,12 @@ pub(crate) enum Command {
         #[command(subcommand)]
         action: AuditCommand,
     },
+    /// What the node's store holds, and retention (pruning delivered
+    /// items' reports and attachments; archiving at the final hub).
+    Store {
+        #[command(subcommand)]
+        action: StoreCommand,
+    },
     /// Run a whole small region on loopback and show it working.
     Demo,
     /// Measure throughput and latency on loopback (hub ingest, end to end,
@@ -702,6 +708,27 @@ pub(crate) enum ReviewCommand {
     },
 }
 
+/// `zhibao store`.
+#[derive(Subcommand, Debug)]
+pub(crate) enum StoreCommand {
+    /// Tables, items by state, pruned items and the files' sizes.
+    Stats {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Prune (at the final hub: archive, then prune) now what the
+    /// `[retention]` rules allow, instead of at the next scheduled pass.
+    Prune {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        out: Output,
+    },
+}
+
+/// `zhibao audit`.
 #[derive(Subcommand, Debug)]
 pub(crate) enum AuditCommand {
     /// Verify the custody log, from the running node (its operator socket)

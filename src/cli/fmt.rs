@@ -117,13 +117,21 @@ fn head(out: &mut String, s: &ItemStatus, v: View) {
     line(out, v, "origin:", "报送单位：", &s.origin);
     line(out, v, "class:", "类别：", class_of(s.priority, v));
     line(out, v, "title:", "标题：", &s.title);
-    line(
-        out,
-        v,
-        "body:",
-        "正文：",
-        format!("{} {}", s.body_bytes, v.t("bytes", "字节")),
-    );
+    let body = if s.pruned_unix_ms > 0 {
+        match v.lang {
+            Lang::Zh => format!(
+                "已于 {} 按保留期限清理（正文和附件；摘要、回执和处理记录仍在）",
+                v.show(s.pruned_unix_ms)
+            ),
+            Lang::En => format!(
+                "pruned {} after the retention period (report and attachments; digest, receipts and decisions kept)",
+                v.show(s.pruned_unix_ms)
+            ),
+        }
+    } else {
+        format!("{} {}", s.body_bytes, v.t("bytes", "字节"))
+    };
+    line(out, v, "body:", "正文：", body);
     line(out, v, "state:", "状态：", state_name(s.state, v));
     if s.state == ItemState::Receipted as i32 && s.delivery.is_none() {
         let holder = s
@@ -492,7 +500,7 @@ pub fn show(s: &ItemStatus, v: View) -> String {
 }
 
 /// A size for people: bytes, KiB or MiB.
-fn size(bytes: u64) -> String {
+pub(crate) fn size(bytes: u64) -> String {
     match bytes {
         b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / f64::from(1 << 20)),
         b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
@@ -600,6 +608,7 @@ pub fn status_json(s: &ItemStatus) -> Value {
         "title": s.title,
         "preview": s.preview,
         "body_bytes": s.body_bytes,
+        "pruned_unix_ms": s.pruned_unix_ms,
         "created_unix_ms": s.created_unix_ms,
         "stored_unix_ms": s.stored_unix_ms,
         "deadline_unix_ms": s.deadline_unix_ms,

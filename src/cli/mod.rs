@@ -13,6 +13,7 @@ mod fmt;
 mod office;
 mod review;
 mod scratch;
+mod store;
 mod when;
 
 use std::io::Read;
@@ -500,6 +501,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
             action: AuditCommand::Verify { target, data_dir },
         } => return audit::verify(&target, data_dir.as_deref()).await,
         Command::Review { action } => review::run(action).await?,
+        Command::Store { action } => store::run(action).await?,
         Command::Demo => {
             let ok = demo::run().await?;
             return Ok(if ok {

@@ -206,11 +206,7 @@ impl Custody {
         let Some(target) = self.store.get(report.links_to.clone()).await? else {
             return Ok(());
         };
-        let origin = SignedReport::decode(target.signed.as_slice())
-            .ok()
-            .and_then(|s| crate::proto::Report::decode(s.report.as_slice()).ok())
-            .map(|r| r.origin)
-            .unwrap_or_default();
+        let origin = target.brief().origin;
         if origin != report.origin {
             return Err(Error::NotOrigin {
                 id: report.links_to.clone(),

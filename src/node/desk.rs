@@ -114,6 +114,12 @@ impl Desk {
                 "it is closed (办结); nothing more can be decided on it",
             ));
         }
+        if rec.is_pruned() {
+            return Err(Error::Pruned {
+                id: id.clone(),
+                at_ms: rec.pruned_ms,
+            });
+        }
         let signed_report =
             SignedReport::decode(rec.signed.as_slice()).map_err(|source| Error::Corrupt {
                 id: id.clone(),

@@ -198,6 +198,17 @@ pub(crate) enum Error {
     /// No such item in this hub's inbox.
     #[error("no item {0} in this inbox")]
     NotInInbox(String),
+    /// The item's report and attachments were pruned after the retention
+    /// period (archived first at a hub); its receipts and decisions remain.
+    #[error(
+        "the report and attachments of {id} are no longer held here: pruned after the retention period (at Unix ms {at_ms}); its receipts and decisions remain"
+    )]
+    Pruned {
+        /// The item.
+        id: String,
+        /// When it was pruned, Unix ms.
+        at_ms: i64,
+    },
     /// The item names no such attachment.
     #[error("item {id} has no attachment {index}")]
     NoAttachment {
@@ -441,7 +452,7 @@ impl Error {
                     Code::InvalidArgument
                 }
             },
-            Self::AttachmentsNeedStream => Code::FailedPrecondition,
+            Self::AttachmentsNeedStream | Self::Pruned { .. } => Code::FailedPrecondition,
             Self::NotFound(_) | Self::NotInInbox(_) | Self::NoAttachment { .. } => Code::NotFound,
             Self::MissingChunk { .. } | Self::Corrupt { .. } => Code::DataLoss,
             Self::ShuttingDown => Code::Unavailable,

@@ -11,14 +11,13 @@
 
 use std::time::Duration;
 
-use prost::Message;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
 use super::events::Events;
 use crate::class::Class;
 use crate::clock::Clock;
-use crate::proto::{EventKind, Report, SignedReport};
+use crate::proto::EventKind;
 use crate::store::{self, FROM_OPERATOR, Store};
 
 /// Answers handled per pass; the next pass follows at once if there are more.
@@ -78,11 +77,7 @@ impl FollowUpWatch {
                 continue;
             };
             let class = Class::from_lane(rec.lane());
-            let origin = SignedReport::decode(rec.signed.as_slice())
-                .ok()
-                .and_then(|s| Report::decode(s.report.as_slice()).ok())
-                .map(|r| r.origin)
-                .unwrap_or_default();
+            let origin = rec.brief().origin;
             let late = now.saturating_sub(due_ms);
             if rec.from == FROM_OPERATOR {
                 warn!(reminder = "answer-due", %id, late_ms = late, "the office's question on this report is unanswered past its deadline");

@@ -82,6 +82,12 @@ pub(crate) async fn attachment_ref(
                 Error::NotFound(id.to_string())
             }
         })?;
+    if rec.is_pruned() {
+        return Err(Error::Pruned {
+            id: id.to_string(),
+            at_ms: rec.pruned_ms,
+        });
+    }
     let report = SignedReport::decode(rec.signed.as_slice())
         .and_then(|s| Report::decode(s.report.as_slice()))
         .map_err(|source| Error::Corrupt {
@@ -135,6 +141,11 @@ pub(crate) fn chunk_stream(
 /// The stream item for inbox item `id`; `None` (logged) if its stored
 /// bytes do not decode.
 pub(super) fn item(custody: &Custody, id: &str, rec: &ItemRecord) -> Option<InboxItem> {
+    if rec.is_pruned() {
+        // Archived: a consumer this far behind reads it from the archive.
+        tracing::debug!(%id, "inbox item archived; skipping it in the inbox stream");
+        return None;
+    }
     match SignedReport::decode(rec.signed.as_slice()) {
         Ok(item) => Some(InboxItem {
             receipt: Some(custody.receipt(id, rec)),

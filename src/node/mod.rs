@@ -47,6 +47,8 @@
 //! - `audit`: signed checkpoints of the custody log (its records are
 //!   written by the store with each change);
 //! - `reload`: the CA and CRL kept current, the CRL's freshness watched;
+//! - `retention`: pruning delivered items' reports and attachments, and
+//!   the final hub's archive files;
 //! - [`error`]: why a node did not start or a request was refused, and the
 //!   one mapping of refusals to gRPC status codes.
 
@@ -68,6 +70,7 @@ mod operator;
 mod push_down;
 mod relay;
 mod reload;
+mod retention;
 mod review;
 mod routes;
 mod scores;
@@ -77,4 +80,5 @@ mod upload;
 mod who;
 
 pub use error::StartError;
+pub use retention::read_archive;
 pub use start::{RunningNode, start};

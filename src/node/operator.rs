@@ -38,11 +38,12 @@ use crate::envelope::{self, Draft, attachments};
 use crate::proto::{
     Attachment, AttachmentRef, AttachmentRequest, AuditBatch, AuditRequest, DisposeRequest,
     DispositionView, Event, ItemState, ItemStatus, LinkKind, ListRequest, ListResponse,
-    NodeRequest, NodeStatus, NoticeView, NoticesRequest, NoticesResponse, Report,
-    ReviewListRequest, ReviewListResponse, ReviewRequest, RouteStatus, SignedReport,
-    SolicitRequest, SolicitationStatusRequest, SolicitationStatusResponse, StatsRequest,
-    StatsResponse, StatusRequest, SubmitRequest, SubmitResponse, TargetRequest, TargetResponse,
-    WatchRequest, operator_server::Operator,
+    NodeRequest, NodeStatus, NoticeView, NoticesRequest, NoticesResponse, PruneRequest,
+    PruneResponse, Report, ReviewListRequest, ReviewListResponse, ReviewRequest, RouteStatus,
+    SignedReport, SolicitRequest, SolicitationStatusRequest, SolicitationStatusResponse,
+    StatsRequest, StatsResponse, StatusRequest, StoreStatsRequest, StoreStatsResponse,
+    SubmitRequest, SubmitResponse, TargetRequest, TargetResponse, WatchRequest,
+    operator_server::Operator,
 };
 use crate::store::{FROM_OPERATOR, ItemRecord, RecordState, Store};
 use crate::trust::{Freshness, Keys, Trust};
@@ -70,6 +71,9 @@ pub(crate) struct OperatorService {
     pub(crate) clock: Clock,
     pub(crate) shutdown: CancellationToken,
     pub(crate) reviews: Arc<Reviews>,
+    pub(crate) retainer: Arc<super::retention::Retainer>,
+    /// The data directory, for the sizes of the store's files.
+    pub(crate) data_dir: std::path::PathBuf,
 }
 
 impl OperatorService {
@@ -201,23 +205,30 @@ impl OperatorService {
             why,
         };
         if target.from != FROM_OPERATOR {
-            let origin = SignedReport::decode(target.signed.as_slice())
-                .ok()
-                .and_then(|s| Report::decode(s.report.as_slice()).ok())
-                .map(|r| r.origin)
-                .unwrap_or_default();
+            let origin = target.brief().origin;
             return Err(Error::NotOrigin {
                 id,
                 origin,
                 by: self.keys.current().node_id().to_string(),
             });
         }
-        let original = SignedReport::decode(target.signed.as_slice())
-            .and_then(|s| Report::decode(s.report.as_slice()))
-            .map_err(|source| Error::Corrupt {
-                id: id.clone(),
-                source,
-            })?;
+        let original = if target.is_pruned() {
+            // What the record kept of it is what a follow-up needs.
+            let brief = target.brief();
+            Report {
+                priority: brief.priority,
+                title: brief.title,
+                origin: brief.origin,
+                ..Report::default()
+            }
+        } else {
+            SignedReport::decode(target.signed.as_slice())
+                .and_then(|s| Report::decode(s.report.as_slice()))
+                .map_err(|source| Error::Corrupt {
+                    id: id.clone(),
+                    source,
+                })?
+        };
         if target.link == LinkKind::Withdraws as i32 {
             return Err(refuse(
                 "it is a withdrawal; a withdrawal cannot be followed up".into(),
@@ -368,7 +379,7 @@ impl OperatorService {
             .iter()
             .map(|bytes| decision_view(id, &rec, bytes, check))
             .collect();
-        if full {
+        if full && !rec.is_pruned() {
             status.report = SignedReport::decode(rec.signed.as_slice())
                 .map(Some)
                 .map_err(|source| Error::Corrupt {
@@ -576,12 +587,7 @@ impl Filter {
         if self.priority == 0 && self.origin.is_empty() && self.title.is_empty() {
             return true;
         }
-        let Some(report) = SignedReport::decode(rec.signed.as_slice())
-            .ok()
-            .and_then(|s| Report::decode(s.report.as_slice()).ok())
-        else {
-            return false;
-        };
+        let report = rec.brief();
         (self.priority == 0 || report.priority == self.priority)
             && (self.origin.is_empty() || report.origin == self.origin)
             && (self.title.is_empty() || report.title.to_lowercase().contains(&self.title))
@@ -687,6 +693,87 @@ impl Operator for OperatorService {
             Err(e) => {
                 tracing::warn!(staff = %actor.name, id = %asked, error = %e, "refused review");
                 Err(e.into())
+            }
+        }
+    }
+
+    async fn store_stats(
+        self: Arc<Self>,
+        _: Request<StoreStatsRequest>,
+    ) -> Result<Response<StoreStatsResponse>, Status> {
+        use crate::proto::store_stats_response::{Count, File, Table};
+        let stats = self.store.stats().await.map_err(Error::from)?;
+        let mut files = Vec::new();
+        for name in ["store.redb", "store.redb.log"] {
+            let path = self.data_dir.join(name);
+            if let Ok(meta) = std::fs::metadata(&path) {
+                files.push(File {
+                    path: path.display().to_string(),
+                    bytes: meta.len(),
+                });
+            }
+        }
+        if let Ok(dir) = std::fs::read_dir(self.retainer.archive_dir()) {
+            let mut archives: Vec<File> = dir
+                .flatten()
+                .filter_map(|e| {
+                    let meta = e.metadata().ok()?;
+                    meta.is_file().then(|| File {
+                        path: e.path().display().to_string(),
+                        bytes: meta.len(),
+                    })
+                })
+                .collect();
+            archives.sort_by(|a, b| a.path.cmp(&b.path));
+            files.extend(archives);
+        }
+        Ok(Response::new(StoreStatsResponse {
+            tables: stats
+                .tables
+                .into_iter()
+                .map(|t| Table {
+                    name: t.name,
+                    entries: t.entries,
+                    stored_bytes: t.stored_bytes,
+                    overhead_bytes: t.overhead_bytes,
+                })
+                .collect(),
+            items_by_state: stats
+                .items_by_state
+                .into_iter()
+                .map(|(state, items)| Count { state, items })
+                .collect(),
+            pruned_items: stats.pruned_items,
+            pruned_bytes: stats.pruned_bytes,
+            report_bytes: stats.report_bytes,
+            files,
+            retention: self.retainer.describe(),
+        }))
+    }
+
+    async fn prune(
+        self: Arc<Self>,
+        request: Request<PruneRequest>,
+    ) -> Result<Response<PruneResponse>, Status> {
+        let actor = Actor::of(&request);
+        match self.retainer.pass().await {
+            Ok(pass) => {
+                tracing::info!(staff = %actor.name, items = pass.items, bytes = pass.bytes, "retention pass asked for by command");
+                Ok(Response::new(PruneResponse {
+                    items: pass.items,
+                    bytes: pass.bytes,
+                    archived_to: pass
+                        .archived_to
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect(),
+                    retention: self.retainer.describe(),
+                }))
+            }
+            Err(super::retention::PassError::Store(e)) => Err(Error::from(e).into()),
+            Err(e) => {
+                tracing::error!(staff = %actor.name, error = %e, "retention pass failed");
+                Err(Status::internal(e.to_string()))
             }
         }
     }

@@ -33,6 +33,7 @@ use super::listeners::{self, Bound, Doors};
 use super::operator::OperatorService;
 use super::relay::RelayService;
 use super::reload;
+use super::retention::Retainer;
 use super::review::{ReviewWatch, Reviews};
 use super::routes::Routes;
 use super::upload;
@@ -145,6 +146,8 @@ struct Parts {
     reload_now: Arc<tokio::sync::Notify>,
     /// Review before sending (把关), shared by the operator API and its watch.
     reviews: Arc<Reviews>,
+    /// Retention passes, scheduled and asked for by command.
+    retainer: Arc<Retainer>,
 }
 
 /// Spawns the servers, then the forwarders and the watch. Cannot fail.
@@ -177,8 +180,16 @@ async fn spawn(
         deadlines: cfg.deadlines.clone(),
         wake: tokio::sync::Notify::new(),
     });
+    let retainer = Arc::new(Retainer::new(
+        store.clone(),
+        clock,
+        cfg.retention.rule(!cfg.upstream.is_empty()),
+        &cfg.data_dir,
+        cfg.deadlines.offset_ms().unwrap_or(0),
+    ));
     let parts = Parts {
         reviews,
+        retainer,
         // Room for the largest report or the largest chunk (1 MiB), plus framing.
         max_message: cfg.limits.max_report_bytes.max(1 << 20) + 64 * 1024,
         cfg,
@@ -287,6 +298,8 @@ async fn servers(parts: &Parts, bound: Bound) -> (Stage, Addrs) {
         clock: parts.clock,
         shutdown: stage.token.clone(),
         reviews: parts.reviews.clone(),
+        retainer: parts.retainer.clone(),
+        data_dir: cfg.data_dir.clone(),
     });
     let token = stage.token.clone();
     let staff = Staff::from_config(cfg);
@@ -410,6 +423,9 @@ fn work(parts: &Parts) -> Stage {
     stage
         .tasks
         .push(tokio::spawn(followup.run(stage.token.clone())));
+    stage.tasks.push(tokio::spawn(
+        parts.retainer.clone().run(stage.token.clone()),
+    ));
     let review = ReviewWatch {
         reviews: parts.reviews.clone(),
     };

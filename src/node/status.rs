@@ -36,12 +36,15 @@ pub(crate) fn view(id: &str, rec: &ItemRecord, in_flight: bool, check: Check<'_>
         .ok()
         .and_then(|s| Report::decode(s.report.as_slice()).ok())
         .unwrap_or_default();
+    // Once pruned, the record's own copy of what a person reads.
+    let brief = rec.brief();
     let state = item_state(rec, in_flight);
     let mut status = ItemStatus {
         id: id.to_string(),
-        origin: report.origin,
-        priority: report.priority,
-        title: report.title,
+        origin: brief.origin,
+        priority: brief.priority,
+        title: brief.title,
+        pruned_unix_ms: rec.pruned_ms,
         state: state as i32,
         created_unix_ms: rec.created_ms,
         stored_unix_ms: rec.stored_ms,

@@ -77,6 +77,10 @@ strict!(
     TargetResponse,
     ReviewListRequest,
     ReviewListResponse,
+    StoreStatsRequest,
+    StoreStatsResponse,
+    PruneRequest,
+    PruneResponse,
     ReviewRequest,
 );
 

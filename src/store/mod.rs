@@ -45,7 +45,9 @@
 //! - `read`: the read API (schedule, deadlines, inbox, durable consumers'
 //!   backlogs, chunks, receipts to push down);
 //! - `review`: items held for review before sending (把关), and their
-//!   reads and writes.
+//!   reads and writes;
+//! - `retention`: pruning the bodies of delivered items, and what the
+//!   store holds, table by table.
 //!
 //! The store knows nothing of the network: its errors are its own, and the
 //! node says what they mean to a peer.
@@ -53,6 +55,7 @@
 mod office;
 mod read;
 pub mod record;
+mod retention;
 mod review;
 pub mod tables;
 mod txn;
@@ -67,11 +70,14 @@ use std::sync::{Arc, Mutex};
 use redb::Database;
 use tokio::sync::{mpsc, oneshot, watch};
 
+pub use record::Brief;
 pub use record::{
     Acked, Backlog, ConsumerOpened, ConsumerPosition, Decision, DecisionFact, DecisionOutcome,
     Destination, Escalation, FROM_OPERATOR, Facts, HistoryKind, HoldOutcome, ItemFact, ItemRecord,
-    NoticeOutcome, PutOutcome, ReceiptOutcome, RecordState, RouteReceiptRecord, UploadUsage,
+    NoticeOutcome, PutOutcome, ReceiptOutcome, RecordState, Retention, RouteReceiptRecord,
+    UploadUsage,
 };
+pub use retention::{Candidates, StoreStats, TableSize};
 pub use review::ReviewRecord;
 
 use crate::clock::Clock;

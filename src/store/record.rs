@@ -140,6 +140,29 @@ pub struct ItemRecord {
     /// The origin's sign-off report (把关) of this one, once known here.
     #[prost(string, tag = "29")]
     pub reviewed_by: String,
+    /// The report's priority; with `origin` and `title`, what a person still
+    /// reads of the item once its body is pruned.
+    #[prost(int32, tag = "43")]
+    pub priority: i32,
+    /// When the body and attachments were pruned after the retention
+    /// period (at a hub: archived first), Unix ms; 0 = still held.
+    #[prost(int64, tag = "44")]
+    pub pruned_ms: i64,
+    /// How many bytes of body and attachments were pruned.
+    #[prost(uint64, tag = "45")]
+    pub pruned_bytes: u64,
+}
+
+/// What a person reads of an item at a glance, from its body or, once the
+/// body is pruned, from what the record kept of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Brief {
+    /// The node that wrote the report.
+    pub origin: String,
+    /// `Priority` as a number.
+    pub priority: i32,
+    /// The report's title.
+    pub title: String,
 }
 
 /// One route's receipt for an item.
@@ -188,6 +211,86 @@ impl ItemRecord {
     /// SHA-256 of the signed report bytes, if the record holds one.
     pub fn digest(&self) -> Option<[u8; 32]> {
         self.sha256.as_slice().try_into().ok()
+    }
+
+    /// Whether the body and attachments were pruned (the digest, receipts
+    /// and decisions are still here).
+    pub fn is_pruned(&self) -> bool {
+        self.pruned_ms != 0
+    }
+
+    /// Origin, priority and title: from the body while it is here.
+    pub fn brief(&self) -> Brief {
+        use prost::Message;
+        let report = crate::proto::SignedReport::decode(self.signed.as_slice())
+            .ok()
+            .and_then(|s| crate::proto::Report::decode(s.report.as_slice()).ok());
+        match report {
+            Some(r) if !self.is_pruned() => Brief {
+                origin: r.origin,
+                priority: r.priority,
+                title: r.title,
+            },
+            _ => Brief {
+                origin: self.origin.clone(),
+                priority: self.priority,
+                title: self.title.clone(),
+            },
+        }
+    }
+
+    /// Whether the final hub is known to have the item: its delivery
+    /// receipt came down, or the first upstream receipt was one (the
+    /// upstream is the final hub).
+    pub fn delivery_known(&self) -> bool {
+        if !self.delivery.is_empty() {
+            return true;
+        }
+        use prost::Message;
+        crate::proto::SignedReceipt::decode(self.receipt.as_slice())
+            .ok()
+            .and_then(|s| crate::receipt::peek(&s))
+            .is_some_and(|r| r.kind == crate::proto::ReceiptKind::Delivery as i32)
+    }
+}
+
+/// Which items' bodies and attachments may go, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retention {
+    /// A node that forwards: items the final hub is known to have, whose
+    /// first receipt came at least `keep_ms` ago.
+    Delivered {
+        /// The retention period, ms.
+        keep_ms: i64,
+    },
+    /// The final hub: items in its inbox stored at least `keep_ms` ago
+    /// (archived before they are pruned).
+    Archive {
+        /// How long items stay in the store, ms.
+        keep_ms: i64,
+    },
+}
+
+impl Retention {
+    /// Whether `rec` may be pruned at `now_ms` under this rule. Never an
+    /// item not yet delivered, one whose origin owes an answer on it, or
+    /// one already pruned.
+    pub fn allows(&self, rec: &ItemRecord, now_ms: i64) -> bool {
+        if rec.is_pruned() || rec.signed.is_empty() || rec.answer_by_ms != 0 {
+            return false;
+        }
+        match *self {
+            Self::Delivered { keep_ms } => {
+                rec.state() == Some(RecordState::Receipted)
+                    && rec.pending_routes.is_empty()
+                    && rec.delivery_known()
+                    && rec.receipted_ms.saturating_add(keep_ms) <= now_ms
+            }
+            Self::Archive { keep_ms } => {
+                rec.state() == Some(RecordState::Delivered)
+                    && rec.stored_ms.saturating_add(keep_ms) <= now_ms
+            }
+        }
     }
 }
 

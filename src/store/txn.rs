@@ -7,7 +7,7 @@ use super::record::{
     Acked, ConsumerOpened, ConsumerPosition, Decision, DecisionOutcome, Destination, Escalation,
     FROM_OPERATOR, ItemRecord, PutOutcome, ReceiptOutcome, RecordState, RouteReceiptRecord,
 };
-use super::record::{HistoryKind, HoldOutcome, NoticeOutcome};
+use super::record::{HistoryKind, HoldOutcome, NoticeOutcome, Retention};
 use super::tables::{
     ANSWERS, AUDIT, AUDIT_CHECKPOINTS, CHUNKS, CONSUMER_ACKS, CONSUMERS, DEADLINES, DECISION_FACTS,
     DECISIONS, DOWN, DOWN_DECISIONS, HELD, HELD_UP, HISTORY, HISTORY_ACKS, INBOX, ITEM_FACTS,
@@ -1039,6 +1039,48 @@ impl<'t> Txn<'t> {
             self.chunks.remove((id, a, i))?;
         }
         Ok(())
+    }
+
+    /// Drops the body and attachments of `id` if `rule` still allows it
+    /// (checked again here, inside the write), keeping its digest, receipts,
+    /// decisions and what a person reads of it ([`ItemRecord::brief`]);
+    /// the custody log records it. Answers the bytes dropped, `None` if the
+    /// item was not pruned.
+    pub(super) fn prune(
+        &mut self,
+        id: &str,
+        rule: &Retention,
+        why: &str,
+    ) -> Result<Option<u64>, Error> {
+        let Some(mut rec) = self.record(id)? else {
+            return Ok(None);
+        };
+        if !rule.allows(&rec, self.now) {
+            return Ok(None);
+        }
+        let brief = rec.brief();
+        rec.origin = brief.origin;
+        rec.priority = brief.priority;
+        rec.title = brief.title;
+        let mut freed = rec.signed.len() as u64;
+        let mut keys = Vec::new();
+        for row in self.chunks.range((id, 0, 0)..=(id, u32::MAX, u32::MAX))? {
+            let (k, v) = row?;
+            freed += v.value().len() as u64;
+            keys.push((k.value().1, k.value().2));
+        }
+        for (a, i) in keys {
+            self.chunks.remove((id, a, i))?;
+        }
+        rec.signed = Vec::new();
+        rec.pruned_ms = self.now;
+        rec.pruned_bytes = freed;
+        self.save(id, &rec)?;
+        self.note(
+            Entry::new(AuditKind::Disposed, id)
+                .with_detail(format!("{why}: {freed} bytes of report and attachments")),
+        );
+        Ok(Some(freed))
     }
 
     /// Registers the durable consumer `name` of `owner` (a certificate's

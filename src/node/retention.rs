@@ -1,0 +1,337 @@
+//! Retention at a node: passes that prune what `[retention]` allows, and
+//! at the final hub the archive files written before anything is pruned.
+//!
+//! A node with routes drops the bodies and attachments of items the final
+//! hub has (a delivery receipt is here), some days after their first
+//! receipt; the final hub archives items stored long ago — each appended
+//! to `archive/YYYY-MM.zba` (the local month it was stored; the format is
+//! `ArchivedItem` in the proto) and the file `fsync`ed — before pruning
+//! them from its store. Either way the store keeps what proves custody: the
+//! digest, every receipt and decision, the custody log (which records each
+//! pruning). A crash between the archive's sync and the prune archives the
+//! item again on the next pass: a reader keeps the last copy of an id.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::clock::Clock;
+use crate::proto::ArchivedItem;
+use crate::store::{self, Retention, Store};
+
+/// Items pruned per write: one commit stays short beside the hot path.
+const BATCH: usize = 256;
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Pass {
+    /// Items pruned.
+    pub items: u64,
+    /// Bytes of reports and attachments they no longer take.
+    pub bytes: u64,
+    /// Archive files written to (the final hub).
+    pub archived_to: Vec<PathBuf>,
+}
+
+/// Why a pass stopped.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PassError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    /// An archive file could not be written: nothing was pruned after it.
+    #[error("cannot write the archive {path}: {source}")]
+    Archive {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// The node's retention: its rule, and where the hub's archive goes.
+#[derive(Debug)]
+pub(crate) struct Retainer {
+    store: Store,
+    clock: Clock,
+    rule: Option<Retention>,
+    archive_dir: PathBuf,
+    utc_offset_ms: i64,
+    /// One pass at a time (the schedule's and a command's).
+    running: Mutex<()>,
+}
+
+impl Retainer {
+    pub(crate) fn new(
+        store: Store,
+        clock: Clock,
+        rule: Option<Retention>,
+        data_dir: &Path,
+        utc_offset_ms: i64,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            rule,
+            archive_dir: data_dir.join("archive"),
+            utc_offset_ms,
+            running: Mutex::new(()),
+        }
+    }
+
+    /// The rule in force, in words.
+    pub(crate) fn describe(&self) -> String {
+        match self.rule {
+            None => "keep everything (retention: keep)".into(),
+            Some(Retention::Delivered { keep_ms }) => format!(
+                "prune the report and attachments of items the final hub has, {} after their first receipt",
+                span(keep_ms)
+            ),
+            Some(Retention::Archive { keep_ms }) => format!(
+                "archive items to {} and prune them from the store {} after they were stored",
+                self.archive_dir.display(),
+                span(keep_ms)
+            ),
+        }
+    }
+
+    /// Where the hub's archive files are.
+    pub(crate) fn archive_dir(&self) -> &Path {
+        &self.archive_dir
+    }
+
+    /// Prunes (archiving first at the final hub) everything the rule allows
+    /// now, a batch at a time.
+    pub(crate) async fn pass(&self) -> Result<Pass, PassError> {
+        let _one = self.running.lock().await;
+        let mut done = Pass::default();
+        let Some(rule) = self.rule else {
+            return Ok(done);
+        };
+        let mut after = String::new();
+        loop {
+            let now = self.clock.now_ms();
+            let found = self.store.prunable(rule, now, after).await?;
+            for ids in found.ids.chunks(BATCH) {
+                let why = match rule {
+                    Retention::Delivered { .. } => "retention after delivery".to_string(),
+                    Retention::Archive { .. } => {
+                        let files = self.archive(ids).await?;
+                        let names: Vec<String> =
+                            files.iter().map(|p| p.display().to_string()).collect();
+                        for f in files {
+                            if !done.archived_to.contains(&f) {
+                                done.archived_to.push(f);
+                            }
+                        }
+                        format!("archived to {}", names.join(", "))
+                    }
+                };
+                for (_, bytes) in self.store.prune(ids.to_vec(), rule, why).await? {
+                    done.items += 1;
+                    done.bytes += bytes;
+                }
+            }
+            match found.next {
+                Some(next) => after = next,
+                None => break,
+            }
+        }
+        if done.items > 0 {
+            info!(
+                items = done.items,
+                bytes = done.bytes,
+                archived_to = ?done.archived_to,
+                "retention: pruned the reports and attachments of items whose time was up"
+            );
+        }
+        Ok(done)
+    }
+
+    /// Appends `ids` to their months' archive files and syncs them; answers
+    /// the files written.
+    async fn archive(&self, ids: &[String]) -> Result<Vec<PathBuf>, PassError> {
+        let mut frames: BTreeMap<PathBuf, Vec<u8>> = BTreeMap::new();
+        for id in ids {
+            let Some(rec) = self.store.get(id.clone()).await? else {
+                continue;
+            };
+            if rec.is_pruned() {
+                continue;
+            }
+            let item = ArchivedItem {
+                id: id.clone(),
+                signed_report: rec.signed.clone(),
+                stored_unix_ms: rec.stored_ms,
+                attachments: self.store.attachments_of(id.clone()).await?,
+                decisions: self.store.decisions(id.clone()).await?,
+            };
+            let path = self
+                .archive_dir
+                .join(format!("{}.zba", month(rec.stored_ms, self.utc_offset_ms)));
+            frame(frames.entry(path).or_default(), &item.encode_to_vec());
+        }
+        let dir = self.archive_dir.clone();
+        tokio::task::spawn_blocking(move || append_all(&dir, frames))
+            .await
+            .map_err(|e| PassError::Archive {
+                path: PathBuf::new(),
+                source: std::io::Error::other(e),
+            })?
+    }
+
+    /// Runs a pass at start and then regularly (a quarter of the retention
+    /// period, between a second and an hour) until `shutdown`.
+    pub(crate) async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let Some(rule) = self.rule else {
+            return;
+        };
+        let keep_ms = match rule {
+            Retention::Delivered { keep_ms } | Retention::Archive { keep_ms } => keep_ms,
+        };
+        let every = Duration::from_millis(u64::try_from(keep_ms / 4).unwrap_or(0))
+            .clamp(Duration::from_secs(1), Duration::from_secs(3600));
+        loop {
+            if let Err(e) = self.pass().await {
+                warn!(error = %e, "retention pass failed; nothing further was pruned, retrying later");
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+        }
+    }
+}
+
+/// `[len BE][crc32 BE][message]`.
+fn frame(out: &mut Vec<u8>, msg: &[u8]) {
+    let len = u32::try_from(msg.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&crc32fast::hash(msg).to_be_bytes());
+    out.extend_from_slice(msg);
+}
+
+fn append_all(dir: &Path, frames: BTreeMap<PathBuf, Vec<u8>>) -> Result<Vec<PathBuf>, PassError> {
+    let fail = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| PassError::Archive { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(fail(dir))?;
+    let mut written = Vec::new();
+    for (path, bytes) in frames {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(fail(&path))?;
+        f.write_all(&bytes).map_err(fail(&path))?;
+        f.sync_all().map_err(fail(&path))?;
+        written.push(path);
+    }
+    // A new file's name is durable only once its directory is.
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(fail(dir))?;
+    Ok(written)
+}
+
+/// Reads an archive file back: every item in it, in order. A torn last
+/// frame (a crash while appending) ends it; a bad checksum elsewhere is an
+/// error.
+pub fn read_archive(path: &Path) -> std::io::Result<Vec<ArchivedItem>> {
+    let bytes = std::fs::read(path)?;
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while bytes.len() - at >= 8 {
+        let len =
+            u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as usize;
+        let crc = u32::from_be_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]]);
+        let Some(msg) = bytes.get(at + 8..at + 8 + len) else {
+            break;
+        };
+        if crc32fast::hash(msg) != crc {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: bad checksum at byte {at}", path.display()),
+            ));
+        }
+        out.push(
+            ArchivedItem::decode(msg)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?,
+        );
+        at += 8 + len;
+    }
+    Ok(out)
+}
+
+/// `YYYY-MM` of `ms` at `offset_ms` from UTC.
+fn month(ms: i64, offset_ms: i64) -> String {
+    let secs = ms.saturating_add(offset_ms).div_euclid(1000);
+    match time::OffsetDateTime::from_unix_timestamp(secs) {
+        Ok(t) => format!("{:04}-{:02}", t.year(), u8::from(t.month())),
+        Err(_) => "unknown".into(),
+    }
+}
+
+/// A period in words: "7 days", "36 hours", "90 s".
+fn span(ms: i64) -> String {
+    let s = ms / 1000;
+    if s >= 86_400 && s % 86_400 == 0 {
+        format!("{} days", s / 86_400)
+    } else if s >= 3600 && s % 3600 == 0 {
+        format!("{} hours", s / 3600)
+    } else {
+        format!("{s} s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn months_are_local() {
+        // 2026-11-30 17:00 UTC is already December at +08:00.
+        let ms = 1_796_058_000_000;
+        assert_eq!(month(ms, 0), "2026-11");
+        assert_eq!(month(ms, 8 * 3_600_000), "2026-12");
+    }
+
+    #[test]
+    fn archive_frames_read_back_and_a_torn_tail_ends_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = ArchivedItem {
+            id: "a".into(),
+            signed_report: vec![1, 2, 3],
+            ..ArchivedItem::default()
+        };
+        let b = ArchivedItem {
+            id: "b".into(),
+            attachments: vec![vec![9; 100]],
+            ..ArchivedItem::default()
+        };
+        let mut bytes = Vec::new();
+        frame(&mut bytes, &a.encode_to_vec());
+        frame(&mut bytes, &b.encode_to_vec());
+        let path = dir.path().join("2026-11.zba");
+        let mut frames = BTreeMap::new();
+        frames.insert(path.clone(), bytes.clone());
+        append_all(dir.path(), frames).unwrap();
+        assert_eq!(read_archive(&path).unwrap(), vec![a.clone(), b.clone()]);
+        // Torn: the last frame cut short.
+        std::fs::write(&path, &bytes[..bytes.len() - 10]).unwrap();
+        assert_eq!(read_archive(&path).unwrap(), vec![a]);
+        // A flipped byte inside a frame is an error, not a silent skip.
+        let mut bad = bytes.clone();
+        bad[10] ^= 1;
+        std::fs::write(&path, &bad).unwrap();
+        assert!(read_archive(&path).is_err());
+    }
+}

@@ -1,0 +1,179 @@
+//! Retention: a county prunes the report and attachments of what the hub
+//! has, keeping the proof; what is not delivered is never touched; the hub
+//! archives before it prunes, and the archive holds the item whole.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{HUB, LinkProxy, Region};
+use prost::Message;
+use zhibao::audit::{AuditKind, AuditRecord};
+use zhibao::class::Class;
+use zhibao::client::ClientError;
+use zhibao::config::HubRetention;
+use zhibao::node;
+use zhibao::proto::{ItemState, PruneRequest, StoreStatsRequest};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn refused(r: Result<impl std::fmt::Debug, ClientError>) -> (tonic::Code, String) {
+    match r {
+        Err(ClientError::Status(s)) => (s.code(), s.message().to_string()),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+async fn drain(op: &mut zhibao::client::Operator, id: &str) -> Result<Vec<u8>, ClientError> {
+    let mut stream = op.attachment(id, 0).await?;
+    let mut out = Vec::new();
+    while let Some(c) = stream.message().await.map_err(ClientError::from)? {
+        out.extend(c.data);
+    }
+    Ok(out)
+}
+
+#[tokio::test]
+async fn a_delivered_item_is_pruned_its_proof_stays_and_an_undelivered_one_is_kept() {
+    let region = Region::new(&["county-rp", "county-rq"]);
+    let mut hub_cfg = region.hub_config("127.0.0.1:0".parse().unwrap());
+    hub_cfg.retention.hub = HubRetention::Keep;
+    let hub = node::start(hub_cfg).await.unwrap();
+    let hub_addr = hub.relay_addr.unwrap();
+
+    let mut cfg = region.node_config("county-rp", hub_addr);
+    cfg.retention.delivered_secs = 0;
+    let county = node::start(cfg).await.unwrap();
+    let mut op = common::operator(&county).await;
+    let scan = vec![7u8; 300 * 1024];
+    let id = op
+        .submit_with(
+            Class::BadNews,
+            "河道险情",
+            b"details".to_vec(),
+            0,
+            vec![("scan.pdf".into(), scan.clone())],
+        )
+        .await
+        .unwrap();
+    let st = op.wait_receipt(&id, WAIT).await.unwrap();
+    assert_eq!(st.state, ItemState::Receipted as i32);
+    // Before pruning, the attachment is here.
+    assert_eq!(drain(&mut op, &id).await.unwrap(), scan);
+
+    // A county whose hub is unreachable: its item is not delivered.
+    let link = LinkProxy::start(hub_addr).await;
+    link.cut();
+    let mut cfg = region.node_config("county-rq", link.addr);
+    cfg.retention.delivered_secs = 0;
+    let cut_off = node::start(cfg).await.unwrap();
+    let mut op_q = common::operator(&cut_off).await;
+    let queued = op_q
+        .submit(Class::Routine, "还在路上", b"queued".to_vec(), 0)
+        .await
+        .unwrap();
+
+    // A pass now (the scheduled one may have come first: either way the
+    // item is pruned once this returns, since passes run one at a time).
+    op.prune(PruneRequest {}).await.unwrap();
+    let st = op.show(&id).await.unwrap();
+    assert!(st.pruned_unix_ms > 0, "{st:?}");
+    assert!(st.report.is_none());
+    // What a person reads of it, and the proof, stay.
+    assert_eq!(st.title, "河道险情");
+    assert_eq!(st.origin, "county-rp");
+    let receipt = st.receipt_verification.clone();
+    assert!(receipt.starts_with("valid: signed by hub"), "{receipt}");
+    let (code, msg) = refused(drain(&mut op, &id).await);
+    assert_eq!(code, tonic::Code::FailedPrecondition);
+    assert!(msg.contains("pruned"), "{msg}");
+
+    let stats = op.store_stats(StoreStatsRequest {}).await.unwrap();
+    assert_eq!(stats.pruned_items, 1, "{stats:?}");
+    assert!(stats.pruned_bytes >= scan.len() as u64, "{stats:?}");
+    let chunks = stats.tables.iter().find(|t| t.name == "chunks").unwrap();
+    assert_eq!(chunks.entries, 0, "{stats:?}");
+    assert!(stats.files.iter().any(|f| f.path.ends_with("store.redb")));
+
+    // The custody log says so.
+    let mut log = op.audit().await.unwrap();
+    let mut disposed = false;
+    while let Some(batch) = log.message().await.unwrap() {
+        for bytes in batch.records {
+            let r = AuditRecord::decode(bytes.as_slice()).unwrap();
+            disposed |= r.item_id == id && r.kind == AuditKind::Disposed as i32;
+        }
+    }
+    assert!(disposed, "no disposal record for {id}");
+
+    // Never what has not arrived.
+    let r = op_q.prune(PruneRequest {}).await.unwrap();
+    assert_eq!(r.items, 0);
+    let st = op_q.show(&queued).await.unwrap();
+    assert_eq!(st.pruned_unix_ms, 0);
+    assert!(st.report.is_some());
+
+    cut_off.shutdown(Duration::from_secs(2)).await;
+    county.shutdown(Duration::from_secs(2)).await;
+    hub.shutdown(Duration::from_secs(2)).await;
+}
+
+#[tokio::test]
+async fn the_hub_archives_whole_items_before_pruning_them() {
+    let region = Region::new(&["county-ra"]);
+    let mut hub_cfg = region.hub_config("127.0.0.1:0".parse().unwrap());
+    hub_cfg.retention.archive_secs = 0;
+    let hub = node::start(hub_cfg).await.unwrap();
+    let mut cfg = region.node_config("county-ra", hub.relay_addr.unwrap());
+    cfg.retention.delivered = zhibao::config::DeliveredRetention::Keep;
+    let county = node::start(cfg).await.unwrap();
+    let mut op = common::operator(&county).await;
+    let scan = (0..200_000u32).map(|i| i as u8).collect::<Vec<u8>>();
+    let id = op
+        .submit_with(
+            Class::Routine,
+            "月度小结",
+            b"body".to_vec(),
+            0,
+            vec![("a.bin".into(), scan.clone())],
+        )
+        .await
+        .unwrap();
+    op.wait_receipt(&id, WAIT).await.unwrap();
+
+    let mut hub_op = common::operator(&hub).await;
+    hub_op.prune(PruneRequest {}).await.unwrap();
+    let st = hub_op.show(&id).await.unwrap();
+    assert!(st.pruned_unix_ms > 0, "{st:?}");
+    assert_eq!(st.title, "月度小结");
+
+    // The archive holds the signed report, still verifiable, and the
+    // attachment's bytes.
+    let dir = region.data(HUB).join("archive");
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].extension().is_some_and(|e| e == "zba"));
+    let items = node::read_archive(&files[0]).unwrap();
+    let item = items.iter().rev().find(|i| i.id == id).unwrap();
+    assert_eq!(item.attachments, vec![scan]);
+    let signed = zhibao::proto::SignedReport::decode(item.signed_report.as_slice()).unwrap();
+    let trust = region.trust();
+    let opened = zhibao::envelope::open(
+        &signed,
+        &trust,
+        &zhibao::envelope::Limits::default(),
+        std::time::SystemTime::now(),
+    )
+    .unwrap();
+    assert_eq!(opened.report().title, "月度小结");
+
+    // The county kept everything (retention: keep).
+    let st = op.show(&id).await.unwrap();
+    assert_eq!(st.pruned_unix_ms, 0);
+
+    county.shutdown(Duration::from_secs(2)).await;
+    hub.shutdown(Duration::from_secs(2)).await;
+}
