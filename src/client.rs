@@ -354,13 +354,19 @@ impl Operator {
         });
         // The node stops waiting too.
         req.set_timeout(timeout);
+        let started = tokio::time::Instant::now();
         match tokio::time::timeout(timeout, self.inner.wait_receipt(req)).await {
             Err(_) => Err(timed_out()),
+            // The time ran out, however the transport tells it: the node's
+            // DEADLINE_EXCEEDED, tonic's own timer (CANCELLED), or, when a
+            // very short timeout fires while the call is being set up, an
+            // UNKNOWN status whose message is the transport's Debug text.
             Ok(Err(s))
                 if matches!(
                     s.code(),
                     tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
-                ) =>
+                ) || started.elapsed() >= timeout
+                    || s.message().contains("TimeoutExpired") =>
             {
                 Err(timed_out())
             }

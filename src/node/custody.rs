@@ -23,6 +23,7 @@ use crate::proto::{EventKind, SignedReceipt, SignedReport};
 use crate::receipt;
 use crate::store::{Destination, FROM_OPERATOR, ItemRecord, PutOutcome, Store};
 use crate::trust::Keys;
+use super::live::Live;
 
 /// Stores items and vouches for them.
 #[derive(Debug)]
@@ -31,7 +32,8 @@ pub(crate) struct Custody {
     keys: Arc<Keys>,
     routes: Arc<Routes>,
     events: Events,
-    deadlines: Deadlines,
+    /// Reloaded on SIGHUP.
+    deadlines: Live<Deadlines>,
 }
 
 impl Custody {
@@ -47,8 +49,13 @@ impl Custody {
             keys,
             routes,
             events,
-            deadlines,
+            deadlines: Live::new(deadlines),
         }
+    }
+
+    /// The deadlines in force, shared with whoever else computes them.
+    pub(crate) fn deadlines(&self) -> Live<Deadlines> {
+        self.deadlines.clone()
     }
 
     /// Stores a verified item durably (or finds it already stored with the
@@ -139,7 +146,7 @@ impl Custody {
             signed: signed.encode_to_vec(),
             lane: u32::from(item.class().lane()),
             created_ms: report.created_unix_ms,
-            deadline_ms: self.deadlines.receipt_deadline(
+            deadline_ms: self.deadlines.get().receipt_deadline(
                 item.class(),
                 report.created_unix_ms,
                 report.deadline_unix_ms,

@@ -47,6 +47,9 @@
 //! - `audit`: signed checkpoints of the custody log (its records are
 //!   written by the store with each change);
 //! - `reload`: the CA and CRL kept current, the CRL's freshness watched;
+//! - `reconfigure`: SIGHUP — the configuration read again, what can change
+//!   while running applied (`live` holds such settings), the rest named
+//!   as needing a restart;
 //! - [`error`]: why a node did not start or a request was refused, and the
 //!   one mapping of refusals to gRPC status codes.
 
@@ -63,9 +66,11 @@ mod history;
 mod inbox;
 mod inflight;
 mod listeners;
+mod live;
 mod office;
 mod operator;
 mod push_down;
+mod reconfigure;
 mod relay;
 mod reload;
 mod review;
@@ -77,4 +82,5 @@ mod upload;
 mod who;
 
 pub use error::StartError;
+pub use reconfigure::Reconfigured;
 pub use start::{RunningNode, start};
