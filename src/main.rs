@@ -10,7 +10,9 @@ use clap::Parser;
 fn main() -> ExitCode {
     let args = cli::args::Cli::parse();
     if let Err(e) = zhibao::telemetry::init_with(&cli::log_options(&args)) {
-        eprintln!("error: cannot open the log file: {e}; check the directory exists and is writable");
+        eprintln!(
+            "error: cannot open the log file: {e}; check the directory exists and is writable"
+        );
         return ExitCode::FAILURE;
     }
     cli::when::force_utc(args.utc);

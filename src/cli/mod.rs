@@ -82,8 +82,9 @@ pub(crate) fn error_line(e: &anyhow::Error) -> String {
 /// What to do about `e`, for the kinds of failure where the message itself
 /// does not say.
 fn hint(e: &anyhow::Error) -> Option<&'static str> {
-    if let Some(zhibao::config::ConfigError::Parse { .. } | zhibao::config::ConfigError::Invalid { .. }) =
-        e.downcast_ref::<zhibao::config::ConfigError>()
+    if let Some(
+        zhibao::config::ConfigError::Parse { .. } | zhibao::config::ConfigError::Invalid { .. },
+    ) = e.downcast_ref::<zhibao::config::ConfigError>()
     {
         return Some("fix it in the configuration (config/*.toml documents every field)");
     }
@@ -97,9 +98,9 @@ fn hint(e: &anyhow::Error) -> Option<&'static str> {
         );
     }
     match e.downcast_ref::<ClientError>() {
-        Some(ClientError::NotRunning { .. }) => {
-            Some("start it with `zhibao serve --config FILE`, or give the right --config or --socket")
-        }
+        Some(ClientError::NotRunning { .. }) => Some(
+            "start it with `zhibao serve --config FILE`, or give the right --config or --socket",
+        ),
         _ => None,
     }
 }
@@ -798,7 +799,11 @@ impl Signals {
 /// needing a restart; a file that does not load changes nothing) and has
 /// the node look at its trust files (CA, CRL, certificate, key) at once.
 /// Every signal is logged.
-async fn serve_until_stopped(running: &node::RunningNode, config: &std::path::Path, mut s: Signals) {
+async fn serve_until_stopped(
+    running: &node::RunningNode,
+    config: &std::path::Path,
+    mut s: Signals,
+) {
     loop {
         tokio::select! {
             _ = s.int.recv() => return tracing::info!(signal = "SIGINT", "SIGINT received: stopping (draining streams, closing the store)"),

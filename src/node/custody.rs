@@ -15,6 +15,7 @@ use tracing::{error, info};
 
 use super::error::Error;
 use super::events::Events;
+use super::live::Live;
 use super::routes::Routes;
 use crate::config::Deadlines;
 use crate::digest::hex;
@@ -23,7 +24,6 @@ use crate::proto::{EventKind, SignedReceipt, SignedReport};
 use crate::receipt;
 use crate::store::{Destination, FROM_OPERATOR, ItemRecord, PutOutcome, Store};
 use crate::trust::Keys;
-use super::live::Live;
 
 /// Stores items and vouches for them.
 #[derive(Debug)]

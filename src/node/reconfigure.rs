@@ -61,7 +61,10 @@ impl Reconfigure {
     /// The configuration that would be in force (the running one with the
     /// new live fields) does not validate — e.g. review is configured and
     /// the new operators have no reviewer; nothing is changed.
-    pub(crate) fn apply(&self, new: &NodeConfig) -> Result<Reconfigured, crate::config::ConfigError> {
+    pub(crate) fn apply(
+        &self,
+        new: &NodeConfig,
+    ) -> Result<Reconfigured, crate::config::ConfigError> {
         let mut in_force = self.in_force.lock().unwrap_or_else(|e| e.into_inner());
         let changed = diff(&in_force, new);
         let (applied, need_restart): (Vec<String>, Vec<String>) =
@@ -105,8 +108,12 @@ impl Reconfigure {
 
 /// Whether a changed field takes effect without a restart.
 fn is_live(field: &str) -> bool {
-    LIVE.iter()
-        .any(|l| field == *l || field.strip_prefix(l).is_some_and(|r| r.starts_with(['.', '['])))
+    LIVE.iter().any(|l| {
+        field == *l
+            || field
+                .strip_prefix(l)
+                .is_some_and(|r| r.starts_with(['.', '[']))
+    })
 }
 
 /// The dotted names of the fields that differ between `a` and `b`; arrays

@@ -448,7 +448,6 @@ fn offered_to(now: i64, at: Schedule) -> &'static str {
     }
 }
 
-
 /// Watches the items awaiting review: offers them to the deputy, raises
 /// the alarm, and sends them when their time is up.
 #[derive(Debug)]
