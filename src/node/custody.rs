@@ -198,7 +198,7 @@ impl Custody {
                     stored: hex(&old.sha256),
                     offered: hex(item.sha256()),
                 };
-                error!(alarm = "id-conflict", %from, origin = %report.origin, "ALARM: {e}");
+                error!(alarm = "id-conflict", item = %item.id(), %from, origin = %report.origin, stored = %hex(&old.sha256), offered = %hex(item.sha256()), "ALARM: an item id arrived again with different bytes; the stored one is kept, the new one refused");
                 self.events.alarm(item.id(), "", e.to_string());
                 Err(e)
             }
