@@ -28,9 +28,10 @@ pub enum ClientError {
         /// The connect error.
         source: std::io::Error,
     },
-    /// The node answered with an error.
-    #[error("{}: {}", .0.code(), .0.message())]
-    Status(#[from] tonic::Status),
+    /// The node answered with an error. Shown as the node's message, which
+    /// names what is wrong (the gRPC code is for programs).
+    #[error("{}", status_text(.0))]
+    Status(tonic::Status),
     /// No receipt came within the time asked for; the item is still queued.
     #[error(
         "no receipt for {id} within {}; it stays queued and is sent when the upstream takes it (follow it with `zhibao status {id}`)",
@@ -56,6 +57,23 @@ pub enum ClientError {
     /// TLS setup failed.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+}
+
+impl From<tonic::Status> for ClientError {
+    fn from(s: tonic::Status) -> Self {
+        Self::Status(s)
+    }
+}
+
+/// A status as one line for people: the node's message; if it sent none,
+/// what the code means.
+fn status_text(s: &tonic::Status) -> String {
+    let message = s.message().trim();
+    if message.is_empty() {
+        format!("the node refused the request ({:?})", s.code())
+    } else {
+        message.to_string()
+    }
 }
 
 /// A connection to a node's operator API over its Unix socket.

@@ -62,7 +62,12 @@ const EX_UNAVAILABLE: u8 = 69;
 pub(crate) fn error_line(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {
-        let text = cause.to_string();
+        // A status straight from a gRPC call: its message names what is
+        // wrong; its own Display is `code: '...', message: "..."`.
+        let text = match cause.downcast_ref::<tonic::Status>() {
+            Some(s) if !s.message().trim().is_empty() => s.message().to_string(),
+            _ => cause.to_string(),
+        };
         let text = text.trim().trim_end_matches('.').to_string();
         if text.is_empty() || parts.iter().any(|p| p.contains(&text)) {
             continue;
@@ -82,11 +87,20 @@ pub(crate) fn error_line(e: &anyhow::Error) -> String {
 /// What to do about `e`, for the kinds of failure where the message itself
 /// does not say.
 fn hint(e: &anyhow::Error) -> Option<&'static str> {
-    if let Some(
-        zhibao::config::ConfigError::Parse { .. } | zhibao::config::ConfigError::Invalid { .. },
-    ) = e.downcast_ref::<zhibao::config::ConfigError>()
+    use zhibao::config::ConfigError;
+    // Only when nothing around it already says what to do.
+    match e
+        .chain()
+        .next()
+        .and_then(|t| t.downcast_ref::<ConfigError>())
     {
-        return Some("fix it in the configuration (config/*.toml documents every field)");
+        Some(ConfigError::Parse { .. } | ConfigError::Invalid { .. }) => {
+            return Some("fix it in the configuration (config/*.toml documents every field)");
+        }
+        Some(ConfigError::Read { .. }) => {
+            return Some("give the node's configuration file with --config (examples in config/)");
+        }
+        None => {}
     }
     let store_in_use = e.chain().any(|c| {
         matches!(c.downcast_ref::<zhibao::store::Error>(),
@@ -101,6 +115,9 @@ fn hint(e: &anyhow::Error) -> Option<&'static str> {
         Some(ClientError::NotRunning { .. }) => Some(
             "start it with `zhibao serve --config FILE`, or give the right --config or --socket",
         ),
+        Some(ClientError::Transport { .. }) => {
+            Some("check the address, and that the node there is running")
+        }
         _ => None,
     }
 }
