@@ -62,6 +62,20 @@ fn a_bad_route_role_names_the_field_and_the_accepted_values() {
 }
 
 #[test]
+fn a_missing_configuration_file_says_what_to_give() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("absent.toml");
+    let out = zhibao(&["serve", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(64));
+    let err = stderr(&out);
+    assert_for_people(&err);
+    assert!(
+        err.contains("absent.toml") && err.contains("--config"),
+        "{err}"
+    );
+}
+
+#[test]
 fn an_unknown_review_mode_names_its_field_too() {
     let region = Region::new(&[]);
     let cfg = region.hub_config("127.0.0.1:0".parse().unwrap());
@@ -171,6 +185,20 @@ async fn times_are_in_the_nodes_local_time_unless_utc_is_asked_for() {
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(created(&text).ends_with("UTC"), "{args:?}: {text}");
     }
+    // A refusal is the node's message, once, not gRPC's code text.
+    let out = zhibao(&[
+        "status",
+        "0123456789abcdef0123456789abcdef",
+        "--socket",
+        &socket,
+    ]);
+    let err = stderr(&out);
+    assert_for_people(&err);
+    assert!(!err.contains("code: '"), "{err}");
+    assert_eq!(
+        err.trim_end(),
+        "error: no item 0123456789abcdef0123456789abcdef"
+    );
     // The node's own view (CRL, certificate) too.
     let node_view = zhibao(&["status", "--socket", &socket]);
     let text = String::from_utf8_lossy(&node_view.stdout).into_owned();

@@ -202,6 +202,7 @@ fn json_logs_signals_and_a_sighup_reload_on_a_real_node() {
     node.signal("TERM");
     let last = json(node.until("SIGTERM received").last().unwrap());
     assert_eq!(last["fields"]["signal"], "SIGTERM");
+    node.until("node stopped");
     let mut node = node;
     assert!(node.child.wait().unwrap().success());
 }

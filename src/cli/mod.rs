@@ -207,7 +207,9 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 running.operator_socket.display()
             );
             serve_until_stopped(&running, &config, signals).await;
+            let node_id = running.node_id.clone();
             running.shutdown(Duration::from_secs(10)).await;
+            tracing::info!(node = %node_id, "node stopped");
         }
         Command::Certs { action } => certs(action)?,
         Command::Submit {

@@ -437,7 +437,8 @@ fn work(parts: &Parts) -> Stage {
             parts.events.clone(),
             parts.clock,
         )
-        .with_keys(parts.keys.clone());
+        .with_keys(parts.keys.clone())
+        .with_utc_offset(cfg.deadlines.offset_ms().unwrap_or(0));
         stage
             .tasks
             .push(tokio::spawn(watch.run(stage.token.clone())));
