@@ -1246,4 +1246,44 @@ key = "certs/county-a.key"
         let err = parse(&BASE.replace("county-a\"\ndata", "County A\"\ndata")).unwrap_err();
         assert!(err.to_string().contains("node_id"), "{err}");
     }
+
+    #[test]
+    fn a_parse_error_is_one_line_with_the_field_and_the_accepted_values() {
+        for upstream in [
+            "[upstream]\nnode_id = \"hub\"\naddr = \"h:1\"\nrole = \"main\"\n",
+            "[[upstream]]\nnode_id = \"hub\"\naddr = \"h:1\"\nrole = \"main\"\n",
+        ] {
+            let err = parse(&format!("{BASE}{upstream}")).unwrap_err().to_string();
+            assert!(!err.contains('\n') && !err.contains("untagged"), "{err}");
+            assert!(
+                err.contains("`upstream.role`")
+                    && err.contains(
+                        r#""main" is not accepted here; use one of "primary", "alternate", "skip""#
+                    ),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn logging_peeks_at_its_section_and_the_offset_before_the_real_load() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let path = dir.join("n.toml");
+        std::fs::write(
+            &path,
+            "[log]\nformat = \"json\"\n[deadlines]\nutc_offset = \"-03:30\"\n",
+        )
+        .unwrap();
+        let (log, offset) = NodeConfig::peek_log(&path);
+        assert_eq!(log.format, crate::telemetry::LogFormat::Json);
+        assert_eq!(offset, -(3 * 3600 + 30 * 60));
+        // Missing or broken: the defaults (text, +08:00); the real load reports it.
+        let (log, offset) = NodeConfig::peek_log(&dir.join("absent.toml"));
+        assert_eq!(
+            (log.format, offset),
+            (crate::telemetry::LogFormat::Text, 8 * 3600)
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
