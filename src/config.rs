@@ -1284,6 +1284,5 @@ key = "certs/county-a.key"
             (log.format, offset),
             (crate::telemetry::LogFormat::Text, 8 * 3600)
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
