@@ -198,6 +198,22 @@ fn json_logs_signals_and_a_sighup_reload_on_a_real_node() {
     let out = node.operator(&["status"]);
     assert!(out.status.success(), "still serving: {out:?}");
 
+    // The operators are live too: unlisted local users refused from now on.
+    cfg.operator.allow_unlisted = false;
+    std::fs::write(&path, cfg.to_toml().unwrap()).unwrap();
+    node.signal("HUP");
+    let applied = json(node.until("SIGHUP: configuration reloaded").last().unwrap());
+    assert!(
+        applied["fields"]["applied"]
+            .as_str()
+            .unwrap()
+            .contains("operator.allow_unlisted")
+    );
+    let out = node.operator(&["status"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("operator.allow_unlisted is false"), "{err}");
+
     // SIGTERM is logged, and the node stops cleanly.
     node.signal("TERM");
     let last = json(node.until("SIGTERM received").last().unwrap());
