@@ -76,6 +76,21 @@ fn a_missing_configuration_file_says_what_to_give() {
 }
 
 #[test]
+fn a_port_in_use_names_the_field_and_what_to_do() {
+    let region = Region::new(&[]);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let cfg = region.hub_config(taken.local_addr().unwrap());
+    let path = region.dir.path().join("hub.toml");
+    std::fs::write(&path, cfg.to_toml().unwrap()).unwrap();
+    let out = zhibao(&["serve", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(64));
+    let err = stderr(&out);
+    assert_for_people(&err);
+    assert!(err.contains("`relay.listen`"), "{err}");
+    assert!(err.contains("give another one"), "{err}");
+}
+
+#[test]
 fn an_unknown_review_mode_names_its_field_too() {
     let region = Region::new(&[]);
     let cfg = region.hub_config("127.0.0.1:0".parse().unwrap());

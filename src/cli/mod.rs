@@ -102,6 +102,29 @@ fn hint(e: &anyhow::Error) -> Option<&'static str> {
         }
         None => {}
     }
+    if let Some(start) = e
+        .chain()
+        .next()
+        .and_then(|t| t.downcast_ref::<node::StartError>())
+    {
+        use node::StartError as S;
+        match start {
+            S::Bind { .. } => {
+                return Some(
+                    "stop what holds that address, or give another one in the configuration",
+                );
+            }
+            S::Load { .. } | S::NotTrusted { .. } | S::Tls(_) | S::IdentityMismatch { .. } => {
+                return Some(
+                    "give the node its own files from the region's PKI (`zhibao certs bundle --node ID`)",
+                );
+            }
+            S::Config(_) => {
+                return Some("fix it in the configuration (config/*.toml documents every field)");
+            }
+            S::Store { .. } | S::CaKeyPresent { .. } => {}
+        }
+    }
     let store_in_use = e.chain().any(|c| {
         matches!(c.downcast_ref::<zhibao::store::Error>(),
             Some(zhibao::store::Error::Db(db)) if matches!(**db, redb::Error::DatabaseAlreadyOpen))
