@@ -28,9 +28,10 @@ pub enum ClientError {
         /// The connect error.
         source: std::io::Error,
     },
-    /// The node answered with an error.
-    #[error("{}: {}", .0.code(), .0.message())]
-    Status(#[from] tonic::Status),
+    /// The node answered with an error. Shown as the node's message, which
+    /// names what is wrong (the gRPC code is for programs).
+    #[error("{}", status_text(.0))]
+    Status(tonic::Status),
     /// No receipt came within the time asked for; the item is still queued.
     #[error(
         "no receipt for {id} within {}; it stays queued and is sent when the upstream takes it (follow it with `zhibao status {id}`)",
@@ -56,6 +57,23 @@ pub enum ClientError {
     /// TLS setup failed.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+}
+
+impl From<tonic::Status> for ClientError {
+    fn from(s: tonic::Status) -> Self {
+        Self::Status(s)
+    }
+}
+
+/// A status as one line for people: the node's message; if it sent none,
+/// what the code means.
+fn status_text(s: &tonic::Status) -> String {
+    let message = s.message().trim();
+    if message.is_empty() {
+        format!("the node refused the request ({:?})", s.code())
+    } else {
+        message.to_string()
+    }
 }
 
 /// A connection to a node's operator API over its Unix socket.
@@ -370,13 +388,19 @@ impl Operator {
         });
         // The node stops waiting too.
         req.set_timeout(timeout);
+        let started = tokio::time::Instant::now();
         match tokio::time::timeout(timeout, self.inner.wait_receipt(req)).await {
             Err(_) => Err(timed_out()),
+            // The time ran out, however the transport tells it: the node's
+            // DEADLINE_EXCEEDED, tonic's own timer (CANCELLED), or, when a
+            // very short timeout fires while the call is being set up, an
+            // UNKNOWN status whose message is the transport's Debug text.
             Ok(Err(s))
                 if matches!(
                     s.code(),
                     tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
-                ) =>
+                ) || started.elapsed() >= timeout
+                    || s.message().contains("TimeoutExpired") =>
             {
                 Err(timed_out())
             }

@@ -40,6 +40,53 @@ pub enum ConfigError {
     },
 }
 
+/// The TOML parser's error in one line for people: where (line and the
+/// dotted field, when the error points at one) and what, with the
+/// accepted values when the parser lists them. The parser's own text
+/// spans several lines with a drawing of the spot.
+fn parse_message(text: &str, e: &toml::de::Error) -> String {
+    let what = e.message().trim().trim_end_matches('.');
+    let what = match what.strip_prefix("unknown variant ") {
+        Some(rest) => match rest.split_once(", expected one of ") {
+            Some((got, accepted)) => format!(
+                "{} is not accepted here; use one of {}",
+                got.replace('`', "\""),
+                accepted.replace('`', "\"")
+            ),
+            None => what.to_string(),
+        },
+        None => what.to_string(),
+    };
+    let Some(span) = e.span() else {
+        return what;
+    };
+    let before = text.get(..span.start).unwrap_or(text);
+    let line_no = before.matches('\n').count() + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
+    // The table this line belongs to: the last `[name]` or `[[name]]` above it.
+    let table = before
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"').to_string())
+        .filter(|k| !k.is_empty() && !k.starts_with('['));
+    let field = match (table, key) {
+        (Some(t), Some(k)) => format!("`{t}.{k}`"),
+        (None, Some(k)) => format!("`{k}`"),
+        (Some(t), None) => format!("[{t}]"),
+        (None, None) => String::new(),
+    };
+    if field.is_empty() {
+        format!("line {line_no}: {what}")
+    } else {
+        format!("line {line_no}, {field}: {what}")
+    }
+}
+
 /// Paths of this node's identity and the region's trust material.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -336,18 +383,29 @@ pub struct UpstreamConfig {
     pub role: Role,
 }
 
-/// `[upstream]` (one route) or `[[upstream]]` (several).
+/// `[upstream]` (one route) or `[[upstream]]` (several). Not an untagged
+/// enum: that would hide why a route does not parse (a bad `role` came out
+/// as "did not match any variant of untagged enum"); a visitor passes the
+/// route's own error, naming the field and the accepted values, through.
 fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<UpstreamConfig>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(UpstreamConfig),
-        Many(Vec<UpstreamConfig>),
+    struct Routes;
+    impl<'de> serde::de::Visitor<'de> for Routes {
+        type Value = Vec<UpstreamConfig>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an [upstream] table or [[upstream]] tables")
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            UpstreamConfig::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                .map(|u| vec![u])
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            Vec::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+        }
     }
-    Ok(match OneOrMany::deserialize(d)? {
-        OneOrMany::One(u) => vec![u],
-        OneOrMany::Many(v) => v,
-    })
+    d.deserialize_any(Routes)
 }
 
 /// Bounds on everything that comes from outside.
@@ -609,6 +667,18 @@ pub struct NodeConfig {
     /// How long delivered items' bodies and attachments stay here.
     #[serde(default)]
     pub retention: RetentionConfig,
+    /// How `zhibao serve` logs (`--log-format` overrides).
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// `[log]`: how the node writes its log.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (the default, for people) or `json` (one object per line).
+    #[serde(default)]
+    pub format: crate::telemetry::LogFormat,
 }
 
 /// `[retention]`: what happens to an item's body and attachments once its
@@ -726,7 +796,7 @@ impl NodeConfig {
         })?;
         let cfg: Self = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            message: parse_message(&text, &e),
         })?;
         cfg.validate()?;
         Ok(cfg)
@@ -1045,7 +1115,43 @@ impl NodeConfig {
             office: OfficeConfig::default(),
             review: ReviewConfig::default(),
             retention: RetentionConfig::default(),
+            log: LogConfig::default(),
         }
+    }
+
+    /// What logging needs before the configuration is loaded for real: its
+    /// `[log]` section and local time offset (seconds east of UTC), read
+    /// leniently from `path`. Anything missing or unreadable gives the
+    /// defaults: the full load that follows reports what is wrong.
+    pub fn peek_log(path: &Path) -> (LogConfig, i32) {
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        struct Peek {
+            log: Option<LogConfig>,
+            deadlines: Option<toml::Table>,
+        }
+        let peek: Peek = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| toml::from_str(&t).ok())
+            .unwrap_or_default();
+        let offset = peek
+            .deadlines
+            .and_then(|d| d.get("utc_offset")?.as_str().map(str::to_string))
+            .map_or_else(
+                || Deadlines::default().offset_ms(),
+                |utc_offset| {
+                    Deadlines {
+                        utc_offset,
+                        ..Deadlines::default()
+                    }
+                    .offset_ms()
+                },
+            )
+            .unwrap_or(0);
+        (
+            peek.log.unwrap_or_default(),
+            i32::try_from(offset / 1000).unwrap_or(0),
+        )
     }
 }
 
@@ -1056,7 +1162,7 @@ mod tests {
     fn parse(text: &str) -> Result<NodeConfig, ConfigError> {
         let cfg: NodeConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: "test.toml".into(),
-            message: e.to_string(),
+            message: parse_message(text, &e),
         })?;
         cfg.validate()?;
         Ok(cfg)
@@ -1213,5 +1319,44 @@ key = "certs/county-a.key"
         assert!(err.to_string().contains("bogus"), "{err}");
         let err = parse(&BASE.replace("county-a\"\ndata", "County A\"\ndata")).unwrap_err();
         assert!(err.to_string().contains("node_id"), "{err}");
+    }
+
+    #[test]
+    fn a_parse_error_is_one_line_with_the_field_and_the_accepted_values() {
+        for upstream in [
+            "[upstream]\nnode_id = \"hub\"\naddr = \"h:1\"\nrole = \"main\"\n",
+            "[[upstream]]\nnode_id = \"hub\"\naddr = \"h:1\"\nrole = \"main\"\n",
+        ] {
+            let err = parse(&format!("{BASE}{upstream}")).unwrap_err().to_string();
+            assert!(!err.contains('\n') && !err.contains("untagged"), "{err}");
+            assert!(
+                err.contains("`upstream.role`")
+                    && err.contains(
+                        r#""main" is not accepted here; use one of "primary", "alternate", "skip""#
+                    ),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn logging_peeks_at_its_section_and_the_offset_before_the_real_load() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let path = dir.join("n.toml");
+        std::fs::write(
+            &path,
+            "[log]\nformat = \"json\"\n[deadlines]\nutc_offset = \"-03:30\"\n",
+        )
+        .unwrap();
+        let (log, offset) = NodeConfig::peek_log(&path);
+        assert_eq!(log.format, crate::telemetry::LogFormat::Json);
+        assert_eq!(offset, -(3 * 3600 + 30 * 60));
+        // Missing or broken: the defaults (text, +08:00); the real load reports it.
+        let (log, offset) = NodeConfig::peek_log(&dir.join("absent.toml"));
+        assert_eq!(
+            (log.format, offset),
+            (crate::telemetry::LogFormat::Text, 8 * 3600)
+        );
     }
 }

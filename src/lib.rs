@@ -36,9 +36,10 @@
 //! - [`client`]: operator and inbox clients (the CLI's and the tests').
 //!
 //! Tools: [`pki`] makes the region's certificates (`zhibao certs`);
-//! [`telemetry`] sets up logs. The `zhibao` binary (`src/main.rs`,
-//! `src/cli/`: commands, output for people, `demo`, `bench`) is built on
-//! these; the library does not depend on it.
+//! [`telemetry`] sets up logs (text in local time, or JSON lines). The
+//! `zhibao` binary (`src/main.rs`, `src/cli/`: commands, output for
+//! people, `demo`, `bench`) is built on these; the library does not
+//! depend on it.
 //!
 //! # How an item flows
 //! ```text

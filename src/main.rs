@@ -9,7 +9,13 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = cli::args::Cli::parse();
-    zhibao::telemetry::init(args.command.default_log_filter());
+    if let Err(e) = zhibao::telemetry::init_with(&cli::log_options(&args)) {
+        eprintln!(
+            "error: cannot open the log file: {e}; check the directory exists and is writable"
+        );
+        return ExitCode::FAILURE;
+    }
+    cli::when::force_utc(args.utc);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -20,7 +26,7 @@ fn main() -> ExitCode {
     match runtime.block_on(cli::run(args.command)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", cli::error_line(&e));
             cli::exit_code(&e)
         }
     }

@@ -1,15 +1,99 @@
-//! Structured logs on stderr, filtered by `RUST_LOG`; errors in one line.
+//! Logs on stderr (or a file), filtered by `RUST_LOG`: human text by
+//! default, or one JSON object per line (`--log-format json`, `[log]
+//! format`) for log shippers; errors in one line; rate-limited warnings.
+//!
+//! A JSON line is tracing-subscriber's standard shape: `timestamp` (UTC,
+//! RFC 3339), `level`, `target`, `fields` (with `message` and every
+//! structured field of the event: `peer`, `alarm`, `item`, `why`...) and
+//! the `span`s it happened in. Text lines are stamped in the node's local
+//! time (`deadlines.utc_offset`) with the offset written out.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// One line of text per event, for people (the default).
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Where and how to log.
+#[derive(Debug, Clone, Default)]
+pub struct LogOptions {
+    /// The filter unless `RUST_LOG` says otherwise, e.g. `info,h2=warn`.
+    pub default_filter: String,
+    /// Text or JSON.
+    pub format: LogFormat,
+    /// Append to this file instead of writing to stderr.
+    pub file: Option<PathBuf>,
+    /// Text lines' timestamps this many seconds east of UTC (the node's
+    /// local time); JSON timestamps are always UTC.
+    pub utc_offset_secs: i32,
+}
 
 /// Installs the log subscriber with `default` as the filter unless
-/// `RUST_LOG` says otherwise; a second call is harmless.
+/// `RUST_LOG` says otherwise; text on stderr. A second call is harmless.
 pub fn init(default: &str) {
+    let _ = init_with(&LogOptions {
+        default_filter: default.to_string(),
+        ..LogOptions::default()
+    });
+}
+
+/// Installs the log subscriber as `opts` says. A second call is harmless
+/// (the first one stays).
+///
+/// # Errors
+/// The log file cannot be opened for appending.
+pub fn init_with(opts: &LogOptions) -> std::io::Result<()> {
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
+    use tracing_subscriber::prelude::*;
+
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&opts.default_filter));
+    let (writer, ansi) = match &opts.file {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?;
+            (BoxMakeWriter::new(std::sync::Mutex::new(file)), false)
+        }
+        None => (
+            BoxMakeWriter::new(std::io::stderr),
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        ),
+    };
+    let layer = match opts.format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(writer)
+            .boxed(),
+        LogFormat::Text => {
+            let offset = time::UtcOffset::from_whole_seconds(opts.utc_offset_secs)
+                .unwrap_or(time::UtcOffset::UTC);
+            let timer = tracing_subscriber::fmt::time::OffsetTime::new(
+                offset,
+                time::format_description::well_known::Rfc3339,
+            );
+            tracing_subscriber::fmt::layer()
+                .with_timer(timer)
+                .with_ansi(ansi)
+                .with_writer(writer)
+                .boxed()
+        }
+    };
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(layer)
         .try_init();
+    Ok(())
 }
 
 /// `e` and its sources in one line, `a: b: c`. For errors whose top level

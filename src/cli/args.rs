@@ -14,6 +14,14 @@ use clap::{Parser, Subcommand};
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
+    /// Log lines as text for people, or one JSON object per line for log
+    /// shippers [default: the configuration's `[log] format`, else text].
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    pub(crate) log_format: Option<zhibao::telemetry::LogFormat>,
+    /// Show times in UTC rather than the node's local time
+    /// (`deadlines.utc_offset`).
+    #[arg(long, global = true)]
+    pub(crate) utc: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -328,6 +336,16 @@ pub(crate) enum Command {
     },
     /// Run a whole small region on loopback and show it working.
     Demo,
+    /// Print a shell completion script: `zhibao completions bash >
+    /// /etc/bash_completion.d/zhibao` (zsh: into a directory of $fpath as
+    /// `_zhibao`; fish: ~/.config/fish/completions/zhibao.fish).
+    Completions {
+        /// bash, zsh or fish.
+        shell: Shell,
+    },
+    /// Print the manual page (roff), generated from these options:
+    /// `zhibao man > /usr/local/share/man/man1/zhibao.1`.
+    Man,
     /// Measure throughput and latency on loopback (hub ingest, end to end,
     /// emergency under load) and print a table.
     Bench {
@@ -377,6 +395,17 @@ pub(crate) enum Command {
         #[arg(long)]
         stats: bool,
     },
+}
+
+/// The shells `zhibao completions` writes for.
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+pub(crate) enum Shell {
+    /// GNU bash.
+    Bash,
+    /// Z shell.
+    Zsh,
+    /// The friendly interactive shell.
+    Fish,
 }
 
 /// A period of the office's figures: one of --month, --quarter, --year.
@@ -511,9 +540,6 @@ pub(crate) struct Output {
     /// One JSON object per line, for scripts.
     #[arg(long)]
     pub(crate) json: bool,
-    /// Times in UTC rather than the node's local time.
-    #[arg(long)]
-    pub(crate) utc: bool,
     /// zh (中文) or en; default: ZHIBAO_LANG, else the locale (LANG).
     #[arg(long)]
     pub(crate) lang: Option<String>,
@@ -657,12 +683,15 @@ pub(crate) struct PkiDirs {
     pub(crate) ca_dir: Option<PathBuf>,
 }
 
+/// A node's log filter unless `RUST_LOG` says otherwise.
+pub(crate) const SERVE_LOG_FILTER: &str = "info,h2=warn,tower=warn,hyper=warn";
+
 impl Command {
     /// The log filter when `RUST_LOG` does not say otherwise: a daemon says
     /// what it does; a command prints only its result and warnings.
     pub(crate) fn default_log_filter(&self) -> &'static str {
         match self {
-            Self::Serve { .. } => "info,h2=warn,tower=warn,hyper=warn",
+            Self::Serve { .. } => SERVE_LOG_FILTER,
             _ => "warn",
         }
     }

@@ -30,6 +30,12 @@ use zhibao::{pki, trust};
 const COUNTIES: [&str; 3] = ["county-a", "county-b", "county-c"];
 const HUB: &str = "hub";
 
+/// Where the demo's nodes log (kept after the demo, unlike its region):
+/// `<tmp>/zhibao-demo-<pid>.log`.
+pub(crate) fn log_path() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("zhibao-demo-{}.log", std::process::id()))
+}
+
 struct Submitted {
     id: String,
     county: &'static str,
@@ -62,6 +68,10 @@ async fn start_hub(pki_dir: &Path, data: &Path, addr: SocketAddr) -> anyhow::Res
 pub async fn run() -> anyhow::Result<bool> {
     let started = Instant::now();
     let tmp = super::scratch::ScratchDir::new("run").context("creating a temporary directory")?;
+    println!(
+        "the nodes log to {} (what follows is the demo's own report)",
+        log_path().display()
+    );
     let pki_dir = tmp.path().join("certs");
     let data = tmp.path().join("data");
     let counties: Vec<String> = COUNTIES.iter().map(|s| (*s).to_string()).collect();
@@ -276,6 +286,7 @@ pub async fn run() -> anyhow::Result<bool> {
             "FAILED"
         }
     );
+    println!("the nodes' own log: {}", log_path().display());
     Ok(ok)
 }
 

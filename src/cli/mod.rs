@@ -14,7 +14,7 @@ mod office;
 mod review;
 mod scratch;
 mod store;
-mod when;
+pub(crate) mod when;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -56,6 +56,96 @@ struct Refused {
 /// Exit code when the node is not running (sysexits EX_UNAVAILABLE).
 const EX_UNAVAILABLE: u8 = 69;
 
+/// A failed command's error as one line for people: its causes joined,
+/// each said once (wrappers often repeat what they wrap, and some say it
+/// in their own words and again through their source), and what to do
+/// where the kind of failure says it.
+pub(crate) fn error_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        // A status straight from a gRPC call: its message names what is
+        // wrong; its own Display is `code: '...', message: "..."`.
+        let text = match cause.downcast_ref::<tonic::Status>() {
+            Some(s) if !s.message().trim().is_empty() => s.message().to_string(),
+            _ => cause.to_string(),
+        };
+        let text = text.trim().trim_end_matches('.').to_string();
+        if text.is_empty() || parts.iter().any(|p| p.contains(&text)) {
+            continue;
+        }
+        // A later cause that contains an earlier one replaces it.
+        parts.retain(|p| !text.contains(p.as_str()));
+        parts.push(text);
+    }
+    let mut line = parts.join(": ");
+    if let Some(hint) = hint(e) {
+        line.push_str("; ");
+        line.push_str(hint);
+    }
+    line
+}
+
+/// What to do about `e`, for the kinds of failure where the message itself
+/// does not say.
+fn hint(e: &anyhow::Error) -> Option<&'static str> {
+    use zhibao::config::ConfigError;
+    // Only when nothing around it already says what to do.
+    match e
+        .chain()
+        .next()
+        .and_then(|t| t.downcast_ref::<ConfigError>())
+    {
+        Some(ConfigError::Parse { .. } | ConfigError::Invalid { .. }) => {
+            return Some("fix it in the configuration (config/*.toml documents every field)");
+        }
+        Some(ConfigError::Read { .. }) => {
+            return Some("give the node's configuration file with --config (examples in config/)");
+        }
+        None => {}
+    }
+    if let Some(start) = e
+        .chain()
+        .next()
+        .and_then(|t| t.downcast_ref::<node::StartError>())
+    {
+        use node::StartError as S;
+        match start {
+            S::Bind { .. } => {
+                return Some(
+                    "stop what holds that address, or give another one in the configuration",
+                );
+            }
+            S::Load { .. } | S::NotTrusted { .. } | S::Tls(_) | S::IdentityMismatch { .. } => {
+                return Some(
+                    "give the node its own files from the region's PKI (`zhibao certs bundle --node ID`)",
+                );
+            }
+            S::Config(_) => {
+                return Some("fix it in the configuration (config/*.toml documents every field)");
+            }
+            S::Store { .. } | S::CaKeyPresent { .. } => {}
+        }
+    }
+    let store_in_use = e.chain().any(|c| {
+        matches!(c.downcast_ref::<zhibao::store::Error>(),
+            Some(zhibao::store::Error::Db(db)) if matches!(**db, redb::Error::DatabaseAlreadyOpen))
+    });
+    if store_in_use {
+        return Some(
+            "another zhibao process has this data directory open: stop that node first, or give this one its own data_dir",
+        );
+    }
+    match e.downcast_ref::<ClientError>() {
+        Some(ClientError::NotRunning { .. }) => Some(
+            "start it with `zhibao serve --config FILE`, or give the right --config or --socket",
+        ),
+        Some(ClientError::Transport { .. }) => {
+            Some("check the address, and that the node there is running")
+        }
+        _ => None,
+    }
+}
+
 /// The exit code for a command that failed with `e`.
 pub(crate) fn exit_code(e: &anyhow::Error) -> ExitCode {
     // Everything that stops a node from starting is something in its
@@ -96,10 +186,38 @@ impl Target {
     }
 }
 
+/// Where and how this command logs: `--log-format`, else (for `serve`)
+/// the configuration's `[log] format`; `serve` stamps text lines in the
+/// node's local time; `demo` writes its nodes' log to a file, so that its
+/// output stays a report for people.
+pub(crate) fn log_options(args: &args::Cli) -> zhibao::telemetry::LogOptions {
+    let mut opts = zhibao::telemetry::LogOptions {
+        default_filter: args.command.default_log_filter().to_string(),
+        ..Default::default()
+    };
+    if let Command::Serve { config } = &args.command {
+        let (log, offset_secs) = NodeConfig::peek_log(config);
+        opts.format = log.format;
+        opts.utc_offset_secs = offset_secs;
+    }
+    if matches!(args.command, Command::Demo) {
+        opts.file = Some(demo::log_path());
+        opts.default_filter = args::SERVE_LOG_FILTER.to_string();
+    }
+    if let Some(format) = args.log_format {
+        opts.format = format;
+    }
+    if args.utc {
+        opts.utc_offset_secs = 0;
+    }
+    opts
+}
+
 /// Runs one command.
 pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve { config } => {
+            let signals = Signals::install()?;
             let cfg = NodeConfig::load(&config)?;
             let running = node::start(cfg).await?;
             // One machine-readable line once everything is bound, for
@@ -112,8 +230,10 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     .map_or_else(|| "-".to_string(), |a| a.to_string()),
                 running.operator_socket.display()
             );
-            serve_until_stopped(&running).await;
+            serve_until_stopped(&running, &config, signals).await;
+            let node_id = running.node_id.clone();
             running.shutdown(Duration::from_secs(10)).await;
+            tracing::info!(node = %node_id, "node stopped");
         }
         Command::Certs { action } => certs(action)?,
         Command::Submit {
@@ -182,7 +302,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
             if held.state == zhibao::proto::ItemState::AwaitingReview as i32 {
                 // Not signed nor sent yet: a receipt cannot come before the review.
                 let tz = View {
-                    tz: Tz::east_ms(op.node().await?.utc_offset_ms),
+                    tz: Tz::node(op.node().await?.utc_offset_ms),
                     lang: Lang::choose(None)?,
                 };
                 println!("{}", review::awaiting(&held, tz));
@@ -193,7 +313,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 // Shown as `status` shows it: every receipt verified now.
                 let status = op.status(&id).await?;
                 let tz = View {
-                    tz: Tz::east_ms(op.node().await?.utc_offset_ms),
+                    tz: Tz::node(op.node().await?.utc_offset_ms),
                     lang: Lang::choose(None)?,
                 };
                 print!("{}", fmt::status(&status, tz));
@@ -413,15 +533,11 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
             // The inbox does not say the hub's zone: local time is +08:00
             // (the region's), UTC with --utc.
             let tz = View {
-                tz: if out.utc {
-                    Tz::UTC
-                } else {
-                    Tz::east_ms(
-                        zhibao::config::Deadlines::default()
-                            .offset_ms()
-                            .unwrap_or(0),
-                    )
-                },
+                tz: Tz::node(
+                    zhibao::config::Deadlines::default()
+                        .offset_ms()
+                        .unwrap_or(0),
+                ),
                 lang: Lang::choose(out.lang.as_deref())?,
             };
             let cursor = parse_cursor(&from)?;
@@ -502,6 +618,23 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
         } => return audit::verify(&target, data_dir.as_deref()).await,
         Command::Review { action } => review::run(action).await?,
         Command::Store { action } => store::run(action).await?,
+        Command::Completions { shell } => {
+            let shell = match shell {
+                args::Shell::Bash => clap_complete::Shell::Bash,
+                args::Shell::Zsh => clap_complete::Shell::Zsh,
+                args::Shell::Fish => clap_complete::Shell::Fish,
+            };
+            let mut cmd = <args::Cli as clap::CommandFactory>::command();
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "zhibao", &mut out);
+            print_all(&out)?;
+        }
+        Command::Man => {
+            let cmd = <args::Cli as clap::CommandFactory>::command();
+            let mut out = Vec::new();
+            clap_mangen::Man::new(cmd).render(&mut out)?;
+            print_all(&out)?;
+        }
         Command::Demo => {
             let ok = demo::run().await?;
             return Ok(if ok {
@@ -519,13 +652,20 @@ impl Output {
     /// language asked for (`--lang`, else the environment's).
     fn view(&self, node: &zhibao::proto::NodeStatus) -> anyhow::Result<View> {
         Ok(View {
-            tz: if self.utc {
-                Tz::UTC
-            } else {
-                Tz::east_ms(node.utc_offset_ms)
-            },
+            tz: Tz::node(node.utc_offset_ms),
             lang: Lang::choose(self.lang.as_deref())?,
         })
+    }
+}
+
+/// Writes `bytes` to stdout; a reader that stopped early (`| head`) is
+/// not an error.
+fn print_all(bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
     }
 }
 
@@ -675,26 +815,56 @@ fn certs(action: CertsCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Serves until SIGINT or SIGTERM; on SIGHUP, has the node look at its
-/// trust files (CA, CRL, certificate, key) at once. Every signal is logged.
-async fn serve_until_stopped(running: &node::RunningNode) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop the node with SIGKILL");
-        std::future::pending::<()>().await;
-        return;
-    };
+/// The signals a node acts on, installed before it starts: from then on a
+/// SIGHUP or SIGTERM arriving while it starts is kept for the loop below
+/// instead of ending the process with no log line (the default action).
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let install = |kind, name| {
+            signal(kind).with_context(|| format!("cannot install a handler for {name}"))
+        };
+        Ok(Self {
+            int: install(SignalKind::interrupt(), "SIGINT")?,
+            term: install(SignalKind::terminate(), "SIGTERM")?,
+            hup: install(SignalKind::hangup(), "SIGHUP")?,
+        })
+    }
+}
+
+/// Serves until SIGINT or SIGTERM. On SIGHUP, reads the configuration file
+/// again (what can change while running is applied, the rest logged as
+/// needing a restart; a file that does not load changes nothing) and has
+/// the node look at its trust files (CA, CRL, certificate, key) at once.
+/// Every signal is logged.
+async fn serve_until_stopped(
+    running: &node::RunningNode,
+    config: &std::path::Path,
+    mut s: Signals,
+) {
     loop {
         tokio::select! {
-            _ = int.recv() => return tracing::info!("SIGINT received: stopping"),
-            _ = term.recv() => return tracing::info!("SIGTERM received: stopping"),
-            _ = hup.recv() => {
-                tracing::info!("SIGHUP received: reloading the CA, CRL, certificate and key");
+            _ = s.int.recv() => return tracing::info!(signal = "SIGINT", "SIGINT received: stopping (draining streams, closing the store)"),
+            _ = s.term.recv() => return tracing::info!(signal = "SIGTERM", "SIGTERM received: stopping (draining streams, closing the store)"),
+            _ = s.hup.recv() => {
+                tracing::info!(signal = "SIGHUP", config = %config.display(), "SIGHUP received: reloading the configuration, CA, CRL, certificate and key");
                 running.reload();
+                match NodeConfig::load(config) {
+                    // Logged by the node: what changed, what needs a restart.
+                    Ok(new) => { let _ = running.reconfigure(&new); }
+                    Err(e) => tracing::error!(
+                        signal = "SIGHUP",
+                        config = %config.display(),
+                        error = %e,
+                        "SIGHUP: the configuration does not load; the one in force stays (fix the file and send SIGHUP again)"
+                    ),
+                }
             }
         }
     }

@@ -4,6 +4,15 @@
 use anyhow::{Context, bail};
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 
+/// `--utc`, a global option: set once from the command line before any
+/// command runs, read wherever a time is shown.
+static FORCE_UTC: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Shows every time in UTC (`--utc`) instead of the node's local time.
+pub(crate) fn force_utc(utc: bool) {
+    let _ = FORCE_UTC.set(utc);
+}
+
 /// A time zone given as a fixed offset from UTC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Tz {
@@ -15,6 +24,16 @@ impl Tz {
     pub(crate) const UTC: Self = Self {
         offset: UtcOffset::UTC,
     };
+
+    /// The zone to show a node's times in: its own (`offset_ms` east of
+    /// UTC), or UTC when `--utc` was given.
+    pub(crate) fn node(offset_ms: i64) -> Self {
+        if FORCE_UTC.get().copied().unwrap_or(false) {
+            Self::UTC
+        } else {
+            Self::east_ms(offset_ms)
+        }
+    }
 
     /// `offset_ms` east of UTC (whole seconds; anything unusable is UTC).
     pub(crate) fn east_ms(offset_ms: i64) -> Self {

@@ -15,6 +15,7 @@ use tracing::{error, info};
 
 use super::error::Error;
 use super::events::Events;
+use super::live::Live;
 use super::routes::Routes;
 use crate::config::Deadlines;
 use crate::digest::hex;
@@ -31,7 +32,8 @@ pub(crate) struct Custody {
     keys: Arc<Keys>,
     routes: Arc<Routes>,
     events: Events,
-    deadlines: Deadlines,
+    /// Reloaded on SIGHUP.
+    deadlines: Live<Deadlines>,
 }
 
 impl Custody {
@@ -47,8 +49,13 @@ impl Custody {
             keys,
             routes,
             events,
-            deadlines,
+            deadlines: Live::new(deadlines),
         }
+    }
+
+    /// The deadlines in force, shared with whoever else computes them.
+    pub(crate) fn deadlines(&self) -> Live<Deadlines> {
+        self.deadlines.clone()
     }
 
     /// Stores a verified item durably (or finds it already stored with the
@@ -139,7 +146,7 @@ impl Custody {
             signed: signed.encode_to_vec(),
             lane: u32::from(item.class().lane()),
             created_ms: report.created_unix_ms,
-            deadline_ms: self.deadlines.receipt_deadline(
+            deadline_ms: self.deadlines.get().receipt_deadline(
                 item.class(),
                 report.created_unix_ms,
                 report.deadline_unix_ms,
@@ -191,7 +198,7 @@ impl Custody {
                     stored: hex(&old.sha256),
                     offered: hex(item.sha256()),
                 };
-                error!(alarm = "id-conflict", %from, origin = %report.origin, "ALARM: {e}");
+                error!(alarm = "id-conflict", item = %item.id(), %from, origin = %report.origin, stored = %hex(&old.sha256), offered = %hex(item.sha256()), "ALARM: an item id arrived again with different bytes; the stored one is kept, the new one refused");
                 self.events.alarm(item.id(), "", e.to_string());
                 Err(e)
             }

@@ -47,6 +47,9 @@ pub(crate) struct DeadlineWatch {
     early_from: (i64, u64),
     /// This node's keys, to sign held notices (none in unit tests).
     keys: Option<Arc<Keys>>,
+    /// The node's local time, ms east of UTC, for the times in held
+    /// notices' texts (read by people at the hub).
+    utc_offset_ms: i64,
 }
 
 fn class_of(rec: &ItemRecord) -> Option<Class> {
@@ -63,7 +66,14 @@ impl DeadlineWatch {
             steady: Steady::new(),
             early_from: (i64::MIN, 0),
             keys: None,
+            utc_offset_ms: 0,
         }
+    }
+
+    /// Writes the times in held notices' texts in this zone (ms east of UTC).
+    pub(crate) fn with_utc_offset(mut self, offset_ms: i64) -> Self {
+        self.utc_offset_ms = offset_ms;
+        self
     }
 
     /// Signs a held notice for every item that misses its deadline while
@@ -91,8 +101,8 @@ impl DeadlineWatch {
             .unwrap_or_default();
         let why = if let Some(at) = stuck_at {
             format!(
-                "in custody at {at} since {} (Unix ms), not delivered",
-                rec.receipted_ms
+                "in custody at {at} since {}, not delivered",
+                crate::clock::show(rec.receipted_ms, self.utc_offset_ms)
             )
         } else if self.routes.primaries_down() {
             format!(

@@ -50,16 +50,18 @@ pub(crate) struct Desk {
     pub(crate) one_at_a_time: Mutex<()>,
     /// The office's outlets (`office.outlets`): when there are any, an
     /// adoption must name one, so that it scores as the office means.
-    pub(crate) rules: crate::score::OfficeRules,
+    /// Reloaded on SIGHUP.
+    pub(crate) rules: super::live::Live<crate::score::OfficeRules>,
 }
 
 impl Desk {
     /// With outlets configured, an adoption names one of them.
     fn check_outlet(&self, decision: &Decision) -> Result<(), Error> {
-        let outlets = &self.rules.outlets;
+        let rules = self.rules.get();
+        let outlets = &rules.outlets;
         if decision.kind != DispositionKind::Adopted
             || outlets.is_empty()
-            || self.rules.outlet_of(&decision.text).is_some()
+            || rules.outlet_of(&decision.text).is_some()
         {
             return Ok(());
         }

@@ -49,6 +49,9 @@
 //! - `reload`: the CA and CRL kept current, the CRL's freshness watched;
 //! - `retention`: pruning delivered items' reports and attachments, and
 //!   the final hub's archive files;
+//! - `reconfigure`: SIGHUP — the configuration read again, what can change
+//!   while running applied (`live` holds such settings), the rest named
+//!   as needing a restart;
 //! - [`error`]: why a node did not start or a request was refused, and the
 //!   one mapping of refusals to gRPC status codes.
 
@@ -65,9 +68,11 @@ mod history;
 mod inbox;
 mod inflight;
 mod listeners;
+mod live;
 mod office;
 mod operator;
 mod push_down;
+mod reconfigure;
 mod relay;
 mod reload;
 mod retention;
@@ -80,5 +85,6 @@ mod upload;
 mod who;
 
 pub use error::StartError;
+pub use reconfigure::Reconfigured;
 pub use retention::read_archive;
 pub use start::{RunningNode, start};

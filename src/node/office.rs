@@ -87,7 +87,9 @@ pub(crate) struct Office {
     pub(crate) store: Store,
     pub(crate) events: Events,
     pub(crate) clock: Clock,
-    pub(crate) config: OfficeConfig,
+    /// Reloaded on SIGHUP (counties, outlets, scoring, targets; the
+    /// publishers stay as at start).
+    pub(crate) config: super::live::Live<OfficeConfig>,
     /// The node's local time, ms east of UTC (for messages).
     pub(crate) utc_offset_ms: i64,
     /// Whether the node has a relay listener (children to ask).
@@ -103,7 +105,7 @@ impl Office {
 
     /// Whose notices verify here: the configured publishers and this node.
     fn publishers(&self) -> Vec<String> {
-        let mut p = self.config.publishers.clone();
+        let mut p = self.config.get().publishers.clone();
         p.push(self.me());
         p
     }
@@ -441,7 +443,7 @@ impl Office {
         if !s.counties.is_empty() {
             return Ok(s.counties.clone());
         }
-        let mut all: BTreeSet<String> = self.config.counties.iter().cloned().collect();
+        let mut all: BTreeSet<String> = self.config.get().counties.iter().cloned().collect();
         all.extend(self.store.origins().await?);
         all.remove(&self.me());
         Ok(all.into_iter().collect())

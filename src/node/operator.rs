@@ -67,7 +67,7 @@ pub(crate) struct OperatorService {
     pub(crate) desk: Arc<Desk>,
     pub(crate) office: Arc<super::office::Office>,
     pub(crate) limits: Limits,
-    pub(crate) deadlines: Deadlines,
+    pub(crate) deadlines: super::live::Live<Deadlines>,
     pub(crate) clock: Clock,
     pub(crate) shutdown: CancellationToken,
     pub(crate) reviews: Arc<Reviews>,
@@ -132,6 +132,7 @@ impl OperatorService {
         // The deadline is stamped at the origin so every hop measures the same.
         let deadline = self
             .deadlines
+            .get()
             .receipt_deadline(class, now, req.deadline_unix_ms);
         let mut draft = Draft::new(class, title.to_string(), req.body, now, deadline);
         draft.author.clone_from(&author.name);
@@ -822,7 +823,11 @@ impl Operator for OperatorService {
             Freshness::None => "none configured".to_string(),
             Freshness::Fresh => "fresh".to_string(),
             Freshness::Grace { refuse_at, .. } => {
-                format!("expired, tolerated until {refuse_at} (Unix s)")
+                let offset = self.deadlines.get().offset_ms().unwrap_or(0);
+                format!(
+                    "expired, tolerated until {}",
+                    crate::clock::show(refuse_at.saturating_mul(1000), offset)
+                )
             }
             Freshness::Stale { .. } => "stale: relay traffic refused".to_string(),
         };
@@ -852,7 +857,7 @@ impl Operator for OperatorService {
             cert_not_after,
             routes,
             overdue_total: self.store.overdue_total().await.map_err(Error::from)?,
-            utc_offset_ms: self.deadlines.offset_ms().unwrap_or(0),
+            utc_offset_ms: self.deadlines.get().offset_ms().unwrap_or(0),
         }))
     }
 

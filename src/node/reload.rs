@@ -31,6 +31,8 @@ pub(crate) struct Reload {
     pub(crate) events: Events,
     /// Rung on SIGHUP: look now rather than at the next tick.
     pub(crate) now: Arc<Notify>,
+    /// The node's local time, ms east of UTC, for the times in alarms.
+    pub(crate) utc_offset_ms: i64,
 }
 
 impl Reload {
@@ -39,7 +41,7 @@ impl Reload {
         let mut tick = tokio::time::interval(INTERVAL);
         let mut freshness = self.trust.freshness(SystemTime::now());
         if !matches!(freshness, Freshness::Fresh | Freshness::None) {
-            report(&self.events, freshness);
+            report(&self.events, freshness, self.utc_offset_ms);
         }
         loop {
             tokio::select! {
@@ -51,7 +53,7 @@ impl Reload {
             self.own_keys();
             let now = self.trust.freshness(SystemTime::now());
             if now != freshness {
-                report(&self.events, now);
+                report(&self.events, now, self.utc_offset_ms);
                 freshness = now;
             }
         }
@@ -94,7 +96,8 @@ impl Reload {
 }
 
 /// Says what a change of freshness means.
-fn report(events: &Events, freshness: Freshness) {
+fn report(events: &Events, freshness: Freshness, offset_ms: i64) {
+    let local = |unix_s: i64| crate::clock::show(unix_s.saturating_mul(1000), offset_ms);
     match freshness {
         Freshness::None | Freshness::Fresh => info!("the region CRL is fresh"),
         Freshness::Grace { expired, refuse_at } => {
@@ -107,7 +110,7 @@ fn report(events: &Events, freshness: Freshness) {
             events.alarm(
                 "",
                 "",
-                format!("the region CRL expired at {expired} (Unix s); relay traffic stops at {refuse_at} unless a fresh CRL arrives"),
+                format!("the region CRL expired at {}; relay traffic stops at {} unless a fresh CRL arrives", local(expired), local(refuse_at)),
             );
         }
         Freshness::Stale { expired } => {
@@ -119,7 +122,7 @@ fn report(events: &Events, freshness: Freshness) {
             events.alarm(
                 "",
                 "",
-                format!("the region CRL expired at {expired} (Unix s) and its grace is over: relay traffic refused until a fresh CRL arrives"),
+                format!("the region CRL expired at {} and its grace is over: relay traffic refused until a fresh CRL arrives", local(expired)),
             );
         }
     }

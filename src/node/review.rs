@@ -57,7 +57,7 @@ pub(crate) struct Reviews {
     pub(crate) events: Events,
     pub(crate) clock: Clock,
     pub(crate) limits: Limits,
-    pub(crate) deadlines: Deadlines,
+    pub(crate) deadlines: super::live::Live<Deadlines>,
     /// Rung when an item starts waiting, so the watch plans for it.
     pub(crate) wake: Notify,
 }
@@ -95,6 +95,11 @@ impl Reviews {
     /// How items of `class` are reviewed here.
     pub(crate) fn mode(&self, class: Class) -> ReviewMode {
         self.policy.of(class).mode
+    }
+
+    /// A Unix ms time for a message, in the node's local time.
+    fn local(&self, ms: i64) -> String {
+        crate::clock::show(ms, self.deadlines.get().offset_ms().unwrap_or(0))
     }
 
     fn schedule(&self, rec: &ReviewRecord) -> Schedule {
@@ -282,7 +287,7 @@ impl Reviews {
         if actor.role == StaffRole::Deputy && now < at.deputy_from {
             return Err(Error::NotOfferedYet {
                 id,
-                until: rfc3339(at.deputy_from),
+                until: self.local(at.deputy_from),
                 in_secs: (at.deputy_from - now + 999) / 1000,
             });
         }
@@ -377,7 +382,7 @@ impl Reviews {
                 title,
                 review.note.clone().into_bytes(),
                 now,
-                self.deadlines.receipt_deadline(class, now, 0),
+                self.deadlines.get().receipt_deadline(class, now, 0),
             );
             d.link = Some((LinkKind::Reviewed, id.to_string()));
             d
@@ -441,12 +446,6 @@ fn offered_to(now: i64, at: Schedule) -> &'static str {
     } else {
         "director"
     }
-}
-
-/// A Unix ms time for a message, in UTC.
-fn rfc3339(ms: i64) -> String {
-    let t = SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// Watches the items awaiting review: offers them to the deputy, raises
@@ -517,7 +516,7 @@ impl ReviewWatch {
                         "",
                         format!(
                             "offered to the deputy: the director did not review it in time; it goes without review at {}",
-                            rfc3339(at.auto_at)
+                            r.local(at.auto_at)
                         ),
                     );
                 } else {
@@ -534,7 +533,7 @@ impl ReviewWatch {
                         "",
                         format!(
                             "half the time to its deadline has passed and nobody has reviewed it; it goes without review at {}",
-                            rfc3339(at.auto_at)
+                            r.local(at.auto_at)
                         ),
                     );
                 } else {

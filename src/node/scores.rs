@@ -33,7 +33,7 @@ impl Office {
         let me = self.keys.current().node_id().to_string();
         let mut facts = score::Facts {
             hub: me.clone(),
-            counties: self.config.counties.clone(),
+            counties: self.config.get().counties.clone(),
             ..Default::default()
         };
         // The hub's own operators' reports are not a county's.
@@ -90,7 +90,7 @@ impl Office {
                 withdrawn: s.withdrawn,
             });
         }
-        let mut targets = self.config.targets.clone();
+        let mut targets = self.config.get().targets.clone();
         for (county, year, points, adopted) in self.store.targets().await? {
             targets.push(score::Target {
                 county,
@@ -99,7 +99,7 @@ impl Office {
                 adopted: u64::try_from(adopted).ok().filter(|a| *a != 0),
             });
         }
-        let rules = self.config.rules();
+        let rules = self.config.get().rules();
         Ok(score::compute(
             &facts,
             &rules,

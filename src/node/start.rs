@@ -30,7 +30,9 @@ use super::forward::Forwarder;
 use super::inbox::InboxService;
 use super::inflight::{self, InFlight};
 use super::listeners::{self, Bound, Doors};
+use super::live::Live;
 use super::operator::OperatorService;
+use super::reconfigure::{Reconfigure, Reconfigured};
 use super::relay::RelayService;
 use super::reload;
 use super::retention::Retainer;
@@ -40,7 +42,7 @@ use super::upload;
 use super::who::Staff;
 use crate::audit::{AuditKind, Entry};
 use crate::clock::Clock;
-use crate::config::NodeConfig;
+use crate::config::{ConfigError, NodeConfig};
 use crate::store::Store;
 use crate::tls::{self, ListenLimits};
 use crate::trust::{Identity, Keys, LoadError, SignerError, Trust};
@@ -148,6 +150,8 @@ struct Parts {
     reviews: Arc<Reviews>,
     /// Retention passes, scheduled and asked for by command.
     retainer: Arc<Retainer>,
+    /// The settings SIGHUP can change, shared with their users.
+    reconfigure: Arc<Reconfigure>,
 }
 
 /// Spawns the servers, then the forwarders and the watch. Cannot fail.
@@ -177,7 +181,7 @@ async fn spawn(
         events: events.clone(),
         clock,
         limits: cfg.limits.clone(),
-        deadlines: cfg.deadlines.clone(),
+        deadlines: custody.deadlines(),
         wake: tokio::sync::Notify::new(),
     });
     let retainer = Arc::new(Retainer::new(
@@ -187,9 +191,17 @@ async fn spawn(
         &cfg.data_dir,
         cfg.deadlines.offset_ms().unwrap_or(0),
     ));
+    let reconfigure = Arc::new(Reconfigure {
+        in_force: std::sync::Mutex::new(cfg.clone()),
+        deadlines: custody.deadlines(),
+        staff: Staff::from_config(&cfg),
+        rules: Live::new(cfg.office.rules()),
+        office: Live::new(cfg.office.clone()),
+    });
     let parts = Parts {
         reviews,
         retainer,
+        reconfigure,
         // Room for the largest report or the largest chunk (1 MiB), plus framing.
         max_message: cfg.limits.max_report_bytes.max(1 << 20) + 64 * 1024,
         cfg,
@@ -219,6 +231,7 @@ async fn spawn(
         node_id: cfg.node_id,
         store_closed: parts.store.closed(),
         reload_now: parts.reload_now,
+        reconfigure: parts.reconfigure,
         stages: vec![servers, work],
     }
 }
@@ -265,7 +278,7 @@ async fn servers(parts: &Parts, bound: Bound) -> (Stage, Addrs) {
         events: parts.events.clone(),
         clock: parts.clock,
         one_at_a_time: tokio::sync::Mutex::new(()),
-        rules: cfg.office.rules(),
+        rules: parts.reconfigure.rules.clone(),
     });
     let office = Arc::new(super::office::Office {
         keys: parts.keys.clone(),
@@ -273,7 +286,7 @@ async fn servers(parts: &Parts, bound: Bound) -> (Stage, Addrs) {
         store: parts.store.clone(),
         events: parts.events.clone(),
         clock: parts.clock,
-        config: cfg.office.clone(),
+        config: parts.reconfigure.office.clone(),
         utc_offset_ms: cfg.deadlines.offset_ms().unwrap_or(0),
         has_children: cfg.relay.is_some(),
         one_at_a_time: tokio::sync::Mutex::new(()),
@@ -294,7 +307,7 @@ async fn servers(parts: &Parts, bound: Bound) -> (Stage, Addrs) {
         routes: parts.routes.clone(),
         events: parts.events.clone(),
         limits: cfg.limits.clone(),
-        deadlines: cfg.deadlines.clone(),
+        deadlines: parts.custody.deadlines(),
         clock: parts.clock,
         shutdown: stage.token.clone(),
         reviews: parts.reviews.clone(),
@@ -302,7 +315,7 @@ async fn servers(parts: &Parts, bound: Bound) -> (Stage, Addrs) {
         data_dir: cfg.data_dir.clone(),
     });
     let token = stage.token.clone();
-    let staff = Staff::from_config(cfg);
+    let staff = parts.reconfigure.staff.clone();
     let task =
         listeners::serve_operator_socket(bound.operator, operator.clone(), staff.clone(), token)
             .await;
@@ -377,6 +390,7 @@ fn work(parts: &Parts) -> Stage {
         keys: parts.keys.clone(),
         events: parts.events.clone(),
         now: parts.reload_now.clone(),
+        utc_offset_ms: cfg.deadlines.offset_ms().unwrap_or(0),
     };
     stage
         .tasks
@@ -439,7 +453,8 @@ fn work(parts: &Parts) -> Stage {
             parts.events.clone(),
             parts.clock,
         )
-        .with_keys(parts.keys.clone());
+        .with_keys(parts.keys.clone())
+        .with_utc_offset(cfg.deadlines.offset_ms().unwrap_or(0));
         stage
             .tasks
             .push(tokio::spawn(watch.run(stage.token.clone())));
@@ -493,6 +508,7 @@ pub struct RunningNode {
     /// In start order; stopped in reverse.
     stages: Vec<Stage>,
     reload_now: Arc<tokio::sync::Notify>,
+    reconfigure: Arc<Reconfigure>,
     store_closed: tokio::sync::watch::Receiver<bool>,
 }
 
@@ -501,6 +517,17 @@ impl RunningNode {
     /// than at the next periodic look; what changed and is good is used.
     pub fn reload(&self) {
         self.reload_now.notify_one();
+    }
+
+    /// Takes a configuration read again (SIGHUP): applies what can change
+    /// while running, logs what changed and what needs a restart. See
+    /// [`super::reconfigure`] for which fields are which.
+    ///
+    /// # Errors
+    /// The configuration in force with the new values would not validate;
+    /// nothing changed.
+    pub fn reconfigure(&self, new: &NodeConfig) -> Result<Reconfigured, ConfigError> {
+        self.reconfigure.apply(new)
     }
 
     /// Stops the node in the reverse order of its start: forwarders and

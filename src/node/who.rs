@@ -54,9 +54,14 @@ impl Actor {
 }
 
 /// The local users of the operator socket, by uid, and the consoles of
-/// the operator listener listed by certificate.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Staff {
+/// the operator listener listed by certificate; every clone sees the list
+/// replaced on SIGHUP.
+#[derive(Debug, Clone)]
+pub(crate) struct Staff(super::live::Live<StaffList>);
+
+/// The list in force.
+#[derive(Debug, Default)]
+struct StaffList {
     by_uid: HashMap<u32, Actor>,
     by_cert: HashMap<String, Actor>,
     allow_unlisted: bool,
@@ -65,6 +70,29 @@ pub(crate) struct Staff {
 impl Staff {
     /// The operators a configuration lists.
     pub(crate) fn from_config(cfg: &NodeConfig) -> Self {
+        Self(super::live::Live::new(StaffList::from_config(cfg)))
+    }
+
+    /// Takes the operators of `cfg` from now on.
+    pub(crate) fn update(&self, cfg: &NodeConfig) {
+        self.0.set(StaffList::from_config(cfg));
+    }
+
+    /// Who is calling on the operator listener with the certificate of
+    /// `node_id` (already checked against `operator.allowed`): the member
+    /// of staff listed for it, else the certificate itself.
+    pub(crate) fn by_certificate(&self, node_id: &str) -> Actor {
+        self.0.get().by_certificate(node_id)
+    }
+
+    /// Who is calling on the socket, by the connection's peer credentials.
+    pub(crate) fn identify<T>(&self, req: &Request<T>) -> Result<Actor, Error> {
+        self.0.get().identify(req)
+    }
+}
+
+impl StaffList {
+    fn from_config(cfg: &NodeConfig) -> Self {
         let actor = |op: &crate::config::Operator| Actor {
             name: op.name.trim().to_string(),
             role: op.role,
@@ -84,18 +112,14 @@ impl Staff {
         }
     }
 
-    /// Who is calling on the operator listener with the certificate of
-    /// `node_id` (already checked against `operator.allowed`): the member
-    /// of staff listed for it, else the certificate itself.
-    pub(crate) fn by_certificate(&self, node_id: &str) -> Actor {
+    fn by_certificate(&self, node_id: &str) -> Actor {
         self.by_cert
             .get(node_id)
             .cloned()
             .unwrap_or_else(|| Actor::certificate(node_id, ""))
     }
 
-    /// Who is calling on the socket, by the connection's peer credentials.
-    pub(crate) fn identify<T>(&self, req: &Request<T>) -> Result<Actor, Error> {
+    fn identify<T>(&self, req: &Request<T>) -> Result<Actor, Error> {
         let uid = req
             .extensions()
             .get::<UdsConnectInfo>()

@@ -324,7 +324,7 @@ impl Acceptor {
                 Some(cfg)
             }
             Err(e) => {
-                warn!(error = %e, "cannot build TLS configuration; refusing connection from {peer}");
+                warn!(%peer, error = %e, "refused TLS client: cannot build the TLS configuration");
                 None
             }
         }
@@ -398,7 +398,7 @@ fn log_handshake_error(peer: SocketAddr, e: &io::Error) {
         // Already logged, with the claimed identity, by the verifier.
         Some(rustls::Error::InvalidCertificate(_)) => {}
         Some(rustls::Error::PeerIncompatible(p)) => {
-            warn!(%peer, reason = "incompatible", "refused TLS client: {p:?} (only TLS 1.3 is offered)");
+            warn!(%peer, reason = "incompatible", detail = ?p, "refused TLS client: it cannot speak TLS 1.3 (only TLS 1.3 is offered)");
         }
         Some(other) => warn!(%peer, error = %other, "refused TLS client: handshake failed"),
         None => {
