@@ -606,6 +606,9 @@ pub struct NodeConfig {
     /// a hub, its counties, outlets, scoring rules and targets.
     #[serde(default)]
     pub office: OfficeConfig,
+    /// The office's web desk (`[web]`); absent = none.
+    #[serde(default)]
+    pub web: Option<crate::web::WebConfig>,
 }
 
 /// `[office]`: notices from above, and a hub's scoring.
@@ -743,6 +746,9 @@ impl NodeConfig {
             }
         }
         self.review.validate(&self.operators)?;
+        if let Some(web) = &self.web {
+            web.validate(self.relay.is_some())?;
+        }
         for id in &self.operator.allowed {
             crate::trust::validate_node_id(id)
                 .map_err(|e| invalid("operator.allowed", e.to_string()))?;
@@ -971,6 +977,7 @@ impl NodeConfig {
             operators: Vec::new(),
             office: OfficeConfig::default(),
             review: ReviewConfig::default(),
+            web: None,
         }
     }
 }

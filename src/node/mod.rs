@@ -78,3 +78,7 @@ mod who;
 
 pub use error::StartError;
 pub use start::{RunningNode, start};
+// The web desk (`crate::web`) serves the operator API's views and the desk.
+pub(crate) use listeners::bind_tcp as bind_web;
+pub(crate) use operator::OperatorService;
+pub(crate) use who::Actor;
