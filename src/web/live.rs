@@ -61,7 +61,7 @@ pub(super) async fn events(State(web): State<Arc<Web>>, Extension(ctx): Extensio
 fn describe(e: &Event, lang: Lang, offset_ms: i64) -> String {
     let kind = EventKind::try_from(e.kind).unwrap_or(EventKind::Unspecified);
     let (en, zh) = match kind {
-        EventKind::Submitted => ("submitted", "已提交"),
+        EventKind::Submitted => ("new report", "新报告"),
         EventKind::Receipted => ("receipted", "已收回执"),
         EventKind::Overdue => ("OVERDUE", "超时"),
         EventKind::Escalated => ("escalated", "已越级"),
@@ -69,7 +69,7 @@ fn describe(e: &Event, lang: Lang, offset_ms: i64) -> String {
         EventKind::Alarm => ("ALARM", "告警"),
         EventKind::RouteUp => ("route up", "线路恢复"),
         EventKind::RouteDown => ("route down", "线路中断"),
-        EventKind::Delivered => ("arrived", "新到报告"),
+        EventKind::Delivered => ("delivered", "已送达"),
         EventKind::Upload => ("attachment", "附件"),
         EventKind::Disposed => ("decided", "已处理"),
         EventKind::Reminder => ("reminder", "提醒"),
