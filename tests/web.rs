@@ -109,8 +109,8 @@ fn dechunk(mut raw: &[u8]) -> Vec<u8> {
         let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") else {
             return out;
         };
-        let size = usize::from_str_radix(String::from_utf8_lossy(&raw[..eol]).trim(), 16)
-            .unwrap_or(0);
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&raw[..eol]).trim(), 16).unwrap_or(0);
         if size == 0 {
             return out;
         }
@@ -252,12 +252,18 @@ async fn the_desk_refuses_strangers_escapes_fields_and_refuses_cross_site_posts(
     for (why, headers, body) in [
         (
             "another site's Origin",
-            vec![("Cookie", cookie.as_str()), ("Origin", "http://evil.example")],
+            vec![
+                ("Cookie", cookie.as_str()),
+                ("Origin", "http://evil.example"),
+            ],
             form.clone(),
         ),
         (
             "Sec-Fetch-Site: cross-site",
-            vec![("Cookie", cookie.as_str()), ("Sec-Fetch-Site", "cross-site")],
+            vec![
+                ("Cookie", cookie.as_str()),
+                ("Sec-Fetch-Site", "cross-site"),
+            ],
             form.clone(),
         ),
         (
@@ -293,7 +299,10 @@ async fn the_desk_refuses_strangers_escapes_fields_and_refuses_cross_site_posts(
     )
     .await;
     assert_eq!(status, 303);
-    assert_eq!(header(&headers, "location"), Some(format!("/item/{id}").as_str()));
+    assert_eq!(
+        header(&headers, "location"),
+        Some(format!("/item/{id}").as_str())
+    );
     let st = op.status(&id).await.unwrap();
     let d = st.dispositions[0].body.clone().unwrap();
     assert_eq!(d.kind, DispositionKind::Adopted as i32);
@@ -321,7 +330,11 @@ async fn the_desk_refuses_strangers_escapes_fields_and_refuses_cross_site_posts(
     .await;
     assert_eq!(status, 200);
     assert_eq!(body, "scan of the road");
-    assert!(header(&headers, "content-disposition").unwrap().starts_with("attachment;"));
+    assert!(
+        header(&headers, "content-disposition")
+            .unwrap()
+            .starts_with("attachment;")
+    );
     for path in [
         format!("/item/{id}/attachment/1"),
         format!("/item/{id}/attachment/..%2F..%2F..%2F..%2Fetc%2Fpasswd"),
@@ -337,11 +350,20 @@ async fn the_desk_refuses_strangers_escapes_fields_and_refuses_cross_site_posts(
             (400..500).contains(&status),
             "{path}: {status} (no file outside what is asked)"
         );
-        assert!(!body.contains("root:") && !body.contains("[package]"), "{path}");
+        assert!(
+            !body.contains("root:") && !body.contains("[package]"),
+            "{path}"
+        );
     }
 
     // The other pages answer.
-    for path in ["/overdue", "/solicitations", "/stats", "/bulletin.html", "/?e=1&open=1"] {
+    for path in [
+        "/overdue",
+        "/solicitations",
+        "/stats",
+        "/bulletin.html",
+        "/?e=1&open=1",
+    ] {
         let (status, _, _) = http(web, "GET", path, &[("Cookie", &cookie)], "").await;
         assert_eq!(status, 200, "{path}");
     }
@@ -447,7 +469,8 @@ async fn in_a_browser_an_emergency_appears_live_and_is_adopted_through_the_page(
     ))
     .await;
     assert_eq!(
-        page.eval("document.getElementById('title').innerText").await,
+        page.eval("document.getElementById('title').innerText")
+            .await,
         json!("重大紧急 城关镇洪水 两村被困")
     );
     page.eval("document.getElementById('outlet').value = '《情况专报》2026年第12期'")

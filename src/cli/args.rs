@@ -321,7 +321,12 @@ pub(crate) enum Command {
         action: AuditCommand,
     },
     /// Run a whole small region on loopback and show it working.
-    Demo,
+    Demo {
+        /// Then leave the region running with the office's web desk open
+        /// (prints its address and how to log in), until Ctrl-C.
+        #[arg(long)]
+        web: bool,
+    },
     /// Measure throughput and latency on loopback (hub ingest, end to end,
     /// emergency under load) and print a table.
     Bench {

@@ -500,8 +500,8 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
             action: AuditCommand::Verify { target, data_dir },
         } => return audit::verify(&target, data_dir.as_deref()).await,
         Command::Review { action } => review::run(action).await?,
-        Command::Demo => {
-            let ok = demo::run().await?;
+        Command::Demo { web } => {
+            let ok = demo::run(web).await?;
             return Ok(if ok {
                 ExitCode::SUCCESS
             } else {

@@ -99,7 +99,10 @@ impl Sessions {
             csrf: new_secret(),
             expires: Instant::now() + SESSION_TTL,
         };
-        let mut all = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut all = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
         all.retain(|_, s| s.expires > now);
         if all.len() >= MAX_SESSIONS
@@ -115,15 +118,19 @@ impl Sessions {
     }
 
     fn get(&self, id: &str) -> Option<Session> {
-        let all = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        all.get(id)
-            .filter(|s| s.expires > Instant::now())
-            .cloned()
+        let all = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        all.get(id).filter(|s| s.expires > Instant::now()).cloned()
     }
 
     /// Ends a session.
     pub(super) fn close(&self, id: &str) {
-        let mut all = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut all = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         all.remove(id);
     }
 }

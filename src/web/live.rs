@@ -24,7 +24,10 @@ use crate::proto::{Event, EventKind};
 pub(super) const MAX_STREAMS: usize = 32;
 
 /// `GET /events`.
-pub(super) async fn events(State(web): State<Arc<Web>>, Extension(ctx): Extension<Ctx>) -> Response {
+pub(super) async fn events(
+    State(web): State<Arc<Web>>,
+    Extension(ctx): Extension<Ctx>,
+) -> Response {
     let Ok(permit) = web.live.clone().try_acquire_owned() else {
         warn!(peer = %ctx.peer, "web desk: refused a live stream: {MAX_STREAMS} are open");
         return html::refusal(
@@ -45,7 +48,9 @@ pub(super) async fn events(State(web): State<Arc<Web>>, Extension(ctx): Extensio
                 e = rx.recv() => e,
             };
             let sse = match next {
-                Ok(e) => Sse::default().event("item").data(describe(&e, lang, offset)),
+                Ok(e) => Sse::default()
+                    .event("item")
+                    .data(describe(&e, lang, offset)),
                 Err(RecvError::Lagged(_)) => Sse::default().event("resync").data("{}"),
                 Err(RecvError::Closed) => return None,
             };

@@ -144,12 +144,9 @@ pub(crate) fn serve(
         permits: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
     };
     tokio::spawn(async move {
-        let served = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<Peer>(),
-        )
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await;
+        let served = axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
         if let Err(e) = served {
             warn!(error = %e, "web desk stopped");
         }

@@ -49,7 +49,11 @@ pub(super) struct Web {
 }
 
 impl Web {
-    pub(super) fn new(op: Arc<OperatorService>, token: String, shutdown: CancellationToken) -> Self {
+    pub(super) fn new(
+        op: Arc<OperatorService>,
+        token: String,
+        shutdown: CancellationToken,
+    ) -> Self {
         Self {
             node: op.keys.current().node_id().to_string(),
             offset_ms: op.deadlines.offset_ms().unwrap_or(0),
@@ -173,7 +177,10 @@ async fn login_form(
         ),
         l.t("Login token", "登录口令"),
         esc(q.token.trim()),
-        l.t("Your name (recorded in decisions)", "您的姓名（记入处理意见）"),
+        l.t(
+            "Your name (recorded in decisions)",
+            "您的姓名（记入处理意见）"
+        ),
         l.t("e.g. Wang Fang", "例如：王芳"),
         title
     );
@@ -505,7 +512,11 @@ async fn item(
         esc(&String::from_utf8_lossy(&report.body)),
     );
     if !report.attachments.is_empty() {
-        let _ = write!(body, "<h2>{}</h2><ul class=\"attachments\">", l.t("Attachments", "附件"));
+        let _ = write!(
+            body,
+            "<h2>{}</h2><ul class=\"attachments\">",
+            l.t("Attachments", "附件")
+        );
         for (n, a) in report.attachments.iter().enumerate() {
             let _ = write!(
                 body,
@@ -736,7 +747,8 @@ async fn dispose(
         return r;
     }
     let l = ctx.lang;
-    let bad = |en: &str, zh: &str| failed(&web, &ctx, &tonic::Status::invalid_argument(l.t(en, zh)));
+    let bad =
+        |en: &str, zh: &str| failed(&web, &ctx, &tonic::Status::invalid_argument(l.t(en, zh)));
     let kind = match form.kind.as_str() {
         "adopted" => DispositionKind::Adopted,
         "not_adopted" => DispositionKind::NotAdopted,
@@ -874,7 +886,10 @@ async fn attachment(
         .header(header::CONTENT_LENGTH, a.size)
         .header(header::CONTENT_DISPOSITION, header_value)
         // An attachment opened here runs nothing, whatever it holds.
-        .header(header::CONTENT_SECURITY_POLICY, "sandbox; default-src 'none'; img-src 'self'; style-src 'unsafe-inline'")
+        .header(
+            header::CONTENT_SECURITY_POLICY,
+            "sandbox; default-src 'none'; img-src 'self'; style-src 'unsafe-inline'",
+        )
         .body(Body::from_stream(stream))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
@@ -895,7 +910,10 @@ async fn overdue(State(web): State<Arc<Web>>, Extension(ctx): Extension<Ctx>) ->
     let title = l.t("Overdue and held", "超时与压存");
     let mut body = format!(
         "<h1>{title}</h1><p>{} {}</p>",
-        l.t("Items that ever missed their deadline here:", "在本节点超时的累计条数："),
+        l.t(
+            "Items that ever missed their deadline here:",
+            "在本节点超时的累计条数："
+        ),
         list.overdue_total
     );
     if list.items.is_empty() {
@@ -988,7 +1006,11 @@ async fn solicitations(State(web): State<Arc<Web>>, Extension(ctx): Extension<Ct
             let _ = write!(
                 body,
                 "<tr{}><td><a href=\"/solicitation/{}\">{}</a>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                if s.withdrawn { " class=\"withdrawn\"" } else { "" },
+                if s.withdrawn {
+                    " class=\"withdrawn\""
+                } else {
+                    ""
+                },
                 url(&b.id),
                 esc(&s.topic),
                 if s.withdrawn {
