@@ -6,6 +6,9 @@
 //!   session: a cookie (`HttpOnly`, `SameSite=Strict`) given for the
 //!   node's login token and a name. None or an unknown one: 401 and a log
 //!   line naming the peer.
+//! - The browser must have asked for this machine (`Host`: a loopback
+//!   address or `localhost`), so another site's name pointed at 127.0.0.1
+//!   gets nothing (403).
 //! - Every POST must come from this site: an `Origin` (or
 //!   `Sec-Fetch-Site`) naming another is 403, and each form carries the
 //!   session's CSRF token, checked by the handler ([`Session::check_csrf`]).
@@ -188,6 +191,23 @@ fn lang_of(req: &Request) -> (Lang, bool) {
     }
 }
 
+/// Whether the browser asked for this machine by name (`Host`): a page of
+/// another site whose name was pointed at 127.0.0.1 (DNS rebinding) asks
+/// for its own name and is refused.
+fn local_host(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    if let Ok(addr) = host.parse::<SocketAddr>() {
+        return addr.ip().is_loopback();
+    }
+    let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Whether a POST comes from a page of this site: its `Origin` (browsers
 /// send it on every POST) names this host, and `Sec-Fetch-Site`, if sent,
 /// does not say another site.
@@ -224,6 +244,20 @@ pub(super) async fn gate(
             StatusCode::FORBIDDEN,
             "The web desk takes requests from this machine only.",
             "网页工作台只接受本机的请求。",
+        );
+    }
+    if !local_host(req.headers()) {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_string();
+        warn!(%peer, %path, %host, "web desk: refused a request for another host name (DNS rebinding?)");
+        return html::refusal(
+            StatusCode::FORBIDDEN,
+            "The web desk answers to 127.0.0.1, [::1] or localhost only.",
+            "网页工作台只接受 127.0.0.1、[::1] 或 localhost 的访问。",
         );
     }
     let (lang, lang_asked) = lang_of(&req);
