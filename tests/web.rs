@@ -27,6 +27,8 @@ use zhibao::web::WebConfig;
 
 const WAIT: Duration = Duration::from_secs(30);
 const COUNTY: &str = "county-a";
+/// A county whose link is cut until its report is overdue.
+const LATE: &str = "county-late";
 
 /// Browser tests one at a time: two Chromiums on a small machine slow
 /// each other past any patience.
@@ -182,7 +184,7 @@ async fn submit_delivered(
 
 #[tokio::test]
 async fn the_desk_refuses_strangers_escapes_fields_and_refuses_cross_site_posts() {
-    let region = Region::new(&[COUNTY]);
+    let region = Region::new(&[COUNTY, LATE]);
     let hub = zhibao::node::start(hub_with_web(&region)).await.unwrap();
     let web = hub.web_addr.unwrap();
     let county = region.start_node(COUNTY, hub.relay_addr.unwrap()).await;

@@ -110,6 +110,11 @@ pub(super) fn router(web: Arc<Web>) -> Router {
 
 /// An error from the operator API as a page.
 fn failed(web: &Web, ctx: &Ctx, status: &tonic::Status) -> Response {
+    failed_at(web, ctx, status, None)
+}
+
+/// An error as a page, with a link back to `back` (else the inbox).
+fn failed_at(web: &Web, ctx: &Ctx, status: &tonic::Status, back: Option<&str>) -> Response {
     let code = match status.code() {
         tonic::Code::NotFound => StatusCode::NOT_FOUND,
         tonic::Code::InvalidArgument | tonic::Code::OutOfRange => StatusCode::BAD_REQUEST,
@@ -124,11 +129,15 @@ fn failed(web: &Web, ctx: &Ctx, status: &tonic::Status) -> Response {
     let l = ctx.lang;
     let title = l.t("Not done", "未能完成");
     let body = format!(
-        "<section class=\"error\"><h1>{}</h1><p id=\"error\">{}</p><p><a href=\"javascript:history.back()\">{}</a> · <a href=\"/\">{}</a></p></section>",
+        "<section class=\"error\"><h1>{}</h1><p id=\"error\">{}</p><p><a href=\"{}\">{}</a></p></section>",
         title,
         esc(status.message()),
-        l.t("Back", "返回"),
-        l.t("Inbox", "收件")
+        esc(back.unwrap_or("/")),
+        if back.is_some() {
+            l.t("Back to the report", "返回报告")
+        } else {
+            l.t("Back to the inbox", "返回收件")
+        }
     );
     html::respond(code, html::page(&web.frame(ctx, title, ""), &body))
 }
@@ -747,8 +756,15 @@ async fn dispose(
         return r;
     }
     let l = ctx.lang;
-    let bad =
-        |en: &str, zh: &str| failed(&web, &ctx, &tonic::Status::invalid_argument(l.t(en, zh)));
+    let back = format!("/item/{}", url(&id));
+    let bad = |en: &str, zh: &str| {
+        failed_at(
+            &web,
+            &ctx,
+            &tonic::Status::invalid_argument(l.t(en, zh)),
+            Some(&back),
+        )
+    };
     let kind = match form.kind.as_str() {
         "adopted" => DispositionKind::Adopted,
         "not_adopted" => DispositionKind::NotAdopted,
@@ -784,8 +800,8 @@ async fn dispose(
         role: StaffRole::Staff,
     });
     match Operator::dispose(web.op.clone(), req).await {
-        Ok(_) => Redirect::to(&format!("/item/{}", url(&id))).into_response(),
-        Err(e) => failed(&web, &ctx, &e),
+        Ok(_) => Redirect::to(&back).into_response(),
+        Err(e) => failed_at(&web, &ctx, &e, Some(&back)),
     }
 }
 
@@ -896,7 +912,11 @@ async fn attachment(
 
 // ---------------------------------------------------------------- overdue
 
-async fn overdue(State(web): State<Arc<Web>>, Extension(ctx): Extension<Ctx>) -> Response {
+async fn overdue(
+    State(web): State<Arc<Web>>,
+    Extension(ctx): Extension<Ctx>,
+    Query(q): Query<ItemQuery>,
+) -> Response {
     let l = ctx.lang;
     let req = ListRequest {
         overdue_only: true,
@@ -909,7 +929,7 @@ async fn overdue(State(web): State<Arc<Web>>, Extension(ctx): Extension<Ctx>) ->
     };
     let title = l.t("Overdue and held", "超时与压存");
     let mut body = format!(
-        "<h1>{title}</h1><p>{} {}</p>",
+        "<p>{} {}</p>",
         l.t(
             "Items that ever missed their deadline here:",
             "在本节点超时的累计条数："
@@ -959,6 +979,11 @@ async fn overdue(State(web): State<Arc<Web>>, Extension(ctx): Extension<Ctx>) ->
         }
         body.push_str("</tbody></table></div>");
     }
+    if q.fragment.is_some() {
+        return html::respond(StatusCode::OK, body);
+    }
+    let body =
+        format!("<h1>{title}</h1><div id=\"live\" data-src=\"/overdue?fragment=1\">{body}</div>");
     html::respond(
         StatusCode::OK,
         html::page(&web.frame(&ctx, title, "overdue"), &body),
