@@ -582,6 +582,17 @@ async fn with_ten_thousand_items_the_desk_paints_quickly() {
          load {loaded:.0} ms; routine page 21 loaded in {deep:.0?}"
     );
     page.screenshot(&artifact("web-desk-10k.png")).await;
+    // These were written at the hub itself: the page says they are not
+    // the office's to decide, and offers no forms.
+    page.click_and_wait("document.querySelector('#class-routine tr[data-id] a').click()")
+        .await;
+    assert_eq!(
+        page.eval(
+            "!!document.getElementById('not-decidable') && !document.getElementById('form-adopted')"
+        )
+        .await,
+        json!(true)
+    );
     assert!(paint > 0.0, "no first paint measured");
     assert!(
         paint < 5_000.0,

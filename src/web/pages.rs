@@ -548,8 +548,26 @@ async fn item(
         uid = url(&s.id),
         id = esc(&s.id)
     );
-    if let Some(session) = session(&ctx) {
-        decide_forms(&web, l, &s.id, session, &mut body);
+    // The desk's own rules, said before anyone fills in a form in vain.
+    let not_decidable = if s.from.is_empty() || s.from == crate::store::FROM_OPERATOR {
+        Some(l.t(
+            "Written at this node: an office decides on reports from below.",
+            "本节点撰写的报告：信息科只处理下级报送的报告。",
+        ))
+    } else if s.closed_unix_ms != 0 {
+        Some(l.t(
+            "Closed (办结): nothing more can be decided on it.",
+            "已办结，不能再作处理。",
+        ))
+    } else {
+        None
+    };
+    match (not_decidable, session(&ctx)) {
+        (Some(why), _) => {
+            let _ = write!(body, "<p class=\"note\" id=\"not-decidable\">{why}</p>");
+        }
+        (None, Some(session)) => decide_forms(&web, l, &s.id, session, &mut body),
+        (None, None) => {}
     }
     html::respond(
         StatusCode::OK,
