@@ -319,3 +319,89 @@ pub(super) async fn gate(
         .or_insert(header::HeaderValue::from_static("no-store"));
     response.into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, header::HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn posts_from_this_site_only() {
+        let ok = headers(&[
+            ("host", "127.0.0.1:8443"),
+            ("origin", "http://127.0.0.1:8443"),
+        ]);
+        assert!(same_origin(&ok));
+        // A client that sends no Origin (curl) still needs the CSRF token.
+        assert!(same_origin(&headers(&[("host", "127.0.0.1:8443")])));
+        for bad in [
+            headers(&[
+                ("host", "127.0.0.1:8443"),
+                ("origin", "http://evil.example"),
+            ]),
+            headers(&[
+                ("host", "127.0.0.1:8443"),
+                ("origin", "http://127.0.0.1:9999"),
+            ]),
+            headers(&[("host", "127.0.0.1:8443"), ("origin", "null")]),
+            headers(&[("host", "127.0.0.1:8443"), ("sec-fetch-site", "cross-site")]),
+            headers(&[("host", "127.0.0.1:8443"), ("sec-fetch-site", "same-site")]),
+            headers(&[("origin", "http://127.0.0.1:8443")]),
+        ] {
+            assert!(!same_origin(&bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn only_this_machine_by_name() {
+        for good in [
+            "127.0.0.1:8443",
+            "[::1]:8443",
+            "localhost:8443",
+            "LOCALHOST",
+            "127.0.0.1",
+        ] {
+            assert!(local_host(&headers(&[("host", good)])), "{good}");
+        }
+        for bad in [
+            "evil.example:8443",
+            "10.0.0.1:8443",
+            "localhost.evil.example",
+            "",
+        ] {
+            assert!(!local_host(&headers(&[("host", bad)])), "{bad}");
+        }
+        assert!(!local_host(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret("abc", "abc"));
+        assert!(!same_secret("abc", "abd"));
+        assert!(!same_secret("abc", "ab"));
+        assert!(!same_secret("", "a"));
+        assert_ne!(new_secret(), new_secret());
+        assert_eq!(new_secret().len(), 64);
+    }
+
+    #[test]
+    fn sessions_are_bounded() {
+        let s = Sessions::default();
+        let first = s.open("a".into());
+        for _ in 0..MAX_SESSIONS {
+            s.open("b".into());
+        }
+        assert!(s.get(&first).is_none(), "the oldest went");
+        let id = s.open("c".into());
+        assert_eq!(s.get(&id).unwrap().name, "c");
+        s.close(&id);
+        assert!(s.get(&id).is_none());
+    }
+}

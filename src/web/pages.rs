@@ -919,10 +919,15 @@ async fn attachment(
         .header(header::CONTENT_TYPE, content_type)
         .header(header::CONTENT_LENGTH, a.size)
         .header(header::CONTENT_DISPOSITION, header_value)
-        // An attachment opened here runs nothing, whatever it holds.
+        // An attachment opened here runs nothing of ours, whatever it
+        // holds (a PDF needs the browser's viewer, which a sandbox stops).
         .header(
             header::CONTENT_SECURITY_POLICY,
-            "sandbox; default-src 'none'; img-src 'self'; style-src 'unsafe-inline'",
+            if content_type == "application/pdf" {
+                "default-src 'none'; object-src 'self'; img-src 'self'"
+            } else {
+                "sandbox; default-src 'none'; img-src 'self'; style-src 'unsafe-inline'"
+            },
         )
         .body(Body::from_stream(stream))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
