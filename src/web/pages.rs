@@ -542,6 +542,42 @@ async fn item(
         }
         body.push_str("</ul>");
     }
+    let hops = s.report.as_ref().map_or(&[][..], |r| r.hops.as_slice());
+    if !hops.is_empty() {
+        let _ = write!(
+            body,
+            "<h2>{}</h2><ol class=\"hops\">",
+            l.t("Hops", "经手节点")
+        );
+        for h in hops {
+            match crate::proto::HopStatement::decode(h.statement.as_slice()) {
+                Ok(st) => {
+                    let _ = write!(
+                        body,
+                        "<li>{}</li>",
+                        match l {
+                            Lang::Zh => format!(
+                                "{} 于 {} 从 {} 接收",
+                                esc(&st.relay),
+                                web.when(st.stored_unix_ms),
+                                esc(&st.received_from)
+                            ),
+                            Lang::En => format!(
+                                "{} took it from {} at {}",
+                                esc(&st.relay),
+                                esc(&st.received_from),
+                                web.when(st.stored_unix_ms)
+                            ),
+                        }
+                    );
+                }
+                Err(_) => {
+                    let _ = write!(body, "<li>{}</li>", l.t("does not decode", "无法解码"));
+                }
+            }
+        }
+        body.push_str("</ol>");
+    }
     let _ = write!(
         body,
         "<div id=\"live\" data-src=\"/item/{uid}?fragment=1\" data-item=\"{id}\">{live}</div></article>",
