@@ -670,6 +670,9 @@ pub struct NodeConfig {
     /// How `zhibao serve` logs (`--log-format` overrides).
     #[serde(default)]
     pub log: LogConfig,
+    /// The office's web desk (`[web]`); absent = none.
+    #[serde(default)]
+    pub web: Option<crate::web::WebConfig>,
 }
 
 /// `[log]`: how the node writes its log.
@@ -886,6 +889,9 @@ impl NodeConfig {
             }
         }
         self.review.validate(&self.operators)?;
+        if let Some(web) = &self.web {
+            web.validate(self.relay.is_some())?;
+        }
         for id in &self.operator.allowed {
             crate::trust::validate_node_id(id)
                 .map_err(|e| invalid("operator.allowed", e.to_string()))?;
@@ -1116,6 +1122,7 @@ impl NodeConfig {
             review: ReviewConfig::default(),
             retention: RetentionConfig::default(),
             log: LogConfig::default(),
+            web: None,
         }
     }
 

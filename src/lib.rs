@@ -78,3 +78,4 @@ pub mod store;
 pub mod telemetry;
 pub mod tls;
 pub mod trust;
+pub mod web;

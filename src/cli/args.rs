@@ -335,7 +335,12 @@ pub(crate) enum Command {
         action: StoreCommand,
     },
     /// Run a whole small region on loopback and show it working.
-    Demo,
+    Demo {
+        /// Then leave the region running with the office's web desk open
+        /// (prints its address and how to log in), until Ctrl-C.
+        #[arg(long)]
+        web: bool,
+    },
     /// Print a shell completion script: `zhibao completions bash >
     /// /etc/bash_completion.d/zhibao` (zsh: into a directory of $fpath as
     /// `_zhibao`; fish: ~/.config/fish/completions/zhibao.fish).

@@ -43,8 +43,17 @@ struct Submitted {
     during_outage: bool,
 }
 
-async fn start_hub(pki_dir: &Path, data: &Path, addr: SocketAddr) -> anyhow::Result<RunningNode> {
+async fn start_hub(
+    pki_dir: &Path,
+    data: &Path,
+    addr: SocketAddr,
+    web: Option<SocketAddr>,
+) -> anyhow::Result<RunningNode> {
     let mut cfg = NodeConfig::for_node(HUB, pki_dir, &data.join(HUB));
+    cfg.web = web.map(|listen| zhibao::web::WebConfig {
+        listen,
+        token_file: None,
+    });
     cfg.relay = Some(RelayListen {
         listen: addr,
         consumers: Vec::new(),
@@ -64,8 +73,10 @@ async fn start_hub(pki_dir: &Path, data: &Path, addr: SocketAddr) -> anyhow::Res
     Ok(node::start(cfg).await?)
 }
 
-/// Runs the demo; returns whether every check passed.
-pub async fn run() -> anyhow::Result<bool> {
+/// Runs the demo; returns whether every check passed. With `web`, the
+/// hub also serves the office's web desk, and the region keeps running
+/// after the checks until Ctrl-C, for exploring it.
+pub async fn run(web: bool) -> anyhow::Result<bool> {
     let started = Instant::now();
     let tmp = super::scratch::ScratchDir::new("run").context("creating a temporary directory")?;
     println!(
@@ -82,7 +93,14 @@ pub async fn run() -> anyhow::Result<bool> {
         pki_dir.display()
     );
 
-    let hub = start_hub(&pki_dir, &data, "127.0.0.1:0".parse()?).await?;
+    let web_at: Option<SocketAddr> = if web {
+        Some("127.0.0.1:0".parse()?)
+    } else {
+        None
+    };
+    let hub = start_hub(&pki_dir, &data, "127.0.0.1:0".parse()?, web_at).await?;
+    // The restarted hub keeps the desk's address.
+    let web_at = hub.web_addr;
     let hub_addr = hub.relay_addr.context("hub has no relay address")?;
     println!("hub listening on {hub_addr} (mutual TLS 1.3)");
 
@@ -165,7 +183,7 @@ pub async fn run() -> anyhow::Result<bool> {
     println!("{queued} items queued at the counties while the hub is down");
     // Keep the hub down for a few seconds, as a real outage would be.
     tokio::time::sleep(Duration::from_secs(3).saturating_sub(outage.elapsed())).await;
-    let hub = start_hub(&pki_dir, &data, hub_addr).await?;
+    let hub = start_hub(&pki_dir, &data, hub_addr, web_at).await?;
     println!(
         "-- hub restarted on {hub_addr} after {:.1} s --\n",
         outage.elapsed().as_secs_f64()
@@ -269,6 +287,9 @@ pub async fn run() -> anyhow::Result<bool> {
         ok &= desk(&hub, &ops, first).await?;
     }
     ok &= office(&hub, &ops).await?;
+    if let Some(addr) = hub.web_addr {
+        explore(addr, &data.join(HUB), &nodes).await?;
+    }
 
     hub.shutdown(Duration::from_secs(5)).await;
     for n in nodes {
@@ -288,6 +309,31 @@ pub async fn run() -> anyhow::Result<bool> {
     );
     println!("the nodes' own log: {}", log_path().display());
     Ok(ok)
+}
+
+/// Leaves the region running with the web desk open until Ctrl-C.
+async fn explore(addr: SocketAddr, hub_data: &Path, nodes: &[RunningNode]) -> anyhow::Result<()> {
+    let token_file = hub_data.join("web.token");
+    let token = std::fs::read_to_string(&token_file)
+        .with_context(|| format!("reading the web desk's token {}", token_file.display()))?;
+    println!(
+        "\nThe region keeps running. The office's web desk (信息科网页工作台):\n\
+         \n    http://{addr}/login?token={}\n\
+         \nOpen it in a browser on this machine, give your name and log in (the token is\n\
+         also in {}). Submit from a county and watch it arrive, e.g.:\n\
+         \n    zhibao submit --socket {} -p emergency -t \"山洪\" --body \"两个村被困\"\n\
+         \nCtrl-C stops the region.",
+        token.trim(),
+        token_file.display(),
+        nodes
+            .first()
+            .map_or_else(String::new, |n| n.operator_socket.display().to_string()),
+    );
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    println!("stopping the region");
+    Ok(())
 }
 
 /// The hub's office adopts `item`; returns whether the county it came from

@@ -200,7 +200,7 @@ pub(crate) fn log_options(args: &args::Cli) -> zhibao::telemetry::LogOptions {
         opts.format = log.format;
         opts.utc_offset_secs = offset_secs;
     }
-    if matches!(args.command, Command::Demo) {
+    if matches!(args.command, Command::Demo { .. }) {
         opts.file = Some(demo::log_path());
         opts.default_filter = args::SERVE_LOG_FILTER.to_string();
     }
@@ -635,8 +635,8 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
             clap_mangen::Man::new(cmd).render(&mut out)?;
             print_all(&out)?;
         }
-        Command::Demo => {
-            let ok = demo::run().await?;
+        Command::Demo { web } => {
+            let ok = demo::run(web).await?;
             return Ok(if ok {
                 ExitCode::SUCCESS
             } else {

@@ -77,6 +77,8 @@ pub(crate) struct Bound {
     pub(crate) operator: OperatorSocket,
     pub(crate) operator_tcp: Option<(TcpListener, SocketAddr)>,
     pub(crate) relay: Option<(TcpListener, SocketAddr)>,
+    /// The web desk (`[web]`), with its login token written.
+    pub(crate) web: Option<crate::web::Door>,
 }
 
 /// Binds every listener the configuration names.
@@ -90,10 +92,15 @@ pub(crate) async fn bind(cfg: &NodeConfig) -> Result<Bound, StartError> {
         Some(r) => Some(bind_tcp(r.listen, "relay.listen", "relay listener").await?),
         None => None,
     };
+    let web = match &cfg.web {
+        Some(w) => Some(crate::web::Door::open(w, &cfg.data_dir).await?),
+        None => None,
+    };
     Ok(Bound {
         operator,
         operator_tcp,
         relay,
+        web,
     })
 }
 
@@ -133,7 +140,7 @@ fn bind_operator_socket(socket: &Path, mode: u32) -> Result<OperatorSocket, Star
     Ok(OperatorSocket { listener, file })
 }
 
-async fn bind_tcp(
+pub(crate) async fn bind_tcp(
     addr: SocketAddr,
     field: &'static str,
     what: &str,

@@ -88,3 +88,7 @@ pub use error::StartError;
 pub use reconfigure::Reconfigured;
 pub use retention::read_archive;
 pub use start::{RunningNode, start};
+// The web desk (`crate::web`) serves the operator API's views and the desk.
+pub(crate) use listeners::bind_tcp as bind_web;
+pub(crate) use operator::OperatorService;
+pub(crate) use who::Actor;

@@ -225,6 +225,7 @@ async fn spawn(
         "node started"
     );
     RunningNode {
+        web_addr: addrs.web,
         relay_addr: addrs.relay,
         operator_addr: addrs.operator,
         operator_socket: cfg.operator_socket(),
@@ -240,6 +241,7 @@ async fn spawn(
 struct Addrs {
     relay: Option<SocketAddr>,
     operator: Option<SocketAddr>,
+    web: Option<SocketAddr>,
 }
 
 /// The operator API on its socket and, if configured, over mTLS; the
@@ -323,7 +325,12 @@ async fn servers(parts: &Parts, bound: Bound) -> (Stage, Addrs) {
     let mut addrs = Addrs {
         relay: None,
         operator: None,
+        web: bound.web.as_ref().map(|door| door.addr),
     };
+    if let Some(door) = bound.web {
+        let task = crate::web::serve(door, operator.clone(), stage.token.clone());
+        stage.tasks.push(task);
+    }
     if let Some((listener, addr)) = bound.operator_tcp {
         addrs.operator = Some(addr);
         let allowed = cfg.operator.allowed.clone();
@@ -497,6 +504,8 @@ impl Stage {
 /// A node that has bound its listeners and is serving.
 #[derive(Debug)]
 pub struct RunningNode {
+    /// The web desk's address (`[web] listen`), if it has one.
+    pub web_addr: Option<SocketAddr>,
     /// The relay listener's address, if it has one.
     pub relay_addr: Option<SocketAddr>,
     /// The operator socket path.
