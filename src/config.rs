@@ -606,6 +606,20 @@ pub struct NodeConfig {
     /// a hub, its counties, outlets, scoring rules and targets.
     #[serde(default)]
     pub office: OfficeConfig,
+    /// Prometheus metrics endpoint; off unless `listen` is set.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: where Prometheus scrapes this node.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve `GET /metrics` (plain HTTP, the Prometheus text format) at
+    /// this address; absent = no metrics listener. Bind it to loopback or
+    /// a management network: it is not authenticated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
 }
 
 /// `[office]`: notices from above, and a hub's scoring.
@@ -970,6 +984,7 @@ impl NodeConfig {
             deadlines: Deadlines::default(),
             operators: Vec::new(),
             office: OfficeConfig::default(),
+            metrics: MetricsConfig::default(),
             review: ReviewConfig::default(),
         }
     }

@@ -36,7 +36,8 @@
 //! - [`client`]: operator and inbox clients (the CLI's and the tests').
 //!
 //! Tools: [`pki`] makes the region's certificates (`zhibao certs`);
-//! [`telemetry`] sets up logs. The `zhibao` binary (`src/main.rs`,
+//! [`telemetry`] sets up logs; [`metrics`] counts what a node does, for
+//! Prometheus. The `zhibao` binary (`src/main.rs`,
 //! `src/cli/`: commands, output for people, `demo`, `bench`) is built on
 //! these; the library does not depend on it.
 //!
@@ -67,6 +68,7 @@ pub mod digest;
 pub mod disposition;
 pub mod envelope;
 pub mod held;
+pub mod metrics;
 pub mod node;
 pub mod notice;
 pub mod pki;

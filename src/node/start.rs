@@ -145,6 +145,8 @@ struct Parts {
     reload_now: Arc<tokio::sync::Notify>,
     /// Review before sending (把关), shared by the operator API and its watch.
     reviews: Arc<Reviews>,
+    /// The node's Prometheus metrics (served if `[metrics] listen` is set).
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Spawns the servers, then the forwarders and the watch. Cannot fail.
@@ -156,7 +158,10 @@ async fn spawn(
     bound: Bound,
 ) -> RunningNode {
     let clock = Clock::System;
-    let events = Events::new(clock);
+    let routes_named = cfg.upstream.iter().map(|u| u.node_id.as_str());
+    let metrics = Arc::new(crate::metrics::Metrics::new(routes_named));
+    store.count_commits(metrics.clone());
+    let events = Events::with_metrics(clock, metrics.clone());
     let routes = Arc::new(Routes::new(&cfg.upstream));
     let custody = Arc::new(Custody::new(
         store.clone(),
@@ -179,6 +184,7 @@ async fn spawn(
     });
     let parts = Parts {
         reviews,
+        metrics,
         // Room for the largest report or the largest chunk (1 MiB), plus framing.
         max_message: cfg.limits.max_report_bytes.max(1 << 20) + 64 * 1024,
         cfg,
@@ -197,11 +203,13 @@ async fn spawn(
     info!(
         node = %cfg.node_id,
         relay = ?addrs.relay,
+        metrics = ?addrs.metrics,
         operator = %cfg.operator_socket().display(),
         upstream = ?cfg.upstream.iter().map(|u| format!("{}@{} ({:?})", u.node_id, u.addr, u.role)).collect::<Vec<_>>(),
         "node started"
     );
     RunningNode {
+        metrics_addr: addrs.metrics,
         relay_addr: addrs.relay,
         operator_addr: addrs.operator,
         operator_socket: cfg.operator_socket(),
@@ -216,6 +224,7 @@ async fn spawn(
 struct Addrs {
     relay: Option<SocketAddr>,
     operator: Option<SocketAddr>,
+    metrics: Option<SocketAddr>,
 }
 
 /// The operator API on its socket and, if configured, over mTLS; the
@@ -236,6 +245,10 @@ async fn servers(parts: &Parts, bound: Bound) -> (Stage, Addrs) {
         streams: cfg.limits.max_streams_per_connection,
         max_message: parts.max_message,
         keepalive: cfg.limits.connect_options(),
+        on_refused: {
+            let metrics = parts.metrics.clone();
+            tls::RefusalHook::new(move |why| metrics.tls_refused(why))
+        },
         on_cut: {
             let store = parts.store.clone();
             Arc::new(move |peer: &crate::tls::PeerInfo, why: &str| {
@@ -297,7 +310,15 @@ async fn servers(parts: &Parts, bound: Bound) -> (Stage, Addrs) {
     let mut addrs = Addrs {
         relay: None,
         operator: None,
+        metrics: None,
     };
+    if let Some((listener, addr)) = bound.metrics {
+        addrs.metrics = Some(addr);
+        let source = super::scrape::source(parts.store.clone(), parts.routes.clone(), parts.clock);
+        let serve =
+            crate::metrics::serve(listener, parts.metrics.clone(), source, stage.token.clone());
+        stage.tasks.push(tokio::spawn(serve));
+    }
     if let Some((listener, addr)) = bound.operator_tcp {
         addrs.operator = Some(addr);
         let allowed = cfg.operator.allowed.clone();
@@ -472,6 +493,8 @@ pub struct RunningNode {
     pub operator_socket: PathBuf,
     /// The TCP (mTLS) operator listener's address, if it has one.
     pub operator_addr: Option<SocketAddr>,
+    /// The Prometheus metrics listener's address, if it has one.
+    pub metrics_addr: Option<SocketAddr>,
     /// The node id.
     pub node_id: String,
     /// In start order; stopped in reverse.

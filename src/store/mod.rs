@@ -50,6 +50,7 @@
 //! The store knows nothing of the network: its errors are its own, and the
 //! node says what they mean to a peer.
 
+mod gauges;
 mod office;
 mod read;
 pub mod record;
@@ -67,6 +68,7 @@ use std::sync::{Arc, Mutex};
 use redb::Database;
 use tokio::sync::{mpsc, oneshot, watch};
 
+pub use gauges::StoreGauges;
 pub use record::{
     Acked, Backlog, ConsumerOpened, ConsumerPosition, Decision, DecisionFact, DecisionOutcome,
     Destination, Escalation, FROM_OPERATOR, Facts, HistoryKind, HoldOutcome, ItemFact, ItemRecord,
@@ -253,6 +255,8 @@ struct Inner {
     unflushed: std::sync::atomic::AtomicBool,
     /// Waiters for a change to one item, woken after the commit.
     waiters: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
+    /// Where commits are counted, once the node has metrics.
+    metrics: std::sync::OnceLock<Arc<crate::metrics::Metrics>>,
 }
 
 impl Inner {
@@ -350,6 +354,7 @@ impl Store {
             closed,
             unflushed: std::sync::atomic::AtomicBool::new(false),
             waiters: Mutex::default(),
+            metrics: std::sync::OnceLock::new(),
         });
         flusher(path, Arc::downgrade(&inner))?;
         let writer = Arc::downgrade(&inner);
