@@ -84,6 +84,33 @@ async fn scrape_until(addr: SocketAddr, done: impl Fn(&Scrape) -> bool) -> Scrap
     }
 }
 
+/// `promtool check metrics` on `text`, if promtool is installed.
+fn promtool_check_metrics(text: &str) {
+    use std::io::Write;
+    let child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else {
+        return; // not installed
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn local() -> Option<SocketAddr> {
     Some("127.0.0.1:0".parse().unwrap())
 }
@@ -196,6 +223,44 @@ async fn counters_move_as_items_flow_and_parse_as_prometheus_text() {
         0.0
     );
 
+    // Refusals, by claimed class and code: an operator's report over the
+    // size limit at the county, a report whose origin is not its signer
+    // from a child at the hub.
+    let too_big = op
+        .submit(Class::Routine, "too big", vec![b'x'; 2 << 20], 0)
+        .await;
+    assert!(too_big.is_err());
+    let mut child = common::relay_as(
+        &region.pki(),
+        "county-a",
+        &region.pki(),
+        hub.relay_addr.unwrap(),
+    )
+    .await;
+    let mut forged = common::report("county-b");
+    forged.origin = "county-b".into();
+    let signed = zhibao::envelope::sign(&forged, &region.identity("county-a"));
+    let refused = child.deliver(signed).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    let county_refused = scrape(county_metrics).await;
+    assert_eq!(
+        value(
+            &county_refused,
+            "zhibao_items_refused_total",
+            &[("class", "routine"), ("reason", "resource_exhausted")]
+        ),
+        1.0
+    );
+    let hub_refused = scrape(hub_metrics).await;
+    assert_eq!(
+        value(
+            &hub_refused,
+            "zhibao_items_refused_total",
+            &[("class", "emergency"), ("reason", "permission_denied")]
+        ),
+        1.0
+    );
+
     // A client without a certificate is counted by its reason.
     let roots = {
         let mut r = rustls::RootCertStore::empty();
@@ -218,6 +283,11 @@ async fn counters_move_as_items_flow_and_parse_as_prometheus_text() {
         ) >= 1.0
     })
     .await;
+
+    // Where promtool is installed (Debian's `prometheus`), its linter
+    // must pass the exposition too; `cargo test` does not need it.
+    let (_, _, body) = get(hub_metrics, "/metrics").await;
+    promtool_check_metrics(&body);
 
     // Only /metrics is served.
     assert_eq!(get(hub_metrics, "/").await.0, 404);

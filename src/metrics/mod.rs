@@ -169,7 +169,7 @@ impl Metrics {
         let refused = Family::<Labels, Counter>::default();
         registry.register(
             "items_refused",
-            "Items (and their chunks) refused from children, by claimed class and gRPC code",
+            "Items (and their chunks) refused from children or operators, by claimed class and gRPC code",
             refused.clone(),
         );
         let overdue = Family::<Labels, Counter>::default();
@@ -313,7 +313,8 @@ impl Metrics {
         };
     }
 
-    /// An item (or one of its chunks) from a child refused with `code`;
+    /// An item (or one of its chunks) from a child or an operator refused
+    /// with `code`;
     /// `class` as the item claims it, if it could be read.
     pub fn refused(&self, class: Option<Class>, code: tonic::Code) {
         let class = class.map_or("unknown", Class::name);
