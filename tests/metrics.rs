@@ -14,6 +14,7 @@ use prometheus_parse::{Scrape, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use zhibao::class::Class;
+use zhibao::config::{Role, UpstreamConfig};
 use zhibao::node;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -294,6 +295,88 @@ async fn counters_move_as_items_flow_and_parse_as_prometheus_text() {
 
     county.shutdown(WAIT).await;
     hub.shutdown(WAIT).await;
+}
+
+#[tokio::test]
+async fn a_cut_off_county_shows_its_queues_overdue_items_escalations_and_routes_down() {
+    let region = Region::new(&["county-a"]);
+    // Nothing listens at either route's address.
+    let dead = |_| {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let mut cfg = region.node_config("county-a", "127.0.0.1:9".parse().unwrap());
+    cfg.upstream = [("hub", Role::Primary), ("alt-hub", Role::Alternate)]
+        .iter()
+        .enumerate()
+        .map(|(i, (name, role))| UpstreamConfig {
+            node_id: (*name).into(),
+            addr: dead(i),
+            role: *role,
+        })
+        .collect();
+    cfg.deadlines.emergency_secs = 1;
+    cfg.deadlines.bad_news_secs = 1;
+    cfg.metrics.listen = local();
+    let county = node::start(cfg).await.unwrap();
+    let addr = county.metrics_addr.unwrap();
+    let mut op = common::operator(&county).await;
+    for (class, n) in [
+        (Class::Emergency, 1),
+        (Class::BadNews, 1),
+        (Class::Routine, 2),
+    ] {
+        for i in 0..n {
+            op.submit(class, &format!("{class} {i}"), b"body".to_vec(), 0)
+                .await
+                .unwrap();
+        }
+    }
+    let seen = scrape_until(addr, |s| {
+        value(s, "zhibao_items_overdue_total", &[("class", "emergency")]) == 1.0
+            && value(s, "zhibao_items_overdue_total", &[("class", "bad_news")]) == 1.0
+            && value(s, "zhibao_escalations_total", &[("class", "bad_news")]) >= 1.0
+            && value(s, "zhibao_escalations_total", &[("class", "routine")]) == 2.0
+    })
+    .await;
+    let queue = |route, class| [("route", route), ("class", class)];
+    assert_eq!(
+        value(&seen, "zhibao_queue_items", &queue("hub", "emergency")),
+        1.0
+    );
+    // An emergency goes on every route at once.
+    assert_eq!(
+        value(&seen, "zhibao_queue_items", &queue("alt-hub", "emergency")),
+        1.0
+    );
+    assert_eq!(
+        value(&seen, "zhibao_queue_items", &queue("hub", "routine")),
+        2.0
+    );
+    // With no primary route reachable, routine items go to the alternate too.
+    assert_eq!(
+        value(&seen, "zhibao_queue_items", &queue("alt-hub", "routine")),
+        2.0
+    );
+    assert!(
+        value(
+            &seen,
+            "zhibao_queue_oldest_age_seconds",
+            &queue("hub", "emergency")
+        ) >= 1.0
+    );
+    assert_eq!(
+        value(&seen, "zhibao_items_overdue_total", &[("class", "routine")]),
+        0.0
+    );
+    for route in ["hub", "alt-hub"] {
+        assert_eq!(value(&seen, "zhibao_upstream_up", &[("route", route)]), 0.0);
+    }
+    assert_eq!(
+        value(&seen, "zhibao_receipts_total", &[("kind", "custody")]),
+        0.0
+    );
+    county.shutdown(WAIT).await;
 }
 
 #[tokio::test]

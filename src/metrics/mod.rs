@@ -193,7 +193,7 @@ impl Metrics {
         let alarms = Counter::default();
         registry.register(
             "alarms",
-            "Alarms raised (overdue, refused, conflicts, bad receipts, CRL, clock)",
+            "Alarm events (refused or conflicting items, bad receipts, CRL and certificate trouble, clock jumps; overdue items are counted apart)",
             alarms.clone(),
         );
         let reconnects = Family::<Labels, Counter>::default();
