@@ -116,6 +116,36 @@ async fn reflection_lists_the_services_over_mutual_tls_and_on_the_operator_socke
 }
 
 #[tokio::test]
+async fn reflection_on_the_mtls_operator_listener_answers_only_listed_certificates() {
+    let region = Region::new(&["county-a", "console", "county-b"]);
+    let hub = region.start_hub().await;
+    let mut cfg = region.node_config("county-a", hub.relay_addr.unwrap());
+    cfg.operator.listen = Some("127.0.0.1:0".parse().unwrap());
+    cfg.operator.allowed = vec!["console".into()];
+    let county = zhibao::node::start(cfg).await.unwrap();
+    let addr = county.operator_addr.unwrap();
+    let as_node = |name: &str| {
+        let id = region.identity(name);
+        zhibao::tls::client_config(&id, &region.trust().snapshot(), "county-a").unwrap()
+    };
+    let console = common::channel_named(addr, as_node("console"), "county-a")
+        .await
+        .unwrap();
+    let services = list_v1(console).await.unwrap();
+    assert!(
+        services.iter().any(|s| s == "zhibao.v1.Operator"),
+        "{services:?}"
+    );
+    let other = common::channel_named(addr, as_node("county-b"), "county-a")
+        .await
+        .unwrap();
+    let refused = list_v1(other).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    county.shutdown(WAIT).await;
+    hub.shutdown(WAIT).await;
+}
+
+#[tokio::test]
 async fn reflection_without_a_client_certificate_is_refused() {
     let region = Region::new(&["county-a"]);
     let hub = region.start_hub().await;

@@ -245,7 +245,23 @@ pub(crate) fn serve_operator_tcp(
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
     let incoming = doors.accept(listener, &shutdown);
+    // Reflection here answers the same certificates as the operator API.
+    let listed = {
+        let allowed = allowed.clone();
+        move |req: tonic::Request<()>| {
+            let peer = PeerInfo::of(&req).ok_or(Error::NoPeer)?;
+            if allowed.contains(&peer.node_id) {
+                return Ok(req);
+            }
+            warn!(peer = %peer.node_id, addr = %peer.addr, "refused reflection call: certificate not in operator.allowed");
+            Err(tonic::Status::from(Error::NotOperator(peer.node_id)))
+        }
+    };
     let (reflection, reflection_alpha) = reflection_services();
+    let reflection =
+        tonic::service::interceptor::InterceptedService::new(reflection, listed.clone());
+    let reflection_alpha =
+        tonic::service::interceptor::InterceptedService::new(reflection_alpha, listed);
     let svc = tonic::service::interceptor::InterceptedService::new(
         OperatorServer::from_arc(service).max_decoding_message_size(OPERATOR_MAX_MESSAGE),
         move |mut req: tonic::Request<()>| {
