@@ -673,6 +673,20 @@ pub struct NodeConfig {
     /// The office's web desk (`[web]`); absent = none.
     #[serde(default)]
     pub web: Option<crate::web::WebConfig>,
+    /// Prometheus metrics endpoint; off unless `listen` is set.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: where Prometheus scrapes this node.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve `GET /metrics` (plain HTTP, the Prometheus text format) at
+    /// this address; absent = no metrics listener. Bind it to loopback or
+    /// a management network: it is not authenticated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
 }
 
 /// `[log]`: how the node writes its log.
@@ -1119,6 +1133,7 @@ impl NodeConfig {
             deadlines: Deadlines::default(),
             operators: Vec::new(),
             office: OfficeConfig::default(),
+            metrics: MetricsConfig::default(),
             review: ReviewConfig::default(),
             retention: RetentionConfig::default(),
             log: LogConfig::default(),

@@ -36,10 +36,10 @@
 //! - [`client`]: operator and inbox clients (the CLI's and the tests').
 //!
 //! Tools: [`pki`] makes the region's certificates (`zhibao certs`);
-//! [`telemetry`] sets up logs (text in local time, or JSON lines). The
-//! `zhibao` binary (`src/main.rs`, `src/cli/`: commands, output for
-//! people, `demo`, `bench`) is built on these; the library does not
-//! depend on it.
+//! [`telemetry`] sets up logs (text in local time, or JSON lines);
+//! [`metrics`] counts what a node does, for Prometheus. The `zhibao`
+//! binary (`src/main.rs`, `src/cli/`: commands, output for people,
+//! `demo`, `bench`) is built on these; the library does not depend on it.
 //!
 //! # How an item flows
 //! ```text
@@ -68,6 +68,7 @@ pub mod digest;
 pub mod disposition;
 pub mod envelope;
 pub mod held;
+pub mod metrics;
 pub mod node;
 pub mod notice;
 pub mod pki;

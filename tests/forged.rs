@@ -263,6 +263,7 @@ async fn a_county_keeps_only_what_the_deciding_hub_really_signed() {
             handshake_timeout: Duration::from_secs(5),
         },
         None,
+        zhibao::tls::RefusalHook::default(),
         stop.clone(),
     );
     let server = RelayServer::new(LyingRegion {

@@ -385,6 +385,10 @@ pub(crate) enum Command {
         /// open one per publisher), not one per county.
         #[arg(long)]
         connection_per_stream: bool,
+        /// Serve the hub's Prometheus metrics (on a loopback port) while
+        /// it is measured, and scrape them once after the ingest run.
+        #[arg(long)]
+        metrics: bool,
         /// Instead: queue this many routine items at a node whose hub is
         /// unreachable, and report the node's memory.
         #[arg(long, default_value_t = 0)]

@@ -62,6 +62,8 @@ pub struct BenchOptions {
     /// One TLS connection per ingest stream (as the brokers' benchmarks
     /// open one per publisher) rather than one per county identity.
     pub connection_per_stream: bool,
+    /// The hub serves its Prometheus metrics during the runs.
+    pub hub_metrics: bool,
 }
 
 impl Default for BenchOptions {
@@ -77,6 +79,7 @@ impl Default for BenchOptions {
             probes: 300,
             json: None,
             connection_per_stream: false,
+            hub_metrics: false,
         }
     }
 }
@@ -156,6 +159,21 @@ pub struct Results {
     pub hub_peak_rss_kib: u64,
     /// A county node's peak RSS, KiB.
     pub node_peak_rss_kib: u64,
+}
+
+/// Items the hub's metrics at `addr` count as accepted, all classes.
+async fn scrape_accepted(addr: std::net::SocketAddr) -> anyhow::Result<u64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await?;
+    let req = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    tcp.write_all(req.as_bytes()).await?;
+    let mut text = String::new();
+    tcp.read_to_string(&mut text).await?;
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with("zhibao_items_accepted_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum())
 }
 
 /// A `zhibao serve` child process.
@@ -514,6 +532,9 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
     });
     hub_cfg.limits.max_in_flight = opts.window.max(64);
     hub_cfg.limits.max_connections_per_peer = opts.streams.max(64);
+    if opts.hub_metrics {
+        hub_cfg.metrics.listen = Some(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?);
+    }
     let hub = Daemon::start(&hub_cfg, dir)?;
     let hub_addr = free.to_string();
 
@@ -607,6 +628,10 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
     res.ingest_latency = Latency::of(all);
     res.hub_emergency_loaded = Latency::of(join_probe(probe).await?);
     drop(channels);
+    if let Some(addr) = hub_cfg.metrics.listen {
+        let accepted = scrape_accepted(addr).await?;
+        eprintln!("hub metrics on: {accepted} items counted as accepted");
+    }
 
     // End to end through county nodes.
     let mut nodes = Vec::new();

@@ -577,6 +577,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
             probes,
             json,
             connection_per_stream,
+            metrics,
             queue_items,
             flood_secs,
             stats,
@@ -610,6 +611,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 probes,
                 json,
                 connection_per_stream,
+                hub_metrics: metrics,
             })
             .await?;
         }

@@ -239,6 +239,11 @@ impl Custody {
         );
     }
 
+    /// The node's metrics.
+    pub(crate) fn metrics(&self) -> &crate::metrics::Metrics {
+        self.events.metrics()
+    }
+
     /// Where held notices go from here: up every route (none at the final
     /// hub, where they end).
     pub(crate) fn onward(&self) -> Vec<String> {

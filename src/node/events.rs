@@ -2,12 +2,17 @@
 //! overdue items, escalations, refusals, alarms, routes going up and down.
 //!
 //! A bounded broadcast: a watcher that falls behind is told how many events
-//! it missed rather than slowing the node down.
+//! it missed rather than slowing the node down. Every event is also counted
+//! in the node's metrics (items accepted, overdue, escalated, alarms,
+//! reconnects), and the parts that hold `Events` reach the metrics here.
+
+use std::sync::Arc;
 
 use tokio::sync::broadcast;
 
 use crate::class::Class;
 use crate::clock::Clock;
+use crate::metrics::Metrics;
 use crate::proto::{Event, EventKind};
 
 /// Events kept for a slow watcher before it starts missing them.
@@ -18,14 +23,28 @@ const BACKLOG: usize = 1024;
 pub(crate) struct Events {
     tx: broadcast::Sender<Event>,
     clock: Clock,
+    metrics: Arc<Metrics>,
 }
 
 impl Events {
+    /// Events counted in metrics of their own (unit tests).
+    #[cfg(test)]
     pub(crate) fn new(clock: Clock) -> Self {
+        Self::with_metrics(clock, Arc::new(Metrics::new([])))
+    }
+
+    /// Events counted in the node's `metrics`.
+    pub(crate) fn with_metrics(clock: Clock, metrics: Arc<Metrics>) -> Self {
         Self {
             tx: broadcast::channel(BACKLOG).0,
             clock,
+            metrics,
         }
+    }
+
+    /// The node's metrics, for what events do not tell.
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Tells every watcher about something; nobody watching is fine.
@@ -37,6 +56,7 @@ impl Events {
         route: &str,
         message: String,
     ) {
+        self.metrics.event(kind, class, route);
         let _ = self.tx.send(Event {
             kind: kind as i32,
             item_id: item_id.to_string(),

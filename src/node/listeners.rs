@@ -6,7 +6,11 @@
 //! - the relay listener (mutual TLS): children forward here, consumers read
 //!   the inbox and record the office's decisions here.
 //!
-//! Every listener also serves the standard gRPC health service.
+//! Every gRPC listener also serves the standard gRPC health service and
+//! server reflection (`grpc.reflection.v1` and `v1alpha`, behind the same
+//! mutual TLS), so standard tools can list and call the services. The
+//! Prometheus endpoint, if configured, is bound here too and served by
+//! [`crate::metrics`].
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
@@ -79,6 +83,7 @@ pub(crate) struct Bound {
     pub(crate) relay: Option<(TcpListener, SocketAddr)>,
     /// The web desk (`[web]`), with its login token written.
     pub(crate) web: Option<crate::web::Door>,
+    pub(crate) metrics: Option<(TcpListener, SocketAddr)>,
 }
 
 /// Binds every listener the configuration names.
@@ -96,11 +101,16 @@ pub(crate) async fn bind(cfg: &NodeConfig) -> Result<Bound, StartError> {
         Some(w) => Some(crate::web::Door::open(w, &cfg.data_dir).await?),
         None => None,
     };
+    let metrics = match cfg.metrics.listen {
+        Some(addr) => Some(bind_tcp(addr, "metrics.listen", "metrics listener").await?),
+        None => None,
+    };
     Ok(Bound {
         operator,
         operator_tcp,
         relay,
         web,
+        metrics,
     })
 }
 
@@ -169,6 +179,30 @@ pub(crate) async fn health_service(
     service
 }
 
+/// The standard gRPC server reflection, v1 and v1alpha, describing every
+/// zhibao service and health.
+pub(crate) fn reflection_services() -> (
+    tonic_reflection::server::v1::ServerReflectionServer<
+        impl tonic_reflection::server::v1::ServerReflection,
+    >,
+    tonic_reflection::server::v1alpha::ServerReflectionServer<
+        impl tonic_reflection::server::v1alpha::ServerReflection,
+    >,
+) {
+    let build = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    // Both descriptor sets are compiled in: building from them cannot fail
+    // unless the build itself is broken, which the tests would show.
+    let v1 = build().build_v1().expect("compiled-in descriptor sets");
+    let v1alpha = build()
+        .build_v1alpha()
+        .expect("compiled-in descriptor sets");
+    (v1, v1alpha)
+}
+
 /// Serves the operator API on its Unix socket until `shutdown`, each call
 /// in the name of the local user `staff` finds by its uid; the socket file
 /// goes when serving ends.
@@ -179,6 +213,7 @@ pub(crate) async fn serve_operator_socket(
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
     let health = health_service(&["zhibao.v1.Operator"]).await;
+    let (reflection, reflection_alpha) = reflection_services();
     let svc = tonic::service::interceptor::InterceptedService::new(
         OperatorServer::from_arc(service).max_decoding_message_size(OPERATOR_MAX_MESSAGE),
         move |mut req: tonic::Request<()>| {
@@ -192,6 +227,8 @@ pub(crate) async fn serve_operator_socket(
         let res = Server::builder()
             .add_service(svc)
             .add_service(health)
+            .add_service(reflection)
+            .add_service(reflection_alpha)
             .serve_with_incoming_shutdown(
                 UnixListenerStream::new(listener),
                 shutdown.cancelled_owned(),
@@ -215,6 +252,23 @@ pub(crate) fn serve_operator_tcp(
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
     let incoming = doors.accept(listener, &shutdown);
+    // Reflection here answers the same certificates as the operator API.
+    let listed = {
+        let allowed = allowed.clone();
+        move |req: tonic::Request<()>| {
+            let peer = PeerInfo::of(&req).ok_or(Error::NoPeer)?;
+            if allowed.contains(&peer.node_id) {
+                return Ok(req);
+            }
+            warn!(peer = %peer.node_id, addr = %peer.addr, "refused reflection call: certificate not in operator.allowed");
+            Err(tonic::Status::from(Error::NotOperator(peer.node_id)))
+        }
+    };
+    let (reflection, reflection_alpha) = reflection_services();
+    let reflection =
+        tonic::service::interceptor::InterceptedService::new(reflection, listed.clone());
+    let reflection_alpha =
+        tonic::service::interceptor::InterceptedService::new(reflection_alpha, listed);
     let svc = tonic::service::interceptor::InterceptedService::new(
         OperatorServer::from_arc(service).max_decoding_message_size(OPERATOR_MAX_MESSAGE),
         move |mut req: tonic::Request<()>| {
@@ -232,6 +286,8 @@ pub(crate) fn serve_operator_tcp(
         let res = Server::builder()
             .layer(size_limit_layer())
             .add_service(svc)
+            .add_service(reflection)
+            .add_service(reflection_alpha)
             .serve_with_incoming_shutdown(ReceiverStream::new(incoming), shutdown.cancelled_owned())
             .await;
         if let Err(e) = res {
@@ -257,6 +313,7 @@ pub(crate) async fn serve_relay(
     let desk_svc = DeskServer::from_arc(desk);
     let health = health_service(&["zhibao.v1.Relay", "zhibao.v1.Inbox", "zhibao.v1.Desk"]).await;
     let keepalive = doors.keepalive;
+    let (reflection, reflection_alpha) = reflection_services();
     tokio::spawn(async move {
         let res = Server::builder()
             .concurrency_limit_per_connection(concurrency)
@@ -268,6 +325,8 @@ pub(crate) async fn serve_relay(
             .add_service(inbox_svc)
             .add_service(desk_svc)
             .add_service(health)
+            .add_service(reflection)
+            .add_service(reflection_alpha)
             .serve_with_incoming_shutdown(ReceiverStream::new(incoming), shutdown.cancelled_owned())
             .await;
         if let Err(e) = res {
@@ -312,6 +371,8 @@ pub(crate) struct Doors {
     pub(crate) keepalive: tls::ConnectOptions,
     /// Told about every connection cut for a revoked peer.
     pub(crate) on_cut: tls::CutHook,
+    /// Told about every connection refused at the handshake.
+    pub(crate) on_refused: tls::RefusalHook,
 }
 
 impl std::fmt::Debug for Doors {
@@ -335,6 +396,7 @@ impl Doors {
             self.trust.clone(),
             self.limits,
             Some(self.on_cut.clone()),
+            self.on_refused.clone(),
             shutdown.clone(),
         )
     }

@@ -43,7 +43,8 @@
 //! - `consumers`: durable consumers of the inbox — named, acknowledging,
 //!   resumed after their acknowledged items, sent again what they do not
 //!   acknowledge in time;
-//! - `events`: live events for `zhibao watch`;
+//! - `events`: live events for `zhibao watch`, counted in the metrics too;
+//! - `scrape`: what a metrics scrape reads of the node (queues, routes);
 //! - `audit`: signed checkpoints of the custody log (its records are
 //!   written by the store with each change);
 //! - `reload`: the CA and CRL kept current, the CRL's freshness watched;
@@ -79,6 +80,7 @@ mod retention;
 mod review;
 mod routes;
 mod scores;
+mod scrape;
 mod start;
 mod status;
 mod upload;

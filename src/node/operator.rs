@@ -609,9 +609,16 @@ impl Operator for OperatorService {
         request: Request<SubmitRequest>,
     ) -> Result<Response<SubmitResponse>, Status> {
         let author = Actor::of(&request);
-        Ok(Response::new(
-            OperatorService::submit(&self, request.into_inner(), &author).await?,
-        ))
+        let req = request.into_inner();
+        let class = crate::class::Class::from_proto(req.priority);
+        match OperatorService::submit(&self, req, &author).await {
+            Ok(done) => Ok(Response::new(done)),
+            Err(e) => {
+                let status = Status::from(e);
+                self.custody.metrics().refused(class, status.code());
+                Err(status)
+            }
+        }
     }
 
     async fn status(

@@ -232,6 +232,7 @@ impl RelayService {
         uploads: &Uploads,
         urgent: bool,
     ) -> Result<Option<ForwardResponse>, Status> {
+        let class = claimed_class(&req);
         let (id, result) = match req.kind {
             Some(forward_request::Kind::Ack(ack)) => {
                 return match self.ack(peer, ack).await {
@@ -267,6 +268,7 @@ impl RelayService {
         let result = result.unwrap_or_else(|e| {
             warn!(peer = %peer.node_id, addr = %peer.addr, %id, error = %e, "refused item from child");
             let status = Status::from(e);
+            self.custody.metrics().refused(class, status.code());
             forward_response::Result::Refusal(Refusal {
                 item_id: id,
                 code: status.code() as i32,
@@ -281,6 +283,15 @@ impl RelayService {
 
 /// Whether a request goes ahead of routine work: an item of an urgent class
 /// (as claimed; verified later), or a small message that moves items on.
+/// The class an item on a `Forward` request claims (unverified), for
+/// counting its refusal.
+fn claimed_class(req: &ForwardRequest) -> Option<Class> {
+    match &req.kind {
+        Some(forward_request::Kind::Item(item)) => envelope::claimed_class(item),
+        _ => None,
+    }
+}
+
 fn urgent(req: &ForwardRequest) -> bool {
     match &req.kind {
         Some(forward_request::Kind::Item(item)) => {
@@ -393,7 +404,11 @@ impl Relay for RelayService {
             Ok(receipt) => Ok(Response::new(receipt)),
             Err(e) => {
                 warn!(peer = %peer.node_id, addr = %peer.addr, error = %e, "refused item from child");
-                Err(e.into())
+                let status = Status::from(e);
+                self.custody
+                    .metrics()
+                    .refused(envelope::claimed_class(item), status.code());
+                Err(status)
             }
         }
     }

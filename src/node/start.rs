@@ -152,6 +152,8 @@ struct Parts {
     retainer: Arc<Retainer>,
     /// The settings SIGHUP can change, shared with their users.
     reconfigure: Arc<Reconfigure>,
+    /// The node's Prometheus metrics (served if `[metrics] listen` is set).
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Spawns the servers, then the forwarders and the watch. Cannot fail.
@@ -163,7 +165,10 @@ async fn spawn(
     bound: Bound,
 ) -> RunningNode {
     let clock = Clock::System;
-    let events = Events::new(clock);
+    let routes_named = cfg.upstream.iter().map(|u| u.node_id.as_str());
+    let metrics = Arc::new(crate::metrics::Metrics::new(routes_named));
+    store.count_commits(metrics.clone());
+    let events = Events::with_metrics(clock, metrics.clone());
     let routes = Arc::new(Routes::new(&cfg.upstream));
     let custody = Arc::new(Custody::new(
         store.clone(),
@@ -202,6 +207,7 @@ async fn spawn(
         reviews,
         retainer,
         reconfigure,
+        metrics,
         // Room for the largest report or the largest chunk (1 MiB), plus framing.
         max_message: cfg.limits.max_report_bytes.max(1 << 20) + 64 * 1024,
         cfg,
@@ -220,12 +226,14 @@ async fn spawn(
     info!(
         node = %cfg.node_id,
         relay = ?addrs.relay,
+        metrics = ?addrs.metrics,
         operator = %cfg.operator_socket().display(),
         upstream = ?cfg.upstream.iter().map(|u| format!("{}@{} ({:?})", u.node_id, u.addr, u.role)).collect::<Vec<_>>(),
         "node started"
     );
     RunningNode {
         web_addr: addrs.web,
+        metrics_addr: addrs.metrics,
         relay_addr: addrs.relay,
         operator_addr: addrs.operator,
         operator_socket: cfg.operator_socket(),
@@ -242,6 +250,7 @@ struct Addrs {
     relay: Option<SocketAddr>,
     operator: Option<SocketAddr>,
     web: Option<SocketAddr>,
+    metrics: Option<SocketAddr>,
 }
 
 /// The operator API on its socket and, if configured, over mTLS; the
@@ -262,6 +271,10 @@ async fn servers(parts: &Parts, bound: Bound) -> (Stage, Addrs) {
         streams: cfg.limits.max_streams_per_connection,
         max_message: parts.max_message,
         keepalive: cfg.limits.connect_options(),
+        on_refused: {
+            let metrics = parts.metrics.clone();
+            tls::RefusalHook::new(move |why| metrics.tls_refused(why))
+        },
         on_cut: {
             let store = parts.store.clone();
             Arc::new(move |peer: &crate::tls::PeerInfo, why: &str| {
@@ -326,10 +339,18 @@ async fn servers(parts: &Parts, bound: Bound) -> (Stage, Addrs) {
         relay: None,
         operator: None,
         web: bound.web.as_ref().map(|door| door.addr),
+        metrics: None,
     };
     if let Some(door) = bound.web {
         let task = crate::web::serve(door, operator.clone(), stage.token.clone());
         stage.tasks.push(task);
+    }
+    if let Some((listener, addr)) = bound.metrics {
+        addrs.metrics = Some(addr);
+        let source = super::scrape::source(parts.store.clone(), parts.routes.clone(), parts.clock);
+        let serve =
+            crate::metrics::serve(listener, parts.metrics.clone(), source, stage.token.clone());
+        stage.tasks.push(tokio::spawn(serve));
     }
     if let Some((listener, addr)) = bound.operator_tcp {
         addrs.operator = Some(addr);
@@ -512,6 +533,8 @@ pub struct RunningNode {
     pub operator_socket: PathBuf,
     /// The TCP (mTLS) operator listener's address, if it has one.
     pub operator_addr: Option<SocketAddr>,
+    /// The Prometheus metrics listener's address, if it has one.
+    pub metrics_addr: Option<SocketAddr>,
     /// The node id.
     pub node_id: String,
     /// In start order; stopped in reverse.

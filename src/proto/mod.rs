@@ -9,4 +9,9 @@ pub mod v1 {
 
 pub mod codec;
 
+/// The encoded `FileDescriptorSet` of the wire contract, served by gRPC
+/// server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/zhibao_descriptor.bin"));
+
 pub use v1::*;

@@ -52,6 +52,7 @@
 //! The store knows nothing of the network: its errors are its own, and the
 //! node says what they mean to a peer.
 
+mod gauges;
 mod office;
 mod read;
 pub mod record;
@@ -70,6 +71,7 @@ use std::sync::{Arc, Mutex};
 use redb::Database;
 use tokio::sync::{mpsc, oneshot, watch};
 
+pub use gauges::StoreGauges;
 pub use record::Brief;
 pub use record::{
     Acked, Backlog, ConsumerOpened, ConsumerPosition, Decision, DecisionFact, DecisionOutcome,
@@ -259,6 +261,8 @@ struct Inner {
     unflushed: std::sync::atomic::AtomicBool,
     /// Waiters for a change to one item, woken after the commit.
     waiters: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
+    /// Where commits are counted, once the node has metrics.
+    metrics: std::sync::OnceLock<Arc<crate::metrics::Metrics>>,
 }
 
 impl Inner {
@@ -356,6 +360,7 @@ impl Store {
             closed,
             unflushed: std::sync::atomic::AtomicBool::new(false),
             waiters: Mutex::default(),
+            metrics: std::sync::OnceLock::new(),
         });
         flusher(path, Arc::downgrade(&inner))?;
         let writer = Arc::downgrade(&inner);

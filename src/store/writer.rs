@@ -195,6 +195,7 @@ pub(super) fn run(
         let committed = db
             .map_err(|e| (e, false))
             .and_then(|db| commit(&db, &mut batch, clock.now_ms(), &mut chain, &mut wal, room));
+        inner.count_commit(batch.len(), started.elapsed());
         tracing::debug!(
             writes = batch.len(),
             commit_us = started.elapsed().as_micros() as u64,

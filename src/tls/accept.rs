@@ -61,6 +61,32 @@ impl<F: Future + Unpin> Future for WithPeer<F> {
     }
 }
 
+/// Told the reason of every connection refused at the TLS handshake or
+/// right after it (the node counts them in its metrics).
+#[derive(Clone, Default)]
+pub struct RefusalHook(Option<Arc<dyn Fn(&'static str) + Send + Sync>>);
+
+impl RefusalHook {
+    /// A hook calling `f` with each refusal's reason.
+    pub fn new(f: impl Fn(&'static str) + Send + Sync + 'static) -> Self {
+        Self(Some(Arc::new(f)))
+    }
+
+    fn tell(&self, reason: &'static str) {
+        if let Some(f) = &self.0 {
+            f(reason);
+        }
+    }
+}
+
+impl std::fmt::Debug for RefusalHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("RefusalHook")
+            .field(&self.0.is_some())
+            .finish()
+    }
+}
+
 /// Budgets and time limits of a mutual-TLS listener.
 #[derive(Debug, Clone, Copy)]
 pub struct ListenLimits {
@@ -85,6 +111,7 @@ pub fn spawn_acceptor(
     trust: Arc<Trust>,
     limits: ListenLimits,
     on_cut: Option<CutHook>,
+    on_refused: RefusalHook,
     shutdown: CancellationToken,
 ) -> mpsc::Receiver<Result<PeerStream, io::Error>> {
     let (tx, rx) = mpsc::channel(64);
@@ -101,8 +128,9 @@ pub fn spawn_acceptor(
         limits,
         established: Arc::new(Semaphore::new(limits.max_connections)),
         per_peer: Arc::default(),
-        silent: Arc::default(),
-        shaking: Arc::default(),
+        silent: Arc::new(Pending::telling(on_refused.clone())),
+        shaking: Arc::new(Pending::telling(on_refused.clone())),
+        on_refused,
         live,
         cached: None,
     };
@@ -149,9 +177,17 @@ const RECHECK_STALE: Duration = Duration::from_secs(2);
 struct Pending {
     next: std::sync::atomic::AtomicU64,
     queue: Mutex<VecDeque<(u64, CancellationToken)>>,
+    refused: RefusalHook,
 }
 
 impl Pending {
+    fn telling(refused: RefusalHook) -> Self {
+        Self {
+            refused,
+            ..Self::default()
+        }
+    }
+
     /// Adds a handshake, dropping the oldest if `max` are in progress.
     fn add(&self, max: usize) -> (u64, CancellationToken, bool) {
         let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -192,6 +228,14 @@ impl Pending {
             () = dropped.cancelled() => None,
         };
         self.done(id);
+        if out.is_none() {
+            let why = if dropped.is_cancelled() {
+                "evicted"
+            } else {
+                "timeout"
+            };
+            self.refused.tell(why);
+        }
         if out.is_none()
             && !dropped.is_cancelled()
             && let Some(left_out) = SLOW.allow()
@@ -217,6 +261,7 @@ struct Acceptor {
     live: Arc<Live>,
     /// The TLS configuration for the current (CA/CRL, keys) generations.
     cached: Option<((u64, u64), Arc<ServerConfig>)>,
+    on_refused: RefusalHook,
 }
 
 /// Repeated refusals are logged once a minute, with a count.
@@ -248,6 +293,7 @@ impl Acceptor {
                 () = shutdown.cancelled() => return,
             };
             if let Freshness::Stale { expired } = self.trust.freshness(SystemTime::now()) {
+                self.on_refused.tell("crl_stale");
                 if let Some(left_out) = STALE.allow() {
                     warn!(%peer, expired, left_out, "refused connection: the region CRL is stale; waiting for a fresh one");
                 }
@@ -273,18 +319,22 @@ impl Acceptor {
         let pools = (self.silent.clone(), self.shaking.clone());
         let (established, live) = (self.established.clone(), self.live.clone());
         let trust = self.trust.clone();
+        let refused = self.on_refused.clone();
         async move {
-            let Some((tls, node_id, cert)) = handshake(config, tcp, peer, limits, pools).await
+            let Some((tls, node_id, cert)) =
+                handshake(config, tcp, peer, limits, pools, &refused).await
             else {
                 return;
             };
             // The CA or CRL may have changed while the handshake ran (and
             // the recheck of live connections ran before this one was one).
             if let Err(why) = trust.check_cert(&cert, SystemTime::now()) {
+                refused.tell("certificate_no_longer_valid");
                 warn!(%peer, node = %node_id, reason = %why, "refused connection: the peer's certificate no longer passes");
                 return;
             }
             let Ok(permit) = established.try_acquire_owned() else {
+                refused.tell("max_connections");
                 if let Some(left_out) = FULL.allow() {
                     warn!(%peer, node = %node_id, limit = limits.max_connections, left_out,
                         "refused connection: the listener has its maximum of connections");
@@ -292,6 +342,7 @@ impl Acceptor {
                 return;
             };
             let Some(slot) = PeerSlot::take(&per_peer, &node_id, limits) else {
+                refused.tell("max_connections_per_peer");
                 warn!(%peer, node = %node_id, limit = limits.max_connections_per_peer,
                     "refused connection: node already has the maximum number of connections");
                 return;
@@ -350,6 +401,7 @@ async fn handshake(
     peer: SocketAddr,
     limits: ListenLimits,
     (silent, shaking): (Arc<Pending>, Arc<Pending>),
+    refused: &RefusalHook,
 ) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, String, Vec<u8>)> {
     let _ = tcp.set_nodelay(true);
     let started = tokio::time::Instant::now();
@@ -358,7 +410,7 @@ async fn handshake(
     let start = match silent.run(peer, limits, hello_limit, hello).await? {
         Ok(start) => start,
         Err(e) => {
-            log_handshake_error(peer, &e);
+            refused.tell(log_handshake_error(peer, &e));
             return None;
         }
     };
@@ -370,7 +422,7 @@ async fn handshake(
     let tls = match shaking.run(peer, limits, left, rest).await? {
         Ok(tls) => tls,
         Err(e) => {
-            log_handshake_error(peer, &e);
+            refused.tell(log_handshake_error(peer, &e));
             return None;
         }
     };
@@ -384,27 +436,42 @@ async fn handshake(
     // The verifier already insisted on a node id; this is a second lock on the door.
     let (Some(node_id), Some(cert)) = (node_id, cert) else {
         warn!(%peer, "refused TLS client: no node id after handshake");
+        refused.tell("no_node_id");
         return None;
     };
     Some((tls, node_id, cert))
 }
 
-fn log_handshake_error(peer: SocketAddr, e: &io::Error) {
+/// Logs why a handshake failed; returns the reason's metric label.
+fn log_handshake_error(peer: SocketAddr, e: &io::Error) -> &'static str {
     let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
     match inner {
         Some(rustls::Error::NoCertificatesPresented) => {
             warn!(%peer, reason = "no client certificate", "refused TLS client: no client certificate presented");
+            "no_client_certificate"
         }
         // Already logged, with the claimed identity, by the verifier.
-        Some(rustls::Error::InvalidCertificate(_)) => {}
+        Some(rustls::Error::InvalidCertificate(why)) => match why {
+            rustls::CertificateError::Revoked => "revoked",
+            rustls::CertificateError::Expired | rustls::CertificateError::ExpiredContext { .. } => {
+                "expired"
+            }
+            rustls::CertificateError::UnknownIssuer => "unknown_issuer",
+            _ => "bad_certificate",
+        },
         Some(rustls::Error::PeerIncompatible(p)) => {
             warn!(%peer, reason = "incompatible", detail = ?p, "refused TLS client: it cannot speak TLS 1.3 (only TLS 1.3 is offered)");
+            "incompatible"
         }
-        Some(other) => warn!(%peer, error = %other, "refused TLS client: handshake failed"),
+        Some(other) => {
+            warn!(%peer, error = %other, "refused TLS client: handshake failed");
+            "handshake_failed"
+        }
         None => {
             if let Some(left_out) = SLOW.allow() {
                 info!(%peer, error = %e, left_out, "TLS handshake did not complete");
             }
+            "incomplete"
         }
     }
 }

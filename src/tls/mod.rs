@@ -32,7 +32,7 @@ use tracing::warn;
 
 use crate::telemetry::Throttles;
 
-pub use accept::{ListenLimits, spawn_acceptor};
+pub use accept::{ListenLimits, RefusalHook, spawn_acceptor};
 pub use connect::{ConnectOptions, Refused, connect_channel};
 pub use peer::{CutHook, PeerInfo, PeerStream};
 

@@ -39,6 +39,8 @@ struct Sent {
     /// SHA-256 of the report bytes, which its receipt must name.
     sha256: Vec<u8>,
     lane: u8,
+    /// When this node stored it, Unix ms (for the receipt's latency).
+    stored_ms: i64,
     /// Whether its attachments are uploading.
     uploads: bool,
 }
@@ -302,6 +304,7 @@ impl<'f> Session<'f> {
             Sent {
                 sha256: rec.sha256,
                 lane,
+                stored_ms: rec.stored_ms,
                 uploads: rec.attachments > 0,
             },
         );
@@ -415,6 +418,9 @@ impl<'f> Session<'f> {
             }
         };
         let delivery = receipt.kind == ReceiptKind::Delivery as i32;
+        fwd.events
+            .metrics()
+            .receipt_latency(sent.lane, sent.stored_ms, now);
         let store = fwd.store.clone();
         let route = up.to_string();
         let bytes = signed.encode_to_vec();
@@ -439,6 +445,7 @@ impl<'f> Session<'f> {
         self.in_flight.remove(id);
         self.chunks.done(id);
         fwd.routes.answered(route, id);
+        fwd.events.metrics().receipt(done.delivery);
         debug!(%id, upstream = %route, ?outcome, "receipted");
         if done.delivery && outcome != ReceiptOutcome::NotPending {
             fwd.events.emit(
