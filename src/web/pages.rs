@@ -723,69 +723,66 @@ fn decide_forms(web: &Web, l: Lang, id: &str, session: &Session, out: &mut Strin
         }
         out.push_str("</datalist>");
     }
-    let form = |out: &mut String, kind: &str, button: &str, fields: &str| {
+    // (kind, button, the text field's placeholder, whether it is required)
+    let forms = [
+        (
+            "adopted",
+            l.t("Adopt", "采用"),
+            l.t("outlet, e.g. daily: No. 12", "刊物，如 《情况专报》第12期"),
+            true,
+        ),
+        (
+            "not_adopted",
+            l.t("Not adopt", "不采用"),
+            l.t("reason", "理由"),
+            true,
+        ),
+        (
+            "returned",
+            l.t("Return for more", "退回补充"),
+            l.t("question", "需补充的问题"),
+            true,
+        ),
+        (
+            "forwarded",
+            l.t("Forward up", "上报"),
+            l.t("note (optional)", "说明（可选）"),
+            false,
+        ),
+        (
+            "instruction",
+            l.t("Instruction", "批示"),
+            l.t("the leader's instruction", "领导批示内容"),
+            true,
+        ),
+        (
+            "closed",
+            l.t("Close", "办结"),
+            l.t("note (optional)", "说明（可选）"),
+            false,
+        ),
+    ];
+    for (kind, button, placeholder, required) in forms {
+        let required = if required { " required" } else { "" };
+        let extra = match kind {
+            "adopted" => " id=\"outlet\" list=\"outlets\"".to_string(),
+            _ => String::new(),
+        };
+        let due = if kind == "returned" {
+            format!(
+                "<input type=\"datetime-local\" name=\"by\" required title=\"{}\">",
+                l.t("answer due (local time)", "补报时限（本地时间）")
+            )
+        } else {
+            String::new()
+        };
         let _ = write!(
             out,
             "<form method=\"post\" action=\"{action}\" class=\"decision\" id=\"form-{kind}\">\
              <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"kind\" value=\"{kind}\">\
-             {fields}<button id=\"do-{kind}\">{button}</button></form>"
+             <input name=\"text\"{extra}{required} placeholder=\"{placeholder}\">{due}<button id=\"do-{kind}\">{button}</button></form>"
         );
-    };
-    form(
-        out,
-        "adopted",
-        l.t("Adopt", "采用"),
-        &format!(
-            "<input name=\"text\" id=\"outlet\" list=\"outlets\" required placeholder=\"{}\">",
-            l.t("outlet, e.g. daily: No. 12", "刊物，如 《情况专报》第12期")
-        ),
-    );
-    form(
-        out,
-        "not_adopted",
-        l.t("Not adopt", "不采用"),
-        &format!(
-            "<input name=\"text\" required placeholder=\"{}\">",
-            l.t("reason", "理由")
-        ),
-    );
-    form(
-        out,
-        "returned",
-        l.t("Return for more", "退回补充"),
-        &format!(
-            "<input name=\"text\" required placeholder=\"{}\"><input type=\"datetime-local\" name=\"by\" required title=\"{}\">",
-            l.t("question", "需补充的问题"),
-            l.t("answer due (local time)", "补报时限（本地时间）")
-        ),
-    );
-    form(
-        out,
-        "forwarded",
-        l.t("Forward up", "上报"),
-        &format!(
-            "<input name=\"text\" placeholder=\"{}\">",
-            l.t("note (optional)", "说明（可选）")
-        ),
-    );
-    form(
-        out,
-        "instruction",
-        l.t("Instruction", "批示"),
-        &format!(
-            "<input name=\"text\" required placeholder=\"{}\">",
-            l.t("the leader's instruction", "领导批示内容")
-        ),
-    );
-    form(
-        out,
-        "closed",
-        l.t("Close", "办结"),
-        &format!(
-            "<input name=\"text\" placeholder=\"{}\">",
-            l.t("note (optional)", "说明（可选）")
-        ),
-    );
+    }
     out.push_str("</section>");
 }
 
