@@ -313,3 +313,74 @@ fn the_systemd_unit_is_hardened_and_verifies() {
         "systemd-analyze verify: {said}"
     );
 }
+
+/// What SIGHUP does with a changed `[[upstream]]` (the serve loop calls
+/// `RunningNode::reconfigure` with the file read again).
+#[tokio::test]
+async fn changed_routes_take_effect_without_a_restart_and_the_queue_follows() {
+    use zhibao::class::Class;
+    use zhibao::config::{Role, UpstreamConfig};
+    use zhibao::proto::ItemState;
+    let region = Region::new(&["county-rr", "hub-b"]);
+    let hub = region.start_hub().await;
+    // hub-b is configured but never runs: its address refuses connections.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut cfg = region.node_config("county-rr", dead);
+    cfg.upstream[0].node_id = "hub-b".into();
+    let county = zhibao::node::start(cfg.clone()).await.unwrap();
+    let mut op = common::operator(&county).await;
+    let id = op
+        .submit(Class::BadNews, "改道", b"via the new route".to_vec(), 0)
+        .await
+        .unwrap();
+    let st = op.status(&id).await.unwrap();
+    assert_eq!(st.state, ItemState::Queued as i32);
+    assert_eq!(st.pending_routes, ["hub-b"]);
+
+    // The file now names the real hub instead.
+    let mut new = cfg.clone();
+    new.upstream = vec![UpstreamConfig {
+        node_id: common::HUB.into(),
+        addr: hub.relay_addr.unwrap().to_string(),
+        role: Role::Primary,
+    }];
+    let done = county.reconfigure(&new).await.unwrap();
+    assert_eq!(done.applied, ["upstream"]);
+    assert!(done.need_restart.is_empty(), "{done:?}");
+    assert_eq!(done.removed_routes, ["hub-b"]);
+    // The item queued on the removed route goes up the new one.
+    let st = op.wait_receipt(&id, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(st.state, ItemState::Receipted as i32, "{st:?}");
+    let routes: Vec<String> = op
+        .node()
+        .await
+        .unwrap()
+        .routes
+        .into_iter()
+        .map(|r| r.route)
+        .collect();
+    assert_eq!(routes, [common::HUB]);
+    // And what is submitted from now on takes it directly.
+    let next = op
+        .submit(Class::Routine, "新路由", b"direct".to_vec(), 0)
+        .await
+        .unwrap();
+    let st = op
+        .wait_receipt(&next, Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(st.state, ItemState::Receipted as i32);
+
+    // A hub does not become a forwarding node on SIGHUP: that needs a restart.
+    let mut hub_new = region.hub_config("127.0.0.1:0".parse().unwrap());
+    hub_new.upstream = new.upstream.clone();
+    let done = hub.reconfigure(&hub_new).await.unwrap();
+    assert!(done.applied.is_empty(), "{done:?}");
+    assert_eq!(done.need_restart, ["upstream"]);
+
+    county.shutdown(Duration::from_secs(2)).await;
+    hub.shutdown(Duration::from_secs(2)).await;
+}

@@ -859,7 +859,7 @@ async fn serve_until_stopped(
                 running.reload();
                 match NodeConfig::load(config) {
                     // Logged by the node: what changed, what needs a restart.
-                    Ok(new) => { let _ = running.reconfigure(&new); }
+                    Ok(new) => { let _ = running.reconfigure(&new).await; }
                     Err(e) => tracing::error!(
                         signal = "SIGHUP",
                         config = %config.display(),

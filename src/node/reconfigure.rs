@@ -3,25 +3,33 @@
 //! at once; what cannot is named in the log as needing a restart. A file
 //! that does not load or validate changes nothing (the caller logs why).
 //!
-//! Applied without a restart: the class deadlines (`deadlines.*_secs`, for
-//! items submitted from then on), the operators (`[[operators]]`,
-//! `operator.allow_unlisted`), and the office's `counties`, `outlets`,
-//! `scoring` and `targets`. The CA, CRL, certificate and key files are
-//! re-read by `reload` (on SIGHUP too); their *paths*, like every other
-//! field (listeners, routes, limits, review, publishers, `utc_offset`,
-//! the log format), are taken at start only.
+//! Applied without a restart: the routes (`[[upstream]]`: forwarders of
+//! changed routes are restarted, items queued on a removed route go to
+//! the routes their class starts on — but a hub does not become a
+//! forwarding node, nor the reverse), the class deadlines
+//! (`deadlines.*_secs`, for items submitted from then on), the operators
+//! (`[[operators]]`, `operator.allow_unlisted`), and the office's
+//! `counties`, `outlets`, `scoring` and `targets`. The CA, CRL,
+//! certificate and key files are re-read by `reload` (on SIGHUP too);
+//! their *paths*, like every other field (listeners, limits, review,
+//! publishers, `utc_offset`, the log format), are taken at start only.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use super::live::Live;
 use super::who::Staff;
-use crate::config::{Deadlines, NodeConfig, OfficeConfig};
+
+use super::routes::Routes;
+use crate::config::{Deadlines, NodeConfig, OfficeConfig, UpstreamConfig};
 use crate::score::OfficeRules;
 
 /// Fields (dotted, as in the file) that take effect without a restart.
 const LIVE: &[&str] = &[
+    // Not between none and some: a hub does not become a forwarding node.
+    "upstream",
     "deadlines.emergency_secs",
     "deadlines.bad_news_secs",
     "deadlines.routine_secs",
@@ -40,6 +48,8 @@ pub struct Reconfigured {
     pub applied: Vec<String>,
     /// Fields changed in the file that take effect only after a restart.
     pub need_restart: Vec<String>,
+    /// Routes no longer configured: what is queued on them goes elsewhere.
+    pub removed_routes: Vec<String>,
 }
 
 /// The settings a running node takes from a new configuration, and the
@@ -51,6 +61,10 @@ pub(crate) struct Reconfigure {
     pub(crate) staff: Staff,
     pub(crate) rules: Live<OfficeRules>,
     pub(crate) office: Live<OfficeConfig>,
+    /// The routes, replaced when `upstream` changes.
+    pub(crate) routes: Arc<Routes>,
+    /// The route table the forwarders follow (`forward::supervise`).
+    pub(crate) upstream: watch::Sender<Vec<UpstreamConfig>>,
 }
 
 impl Reconfigure {
@@ -67,9 +81,15 @@ impl Reconfigure {
     ) -> Result<Reconfigured, crate::config::ConfigError> {
         let mut in_force = self.in_force.lock().unwrap_or_else(|e| e.into_inner());
         let changed = diff(&in_force, new);
-        let (applied, need_restart): (Vec<String>, Vec<String>) =
-            changed.into_iter().partition(|f| is_live(f));
+        // A hub (no routes) and a forwarding node differ in more than routes.
+        let kind_changes = in_force.upstream.is_empty() != new.upstream.is_empty();
+        let (applied, need_restart): (Vec<String>, Vec<String>) = changed
+            .into_iter()
+            .partition(|f| is_live(f) && !(kind_changes && f == "upstream"));
         let mut next = in_force.clone();
+        if !kind_changes {
+            next.upstream.clone_from(&new.upstream);
+        }
         next.deadlines.emergency_secs = new.deadlines.emergency_secs;
         next.deadlines.bad_news_secs = new.deadlines.bad_news_secs;
         next.deadlines.routine_secs = new.deadlines.routine_secs;
@@ -83,7 +103,17 @@ impl Reconfigure {
             error!(error = %e, "SIGHUP: the new configuration cannot be combined with the settings that need a restart; nothing changed");
             return Err(e);
         }
+        let removed_routes: Vec<String> = in_force
+            .upstream
+            .iter()
+            .filter(|old| !next.upstream.iter().any(|u| u.node_id == old.node_id))
+            .map(|u| u.node_id.clone())
+            .collect();
         if !applied.is_empty() {
+            if applied.iter().any(|f| f == "upstream") {
+                self.routes.replace(&next.upstream);
+                self.upstream.send_replace(next.upstream.clone());
+            }
             self.deadlines.set(next.deadlines.clone());
             self.staff.update(&next);
             self.rules.set(next.office.rules());
@@ -91,6 +121,11 @@ impl Reconfigure {
             *in_force = next;
         }
         let outcome = Reconfigured {
+            removed_routes: if applied.iter().any(|f| f == "upstream") {
+                removed_routes
+            } else {
+                Vec::new()
+            },
             applied,
             need_restart,
         };
@@ -193,6 +228,8 @@ mod tests {
             staff: Staff::from_config(&cfg),
             rules: Live::new(cfg.office.rules()),
             office: Live::new(cfg.office.clone()),
+            routes: Arc::new(Routes::new(&cfg.upstream)),
+            upstream: watch::channel(cfg.upstream.clone()).0,
             in_force: Mutex::new(cfg),
         };
         let mut new = base();

@@ -1,10 +1,11 @@
 //! The routes upstream: which route each item starts on and is escalated
-//! to (policy, from the configuration), and how each route is doing now —
+//! to (policy, from the configuration, replaced when SIGHUP changes it),
+//! and how each route is doing now —
 //! up or down, and which items are on its wire (state, kept by the
 //! forwarders, read by `status` and the deadline watch).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
 use crate::class::Class;
 use crate::config::{Role, UpstreamConfig};
@@ -20,27 +21,39 @@ struct RouteState {
 /// The node's routes upstream; none for a hub.
 #[derive(Debug)]
 pub(crate) struct Routes {
-    table: Vec<UpstreamConfig>,
+    table: RwLock<Vec<UpstreamConfig>>,
     state: Mutex<HashMap<String, RouteState>>,
 }
 
 impl Routes {
     pub(crate) fn new(table: &[UpstreamConfig]) -> Self {
         Self {
-            table: table.to_vec(),
+            table: RwLock::new(table.to_vec()),
             state: Mutex::default(),
         }
     }
 
+    /// The table in force.
+    pub(crate) fn table(&self) -> Vec<UpstreamConfig> {
+        self.table.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Puts `table` in force (SIGHUP); the state of routes no longer in
+    /// it is forgotten.
+    pub(crate) fn replace(&self, table: &[UpstreamConfig]) {
+        *self.table.write().unwrap_or_else(|e| e.into_inner()) = table.to_vec();
+        self.with(|state| state.retain(|route, _| table.iter().any(|u| &u.node_id == route)));
+    }
+
     /// Whether this node forwards nothing: items end here, in its inbox.
     pub(crate) fn is_final(&self) -> bool {
-        self.table.is_empty()
+        self.table().is_empty()
     }
 
     /// The routes a new item of `class` starts on: every primary, and for an
     /// emergency every route at once.
     pub(crate) fn initial(&self, class: Class) -> Vec<String> {
-        self.table
+        self.table()
             .iter()
             .filter(|u| class == Class::Emergency || u.role == Role::Primary)
             .map(|u| u.node_id.clone())
@@ -49,7 +62,7 @@ impl Routes {
 
     /// The routes an item is escalated to: alternates and skip-level hubs.
     pub(crate) fn escalation(&self) -> Vec<String> {
-        self.table
+        self.table()
             .iter()
             .filter(|u| u.role != Role::Primary)
             .map(|u| u.node_id.clone())
@@ -62,8 +75,9 @@ impl Routes {
 
     /// Whether every primary route has been tried and is down.
     pub(crate) fn primaries_down(&self) -> bool {
+        let table = self.table();
         self.with(|state| {
-            self.table
+            table
                 .iter()
                 .filter(|u| u.role == Role::Primary)
                 .all(|u| state.get(&u.node_id).and_then(|s| s.up) == Some(false))
@@ -105,8 +119,9 @@ impl Routes {
 
     /// Every route: (name, role, up (None = not tried yet), items in flight).
     pub(crate) fn report(&self) -> Vec<(String, crate::config::Role, Option<bool>, usize)> {
+        let table = self.table();
         self.with(|state| {
-            self.table
+            table
                 .iter()
                 .map(|u| {
                     let s = state.get(&u.node_id);
@@ -121,13 +136,13 @@ impl Routes {
         })
     }
 
-    /// Whether `id` is on the wire to any route right now.
     /// Every route's name: where a held notice goes up (all of them, so it
     /// gets through whichever is up).
     pub(crate) fn all(&self) -> Vec<String> {
         self.report().into_iter().map(|(name, ..)| name).collect()
     }
 
+    /// Whether `id` is on the wire to any route right now.
     pub(crate) fn is_in_flight(&self, id: &str) -> bool {
         self.with(|state| state.values().any(|s| s.in_flight.contains(id)))
     }

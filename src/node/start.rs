@@ -202,6 +202,8 @@ async fn spawn(
         staff: Staff::from_config(&cfg),
         rules: Live::new(cfg.office.rules()),
         office: Live::new(cfg.office.clone()),
+        routes: routes.clone(),
+        upstream: tokio::sync::watch::channel(cfg.upstream.clone()).0,
     });
     let parts = Parts {
         reviews,
@@ -239,6 +241,7 @@ async fn spawn(
         operator_socket: cfg.operator_socket(),
         node_id: cfg.node_id,
         store_closed: parts.store.closed(),
+        store: parts.store.clone(),
         reload_now: parts.reload_now,
         reconfigure: parts.reconfigure,
         stages: vec![servers, work],
@@ -423,25 +426,34 @@ fn work(parts: &Parts) -> Stage {
     stage
         .tasks
         .push(tokio::spawn(reload.run(stage.token.clone())));
-    for up in &cfg.upstream {
-        let forwarder = Forwarder {
-            route: up.clone(),
-            store: parts.store.clone(),
-            keys: parts.keys.clone(),
-            trust: parts.trust.clone(),
-            routes: parts.routes.clone(),
-            events: parts.events.clone(),
-            window: cfg.limits.max_in_flight,
-            max_message: parts.max_message,
-            max_backoff: Duration::from_secs(cfg.limits.max_backoff_secs),
-            connect: cfg.limits.connect_options(),
-            publishers: cfg.office.publishers.clone().into(),
-            utc_offset_ms: cfg.deadlines.offset_ms().unwrap_or(0),
-        };
-        stage
-            .tasks
-            .push(tokio::spawn(forwarder.run(stage.token.clone())));
-    }
+    let make = {
+        let (store, keys, trust) = (parts.store.clone(), parts.keys.clone(), parts.trust.clone());
+        let (routes, events) = (parts.routes.clone(), parts.events.clone());
+        let (window, max_message) = (cfg.limits.max_in_flight, parts.max_message);
+        let max_backoff = Duration::from_secs(cfg.limits.max_backoff_secs);
+        let connect = cfg.limits.connect_options();
+        let publishers: Arc<[String]> = cfg.office.publishers.clone().into();
+        let utc_offset_ms = cfg.deadlines.offset_ms().unwrap_or(0);
+        move |route| Forwarder {
+            route,
+            store: store.clone(),
+            keys: keys.clone(),
+            trust: trust.clone(),
+            routes: routes.clone(),
+            events: events.clone(),
+            window,
+            max_message,
+            max_backoff,
+            connect,
+            publishers: publishers.clone(),
+            utc_offset_ms,
+        }
+    };
+    stage.tasks.push(tokio::spawn(super::forward::supervise(
+        make,
+        parts.reconfigure.upstream.subscribe(),
+        stage.token.clone(),
+    )));
     let checkpoints = super::audit::checkpoints(
         parts.store.clone(),
         parts.keys.clone(),
@@ -541,6 +553,8 @@ pub struct RunningNode {
     stages: Vec<Stage>,
     reload_now: Arc<tokio::sync::Notify>,
     reconfigure: Arc<Reconfigure>,
+    /// For items queued on a route SIGHUP removed.
+    store: Store,
     store_closed: tokio::sync::watch::Receiver<bool>,
 }
 
@@ -558,8 +572,24 @@ impl RunningNode {
     /// # Errors
     /// The configuration in force with the new values would not validate;
     /// nothing changed.
-    pub fn reconfigure(&self, new: &NodeConfig) -> Result<Reconfigured, ConfigError> {
-        self.reconfigure.apply(new)
+    pub async fn reconfigure(&self, new: &NodeConfig) -> Result<Reconfigured, ConfigError> {
+        let done = self.reconfigure.apply(new)?;
+        let routes = &self.reconfigure.routes;
+        let to: Vec<(u8, Vec<String>)> = crate::class::Class::ALL
+            .iter()
+            .map(|c| (c.lane(), routes.initial(*c)))
+            .collect();
+        for route in &done.removed_routes {
+            match self.store.reroute(route.clone(), to.clone()).await {
+                Ok(n) => {
+                    info!(route = %route, items = n, "SIGHUP: route removed; its queued items go on the routes their class starts on")
+                }
+                Err(e) => {
+                    warn!(route = %route, error = %e, "SIGHUP: route removed, but its queued items could not be moved; they stay queued on it")
+                }
+            }
+        }
+        Ok(done)
     }
 
     /// Stops the node in the reverse order of its start: forwarders and

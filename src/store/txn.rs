@@ -559,6 +559,64 @@ impl<'t> Txn<'t> {
         Ok(true)
     }
 
+    /// Takes up to `limit` items off `route`, which the configuration no
+    /// longer has (SIGHUP): each still waiting for a first receipt goes on
+    /// `to` instead (those of its class start on), unless a route there
+    /// already has it; answers how many were taken off.
+    pub(super) fn reroute(
+        &mut self,
+        route: &str,
+        to: &[(u8, Vec<String>)],
+        limit: usize,
+    ) -> Result<usize, Error> {
+        let range = (route, 0u8, i64::MIN, 0u64)..=(route, u8::MAX, i64::MAX, u64::MAX);
+        let ids: Vec<String> = self
+            .queue
+            .range(range)?
+            .take(limit)
+            .map(|e| e.map(|(_, id)| id.value().to_string()))
+            .collect::<Result<_, _>>()?;
+        for id in &ids {
+            let Some(mut rec) = self.record(id)? else {
+                continue;
+            };
+            self.dequeue(&rec, route)?;
+            rec.pending_routes.retain(|r| r != route);
+            let mut added = Vec::new();
+            if rec.state() == Some(RecordState::Queued) {
+                let lane = rec.lane();
+                let targets = to
+                    .iter()
+                    .find(|(l, _)| *l == lane)
+                    .map_or(&[][..], |(_, r)| r);
+                for r in targets {
+                    let known = rec.pending_routes.contains(r)
+                        || rec.route_receipts.iter().any(|x| &x.route == r);
+                    if !known {
+                        self.enqueue(id, &rec, r)?;
+                        rec.pending_routes.push(r.clone());
+                        added.push(r.clone());
+                        self.fx.queued = true;
+                    }
+                }
+            }
+            self.save(id, &rec)?;
+            self.note(
+                Entry::new(AuditKind::Escalated, id.as_str())
+                    .with_peer(added.join(","))
+                    .with_detail(format!("rerouted: route {route} is no longer configured")),
+            );
+        }
+        if ids.len() < limit {
+            // Held notices still to go up the route go nowhere now.
+            self.held_up()?.retain_in(
+                (route, "", "")..=(route, "\u{10ffff}", "\u{10ffff}"),
+                |_, _| false,
+            )?;
+        }
+        Ok(ids.len())
+    }
+
     /// Takes up to `limit` items off `route` after a refusal of the whole
     /// route (the upstream refuses this node); returns their ids.
     pub(super) fn refuse_route(

@@ -453,6 +453,18 @@ impl Write for PruneAudit {
     }
 }
 
+struct Reroute {
+    route: String,
+    to: Vec<(u8, Vec<String>)>,
+}
+
+impl Write for Reroute {
+    type Out = usize;
+    fn apply(&self, txn: &mut Txn<'_>) -> Result<usize, Error> {
+        txn.reroute(&self.route, &self.to, 512)
+    }
+}
+
 struct Escalate {
     id: String,
     routes: Vec<String>,
@@ -881,6 +893,24 @@ impl Store {
     /// still verifies; returns the seq pruned through, if any.
     pub async fn prune_audit(&self, keep_after_ms: i64) -> Result<Option<u64>, Error> {
         self.write(PruneAudit { keep_after_ms }).await
+    }
+
+    /// Moves every item queued on `route`, no longer configured, to the
+    /// routes its lane starts on (`to`: lane → routes); answers how many.
+    pub async fn reroute(&self, route: String, to: Vec<(u8, Vec<String>)>) -> Result<usize, Error> {
+        let mut total = 0;
+        loop {
+            let n = self
+                .write(Reroute {
+                    route: route.clone(),
+                    to: to.clone(),
+                })
+                .await?;
+            total += n;
+            if n < 512 {
+                return Ok(total);
+            }
+        }
     }
 
     /// Queues an unsettled item on more `routes`; with `overdue`, also marks

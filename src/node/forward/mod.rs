@@ -10,13 +10,15 @@
 //!
 //! On any failure it reconnects with capped exponential backoff and jitter
 //! ([`backoff`]); whatever had no receipt is sent again, and receivers
-//! deduplicate by id, so the effect is exactly once.
+//! deduplicate by id, so the effect is exactly once. `supervise` keeps one
+//! forwarder per route of the table in force, as SIGHUP changes it.
 
 mod backoff;
 pub(crate) mod chunks;
 mod delivery;
 pub(crate) mod pace;
 mod session;
+mod supervise;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +37,7 @@ use crate::tls::{Refused, TlsError};
 use crate::trust::{Keys, Trust};
 use backoff::Backoff;
 use session::Session;
+pub(crate) use supervise::supervise;
 
 /// The shortest wait between reconnections.
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
