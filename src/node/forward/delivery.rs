@@ -33,7 +33,7 @@ impl Forwarder {
             }
             Ok(false) => {}
             Err(e) => {
-                error!(alarm = "crl-push", upstream = %up, error = %e, "ALARM: {e}");
+                error!(alarm = "crl-push", upstream = %up, error = %e, "ALARM: a CRL pushed by the upstream was refused");
                 self.events.alarm("", up, e.to_string());
             }
         }

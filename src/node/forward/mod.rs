@@ -181,7 +181,7 @@ impl Forwarder {
             }
         }
         if total > 0 {
-            error!(alarm = "refused", upstream = %route, items = total, "ALARM: {why}; the items queued on this route are marked refused");
+            error!(alarm = "refused", upstream = %route, items = total, why = %why, "ALARM: the upstream refuses this node; the items queued on this route are marked refused");
             self.events.alarm(
                 "",
                 route,
