@@ -108,6 +108,47 @@ pub(super) fn state_label(state: i32, lang: Lang) -> &'static str {
     lang.t(en, zh)
 }
 
+/// A signature check's verdict (as the node words it, in English) for
+/// people: in Chinese, the known forms are said in Chinese; anything else
+/// is shown as it is.
+pub(super) fn verdict(text: &str, lang: Lang) -> String {
+    if lang == Lang::En {
+        return text.to_string();
+    }
+    if text == "issued by this node (the final hub) for its inbox" {
+        return "本节点（最终枢纽）签收入库".into();
+    }
+    // "X, digest matches, on time": the signer, then what was checked.
+    let zh = |rest: &str| {
+        let (signer, checked) = rest.split_once(", ").unwrap_or((rest, ""));
+        let checked: Vec<&str> = checked
+            .split(", ")
+            .filter(|c| !c.is_empty())
+            .map(|c| match c {
+                "digest matches" | "digest matched" => "摘要一致",
+                "on time" => "按时",
+                "LATE" => "迟到",
+                other => other,
+            })
+            .collect();
+        if checked.is_empty() {
+            format!("由 {signer} 签发")
+        } else {
+            format!("由 {signer} 签发，{}", checked.join("，"))
+        }
+    };
+    if let Some(rest) = text.strip_prefix("valid when stored: signed by ") {
+        return format!("入库时有效：{}", zh(rest));
+    }
+    if let Some(rest) = text.strip_prefix("valid: signed by ") {
+        return format!("有效：{}", zh(rest));
+    }
+    if let Some(rest) = text.strip_prefix("INVALID: ") {
+        return format!("无效：{rest}");
+    }
+    text.to_string()
+}
+
 /// A decision kind for people.
 pub(super) fn kind_label(kind: i32, lang: Lang) -> &'static str {
     match lang {
@@ -248,6 +289,26 @@ pub(super) fn login_needed(lang: Lang) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verdicts_read_in_chinese() {
+        assert_eq!(
+            verdict("valid: signed by hub, digest matches, on time", Lang::Zh),
+            "有效：由 hub 签发，摘要一致，按时"
+        );
+        assert_eq!(
+            verdict("valid: signed by hub", Lang::Zh),
+            "有效：由 hub 签发"
+        );
+        assert_eq!(
+            verdict("valid: signed by hub", Lang::En),
+            "valid: signed by hub"
+        );
+        assert_eq!(
+            verdict("INVALID: bad signature", Lang::Zh),
+            "无效：bad signature"
+        );
+    }
 
     #[test]
     fn escapes_markup_and_quotes() {

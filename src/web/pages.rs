@@ -623,10 +623,10 @@ fn item_live(web: &Web, l: Lang, s: &ItemStatus) -> String {
             String::new()
         },
         l.t("Receipt", "回执"),
-        esc(if s.receipt_verification.is_empty() {
-            "-"
+        esc(&if s.receipt_verification.is_empty() {
+            "-".to_string()
         } else {
-            &s.receipt_verification
+            html::verdict(&s.receipt_verification, l)
         }),
     );
     for (en, zh, v) in [
@@ -685,7 +685,7 @@ fn item_live(web: &Web, l: Lang, s: &ItemStatus) -> String {
                 } else {
                     format!(": <span class=\"text\">{}</span>", esc(&b.text))
                 },
-                esc(&d.verification),
+                esc(&html::verdict(&d.verification, l)),
             );
         }
         out.push_str("</ol>");
