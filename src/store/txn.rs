@@ -559,6 +559,17 @@ impl<'t> Txn<'t> {
         Ok(true)
     }
 
+    /// The first `limit` items queued on `route`, in schedule order.
+    fn queued_on(&self, route: &str, limit: usize) -> Result<Vec<String>, Error> {
+        let range = (route, 0u8, i64::MIN, 0u64)..=(route, u8::MAX, i64::MAX, u64::MAX);
+        Ok(self
+            .queue
+            .range(range)?
+            .take(limit)
+            .map(|e| e.map(|(_, id)| id.value().to_string()))
+            .collect::<Result<_, _>>()?)
+    }
+
     /// Takes up to `limit` items off `route`, which the configuration no
     /// longer has (SIGHUP): each still waiting for a first receipt goes on
     /// `to` instead (those of its class start on), unless a route there
@@ -569,13 +580,7 @@ impl<'t> Txn<'t> {
         to: &[(u8, Vec<String>)],
         limit: usize,
     ) -> Result<usize, Error> {
-        let range = (route, 0u8, i64::MIN, 0u64)..=(route, u8::MAX, i64::MAX, u64::MAX);
-        let ids: Vec<String> = self
-            .queue
-            .range(range)?
-            .take(limit)
-            .map(|e| e.map(|(_, id)| id.value().to_string()))
-            .collect::<Result<_, _>>()?;
+        let ids = self.queued_on(route, limit)?;
         for id in &ids {
             let Some(mut rec) = self.record(id)? else {
                 continue;
@@ -625,13 +630,7 @@ impl<'t> Txn<'t> {
         why: &str,
         limit: usize,
     ) -> Result<Vec<String>, Error> {
-        let range = (route, 0u8, i64::MIN, 0u64)..=(route, u8::MAX, i64::MAX, u64::MAX);
-        let ids: Vec<String> = self
-            .queue
-            .range(range)?
-            .take(limit)
-            .map(|e| e.map(|(_, id)| id.value().to_string()))
-            .collect::<Result<_, _>>()?;
+        let ids = self.queued_on(route, limit)?;
         for id in &ids {
             self.refuse(id, route, why)?;
         }
