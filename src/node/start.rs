@@ -241,7 +241,7 @@ async fn spawn(
         operator_socket: cfg.operator_socket(),
         node_id: cfg.node_id,
         store_closed: parts.store.closed(),
-        store: parts.store.clone(),
+        store: Some(parts.store.clone()),
         reload_now: parts.reload_now,
         reconfigure: parts.reconfigure,
         stages: vec![servers, work],
@@ -553,8 +553,9 @@ pub struct RunningNode {
     stages: Vec<Stage>,
     reload_now: Arc<tokio::sync::Notify>,
     reconfigure: Arc<Reconfigure>,
-    /// For items queued on a route SIGHUP removed.
-    store: Store,
+    /// For items queued on a route SIGHUP removed; let go at shutdown, so
+    /// the store can close.
+    store: Option<Store>,
     store_closed: tokio::sync::watch::Receiver<bool>,
 }
 
@@ -579,8 +580,11 @@ impl RunningNode {
             .iter()
             .map(|c| (c.lane(), routes.initial(*c)))
             .collect();
+        let Some(store) = &self.store else {
+            return Ok(done);
+        };
         for route in &done.removed_routes {
-            match self.store.reroute(route.clone(), to.clone()).await {
+            match store.reroute(route.clone(), to.clone()).await {
                 Ok(n) => {
                     info!(route = %route, items = n, "SIGHUP: route removed; its queued items go on the routes their class starts on")
                 }
@@ -602,6 +606,7 @@ impl RunningNode {
         }
         // The store closes when its last handle is gone; wait for that so
         // the same data directory can be opened again at once.
+        self.store = None;
         let mut closed = self.store_closed.clone();
         if tokio::time::timeout_at(deadline, closed.wait_for(|c| *c))
             .await
