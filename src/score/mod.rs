@@ -45,6 +45,7 @@ pub use stats::{
     MissingAnswer, OutletName, PointsDetail, Progress, Stats, Status, TargetProgress,
 };
 pub use text::display_width;
+pub(crate) use text::html as escape_html;
 
 use crate::class::Class;
 

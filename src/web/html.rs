@@ -14,20 +14,10 @@ pub(super) use crate::score::Lang;
 use crate::class::Class;
 use crate::proto::ItemState;
 
-/// Text made safe to put in HTML, in an element or a quoted attribute.
+/// Text made safe to put in HTML, in an element or a quoted attribute
+/// (the bulletin's escaping: control characters become U+FFFD too).
 pub(super) fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 16);
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+    crate::score::escape_html(text)
 }
 
 /// Text made safe for a URL's query or path segment.
