@@ -155,6 +155,9 @@ pub struct Results {
     pub emergency_loaded: Latency,
     /// Routine items receipted during the loaded emergency run, per second.
     pub loaded_routine_items_per_s: f64,
+    /// The hub process's CPU time (user and system, all its threads) during
+    /// the ingest throughput run, per receipted item, µs.
+    pub ingest_hub_cpu_us_per_item: f64,
     /// The hub's peak RSS, KiB.
     pub hub_peak_rss_kib: u64,
     /// A county node's peak RSS, KiB.
@@ -207,6 +210,27 @@ impl Daemon {
             child,
             socket: cfg.operator_socket(),
         })
+    }
+
+    /// CPU time the process has used so far (user and system, all
+    /// threads), from `/proc/<pid>/stat`.
+    fn cpu_time(&self) -> Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command name, which ends at the last ')':
+        // utime and stime are the 12th and 13th of them, in clock ticks
+        // (100 per second on Linux).
+        let ticks: u64 = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| {
+                rest.split_whitespace()
+                    .skip(11)
+                    .take(2)
+                    .filter_map(|f| f.parse::<u64>().ok())
+                    .sum()
+            })
+            .unwrap_or(0);
+        Duration::from_millis(ticks * 10)
     }
 
     /// Peak resident set size, KiB (VmHWM).
@@ -602,6 +626,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
         opts.streams, opts.window
     );
     let total: usize = chunks.iter().map(Vec::len).sum();
+    let cpu_before = hub.cpu_time();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for (i, chunk) in chunks.into_iter().enumerate() {
@@ -625,6 +650,8 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
     }
     loaded.store(false, std::sync::atomic::Ordering::SeqCst);
     res.ingest_items_per_s = total as f64 / started.elapsed().as_secs_f64();
+    res.ingest_hub_cpu_us_per_item =
+        hub.cpu_time().saturating_sub(cpu_before).as_secs_f64() * 1e6 / total.max(1) as f64;
     res.ingest_latency = Latency::of(all);
     res.hub_emergency_loaded = Latency::of(join_probe(probe).await?);
     drop(channels);
@@ -874,6 +901,11 @@ pub fn table(r: &Results) -> String {
         s,
         "hub ingest throughput        {:>10.0} receipted items/s",
         r.ingest_items_per_s
+    );
+    let _ = writeln!(
+        s,
+        "hub CPU during the ingest run {:>9.0} µs per item (user + system, all threads)",
+        r.ingest_hub_cpu_us_per_item
     );
     let _ = writeln!(
         s,
