@@ -36,7 +36,7 @@ use crate::proto::{
 };
 use crate::store::Store;
 use crate::tls::PeerInfo;
-use crate::trust::Trust;
+use crate::trust::{Trust, signature};
 
 /// The `Relay` service of one node.
 #[derive(Debug)]
@@ -53,6 +53,8 @@ pub(crate) struct RelayService {
     pub(crate) upload_quota: upload::Quota,
     /// What each child may make this node hold in memory.
     pub(crate) inflight: InFlight,
+    /// Combines the signature checks of routine items arriving together.
+    pub(crate) signatures: signature::Batcher,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -63,14 +65,22 @@ fn peer_of<T>(request: &Request<T>) -> Result<PeerInfo, Error> {
 
 impl RelayService {
     /// Verifies an item from `peer`: envelope, fields, custody chain ending
-    /// at the sender.
-    fn check(&self, peer: &PeerInfo, item: &SignedReport) -> Result<Verified, Error> {
-        let verified = envelope::open(
-            item,
-            &self.trust,
-            &self.limits,
-            std::time::SystemTime::now(),
-        )?;
+    /// at the sender. A routine item waits for its turn and has its
+    /// signature checked in a batch with others arriving at the same time;
+    /// an urgent one waits for neither.
+    async fn check(
+        &self,
+        peer: &PeerInfo,
+        item: &SignedReport,
+        urgent: bool,
+    ) -> Result<Verified, Error> {
+        let now = std::time::SystemTime::now();
+        let verified = if urgent {
+            envelope::open(item, &self.trust, &self.limits, now)?
+        } else {
+            let _turn = self.inflight.turn(false).await;
+            envelope::open_batched(item, &self.trust, &self.limits, now, &self.signatures).await?
+        };
         if verified.holder() != peer.node_id {
             return Err(Error::NotHolder {
                 id: verified.id().to_string(),
@@ -106,10 +116,7 @@ impl RelayService {
         uploads: &Uploads,
         urgent: bool,
     ) -> (String, Result<forward_response::Result, Error>) {
-        let turn = self.inflight.turn(urgent).await;
-        let checked = self.check(peer, &item);
-        drop(turn);
-        let verified = match checked {
+        let verified = match self.check(peer, &item, urgent).await {
             Ok(v) => v,
             Err(e) => return (envelope::claimed_id(&item).unwrap_or_default(), Err(e)),
         };
@@ -381,10 +388,7 @@ impl Relay for RelayService {
             .hold(&peer.node_id, prost::Message::encoded_len(item), urgent)
             .await;
         let result = async {
-            let turn = self.inflight.turn(urgent).await;
-            let verified = self.check(&peer, item);
-            drop(turn);
-            let verified = verified?;
+            let verified = self.check(&peer, item, urgent).await?;
             if !verified.report().attachments.is_empty()
                 && self.store.get(verified.id().to_string()).await?.is_none()
             {

@@ -380,6 +380,7 @@ async fn servers(parts: &Parts, bound: Bound) -> (Stage, Addrs) {
                 items: cfg.limits.max_items_in_flight_per_peer,
                 node_bytes: cfg.limits.max_bytes_in_flight,
             }),
+            signatures: crate::trust::signature::Batcher::default(),
             shutdown: stage.token.clone(),
         });
         let consumers: Vec<String> = cfg.relay.iter().flat_map(|r| r.consumers.clone()).collect();

@@ -368,3 +368,47 @@ fn a_signed_root_statement_does_not_decode_as_a_receipt() {
         Err(ReceiptError::Malformed(_))
     ));
 }
+
+#[test]
+fn a_groups_signature_is_checked_once_and_its_certificate_every_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    crate::pki::init(&certs, "test", "hub", &["county-a".into()]).unwrap();
+    let trust = Trust::load(
+        &certs.join(crate::trust::CA_CERT),
+        Some(&certs.join(crate::trust::CRL)),
+    )
+    .unwrap();
+    let hub = identity(&certs, "hub");
+    let (ids, group) = group_of(4, &hub);
+    let open = |i: usize, signed: &SignedReceipt| {
+        open_for(
+            signed,
+            &trust,
+            SystemTime::now(),
+            &ids[i],
+            &SHA,
+            Some("hub"),
+        )
+    };
+    assert!(open(0, &group.receipt(0, &hub)).is_ok());
+    // The same root under a changed signature is checked, not taken from
+    // what was remembered.
+    let mut forged = group.receipt(1, &hub);
+    forged.signature[10] ^= 1;
+    assert!(matches!(
+        open(1, &forged),
+        Err(ReceiptError::Signer(SignerError::BadSignature))
+    ));
+    assert!(open(1, &group.receipt(1, &hub)).is_ok());
+    // Revoked: the next receipt of the group is refused at once.
+    crate::pki::revoke(&certs, "hub").unwrap();
+    assert!(matches!(
+        trust.reload_if_changed(),
+        crate::trust::Reload::Reloaded
+    ));
+    assert!(matches!(
+        open(2, &group.receipt(2, &hub)),
+        Err(ReceiptError::Signer(SignerError::Certificate(_)))
+    ));
+}

@@ -24,6 +24,7 @@ use webpki::{EndEntityCert, KeyUsage, RevocationOptionsBuilder};
 
 use super::crl::{self, CrlInfo, Freshness};
 use super::identity::{LoadError, read_cert, read_crl};
+use super::signature::{self, KeyError, PublicKey};
 use super::{NODE_URI_PREFIX, node_id_of};
 
 /// How long a CRL past its `nextUpdate` is tolerated by default.
@@ -42,6 +43,10 @@ pub enum SignerError {
     /// The signature does not match the bytes.
     #[error("signature does not verify")]
     BadSignature,
+    /// The certificate's key cannot prove who signed (see
+    /// [`super::signature::usable_key`]).
+    #[error("signer certificate refused: {0}")]
+    Key(#[from] KeyError),
     /// The CRL in force is past its `nextUpdate` and the grace: nothing is
     /// accepted until a fresh one arrives.
     #[error(
@@ -100,10 +105,50 @@ const VERIFIED_CACHE: usize = 4096;
 #[derive(Debug)]
 struct VerifiedSigner {
     node_id: String,
+    key: PublicKey,
     /// Validity, Unix seconds.
     valid: std::ops::Range<u64>,
     /// The trust generation (CA and CRL) it was checked against.
     generation: u64,
+}
+
+/// Signatures over shared statements remembered at most.
+const RECENT_SHARED: usize = 1024;
+
+/// The last [`RECENT_SHARED`] (certificate, statement, signature) triples
+/// that verified, by digest, oldest forgotten first.
+#[derive(Debug, Default)]
+struct Recent {
+    set: std::collections::HashSet<[u8; 32]>,
+    order: std::collections::VecDeque<[u8; 32]>,
+}
+
+impl Recent {
+    fn contains(&self, digest: &[u8; 32]) -> bool {
+        self.set.contains(digest)
+    }
+
+    fn insert(&mut self, digest: [u8; 32]) {
+        if !self.set.insert(digest) {
+            return;
+        }
+        self.order.push_back(digest);
+        if self.order.len() > RECENT_SHARED
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+    }
+}
+
+/// A signer whose certificate passed: who it is and the key its
+/// signatures are checked with.
+#[derive(Debug, Clone)]
+pub struct Signer {
+    /// The node its certificate names.
+    pub node_id: String,
+    /// Its key, usable (see [`signature::usable_key`]).
+    pub key: PublicKey,
 }
 
 /// Why a CRL that came down the tree was not taken.
@@ -149,6 +194,9 @@ pub struct Trust {
     current: RwLock<Arc<TrustSnapshot>>,
     stamps: RwLock<(Option<SystemTime>, Option<SystemTime>)>,
     verified: std::sync::Mutex<std::collections::HashMap<[u8; 32], VerifiedSigner>>,
+    /// Signatures over shared statements checked lately (see
+    /// [`Trust::verify_shared`]).
+    shared: std::sync::Mutex<Recent>,
     generation: watch::Sender<u64>,
 }
 
@@ -169,6 +217,7 @@ impl Trust {
             current: RwLock::new(Arc::new(snapshot)),
             stamps: RwLock::new(stamps),
             verified: std::sync::Mutex::default(),
+            shared: std::sync::Mutex::default(),
             generation: watch::channel(1).0,
         })
     }
@@ -320,7 +369,8 @@ impl Trust {
     }
 
     /// Verifies `cert_der` against the CA and CRL at `now`, then checks that
-    /// `signature` over `msg` was made with its key. Returns the signer's node id.
+    /// `signature` over `msg` was made with its key (under the one rule of
+    /// [`super::signature`]). Returns the signer's node id.
     pub fn verify_signed(
         &self,
         cert_der: &[u8],
@@ -328,33 +378,99 @@ impl Trust {
         signature: &[u8],
         now: SystemTime,
     ) -> Result<String, SignerError> {
+        let signer = self.signer(cert_der, now)?;
+        if !signature::verify(signer.key, msg, signature) {
+            return Err(SignerError::BadSignature);
+        }
+        Ok(signer.node_id)
+    }
+
+    /// [`Trust::verify_signed`] for a statement many messages share — the
+    /// root of a commit's receipt group, which each of its receipts carries
+    /// — whose signature is checked once: a signature that verified lately
+    /// with the same certificate over the same bytes is not checked again.
+    /// The certificate is checked every time, so revocation and expiry
+    /// still apply at once.
+    pub fn verify_shared(
+        &self,
+        cert_der: &[u8],
+        msg: &[u8],
+        signature: &[u8],
+        now: SystemTime,
+    ) -> Result<String, SignerError> {
+        let signer = self.signer(cert_der, now)?;
+        let seen = {
+            let mut h = ring::digest::Context::new(&ring::digest::SHA256);
+            for part in [cert_der, msg, signature] {
+                h.update(&(part.len() as u64).to_le_bytes());
+                h.update(part);
+            }
+            let mut seen = [0u8; 32];
+            seen.copy_from_slice(h.finish().as_ref());
+            seen
+        };
+        let lock = || self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        if lock().contains(&seen) {
+            return Ok(signer.node_id);
+        }
+        if !signature::verify(signer.key, msg, signature) {
+            return Err(SignerError::BadSignature);
+        }
+        lock().insert(seen);
+        Ok(signer.node_id)
+    }
+
+    /// Verifies `cert_der` against the CA and CRL at `now` and returns who it
+    /// names and its key, to check a signature with (alone or in a batch).
+    /// A certificate that passed is remembered for as long as it is valid
+    /// and the CA and CRL do not change.
+    pub fn signer(&self, cert_der: &[u8], now: SystemTime) -> Result<Signer, SignerError> {
         let snap = self.snapshot();
         self.fresh_enough(&snap, now)?;
-        let cert = CertificateDer::from(cert_der);
-        let ee = EndEntityCert::try_from(&cert).map_err(SignerError::Certificate)?;
         let unix = now
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default();
-        let key = crate::digest::sha256(cert_der);
+        let fingerprint = crate::digest::sha256(cert_der);
         let cached = self
             .verified
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
+            .get(&fingerprint)
             .filter(|c| c.generation == snap.generation && c.valid.contains(&unix.as_secs()))
-            .map(|c| c.node_id.clone());
-        let node_id = match cached {
-            Some(id) => id,
-            None => {
-                let id =
-                    self.verify_chain(&snap, &ee, cert_der, UnixTime::since_unix_epoch(unix))?;
-                self.remember(key, cert_der, &id, snap.generation);
-                id
-            }
-        };
-        ee.verify_signature(webpki::ring::ED25519, msg, signature)
-            .map_err(|_| SignerError::BadSignature)?;
-        Ok(node_id)
+            .map(|c| Signer {
+                node_id: c.node_id.clone(),
+                key: c.key,
+            });
+        if let Some(signer) = cached {
+            return Ok(signer);
+        }
+        let cert = CertificateDer::from(cert_der);
+        let ee = EndEntityCert::try_from(&cert).map_err(SignerError::Certificate)?;
+        let node_id = self.verify_chain(&snap, &ee, cert_der, UnixTime::since_unix_epoch(unix))?;
+        let (_, parsed) = x509_parser::parse_x509_certificate(cert_der)
+            .map_err(|_| SignerError::Certificate(webpki::Error::BadDer))?;
+        let spki = parsed.public_key();
+        if spki.algorithm.algorithm != x509_parser::oid_registry::OID_SIG_ED25519 {
+            return Err(KeyError::NotEd25519.into());
+        }
+        let key = signature::usable_key(&spki.subject_public_key.data)?;
+        let v = parsed.validity();
+        let from = u64::try_from(v.not_before.timestamp()).unwrap_or(u64::MAX);
+        let to = u64::try_from(v.not_after.timestamp()).unwrap_or(0);
+        let mut cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= VERIFIED_CACHE {
+            cache.clear();
+        }
+        cache.insert(
+            fingerprint,
+            VerifiedSigner {
+                node_id: node_id.clone(),
+                key,
+                valid: from..to,
+                generation: snap.generation,
+            },
+        );
+        Ok(Signer { node_id, key })
     }
 
     /// The full check of a signer certificate: chain, validity, CRL, node id.
@@ -384,29 +500,5 @@ impl Trust {
         )
         .map_err(SignerError::Certificate)?;
         node_id_of(cert_der).ok_or(SignerError::NoNodeId)
-    }
-
-    /// Remembers a certificate that passed [`Trust::verify_chain`] for as long
-    /// as it is valid and the CA/CRL do not change, so each message from a
-    /// known signer costs one signature check rather than two plus parsing.
-    fn remember(&self, key: [u8; 32], cert_der: &[u8], node_id: &str, generation: u64) {
-        let Ok((_, cert)) = x509_parser::parse_x509_certificate(cert_der) else {
-            return;
-        };
-        let v = cert.validity();
-        let from = u64::try_from(v.not_before.timestamp()).unwrap_or(u64::MAX);
-        let to = u64::try_from(v.not_after.timestamp()).unwrap_or(0);
-        let mut cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= VERIFIED_CACHE {
-            cache.clear();
-        }
-        cache.insert(
-            key,
-            VerifiedSigner {
-                node_id: node_id.to_string(),
-                valid: from..to,
-                generation,
-            },
-        );
     }
 }

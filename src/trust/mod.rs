@@ -11,7 +11,9 @@
 //!   fresh, in grace or stale;
 //! - [`anchors`]: the region CA and its CRL, reloadable, which verify a
 //!   certificate handed over inside a message (not only on a TLS
-//!   connection) and a signature made with it.
+//!   connection) and a signature made with it;
+//! - [`signature`]: the one rule Ed25519 signatures are checked by, alone
+//!   or batched across connections.
 //!
 //! Everything that runs depends on these rules; `zhibao certs` ([`crate::pki`])
 //! writes files that follow them.
@@ -22,8 +24,9 @@ pub mod files;
 pub mod identity;
 pub mod keys;
 pub mod node_id;
+pub mod signature;
 
-pub use anchors::{CrlInstallError, Reload, SignerError, Trust, TrustSnapshot};
+pub use anchors::{CrlInstallError, Reload, Signer, SignerError, Trust, TrustSnapshot};
 pub use crl::{CrlInfo, Freshness};
 pub use files::{CA_CERT, CA_KEY, CRL, compat_paths, node_paths};
 pub use identity::{Identity, LoadError};
