@@ -196,6 +196,14 @@ impl Put {
     }
 }
 
+/// A batch written to the log and not yet durable (see [`Wal::write`]).
+#[derive(Debug)]
+#[must_use = "a written batch is made durable with `sync` or taken back with `cancel`"]
+pub(super) struct Written {
+    seq: u64,
+    bytes: u64,
+}
+
 /// The open log.
 #[derive(Debug)]
 pub(super) struct Wal {
@@ -282,7 +290,18 @@ impl Wal {
 
     /// Appends `batch` and makes it durable. On failure the log is as it
     /// was (or, if even that fails, takes no more batches until emptied).
+    #[cfg(test)]
     pub(super) fn append(&mut self, batch: &Batch) -> std::io::Result<()> {
+        let written = self.write(batch)?;
+        self.sync(written)
+    }
+
+    /// Writes `batch` after the last frame and starts writing it out to the
+    /// disk, without waiting: [`Wal::sync`] then waits for it (the writer
+    /// applies the batch to redb meanwhile), or [`Wal::cancel`] takes it
+    /// back. Nothing is durable, and the log's length and sequence do not
+    /// move, until `sync` returns. On failure the log is as it was.
+    pub(super) fn write(&mut self, batch: &Batch) -> std::io::Result<Written> {
         let payload = batch.encode_to_vec();
         let mut frame = Vec::with_capacity(payload.len() + 8);
         frame.extend_from_slice(
@@ -292,26 +311,71 @@ impl Wal {
         );
         frame.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
         frame.extend_from_slice(&payload);
-        let written = self
-            .file
-            .write_all(&frame)
-            .and_then(|()| self.file.sync_data());
-        match written {
+        let written = Written {
+            seq: batch.seq,
+            bytes: frame.len() as u64,
+        };
+        if let Err(e) = self.file.write_all(&frame) {
+            self.back();
+            return Err(e);
+        }
+        // Start the write-back now, so that much of it is done by the time
+        // `sync` waits for it (about a quarter of an fdatasync's time here).
+        // Only advice: if it fails, `sync` still writes everything.
+        let _ = rustix::fs::fadvise(
+            &self.file,
+            self.len,
+            std::num::NonZeroU64::new(written.bytes),
+            rustix::fs::Advice::DontNeed,
+        );
+        Ok(written)
+    }
+
+    /// Makes the batch `written` durable. On failure the log is as it was
+    /// (or, if even that fails, takes no more batches until emptied).
+    pub(super) fn sync(&mut self, written: Written) -> std::io::Result<()> {
+        match self.file.sync_data() {
             Ok(()) => {
-                self.len += frame.len() as u64;
-                self.last_seq = batch.seq;
+                self.len += written.bytes;
+                self.last_seq = written.seq;
                 Ok(())
             }
             Err(e) => {
-                // The next append overwrites whatever of this one reached
-                // the file; until then it is a frame that does not verify,
-                // which ends the log.
-                if let Err(seek) = self.file.seek(SeekFrom::Start(self.len)) {
-                    tracing::error!(path = %self.path.display(), error = %seek, "store log: cannot go back after a failed append; batches are committed with fsync until the log is emptied");
-                    self.broken = true;
-                }
+                self.back();
                 Err(e)
             }
+        }
+    }
+
+    /// Takes back the batch `written` (its transaction failed): its frame
+    /// is overwritten with an empty one, which ends the log, and that is
+    /// made durable, so that it is never applied again. Should that fail,
+    /// the batch's sequence number is spent and no batch is logged until
+    /// the log is emptied by a commit with fsync, which records the number
+    /// as applied: the frame can then be applied again only by a crash
+    /// before that commit — the writes of a batch whose callers heard it
+    /// failed, stored after all (each write is idempotent by item id).
+    pub(super) fn cancel(&mut self, written: Written) {
+        let zeroed = self
+            .file
+            .seek(SeekFrom::Start(self.len))
+            .and_then(|_| self.file.write_all(&[0; 8]))
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = zeroed {
+            tracing::error!(path = %self.path.display(), error = %e, "store log: a batch whose transaction failed could not be taken back; batches are committed with fsync until the log is emptied");
+            self.last_seq = written.seq;
+            self.broken = true;
+        }
+        self.back();
+    }
+
+    /// Goes back to the end of the last durable frame, where the next
+    /// append is written; whatever a failed append left after it is a frame
+    /// that does not verify, or an older one, which ends the log.
+    fn back(&mut self) {
+        if let Err(seek) = self.file.seek(SeekFrom::Start(self.len)) {
+            tracing::error!(path = %self.path.display(), error = %seek, "store log: cannot go back after a failed append; batches are committed with fsync until the log is emptied");
+            self.broken = true;
         }
     }
 
@@ -473,5 +537,29 @@ mod tests {
         drop(wal);
         let (_, back) = Wal::open(&path).unwrap();
         assert_eq!(back, vec![batch(5, &["a", "b", "c"])]);
+    }
+
+    #[test]
+    fn a_batch_taken_back_is_never_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb.log");
+        let (mut wal, _) = Wal::open(&path).unwrap();
+        wal.set_last_seq(0);
+        wal.append(&batch(1, &["a"])).unwrap();
+        let written = wal.write(&batch(2, &["b", "c"])).unwrap();
+        wal.cancel(written);
+        assert_eq!(wal.next_seq(), 2, "its number is not spent");
+        drop(wal);
+        let (mut wal, back) = Wal::open(&path).unwrap();
+        assert_eq!(back, vec![batch(1, &["a"])]);
+
+        // The next batch takes its place (shorter: what is left after it
+        // of the one taken back does not verify).
+        wal.set_last_seq(1);
+        let written = wal.write(&batch(2, &["d"])).unwrap();
+        wal.sync(written).unwrap();
+        drop(wal);
+        let (_, back) = Wal::open(&path).unwrap();
+        assert_eq!(back, vec![batch(1, &["a"]), batch(2, &["d"])]);
     }
 }

@@ -410,42 +410,69 @@ fn commit(
             batch.iter().map(|j| j.logged()).collect()
         };
     let mut used = true;
+    let log_err = |e: std::io::Error, path: std::path::PathBuf| match e.kind() {
+        std::io::ErrorKind::StorageFull => Error::Full,
+        _ => Error::Log {
+            path,
+            source: Arc::new(e),
+        },
+    };
     let result = (|| {
-        let mut txn = db.begin_write()?;
-        if logged.is_some() {
-            txn.set_durability(Durability::None)
-                .map_err(|e| Error::from(redb::Error::from(e)))?;
-        }
         let seq = if logged.is_some() {
             wal.next_seq()
         } else {
             wal.last_seq()
         };
-        let effects = {
-            let mut t = Txn::open(&txn, now)?;
-            for job in batch.iter_mut() {
-                job.apply(&mut t)?;
-            }
-            t.log(chain)?;
-            t.set_wal_applied(seq)?;
-            t.fx
-        };
-        match logged {
+        // The log's copy is written first and goes out to the disk while
+        // redb applies the batch; it is waited for before the transaction
+        // commits, so nothing is visible, or answered, before it is durable.
+        let written = match logged {
             Some(writes) => {
-                let path = wal.path().to_path_buf();
-                used = false;
-                wal.append(&wal::Batch {
+                let batch = wal::Batch {
                     seq,
                     now_ms: now,
                     writes,
-                })
-                .map_err(|e| match e.kind() {
-                    std::io::ErrorKind::StorageFull => Error::Full,
-                    _ => Error::Log {
-                        path,
-                        source: Arc::new(e),
-                    },
-                })?;
+                };
+                used = false;
+                let written = wal
+                    .write(&batch)
+                    .map_err(|e| log_err(e, wal.path().to_path_buf()))?;
+                used = true;
+                Some(written)
+            }
+            None => None,
+        };
+        let applied = (|| {
+            let mut txn = db.begin_write()?;
+            if written.is_some() {
+                txn.set_durability(Durability::None)
+                    .map_err(|e| Error::from(redb::Error::from(e)))?;
+            }
+            let effects = {
+                let mut t = Txn::open(&txn, now)?;
+                for job in batch.iter_mut() {
+                    job.apply(&mut t)?;
+                }
+                t.log(chain)?;
+                t.set_wal_applied(seq)?;
+                t.fx
+            };
+            Ok((txn, effects))
+        })();
+        let (txn, effects) = match applied {
+            Ok(done) => done,
+            Err(e) => {
+                if let Some(written) = written {
+                    wal.cancel(written);
+                }
+                return Err(e);
+            }
+        };
+        match written {
+            Some(written) => {
+                used = false;
+                wal.sync(written)
+                    .map_err(|e| log_err(e, wal.path().to_path_buf()))?;
                 // Durable now. Should this commit fail, the store is
                 // reopened and the log applied again (see `reopen`).
                 used = true;
