@@ -6,10 +6,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use common::Region;
+use common::{stderr, zhibao};
 use prost::Message;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use zhibao::audit::{AuditKind, AuditRecord};
@@ -21,13 +22,6 @@ const AUDIT: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("audit");
 /// The stored log: (seq key, encoded record).
 type Rows = Vec<(u64, Vec<u8>)>;
 
-fn zhibao(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_zhibao"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 fn verify(config: &Path, data_dir: Option<&Path>) -> Output {
     let config = config.to_str().unwrap();
     let mut args = vec!["audit", "verify", "-c", config];
@@ -35,10 +29,6 @@ fn verify(config: &Path, data_dir: Option<&Path>) -> Output {
         args.extend(["--data-dir", d.to_str().unwrap()]);
     }
     zhibao(&args)
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// Rewrites the county's stored log with `change` (the node is stopped).

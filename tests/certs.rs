@@ -2,22 +2,17 @@
 //! nodes get, one node's bundle, renewing a node's key without breaking what
 //! it signed, revoking the old certificate, and re-signing the CRL.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::SystemTime;
 
+use common::zhibao;
 use zhibao::pki::{self, Pki};
 use zhibao::trust::{CA_CERT, CA_KEY, CRL, Identity, SignerError, Trust, node_paths};
-
-fn zhibao(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_zhibao"))
-        .args(args)
-        .output()
-        .expect("run zhibao")
-}
 
 /// Runs `zhibao args` and returns its standard output; fails the test if
 /// the command fails.

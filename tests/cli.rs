@@ -4,21 +4,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use common::Region;
+use common::{stderr, zhibao};
 use zhibao::config::NodeConfig;
-
-fn zhibao(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_zhibao"))
-        .args(args)
-        .output()
-        .expect("run zhibao")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 #[test]
 fn example_configs_are_valid() {

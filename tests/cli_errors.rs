@@ -4,22 +4,11 @@
 
 mod common;
 
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::Region;
+use common::{stderr, zhibao};
 use zhibao::node;
-
-fn zhibao(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_zhibao"))
-        .args(args)
-        .output()
-        .expect("run zhibao")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// No Rust internals in what a person is shown.
 fn assert_for_people(text: &str) {

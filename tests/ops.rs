@@ -11,14 +11,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::Region;
+use common::zhibao;
 use zhibao::config::NodeConfig;
-
-fn zhibao(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_zhibao"))
-        .args(args)
-        .output()
-        .expect("run zhibao")
-}
 
 /// A `zhibao serve` whose log (stderr) is read line by line as it comes.
 struct Node {

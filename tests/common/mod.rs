@@ -22,6 +22,19 @@ use zhibao::{pki, trust};
 
 pub const HUB: &str = "hub";
 
+/// Runs the `zhibao` command with `args` and waits for it.
+pub fn zhibao(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_zhibao"))
+        .args(args)
+        .output()
+        .expect("run zhibao")
+}
+
+/// What a command wrote to standard error.
+pub fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
 /// Every log line any node in this test process wrote.
 fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
     static BUF: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
