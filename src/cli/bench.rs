@@ -218,8 +218,7 @@ impl Daemon {
         let stat =
             std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
         // Fields after the command name, which ends at the last ')':
-        // utime and stime are the 12th and 13th of them, in clock ticks
-        // (100 per second on Linux).
+        // utime and stime are the 12th and 13th of them, in clock ticks.
         let ticks: u64 = stat
             .rsplit_once(')')
             .map(|(_, rest)| {
@@ -230,7 +229,8 @@ impl Daemon {
                     .sum()
             })
             .unwrap_or(0);
-        Duration::from_millis(ticks * 10)
+        let per_second = rustix::param::clock_ticks_per_second().max(1);
+        Duration::from_secs_f64(ticks as f64 / per_second as f64)
     }
 
     /// Peak resident set size, KiB (VmHWM).

@@ -409,7 +409,8 @@ fn commit(
         } else {
             batch.iter().map(|j| j.logged()).collect()
         };
-    let mut used = true;
+    // Whether redb's transaction may have been used in vain (see above).
+    let mut used = false;
     let log_err = |e: std::io::Error, path: std::path::PathBuf| match e.kind() {
         std::io::ErrorKind::StorageFull => Error::Full,
         _ => Error::Log {
@@ -433,15 +434,14 @@ fn commit(
                     now_ms: now,
                     writes,
                 };
-                used = false;
                 let written = wal
                     .write(&batch)
                     .map_err(|e| log_err(e, wal.path().to_path_buf()))?;
-                used = true;
                 Some(written)
             }
             None => None,
         };
+        used = true;
         let applied = (|| {
             let mut txn = db.begin_write()?;
             if written.is_some() {

@@ -115,8 +115,8 @@ struct VerifiedSigner {
 /// Signatures over shared statements remembered at most.
 const RECENT_SHARED: usize = 1024;
 
-/// The last [`RECENT_SHARED`] (certificate, statement, signature) triples
-/// that verified, by digest, oldest forgotten first.
+/// The last [`RECENT_SHARED`] (key, signature, statement) triples that
+/// verified, by digest, oldest forgotten first.
 #[derive(Debug, Default)]
 struct Recent {
     set: std::collections::HashSet<[u8; 32]>,
@@ -388,7 +388,7 @@ impl Trust {
     /// [`Trust::verify_signed`] for a statement many messages share — the
     /// root of a commit's receipt group, which each of its receipts carries
     /// — whose signature is checked once: a signature that verified lately
-    /// with the same certificate over the same bytes is not checked again.
+    /// with the same key over the same bytes is not checked again.
     /// The certificate is checked every time, so revocation and expiry
     /// still apply at once.
     pub fn verify_shared(
@@ -399,15 +399,17 @@ impl Trust {
         now: SystemTime,
     ) -> Result<String, SignerError> {
         let signer = self.signer(cert_der, now)?;
+        // Whether a signature holds depends only on the key, the signature
+        // and the bytes: the certificate is checked above, every time. The
+        // signature's length is written first, so no other split of the
+        // same bytes gives the same digest.
         let seen = {
-            let mut h = ring::digest::Context::new(&ring::digest::SHA256);
-            for part in [cert_der, msg, signature] {
-                h.update(&(part.len() as u64).to_le_bytes());
-                h.update(part);
-            }
-            let mut seen = [0u8; 32];
-            seen.copy_from_slice(h.finish().as_ref());
-            seen
+            let mut h = crate::digest::Sha256::default();
+            h.update(signer.key.as_bytes());
+            h.update(&(signature.len() as u64).to_le_bytes());
+            h.update(signature);
+            h.update(msg);
+            h.finish()
         };
         let lock = || self.shared.lock().unwrap_or_else(|e| e.into_inner());
         if lock().contains(&seen) {

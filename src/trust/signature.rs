@@ -69,6 +69,13 @@ pub enum KeyError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PublicKey(VerificationKey);
 
+impl PublicKey {
+    /// Its 32-byte encoding.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_ref()
+    }
+}
+
 /// Checks a certificate's raw Ed25519 public key (the 32 bytes of its
 /// subjectPublicKeyInfo).
 ///
@@ -137,8 +144,8 @@ fn check_all(checks: Vec<Check>) -> Vec<bool> {
 enum Turn {
     /// Its signature's verdict.
     Done(bool),
-    /// It leads the next batch.
-    Lead,
+    /// It leads the next batch, with its check back.
+    Lead(Check),
 }
 
 struct Waiting {
@@ -158,6 +165,8 @@ struct State {
 #[derive(Default)]
 pub struct Batcher {
     state: Mutex<State>,
+    /// Signatures checked in batches of [`MIN_BATCH`] or more so far.
+    batched: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Batcher {
@@ -169,6 +178,11 @@ impl std::fmt::Debug for Batcher {
 impl Batcher {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Signatures checked in batches (rather than one by one) so far.
+    pub fn batched(&self) -> u64 {
+        self.batched.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether `signature` over `msg` was made with `key`: checked at once,
@@ -192,15 +206,16 @@ impl Batcher {
                 None
             }
         };
-        if let Some(mut queued) = wait {
-            match queued.turn().await {
+        let mine = match wait {
+            None => None,
+            Some(mut queued) => match queued.turn().await {
                 Some(Turn::Done(valid)) => return valid,
-                Some(Turn::Lead) => {}
+                Some(Turn::Lead(mine)) => Some(mine),
                 // The leader went away without a word (it panicked and
                 // handed over to another): check this one alone.
                 None => return verify(key, msg, signature),
-            }
-        }
+            },
+        };
         let _leading = Leading(self);
         // This check and the oldest queued ones; no await until the next
         // leader is named (by `Leading`'s drop, even on a panic).
@@ -214,7 +229,11 @@ impl Batcher {
         }
         let (txs, mut checks): (Vec<_>, Vec<_>) =
             others.into_iter().map(|w| (w.tx, w.check)).unzip();
-        checks.push(check());
+        checks.push(mine.unwrap_or_else(check));
+        if checks.len() >= MIN_BATCH {
+            self.batched
+                .fetch_add(checks.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
         let mut verdicts = check_all(checks);
         let valid = verdicts.pop().unwrap_or(false);
         for (tx, verdict) in txs.into_iter().zip(verdicts) {
@@ -228,7 +247,7 @@ impl Batcher {
     fn hand_over(&self) {
         let mut state = self.state();
         while let Some(next) = state.queue.pop_front() {
-            match next.tx.send(Turn::Lead) {
+            match next.tx.send(Turn::Lead(next.check)) {
                 Ok(()) => return,
                 // It stopped waiting (its request went away).
                 Err(_) => continue,
@@ -268,7 +287,7 @@ impl Drop for Queued<'_> {
     fn drop(&mut self) {
         if let Some(mut rx) = self.rx.take() {
             rx.close();
-            if let Ok(Turn::Lead) = rx.try_recv() {
+            if let Ok(Turn::Lead(_)) = rx.try_recv() {
                 self.batcher.hand_over();
             }
         }

@@ -170,6 +170,37 @@ async fn a_batch_refuses_only_its_bad_signatures() {
 }
 
 #[tokio::test]
+async fn callers_queued_behind_a_running_batch_are_checked_as_one_batch() {
+    let batcher = Batcher::default();
+    let pair = ring_key();
+    let key = usable_key(pair.public_key().as_ref()).expect("key");
+    let msgs: Vec<[u8; 1]> = (0..5u8).map(|i| [i]).collect();
+    let mut sigs: Vec<Vec<u8>> = msgs
+        .iter()
+        .map(|m| pair.sign(m).as_ref().to_vec())
+        .collect();
+    sigs[3][7] ^= 1;
+    batcher.state().busy = true;
+    let mut waiting: Vec<_> = msgs
+        .iter()
+        .zip(&sigs)
+        .map(|(m, s)| Box::pin(batcher.verify(key, m, s)))
+        .collect();
+    for w in &mut waiting {
+        assert!(futures::poll!(w.as_mut()).is_pending(), "queued");
+    }
+    batcher.hand_over();
+    let verdicts = futures::future::join_all(waiting).await;
+    assert_eq!(verdicts, vec![true, true, true, false, true]);
+    assert_eq!(
+        batcher.batched(),
+        5,
+        "the first queued led all five as one batch"
+    );
+    assert!(!batcher.state().busy);
+}
+
+#[tokio::test]
 async fn a_caller_that_stops_waiting_as_it_is_named_leader_hands_on() {
     let batcher = Batcher::default();
     let pair = ring_key();
