@@ -22,20 +22,25 @@
 //!
 //! # Batches
 //! [`Batcher`] combines the checks waiting at one moment, from every
-//! connection, into one batch: the first caller to find no batch running
-//! checks its own signature with every one queued so far; callers arriving
-//! meanwhile queue, and when the batch is done the oldest of them leads the
-//! next. A lone caller therefore checks at once, alone, as before; a busy
-//! node checks many signatures for the cost of a few (34 µs for one here,
-//! 27 µs each in a batch of eight from as many counties, 17 µs when they
-//! come from one). If
-//! a batch fails, each of its signatures is checked alone, so only the bad
-//! one is refused.
+//! connection, into batches. A caller that finds no check running checks
+//! its own signature at once, alone, as before. Callers arriving meanwhile
+//! queue, and the queue goes to a checker thread, which checks what is
+//! queued in batches of up to [`MAX_BATCH`] until it is empty: a busy node
+//! checks many signatures for the cost of a few (34 µs for one here, 27 µs
+//! each in a batch of eight from as many counties, 17 µs when they come
+//! from one). If a batch fails, each of its signatures is checked alone, so
+//! only the bad one is refused.
+//!
+//! The checker thread runs at a lower priority than the node's others (see
+//! [`NICE`]): only routine reports are batched, so on a saturated node the
+//! CPU goes first to what urgent items need, and routine checks take the
+//! rest.
 //!
 //! [ZIP 215]: https://zips.z.cash/zip-0215
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use curve25519_dalek::edwards::CompressedEdwardsY;
 use ed25519_zebra::batch;
@@ -47,6 +52,9 @@ use tokio::sync::oneshot;
 pub const MAX_BATCH: usize = 32;
 /// Fewest signatures checked as a batch.
 const MIN_BATCH: usize = 4;
+/// The checker thread's nice value: below the runtime's threads, so that
+/// routine checks take the CPU they leave (see [`drain`]).
+const NICE: i32 = 10;
 
 /// Why a key in a certificate cannot check signatures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -140,33 +148,47 @@ fn check_all(checks: Vec<Check>) -> Vec<bool> {
     }
 }
 
-/// What a queued caller hears.
-enum Turn {
-    /// Its signature's verdict.
-    Done(bool),
-    /// It leads the next batch, with its check back.
-    Lead(Check),
-}
-
+/// A caller waiting for the checker thread.
 struct Waiting {
     check: Check,
-    tx: oneshot::Sender<Turn>,
+    tx: oneshot::Sender<bool>,
 }
 
 #[derive(Default)]
 struct State {
-    /// A batch is being checked (by a caller that will hand over).
+    /// A check is running: a lone caller's, or the checker thread's.
     busy: bool,
+    /// The queue is the checker thread's to empty.
+    draining: bool,
+    /// The checker thread is running (it may fail to start, or stop).
+    threaded: bool,
+    /// The batcher is gone: the thread ends once the queue is empty.
+    closed: bool,
     queue: VecDeque<Waiting>,
 }
 
-/// Combines the signature checks of concurrent callers into batches (see
-/// the module docs).
-#[derive(Default)]
-pub struct Batcher {
+struct Shared {
     state: Mutex<State>,
+    work: Condvar,
     /// Signatures checked in batches of [`MIN_BATCH`] or more so far.
-    batched: std::sync::atomic::AtomicU64,
+    batched: AtomicU64,
+    /// Told whenever the batcher becomes idle.
+    idle: Condvar,
+    /// The checker thread's id, once it runs.
+    #[cfg(test)]
+    tid: std::sync::atomic::AtomicI32,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Combines the signature checks of concurrent callers into batches,
+/// checked on a thread of lower priority (see the module docs).
+pub struct Batcher {
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Batcher {
@@ -175,122 +197,173 @@ impl std::fmt::Debug for Batcher {
     }
 }
 
+impl Default for Batcher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Batcher {
+    fn drop(&mut self) {
+        self.shared.state().closed = true;
+        self.shared.work.notify_one();
+    }
+}
+
 impl Batcher {
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    /// A batcher and its checker thread. Should the thread not start, every
+    /// check is made at once, alone, by its caller (and a warning says so).
+    pub fn new() -> Self {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            work: Condvar::new(),
+            batched: AtomicU64::new(0),
+            idle: Condvar::new(),
+            #[cfg(test)]
+            tid: std::sync::atomic::AtomicI32::new(0),
+        });
+        shared.state().threaded = true;
+        let for_thread = shared.clone();
+        let started = std::thread::Builder::new()
+            .name("zhibao-signatures".into())
+            .spawn(move || drain(&for_thread));
+        if let Err(e) = started {
+            tracing::warn!(error = %e, "no thread for batched signature checks: each is checked alone");
+            shared.state().threaded = false;
+        }
+        Self { shared }
     }
 
     /// Signatures checked in batches (rather than one by one) so far.
     pub fn batched(&self) -> u64 {
-        self.batched.load(std::sync::atomic::Ordering::Relaxed)
+        self.shared.batched.load(Ordering::Relaxed)
     }
 
     /// Whether `signature` over `msg` was made with `key`: checked at once,
-    /// alone, if no batch is running and none is queued; else in a batch.
+    /// alone, on this thread if no check is running; else queued for the
+    /// checker thread, which checks what is queued in batches.
     pub async fn verify(&self, key: PublicKey, msg: &[u8], signature: &[u8]) -> bool {
-        let Ok(signature) = <&[u8; 64]>::try_from(signature) else {
+        let Ok(sig) = <&[u8; 64]>::try_from(signature) else {
             return false;
         };
-        let check = || Check::new(key, msg, signature);
-        let wait = {
-            let mut state = self.state();
-            if state.busy {
+        let rx = {
+            let mut state = self.shared.state();
+            if !state.threaded {
+                None
+            } else if state.busy {
                 let (tx, rx) = oneshot::channel();
-                state.queue.push_back(Waiting { check: check(), tx });
-                Some(Queued {
-                    batcher: self,
-                    rx: Some(rx),
-                })
+                state.queue.push_back(Waiting {
+                    check: Check::new(key, msg, sig),
+                    tx,
+                });
+                Some(rx)
             } else {
                 state.busy = true;
-                None
+                drop(state);
+                let _done = HandOver(&self.shared);
+                return verify(key, msg, signature);
             }
         };
-        let mine = match wait {
-            None => None,
-            Some(mut queued) => match queued.turn().await {
-                Some(Turn::Done(valid)) => return valid,
-                Some(Turn::Lead(mine)) => Some(mine),
-                // The leader went away without a word (it panicked and
-                // handed over to another): check this one alone.
-                None => return verify(key, msg, signature),
+        match rx {
+            // The thread stopped (it panicked) before checking it.
+            Some(rx) => match rx.await {
+                Ok(valid) => valid,
+                Err(_) => verify(key, msg, signature),
             },
-        };
-        let _leading = Leading(self);
-        // This check and the oldest queued ones; no await until the next
-        // leader is named (by `Leading`'s drop, even on a panic).
-        let others: Vec<Waiting> = {
-            let mut state = self.state();
-            let n = state.queue.len().min(MAX_BATCH - 1);
+            None => verify(key, msg, signature),
+        }
+    }
+}
+
+/// A lone caller's duty, once its check is done (or it panicked): hand
+/// what queued meanwhile to the checker thread, or mark the batcher idle.
+struct HandOver<'a>(&'a Shared);
+
+impl Drop for HandOver<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.state();
+        if state.queue.is_empty() {
+            state.busy = false;
+            self.0.idle.notify_all();
+        } else {
+            state.draining = true;
+            drop(state);
+            self.0.work.notify_one();
+        }
+    }
+}
+
+/// The checker thread: empties the queue in batches whenever a lone caller
+/// hands it over, until the batcher is dropped.
+///
+/// It runs at a lower priority ([`NICE`]) than the async runtime's threads.
+/// Only routine reports are checked here, so on a saturated node the CPU
+/// goes first to what urgent items need — their own checks, made on the
+/// runtime's threads, the store's writer, the connections — and routine
+/// checks take the rest: as they wait, more queue, and larger batches cost
+/// less per signature.
+fn drain(shared: &Shared) {
+    let _stopped = Stopped(shared);
+    #[cfg(test)]
+    shared.tid.store(
+        rustix::thread::gettid().as_raw_nonzero().get(),
+        Ordering::SeqCst,
+    );
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), NICE) {
+        tracing::warn!(error = %e, "the signature checker thread keeps its priority");
+    }
+    loop {
+        let batch: Vec<Waiting> = {
+            let mut state = shared.state();
+            loop {
+                if state.draining {
+                    if !state.queue.is_empty() {
+                        break;
+                    }
+                    state.draining = false;
+                    state.busy = false;
+                    shared.idle.notify_all();
+                } else if state.closed {
+                    return;
+                }
+                state = shared
+                    .work
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            let n = state.queue.len().min(MAX_BATCH);
             state.queue.drain(..n).collect()
         };
-        if others.is_empty() {
-            return verify(key, msg, signature);
-        }
-        let (txs, mut checks): (Vec<_>, Vec<_>) =
-            others.into_iter().map(|w| (w.tx, w.check)).unzip();
-        checks.push(mine.unwrap_or_else(check));
+        // Callers that stopped waiting (their request went away) are not
+        // checked.
+        let (txs, checks): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .filter(|w| !w.tx.is_closed())
+            .map(|w| (w.tx, w.check))
+            .unzip();
         if checks.len() >= MIN_BATCH {
-            self.batched
-                .fetch_add(checks.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            shared
+                .batched
+                .fetch_add(checks.len() as u64, Ordering::Relaxed);
         }
-        let mut verdicts = check_all(checks);
-        let valid = verdicts.pop().unwrap_or(false);
-        for (tx, verdict) in txs.into_iter().zip(verdicts) {
-            let _ = tx.send(Turn::Done(verdict));
+        for (tx, valid) in txs.into_iter().zip(check_all(checks)) {
+            let _ = tx.send(valid);
         }
-        valid
     }
+}
 
-    /// Names the oldest queued caller still waiting the next leader, or
-    /// marks the batcher idle.
-    fn hand_over(&self) {
-        let mut state = self.state();
-        while let Some(next) = state.queue.pop_front() {
-            match next.tx.send(Turn::Lead(next.check)) {
-                Ok(()) => return,
-                // It stopped waiting (its request went away).
-                Err(_) => continue,
-            }
-        }
+/// Should the checker thread stop (a panic), callers check alone from then
+/// on, and those queued hear nothing, so they check alone too.
+struct Stopped<'a>(&'a Shared);
+
+impl Drop for Stopped<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.state();
+        state.threaded = false;
         state.busy = false;
-    }
-}
-
-/// The leader's duty to hand over when its batch is done.
-struct Leading<'a>(&'a Batcher);
-
-impl Drop for Leading<'_> {
-    fn drop(&mut self) {
-        self.0.hand_over();
-    }
-}
-
-/// A queued caller. Should it stop waiting (its request cancelled) just as
-/// it is named leader, it hands the lead on rather than leave every later
-/// caller queued behind a batch nobody runs.
-struct Queued<'a> {
-    batcher: &'a Batcher,
-    rx: Option<oneshot::Receiver<Turn>>,
-}
-
-impl Queued<'_> {
-    async fn turn(&mut self) -> Option<Turn> {
-        let rx = self.rx.as_mut()?;
-        let turn = rx.await.ok();
-        self.rx = None;
-        turn
-    }
-}
-
-impl Drop for Queued<'_> {
-    fn drop(&mut self) {
-        if let Some(mut rx) = self.rx.take() {
-            rx.close();
-            if let Ok(Turn::Lead(_)) = rx.try_recv() {
-                self.batcher.hand_over();
-            }
-        }
+        state.draining = false;
+        state.queue.clear();
+        self.0.idle.notify_all();
     }
 }
 

@@ -162,15 +162,22 @@ async fn a_batch_refuses_only_its_bad_signatures() {
         let (bad, valid) = task.await.expect("task");
         assert_eq!(valid, !bad, "item {i}");
     }
-    let state = batcher.state();
+    wait_idle(&batcher);
     assert!(
-        !state.busy && state.queue.is_empty(),
+        batcher.shared.state().queue.is_empty(),
         "idle once all are answered"
     );
 }
 
+/// Makes `batcher` look busy (a lone caller checking), so the next callers
+/// queue; `hand_over` then gives the queue to the checker thread.
+fn hold(batcher: &Batcher) -> impl FnOnce() + '_ {
+    batcher.shared.state().busy = true;
+    move || drop(HandOver(&batcher.shared))
+}
+
 #[tokio::test]
-async fn callers_queued_behind_a_running_batch_are_checked_as_one_batch() {
+async fn callers_queued_behind_a_running_check_are_checked_as_one_batch() {
     let batcher = Batcher::default();
     let pair = ring_key();
     let key = usable_key(pair.public_key().as_ref()).expect("key");
@@ -180,7 +187,7 @@ async fn callers_queued_behind_a_running_batch_are_checked_as_one_batch() {
         .map(|m| pair.sign(m).as_ref().to_vec())
         .collect();
     sigs[3][7] ^= 1;
-    batcher.state().busy = true;
+    let hand_over = hold(&batcher);
     let mut waiting: Vec<_> = msgs
         .iter()
         .zip(&sigs)
@@ -189,41 +196,85 @@ async fn callers_queued_behind_a_running_batch_are_checked_as_one_batch() {
     for w in &mut waiting {
         assert!(futures::poll!(w.as_mut()).is_pending(), "queued");
     }
-    batcher.hand_over();
+    hand_over();
     let verdicts = futures::future::join_all(waiting).await;
     assert_eq!(verdicts, vec![true, true, true, false, true]);
     assert_eq!(
         batcher.batched(),
         5,
-        "the first queued led all five as one batch"
+        "the checker thread checked all five as one batch"
     );
-    assert!(!batcher.state().busy);
+    wait_idle(&batcher);
+    assert!(
+        batcher.verify(key, &msgs[0], &sigs[0]).await,
+        "a later caller checks at once"
+    );
+    assert_eq!(batcher.batched(), 5, "alone");
 }
 
 #[tokio::test]
-async fn a_caller_that_stops_waiting_as_it_is_named_leader_hands_on() {
+async fn a_caller_that_stops_waiting_is_not_checked_and_holds_up_nobody() {
     let batcher = Batcher::default();
     let pair = ring_key();
     let key = usable_key(pair.public_key().as_ref()).expect("key");
     let sig = pair.sign(b"m");
     let sig = sig.as_ref();
-    // A batch is running somewhere else.
-    batcher.state().busy = true;
-    let mut first = Box::pin(batcher.verify(key, b"m", sig));
-    let mut second = Box::pin(batcher.verify(key, b"m", sig));
-    assert!(futures::poll!(first.as_mut()).is_pending(), "queued");
-    assert!(futures::poll!(second.as_mut()).is_pending(), "queued");
-    // The running batch ends and names `first`, which goes away unpolled.
-    batcher.hand_over();
-    drop(first);
-    // `second` leads now, and then the batcher is idle.
-    let led = tokio::time::timeout(std::time::Duration::from_secs(10), second).await;
-    assert_eq!(led.ok(), Some(true), "the next caller led instead");
-    assert!(!batcher.state().busy);
-    assert!(
-        batcher.verify(key, b"m", sig).await,
-        "a later caller checks at once"
-    );
+    let hand_over = hold(&batcher);
+    let mut gone = Box::pin(batcher.verify(key, b"m", sig));
+    let mut others: Vec<_> = (0..4)
+        .map(|_| Box::pin(batcher.verify(key, b"m", sig)))
+        .collect();
+    assert!(futures::poll!(gone.as_mut()).is_pending(), "queued");
+    for o in &mut others {
+        assert!(futures::poll!(o.as_mut()).is_pending(), "queued");
+    }
+    drop(gone);
+    hand_over();
+    let checked = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        futures::future::join_all(others),
+    )
+    .await;
+    assert_eq!(checked.ok(), Some(vec![true; 4]), "the others were checked");
+    assert_eq!(batcher.batched(), 4, "without the one that went away");
+    wait_idle(&batcher);
+}
+
+#[tokio::test]
+async fn the_checker_thread_runs_below_the_runtime_threads_priority() {
+    let batcher = Batcher::default();
+    let pair = ring_key();
+    let key = usable_key(pair.public_key().as_ref()).expect("key");
+    let sig = pair.sign(b"m");
+    let hand_over = hold(&batcher);
+    let mut queued = Box::pin(batcher.verify(key, b"m", sig.as_ref()));
+    assert!(futures::poll!(queued.as_mut()).is_pending(), "queued");
+    hand_over();
+    // Answered by the checker thread, which lowered its priority first.
+    assert!(queued.await);
+    let mine = rustix::process::getpriority_process(None).expect("own priority");
+    let tid = batcher.shared.tid.load(std::sync::atomic::Ordering::SeqCst);
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).expect("stat");
+    // The nice value is the 19th field, the 17th after the name.
+    let theirs: i32 = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(16))
+        .and_then(|n| n.parse().ok())
+        .expect("nice");
+    assert_eq!(theirs, (mine + NICE).min(19), "the checker thread is niced");
+}
+
+/// Waits until the batcher is idle again (the checker thread has emptied
+/// the queue and given up the batcher).
+fn wait_idle(batcher: &Batcher) {
+    let state = batcher.shared.state();
+    let (state, waited) = batcher
+        .shared
+        .idle
+        .wait_timeout_while(state, std::time::Duration::from_secs(10), |s| s.busy)
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    drop(state);
+    assert!(!waited.timed_out(), "the batcher stays busy");
 }
 
 /// What a check costs here, alone and in batches (`cargo test --release
