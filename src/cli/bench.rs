@@ -555,7 +555,9 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
         consumers: Vec::new(),
     });
     hub_cfg.limits.max_in_flight = opts.window.max(64);
-    hub_cfg.limits.max_connections_per_peer = opts.streams.max(64);
+    // Every ingest stream may be one county's connection; the emergency
+    // probes and the county nodes' forwarders add their own.
+    hub_cfg.limits.max_connections_per_peer = opts.streams.max(64) + 4;
     if opts.hub_metrics {
         hub_cfg.metrics.listen = Some(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?);
     }

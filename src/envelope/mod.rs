@@ -333,7 +333,8 @@ pub fn open(
 
 /// [`open`], with the report's signature checked in a batch with those of
 /// other reports arriving at the same time (see [`signature::Batcher`]):
-/// what a busy hub does. The verdict is the same as [`open`]'s.
+/// what a busy hub does; `alone` lets it be checked at once if no check is
+/// running. The verdict is the same as [`open`]'s.
 ///
 /// # Errors
 /// As [`open`].
@@ -343,11 +344,12 @@ pub async fn open_batched(
     limits: &Limits,
     now: SystemTime,
     batcher: &signature::Batcher,
+    alone: bool,
 ) -> Result<Verified, VerifyError> {
     bounded(signed, limits)?;
     let signer = trust.signer(&signed.signer_cert, now)?;
     if !batcher
-        .verify(signer.key, &signed.report, &signed.signature)
+        .verify(signer.key, &signed.report, &signed.signature, alone)
         .await
     {
         return Err(SignerError::BadSignature.into());

@@ -20,6 +20,7 @@
 //! and nothing is buffered beyond the bound (plus one message per stream).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -62,6 +63,8 @@ pub(crate) struct InFlight {
     node_max_kib: u32,
     /// Turns for routine items to be verified.
     work: Arc<Semaphore>,
+    /// Routine messages held now, node-wide.
+    routine: Arc<AtomicUsize>,
 }
 
 /// A message held against its child's share (and, if routine, the node's)
@@ -73,6 +76,18 @@ pub(crate) struct Held {
     _kib: Option<OwnedSemaphorePermit>,
     _item: Option<OwnedSemaphorePermit>,
     _node: Option<OwnedSemaphorePermit>,
+    _routine: Option<Routine>,
+}
+
+/// One routine message counted in [`InFlight::routine_in_flight`] until
+/// dropped.
+#[derive(Debug)]
+struct Routine(Arc<AtomicUsize>);
+
+impl Drop for Routine {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A routine item's turn to be verified (none for an urgent item).
@@ -90,7 +105,15 @@ impl InFlight {
             node_kib: Arc::new(Semaphore::new(node_max_kib as usize)),
             node_max_kib,
             work: Arc::new(Semaphore::new(ROUTINE_WORKERS)),
+            routine: Arc::default(),
         }
+    }
+
+    /// Routine messages received from every child and not yet answered: a
+    /// node with more than one checks their signatures in batches (see
+    /// `trust::signature::Batcher`).
+    pub(crate) fn routine_in_flight(&self) -> usize {
+        self.routine.load(Ordering::Relaxed)
     }
 
     /// Waits for a routine item's turn to be verified; an urgent one has
@@ -131,19 +154,23 @@ impl InFlight {
             .acquire_many_owned(kib.clamp(1, share.max_kib))
             .await
             .ok();
-        let node = if urgent {
-            None
+        let (node, routine) = if urgent {
+            (None, None)
         } else {
-            self.node_kib
+            let node = self
+                .node_kib
                 .clone()
                 .acquire_many_owned(kib.clamp(1, self.node_max_kib))
                 .await
-                .ok()
+                .ok();
+            self.routine.fetch_add(1, Ordering::Relaxed);
+            (node, Some(Routine(self.routine.clone())))
         };
         Held {
             _kib: child_kib,
             _item: item,
             _node: node,
+            _routine: routine,
         }
     }
 }

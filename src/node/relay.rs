@@ -65,9 +65,9 @@ fn peer_of<T>(request: &Request<T>) -> Result<PeerInfo, Error> {
 
 impl RelayService {
     /// Verifies an item from `peer`: envelope, fields, custody chain ending
-    /// at the sender. A routine item waits for its turn and has its
-    /// signature checked in a batch with others arriving at the same time;
-    /// an urgent one waits for neither.
+    /// at the sender. A routine item waits for its turn and, unless it is
+    /// the only one here, has its signature checked in a batch with others
+    /// on the checker thread; an urgent one waits for neither.
     async fn check(
         &self,
         peer: &PeerInfo,
@@ -78,8 +78,20 @@ impl RelayService {
         let verified = if urgent {
             envelope::open(item, &self.trust, &self.limits, now)?
         } else {
+            // Alone if it is the only routine item here: at one item at a
+            // time, the checker thread's hand-off would only add to its
+            // time.
+            let alone = self.inflight.routine_in_flight() <= 1;
             let _turn = self.inflight.turn(false).await;
-            envelope::open_batched(item, &self.trust, &self.limits, now, &self.signatures).await?
+            envelope::open_batched(
+                item,
+                &self.trust,
+                &self.limits,
+                now,
+                &self.signatures,
+                alone,
+            )
+            .await?
         };
         if verified.holder() != peer.node_id {
             return Err(Error::NotHolder {

@@ -155,7 +155,7 @@ async fn a_batch_refuses_only_its_bad_signatures() {
                 sig[5] ^= 0x20;
             }
             let key = usable_key(pair.public_key().as_ref()).expect("key");
-            (bad, batcher.verify(key, &msg, &sig).await)
+            (bad, batcher.verify(key, &msg, &sig, true).await)
         }));
     }
     for (i, task) in tasks.into_iter().enumerate() {
@@ -191,7 +191,7 @@ async fn callers_queued_behind_a_running_check_are_checked_as_one_batch() {
     let mut waiting: Vec<_> = msgs
         .iter()
         .zip(&sigs)
-        .map(|(m, s)| Box::pin(batcher.verify(key, m, s)))
+        .map(|(m, s)| Box::pin(batcher.verify(key, m, s, true)))
         .collect();
     for w in &mut waiting {
         assert!(futures::poll!(w.as_mut()).is_pending(), "queued");
@@ -206,7 +206,7 @@ async fn callers_queued_behind_a_running_check_are_checked_as_one_batch() {
     );
     wait_idle(&batcher);
     assert!(
-        batcher.verify(key, &msgs[0], &sigs[0]).await,
+        batcher.verify(key, &msgs[0], &sigs[0], true).await,
         "a later caller checks at once"
     );
     assert_eq!(batcher.batched(), 5, "alone");
@@ -220,9 +220,9 @@ async fn a_caller_that_stops_waiting_is_not_checked_and_holds_up_nobody() {
     let sig = pair.sign(b"m");
     let sig = sig.as_ref();
     let hand_over = hold(&batcher);
-    let mut gone = Box::pin(batcher.verify(key, b"m", sig));
+    let mut gone = Box::pin(batcher.verify(key, b"m", sig, true));
     let mut others: Vec<_> = (0..4)
-        .map(|_| Box::pin(batcher.verify(key, b"m", sig)))
+        .map(|_| Box::pin(batcher.verify(key, b"m", sig, true)))
         .collect();
     assert!(futures::poll!(gone.as_mut()).is_pending(), "queued");
     for o in &mut others {
@@ -241,13 +241,42 @@ async fn a_caller_that_stops_waiting_is_not_checked_and_holds_up_nobody() {
 }
 
 #[tokio::test]
+async fn a_caller_that_is_not_alone_goes_to_the_checker_thread_even_when_idle() {
+    let batcher = Batcher::default();
+    let pair = ring_key();
+    let key = usable_key(pair.public_key().as_ref()).expect("key");
+    let msgs: Vec<[u8; 1]> = (0..6u8).map(|i| [i]).collect();
+    let sigs: Vec<Vec<u8>> = msgs
+        .iter()
+        .map(|m| pair.sign(m).as_ref().to_vec())
+        .collect();
+    // Not alone: queued although no check runs, and the thread takes them.
+    let verdicts = futures::future::join_all(
+        msgs.iter()
+            .zip(&sigs)
+            .map(|(m, s)| batcher.verify(key, m, s, false)),
+    )
+    .await;
+    assert_eq!(verdicts, vec![true; 6]);
+    assert_eq!(
+        batcher
+            .shared
+            .by_thread
+            .load(std::sync::atomic::Ordering::Relaxed),
+        6,
+        "every one checked by the checker thread"
+    );
+    wait_idle(&batcher);
+}
+
+#[tokio::test]
 async fn the_checker_thread_runs_below_the_runtime_threads_priority() {
     let batcher = Batcher::default();
     let pair = ring_key();
     let key = usable_key(pair.public_key().as_ref()).expect("key");
     let sig = pair.sign(b"m");
     let hand_over = hold(&batcher);
-    let mut queued = Box::pin(batcher.verify(key, b"m", sig.as_ref()));
+    let mut queued = Box::pin(batcher.verify(key, b"m", sig.as_ref(), true));
     assert!(futures::poll!(queued.as_mut()).is_pending(), "queued");
     hand_over();
     // Answered by the checker thread, which lowered its priority first.
