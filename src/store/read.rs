@@ -1,7 +1,8 @@
-//! The store's read API: each read is one redb read transaction on a
-//! blocking thread; readers never wait for the writer.
+//! The store's read API: each read is one redb read transaction; readers
+//! never wait for the writer. Point lookups and short bounded ranges run at
+//! once on the caller's thread ([`Store::lookup`]); scans run on a blocking
+//! thread ([`Store::read`]).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable};
@@ -28,9 +29,21 @@ impl Store {
             .map_err(|e| Error::ReadTask(Arc::new(e)))?
     }
 
+    /// Runs a small read — a point lookup, or a range its caller bounds to
+    /// a few rows — at once, on the caller's thread. It costs a few
+    /// microseconds of CPU on pages redb or the kernel holds in memory, less
+    /// than the two thread hand-offs of [`read`](Self::read); nothing in it
+    /// waits for the writer.
+    pub(super) fn lookup<T>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        f(&*self.inner.db.get()?)
+    }
+
     /// The record of `id`, if stored.
     pub async fn get(&self, id: String) -> Result<Option<ItemRecord>, Error> {
-        self.read(move |db| {
+        self.lookup(move |db| {
             let txn = db.begin_read()?;
             let items = txn.open_table(ITEMS)?;
             Ok(match items.get(id.as_str())? {
@@ -38,31 +51,29 @@ impl Store {
                 None => None,
             })
         })
-        .await
     }
 
     /// The next `limit` items queued on `route` in schedule order, skipping
-    /// `skip` (those already in flight).
+    /// those `skip` names (already in flight).
     pub async fn next_queued(
         &self,
-        route: String,
+        route: &str,
         limit: usize,
-        skip: HashSet<String>,
+        skip: impl Fn(&str) -> bool,
     ) -> Result<Vec<(String, ItemRecord)>, Error> {
-        self.read(move |db| {
+        self.lookup(move |db| {
             let txn = db.begin_read()?;
             let queue = txn.open_table(QUEUE)?;
             let items = txn.open_table(ITEMS)?;
             let mut out = Vec::with_capacity(limit);
-            let range = (route.as_str(), 0u8, i64::MIN, 0u64)
-                ..=(route.as_str(), u8::MAX, i64::MAX, u64::MAX);
+            let range = (route, 0u8, i64::MIN, 0u64)..=(route, u8::MAX, i64::MAX, u64::MAX);
             for entry in queue.range(range)? {
                 if out.len() >= limit {
                     break;
                 }
                 let (_, id) = entry?;
                 let id = id.value();
-                if skip.contains(id) {
+                if skip(id) {
                     continue;
                 }
                 if let Some(v) = items.get(id)? {
@@ -71,7 +82,6 @@ impl Store {
             }
             Ok(out)
         })
-        .await
     }
 
     /// Unsettled items whose deadline is at or before `until_ms` and that
@@ -91,7 +101,7 @@ impl Store {
         until_ms: i64,
         limit: usize,
     ) -> Result<Vec<(String, ItemRecord)>, Error> {
-        self.read(move |db| {
+        self.lookup(move |db| {
             let txn = db.begin_read()?;
             let deadlines = txn.open_table(DEADLINES)?;
             let items = txn.open_table(ITEMS)?;
@@ -110,17 +120,15 @@ impl Store {
             }
             Ok(out)
         })
-        .await
     }
 
     /// The earliest deadline among unsettled items not yet overdue.
     pub async fn next_deadline(&self) -> Result<Option<i64>, Error> {
-        self.read(|db| {
+        self.lookup(|db| {
             let txn = db.begin_read()?;
             let deadlines = txn.open_table(DEADLINES)?;
             Ok(deadlines.first()?.map(|(k, _)| k.value().0))
         })
-        .await
     }
 
     /// Items, newest first (or, with `overdue_only`, every item that missed
@@ -186,12 +194,11 @@ impl Store {
 
     /// How many items ever missed their deadline here.
     pub async fn overdue_total(&self) -> Result<u64, Error> {
-        self.read(|db| {
+        self.lookup(|db| {
             let txn = db.begin_read()?;
             let meta = txn.open_table(META)?;
             Ok(meta.get(meta::OVERDUE_TOTAL)?.map_or(0, |v| v.value()))
         })
-        .await
     }
 
     /// Up to `limit` inbox items after `cursor` (one position per lane),
@@ -354,7 +361,7 @@ impl Store {
 
     /// How many chunks of an attachment are stored (they are stored in order).
     pub async fn chunks_stored(&self, id: String, attachment: u32) -> Result<u32, Error> {
-        self.read(move |db| {
+        self.lookup(move |db| {
             let txn = db.begin_read()?;
             let chunks = txn.open_table(CHUNKS)?;
             let n = chunks
@@ -362,7 +369,6 @@ impl Store {
                 .count();
             Ok(u32::try_from(n).unwrap_or(u32::MAX))
         })
-        .await
     }
 
     /// SHA-256 and length of an attachment's stored chunks, in order.
@@ -423,7 +429,7 @@ impl Store {
         &self,
         id: String,
     ) -> Result<Option<(ItemRecord, Vec<Vec<u8>>)>, Error> {
-        self.read(move |db| {
+        self.lookup(move |db| {
             let txn = db.begin_read()?;
             let items = txn.open_table(ITEMS)?;
             let Some(v) = items.get(id.as_str())? else {
@@ -437,7 +443,6 @@ impl Store {
                 .collect::<Result<Vec<_>, Error>>()?;
             Ok(Some((rec, list)))
         })
-        .await
     }
 
     /// Up to `limit` history entries after `after`: (seq, kind, bytes).
@@ -555,18 +560,17 @@ impl Store {
 
     /// When the earliest awaited answer is due, if any.
     pub async fn next_answer_due(&self) -> Result<Option<i64>, Error> {
-        self.read(|db| {
+        self.lookup(|db| {
             let txn = db.begin_read()?;
             let answers = txn.open_table(ANSWERS)?;
             Ok(answers.first()?.map(|(k, _)| k.value().0))
         })
-        .await
     }
 
     /// Every office decision on item `id` kept here, encoded, in the order
     /// they were kept.
     pub async fn decisions(&self, id: String) -> Result<Vec<Vec<u8>>, Error> {
-        self.read(move |db| {
+        self.lookup(move |db| {
             let txn = db.begin_read()?;
             let decisions = txn.open_table(DECISIONS)?;
             decisions
@@ -574,7 +578,6 @@ impl Store {
                 .map(|e| Ok(e?.1.value().to_vec()))
                 .collect()
         })
-        .await
     }
 
     /// Decisions waiting to go down to `child`: (id, encoded decision), in
@@ -689,11 +692,10 @@ impl Store {
 
     /// The custody log's head: the last record's seq and hash.
     pub async fn audit_head(&self) -> Result<Option<(u64, [u8; 32])>, Error> {
-        self.read(|db| {
+        self.lookup(|db| {
             let chain = audit_chain(db)?;
             Ok(chain.last_seq().map(|seq| (seq, chain.head())))
         })
-        .await
     }
 }
 

@@ -193,7 +193,7 @@ impl Store {
 
     /// The review record of `id`, awaiting review or returned.
     pub async fn review(&self, id: String) -> Result<Option<ReviewRecord>, Error> {
-        self.read(move |db| {
+        self.lookup(move |db| {
             let txn = db.begin_read()?;
             for table in [REVIEWS, REVIEWS_RETURNED] {
                 if let Some(v) = txn.open_table(table)?.get(id.as_str())? {
@@ -202,7 +202,6 @@ impl Store {
             }
             Ok(None)
         })
-        .await
     }
 
     /// Every item awaiting review (or sign-off), oldest id first.

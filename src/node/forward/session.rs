@@ -241,15 +241,13 @@ impl<'f> Session<'f> {
             return Ok(());
         }
         self.queue.borrow_and_update();
-        let skip = self.in_flight.keys().cloned().collect();
+        let in_flight = &self.in_flight;
         let next = self
             .fwd
             .store
-            .next_queued(
-                self.fwd.name().to_string(),
-                most - self.in_flight.len(),
-                skip,
-            )
+            .next_queued(self.fwd.name(), most - in_flight.len(), |id| {
+                in_flight.contains_key(id)
+            })
             .await?;
         let mut uploading = self.in_flight.values().filter(|s| s.uploads).count();
         for (id, rec) in next {
