@@ -169,6 +169,18 @@ async fn a_batch_refuses_only_its_bad_signatures() {
     );
 }
 
+/// One key, `n` one-byte messages and its signatures over them.
+fn signed(n: u8) -> (PublicKey, Vec<[u8; 1]>, Vec<Vec<u8>>) {
+    let pair = ring_key();
+    let key = usable_key(pair.public_key().as_ref()).expect("key");
+    let msgs: Vec<[u8; 1]> = (0..n).map(|i| [i]).collect();
+    let sigs = msgs
+        .iter()
+        .map(|m| pair.sign(m).as_ref().to_vec())
+        .collect();
+    (key, msgs, sigs)
+}
+
 /// Makes `batcher` look busy (a lone caller checking), so the next callers
 /// queue; `hand_over` then gives the queue to the checker thread.
 fn hold(batcher: &Batcher) -> impl FnOnce() + '_ {
@@ -179,13 +191,7 @@ fn hold(batcher: &Batcher) -> impl FnOnce() + '_ {
 #[tokio::test]
 async fn callers_queued_behind_a_running_check_are_checked_as_one_batch() {
     let batcher = Batcher::default();
-    let pair = ring_key();
-    let key = usable_key(pair.public_key().as_ref()).expect("key");
-    let msgs: Vec<[u8; 1]> = (0..5u8).map(|i| [i]).collect();
-    let mut sigs: Vec<Vec<u8>> = msgs
-        .iter()
-        .map(|m| pair.sign(m).as_ref().to_vec())
-        .collect();
+    let (key, msgs, mut sigs) = signed(5);
     sigs[3][7] ^= 1;
     let hand_over = hold(&batcher);
     let mut waiting: Vec<_> = msgs
@@ -215,14 +221,12 @@ async fn callers_queued_behind_a_running_check_are_checked_as_one_batch() {
 #[tokio::test]
 async fn a_caller_that_stops_waiting_is_not_checked_and_holds_up_nobody() {
     let batcher = Batcher::default();
-    let pair = ring_key();
-    let key = usable_key(pair.public_key().as_ref()).expect("key");
-    let sig = pair.sign(b"m");
-    let sig = sig.as_ref();
+    let (key, msgs, sigs) = signed(1);
+    let (msg, sig) = (&msgs[0], &sigs[0]);
     let hand_over = hold(&batcher);
-    let mut gone = Box::pin(batcher.verify(key, b"m", sig, true));
+    let mut gone = Box::pin(batcher.verify(key, msg, sig, true));
     let mut others: Vec<_> = (0..4)
-        .map(|_| Box::pin(batcher.verify(key, b"m", sig, true)))
+        .map(|_| Box::pin(batcher.verify(key, msg, sig, true)))
         .collect();
     assert!(futures::poll!(gone.as_mut()).is_pending(), "queued");
     for o in &mut others {
@@ -243,13 +247,7 @@ async fn a_caller_that_stops_waiting_is_not_checked_and_holds_up_nobody() {
 #[tokio::test]
 async fn a_caller_that_is_not_alone_goes_to_the_checker_thread_even_when_idle() {
     let batcher = Batcher::default();
-    let pair = ring_key();
-    let key = usable_key(pair.public_key().as_ref()).expect("key");
-    let msgs: Vec<[u8; 1]> = (0..6u8).map(|i| [i]).collect();
-    let sigs: Vec<Vec<u8>> = msgs
-        .iter()
-        .map(|m| pair.sign(m).as_ref().to_vec())
-        .collect();
+    let (key, msgs, sigs) = signed(6);
     // Not alone: queued although no check runs, and the thread takes them.
     let verdicts = futures::future::join_all(
         msgs.iter()
@@ -272,11 +270,9 @@ async fn a_caller_that_is_not_alone_goes_to_the_checker_thread_even_when_idle() 
 #[tokio::test]
 async fn the_checker_thread_runs_below_the_runtime_threads_priority() {
     let batcher = Batcher::default();
-    let pair = ring_key();
-    let key = usable_key(pair.public_key().as_ref()).expect("key");
-    let sig = pair.sign(b"m");
+    let (key, msgs, sigs) = signed(1);
     let hand_over = hold(&batcher);
-    let mut queued = Box::pin(batcher.verify(key, b"m", sig.as_ref(), true));
+    let mut queued = Box::pin(batcher.verify(key, &msgs[0], &sigs[0], true));
     assert!(futures::poll!(queued.as_mut()).is_pending(), "queued");
     hand_over();
     // Answered by the checker thread, which lowered its priority first.
