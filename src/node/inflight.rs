@@ -224,6 +224,27 @@ mod tests {
             .expect("room again once the first is answered");
     }
 
+    #[tokio::test]
+    async fn routine_messages_are_counted_while_held_and_urgent_ones_never() {
+        let inflight = InFlight::new(Bounds {
+            bytes: 1 << 20,
+            items: 100,
+            node_bytes: 1 << 20,
+        });
+        assert_eq!(inflight.routine_in_flight(), 0);
+        let a = inflight.hold("a", 1024, false).await;
+        assert_eq!(inflight.routine_in_flight(), 1, "alone");
+        let urgent = inflight.hold("b", 1024, true).await;
+        assert_eq!(inflight.routine_in_flight(), 1, "urgent ones do not count");
+        let b = inflight.hold("b", 1024, false).await;
+        assert_eq!(inflight.routine_in_flight(), 2, "from any child");
+        drop(a);
+        drop(urgent);
+        assert_eq!(inflight.routine_in_flight(), 1, "until answered");
+        drop(b);
+        assert_eq!(inflight.routine_in_flight(), 0);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn routine_work_takes_turns_and_urgent_work_does_not() {
         let inflight = InFlight::new(Bounds {

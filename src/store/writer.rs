@@ -319,11 +319,10 @@ struct Queued {
 
 impl Queued {
     fn push(&mut self, job: Box<dyn Job>) {
-        let lane = job.lane();
-        if lane < 2 && job.grows() {
+        if urgent_item(job.as_ref()) {
             self.urgent_items += 1;
         }
-        self.lanes[usize::from(lane)].push_back(job);
+        self.lanes[usize::from(job.lane())].push_back(job);
         self.len += 1;
     }
 
@@ -353,7 +352,7 @@ impl Queued {
             let mut taken = 0;
             while taken < most && batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
                 let Some(job) = queue.pop_front() else { break };
-                if lane < 2 && job.grows() {
+                if urgent_item(job.as_ref()) {
                     self.urgent_items -= 1;
                 }
                 bytes += job.bytes();
@@ -364,6 +363,12 @@ impl Queued {
         self.len -= batch.len();
         batch
     }
+}
+
+/// Whether `job` is an urgent item (an emergency, bad news), not one of
+/// the small writes that share the urgent lanes.
+fn urgent_item(job: &dyn Job) -> bool {
+    job.lane() < 2 && job.grows()
 }
 
 /// Puts the receipts the batch's writes want into one group, to be signed
