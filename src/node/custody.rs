@@ -53,6 +53,16 @@ impl Custody {
         }
     }
 
+    /// The store, as a handle for a caller with nothing else under way if
+    /// `alone`.
+    fn store_for(&self, alone: bool) -> Store {
+        if alone {
+            self.store.alone()
+        } else {
+            self.store.clone()
+        }
+    }
+
     /// The deadlines in force, shared with whoever else computes them.
     pub(crate) fn deadlines(&self) -> Live<Deadlines> {
         self.deadlines.clone()
@@ -61,7 +71,8 @@ impl Custody {
     /// Stores a verified item durably (or finds it already stored with the
     /// same bytes), handed over by `from`; returns its record. A follow-up
     /// of an earlier report is noted on it (see [`Store::put_with`] for
-    /// `may_hold_back`).
+    /// `may_hold_back`). `alone`: the caller has nothing else under way
+    /// (see [`Store::alone`]).
     ///
     /// # Errors
     /// [`Error::Conflict`] (and an alarm) if the id is stored with other
@@ -73,11 +84,11 @@ impl Custody {
         item: &Verified,
         from: &str,
         may_hold_back: bool,
+        alone: bool,
     ) -> Result<ItemRecord, Error> {
         let (record, dest) = self.prepare(signed, item, from).await?;
-        let put = self
-            .store
-            .put_with(item.id().to_string(), record, dest, may_hold_back);
+        let store = self.store_for(alone);
+        let put = store.put_with(item.id().to_string(), record, dest, may_hold_back);
         self.settle(put.await?, item, from)
     }
 
@@ -88,10 +99,12 @@ impl Custody {
         signed: &SignedReport,
         item: &Verified,
         from: &str,
+        alone: bool,
     ) -> Result<SignedReceipt, Error> {
         let (record, dest) = self.prepare(signed, item, from).await?;
         let identity = self.keys.current();
-        let put = self.store.put_receipted(
+        let store = self.store_for(alone);
+        let put = store.put_receipted(
             item.id().to_string(),
             record,
             dest,

@@ -65,6 +65,8 @@ pub(crate) struct InFlight {
     work: Arc<Semaphore>,
     /// Routine messages held now, node-wide.
     routine: Arc<AtomicUsize>,
+    /// Messages of every class held now, node-wide.
+    all: Arc<AtomicUsize>,
 }
 
 /// A message held against its child's share (and, if routine, the node's)
@@ -76,15 +78,23 @@ pub(crate) struct Held {
     _kib: Option<OwnedSemaphorePermit>,
     _item: Option<OwnedSemaphorePermit>,
     _node: Option<OwnedSemaphorePermit>,
-    _routine: Option<Routine>,
+    _routine: Option<Counted>,
+    _all: Counted,
 }
 
-/// One routine message counted in [`InFlight::routine_in_flight`] until
-/// dropped.
+/// One message counted in [`InFlight::routine_in_flight`] or
+/// [`InFlight::in_flight`] until dropped.
 #[derive(Debug)]
-struct Routine(Arc<AtomicUsize>);
+struct Counted(Arc<AtomicUsize>);
 
-impl Drop for Routine {
+impl Counted {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count.clone())
+    }
+}
+
+impl Drop for Counted {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
@@ -106,6 +116,7 @@ impl InFlight {
             node_max_kib,
             work: Arc::new(Semaphore::new(ROUTINE_WORKERS)),
             routine: Arc::default(),
+            all: Arc::default(),
         }
     }
 
@@ -114,6 +125,13 @@ impl InFlight {
     /// `trust::signature::Batcher`).
     pub(crate) fn routine_in_flight(&self) -> usize {
         self.routine.load(Ordering::Relaxed)
+    }
+
+    /// Messages of every class received from every child and not yet
+    /// answered: a message alone may be stored on its stream's own task
+    /// (see `Store::alone`).
+    pub(crate) fn in_flight(&self) -> usize {
+        self.all.load(Ordering::Relaxed)
     }
 
     /// Waits for a routine item's turn to be verified; an urgent one has
@@ -163,14 +181,14 @@ impl InFlight {
                 .acquire_many_owned(kib.clamp(1, self.node_max_kib))
                 .await
                 .ok();
-            self.routine.fetch_add(1, Ordering::Relaxed);
-            (node, Some(Routine(self.routine.clone())))
+            (node, Some(Counted::new(&self.routine)))
         };
         Held {
             _kib: child_kib,
             _item: item,
             _node: node,
             _routine: routine,
+            _all: Counted::new(&self.all),
         }
     }
 }

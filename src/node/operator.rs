@@ -342,7 +342,8 @@ impl OperatorService {
         };
         let rec = self
             .custody
-            .keep(&signed, &item, FROM_OPERATOR, may_hold_back)
+            // Each operator's request is a task of its own.
+            .keep(&signed, &item, FROM_OPERATOR, may_hold_back, true)
             .await?;
         info!(id = %item.id(), class = %item.class(), author = %author.name, bytes = item.report().body.len(), stored_ms = rec.stored_ms, "submitted");
         if reviewed && mode == ReviewMode::AfterSend && rec.stored_ms != 0 {

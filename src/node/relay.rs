@@ -112,8 +112,11 @@ impl RelayService {
         item: &SignedReport,
         verified: &Verified,
     ) -> Result<SignedReceipt, Error> {
+        // A stream's items are polled together in one task: its write may
+        // be committed there only if it is the one message in flight.
+        let alone = self.inflight.in_flight() <= 1;
         self.custody
-            .keep_receipted(item, verified, &peer.node_id)
+            .keep_receipted(item, verified, &peer.node_id, alone)
             .await
     }
 
@@ -411,7 +414,7 @@ impl Relay for RelayService {
             // receipts signed once per commit.
             let rec = self
                 .custody
-                .keep(item, &verified, &peer.node_id, false)
+                .keep(item, &verified, &peer.node_id, false, false)
                 .await?;
             Ok(self.custody.receipt(verified.id(), &rec))
         }

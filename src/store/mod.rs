@@ -4,10 +4,13 @@
 //! A write is answered only after the transaction holding it is on disk:
 //! committed by redb with `Durability::Immediate` (fsync), or appended to
 //! the write-ahead log and `fdatasync`ed before redb commits it (see
-//! below). One writer thread owns all writes and commits whatever has
-//! queued up since its last commit in one transaction (group commit), then
-//! answers every waiter: the promise "on disk before acknowledged" holds
-//! per item at the cost of one sync per batch. Signing and verifying happen
+//! below). One writer thread commits whatever has queued up since its last
+//! commit in one transaction (group commit), then answers every waiter: the
+//! promise "on disk before acknowledged" holds per item at the cost of one
+//! sync per batch. The one exception is a write alone on a quiet store,
+//! from a caller with nothing else under way ([`Store::alone`]): it is
+//! committed the same way on the caller's own thread, which saves it two
+//! thread wake-ups. Either way one commit is made at a time. Signing and verifying happen
 //! before a write is submitted, never inside the commit; the receipts a
 //! batch's writes want are grouped for one signature after it.
 //!
@@ -37,7 +40,8 @@
 //! - [`tables`]: the tables and what their keys mean (the queue's key order
 //!   *is* the schedule);
 //! - `write`: the write API, one message to the writer per call;
-//! - `writer`: the writer thread, where the contract above is kept;
+//! - `writer`: the writer thread (and the commit a caller alone makes),
+//!   where the contract above is kept;
 //! - `wal`: the write-ahead log's file and records;
 //! - `txn`: what each write does to the tables;
 //! - `office`: reads for solicitations, bulletins, answers and the
@@ -247,6 +251,10 @@ struct Inner {
     /// New data is refused while less than this is free.
     min_free_bytes: u64,
     ops: mpsc::Sender<Box<dyn Job>>,
+    /// What commits need from one to the next; held by whoever commits.
+    core: Mutex<writer::Core>,
+    /// Writes handed to the store and not answered yet.
+    pending: writer::Load,
     queue_version: watch::Sender<u64>,
     inbox_version: watch::Sender<u64>,
     down_version: watch::Sender<u64>,
@@ -298,10 +306,23 @@ impl Inner {
     }
 }
 
+/// One write counted in [`Inner::pending`] and not handed on: counted down
+/// when dropped.
+struct Counted<'a>(&'a writer::Load);
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.done(1);
+    }
+}
+
 /// A handle on the custody store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
+    /// Writes made through this handle are the only ones their caller has
+    /// under way (see [`Store::alone`]).
+    alone: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -350,6 +371,8 @@ impl Store {
                 .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
             min_free_bytes,
             ops,
+            core: Mutex::new(writer::Core { wal, chain, clock }),
+            pending: writer::Load::default(),
             queue_version: watch::channel(0).0,
             inbox_version: watch::channel(0).0,
             down_version: watch::channel(0).0,
@@ -373,11 +396,14 @@ impl Store {
             .name("zhibao-store-writer".into())
             .spawn(move || {
                 let _context = runtime.as_ref().map(tokio::runtime::Handle::enter);
-                writer::run(rx, &writer, clock, chain, wal);
+                writer::run(rx, &writer);
                 let _ = closed_tx.send(true);
             })
             .map_err(|e| Error::Thread(Arc::new(e)))?;
-        Ok(Self { inner })
+        Ok(Self {
+            inner,
+            alone: false,
+        })
     }
 
     /// A flag that turns `true` once the last handle is gone and the
@@ -397,6 +423,19 @@ impl Store {
         }
     }
 
+    /// This handle, for a caller whose next write is the only one it has
+    /// under way (one request in its own task, say, not one of many futures
+    /// polled together). Such a write may be committed on the caller's own
+    /// thread while the store is quiet, rather than handed to the writer
+    /// thread and back (see `writer::alone`); the caller's task does
+    /// nothing else meanwhile, which is why it must have nothing else to do.
+    pub fn alone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            alone: true,
+        }
+    }
+
     /// Hands `write` to the writer; answers after its commit.
     async fn write<W: Write>(&self, write: W) -> Result<W::Out, Error> {
         let (reply, rx) = oneshot::channel();
@@ -405,7 +444,14 @@ impl Store {
             out: None,
             reply,
         });
-        self.inner.ops.send(job).await.map_err(|_| Error::Closed)?;
+        let calm = self.inner.pending.arrive() && self.alone;
+        // Counted until the writer thread has the write (it then counts it
+        // down once answered), or if this caller stops waiting before.
+        let counted = Counted(&self.inner.pending);
+        if let Some(job) = writer::alone(&self.inner, job, calm) {
+            self.inner.ops.send(job).await.map_err(|_| Error::Closed)?;
+        }
+        std::mem::forget(counted);
         rx.await.map_err(|_| Error::Closed)?
     }
 

@@ -789,3 +789,49 @@ async fn items_only_in_the_log_are_applied_again_at_open() {
     let third = Store::open(&b.path().join("s.redb")).unwrap();
     assert_eq!(third.audit_head().await.unwrap(), head);
 }
+
+#[tokio::test]
+async fn a_write_alone_on_a_quiet_store_is_committed_by_its_caller() {
+    use futures::FutureExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.redb")).unwrap();
+    let put = |id: &str, store: &Store| {
+        let (id, store) = (id.to_string(), store.clone());
+        async move {
+            store
+                .put(id, record(2, FROM_OPERATOR), Destination::Inbox)
+                .await
+        }
+    };
+    // Done within its first poll: no hand-off to the writer thread.
+    let first = put("a1", &store.alone()).now_or_never();
+    assert!(
+        matches!(first, Some(Ok(PutOutcome::Stored(_)))),
+        "committed on the caller's thread"
+    );
+    assert!(store.get("a1".into()).await.unwrap().is_some());
+
+    // While something holds the writer's state (as a commit under way
+    // does), nothing is committed.
+    let (locked_tx, locked) = std::sync::mpsc::channel();
+    let (release, release_rx) = std::sync::mpsc::channel::<()>();
+    let inner = store.inner.clone();
+    let holder = std::thread::spawn(move || {
+        let _core = inner.core.lock().unwrap();
+        locked_tx.send(()).unwrap();
+        let _ = release_rx.recv();
+    });
+    locked.recv().unwrap();
+    // A handle not said to be alone hands its writes over.
+    let mut plain = std::pin::pin!(put("p1", &store));
+    assert!(futures::poll!(plain.as_mut()).is_pending());
+    // Another write pending: even one alone waits its turn behind it.
+    let mut behind = std::pin::pin!(put("a2", &store.alone()));
+    assert!(futures::poll!(behind.as_mut()).is_pending());
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    assert!(matches!(plain.await, Ok(PutOutcome::Stored(_))));
+    assert!(matches!(behind.await, Ok(PutOutcome::Stored(_))));
+    assert!(store.get("a2".into()).await.unwrap().is_some());
+}

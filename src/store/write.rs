@@ -874,12 +874,20 @@ impl Store {
             out: None,
             reply,
         });
-        if let Err(tokio::sync::mpsc::error::TrySendError::Full(job)) = self.inner.ops.try_send(job)
-        {
-            let ops = self.inner.ops.clone();
-            tokio::spawn(async move {
-                let _ = ops.send(job).await;
-            });
+        // Never committed here, but counted: a write that comes while it
+        // waits keeps its place behind it.
+        let _ = self.inner.pending.arrive();
+        match self.inner.ops.try_send(job) {
+            Ok(()) => {}
+            Err(tokio::sync::mpsc::error::TrySendError::Full(job)) => {
+                let inner = self.inner.clone();
+                tokio::spawn(async move {
+                    if inner.ops.send(job).await.is_err() {
+                        inner.pending.done(1);
+                    }
+                });
+            }
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => self.inner.pending.done(1),
         }
     }
 

@@ -419,7 +419,14 @@ impl<'f> Session<'f> {
         fwd.events
             .metrics()
             .receipt_latency(sent.lane, sent.stored_ms, now);
-        let store = fwd.store.clone();
+        // The session polls its commits together with the stream: this one
+        // may be made on the session's own task only if nothing else is on
+        // the wire or being committed (see `Store::alone`).
+        let store = if self.in_flight.len() <= 1 && self.commits.is_empty() {
+            fwd.store.alone()
+        } else {
+            fwd.store.clone()
+        };
         let route = up.to_string();
         let bytes = signed.encode_to_vec();
         self.commits.push(Box::pin(async move {
