@@ -263,9 +263,11 @@ struct Inner {
     history_version: watch::Sender<u64>,
     notices_version: watch::Sender<u64>,
     closed: watch::Receiver<bool>,
-    /// Set by commits made durable by the log: the database file has pages
-    /// not yet on disk, which the flusher writes out ahead of the next full
-    /// commit (so that commit does not stall the writer).
+    /// Set by commits made durable by the log: the database file may have
+    /// pages not yet on disk, which the flusher writes out ahead of the
+    /// next full commit (so that commit does not stall the writer). Only
+    /// the pages redb's write buffer (half its cache) could not hold reach
+    /// the file before a full commit: the rest that commit writes itself.
     unflushed: std::sync::atomic::AtomicBool,
     /// Waiters for a change to one item, woken after the commit.
     waiters: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
