@@ -10,9 +10,10 @@
 //! sync per batch. The one exception is a write alone on a quiet store,
 //! from a caller with nothing else under way ([`Store::alone`]): it is
 //! committed the same way on the caller's own thread, which saves it two
-//! thread wake-ups. Either way one commit is made at a time. Signing and verifying happen
-//! before a write is submitted, never inside the commit; the receipts a
-//! batch's writes want are grouped for one signature after it.
+//! thread wake-ups. Either way one commit is made at a time. Signing and
+//! verifying happen before a write is submitted, never inside the commit;
+//! the receipts a batch's writes want are grouped for one signature after
+//! it.
 //!
 //! # The write-ahead log
 //! A batch of nothing but the hot path's writes — new items and the

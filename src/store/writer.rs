@@ -277,8 +277,13 @@ pub(super) fn alone(inner: &Inner, job: Box<dyn Job>, calm: bool) -> Option<Box<
     };
     // A full commit (one due, or a write the log does not take) writes out
     // every page since the last: tens of milliseconds on a busy store, too
-    // long to block a caller's thread. The writer thread makes it.
-    if core.wal.checkpoint_due() || job.bytes() > wal::MAX_BATCH_BYTES || job.logged().is_none() {
+    // long to block a caller's thread; so is a reopen after one that failed
+    // before. The writer thread makes them.
+    if inner.db.get().is_err()
+        || core.wal.checkpoint_due()
+        || job.bytes() > wal::MAX_BATCH_BYTES
+        || job.logged().is_none()
+    {
         return Some(job);
     }
     let (batch, answer) = commit_batch(inner, &mut core, vec![job], true);
@@ -338,7 +343,15 @@ fn commit_batch(
         Err((e, used)) => {
             error!(error = %e, writes = batch.len(), "store commit failed; nothing of the batch is stored");
             if used && matches!(e, Error::Full | Error::Db(_)) {
-                match reopen(inner, wal, chain) {
+                // A reopen may wait seconds for readers to let go: on a
+                // caller's thread, the runtime first moves its other tasks
+                // elsewhere.
+                let reopened = if inline && multi_threaded_runtime() {
+                    tokio::task::block_in_place(|| reopen(inner, wal, chain))
+                } else {
+                    reopen(inner, wal, chain)
+                };
+                match reopened {
                     Ok(()) => info!("store reopened after the failed commit"),
                     Err(e) => {
                         warn!(error = %e, "store not reopened yet; the next write tries again")
@@ -349,6 +362,13 @@ fn commit_batch(
         }
     };
     (batch, answer)
+}
+
+/// Whether this thread runs a multi-threaded tokio runtime's tasks, where
+/// [`tokio::task::block_in_place`] may be used.
+fn multi_threaded_runtime() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
 }
 
 /// Reopens the database after a failed commit (redb refuses every use of
