@@ -430,7 +430,7 @@ impl Store {
     /// under way (one request in its own task, say, not one of many futures
     /// polled together). Such a write may be committed on the caller's own
     /// thread while the store is quiet, rather than handed to the writer
-    /// thread and back (see `writer::alone`); the caller's task does
+    /// thread and back (see `writer::commit_alone`); the caller's task does
     /// nothing else meanwhile, which is why it must have nothing else to do.
     pub fn alone(&self) -> Self {
         Self {
@@ -451,7 +451,7 @@ impl Store {
         // Counted until the writer thread has the write (it then counts it
         // down once answered), or if this caller stops waiting before.
         let counted = Counted(&self.inner.pending);
-        if let Some(job) = writer::alone(&self.inner, job, calm) {
+        if let Some(job) = writer::commit_alone(&self.inner, job, calm) {
             self.inner.ops.send(job).await.map_err(|_| Error::Closed)?;
         }
         std::mem::forget(counted);

@@ -792,6 +792,8 @@ async fn items_only_in_the_log_are_applied_again_at_open() {
 
 #[tokio::test]
 async fn a_write_alone_on_a_quiet_store_is_committed_by_its_caller() {
+    use std::sync::atomic::Ordering;
+
     use futures::FutureExt;
 
     let dir = tempfile::tempdir().unwrap();
@@ -804,34 +806,28 @@ async fn a_write_alone_on_a_quiet_store_is_committed_by_its_caller() {
                 .await
         }
     };
+    let inline = || store.inner.pending.inline.load(Ordering::Relaxed);
     // Done within its first poll: no hand-off to the writer thread.
     let first = put("a1", &store.alone()).now_or_never();
     assert!(
         matches!(first, Some(Ok(PutOutcome::Stored(_)))),
         "committed on the caller's thread"
     );
+    assert_eq!(inline(), 1);
     assert!(store.get("a1".into()).await.unwrap().is_some());
 
-    // While something holds the writer's state (as a commit under way
-    // does), nothing is committed.
-    let (locked_tx, locked) = std::sync::mpsc::channel();
-    let (release, release_rx) = std::sync::mpsc::channel::<()>();
-    let inner = store.inner.clone();
-    let holder = std::thread::spawn(move || {
-        let _core = inner.core.lock().unwrap();
-        locked_tx.send(()).unwrap();
-        let _ = release_rx.recv();
-    });
-    locked.recv().unwrap();
     // A handle not said to be alone hands its writes over.
-    let mut plain = std::pin::pin!(put("p1", &store));
-    assert!(futures::poll!(plain.as_mut()).is_pending());
-    // Another write pending: even one alone waits its turn behind it.
-    let mut behind = std::pin::pin!(put("a2", &store.alone()));
-    assert!(futures::poll!(behind.as_mut()).is_pending());
-    release.send(()).unwrap();
-    holder.join().unwrap();
-    assert!(matches!(plain.await, Ok(PutOutcome::Stored(_))));
-    assert!(matches!(behind.await, Ok(PutOutcome::Stored(_))));
+    assert!(matches!(put("p1", &store).await, Ok(PutOutcome::Stored(_))));
+    assert_eq!(inline(), 1, "the writer thread committed it");
+
+    // Another write pending (counted as a write handed to the writer
+    // thread is): even a write alone waits its turn behind it.
+    assert!(store.inner.pending.arrive());
+    assert!(matches!(
+        put("a2", &store.alone()).await,
+        Ok(PutOutcome::Stored(_))
+    ));
+    store.inner.pending.done(1);
+    assert_eq!(inline(), 1, "the writer thread committed it");
     assert!(store.get("a2".into()).await.unwrap().is_some());
 }

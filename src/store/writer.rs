@@ -15,9 +15,9 @@
 //! the batch is applied. The receipts a batch's writes want are handed out
 //! as one [`Group`], so a busy node signs once per commit, not per item.
 //!
-//! A write alone on a quiet store is committed the same way on its caller's
-//! thread instead (see [`alone`]); whoever commits holds the writer's
-//! [`Core`], so there is one commit at a time either way.
+//! A write alone on a quiet store is committed the same way on its
+//! caller's thread instead (see [`commit_alone`]); whoever commits holds the
+//! writer's [`Core`], so there is one commit at a time either way.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
@@ -210,13 +210,17 @@ const CALM_AFTER: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Writes handed to the store and not answered yet, and whether writes
 /// have overlapped lately: a write is committed on its caller's thread only
-/// when neither holds (see [`alone`]).
+/// when neither holds (see [`commit_alone`]).
 #[derive(Debug)]
 pub(super) struct Load {
     count: AtomicUsize,
     epoch: std::time::Instant,
     /// Microseconds after `epoch` until which the store counts as busy.
     busy_until: AtomicU64,
+    /// Commits made on a caller's thread, for the tests to tell where a
+    /// write was committed.
+    #[cfg(test)]
+    pub(super) inline: AtomicUsize,
 }
 
 impl Default for Load {
@@ -225,6 +229,8 @@ impl Default for Load {
             count: AtomicUsize::new(0),
             epoch: std::time::Instant::now(),
             busy_until: AtomicU64::new(0),
+            #[cfg(test)]
+            inline: AtomicUsize::new(0),
         }
     }
 }
@@ -266,7 +272,7 @@ impl Load {
 /// thread for one small commit made durable by the log, and only on a
 /// quiet store: once writes overlap, all of them go to the writer thread,
 /// which batches them and orders them by class.
-pub(super) fn alone(inner: &Inner, job: Box<dyn Job>, calm: bool) -> Option<Box<dyn Job>> {
+pub(super) fn commit_alone(inner: &Inner, job: Box<dyn Job>, calm: bool) -> Option<Box<dyn Job>> {
     if !calm {
         return Some(job);
     }
@@ -288,6 +294,8 @@ pub(super) fn alone(inner: &Inner, job: Box<dyn Job>, calm: bool) -> Option<Box<
     }
     let (batch, answer) = commit_batch(inner, &mut core, vec![job], true);
     drop(core);
+    #[cfg(test)]
+    inner.pending.inline.fetch_add(1, Ordering::Relaxed);
     inner.pending.done(1);
     for job in batch {
         job.answer(answer.clone());
@@ -297,7 +305,8 @@ pub(super) fn alone(inner: &Inner, job: Box<dyn Job>, calm: bool) -> Option<Box<
 
 /// Commits `batch` (see [`commit`]) and wakes the watchers; returns the
 /// writes to answer (those not refused for want of space) and their answer.
-/// `inline`: on the caller's thread (see [`alone`]), for the debug log.
+/// `inline`: on the caller's thread (see [`commit_alone`]), for the debug
+/// log and to keep a reopen from blocking the runtime.
 fn commit_batch(
     inner: &Inner,
     core: &mut Core,
