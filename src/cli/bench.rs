@@ -4,7 +4,9 @@
 //! (so their peak RSS can be read from `/proc`); the load generators run
 //! in this process.
 //!
-//! - **hub ingest**: reports signed in advance are streamed straight into
+//! - **hub ingest**: reports signed in advance (in the order they are sent,
+//!   so their ids rise across the streams together, as a live feed's do)
+//!   are streamed straight into
 //!   the hub over mutual TLS `Relay.Forward`, the way a broker benchmark
 //!   publishes and awaits acks: one stream with one item at a time (latency),
 //!   then many streams with a window each (throughput). Every item is
@@ -257,20 +259,42 @@ impl Drop for Daemon {
 
 fn sign_reports(ids: &[Arc<Identity>], n: usize, body: usize, class: Class) -> Vec<SignedReport> {
     (0..n)
-        .map(|i| {
-            let id = &ids[i % ids.len()];
-            let report = Report {
-                id: envelope::new_item_id(),
-                origin: id.node_id().to_string(),
-                priority: class.to_proto() as i32,
-                title: format!("bench {i}"),
-                body: vec![b'x'; body],
-                created_unix_ms: now_ms(),
-                ..Default::default()
-            };
-            envelope::sign(&report, id)
-        })
+        .map(|i| sign_report(&ids[i % ids.len()], i, body, class))
         .collect()
+}
+
+fn sign_report(id: &Identity, i: usize, body: usize, class: Class) -> SignedReport {
+    let report = Report {
+        id: envelope::new_item_id(),
+        origin: id.node_id().to_string(),
+        priority: class.to_proto() as i32,
+        title: format!("bench {i}"),
+        body: vec![b'x'; body],
+        created_unix_ms: now_ms(),
+        ..Default::default()
+    };
+    envelope::sign(&report, id)
+}
+
+/// `n` reports for `streams` streams, signed in the order they will be
+/// sent (report `k` on stream `k % streams`), so that their ids and
+/// creation times rise across the streams together, as a live feed's do.
+/// Stream `i` signs as `ids[i % ids.len()]`.
+fn sign_streams(
+    ids: &[Arc<Identity>],
+    streams: usize,
+    n: usize,
+    body: usize,
+    class: Class,
+) -> Vec<Vec<SignedReport>> {
+    let mut chunks: Vec<Vec<SignedReport>> = (0..streams)
+        .map(|_| Vec::with_capacity(n.div_ceil(streams)))
+        .collect();
+    for k in 0..n {
+        let i = k % streams;
+        chunks[i].push(sign_report(&ids[i % ids.len()], k, body, class));
+    }
+    chunks
 }
 
 /// Streams `items` through one `Relay.Forward` stream with `window` in flight;
@@ -610,19 +634,13 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
     res.hub_emergency_idle = Latency::of(join_probe(probe).await?);
 
     eprintln!("signing {} reports...", opts.ingest_items);
-    let streams = opts.streams.max(1);
-    let per = opts.ingest_items.div_ceil(streams);
-    let chunks: Vec<Vec<SignedReport>> = (0..streams)
-        .map(|i| {
-            let n = per.min(opts.ingest_items.saturating_sub(i * per));
-            sign_reports(
-                &identities[i % identities.len()..][..1],
-                n,
-                opts.body,
-                Class::Routine,
-            )
-        })
-        .collect();
+    let chunks = sign_streams(
+        &identities,
+        opts.streams.max(1),
+        opts.ingest_items,
+        opts.body,
+        Class::Routine,
+    );
     eprintln!(
         "hub ingest: {} streams x {} in flight...",
         opts.streams, opts.window
@@ -850,7 +868,8 @@ pub fn table(r: &Results) -> String {
     );
     let _ = writeln!(
         s,
-        "hub ingest: reports signed in advance, sent on Relay.Forward over mutual TLS,\n  \
+        "hub ingest: reports signed in advance in the order they are sent, on Relay.Forward\n  \
+         over mutual TLS, \
          each verified, stored (fsync) and answered with a signed receipt;\n  \
          1 stream x 1 in flight, then {} streams x {} in flight over {} connection(s);\n  \
          emergencies one at a time on a connection of their own, idle, then during that run\n\
@@ -938,4 +957,50 @@ pub fn table(r: &Results) -> String {
         r.node_peak_rss_kib / 1024
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Report `k` goes on stream `k % streams`, signed in that order: read
+    /// in the order they are sent, the reports' ids (milliseconds first)
+    /// and creation times never go back, across the streams.
+    #[test]
+    fn reports_for_streams_are_signed_in_the_order_they_are_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = dir.path().join("certs");
+        let nodes = ["county-a".to_string(), "county-b".to_string()];
+        pki::init(&certs, "test", "hub", &nodes).unwrap();
+        let ids: Vec<Arc<Identity>> = nodes
+            .iter()
+            .map(|n| {
+                let (cert, key) = trust::node_paths(&certs, n);
+                Arc::new(Identity::load(&cert, &key).unwrap())
+            })
+            .collect();
+        let chunks = sign_streams(&ids, 3, 10, 16, Class::Routine);
+        assert_eq!(chunks.iter().map(Vec::len).collect::<Vec<_>>(), [4, 3, 3]);
+        let sent: Vec<Report> = (0..10)
+            .map(|k| prost::Message::decode(chunks[k % 3][k / 3].report.as_slice()).unwrap())
+            .collect();
+        for (k, report) in sent.iter().enumerate() {
+            assert_eq!(
+                report.title,
+                format!("bench {k}"),
+                "signed in sending order"
+            );
+            assert_eq!(
+                report.origin,
+                ids[(k % 3) % 2].node_id(),
+                "stream i signs as ids[i % 2]"
+            );
+        }
+        assert!(
+            sent.windows(2)
+                .all(|w| w[0].id[..12] <= w[1].id[..12]
+                    && w[0].created_unix_ms <= w[1].created_unix_ms),
+            "ids and creation times rise in sending order"
+        );
+    }
 }
