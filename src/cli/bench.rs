@@ -6,11 +6,11 @@
 //!
 //! - **hub ingest**: reports signed in advance (in the order they are sent,
 //!   so their ids rise across the streams together, as a live feed's do)
-//!   are streamed straight into
-//!   the hub over mutual TLS `Relay.Forward`, the way a broker benchmark
-//!   publishes and awaits acks: one stream with one item at a time (latency),
-//!   then many streams with a window each (throughput). Every item is
-//!   verified, stored with fsync and answered with a signed receipt.
+//!   are streamed straight into the hub over mutual TLS `Relay.Forward`,
+//!   the way a broker benchmark publishes and awaits acks: one stream with
+//!   one item at a time (latency), then many streams with a window each
+//!   (throughput). Every item is verified, stored with fsync and answered
+//!   with a signed receipt.
 //! - **end to end**: operators submit to county nodes over their sockets and
 //!   wait for the hub's receipt to come back to the node.
 //! - **emergency under load**: the emergency p99 on an idle system, then
