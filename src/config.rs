@@ -443,8 +443,12 @@ pub struct Limits {
     pub upload_idle_secs: u64,
     /// Bytes of one child's messages received and not yet answered, all its
     /// streams together: what one child can make this node hold in memory.
+    /// Its routine messages may hold half of it; the other half is kept for
+    /// its emergency and bad-news items.
     pub max_bytes_in_flight_per_peer: usize,
     /// Items of one child being handled at once, all its streams together.
+    /// Its routine items may be three quarters of them; the rest are kept
+    /// for its emergency and bad-news items.
     pub max_items_in_flight_per_peer: usize,
     /// Bytes of routine messages from all children received and not yet
     /// answered: what the whole node holds in memory for them, whatever
