@@ -24,12 +24,15 @@
 //!
 //! # The file
 //! Frames `[len: u32 LE][crc32: u32 LE][payload]`, the payload an encoded
-//! [`Batch`], in a file written out with zeros once (so an append's
-//! `fdatasync` writes its data and none of the file's metadata). The log is
-//! emptied by writing the next batch at the start. A frame that is empty,
-//! short, fails its checksum, does not decode or is older than the one
-//! before it ends the log: it is the tail of an append a crash cut off
-//! (never acknowledged), or left from before the log was emptied.
+//! [`Batch`] stamped with the log's secret generation ([`Stamp`]), in a
+//! file written out with zeros once (so an append's `fdatasync` writes its
+//! data and none of the file's metadata). The log is emptied by writing the
+//! next batch at the start, in a new generation. A frame that is empty,
+//! short, fails its checksum, does not decode, is of another generation or
+//! is older than the one before it ends the log: it is the tail of an
+//! append a crash cut off (never acknowledged), or left from before the log
+//! was emptied — where a sender's report body could have been made to look
+//! like a frame, which the generation keeps from being read as one.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write as _};
@@ -69,7 +72,32 @@ pub(super) struct Batch {
     /// Its writes, in the order they were applied.
     #[prost(message, repeated, tag = "3")]
     pub writes: Vec<Logged>,
+    /// The log's generation, stamped by [`Wal::write`] (see [`Stamp`]);
+    /// empty when read back, and in logs written before it existed.
+    #[prost(bytes = "vec", tag = "4")]
+    pub generation: Vec<u8>,
 }
+
+/// The log's generation, appended to each frame's encoded [`Batch`] (a
+/// protobuf field appended to a message is read as the message's own).
+///
+/// Drawn afresh whenever the log is opened or emptied, and never written
+/// anywhere but this file. A frame of another generation ends the log, so
+/// bytes left from before — another batch's tail after a shorter one
+/// written over it, report bodies among them, chosen by whoever sent the
+/// report — are not read as batches, however well they imitate a frame:
+/// the imitation would have to carry sixteen bytes its maker does not
+/// know, or, made to end on a genuine stamp left after it, a checksum over
+/// them (one chance in 2³² at each crash that happens to leave it at the
+/// log's end).
+#[derive(Clone, PartialEq, prost::Message)]
+struct Stamp {
+    #[prost(bytes = "vec", tag = "4")]
+    generation: Vec<u8>,
+}
+
+/// Bytes of a generation.
+const GENERATION: usize = 16;
 
 /// One write, as handed to the store.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -218,6 +246,8 @@ pub(super) struct Wal {
     /// An append failed and its tail could not be cut off: nothing more is
     /// logged until the log is emptied.
     broken: bool,
+    /// This generation's stamp (see [`Stamp`]).
+    generation: [u8; GENERATION],
 }
 
 impl Wal {
@@ -232,7 +262,7 @@ impl Wal {
             .open(path)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
-        let (batches, len) = frames(&bytes);
+        let (batches, len, stamp) = frames(&bytes);
         let have = bytes.len() as u64;
         if have < PREALLOCATED && room_for_preallocation(path) {
             // Written out once, so that appends overwrite blocks the file
@@ -252,6 +282,13 @@ impl Wal {
             }
         }
         file.seek(SeekFrom::Start(len))?;
+        // Appends go on in the generation of the batches read, if stamped.
+        let mut generation = [0; GENERATION];
+        match stamp {
+            Some(stamp) if stamp.len() == GENERATION => generation.copy_from_slice(&stamp),
+            _ => ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut generation)
+                .map_err(|_| std::io::Error::other("no random bytes from the system"))?,
+        }
         let wal = Self {
             path: path.to_path_buf(),
             file,
@@ -259,6 +296,7 @@ impl Wal {
             last_seq: 0,
             durable_at: Instant::now(),
             broken: false,
+            generation,
         };
         Ok((wal, batches))
     }
@@ -302,7 +340,12 @@ impl Wal {
     /// back. Nothing is durable, and the log's length and sequence do not
     /// move, until `sync` returns. On failure the log is as it was.
     pub(super) fn write(&mut self, batch: &Batch) -> std::io::Result<Written> {
-        let payload = batch.encode_to_vec();
+        let mut payload = batch.encode_to_vec();
+        Stamp {
+            generation: self.generation.to_vec(),
+        }
+        .encode(&mut payload)
+        .map_err(std::io::Error::other)?;
         let mut frame = Vec::with_capacity(payload.len() + 8);
         frame.extend_from_slice(
             &u32::try_from(payload.len())
@@ -388,6 +431,11 @@ impl Wal {
             Ok(_) => {
                 self.len = 0;
                 self.broken = false;
+                // A new generation, drawn from the last (which nobody else
+                // knows) rather than from the OS, so emptying cannot fail.
+                let next = ring::digest::digest(&ring::digest::SHA256, &self.generation);
+                self.generation
+                    .copy_from_slice(&next.as_ref()[..GENERATION]);
             }
             Err(e) => {
                 tracing::warn!(path = %self.path.display(), error = %e, "store log not emptied; its batches are all in the store already")
@@ -398,10 +446,13 @@ impl Wal {
 
 /// The batches at the start of `bytes`, and where they end: frames in
 /// order of rising sequence numbers, up to the first that is empty, does
-/// not verify or does not decode (a torn or never-written tail), or is
-/// older than the one before it (left from before the log was emptied).
-fn frames(bytes: &[u8]) -> (Vec<Batch>, u64) {
+/// not verify or does not decode (a torn or never-written tail), is of
+/// another generation than the first (see [`Stamp`]) or is older than the
+/// one before it (left from before the log was emptied); and their
+/// generation.
+fn frames(bytes: &[u8]) -> (Vec<Batch>, u64, Option<Vec<u8>>) {
     let mut batches: Vec<Batch> = Vec::new();
+    let mut generation: Option<Vec<u8>> = None;
     let mut at = 0usize;
     while let Some(head) = bytes.get(at..at + 8) {
         let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
@@ -415,16 +466,20 @@ fn frames(bytes: &[u8]) -> (Vec<Batch>, u64) {
         if crc32fast::hash(payload) != crc {
             break;
         }
-        let Ok(batch) = Batch::decode(payload) else {
+        let Ok(mut batch) = Batch::decode(payload) else {
             break;
         };
+        let stamp = std::mem::take(&mut batch.generation);
+        if *generation.get_or_insert_with(|| stamp.clone()) != stamp {
+            break;
+        }
         if batches.last().is_some_and(|b| batch.seq <= b.seq) {
             break;
         }
         batches.push(batch);
         at += 8 + len;
     }
-    (batches, at as u64)
+    (batches, at as u64, generation)
 }
 
 /// Whether the disk under `path` has room to write the log out ahead and
@@ -449,6 +504,7 @@ mod tests {
         Batch {
             seq,
             now_ms: 1_000 + seq as i64,
+            generation: Vec::new(),
             writes: ids
                 .iter()
                 .map(|id| {
@@ -494,6 +550,59 @@ mod tests {
         let (_, back) = Wal::open(&path).unwrap();
         assert_eq!(back.len(), 3);
         assert!(matches!(&back[2].writes[0].kind, Some(Kind::Put(p)) if p.id == "e"));
+    }
+
+    /// A frame as a log written before generations existed writes it, or
+    /// as a forger would imitate one.
+    fn frame_stamped(batch: &Batch, generation: Option<&[u8]>) -> Vec<u8> {
+        let mut payload = batch.encode_to_vec();
+        if let Some(generation) = generation {
+            Stamp {
+                generation: generation.to_vec(),
+            }
+            .encode(&mut payload)
+            .unwrap();
+        }
+        let mut frame = (payload.len() as u32).to_le_bytes().to_vec();
+        frame.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        frame.extend_from_slice(&payload);
+        frame
+    }
+
+    #[test]
+    fn a_well_made_frame_of_another_generation_is_never_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb.log");
+        for forged in [None, Some(&[7u8; GENERATION][..])] {
+            let (mut wal, _) = Wal::open(&path).unwrap();
+            wal.reset();
+            wal.set_last_seq(0);
+            wal.append(&batch(1, &["a"])).unwrap();
+            let end = wal.len;
+            drop(wal);
+            // Right after the last batch, bytes that make a frame with a
+            // good checksum and the next number: as a report body left
+            // there from before might, made so by its sender.
+            let mut f = OpenOptions::new().write(true).open(&path).unwrap();
+            f.seek(SeekFrom::Start(end)).unwrap();
+            f.write_all(&frame_stamped(&batch(2, &["forged"]), forged))
+                .unwrap();
+            drop(f);
+            let (_, back) = Wal::open(&path).unwrap();
+            assert_eq!(back, vec![batch(1, &["a"])], "stamp {forged:?}");
+        }
+    }
+
+    #[test]
+    fn a_log_written_before_generations_reads_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb.log");
+        let mut bytes = frame_stamped(&batch(1, &["a", "b"]), None);
+        bytes.extend(frame_stamped(&batch(2, &["c"]), None));
+        bytes.extend([0; 64]);
+        std::fs::write(&path, &bytes).unwrap();
+        let (_, back) = Wal::open(&path).unwrap();
+        assert_eq!(back, vec![batch(1, &["a", "b"]), batch(2, &["c"])]);
     }
 
     #[test]

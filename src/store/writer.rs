@@ -605,6 +605,7 @@ fn commit(
                     seq,
                     now_ms: now,
                     writes,
+                    generation: Vec::new(),
                 };
                 let written = wal
                     .write(&batch)
