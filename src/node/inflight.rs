@@ -65,18 +65,56 @@ impl Bounds {
     }
 }
 
-/// One child's share: every message holds against `kib` and `items`, a
-/// routine one first against the smaller `routine_kib` and `routine_items`
-/// as well (see [`Bounds::routine_part`]).
+/// One child's share: every message holds against `all`, a routine one
+/// first against the smaller `routine` as well (see
+/// [`Bounds::routine_part`]).
 #[derive(Debug)]
 struct Share {
+    all: Part,
+    routine: Part,
+}
+
+/// Items and bytes, each a semaphore.
+#[derive(Debug)]
+struct Part {
+    items: Arc<Semaphore>,
     /// In KiB, so a permit count fits a semaphore's `u32`.
     kib: Arc<Semaphore>,
-    items: Arc<Semaphore>,
     max_kib: u32,
-    routine_kib: Arc<Semaphore>,
-    routine_items: Arc<Semaphore>,
-    routine_max_kib: u32,
+}
+
+impl Part {
+    fn new(items: u32, max_kib: u32) -> Self {
+        Self {
+            items: Arc::new(Semaphore::new(items as usize)),
+            kib: Arc::new(Semaphore::new(max_kib as usize)),
+            max_kib,
+        }
+    }
+
+    /// Holds one message of `kib` (at most the whole part), waiting for
+    /// room.
+    async fn hold(&self, kib: u32) -> PartHeld {
+        let item = self.items.clone().acquire_owned().await.ok();
+        let kib = self
+            .kib
+            .clone()
+            .acquire_many_owned(kib.clamp(1, self.max_kib))
+            .await
+            .ok();
+        PartHeld {
+            _item: item,
+            _kib: kib,
+        }
+    }
+}
+
+/// A message held against a [`Part`] until dropped.
+#[derive(Debug)]
+struct PartHeld {
+    // `None` only if a semaphore were closed, which these never are.
+    _item: Option<OwnedSemaphorePermit>,
+    _kib: Option<OwnedSemaphorePermit>,
 }
 
 /// The shares of every child that has sent something, and the node's.
@@ -99,11 +137,10 @@ pub(crate) struct InFlight {
 /// until dropped.
 #[derive(Debug)]
 pub(crate) struct Held {
-    // `None` only if a semaphore were closed, which these never are, or
-    // (for the node's and the routine part) if the message is urgent.
-    _routine_part: Option<(Option<OwnedSemaphorePermit>, Option<OwnedSemaphorePermit>)>,
-    _kib: Option<OwnedSemaphorePermit>,
-    _item: Option<OwnedSemaphorePermit>,
+    // The routine part and the node's: `None` if the message is urgent
+    // (or, the node's, if its semaphore were closed, which it never is).
+    _routine_part: Option<PartHeld>,
+    _share: PartHeld,
     _node: Option<OwnedSemaphorePermit>,
     _routine: Option<Counted>,
     _all: Counted,
@@ -179,16 +216,12 @@ impl InFlight {
             .or_insert_with(|| {
                 let max_kib = u32::try_from(self.bounds.bytes.div_ceil(1024)).unwrap_or(u32::MAX);
                 let items = u32::try_from(self.bounds.items).unwrap_or(u32::MAX);
-                let routine_max_kib = Bounds::routine_part(max_kib, false);
                 Arc::new(Share {
-                    kib: Arc::new(Semaphore::new(max_kib as usize)),
-                    items: Arc::new(Semaphore::new(items as usize)),
-                    max_kib,
-                    routine_kib: Arc::new(Semaphore::new(routine_max_kib as usize)),
-                    routine_items: Arc::new(Semaphore::new(
-                        Bounds::routine_part(items, true) as usize
-                    )),
-                    routine_max_kib,
+                    all: Part::new(items, max_kib),
+                    routine: Part::new(
+                        Bounds::routine_part(items, true),
+                        Bounds::routine_part(max_kib, false),
+                    ),
                 })
             })
             .clone()
@@ -205,22 +238,9 @@ impl InFlight {
         let routine_part = if urgent {
             None
         } else {
-            let item = share.routine_items.clone().acquire_owned().await.ok();
-            let kib = share
-                .routine_kib
-                .clone()
-                .acquire_many_owned(kib.clamp(1, share.routine_max_kib))
-                .await
-                .ok();
-            Some((item, kib))
+            Some(share.routine.hold(kib).await)
         };
-        let item = share.items.clone().acquire_owned().await.ok();
-        let child_kib = share
-            .kib
-            .clone()
-            .acquire_many_owned(kib.clamp(1, share.max_kib))
-            .await
-            .ok();
+        let held = share.all.hold(kib).await;
         let (node, routine) = if urgent {
             (None, None)
         } else {
@@ -234,8 +254,7 @@ impl InFlight {
         };
         Held {
             _routine_part: routine_part,
-            _kib: child_kib,
-            _item: item,
+            _share: held,
             _node: node,
             _routine: routine,
             _all: Counted::new(&self.all),
