@@ -5,11 +5,11 @@
 //! [`MAX_BATCH`] writes or [`MAX_BATCH_BYTES`] of chunks) — urgent ones
 //! first, with no routine ones beside an urgent item, so an emergency is
 //! committed ahead of routine items already waiting, in a commit no routine
-//! write makes longer; a routine batch it is applying when an urgent item
-//! comes is cut short and committed as far as it got — applies them in one redb
-//! transaction, makes it durable (by the write-ahead log, or by a redb
-//! commit with fsync: see [`commit`]), and only then answers each write and
-//! wakes the watchers. If the commit
+//! write makes longer, and a routine batch being applied when an urgent
+//! item comes is cut short — applies them in one redb transaction, makes
+//! it durable (by the write-ahead log, or by a redb commit with fsync: see
+//! [`commit`]), and only then answers each write and wakes the watchers.
+//! If the commit
 //! fails, nothing of the batch is on disk and every write hears so; the
 //! database is then reopened in place, so the next batch can commit. While
 //! free space is below the floor, writes that add data are refused before
@@ -656,13 +656,13 @@ fn commit(
         } else {
             wal.last_seq()
         };
-        // The log's copy of a batch with urgent items is written first and
-        // goes out to the disk while redb applies the batch; a routine
-        // batch's is written once applied, so that the batch can be cut
-        // short (above) without its frame written twice, or its write-back
-        // undone. Either is waited for before the transaction commits, so
-        // nothing is visible, or answered, before it is durable.
-        let routine_only = !batch.iter().any(|j| urgent_item(j.as_ref()));
+        // The log's copy of a batch is written first and goes out to the
+        // disk while redb applies the batch, unless the batch may be cut
+        // short (above: routine writes, more than one): its copy is written
+        // once applied, so that it is never written twice, nor its
+        // write-back undone. Either is waited for before the transaction
+        // commits, so nothing is visible, or answered, before it is durable.
+        let cuttable = batch_len > 1 && !batch.iter().any(|j| urgent_item(j.as_ref()));
         let mut frame = logged.map(|writes| wal::Batch {
             seq,
             now_ms: now,
@@ -670,7 +670,7 @@ fn commit(
             generation: Vec::new(),
         });
         let mut written = None;
-        if let Some(frame) = frame.as_ref().filter(|_| !routine_only) {
+        if let Some(frame) = frame.as_ref().filter(|_| !cuttable) {
             written = Some(
                 wal.write(frame)
                     .map_err(|e| log_err(e, wal.path().to_path_buf()))?,
@@ -689,7 +689,7 @@ fn commit(
                 for job in batch.iter_mut() {
                     job.apply(&mut t)?;
                     applied += 1;
-                    if routine_only && applied < batch_len && cut() {
+                    if cuttable && applied < batch_len && cut() {
                         break;
                     }
                 }
