@@ -1,5 +1,6 @@
 //! Unit tests of the store's rules: settling, proofs, receipts going down,
-//! escalation, durable inbox consumers.
+//! escalation, durable inbox consumers, the writer cutting a routine batch
+//! short for an emergency.
 
 use super::*;
 use crate::clock::now_ms;
@@ -830,4 +831,113 @@ async fn a_write_alone_on_a_quiet_store_is_committed_by_its_caller() {
     store.inner.pending.done(1);
     assert_eq!(inline(), 1, "the writer thread committed it");
     assert!(store.get("a2".into()).await.unwrap().is_some());
+}
+
+/// A write that records when it is applied and, with a gate, says so and
+/// waits there (holding the writer thread) until the gate opens.
+struct Gated {
+    n: u32,
+    lane: u8,
+    applied: Arc<Mutex<Vec<u32>>>,
+    gate: Option<Arc<Gate>>,
+}
+
+#[derive(Default)]
+struct Gate {
+    entered: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    open: Mutex<bool>,
+    opened: std::sync::Condvar,
+}
+
+impl Gate {
+    fn new() -> (Arc<Self>, tokio::sync::oneshot::Receiver<()>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let gate = Self::default();
+        *gate.entered.lock().unwrap() = Some(tx);
+        (Arc::new(gate), rx)
+    }
+
+    fn open(&self) {
+        *self.open.lock().unwrap() = true;
+        self.opened.notify_all();
+    }
+}
+
+impl writer::Write for Gated {
+    type Out = ();
+
+    fn grows(&self) -> bool {
+        true
+    }
+
+    fn lane(&self) -> u8 {
+        self.lane
+    }
+
+    fn apply(&self, _: &mut txn::Txn<'_>) -> Result<(), Error> {
+        self.applied.lock().unwrap().push(self.n);
+        if let Some(gate) = &self.gate {
+            if let Some(tx) = gate.entered.lock().unwrap().take() {
+                let _ = tx.send(());
+            }
+            let mut open = gate.open.lock().unwrap();
+            while !*open {
+                open = gate.opened.wait(open).unwrap();
+            }
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emergency_cuts_short_the_routine_batch_being_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.redb")).unwrap();
+    let applied = Arc::new(Mutex::new(Vec::new()));
+    let write = |n: u32, lane: u8, gate: Option<&Arc<Gate>>| {
+        let store = store.clone();
+        let w = Gated {
+            n,
+            lane,
+            applied: applied.clone(),
+            gate: gate.cloned(),
+        };
+        tokio::spawn(async move { store.write(w).await })
+    };
+    // Waits until `n` writes wait in the writer's channel.
+    let queued = |n: usize| {
+        let ops = store.inner.ops.clone();
+        async move {
+            while ops.max_capacity() - ops.capacity() < n {
+                tokio::task::yield_now().await;
+            }
+        }
+    };
+    // Write 0 holds the writer while routine writes 1 to 5 queue behind
+    // it, so that they make the next batch together.
+    let (first, entered) = Gate::new();
+    let mut done = vec![write(0, 2, Some(&first))];
+    entered.await.unwrap();
+    let (second, entered) = Gate::new();
+    done.push(write(1, 2, Some(&second)));
+    queued(1).await;
+    for n in 2..=5 {
+        done.push(write(n, 2, None));
+        queued(n as usize).await;
+    }
+    first.open();
+    // Write 1, the first of that batch, is being applied: an emergency
+    // comes.
+    entered.await.unwrap();
+    done.push(write(100, 0, None));
+    queued(1).await;
+    second.open();
+    for d in done {
+        d.await.unwrap().unwrap();
+    }
+    assert_eq!(
+        *applied.lock().unwrap(),
+        vec![0, 1, 100, 2, 3, 4, 5],
+        "the emergency is applied right after the write in progress"
+    );
 }
