@@ -48,20 +48,30 @@ pub(crate) struct Bounds {
 }
 
 impl Bounds {
-    /// What of a child's share of `total` (items, or KiB) its routine
-    /// messages may hold: all but a reserve for urgent ones — a quarter of
-    /// the items, half the bytes. Half the bytes is at least one message
-    /// of the largest size, as the configuration's check makes the share
-    /// at least twice that. A share of one item is routine's too: an
-    /// urgent message then waits for it, as it would have to anyway.
+    /// What of a child's share its routine messages may hold: all but a
+    /// reserve for urgent ones — a quarter of the items
+    /// ([`Bounds::routine_items`]), half the bytes
+    /// ([`Bounds::routine_kib`]). Half the bytes is at least one message of
+    /// the largest size, as the configuration's check makes the share at
+    /// least twice that. A share of one item is routine's too: an urgent
+    /// message then waits for it, as it would have to anyway.
     ///
     /// Measured before the reserve: with 64 streams × 32 in flight from
     /// one county, its emergencies on a stream of their own waited 4–5 ms
     /// (median) for room behind its routine messages, most of their 6–7 ms
     /// at the hub.
-    pub(crate) fn routine_part(total: u32, items: bool) -> u32 {
-        let reserve = if items { (total / 4).max(1) } else { total / 2 };
+    fn routine_part(total: u32, reserve: u32) -> u32 {
         total.saturating_sub(reserve).max(1)
+    }
+
+    /// The routine part of a share of `items` (see [`Bounds::routine_part`]).
+    pub(crate) fn routine_items(items: u32) -> u32 {
+        Self::routine_part(items, (items / 4).max(1))
+    }
+
+    /// The routine part of a share of `kib` (see [`Bounds::routine_part`]).
+    pub(crate) fn routine_kib(kib: u32) -> u32 {
+        Self::routine_part(kib, kib / 2)
     }
 }
 
@@ -218,10 +228,7 @@ impl InFlight {
                 let items = u32::try_from(self.bounds.items).unwrap_or(u32::MAX);
                 Arc::new(Share {
                     all: Part::new(items, max_kib),
-                    routine: Part::new(
-                        Bounds::routine_part(items, true),
-                        Bounds::routine_part(max_kib, false),
-                    ),
+                    routine: Part::new(Bounds::routine_items(items), Bounds::routine_kib(max_kib)),
                 })
             })
             .clone()
@@ -334,11 +341,11 @@ mod tests {
 
     #[test]
     fn routine_part_leaves_a_reserve_unless_the_share_is_one() {
-        assert_eq!(Bounds::routine_part(256, true), 192);
-        assert_eq!(Bounds::routine_part(2, true), 1);
-        assert_eq!(Bounds::routine_part(1, true), 1);
-        assert_eq!(Bounds::routine_part(65_536, false), 32_768);
-        assert_eq!(Bounds::routine_part(1, false), 1);
+        assert_eq!(Bounds::routine_items(256), 192);
+        assert_eq!(Bounds::routine_items(2), 1);
+        assert_eq!(Bounds::routine_items(1), 1);
+        assert_eq!(Bounds::routine_kib(65_536), 32_768);
+        assert_eq!(Bounds::routine_kib(1), 1);
     }
 
     #[tokio::test(start_paused = true)]

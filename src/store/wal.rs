@@ -346,14 +346,7 @@ impl Wal {
         }
         .encode(&mut payload)
         .map_err(std::io::Error::other)?;
-        let mut frame = Vec::with_capacity(payload.len() + 8);
-        frame.extend_from_slice(
-            &u32::try_from(payload.len())
-                .unwrap_or(u32::MAX)
-                .to_le_bytes(),
-        );
-        frame.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        frame.extend_from_slice(&payload);
+        let frame = frame(&payload);
         let written = Written {
             seq: batch.seq,
             bytes: frame.len() as u64,
@@ -442,6 +435,19 @@ impl Wal {
             }
         }
     }
+}
+
+/// `payload` framed: `[len: u32 LE][crc32: u32 LE][payload]`.
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(payload.len() + 8);
+    frame.extend_from_slice(
+        &u32::try_from(payload.len())
+            .unwrap_or(u32::MAX)
+            .to_le_bytes(),
+    );
+    frame.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    frame.extend_from_slice(payload);
+    frame
 }
 
 /// The batches at the start of `bytes`, and where they end: frames in
@@ -536,9 +542,7 @@ mod tests {
         let third = batch(3, &["d"]).encode_to_vec();
         let mut f = OpenOptions::new().write(true).open(&path).unwrap();
         f.seek(SeekFrom::Start(end)).unwrap();
-        f.write_all(&(third.len() as u32).to_le_bytes()).unwrap();
-        f.write_all(&crc32fast::hash(&third).to_le_bytes()).unwrap();
-        f.write_all(&third[..third.len() / 2]).unwrap();
+        f.write_all(&frame(&third)[..8 + third.len() / 2]).unwrap();
         drop(f);
 
         let (mut wal, back) = Wal::open(&path).unwrap();
@@ -563,10 +567,7 @@ mod tests {
             .encode(&mut payload)
             .unwrap();
         }
-        let mut frame = (payload.len() as u32).to_le_bytes().to_vec();
-        frame.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        frame.extend_from_slice(&payload);
-        frame
+        frame(&payload)
     }
 
     #[test]

@@ -173,12 +173,7 @@ pub(super) fn run(mut rx: mpsc::Receiver<Box<dyn Job>>, inner: &Weak<Inner>) {
                 None => return,
             }
         }
-        while queued.len < QUEUED {
-            match rx.try_recv() {
-                Ok(job) => queued.push(job),
-                Err(_) => break,
-            }
-        }
+        queued.take_waiting(&mut rx);
         let batch = queued.next_batch();
         let Some(inner) = inner.upgrade() else {
             for job in batch {
@@ -190,12 +185,7 @@ pub(super) fn run(mut rx: mpsc::Receiver<Box<dyn Job>>, inner: &Weak<Inner>) {
         // Urgent items that come while a batch of routine writes is being
         // applied cut it short (see `commit`).
         let mut cut = || {
-            while queued.len < QUEUED {
-                match rx.try_recv() {
-                    Ok(job) => queued.push(job),
-                    Err(_) => break,
-                }
-            }
+            queued.take_waiting(&mut rx);
             queued.urgent_items > 0
         };
         let Committed {
@@ -499,6 +489,16 @@ struct Queued {
 }
 
 impl Queued {
+    /// Takes the writes waiting in `rx`, up to [`QUEUED`] here.
+    fn take_waiting(&mut self, rx: &mut mpsc::Receiver<Box<dyn Job>>) {
+        while self.len < QUEUED {
+            match rx.try_recv() {
+                Ok(job) => self.push(job),
+                Err(_) => break,
+            }
+        }
+    }
+
     /// Puts writes cut off a batch back at the front of their lanes, in
     /// their order.
     fn put_back(&mut self, jobs: Vec<Box<dyn Job>>) {
@@ -757,6 +757,10 @@ mod tests {
         lane: u8,
         item: bool,
         n: usize,
+        /// Taken by the log (as a custody-log record).
+        logs: bool,
+        /// Counts its applications.
+        applied: Arc<AtomicUsize>,
     }
 
     impl Job for Fake {
@@ -770,6 +774,7 @@ mod tests {
             self.lane
         }
         fn apply(&mut self, _: &mut Txn<'_>) -> Result<(), Error> {
+            self.applied.fetch_add(1, Ordering::Relaxed);
             Ok(())
         }
         fn receipt(&self) -> Option<Vec<u8>> {
@@ -777,7 +782,14 @@ mod tests {
         }
         fn seal(&mut self, _: InGroup) {}
         fn logged(&self) -> Option<wal::Logged> {
-            None
+            self.logs.then(|| {
+                wal::Logged::of(wal::Kind::Note(wal::Note {
+                    kind: 0,
+                    item_id: "x".into(),
+                    peer: String::new(),
+                    detail: String::new(),
+                }))
+            })
         }
         fn answer(self: Box<Self>, _: Result<(), Error>) {}
     }
@@ -787,6 +799,8 @@ mod tests {
             lane,
             item: true,
             n,
+            logs: false,
+            applied: Arc::default(),
         })
     }
 
@@ -847,6 +861,8 @@ mod tests {
             lane: 0,
             item: false,
             n: 100,
+            logs: false,
+            applied: Arc::default(),
         }));
         let batch = order(&q.next_batch());
         assert_eq!(batch[0], (0, 100));
@@ -890,41 +906,6 @@ mod tests {
         assert_eq!(order(&q.next_batch()), expected);
     }
 
-    /// A routine write the log takes (as a custody-log record) and that
-    /// counts its applications.
-    struct Counting {
-        applied: Arc<AtomicUsize>,
-    }
-
-    impl Job for Counting {
-        fn bytes(&self) -> usize {
-            256
-        }
-        fn grows(&self) -> bool {
-            true
-        }
-        fn lane(&self) -> u8 {
-            2
-        }
-        fn apply(&mut self, _: &mut Txn<'_>) -> Result<(), Error> {
-            self.applied.fetch_add(1, Ordering::Relaxed);
-            Ok(())
-        }
-        fn receipt(&self) -> Option<Vec<u8>> {
-            None
-        }
-        fn seal(&mut self, _: InGroup) {}
-        fn logged(&self) -> Option<wal::Logged> {
-            Some(wal::Logged::of(wal::Kind::Note(wal::Note {
-                kind: 0,
-                item_id: "x".into(),
-                peer: String::new(),
-                detail: String::new(),
-            })))
-        }
-        fn answer(self: Box<Self>, _: Result<(), Error>) {}
-    }
-
     #[test]
     fn a_routine_batch_is_cut_short_for_urgent_items_and_logged_as_applied() {
         let dir = tempfile::tempdir().unwrap();
@@ -932,8 +913,12 @@ mod tests {
         let store = super::super::Store::open(&path).unwrap();
         let applied = Arc::new(AtomicUsize::new(0));
         let mut batch: Vec<Box<dyn Job>> = (0..5)
-            .map(|_| {
-                Box::new(Counting {
+            .map(|n| {
+                Box::new(Fake {
+                    lane: 2,
+                    item: true,
+                    n,
+                    logs: true,
                     applied: applied.clone(),
                 }) as Box<dyn Job>
             })
