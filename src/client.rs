@@ -167,6 +167,26 @@ impl Operator {
         Ok(self.inner.submit(req).await?.into_inner().id)
     }
 
+    /// Submits a report as `req` describes it and waits, in the same call,
+    /// for its receipt, at most `wait` (see `SubmitRequest.wait_receipt_ms`):
+    /// its id and where it is then. Receipted, refused or awaiting review
+    /// within `wait`, else queued or in flight. A `wait` of zero is taken
+    /// as 1 ms.
+    pub async fn submit_and_wait(
+        &mut self,
+        mut req: SubmitRequest,
+        wait: Duration,
+    ) -> Result<(String, ItemStatus), ClientError> {
+        req.wait_receipt_ms = u32::try_from(wait.as_millis()).unwrap_or(u32::MAX).max(1);
+        let done = self.inner.submit(req).await?.into_inner();
+        // Unset only if the node could not wait (shutting down).
+        let status = match done.status {
+            Some(status) => status,
+            None => self.status(&done.id).await?,
+        };
+        Ok((done.id, status))
+    }
+
     /// Withdraws an earlier report of this node, saying why: a signed
     /// report of its own, in the original's class. Returns its id.
     pub async fn withdraw(&mut self, id: &str, reason: &str) -> Result<String, ClientError> {

@@ -9,7 +9,7 @@ use common::{HUB, Region};
 use prost::Message;
 use zhibao::class::Class;
 use zhibao::client::Inbox;
-use zhibao::proto::{Cursor, ItemState, Receipt, ReceiptKind, Report};
+use zhibao::proto::{Cursor, ItemState, Receipt, ReceiptKind, Report, SubmitRequest};
 use zhibao::{envelope, trust};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -143,6 +143,49 @@ async fn hub_down_then_up_loses_nothing_and_delivers_once() {
     }
     a.shutdown(WAIT).await;
     b.shutdown(WAIT).await;
+    hub.shutdown(WAIT).await;
+}
+
+#[tokio::test]
+async fn submit_waits_for_the_receipt_in_one_call_and_answers_with_the_id_when_the_wait_is_up() {
+    let region = Region::new(&["county-a"]);
+    let hub = region.start_hub().await;
+    let hub_addr = hub.relay_addr.unwrap();
+    let node = region.start_node("county-a", hub_addr).await;
+    let mut op = common::operator(&node).await;
+    let report = |title: &str| SubmitRequest {
+        priority: Class::Emergency.to_proto() as i32,
+        title: title.into(),
+        body: b"levee breached at km 12".to_vec(),
+        ..Default::default()
+    };
+
+    let (id, st) = op.submit_and_wait(report("one call"), WAIT).await.unwrap();
+    assert_eq!(st.id, id);
+    assert_eq!(st.state, ItemState::Receipted as i32);
+    assert!(
+        st.receipt_verification.starts_with("valid"),
+        "{}",
+        st.receipt_verification
+    );
+
+    // With the hub down the wait runs out; the answer still names the
+    // stored report, which goes once the hub is back.
+    hub.shutdown(WAIT).await;
+    let wait = Duration::from_millis(300);
+    let started = std::time::Instant::now();
+    let (id, st) = op.submit_and_wait(report("hub down"), wait).await.unwrap();
+    assert!(started.elapsed() >= wait, "answered before the wait was up");
+    assert_eq!(st.id, id);
+    assert!(
+        [ItemState::Queued as i32, ItemState::InFlight as i32].contains(&st.state),
+        "state {}",
+        st.state
+    );
+    let hub = region.restart_hub(hub_addr).await;
+    let st = op.wait_receipt(&id, WAIT).await.unwrap();
+    assert_eq!(st.state, ItemState::Receipted as i32);
+    node.shutdown(WAIT).await;
     hub.shutdown(WAIT).await;
 }
 

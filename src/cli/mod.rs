@@ -295,6 +295,8 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     link: link as i32,
                     links_to,
                     answers: answers.unwrap_or_default(),
+                    // The id is printed first, then the wait (below).
+                    wait_receipt_ms: 0,
                 })
                 .await?;
             println!("{id}");

@@ -13,14 +13,14 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use futures::Stream;
 use prost::Message;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::custody::Custody;
 use super::desk::Desk;
@@ -53,6 +53,8 @@ const CHUNKS_PER_WRITE: usize = 64;
 
 /// Items a listing returns unless asked otherwise, and at most.
 const LIST_DEFAULT: usize = 1000;
+/// Longest a `Submit` waits for its receipt (`wait_receipt_ms`).
+const MAX_SUBMIT_WAIT: Duration = Duration::from_secs(600);
 const LIST_MAX: usize = 100_000;
 
 /// The `Operator` service of one node.
@@ -329,7 +331,7 @@ impl OperatorService {
                 return Err(e);
             }
             info!(%id, class = %draft.class, author = %author.name, "submitted for review");
-            return Ok(SubmitResponse { id });
+            return Ok(SubmitResponse { id, status: None });
         }
         let sealed = envelope::seal(draft, &self.keys.current(), &limits, SystemTime::now());
         let (signed, item) = match sealed {
@@ -360,6 +362,7 @@ impl OperatorService {
         }
         Ok(SubmitResponse {
             id: item.id().to_string(),
+            status: None,
         })
     }
 
@@ -492,6 +495,25 @@ impl OperatorService {
             .collect())
     }
 
+    /// The item as [`OperatorService::wait_receipt`] answers within `wait`,
+    /// else as it is once `wait` is up. The item is stored already: a
+    /// failure to wait (the node shutting down) is no failure of the
+    /// submit, whose answer still carries the id; it then says nothing of
+    /// the item's state.
+    async fn status_within(&self, id: &str, wait: Duration) -> Option<ItemStatus> {
+        let waited = match tokio::time::timeout(wait, self.wait_receipt(id)).await {
+            Ok(waited) => waited,
+            Err(_) => match self.store.get(id.to_string()).await {
+                Ok(Some(rec)) => Ok(self.view(id, &rec, Check::AsStored)),
+                Ok(None) => Err(Error::NotFound(id.to_string())),
+                Err(e) => Err(e.into()),
+            },
+        };
+        waited
+            .inspect_err(|e| warn!(%id, error = %e, "stored, but its receipt could not be awaited"))
+            .ok()
+    }
+
     async fn wait_receipt(&self, id: &str) -> Result<ItemStatus, Error> {
         if self.store.get(id.to_string()).await?.is_none()
             && let Some(held) = self.store.review(id.to_string()).await?
@@ -612,8 +634,14 @@ impl Operator for OperatorService {
         let author = Actor::of(&request);
         let req = request.into_inner();
         let class = crate::class::Class::from_proto(req.priority);
+        let wait = Duration::from_millis(req.wait_receipt_ms.into()).min(MAX_SUBMIT_WAIT);
         match OperatorService::submit(&self, req, &author).await {
-            Ok(done) => Ok(Response::new(done)),
+            Ok(mut done) => {
+                if !wait.is_zero() {
+                    done.status = self.status_within(&done.id, wait).await;
+                }
+                Ok(Response::new(done))
+            }
             Err(e) => {
                 let status = Status::from(e);
                 self.custody.metrics().refused(class, status.code());

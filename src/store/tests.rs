@@ -891,6 +891,17 @@ impl writer::Write for Gated {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_emergency_cuts_short_the_routine_batch_being_applied() {
+    // The gates hold the writer thread: a step that never comes must fail
+    // the test, not hang it.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        emergency_cuts_short_the_batch(),
+    )
+    .await
+    .expect("the writes were not applied within 60 s");
+}
+
+async fn emergency_cuts_short_the_batch() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("s.redb")).unwrap();
     let applied = Arc::new(Mutex::new(Vec::new()));
