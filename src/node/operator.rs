@@ -53,9 +53,9 @@ const CHUNKS_PER_WRITE: usize = 64;
 
 /// Items a listing returns unless asked otherwise, and at most.
 const LIST_DEFAULT: usize = 1000;
+const LIST_MAX: usize = 100_000;
 /// Longest a `Submit` waits for its receipt (`wait_receipt_ms`).
 const MAX_SUBMIT_WAIT: Duration = Duration::from_secs(600);
-const LIST_MAX: usize = 100_000;
 
 /// The `Operator` service of one node.
 #[derive(Debug)]
@@ -503,11 +503,10 @@ impl OperatorService {
     async fn status_within(&self, id: &str, wait: Duration) -> Option<ItemStatus> {
         let waited = match tokio::time::timeout(wait, self.wait_receipt(id)).await {
             Ok(waited) => waited,
-            Err(_) => match self.store.get(id.to_string()).await {
-                Ok(Some(rec)) => Ok(self.view(id, &rec, Check::AsStored)),
-                Ok(None) => Err(Error::NotFound(id.to_string())),
-                Err(e) => Err(e.into()),
-            },
+            Err(_) => self
+                .record(id)
+                .await
+                .map(|rec| self.view(id, &rec, Check::AsStored)),
         };
         waited
             .inspect_err(|e| warn!(%id, error = %e, "stored, but its receipt could not be awaited"))
@@ -515,20 +514,25 @@ impl OperatorService {
     }
 
     async fn wait_receipt(&self, id: &str) -> Result<ItemStatus, Error> {
-        if self.store.get(id.to_string()).await?.is_none()
-            && let Some(held) = self.store.review(id.to_string()).await?
-        {
-            // No receipt can come before the review: say where it is.
-            return Ok(self.reviews.view(id, &held));
-        }
+        envelope::check_id(id)?;
+        // Read once here, and used as the loop's first look.
+        let mut rec = match self.store.get(id.to_string()).await? {
+            Some(rec) => rec,
+            None => {
+                return match self.store.review(id.to_string()).await? {
+                    // No receipt can come before the review: say where it is.
+                    Some(held) => Ok(self.reviews.view(id, &held)),
+                    None => Err(Error::NotFound(id.to_string())),
+                };
+            }
+        };
         loop {
-            let rec = self.record(id).await?;
             if rec.state() != Some(RecordState::Queued) {
                 return Ok(self.view(id, &rec, Check::AsStored));
             }
             // Register, then look again, so a receipt stored in between is not missed.
             let changed = self.store.changed(id);
-            let rec = self.record(id).await?;
+            rec = self.record(id).await?;
             if rec.state() != Some(RecordState::Queued) {
                 return Ok(self.view(id, &rec, Check::AsStored));
             }
@@ -536,6 +540,7 @@ impl OperatorService {
                 r = changed => r.map_err(|_| Error::ShuttingDown)?,
                 () = self.shutdown.cancelled() => return Err(Error::ShuttingDown),
             }
+            rec = self.record(id).await?;
         }
     }
 }
