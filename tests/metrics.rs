@@ -442,3 +442,72 @@ fn the_grafana_dashboard_is_json_using_our_metrics() {
         }
     }
 }
+
+/// The names of this process's threads.
+fn thread_names() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_string())
+        .collect()
+}
+
+/// A county forwards emergencies and bad news on a connection of their
+/// own, which the hub serves apart, on a thread of its own; routine items
+/// keep to the routine stream. (A runtime of more than one thread: under
+/// one, there is no thread to set apart.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn urgent_items_go_up_a_connection_the_hub_serves_apart() {
+    let region = Region::new(&["county-a"]);
+    let mut hub_cfg = region.hub_config("127.0.0.1:0".parse().unwrap());
+    hub_cfg.metrics.listen = local();
+    let hub = node::start(hub_cfg).await.unwrap();
+    let hub_metrics = hub.metrics_addr.expect("the hub serves metrics");
+    assert!(
+        thread_names().iter().any(|n| n == "zhibao-urgent"),
+        "no thread for urgent connections: {:?}",
+        thread_names()
+    );
+    let county = region.start_node("county-a", hub.relay_addr.unwrap()).await;
+    let mut op = common::operator(&county).await;
+    let sent = [
+        (Class::Emergency, 2),
+        (Class::BadNews, 1),
+        (Class::Routine, 3),
+    ];
+    let mut ids = Vec::new();
+    for (class, n) in sent {
+        for i in 0..n {
+            let id = op
+                .submit(class, &format!("{class} {i}"), b"body".to_vec(), 0)
+                .await
+                .unwrap();
+            ids.push(id);
+        }
+    }
+    for id in &ids {
+        op.wait_receipt(id, WAIT).await.unwrap();
+    }
+    let seen = scrape(hub_metrics).await;
+    for (class, n) in sent {
+        let on_urgent = if class.is_urgent() { f64::from(n) } else { 0.0 };
+        assert_eq!(
+            value(
+                &seen,
+                "zhibao_urgent_connection_items_total",
+                &[("class", class.name())]
+            ),
+            on_urgent,
+            "{class}"
+        );
+        assert_eq!(
+            value(
+                &seen,
+                "zhibao_items_accepted_total",
+                &[("class", class.name())]
+            ),
+            f64::from(n),
+            "{class}"
+        );
+    }
+}

@@ -10,7 +10,7 @@ use prost::Message;
 use zhibao::class::Class;
 use zhibao::client::Inbox;
 use zhibao::proto::{Cursor, ItemState, Receipt, ReceiptKind, Report, SubmitRequest};
-use zhibao::{envelope, trust};
+use zhibao::{envelope, node, trust};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -185,6 +185,36 @@ async fn submit_waits_for_the_receipt_in_one_call_and_answers_with_the_id_when_t
     let hub = region.restart_hub(hub_addr).await;
     let st = op.wait_receipt(&id, WAIT).await.unwrap();
     assert_eq!(st.state, ItemState::Receipted as i32);
+    node.shutdown(WAIT).await;
+    hub.shutdown(WAIT).await;
+}
+
+/// An upstream that refuses the urgent connection (here: one connection
+/// per node) still gets the urgent items, on the routine stream.
+#[tokio::test]
+async fn without_an_urgent_connection_urgent_items_go_on_the_routine_stream() {
+    common::init_logs();
+    let region = Region::new(&["county-a"]);
+    let mut hub_cfg = region.hub_config("127.0.0.1:0".parse().unwrap());
+    hub_cfg.limits.max_connections_per_peer = 1;
+    let hub = node::start(hub_cfg).await.unwrap();
+    let node = region.start_node("county-a", hub.relay_addr.unwrap()).await;
+    let mut op = common::operator(&node).await;
+    let report = SubmitRequest {
+        priority: Class::Emergency.to_proto() as i32,
+        title: "levee".into(),
+        body: b"levee breached at km 12".to_vec(),
+        ..Default::default()
+    };
+    let (id, st) = op.submit_and_wait(report, WAIT).await.unwrap();
+    assert_eq!(st.state, ItemState::Receipted as i32, "{id}");
+    assert!(
+        !common::log_lines_with(&[
+            "no urgent connection",
+            "urgent items go on the routine stream"
+        ])
+        .is_empty()
+    );
     node.shutdown(WAIT).await;
     hub.shutdown(WAIT).await;
 }

@@ -345,7 +345,8 @@ async fn forward_stream(
 
 /// Sends `n` emergencies into the hub one at a time, as `id`, from a
 /// thread, runtime and connection of their own (so they measure the hub,
-/// not this process's queue of load tasks). With `during`, they start at
+/// not this process's queue of load tasks); the connection asks to be
+/// served apart, as a county's forwarder does for its urgent items. With `during`, they start at
 /// its instant, and only those answered while its flag is still set count.
 fn hub_probe(
     addr: &str,
@@ -362,9 +363,12 @@ fn hub_probe(
             .enable_all()
             .build()?;
         rt.block_on(async move {
-            let tls = Arc::new(zhibao::tls::client_config(&id, &snapshot, "hub")?);
+            // As a county's forwarder does for its urgent items.
+            let tls =
+                zhibao::tls::asking_urgent(zhibao::tls::client_config(&id, &snapshot, "hub")?);
             let channel =
-                zhibao::tls::connect_channel(&addr, tls, "hub", Default::default()).await?;
+                zhibao::tls::connect_channel(&addr, Arc::new(tls), "hub", Default::default())
+                    .await?;
             let mut client = RelayClient::new(channel);
             let (tx, rx) = mpsc::channel(1);
             let mut answers = client.forward(ReceiverStream::new(rx)).await?.into_inner();

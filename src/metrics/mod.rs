@@ -71,6 +71,7 @@ struct RouteCounters {
 pub struct Metrics {
     registry: Registry,
     accepted: PerClass,
+    urgent_connection: PerClass,
     overdue: PerClass,
     escalations: PerClass,
     refused: Family<Labels, Counter>,
@@ -165,6 +166,12 @@ impl Metrics {
             "items_accepted",
             "Items this node took into custody (submitted here or from a child), by class",
             accepted.clone(),
+        );
+        let urgent_connection = Family::<Labels, Counter>::default();
+        registry.register(
+            "urgent_connection_items",
+            "Items children sent on connections served apart for urgent items, by claimed class (routine ones there mean a child misuses them)",
+            urgent_connection.clone(),
         );
         let refused = Family::<Labels, Counter>::default();
         registry.register(
@@ -274,6 +281,7 @@ impl Metrics {
             .collect();
         Self {
             accepted: per_class(&accepted),
+            urgent_connection: per_class(&urgent_connection),
             overdue: per_class(&overdue),
             escalations: per_class(&escalations),
             receipts: ["custody", "delivery"]
@@ -323,6 +331,14 @@ impl Metrics {
             ("reason", code_name(code).to_string()),
         ];
         self.refused.get_or_create(&labels).inc();
+    }
+
+    /// A child sent an item of `class` (as it claims) on an urgent
+    /// connection.
+    pub fn urgent_connection_item(&self, class: Option<Class>) {
+        if let Some(class) = class {
+            self.urgent_connection[usize::from(class.lane())].inc();
+        }
     }
 
     /// A verified receipt from upstream is stored here.

@@ -4,7 +4,8 @@
 //! - optionally, the operator API over TCP with mutual TLS, for the
 //!   certificates listed in `operator.allowed`;
 //! - the relay listener (mutual TLS): children forward here, consumers read
-//!   the inbox and record the office's decisions here.
+//!   the inbox and record the office's decisions here; connections that ask
+//!   for it are served apart, for urgent items (`urgent`).
 //!
 //! Every gRPC listener also serves the standard gRPC health service and
 //! server reflection (`grpc.reflection.v1` and `v1alpha`, behind the same
@@ -306,7 +307,7 @@ pub(crate) async fn serve_relay(
     doors: &Doors,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
-    let incoming = doors.accept(listener, &shutdown);
+    let (routine, urgent) = super::urgent::split(doors.accept(listener, &shutdown));
     let (concurrency, streams) = (doors.concurrency, doors.streams);
     let relay_svc = RelayServer::from_arc(relay).max_decoding_message_size(doors.max_message);
     let inbox_svc = InboxServer::from_arc(inbox);
@@ -314,24 +315,41 @@ pub(crate) async fn serve_relay(
     let health = health_service(&["zhibao.v1.Relay", "zhibao.v1.Inbox", "zhibao.v1.Desk"]).await;
     let keepalive = doors.keepalive;
     let (reflection, reflection_alpha) = reflection_services();
+    let router = Server::builder()
+        .concurrency_limit_per_connection(concurrency)
+        .max_concurrent_streams(Some(streams))
+        .http2_keepalive_interval(Some(keepalive.keepalive_interval))
+        .http2_keepalive_timeout(Some(keepalive.keepalive_timeout))
+        .layer(size_limit_layer())
+        .add_service(relay_svc)
+        .add_service(inbox_svc)
+        .add_service(desk_svc)
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(reflection_alpha);
+    // The same services, for connections that asked to be served apart.
+    let urgent = super::urgent::spawn({
+        let (router, shutdown) = (router.clone(), shutdown.clone());
+        async move {
+            let res = router
+                .serve_with_incoming_shutdown(
+                    ReceiverStream::new(urgent),
+                    shutdown.cancelled_owned(),
+                )
+                .await;
+            if let Err(e) = res {
+                error!(error = %e, "relay listener (urgent connections) stopped");
+            }
+        }
+    });
     tokio::spawn(async move {
-        let res = Server::builder()
-            .concurrency_limit_per_connection(concurrency)
-            .max_concurrent_streams(Some(streams))
-            .http2_keepalive_interval(Some(keepalive.keepalive_interval))
-            .http2_keepalive_timeout(Some(keepalive.keepalive_timeout))
-            .layer(size_limit_layer())
-            .add_service(relay_svc)
-            .add_service(inbox_svc)
-            .add_service(desk_svc)
-            .add_service(health)
-            .add_service(reflection)
-            .add_service(reflection_alpha)
-            .serve_with_incoming_shutdown(ReceiverStream::new(incoming), shutdown.cancelled_owned())
+        let res = router
+            .serve_with_incoming_shutdown(ReceiverStream::new(routine), shutdown.cancelled_owned())
             .await;
         if let Err(e) = res {
             error!(error = %e, "relay listener stopped");
         }
+        urgent.await;
     })
 }
 

@@ -19,6 +19,7 @@
 //!   listings, events), with `status` building what an operator sees;
 //! - `relay`: children's `Forward` streams and `Deliver` calls (up: items,
 //!   chunks, acknowledgements; down: receipts, refusals, chunk requests);
+//!   `urgent`: children's connections for urgent items, served apart;
 //! - `upload`: attachments arriving in chunks, until complete and verified,
 //!   within each child's quota; abandoned ones reclaimed;
 //! - `inflight`: what one child can make this node hold in memory at once;
@@ -84,6 +85,7 @@ mod scrape;
 mod start;
 mod status;
 mod upload;
+mod urgent;
 mod who;
 
 pub use error::StartError;

@@ -6,7 +6,9 @@
 //!   and acknowledgements of delivery receipts pushed down earlier;
 //! - **down**: for each item a receipt, a refusal (the stream stays open) or
 //!   a request for the next chunk; and, from [`push_down`], the final hub's
-//!   delivery receipts for items this child handed over before.
+//!   delivery receipts for items this child handed over before (on its
+//!   routine stream: a stream on an urgent connection, see
+//!   [`urgent`](super::urgent), gets only the answers to its items and the CRL).
 //!
 //! `Deliver` is the unary form for one item without attachments. The
 //! service is thin: the peer's node id comes from its verified certificate,
@@ -276,7 +278,12 @@ impl RelayService {
                     }
                 };
             }
-            Some(forward_request::Kind::Item(item)) => self.item(peer, item, uploads, urgent).await,
+            Some(forward_request::Kind::Item(item)) => {
+                if peer.urgent {
+                    self.custody.metrics().urgent_connection_item(class);
+                }
+                self.item(peer, item, uploads, urgent).await
+            }
             Some(forward_request::Kind::Chunk(chunk)) => {
                 let id = chunk.item_id.clone();
                 let result = self.chunk(peer, chunk, uploads).await;
@@ -303,8 +310,6 @@ impl RelayService {
     }
 }
 
-/// Whether a request goes ahead of routine work: an item of an urgent class
-/// (as claimed; verified later), or a small message that moves items on.
 /// The class an item on a `Forward` request claims (unverified), for
 /// counting its refusal.
 fn claimed_class(req: &ForwardRequest) -> Option<Class> {
@@ -314,6 +319,8 @@ fn claimed_class(req: &ForwardRequest) -> Option<Class> {
     }
 }
 
+/// Whether a request goes ahead of routine work: an item of an urgent class
+/// (as claimed; verified later), or a small message that moves items on.
 fn urgent(req: &ForwardRequest) -> bool {
     match &req.kind {
         Some(forward_request::Kind::Item(item)) => {
@@ -341,12 +348,16 @@ impl Relay for RelayService {
             down_tx.clone(),
             self.shutdown.clone(),
         ));
-        tokio::spawn(push_down::run(
-            self.store.clone(),
-            peer.node_id.clone(),
-            down_tx,
-            self.shutdown.clone(),
-        ));
+        // What is owed to the child goes down its routine stream only: on
+        // both, each would come twice.
+        if !peer.urgent {
+            tokio::spawn(push_down::run(
+                self.store.clone(),
+                peer.node_id.clone(),
+                down_tx,
+                self.shutdown.clone(),
+            ));
+        }
         let uploads = Arc::new(Uploads::new(self.store.clone(), self.upload_quota));
         let service = self.clone();
         let held = self.clone();

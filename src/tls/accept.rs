@@ -321,7 +321,7 @@ impl Acceptor {
         let trust = self.trust.clone();
         let refused = self.on_refused.clone();
         async move {
-            let Some((tls, node_id, cert)) =
+            let Some((tls, node_id, cert, urgent)) =
                 handshake(config, tcp, peer, limits, pools, &refused).await
             else {
                 return;
@@ -351,6 +351,7 @@ impl Acceptor {
             let info = PeerInfo {
                 node_id,
                 addr: peer,
+                urgent,
             };
             let (ticket, cut) = live.register(info.clone(), cert);
             let stream = PeerStream::new(tls, info, cut, (permit, slot, ticket));
@@ -402,7 +403,12 @@ async fn handshake(
     limits: ListenLimits,
     (silent, shaking): (Arc<Pending>, Arc<Pending>),
     refused: &RefusalHook,
-) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, String, Vec<u8>)> {
+) -> Option<(
+    tokio_rustls::server::TlsStream<TcpStream>,
+    String,
+    Vec<u8>,
+    bool,
+)> {
     let _ = tcp.set_nodelay(true);
     let started = tokio::time::Instant::now();
     let hello = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
@@ -414,6 +420,12 @@ async fn handshake(
             return None;
         }
     };
+    // Asked for before the handshake goes on, so the connection can be
+    // served apart from its first byte on (see `node::urgent`).
+    let urgent = start
+        .client_hello()
+        .alpn()
+        .is_some_and(|mut offered| offered.any(|p| p == super::URGENT_ALPN));
     let rest = WithPeer {
         peer,
         inner: start.into_stream(config),
@@ -439,7 +451,7 @@ async fn handshake(
         refused.tell("no_node_id");
         return None;
     };
-    Some((tls, node_id, cert))
+    Some((tls, node_id, cert, urgent))
 }
 
 /// Logs why a handshake failed; returns the reason's metric label.

@@ -38,6 +38,18 @@ pub use peer::{CutHook, PeerInfo, PeerStream};
 
 use crate::trust::{Identity, TrustSnapshot, node_id_of};
 
+/// The ALPN protocol id a client offers after `h2` to ask for a connection
+/// served apart, for urgent items only. The server still selects `h2`
+/// (RFC 7301: it picks one of the client's ids, and ignores those it does
+/// not know), so any gRPC server takes such a connection as a plain one.
+pub const URGENT_ALPN: &[u8] = b"zhibao-urgent";
+
+/// `config` (from [`client_config`]) asking for an urgent connection.
+pub fn asking_urgent(mut config: ClientConfig) -> ClientConfig {
+    config.alpn_protocols.push(URGENT_ALPN.to_vec());
+    config
+}
+
 /// Why a TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {

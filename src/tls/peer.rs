@@ -34,6 +34,9 @@ pub struct PeerInfo {
     pub node_id: String,
     /// The peer's socket address.
     pub addr: SocketAddr,
+    /// Whether the peer asked for this connection to be served apart, as
+    /// one for urgent items only (it offered [`super::URGENT_ALPN`]).
+    pub urgent: bool,
 }
 
 impl PeerInfo {
@@ -193,6 +196,11 @@ impl PeerStream {
             cut: Box::pin(cut.cancelled_owned()),
             _holds: holds,
         }
+    }
+
+    /// Whether the peer asked for an urgent connection ([`PeerInfo::urgent`]).
+    pub fn urgent(&self) -> bool {
+        self.info.urgent
     }
 
     /// An error once the connection has been cut (registering to be woken

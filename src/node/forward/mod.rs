@@ -1,5 +1,6 @@
-//! The forwarder: one per route, keeping one long-lived `Relay.Forward`
-//! stream to its upstream. It works in both directions:
+//! The forwarder: one per route, keeping a long-lived `Relay.Forward`
+//! stream to its upstream (and a second one for urgent items, on a
+//! connection of their own). It works in both directions:
 //! - **up**: items in schedule order (emergency lane first, earliest
 //!   deadline first) and their attachments' chunks ([`session`], [`pace`],
 //!   [`chunks`]);

@@ -1,4 +1,6 @@
-//! One `Relay.Forward` stream with the upstream, from connect to end.
+//! One session with the upstream, from connect to end: a `Relay.Forward`
+//! stream, and a second on a connection of its own for urgent items,
+//! which the upstream serves apart (`node::urgent`). Both share one window.
 //!
 //! The session loop repeats four named steps: [`Session::fill_window`]
 //! (items up, in schedule order, as far as the window allows),
@@ -24,6 +26,7 @@ use super::chunks::ChunkSchedule;
 use super::pace::{Pace, cap};
 use super::{Forwarder, SessionEnd};
 use crate::audit::{AuditKind, Entry};
+use crate::class::Class;
 use crate::envelope::hops;
 use crate::proto::{
     Chunk, ChunkNeed, EventKind, ForwardRequest, ForwardResponse, ReceiptKind, Refusal,
@@ -70,10 +73,53 @@ pub(super) async fn send(
         .map_err(|_| SessionEnd::Closed("request stream closed"))
 }
 
+/// Connects (mutual TLS, the upstream pinned by node id) and opens a
+/// `Forward` stream.
+async fn open_stream(
+    fwd: &Forwarder,
+    config: rustls::ClientConfig,
+    shutdown: &CancellationToken,
+) -> Result<(mpsc::Sender<ForwardRequest>, Streaming<ForwardResponse>), SessionEnd> {
+    let connect = tls::connect_channel(&fwd.route.addr, Arc::new(config), fwd.name(), fwd.connect);
+    let channel = tokio::select! {
+        c = connect => c.map_err(SessionEnd::Connect)?,
+        () = shutdown.cancelled() => return Err(SessionEnd::Shutdown),
+    };
+    let mut client = RelayClient::new(channel)
+        .max_decoding_message_size(fwd.max_message)
+        .max_encoding_message_size(fwd.max_message);
+    let (tx, rx) = mpsc::channel(fwd.window);
+    let responses = tokio::select! {
+        r = client.forward(ReceiverStream::new(rx)) => r.map_err(SessionEnd::Stream)?.into_inner(),
+        () = shutdown.cancelled() => return Err(SessionEnd::Shutdown),
+    };
+    Ok((tx, responses))
+}
+
+/// The stream on the urgent connection: urgent items without attachments
+/// go up it, and their answers come down it (and the CRL); all else takes
+/// the routine stream.
+struct Urgent {
+    tx: mpsc::Sender<ForwardRequest>,
+    rx: Streaming<ForwardResponse>,
+}
+
+/// The next answer on the urgent stream; never, without one.
+async fn urgent_answer(
+    urgent: &mut Option<Urgent>,
+) -> Result<Option<ForwardResponse>, tonic::Status> {
+    match urgent {
+        Some(u) => u.rx.message().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// One open stream to the upstream and what is on it.
 pub(super) struct Session<'f> {
     fwd: &'f Forwarder,
     tx: mpsc::Sender<ForwardRequest>,
+    /// The urgent connection's stream, if it opened.
+    urgent: Option<Urgent>,
     in_flight: HashMap<String, Sent>,
     commits: FuturesUnordered<Commit>,
     chunks: ChunkSchedule,
@@ -94,8 +140,7 @@ pub(super) struct Session<'f> {
 }
 
 impl<'f> Session<'f> {
-    /// Connects (mutual TLS, the upstream pinned by node id) and opens the
-    /// stream.
+    /// Connects and opens the routine stream, then the urgent one.
     pub(super) async fn open(
         fwd: &'f Forwarder,
         shutdown: &CancellationToken,
@@ -105,25 +150,25 @@ impl<'f> Session<'f> {
         let mut keys = fwd.keys.changes();
         keys.borrow_and_update();
         let config = tls::client_config(&fwd.keys.current(), &fwd.trust.snapshot(), fwd.name())?;
-        let connect =
-            tls::connect_channel(&fwd.route.addr, Arc::new(config), fwd.name(), fwd.connect);
-        let channel = tokio::select! {
-            c = connect => c.map_err(SessionEnd::Connect)?,
-            () = shutdown.cancelled() => return Err(SessionEnd::Shutdown),
-        };
-        let mut client = RelayClient::new(channel)
-            .max_decoding_message_size(fwd.max_message)
-            .max_encoding_message_size(fwd.max_message);
-        let (tx, rx) = mpsc::channel(fwd.window);
-        let responses = tokio::select! {
-            r = client.forward(ReceiverStream::new(rx)) => r.map_err(SessionEnd::Stream)?.into_inner(),
-            () = shutdown.cancelled() => return Err(SessionEnd::Shutdown),
-        };
+        let (tx, responses) = open_stream(fwd, config.clone(), shutdown).await?;
         info!(upstream = %fwd.name(), addr = %fwd.route.addr, "forwarding stream open");
         fwd.set_up(true, "");
+        // A second connection for urgent items, served apart upstream (see
+        // `node::urgent`). Without it they go on the routine stream, ahead
+        // of routine items as ever.
+        let urgent = match open_stream(fwd, tls::asking_urgent(config), shutdown).await {
+            Ok((tx, rx)) => Some(Urgent { tx, rx }),
+            Err(SessionEnd::Shutdown) => return Err(SessionEnd::Shutdown),
+            Err(e) => {
+                warn!(upstream = %fwd.name(), addr = %fwd.route.addr, error = %e,
+                    "no urgent connection: urgent items go on the routine stream");
+                None
+            }
+        };
         let session = Self {
             fwd,
             tx,
+            urgent,
             in_flight: HashMap::new(),
             commits: FuturesUnordered::new(),
             chunks: ChunkSchedule::default(),
@@ -173,6 +218,28 @@ impl<'f> Session<'f> {
                     self.on_response(resp).await
                 }
                 Ok(None) => Err(SessionEnd::Closed("upstream closed the stream")),
+                Err(s) => Err(SessionEnd::Stream(s)),
+            },
+            // Its items are in the one window: if it ends, the session
+            // does, and what had no receipt goes again on the next.
+            msg = urgent_answer(&mut self.urgent), if self.urgent.is_some() => match msg {
+                Ok(Some(resp)) => {
+                    self.progressed = true;
+                    match resp.result {
+                        // Notices are taken from the routine stream: an
+                        // upstream that pushes them on every stream it is
+                        // given pushes them there too, and each is then
+                        // taken, and acknowledged, once. Receipts, decisions
+                        // and requests for chunks may come on the stream the
+                        // item went up.
+                        Some(
+                            forward_response::Result::Notice(_)
+                            | forward_response::Result::HeldAck(_),
+                        ) => Ok(()),
+                        _ => self.on_response(resp).await,
+                    }
+                }
+                Ok(None) => Err(SessionEnd::Closed("upstream closed the urgent stream")),
                 Err(s) => Err(SessionEnd::Stream(s)),
             },
             Some(done) = self.commits.next(), if !self.commits.is_empty() => self.on_commit(done),
@@ -306,7 +373,12 @@ impl<'f> Session<'f> {
                 uploads: rec.attachments > 0,
             },
         );
-        send(&self.tx, forward_request::Kind::Item(item)).await
+        // Chunks go on the stream their item went up: the routine one.
+        let tx = match &self.urgent {
+            Some(u) if lane < Class::Routine.lane() && rec.attachments == 0 => &u.tx,
+            _ => &self.tx,
+        };
+        send(tx, forward_request::Kind::Item(item)).await
     }
 
     /// Sends the next attachment chunk if none is on the wire.

@@ -1,0 +1,112 @@
+//! Urgent connections, served apart from the rest.
+//!
+//! A child forwards its emergencies and bad news on a second connection,
+//! asked for with the ALPN id [`crate::tls::URGENT_ALPN`] (see `forward::session`).
+//! The relay listener hands such connections to a runtime of their own: one
+//! worker thread, at a higher priority than the node's other threads where
+//! the system allows it ([`NICE`]). An urgent item's bytes are then read,
+//! checked and answered as soon as they come, instead of waiting their
+//! turn behind the tasks of a hundred routine connections in the shared
+//! runtime's queues, which know nothing of classes. The store's writer is
+//! still shared; it orders writes by class itself.
+//!
+//! Under a runtime of one thread (as in most tests) there is no thread to
+//! set apart, and urgent connections are served like the others.
+
+use std::future::Future;
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use futures::future::Either;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{error, warn};
+
+use crate::tls::PeerStream;
+
+/// The urgent thread's nice value. Raising a thread's priority needs
+/// `CAP_SYS_NICE` or an `RLIMIT_NICE` that allows it (systemd:
+/// `LimitNICE=`); without either the thread keeps the node's priority, and
+/// urgent connections are still served apart.
+pub(crate) const NICE: i32 = -10;
+
+/// What the accept loop yields.
+type Incoming = mpsc::Receiver<Result<PeerStream, io::Error>>;
+
+/// Splits the accept loop's connections into the routine ones and those
+/// that asked to be urgent, in order of arrival. Should the urgent side be
+/// gone, its connections go with the others.
+pub(crate) fn split(mut incoming: Incoming) -> (Incoming, Incoming) {
+    let (routine_tx, routine) = mpsc::channel(64);
+    let (urgent_tx, urgent) = mpsc::channel(64);
+    tokio::spawn(async move {
+        while let Some(conn) = incoming.recv().await {
+            let conn = if conn.as_ref().is_ok_and(PeerStream::urgent) {
+                match urgent_tx.send(conn).await {
+                    Ok(()) => continue,
+                    Err(mpsc::error::SendError(conn)) => conn,
+                }
+            } else {
+                conn
+            };
+            if routine_tx.send(conn).await.is_err() {
+                return;
+            }
+        }
+    });
+    (routine, urgent)
+}
+
+/// Runs `serve` on a thread of its own, at [`NICE`], with a runtime of
+/// its own; or on the current runtime if that has only one thread, or if
+/// no thread can be had. Returns what ends when `serve` has ended.
+pub(crate) fn spawn(
+    serve: impl Future<Output = ()> + Send + 'static,
+) -> impl Future<Output = ()> + Send + 'static {
+    // The future is handed over through a slot so that it is not lost
+    // should the thread not start.
+    let slot = Arc::new(Mutex::new(Some(serve)));
+    let take = |slot: &Mutex<Option<_>>| slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let (done_tx, done) = oneshot::channel::<()>();
+    let one_thread = tokio::runtime::Handle::current().runtime_flavor()
+        == tokio::runtime::RuntimeFlavor::CurrentThread;
+    let on_thread = !one_thread
+        && {
+            let slot = slot.clone();
+            let started = std::thread::Builder::new()
+                .name("zhibao-urgent".into())
+                .spawn(move || {
+                    raise_priority();
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build();
+                    match (take(&slot), runtime) {
+                        (Some(serve), Ok(runtime)) => runtime.block_on(serve),
+                        (_, Err(e)) => error!(error = %e,
+                        "cannot start the urgent connections' runtime; they are not served"),
+                        (None, Ok(_)) => {}
+                    }
+                    drop(done_tx);
+                });
+            if let Err(e) = &started {
+                error!(error = %e, "cannot start the urgent connections' thread; they are served with the others");
+            }
+            started.is_ok()
+        };
+    if !on_thread && let Some(serve) = take(&slot) {
+        let served = tokio::spawn(serve);
+        return Either::Left(async move {
+            let _ = served.await;
+        });
+    }
+    Either::Right(async move {
+        let _ = done.await;
+    })
+}
+
+fn raise_priority() {
+    let me = rustix::thread::gettid();
+    if let Err(e) = rustix::process::setpriority_process(Some(me), NICE) {
+        warn!(error = %e, nice = NICE,
+            "urgent connections are served apart, but at the node's priority: raising a thread's priority needs CAP_SYS_NICE or RLIMIT_NICE (systemd: LimitNICE=)");
+    }
+}
