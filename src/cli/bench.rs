@@ -906,7 +906,8 @@ pub fn table(r: &Results) -> String {
          over mutual TLS, \
          each verified, stored (fsync) and answered with a signed receipt;\n  \
          1 stream x 1 in flight, then {} streams x {} in flight over {} connection(s);\n  \
-         emergencies one at a time on a connection of their own, idle, then during that run\n\
+         emergencies one at a time on an urgent connection of their own (as a forwarder\n  \
+         opens for its urgent items), idle, then during that run\n\
          end to end: operators on each node's socket, submit -> the hub's receipt stored\n  \
          at the node (one Submit call that waits for it); 1 operator, then {} node(s) x {}\n  \
          concurrent operators\n",
