@@ -112,6 +112,31 @@ fn promtool_check_metrics(text: &str) {
     );
 }
 
+/// Items submitted by the tests below: how many of each class.
+const SENT: [(Class, u32); 3] = [
+    (Class::Emergency, 2),
+    (Class::BadNews, 1),
+    (Class::Routine, 3),
+];
+
+/// Submits `sent` and waits for each item's receipt; their ids.
+async fn submit_receipted(op: &mut zhibao::client::Operator, sent: &[(Class, u32)]) -> Vec<String> {
+    let mut ids = Vec::new();
+    for &(class, n) in sent {
+        for i in 0..n {
+            let id = op
+                .submit(class, &format!("{class} {i}"), b"body".to_vec(), 0)
+                .await
+                .unwrap();
+            ids.push(id);
+        }
+    }
+    for id in &ids {
+        op.wait_receipt(id, WAIT).await.unwrap();
+    }
+    ids
+}
+
 fn local() -> Option<SocketAddr> {
     Some("127.0.0.1:0".parse().unwrap())
 }
@@ -147,25 +172,8 @@ async fn counters_move_as_items_flow_and_parse_as_prometheus_text() {
         0.0
     );
 
-    let sent = [
-        (Class::Emergency, 2),
-        (Class::BadNews, 1),
-        (Class::Routine, 3),
-    ];
     let mut op = common::operator(&county).await;
-    let mut ids = Vec::new();
-    for (class, n) in sent {
-        for i in 0..n {
-            let id = op
-                .submit(class, &format!("{class} {i}"), b"body".to_vec(), 0)
-                .await
-                .unwrap();
-            ids.push(id);
-        }
-    }
-    for id in &ids {
-        op.wait_receipt(id, WAIT).await.unwrap();
-    }
+    let ids = submit_receipted(&mut op, &SENT).await;
 
     let total = ids.len() as f64;
     let hub_seen = scrape_until(hub_metrics, |s| {
@@ -180,7 +188,7 @@ async fn counters_move_as_items_flow_and_parse_as_prometheus_text() {
         value(s, "zhibao_receipts_total", &[("kind", "delivery")]) == total
     })
     .await;
-    for (class, n) in sent {
+    for (class, n) in SENT {
         let class = [("class", class.name())];
         let n = f64::from(n);
         // Accepted at the hub from the county, and at the county from its operator.
@@ -463,33 +471,18 @@ async fn urgent_items_go_up_a_connection_the_hub_serves_apart() {
     hub_cfg.metrics.listen = local();
     let hub = node::start(hub_cfg).await.unwrap();
     let hub_metrics = hub.metrics_addr.expect("the hub serves metrics");
+    let county = region.start_node("county-a", hub.relay_addr.unwrap()).await;
+    let mut op = common::operator(&county).await;
+    submit_receipted(&mut op, &SENT).await;
+    // Its urgent items came on a connection served by the hub's thread for
+    // them, which is running by now.
     assert!(
         thread_names().iter().any(|n| n == "zhibao-urgent"),
         "no thread for urgent connections: {:?}",
         thread_names()
     );
-    let county = region.start_node("county-a", hub.relay_addr.unwrap()).await;
-    let mut op = common::operator(&county).await;
-    let sent = [
-        (Class::Emergency, 2),
-        (Class::BadNews, 1),
-        (Class::Routine, 3),
-    ];
-    let mut ids = Vec::new();
-    for (class, n) in sent {
-        for i in 0..n {
-            let id = op
-                .submit(class, &format!("{class} {i}"), b"body".to_vec(), 0)
-                .await
-                .unwrap();
-            ids.push(id);
-        }
-    }
-    for id in &ids {
-        op.wait_receipt(id, WAIT).await.unwrap();
-    }
     let seen = scrape(hub_metrics).await;
-    for (class, n) in sent {
+    for (class, n) in SENT {
         let on_urgent = if class.is_urgent() { f64::from(n) } else { 0.0 };
         assert_eq!(
             value(
