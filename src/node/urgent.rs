@@ -2,13 +2,18 @@
 //!
 //! A child forwards its emergencies and bad news on a second connection,
 //! asked for with the ALPN id [`crate::tls::URGENT_ALPN`] (see `forward::session`).
-//! The relay listener hands such connections to a runtime of their own: one
-//! worker thread, at a higher priority than the node's other threads where
-//! the system allows it ([`NICE`]). An urgent item's bytes are then read,
-//! checked and answered as soon as they come, instead of waiting their
-//! turn behind the tasks of a hundred routine connections in the shared
-//! runtime's queues, which know nothing of classes. The store's writer is
-//! still shared; it orders writes by class itself.
+//! The relay listener hands such connections to a thread and a runtime of
+//! their own, the thread at a higher priority than the node's other threads
+//! where the system allows it ([`NICE`]). An urgent item's bytes are then
+//! read, checked and answered as soon as they come, instead of waiting
+//! their turn behind the tasks of a hundred routine connections in the
+//! shared runtime's queues, which know nothing of classes. The store's
+//! writer is still shared; it orders writes by class itself.
+//!
+//! A child may put any item on such a connection (a routine one is taken,
+//! and counted apart in the metrics); what it can make this thread do is
+//! bounded by its share of what the node holds (`inflight`), as on any
+//! connection.
 //!
 //! Under a runtime of one thread (as in most tests) there is no thread to
 //! set apart, and urgent connections are served like the others.
