@@ -9,7 +9,9 @@ use common::{HUB, Region};
 use prost::Message;
 use zhibao::class::Class;
 use zhibao::client::Inbox;
-use zhibao::proto::{Cursor, ItemState, Receipt, ReceiptKind, Report, SubmitRequest};
+use zhibao::proto::{
+    Cursor, ItemState, Receipt, ReceiptKind, Report, SubmitRequest, VerdictOutcome,
+};
 use zhibao::{envelope, node, trust};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -58,6 +60,18 @@ async fn each_class_is_delivered_and_receipted_with_a_valid_signature() {
             "{}",
             st.receipt_verification
         );
+        // The same as data: valid, signed by the hub, nothing wrong.
+        let verdict = st.receipt_verdict.clone().unwrap();
+        assert!(
+            [
+                VerdictOutcome::Valid as i32,
+                VerdictOutcome::ValidWhenStored as i32
+            ]
+            .contains(&verdict.outcome),
+            "{verdict:?}"
+        );
+        assert_eq!(verdict.signer, HUB);
+        assert!(verdict.problem.is_empty(), "{verdict:?}");
         let receipt = Receipt::decode(st.receipt.unwrap().receipt.as_slice()).unwrap();
         assert_eq!(&receipt.item_id, id);
         assert_eq!(receipt.receiver, HUB);

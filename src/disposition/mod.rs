@@ -104,6 +104,27 @@ pub enum DispositionError {
     Seq(u32),
 }
 
+impl DispositionError {
+    /// The reason as a stable code (`Verdict.problem` in the API).
+    pub fn problem(&self) -> &'static str {
+        match self {
+            Self::Signer(e) => e.problem(),
+            Self::Malformed(_) => "malformed",
+            Self::NodeMismatch { .. } => "signer_mismatch",
+            Self::OtherItem { .. } => "other_item",
+            Self::NoReceipt => "no_receipt",
+            Self::Receipt(_) | Self::ReceiptSigner { .. } => "decider_receipt",
+            Self::UnknownKind(_)
+            | Self::MissingText { .. }
+            | Self::TextTooLong(_)
+            | Self::StaffTooLong(_)
+            | Self::AnswerBy
+            | Self::AnswerByNotReturned
+            | Self::Seq(_) => "breaks_rules",
+        }
+    }
+}
+
 /// What an office decided, before it is signed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {

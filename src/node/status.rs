@@ -13,7 +13,7 @@ use prost::Message;
 use super::custody::Custody;
 use crate::proto::{
     DispositionView, ItemState, ItemStatus, Receipt, Report, RouteReceipt, SignedDisposition,
-    SignedReceipt, SignedReport,
+    SignedReceipt, SignedReport, Verdict, VerdictOutcome,
 };
 use crate::receipt;
 use crate::store::{ItemRecord, RecordState};
@@ -72,7 +72,7 @@ pub(crate) fn view(id: &str, rec: &ItemRecord, in_flight: bool, check: Check<'_>
         ..Default::default()
     };
     if let Some(signed) = decode(&rec.delivery) {
-        let (verification, body) = verify(id, rec, &signed, None, check);
+        let (verification, verdict, body) = verify(id, rec, &signed, None, check);
         status.delivery = Some(RouteReceipt {
             route: body
                 .as_ref()
@@ -81,29 +81,42 @@ pub(crate) fn view(id: &str, rec: &ItemRecord, in_flight: bool, check: Check<'_>
             receipt_body: body,
             receipt: Some(signed),
             verification,
+            verdict: Some(verdict),
         });
     }
     for rr in &rec.route_receipts {
         let Some(signed) = decode(&rr.receipt) else {
             continue;
         };
-        let (verification, body) = verify(id, rec, &signed, Some(&rr.route), check);
+        let (verification, verdict, body) = verify(id, rec, &signed, Some(&rr.route), check);
         status.route_receipts.push(RouteReceipt {
             route: rr.route.clone(),
             receipt_body: body,
             receipt: Some(signed),
             verification,
+            verdict: Some(verdict),
         });
     }
     if let Some(signed) = decode(&rec.receipt) {
-        let (verification, body) = verify(id, rec, &signed, None, check);
+        let (verification, verdict, body) = verify(id, rec, &signed, None, check);
         status.receipt_verification = verification;
+        status.receipt_verdict = Some(verdict);
         status.receipt_body = body;
         status.receipt = Some(signed);
     } else if let (Some(RecordState::Delivered), Check::Now(_, custody)) = (rec.state(), check) {
         // At the final hub the receipt is this node's own, made on request.
         let signed = custody.receipt(id, rec);
-        status.receipt_body = receipt::peek(&signed);
+        let body = receipt::peek(&signed);
+        status.receipt_verdict = Some(Verdict {
+            outcome: VerdictOutcome::IssuedHere as i32,
+            signer: body
+                .as_ref()
+                .map(|b| b.receiver.clone())
+                .unwrap_or_default(),
+            on_time: body.as_ref().is_some_and(|b| b.on_time),
+            problem: String::new(),
+        });
+        status.receipt_body = body;
         status.receipt_verification = "issued by this node (the final hub) for its inbox".into();
         status.receipt = Some(signed);
     }
@@ -136,25 +149,36 @@ pub(crate) fn decision_view(
     let Ok(signed) = SignedDisposition::decode(bytes) else {
         return DispositionView {
             verification: "INVALID: does not decode".into(),
+            verdict: Some(invalid("", "malformed")),
             ..Default::default()
         };
     };
-    let (body, verification) = match check {
-        Check::AsStored => {
-            let body = crate::disposition::peek(&signed);
-            let words = body.as_ref().map_or_else(
-                || "INVALID: does not decode".to_string(),
-                |b| format!("valid when stored: signed by {}", b.node),
-            );
-            (body, words)
-        }
+    let (body, verification, verdict) = match check {
+        Check::AsStored => match crate::disposition::peek(&signed) {
+            Some(b) => {
+                let words = format!("valid when stored: signed by {}", b.node);
+                let verdict = found(VerdictOutcome::ValidWhenStored, &b.node, false);
+                (Some(b), words, verdict)
+            }
+            None => (
+                None,
+                "INVALID: does not decode".to_string(),
+                invalid("", "malformed"),
+            ),
+        },
         Check::Now(trust, _) => {
             match crate::disposition::open_for(&signed, trust, SystemTime::now(), id, &rec.sha256) {
                 Ok(opened) => {
                     let words = format!("valid: signed by {}", opened.body.node);
-                    (Some(opened.body), words)
+                    let verdict = found(VerdictOutcome::Valid, &opened.body.node, false);
+                    (Some(opened.body), words, verdict)
                 }
-                Err(e) => (crate::disposition::peek(&signed), format!("INVALID: {e}")),
+                Err(e) => {
+                    let body = crate::disposition::peek(&signed);
+                    let signer = body.as_ref().map_or("", |b| b.node.as_str());
+                    let verdict = invalid(signer, e.problem());
+                    (body, format!("INVALID: {e}"), verdict)
+                }
             }
         }
     };
@@ -162,6 +186,28 @@ pub(crate) fn decision_view(
         signed: Some(signed),
         body,
         verification,
+        verdict: Some(verdict),
+    }
+}
+
+/// A check that found what it looked for.
+fn found(outcome: VerdictOutcome, signer: &str, on_time: bool) -> Verdict {
+    Verdict {
+        outcome: outcome as i32,
+        signer: signer.to_string(),
+        on_time,
+        problem: String::new(),
+    }
+}
+
+/// A check that failed: `problem` is the error's code; `signer` who the
+/// signed thing claims made it, if it could be read.
+fn invalid(signer: &str, problem: &str) -> Verdict {
+    Verdict {
+        outcome: VerdictOutcome::Invalid as i32,
+        signer: signer.to_string(),
+        on_time: false,
+        problem: problem.to_string(),
     }
 }
 
@@ -172,14 +218,15 @@ fn decode(bytes: &[u8]) -> Option<SignedReceipt> {
     SignedReceipt::decode(bytes).ok()
 }
 
-/// What a stored receipt proves, in words, and its decoded body.
+/// What a stored receipt proves, in words and as data, and its decoded
+/// body.
 fn verify(
     id: &str,
     rec: &ItemRecord,
     signed: &SignedReceipt,
     route: Option<&str>,
     check: Check<'_>,
-) -> (String, Option<Receipt>) {
+) -> (String, Verdict, Option<Receipt>) {
     let timing = |r: &Receipt| if r.on_time { "on time" } else { "LATE" };
     match check {
         Check::AsStored => match receipt::peek(signed) {
@@ -189,9 +236,14 @@ fn verify(
                     r.receiver,
                     timing(&r)
                 ),
+                found(VerdictOutcome::ValidWhenStored, &r.receiver, r.on_time),
                 Some(r),
             ),
-            None => ("INVALID: does not decode".into(), None),
+            None => (
+                "INVALID: does not decode".into(),
+                invalid("", "malformed"),
+                None,
+            ),
         },
         Check::Now(trust, _) => {
             match receipt::open_for(signed, trust, SystemTime::now(), id, &rec.sha256, route) {
@@ -201,9 +253,14 @@ fn verify(
                         r.receiver,
                         timing(&r)
                     ),
+                    found(VerdictOutcome::Valid, &r.receiver, r.on_time),
                     Some(r),
                 ),
-                Err(e) => (format!("INVALID: {e}"), receipt::peek(signed)),
+                Err(e) => {
+                    let body = receipt::peek(signed);
+                    let signer = body.as_ref().map_or("", |b| b.receiver.as_str());
+                    (format!("INVALID: {e}"), invalid(signer, e.problem()), body)
+                }
             }
         }
     }

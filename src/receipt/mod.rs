@@ -80,6 +80,21 @@ pub enum ReceiptError {
     },
 }
 
+impl ReceiptError {
+    /// The reason as a stable code (`Verdict.problem` in the API).
+    pub fn problem(&self) -> &'static str {
+        match self {
+            Self::Signer(e) => e.problem(),
+            Self::Malformed(_) => "malformed",
+            Self::ReceiverMismatch { .. } => "signer_mismatch",
+            Self::OtherItem(_) => "other_item",
+            Self::OtherBytes => "other_bytes",
+            Self::BadPath { .. } => "bad_group_path",
+            Self::OtherReceiver { .. } => "other_receiver",
+        }
+    }
+}
+
 /// What a receiver states in a receipt.
 #[derive(Debug, Clone, Copy)]
 pub struct Statement<'a> {

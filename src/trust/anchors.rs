@@ -58,6 +58,23 @@ pub enum SignerError {
     },
 }
 
+impl SignerError {
+    /// The reason as a stable code (`Verdict.problem` in the API).
+    pub fn problem(&self) -> &'static str {
+        match self {
+            Self::Certificate(webpki::Error::CertRevoked) => "signer_revoked",
+            Self::Certificate(webpki::Error::CertExpired { .. }) => "signer_expired",
+            Self::Certificate(webpki::Error::CertNotValidYet { .. }) => "signer_not_yet_valid",
+            Self::Certificate(webpki::Error::UnknownIssuer) => "signer_other_ca",
+            Self::Certificate(_) => "signer_certificate",
+            Self::NoNodeId => "signer_no_node",
+            Self::BadSignature => "bad_signature",
+            Self::Key(_) => "signer_weak_key",
+            Self::StaleCrl { .. } => "crl_stale",
+        }
+    }
+}
+
 /// webpki's reason in words an operator reads.
 fn describe(e: &webpki::Error) -> String {
     let date = |t: &UnixTime| {

@@ -626,7 +626,7 @@ fn item_live(web: &Web, l: Lang, s: &ItemStatus) -> String {
         esc(&if s.receipt_verification.is_empty() {
             "-".to_string()
         } else {
-            html::verdict(&s.receipt_verification, l)
+            html::verdict(s.receipt_verdict.as_ref(), &s.receipt_verification, true, l)
         }),
     );
     for (en, zh, v) in [
@@ -685,7 +685,12 @@ fn item_live(web: &Web, l: Lang, s: &ItemStatus) -> String {
                 } else {
                     format!(": <span class=\"text\">{}</span>", esc(&b.text))
                 },
-                esc(&html::verdict(&d.verification, l)),
+                esc(&html::verdict(
+                    d.verdict.as_ref(),
+                    &d.verification,
+                    false,
+                    l
+                )),
             );
         }
         out.push_str("</ol>");
