@@ -212,7 +212,8 @@ async fn without_an_urgent_connection_urgent_items_go_on_the_routine_stream() {
     let mut hub_cfg = region.hub_config("127.0.0.1:0".parse().unwrap());
     hub_cfg.limits.max_connections_per_peer = 1;
     let hub = node::start(hub_cfg).await.unwrap();
-    let node = region.start_node("county-a", hub.relay_addr.unwrap()).await;
+    let hub_addr = hub.relay_addr.unwrap();
+    let node = region.start_node("county-a", hub_addr).await;
     let mut op = common::operator(&node).await;
     let report = SubmitRequest {
         priority: Class::Emergency.to_proto() as i32,
@@ -225,7 +226,8 @@ async fn without_an_urgent_connection_urgent_items_go_on_the_routine_stream() {
     assert!(
         !common::log_lines_with(&[
             "no urgent connection",
-            "urgent items go on the routine stream"
+            "urgent items go on the routine stream",
+            &format!("addr={hub_addr}"),
         ])
         .is_empty()
     );

@@ -346,8 +346,9 @@ async fn forward_stream(
 /// Sends `n` emergencies into the hub one at a time, as `id`, from a
 /// thread, runtime and connection of their own (so they measure the hub,
 /// not this process's queue of load tasks); the connection asks to be
-/// served apart, as a county's forwarder does for its urgent items. With `during`, they start at
-/// its instant, and only those answered while its flag is still set count.
+/// served apart, as a county's forwarder does for its urgent items. With
+/// `during`, they start at its instant, and only those answered while its
+/// flag is still set count.
 fn hub_probe(
     addr: &str,
     id: &Arc<Identity>,
@@ -363,7 +364,6 @@ fn hub_probe(
             .enable_all()
             .build()?;
         rt.block_on(async move {
-            // As a county's forwarder does for its urgent items.
             let tls =
                 zhibao::tls::asking_urgent(zhibao::tls::client_config(&id, &snapshot, "hub")?);
             let channel =

@@ -20,9 +20,7 @@
 
 use std::future::Future;
 use std::io;
-use std::sync::{Arc, Mutex};
 
-use futures::future::Either;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, warn};
 
@@ -62,50 +60,43 @@ pub(crate) fn split(mut incoming: Incoming) -> (Incoming, Incoming) {
 }
 
 /// Runs `serve` on a thread of its own, at [`NICE`], with a runtime of
-/// its own; or on the current runtime if that has only one thread, or if
-/// no thread can be had. Returns what ends when `serve` has ended.
+/// its own; on the current runtime if that has only one thread. Returns
+/// what ends when `serve` has ended. Should the thread or its runtime not
+/// start, `serve` is dropped, and with it the receiver of the urgent
+/// connections: [`split`] then hands them to the routine server.
 pub(crate) fn spawn(
     serve: impl Future<Output = ()> + Send + 'static,
 ) -> impl Future<Output = ()> + Send + 'static {
-    // The future is handed over through a slot so that it is not lost
-    // should the thread not start.
-    let slot = Arc::new(Mutex::new(Some(serve)));
-    let take = |slot: &Mutex<Option<_>>| slot.lock().unwrap_or_else(|e| e.into_inner()).take();
     let (done_tx, done) = oneshot::channel::<()>();
-    let one_thread = tokio::runtime::Handle::current().runtime_flavor()
-        == tokio::runtime::RuntimeFlavor::CurrentThread;
-    let on_thread = !one_thread
-        && {
-            let slot = slot.clone();
-            let started = std::thread::Builder::new()
-                .name("zhibao-urgent".into())
-                .spawn(move || {
-                    raise_priority();
-                    let runtime = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build();
-                    match (take(&slot), runtime) {
-                        (Some(serve), Ok(runtime)) => runtime.block_on(serve),
-                        (_, Err(e)) => error!(error = %e,
-                        "cannot start the urgent connections' runtime; they are not served"),
-                        (None, Ok(_)) => {}
-                    }
-                    drop(done_tx);
-                });
-            if let Err(e) = &started {
-                error!(error = %e, "cannot start the urgent connections' thread; they are served with the others");
-            }
-            started.is_ok()
-        };
-    if !on_thread && let Some(serve) = take(&slot) {
-        let served = tokio::spawn(serve);
-        return Either::Left(async move {
-            let _ = served.await;
-        });
+    let serve = async move {
+        serve.await;
+        drop(done_tx);
+    };
+    if tokio::runtime::Handle::current().runtime_flavor()
+        == tokio::runtime::RuntimeFlavor::CurrentThread
+    {
+        tokio::spawn(serve);
+    } else {
+        let started = std::thread::Builder::new()
+            .name("zhibao-urgent".into())
+            .spawn(move || {
+                raise_priority();
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime.block_on(serve),
+                    Err(e) => error!(error = %e,
+                        "cannot start the urgent connections' runtime; they are served with the others"),
+                }
+            });
+        if let Err(e) = started {
+            error!(error = %e, "cannot start the urgent connections' thread; they are served with the others");
+        }
     }
-    Either::Right(async move {
+    async move {
         let _ = done.await;
-    })
+    }
 }
 
 fn raise_priority() {

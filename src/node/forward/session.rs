@@ -212,36 +212,12 @@ impl<'f> Session<'f> {
         self.send_held().await?;
         let room = self.in_flight.len() < cap(0, self.pace.limit(), self.fwd.window);
         tokio::select! {
-            msg = responses.message() => match msg {
-                Ok(Some(resp)) => {
-                    self.progressed = true;
-                    self.on_response(resp).await
-                }
-                Ok(None) => Err(SessionEnd::Closed("upstream closed the stream")),
-                Err(s) => Err(SessionEnd::Stream(s)),
-            },
+            msg = responses.message() => self.on_message(msg, false).await,
             // Its items are in the one window: if it ends, the session
             // does, and what had no receipt goes again on the next.
-            msg = urgent_answer(&mut self.urgent), if self.urgent.is_some() => match msg {
-                Ok(Some(resp)) => {
-                    self.progressed = true;
-                    match resp.result {
-                        // Notices are taken from the routine stream: an
-                        // upstream that pushes them on every stream it is
-                        // given pushes them there too, and each is then
-                        // taken, and acknowledged, once. Receipts, decisions
-                        // and requests for chunks may come on the stream the
-                        // item went up.
-                        Some(
-                            forward_response::Result::Notice(_)
-                            | forward_response::Result::HeldAck(_),
-                        ) => Ok(()),
-                        _ => self.on_response(resp).await,
-                    }
-                }
-                Ok(None) => Err(SessionEnd::Closed("upstream closed the urgent stream")),
-                Err(s) => Err(SessionEnd::Stream(s)),
-            },
+            msg = urgent_answer(&mut self.urgent), if self.urgent.is_some() => {
+                self.on_message(msg, true).await
+            }
             Some(done) = self.commits.next(), if !self.commits.is_empty() => self.on_commit(done),
             r = self.queue.changed(), if room => r.map_err(|_| SessionEnd::Shutdown),
             r = self.held.changed() => {
@@ -407,6 +383,38 @@ impl<'f> Session<'f> {
                 Ok(())
             }
         }
+    }
+
+    /// What came on the routine stream, or on the urgent one: an answer,
+    /// or the stream's end.
+    async fn on_message(
+        &mut self,
+        msg: Result<Option<ForwardResponse>, tonic::Status>,
+        urgent: bool,
+    ) -> Result<(), SessionEnd> {
+        let resp = match msg {
+            Ok(Some(resp)) => resp,
+            Ok(None) if urgent => {
+                return Err(SessionEnd::Closed("upstream closed the urgent stream"));
+            }
+            Ok(None) => return Err(SessionEnd::Closed("upstream closed the stream")),
+            Err(s) => return Err(SessionEnd::Stream(s)),
+        };
+        self.progressed = true;
+        // Notices are taken from the routine stream: an upstream that
+        // pushes them on every stream it is given pushes them there too,
+        // and each is then taken, and acknowledged, once. Receipts,
+        // decisions and requests for chunks may come on the stream the
+        // item went up.
+        if urgent
+            && matches!(
+                resp.result,
+                Some(forward_response::Result::Notice(_) | forward_response::Result::HeldAck(_))
+            )
+        {
+            return Ok(());
+        }
+        self.on_response(resp).await
     }
 
     /// One answer from upstream.
