@@ -59,6 +59,7 @@
 
 mod gauges;
 mod office;
+mod priority;
 mod read;
 pub mod record;
 mod retention;
@@ -274,6 +275,8 @@ struct Inner {
     waiters: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
     /// Where commits are counted, once the node has metrics.
     metrics: std::sync::OnceLock<Arc<crate::metrics::Metrics>>,
+    /// The writer thread's priority, raised while pressing writes wait.
+    priority: Arc<priority::Priority>,
 }
 
 impl Inner {
@@ -326,6 +329,9 @@ pub struct Store {
     /// Writes made through this handle are the only ones their caller has
     /// under way (see [`Store::alone`]).
     alone: bool,
+    /// Writes made through this handle are pressing (see
+    /// [`Store::pressing`]).
+    pressing: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -387,6 +393,7 @@ impl Store {
             unflushed: std::sync::atomic::AtomicBool::new(false),
             waiters: Mutex::default(),
             metrics: std::sync::OnceLock::new(),
+            priority: Arc::default(),
         });
         flusher(path, Arc::downgrade(&inner))?;
         let writer = Arc::downgrade(&inner);
@@ -399,6 +406,9 @@ impl Store {
             .name("zhibao-store-writer".into())
             .spawn(move || {
                 let _context = runtime.as_ref().map(tokio::runtime::Handle::enter);
+                if let Some(inner) = writer.upgrade() {
+                    inner.priority.writer_started();
+                }
                 writer::run(rx, &writer);
                 let _ = closed_tx.send(true);
             })
@@ -406,6 +416,7 @@ impl Store {
         Ok(Self {
             inner,
             alone: false,
+            pressing: false,
         })
     }
 
@@ -434,24 +445,40 @@ impl Store {
     /// nothing else meanwhile, which is why it must have nothing else to do.
     pub fn alone(&self) -> Self {
         Self {
-            inner: self.inner.clone(),
             alone: true,
+            ..self.clone()
+        }
+    }
+
+    /// A handle whose writes are pressing: an urgent item waits on each
+    /// (its receipt, say), so while one is queued or being committed the
+    /// writer thread runs at a higher priority (see `priority`). Writes of
+    /// urgent items are pressing through any handle.
+    pub fn pressing(&self) -> Self {
+        Self {
+            pressing: true,
+            ..self.clone()
         }
     }
 
     /// Hands `write` to the writer; answers after its commit.
     async fn write<W: Write>(&self, write: W) -> Result<W::Out, Error> {
         let (reply, rx) = oneshot::channel();
+        let pressing = self.pressing || (write.lane() < 2 && write.grows());
         let job = Box::new(Pending {
             write,
             out: None,
             reply,
+            pressed: None,
         });
         let calm = self.inner.pending.arrive() && self.alone;
         // Counted until the writer thread has the write (it then counts it
         // down once answered), or if this caller stops waiting before.
         let counted = Counted(&self.inner.pending);
-        if let Some(job) = writer::commit_alone(&self.inner, job, calm) {
+        if let Some(mut job) = writer::commit_alone(&self.inner, job, calm) {
+            if pressing {
+                job.hold(self.inner.priority.press());
+            }
             self.inner.ops.send(job).await.map_err(|_| Error::Closed)?;
         }
         std::mem::forget(counted);

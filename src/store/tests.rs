@@ -1,6 +1,6 @@
 //! Unit tests of the store's rules: settling, proofs, receipts going down,
 //! escalation, durable inbox consumers, the writer cutting a routine batch
-//! short for an emergency.
+//! short for an emergency, the writer's priority while urgent writes wait.
 
 use super::*;
 use crate::clock::now_ms;
@@ -922,6 +922,7 @@ async fn emergency_cuts_short_the_batch() {
             write: job,
             out: None,
             reply,
+            pressed: None,
         });
         let _ = store.inner.pending.arrive();
         // Far below the channel's bound: `try_send` never finds it full.
@@ -954,4 +955,77 @@ async fn emergency_cuts_short_the_batch() {
         vec![0, 1, 100, 2, 3, 4, 5],
         "the emergency is applied right after the write in progress"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writer_runs_at_a_higher_priority_while_a_pressing_write_waits() {
+    // The gate holds the writer thread: a step that never comes must fail
+    // the test, not hang it.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        writer_priority_follows_pressing_writes(),
+    )
+    .await
+    .expect("the writes were not applied within 60 s");
+}
+
+async fn writer_priority_follows_pressing_writes() {
+    use futures::FutureExt;
+    let nice_of = |tid| rustix::process::getpriority_process(Some(tid)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.redb")).unwrap();
+    let applied = Arc::new(Mutex::new(Vec::new()));
+    let gated = |n: u32, lane: u8, gate: Option<&Arc<Gate>>| Gated {
+        n,
+        lane,
+        applied: applied.clone(),
+        gate: gate.cloned(),
+    };
+    // A routine write holds the writer.
+    let (gate, entered) = Gate::new();
+    let held = tokio::spawn({
+        let (store, write) = (store.clone(), gated(0, 2, Some(&gate)));
+        async move { store.write(write).await }
+    });
+    entered.await.unwrap();
+    let priority = &store.inner.priority;
+    let (writer, _) = priority.writer().expect("the writer thread has started");
+    let own = nice_of(writer);
+    assert!(!priority.raised(), "no pressing write yet");
+    // Polled once, each write is in the writer's channel (the channel has
+    // room), waiting for its commit.
+    let mut emergency = Box::pin(store.write(gated(1, 0, None)));
+    assert!((&mut emergency).now_or_never().is_none());
+    assert_eq!(priority.waiting(), 1, "an urgent item is pressing");
+    let pressing = store.pressing();
+    let mut receipt = Box::pin(pressing.write(gated(2, 2, None)));
+    assert!((&mut receipt).now_or_never().is_none());
+    let mut routine = Box::pin(store.write(gated(3, 2, None)));
+    assert!((&mut routine).now_or_never().is_none());
+    assert_eq!(
+        priority.waiting(),
+        2,
+        "a write through a pressing handle is pressing, a routine one is not"
+    );
+    let (_, refused) = priority.writer().unwrap();
+    if refused {
+        // Without CAP_SYS_NICE or RLIMIT_NICE: the writer keeps its own.
+        assert_eq!(nice_of(writer), own);
+    } else {
+        assert!(priority.raised());
+        assert_eq!(nice_of(writer), priority::NICE, "raised while they wait");
+    }
+    gate.open();
+    held.await.unwrap().unwrap();
+    emergency.await.unwrap();
+    receipt.await.unwrap();
+    routine.await.unwrap();
+    assert_eq!(priority.waiting(), 0);
+    assert!(!priority.raised());
+    assert_eq!(
+        nice_of(writer),
+        own,
+        "back at its own once they are answered"
+    );
+    assert_eq!(applied.lock().unwrap()[..2], [0, 1], "the emergency first");
 }

@@ -873,6 +873,7 @@ impl Store {
             write: Note(entry),
             out: None,
             reply,
+            pressed: None,
         });
         // Never committed here, but counted: a write that comes while it
         // waits keeps its place behind it.

@@ -106,6 +106,8 @@ pub(super) trait Job: Send {
     fn logged(&self) -> Option<wal::Logged>;
     /// Answers the caller: the write's outcome if the batch committed.
     fn answer(self: Box<Self>, committed: Result<(), Error>);
+    /// Keeps the writer's priority raised until the write is answered.
+    fn hold(&mut self, pressed: super::priority::Pressed);
 }
 
 /// A [`Write`] waiting for its commit.
@@ -113,6 +115,8 @@ pub(super) struct Pending<W: Write> {
     pub(super) write: W,
     pub(super) out: Option<W::Out>,
     pub(super) reply: oneshot::Sender<Result<W::Out, Error>>,
+    /// Its hold on the writer's priority, if it is pressing.
+    pub(super) pressed: Option<super::priority::Pressed>,
 }
 
 impl<W: Write> Job for Pending<W> {
@@ -148,8 +152,20 @@ impl<W: Write> Job for Pending<W> {
     }
 
     fn answer(self: Box<Self>, committed: Result<(), Error>) {
-        let Self { out, reply, .. } = *self;
+        let Self {
+            out,
+            reply,
+            pressed,
+            ..
+        } = *self;
+        // Let go first: the writer may be back at its own priority by the
+        // time the caller goes on.
+        drop(pressed);
         let _ = reply.send(committed.and_then(|()| out.ok_or(Error::Closed)));
+    }
+
+    fn hold(&mut self, pressed: super::priority::Pressed) {
+        self.pressed = Some(pressed);
     }
 }
 
@@ -781,6 +797,7 @@ mod tests {
             None
         }
         fn seal(&mut self, _: InGroup) {}
+        fn hold(&mut self, _: crate::store::priority::Pressed) {}
         fn logged(&self) -> Option<wal::Logged> {
             self.logs.then(|| {
                 wal::Logged::of(wal::Kind::Note(wal::Note {

@@ -507,6 +507,12 @@ impl<'f> Session<'f> {
         } else {
             fwd.store.clone()
         };
+        // Its operator is waiting for this commit (see `Store::pressing`).
+        let store = if sent.lane < 2 {
+            store.pressing()
+        } else {
+            store
+        };
         let route = up.to_string();
         let bytes = signed.encode_to_vec();
         self.commits.push(Box::pin(async move {
