@@ -158,10 +158,10 @@ impl<W: Write> Job for Pending<W> {
             pressed,
             ..
         } = *self;
-        // Let go first: the writer may be back at its own priority by the
-        // time the caller goes on.
-        drop(pressed);
         let _ = reply.send(committed.and_then(|()| out.ok_or(Error::Closed)));
+        // Only once answered: a thread that lowers its priority may lose
+        // its core at once, and the answer would wait for it to come back.
+        drop(pressed);
     }
 
     fn hold(&mut self, pressed: super::priority::Pressed) {
