@@ -464,13 +464,13 @@ impl Store {
     /// Hands `write` to the writer; answers after its commit.
     async fn write<W: Write>(&self, write: W) -> Result<W::Out, Error> {
         let (reply, rx) = oneshot::channel();
-        let pressing = self.pressing || (write.lane() < 2 && write.grows());
         let job = Box::new(Pending {
             write,
             out: None,
             reply,
             pressed: None,
         });
+        let pressing = self.pressing || writer::urgent_item(job.as_ref());
         let calm = self.inner.pending.arrive() && self.alone;
         // Counted until the writer thread has the write (it then counts it
         // down once answered), or if this caller stops waiting before.

@@ -9,9 +9,12 @@
 //! pressing write (an urgent item, or the receipt of one: see
 //! [`super::Store::pressing`]) is queued or being committed, the writer
 //! runs at [`NICE`], like the threads that serve urgent connections; once
-//! the last is answered, it goes back to its own priority. A writer always
-//! at the higher priority took the cores from the rest of the node while
-//! it committed routine batches too (end-to-end throughput 13 % lower).
+//! the last is answered, it goes back to its own priority, and only then:
+//! a thread that lowers its own priority may lose its core at once, and an
+//! answer still to send would wait for it. (A writer always at the higher
+//! priority, tried first, made its commits faster and the hops between
+//! them slower by as much.) Routine writes pay for it: committed sooner,
+//! urgent writes leave them smaller batches (see the README's figures).
 //!
 //! Raising a thread's priority needs `CAP_SYS_NICE` or an `RLIMIT_NICE`
 //! that allows it (systemd: `LimitNICE=`); without either, the first

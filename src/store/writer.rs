@@ -576,7 +576,7 @@ impl Queued {
 
 /// Whether `job` is an urgent item (an emergency, bad news), not one of
 /// the small writes that share the urgent lanes.
-fn urgent_item(job: &dyn Job) -> bool {
+pub(super) fn urgent_item(job: &dyn Job) -> bool {
     job.lane() < 2 && job.grows()
 }
 
