@@ -406,9 +406,10 @@ impl Store {
             .name("zhibao-store-writer".into())
             .spawn(move || {
                 let _context = runtime.as_ref().map(tokio::runtime::Handle::enter);
-                if let Some(inner) = writer.upgrade() {
-                    inner.priority.writer_started();
-                }
+                // Dropped last, after the writes still queued.
+                let _running = writer
+                    .upgrade()
+                    .map(|inner| inner.priority.writer_started());
                 writer::run(rx, &writer);
                 let _ = closed_tx.send(true);
             })

@@ -49,8 +49,11 @@ struct State {
 }
 
 impl Priority {
-    /// Called on the writer thread as it starts.
-    pub(super) fn writer_started(&self) {
+    /// Called on the writer thread as it starts; the thread is forgotten
+    /// when the returned guard goes, as the thread ends (or unwinds), so
+    /// that no later write can set the priority of whatever thread gets
+    /// its id next.
+    pub(super) fn writer_started(self: &Arc<Self>) -> Running {
         let tid = rustix::thread::gettid();
         let nice = rustix::process::getpriority_process(Some(tid)).unwrap_or(0);
         let mut state = self.lock();
@@ -58,6 +61,7 @@ impl Priority {
         if state.waiting > 0 {
             self.set(&mut state, true);
         }
+        Running(self.clone())
     }
 
     /// A pressing write is being handed to the writer: it runs at [`NICE`]
@@ -140,5 +144,40 @@ pub(super) struct Pressed(Arc<Priority>);
 impl Drop for Pressed {
     fn drop(&mut self) {
         self.0.answered();
+    }
+}
+
+/// The writer thread, running: see [`Priority::writer_started`].
+#[derive(Debug)]
+pub(super) struct Running(Arc<Priority>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.writer = None;
+        state.raised = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_writer_thread_that_has_ended_is_forgotten() {
+        let priority = Arc::new(Priority::default());
+        let theirs = priority.clone();
+        std::thread::spawn(move || {
+            let _running = theirs.writer_started();
+            assert!(theirs.writer().is_some());
+        })
+        .join()
+        .unwrap();
+        assert!(priority.writer().is_none(), "its id may be another's now");
+        let pressed = priority.press();
+        assert_eq!(priority.waiting(), 1);
+        assert!(!priority.raised());
+        drop(pressed);
+        assert_eq!(priority.waiting(), 0);
     }
 }
