@@ -107,15 +107,11 @@ pub(crate) fn view(id: &str, rec: &ItemRecord, in_flight: bool, check: Check<'_>
         // At the final hub the receipt is this node's own, made on request.
         let signed = custody.receipt(id, rec);
         let body = receipt::peek(&signed);
-        status.receipt_verdict = Some(Verdict {
-            outcome: VerdictOutcome::IssuedHere as i32,
-            signer: body
-                .as_ref()
-                .map(|b| b.receiver.clone())
-                .unwrap_or_default(),
-            on_time: body.as_ref().is_some_and(|b| b.on_time),
-            problem: String::new(),
-        });
+        status.receipt_verdict = Some(found(
+            VerdictOutcome::IssuedHere,
+            body.as_ref().map_or("", |b| b.receiver.as_str()),
+            body.as_ref().is_some_and(|b| b.on_time),
+        ));
         status.receipt_body = body;
         status.receipt_verification = "issued by this node (the final hub) for its inbox".into();
         status.receipt = Some(signed);

@@ -30,7 +30,7 @@ use crate::tls::PeerStream;
 /// `CAP_SYS_NICE` or an `RLIMIT_NICE` that allows it (systemd:
 /// `LimitNICE=`); without either the thread keeps the node's priority, and
 /// urgent connections are still served apart.
-pub(crate) const NICE: i32 = -10;
+pub(crate) const NICE: i32 = crate::store::URGENT_NICE;
 
 /// What the accept loop yields.
 type Incoming = mpsc::Receiver<Result<PeerStream, io::Error>>;

@@ -60,6 +60,7 @@
 mod gauges;
 mod office;
 mod priority;
+pub(crate) use priority::NICE as URGENT_NICE;
 mod read;
 pub mod record;
 mod retention;

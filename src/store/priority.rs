@@ -26,9 +26,9 @@ use std::sync::{Arc, Mutex};
 use rustix::process::Pid;
 use tracing::{debug, warn};
 
-/// The writer's nice value while a pressing write waits: the urgent
-/// connections' (`node::urgent`).
-pub(super) const NICE: i32 = -10;
+/// The writer's nice value while a pressing write waits; the threads that
+/// serve urgent connections run at it too (`node::urgent`).
+pub(crate) const NICE: i32 = -10;
 
 /// The writer thread's priority and the pressing writes it owes answers.
 #[derive(Debug, Default)]

@@ -507,8 +507,9 @@ impl<'f> Session<'f> {
         } else {
             fwd.store.clone()
         };
-        // Its operator is waiting for this commit (see `Store::pressing`).
-        let store = if sent.lane < 2 {
+        // An urgent item's sender waits for this commit (its operator, or
+        // the child it came from): see `Store::pressing`.
+        let store = if Class::from_lane(sent.lane).is_some_and(Class::is_urgent) {
             store.pressing()
         } else {
             store
