@@ -398,6 +398,7 @@ impl Store {
         });
         flusher(path, Arc::downgrade(&inner))?;
         let writer = Arc::downgrade(&inner);
+        let priority = inner.priority.clone();
         // A clock that follows tokio's timer can be read only in the
         // runtime's context, so the writer thread enters it.
         let runtime = matches!(clock, Clock::Tokio { .. })
@@ -407,10 +408,11 @@ impl Store {
             .name("zhibao-store-writer".into())
             .spawn(move || {
                 let _context = runtime.as_ref().map(tokio::runtime::Handle::enter);
-                // Dropped last, after the writes still queued.
-                let _running = writer
-                    .upgrade()
-                    .map(|inner| inner.priority.writer_started());
+                // Dropped last, after the writes still queued. Not taken
+                // through `writer`: a handle held here for a moment could
+                // be what a caller closing the store right after opening
+                // it finds, and it would not wait for the file to close.
+                let _running = priority.writer_started();
                 writer::run(rx, &writer);
                 let _ = closed_tx.send(true);
             })
