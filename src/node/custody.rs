@@ -104,13 +104,7 @@ impl Custody {
         let (record, dest) = self.prepare(signed, item, from).await?;
         let identity = self.keys.current();
         let store = self.store_for(alone);
-        let put = store.put_receipted(
-            item.id().to_string(),
-            record,
-            dest,
-            false,
-            identity.node_id().to_string(),
-        );
+        let put = store.put_receipted(item.id().to_string(), record, dest, false, identity.clone());
         let (outcome, receipt) = put.await?;
         let rec = self.settle(outcome, item, from)?;
         Ok(match receipt {

@@ -144,9 +144,9 @@ fn root_statement(size: u64, root: &merkle::Hash) -> Vec<u8> {
 #[derive(Debug)]
 pub struct Group {
     receipts: Vec<Vec<u8>>,
-    /// The tree, the signature and the signer's certificate, made once by
-    /// the first receipt asked for (not by the store's writer, which hands
-    /// the group out).
+    /// The tree, the signature and the signer's certificate, made once:
+    /// by the store's writer while the commit goes to the disk (see
+    /// [`Group::sign`]), else by the first receipt asked for.
     signed: OnceLock<Signed>,
 }
 
@@ -173,7 +173,35 @@ impl Group {
     /// If `index` is not in the group.
     pub fn receipt(&self, index: usize, identity: &Identity) -> SignedReceipt {
         let size = self.receipts.len();
-        let signed = self.signed.get_or_init(|| {
+        let signed = self.signed(identity);
+        SignedReceipt {
+            receipt: self.receipts[index].clone(),
+            signature: signed.signature.clone(),
+            signer_cert: signed.cert.clone(),
+            group: (size > 1).then(|| ReceiptGroup {
+                size: size as u64,
+                index: index as u64,
+                path: signed.tree.path(index).iter().map(|h| h.to_vec()).collect(),
+            }),
+        }
+    }
+
+    /// Signs the group as `identity` now, if it is not signed yet: its
+    /// receipts are then handed out without a signature to wait for.
+    pub fn sign(&self, identity: &Identity) {
+        self.signed(identity);
+    }
+
+    /// Whether the group is signed already.
+    #[cfg(test)]
+    pub(crate) fn is_signed(&self) -> bool {
+        self.signed.get().is_some()
+    }
+
+    /// The tree and signature, made by the first caller.
+    fn signed(&self, identity: &Identity) -> &Signed {
+        let size = self.receipts.len();
+        self.signed.get_or_init(|| {
             let tree = merkle::Tree::new(self.receipts.iter().map(|r| merkle::leaf(r)).collect());
             let signature = if size == 1 {
                 identity.sign(&self.receipts[0])
@@ -185,17 +213,7 @@ impl Group {
                 signature,
                 cert: identity.cert().to_vec(),
             }
-        });
-        SignedReceipt {
-            receipt: self.receipts[index].clone(),
-            signature: signed.signature.clone(),
-            signer_cert: signed.cert.clone(),
-            group: (size > 1).then(|| ReceiptGroup {
-                size: size as u64,
-                index: index as u64,
-                path: signed.tree.path(index).iter().map(|h| h.to_vec()).collect(),
-            }),
-        }
+        })
     }
 }
 

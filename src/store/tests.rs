@@ -833,6 +833,49 @@ async fn a_write_alone_on_a_quiet_store_is_committed_by_its_caller() {
     assert!(store.get("a2".into()).await.unwrap().is_some());
 }
 
+#[tokio::test]
+async fn receipts_are_signed_by_a_quiet_or_urgent_commit_and_a_busy_routine_ones_by_their_callers()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    crate::pki::init(&certs, "test", "hub", &["county-a".into()]).unwrap();
+    let (cert, key) = crate::trust::node_paths(&certs, "hub");
+    let hub = Arc::new(crate::trust::Identity::load(&cert, &key).unwrap());
+    let trust = crate::trust::Trust::load(&certs.join(crate::trust::CA_CERT), None).unwrap();
+    let store = Store::open(&dir.path().join("s.redb")).unwrap();
+    let put = |id: &str, lane: u32, store: Store| {
+        let (id, hub) = (id.to_string(), hub.clone());
+        async move {
+            let (outcome, receipt) = store
+                .put_receipted(id, record(lane, "county-a"), Destination::Inbox, false, hub)
+                .await
+                .unwrap();
+            assert!(matches!(outcome, PutOutcome::Stored(_)));
+            receipt.expect("a receipt")
+        }
+    };
+    // A quiet store's write alone, committed by its caller: signed by the
+    // commit, while its log frame went to the disk.
+    let alone = put("a1", 2, store.alone()).await;
+    assert!(alone.group.is_signed(), "signed by the commit");
+    // A routine write through the writer thread: left to its caller, off
+    // the thread every commit waits for.
+    let routine = put("r1", 2, store.clone()).await;
+    assert!(!routine.group.is_signed(), "left to the caller");
+    // An emergency through the writer thread: signed by its commit.
+    let urgent = put("e1", 0, store.clone()).await;
+    assert!(urgent.group.is_signed(), "signed by the commit");
+    // Signed either way by the hub, over the item's statement.
+    for (id, r) in [("a1", &alone), ("r1", &routine), ("e1", &urgent)] {
+        let signed = r.receipt(&hub);
+        let opened = crate::receipt::open(&signed, &trust, std::time::SystemTime::now()).unwrap();
+        assert_eq!(
+            (opened.item_id.as_str(), opened.receiver.as_str()),
+            (id, "hub")
+        );
+    }
+}
+
 /// A write that records when it is applied and, with a gate, says so and
 /// waits there (holding the writer thread) until the gate opens.
 struct Gated {

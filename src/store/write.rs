@@ -10,6 +10,8 @@ use super::wal;
 use super::writer::Write;
 use super::{Error, Store};
 use crate::receipt::InGroup;
+use crate::trust::Identity;
+use std::sync::Arc;
 
 struct Put {
     id: String,
@@ -46,8 +48,9 @@ impl Write for Put {
 /// the other receipts of its commit.
 struct PutReceipted {
     put: Put,
-    /// This node's id, the receiver the receipt names.
-    receiver: String,
+    /// This node's identity: the receiver the receipt names, and who signs
+    /// it.
+    signer: Arc<Identity>,
 }
 
 impl Write for PutReceipted {
@@ -73,12 +76,15 @@ impl Write for PutReceipted {
         };
         let digest = rec.digest()?;
         Some(crate::receipt::encode(
-            &self.receiver,
+            self.signer.node_id(),
             &rec.statement(&self.put.id, &digest),
         ))
     }
     fn seal(out: &mut Self::Out, receipt: InGroup) {
         out.1 = Some(receipt);
+    }
+    fn signer(&self) -> Option<&Arc<Identity>> {
+        Some(&self.signer)
     }
 }
 
@@ -638,15 +644,16 @@ impl Store {
     }
 
     /// Like [`Store::put_with`], and also this node's receipt for the item
-    /// (unless it conflicts), naming `receiver`: a place in its commit's
-    /// receipt group, to be signed by the caller.
+    /// (unless it conflicts), naming `signer`'s node as the receiver: a
+    /// place in its commit's receipt group, which the writer signs as
+    /// `signer` while the commit goes to the disk.
     pub async fn put_receipted(
         &self,
         id: String,
         record: ItemRecord,
         dest: Destination,
         may_hold_back: bool,
-        receiver: String,
+        signer: Arc<Identity>,
     ) -> Result<(PutOutcome, Option<InGroup>), Error> {
         self.write(PutReceipted {
             put: Put {
@@ -655,7 +662,7 @@ impl Store {
                 dest,
                 may_hold_back,
             },
-            receiver,
+            signer,
         })
         .await
     }

@@ -14,7 +14,10 @@
 //! database is then reopened in place, so the next batch can commit. While
 //! free space is below the floor, writes that add data are refused before
 //! the batch is applied. The receipts a batch's writes want are handed out
-//! as one [`Group`], so a busy node signs once per commit, not per item.
+//! as one [`Group`], so a busy node signs once per commit, not per item;
+//! for a commit of an urgent item, or a quiet store's, it is signed while
+//! the commit's log frame goes to the disk, so no answer waits for a
+//! signature after the commit.
 //!
 //! A write alone on a quiet store is committed the same way on its
 //! caller's thread instead (see [`commit_alone`]); whoever commits holds the
@@ -33,6 +36,7 @@ use super::{Error, Inner};
 use crate::audit::Chain;
 use crate::clock::Clock;
 use crate::receipt::{Group, InGroup};
+use crate::trust::Identity;
 
 /// Most writes folded into one commit.
 const MAX_BATCH: usize = 512;
@@ -84,6 +88,12 @@ pub(super) trait Write: Send + 'static {
     /// Gives the answer its place in the commit's receipt group.
     fn seal(_out: &mut Self::Out, _receipt: InGroup) {}
 
+    /// Who signs the receipt [`Write::receipt`] gives, if the writer may
+    /// sign its group.
+    fn signer(&self) -> Option<&Arc<Identity>> {
+        None
+    }
+
     /// The write as the write-ahead log keeps it, if it is one the log
     /// takes (the hot path's: see [`wal::Kind`]); a batch of nothing else
     /// is made durable by the log rather than by a redb commit with fsync.
@@ -102,6 +112,8 @@ pub(super) trait Job: Send {
     fn receipt(&self) -> Option<Vec<u8>>;
     /// See [`Write::seal`].
     fn seal(&mut self, receipt: InGroup);
+    /// See [`Write::signer`].
+    fn signer(&self) -> Option<&Arc<Identity>>;
     /// See [`Write::logged`].
     fn logged(&self) -> Option<wal::Logged>;
     /// Answers the caller: the write's outcome if the batch committed.
@@ -149,6 +161,10 @@ impl<W: Write> Job for Pending<W> {
 
     fn logged(&self) -> Option<wal::Logged> {
         self.write.logged()
+    }
+
+    fn signer(&self) -> Option<&Arc<Identity>> {
+        self.write.signer()
     }
 
     fn answer(self: Box<Self>, committed: Result<(), Error>) {
@@ -370,7 +386,7 @@ fn commit_batch(
     let room = super::free_bytes(&inner.dir).is_some_and(|free| free >= wal::ROOM);
     let committed = db
         .map_err(|e| (e, false))
-        .and_then(|db| commit(&db, &mut batch, &mut rest, cut, core, room));
+        .and_then(|db| commit(&db, &mut batch, &mut rest, cut, core, room, inline));
     inner.count_commit(batch.len(), started.elapsed());
     tracing::debug!(
         writes = batch.len(),
@@ -386,7 +402,6 @@ fn commit_batch(
                 inner.unflushed.store(true, Ordering::Relaxed);
             }
             inner.wake(effects);
-            group_receipts(&mut batch);
             Ok(())
         }
         Err((e, used)) => {
@@ -580,9 +595,10 @@ pub(super) fn urgent_item(job: &dyn Job) -> bool {
     job.lane() < 2 && job.grows()
 }
 
-/// Puts the receipts the batch's writes want into one group, to be signed
-/// once (by the first caller that asks for its receipt).
-fn group_receipts(batch: &mut [Box<dyn Job>]) {
+/// Puts the receipts the batch's writes want into one group, signed once:
+/// here if `sign`, as the first write that names a signer (see
+/// [`Write::signer`]), else by the first caller that asks for its receipt.
+fn group_receipts(batch: &mut [Box<dyn Job>], sign: bool) {
     let (members, receipts): (Vec<usize>, Vec<Vec<u8>>) = batch
         .iter()
         .enumerate()
@@ -592,6 +608,9 @@ fn group_receipts(batch: &mut [Box<dyn Job>]) {
         return;
     }
     let group = Arc::new(Group::new(receipts));
+    if let Some(signer) = batch.iter().find_map(|job| job.signer()).filter(|_| sign) {
+        group.sign(signer);
+    }
     for (index, i) in members.into_iter().enumerate() {
         batch[i].seal(InGroup {
             group: group.clone(),
@@ -645,6 +664,7 @@ fn commit(
     cut: &mut dyn FnMut() -> bool,
     core: &mut Core,
     room: bool,
+    inline: bool,
 ) -> Result<(Effects, bool), (Error, bool)> {
     let now = core.clock.now_ms();
     let Core { wal, chain, .. } = core;
@@ -738,6 +758,14 @@ fn commit(
                     .map_err(|e| log_err(e, wal.path().to_path_buf()))?,
             );
         }
+        // Where a caller waits for this commit alone (a quiet store) or an
+        // urgent item is in it, the receipts are signed here while the
+        // log's frame goes to the disk, not after the commit on a runtime
+        // thread that may be busy; they are handed out only once it is
+        // there. A busy store's routine commits leave the signature to
+        // their callers, off this thread, which every commit waits for.
+        let sign = inline || batch.iter().any(|j| urgent_item(j.as_ref()));
+        group_receipts(batch, sign);
         match written {
             Some(written) => {
                 used = false;
@@ -797,6 +825,9 @@ mod tests {
             None
         }
         fn seal(&mut self, _: InGroup) {}
+        fn signer(&self) -> Option<&Arc<Identity>> {
+            None
+        }
         fn hold(&mut self, _: crate::store::priority::Pressed) {}
         fn logged(&self) -> Option<wal::Logged> {
             self.logs.then(|| {
@@ -950,7 +981,8 @@ mod tests {
         let db = store.inner.db.get().unwrap();
         let mut core = store.inner.core.lock().unwrap();
         let wal_path = core.wal.path().to_path_buf();
-        let (_, logged) = commit(&db, &mut batch, &mut rest, &mut cut, &mut core, true).unwrap();
+        let (_, logged) =
+            commit(&db, &mut batch, &mut rest, &mut cut, &mut core, true, false).unwrap();
         assert!(logged, "made durable by the log");
         assert_eq!((batch.len(), rest.len()), (2, 3));
         assert_eq!(applied.load(Ordering::Relaxed), 2, "the rest not applied");
@@ -962,7 +994,16 @@ mod tests {
         // A batch with an urgent item in it is never cut.
         rest.clear();
         let mut batch: Vec<Box<dyn Job>> = vec![item(0, 1), item(2, 2), item(2, 3)];
-        commit(&db, &mut batch, &mut rest, &mut || true, &mut core, true).unwrap();
+        commit(
+            &db,
+            &mut batch,
+            &mut rest,
+            &mut || true,
+            &mut core,
+            true,
+            false,
+        )
+        .unwrap();
         assert_eq!((batch.len(), rest.len()), (3, 0));
     }
 
