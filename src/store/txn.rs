@@ -47,6 +47,12 @@ type ConsumersTable<'t> = Table<'t, (&'static str, &'static str), (u64, u64, u64
 type ItemFactsTable<'t> = Table<'t, (i64, &'static str), ItemFactRow<'static>>;
 /// `decision_facts`: (decided ms, id, node, n) → (kind, text, created ms).
 type DecisionFactsTable<'t> = Table<'t, DecisionFactKey<'static>, (u8, &'static str, i64)>;
+/// `queue`: (route, lane, deadline ms, seq) → item id.
+type QueueTable<'t> = Table<'t, (&'static str, u8, i64, u64), &'static str>;
+/// `chunks`: (item id, attachment, index) → bytes.
+type ChunksTable<'t> = Table<'t, (&'static str, u32, u32), &'static [u8]>;
+/// `uploads`: (child, item id) → (bytes stored, last touched ms, bytes announced).
+type UploadsTable<'t> = Table<'t, (&'static str, &'static str), (u64, i64, u64)>;
 /// `consumer_acks`: (node id, name, lane, seq) → ().
 type ConsumerAcksTable<'t> = Table<'t, (&'static str, &'static str, u8, u64), ()>;
 
@@ -56,8 +62,8 @@ pub(super) struct Txn<'t> {
     /// The transaction, for the tables opened only when a write needs them.
     txn: &'t WriteTransaction,
     items: Table<'t, &'static str, &'static [u8]>,
-    queue: Table<'t, (&'static str, u8, i64, u64), &'static str>,
-    deadlines: Table<'t, (i64, u64), &'static str>,
+    queue: Option<QueueTable<'t>>,
+    deadlines: Option<Table<'t, (i64, u64), &'static str>>,
     overdue: Option<Table<'t, (i64, u64), &'static str>>,
     inbox: Table<'t, (u8, u64), &'static str>,
     down: Option<Table<'t, (&'static str, &'static str), i64>>,
@@ -68,8 +74,8 @@ pub(super) struct Txn<'t> {
     history: Option<Table<'t, u64, (u8, &'static [u8])>>,
     history_acks: Option<Table<'t, (&'static str, &'static str), u64>>,
     down_decisions: Option<Table<'t, (&'static str, &'static str, u32), i64>>,
-    chunks: Table<'t, (&'static str, u32, u32), &'static [u8]>,
-    uploads: Table<'t, (&'static str, &'static str), (u64, i64, u64)>,
+    chunks: Option<ChunksTable<'t>>,
+    uploads: Option<UploadsTable<'t>>,
     consumers: Option<ConsumersTable<'t>>,
     consumer_acks: Option<ConsumerAcksTable<'t>>,
     meta: Table<'t, &'static str, u64>,
@@ -88,8 +94,8 @@ impl<'t> Txn<'t> {
         Ok(Self {
             txn,
             items: txn.open_table(ITEMS)?,
-            queue: txn.open_table(QUEUE)?,
-            deadlines: txn.open_table(DEADLINES)?,
+            queue: None,
+            deadlines: None,
             overdue: None,
             inbox: txn.open_table(INBOX)?,
             down: None,
@@ -100,8 +106,8 @@ impl<'t> Txn<'t> {
             history: None,
             history_acks: None,
             down_decisions: None,
-            chunks: txn.open_table(CHUNKS)?,
-            uploads: txn.open_table(UPLOADS)?,
+            chunks: None,
+            uploads: None,
             consumers: None,
             consumer_acks: None,
             meta: txn.open_table(META)?,
@@ -126,6 +132,34 @@ impl<'t> Txn<'t> {
             self.sol_answers = Some(self.txn.open_table(SOL_ANSWERS)?);
         }
         self.sol_answers.as_mut().ok_or(Error::Closed)
+    }
+
+    fn queue(&mut self) -> Result<&mut QueueTable<'t>, Error> {
+        if self.queue.is_none() {
+            self.queue = Some(self.txn.open_table(QUEUE)?);
+        }
+        self.queue.as_mut().ok_or(Error::Closed)
+    }
+
+    fn deadlines(&mut self) -> Result<&mut Table<'t, (i64, u64), &'static str>, Error> {
+        if self.deadlines.is_none() {
+            self.deadlines = Some(self.txn.open_table(DEADLINES)?);
+        }
+        self.deadlines.as_mut().ok_or(Error::Closed)
+    }
+
+    fn chunk_table(&mut self) -> Result<&mut ChunksTable<'t>, Error> {
+        if self.chunks.is_none() {
+            self.chunks = Some(self.txn.open_table(CHUNKS)?);
+        }
+        self.chunks.as_mut().ok_or(Error::Closed)
+    }
+
+    fn uploads(&mut self) -> Result<&mut UploadsTable<'t>, Error> {
+        if self.uploads.is_none() {
+            self.uploads = Some(self.txn.open_table(UPLOADS)?);
+        }
+        self.uploads.as_mut().ok_or(Error::Closed)
     }
 
     fn item_facts(&mut self) -> Result<&mut ItemFactsTable<'t>, Error> {
@@ -304,13 +338,13 @@ impl<'t> Txn<'t> {
     }
 
     fn enqueue(&mut self, id: &str, rec: &ItemRecord, route: &str) -> Result<(), Error> {
-        self.queue
+        self.queue()?
             .insert((route, rec.lane(), rec.deadline_ms, rec.seq), id)?;
         Ok(())
     }
 
     fn dequeue(&mut self, rec: &ItemRecord, route: &str) -> Result<(), Error> {
-        self.queue
+        self.queue()?
             .remove((route, rec.lane(), rec.deadline_ms, rec.seq))?;
         Ok(())
     }
@@ -371,7 +405,7 @@ impl<'t> Txn<'t> {
                     for route in target.pending_routes.clone() {
                         self.dequeue(&target, &route)?;
                     }
-                    self.deadlines.remove((target.deadline_ms, target.seq))?;
+                    self.deadlines()?.remove((target.deadline_ms, target.seq))?;
                     target.state = if kind == LinkKind::Corrects {
                         RecordState::Superseded
                     } else {
@@ -420,7 +454,7 @@ impl<'t> Txn<'t> {
             Some(old) => PutOutcome::Conflict(old),
             None => {
                 // Its attachments are whole now: no longer a partial upload.
-                self.uploads.remove((record.from.as_str(), id))?;
+                self.uploads()?.remove((record.from.as_str(), id))?;
                 let mut rec = record.clone();
                 rec.stored_ms = self.now;
                 match dest {
@@ -431,7 +465,7 @@ impl<'t> Txn<'t> {
                         for route in routes {
                             self.enqueue(id, &rec, route)?;
                         }
-                        self.deadlines.insert((rec.deadline_ms, rec.seq), id)?;
+                        self.deadlines()?.insert((rec.deadline_ms, rec.seq), id)?;
                         self.fx.queued = true;
                     }
                     Destination::Inbox => {
@@ -505,7 +539,7 @@ impl<'t> Txn<'t> {
             // Custody upstream is progress, not arrival: the deadline stays
             // watched until the final hub's delivery receipt is here.
             if delivery {
-                self.deadlines.remove((rec.deadline_ms, rec.seq))?;
+                self.deadlines()?.remove((rec.deadline_ms, rec.seq))?;
             }
             // An emergency keeps going on every route, for proof on each;
             // anything else is done once one route has it.
@@ -548,7 +582,7 @@ impl<'t> Txn<'t> {
         rec.refusal.push_str(&format!("{route}: {why}"));
         if rec.state() == Some(RecordState::Queued) && rec.pending_routes.is_empty() {
             rec.state = RecordState::Refused as i32;
-            self.deadlines.remove((rec.deadline_ms, rec.seq))?;
+            self.deadlines()?.remove((rec.deadline_ms, rec.seq))?;
         }
         self.save(id, &rec)?;
         self.note(
@@ -560,10 +594,10 @@ impl<'t> Txn<'t> {
     }
 
     /// The first `limit` items queued on `route`, in schedule order.
-    fn queued_on(&self, route: &str, limit: usize) -> Result<Vec<String>, Error> {
+    fn queued_on(&mut self, route: &str, limit: usize) -> Result<Vec<String>, Error> {
         let range = (route, 0u8, i64::MIN, 0u64)..=(route, u8::MAX, i64::MAX, u64::MAX);
         Ok(self
-            .queue
+            .queue()?
             .range(range)?
             .take(limit)
             .map(|e| e.map(|(_, id)| id.value().to_string()))
@@ -648,7 +682,7 @@ impl<'t> Txn<'t> {
         }
         rec.delivery = receipt.to_vec();
         // Arrived: nothing left to watch.
-        self.deadlines.remove((rec.deadline_ms, rec.seq))?;
+        self.deadlines()?.remove((rec.deadline_ms, rec.seq))?;
         if !rec.from.is_empty() && rec.from != FROM_OPERATOR {
             let now = self.now;
             self.down()?.insert((rec.from.as_str(), id), now)?;
@@ -1005,7 +1039,7 @@ impl<'t> Txn<'t> {
         }
         if overdue && rec.overdue_ms == 0 {
             rec.overdue_ms = self.now;
-            self.deadlines.remove((rec.deadline_ms, rec.seq))?;
+            self.deadlines()?.remove((rec.deadline_ms, rec.seq))?;
             let n = self.next(meta::OVERDUE_TOTAL)?;
             let now = self.now;
             self.overdue()?.insert((now, n), id)?;
@@ -1032,7 +1066,8 @@ impl<'t> Txn<'t> {
         chunks: &[Vec<u8>],
     ) -> Result<(), Error> {
         for (i, data) in (first..).zip(chunks) {
-            self.chunks.insert((id, attachment, i), data.as_slice())?;
+            self.chunk_table()?
+                .insert((id, attachment, i), data.as_slice())?;
         }
         Ok(())
     }
@@ -1047,14 +1082,15 @@ impl<'t> Txn<'t> {
         index: u32,
         data: &[u8],
     ) -> Result<(), Error> {
-        self.chunks.insert((id, attachment, index), data)?;
+        self.chunk_table()?.insert((id, attachment, index), data)?;
         let (held, _, announced) = self
-            .uploads
+            .uploads()?
             .get((child, id))?
             .map_or((0, 0, 0), |v| v.value());
         let bytes = held.saturating_add(data.len() as u64);
-        self.uploads
-            .insert((child, id), (bytes, self.now, announced.max(bytes)))?;
+        let now = self.now;
+        self.uploads()?
+            .insert((child, id), (bytes, now, announced.max(bytes)))?;
         Ok(())
     }
 
@@ -1066,16 +1102,17 @@ impl<'t> Txn<'t> {
         id: &str,
         announced: u64,
     ) -> Result<(), Error> {
-        let held = self.uploads.get((child, id))?.map_or(0, |v| v.value().0);
-        self.uploads
-            .insert((child, id), (held, self.now, announced.max(held)))?;
+        let held = self.uploads()?.get((child, id))?.map_or(0, |v| v.value().0);
+        let now = self.now;
+        self.uploads()?
+            .insert((child, id), (held, now, announced.max(held)))?;
         Ok(())
     }
 
     /// Forgets `child`'s partial upload of `id` and its chunks, unless the
     /// item was stored meanwhile; returns the bytes given back.
     pub(super) fn reclaim_upload(&mut self, child: &str, id: &str) -> Result<u64, Error> {
-        let Some(bytes) = self.uploads.remove((child, id))?.map(|v| v.value().0) else {
+        let Some(bytes) = self.uploads()?.remove((child, id))?.map(|v| v.value().0) else {
             return Ok(0);
         };
         if self.items.get(id)?.is_some() {
@@ -1088,12 +1125,12 @@ impl<'t> Txn<'t> {
     /// Forgets every stored chunk of an item.
     pub(super) fn drop_chunks(&mut self, id: &str) -> Result<(), Error> {
         let keys: Vec<(u32, u32)> = self
-            .chunks
+            .chunk_table()?
             .range((id, 0, 0)..=(id, u32::MAX, u32::MAX))?
             .map(|e| e.map(|(k, _)| (k.value().1, k.value().2)))
             .collect::<Result<_, _>>()?;
         for (a, i) in keys {
-            self.chunks.remove((id, a, i))?;
+            self.chunk_table()?.remove((id, a, i))?;
         }
         Ok(())
     }
@@ -1121,13 +1158,16 @@ impl<'t> Txn<'t> {
         rec.title = brief.title;
         let mut freed = rec.signed.len() as u64;
         let mut keys = Vec::new();
-        for row in self.chunks.range((id, 0, 0)..=(id, u32::MAX, u32::MAX))? {
+        for row in self
+            .chunk_table()?
+            .range((id, 0, 0)..=(id, u32::MAX, u32::MAX))?
+        {
             let (k, v) = row?;
             freed += v.value().len() as u64;
             keys.push((k.value().1, k.value().2));
         }
         for (a, i) in keys {
-            self.chunks.remove((id, a, i))?;
+            self.chunk_table()?.remove((id, a, i))?;
         }
         rec.signed = Vec::new();
         rec.pruned_ms = self.now;
