@@ -56,6 +56,20 @@ type UploadsTable<'t> = Table<'t, (&'static str, &'static str), (u64, i64, u64)>
 /// `consumer_acks`: (node id, name, lane, seq) → ().
 type ConsumerAcksTable<'t> = Table<'t, (&'static str, &'static str, u8, u64), ()>;
 
+/// The table in `slot`, opened in `txn` on first use: opening every table
+/// in every transaction costs each commit (one item at a time pays it per
+/// item), and most batches touch few.
+fn opened<'s, 't, K: redb::Key + 'static, V: redb::Value + 'static>(
+    txn: &'t WriteTransaction,
+    slot: &'s mut Option<Table<'t, K, V>>,
+    definition: redb::TableDefinition<'_, K, V>,
+) -> Result<&'s mut Table<'t, K, V>, Error> {
+    if slot.is_none() {
+        *slot = Some(txn.open_table(definition)?);
+    }
+    slot.as_mut().ok_or(Error::Closed)
+}
+
 /// The tables of one write transaction, the batch's commit time and what
 /// the batch changed.
 pub(super) struct Txn<'t> {
@@ -121,149 +135,91 @@ impl<'t> Txn<'t> {
         })
     }
 
-    // Tables most batches never touch are opened on first use: opening
-    // every table in every transaction costs each commit (one item at a
-    // time pays it per item).
+    // Tables most batches never touch are opened on first use (see
+    // `opened`).
 
     fn sol_answers(
         &mut self,
     ) -> Result<&mut Table<'t, (&'static str, &'static str, &'static str), i64>, Error> {
-        if self.sol_answers.is_none() {
-            self.sol_answers = Some(self.txn.open_table(SOL_ANSWERS)?);
-        }
-        self.sol_answers.as_mut().ok_or(Error::Closed)
+        opened(self.txn, &mut self.sol_answers, SOL_ANSWERS)
     }
 
     fn queue(&mut self) -> Result<&mut QueueTable<'t>, Error> {
-        if self.queue.is_none() {
-            self.queue = Some(self.txn.open_table(QUEUE)?);
-        }
-        self.queue.as_mut().ok_or(Error::Closed)
+        opened(self.txn, &mut self.queue, QUEUE)
     }
 
     fn deadlines(&mut self) -> Result<&mut Table<'t, (i64, u64), &'static str>, Error> {
-        if self.deadlines.is_none() {
-            self.deadlines = Some(self.txn.open_table(DEADLINES)?);
-        }
-        self.deadlines.as_mut().ok_or(Error::Closed)
+        opened(self.txn, &mut self.deadlines, DEADLINES)
     }
 
     fn chunk_table(&mut self) -> Result<&mut ChunksTable<'t>, Error> {
-        if self.chunks.is_none() {
-            self.chunks = Some(self.txn.open_table(CHUNKS)?);
-        }
-        self.chunks.as_mut().ok_or(Error::Closed)
+        opened(self.txn, &mut self.chunks, CHUNKS)
     }
 
     fn uploads(&mut self) -> Result<&mut UploadsTable<'t>, Error> {
-        if self.uploads.is_none() {
-            self.uploads = Some(self.txn.open_table(UPLOADS)?);
-        }
-        self.uploads.as_mut().ok_or(Error::Closed)
+        opened(self.txn, &mut self.uploads, UPLOADS)
     }
 
     fn item_facts(&mut self) -> Result<&mut ItemFactsTable<'t>, Error> {
-        if self.item_facts.is_none() {
-            self.item_facts = Some(self.txn.open_table(ITEM_FACTS)?);
-        }
-        self.item_facts.as_mut().ok_or(Error::Closed)
+        opened(self.txn, &mut self.item_facts, ITEM_FACTS)
     }
 
     fn decision_facts(&mut self) -> Result<&mut DecisionFactsTable<'t>, Error> {
-        if self.decision_facts.is_none() {
-            self.decision_facts = Some(self.txn.open_table(DECISION_FACTS)?);
-        }
-        self.decision_facts.as_mut().ok_or(Error::Closed)
+        opened(self.txn, &mut self.decision_facts, DECISION_FACTS)
     }
 
     fn overdue(&mut self) -> Result<&mut Table<'t, (i64, u64), &'static str>, Error> {
-        if self.overdue.is_none() {
-            self.overdue = Some(self.txn.open_table(OVERDUE)?);
-        }
-        self.overdue.as_mut().ok_or(Error::Closed)
+        opened(self.txn, &mut self.overdue, OVERDUE)
     }
 
     fn down(&mut self) -> Result<&mut Table<'t, (&'static str, &'static str), i64>, Error> {
-        if self.down.is_none() {
-            self.down = Some(self.txn.open_table(DOWN)?);
-        }
-        self.down.as_mut().ok_or(Error::Closed)
+        opened(self.txn, &mut self.down, DOWN)
     }
 
     fn decisions(&mut self) -> Result<&mut Table<'t, (&'static str, u32), &'static [u8]>, Error> {
-        if self.decisions.is_none() {
-            self.decisions = Some(self.txn.open_table(DECISIONS)?);
-        }
-        self.decisions.as_mut().ok_or(Error::Closed)
+        opened(self.txn, &mut self.decisions, DECISIONS)
     }
 
     fn answers(&mut self) -> Result<&mut Table<'t, (i64, &'static str), ()>, Error> {
-        if self.answers.is_none() {
-            self.answers = Some(self.txn.open_table(ANSWERS)?);
-        }
-        self.answers.as_mut().ok_or(Error::Closed)
+        opened(self.txn, &mut self.answers, ANSWERS)
     }
 
     fn held(
         &mut self,
     ) -> Result<&mut Table<'t, (&'static str, &'static str), &'static [u8]>, Error> {
-        if self.held.is_none() {
-            self.held = Some(self.txn.open_table(HELD)?);
-        }
-        self.held.as_mut().ok_or(Error::Closed)
+        opened(self.txn, &mut self.held, HELD)
     }
 
     fn held_up(
         &mut self,
     ) -> Result<&mut Table<'t, (&'static str, &'static str, &'static str), i64>, Error> {
-        if self.held_up.is_none() {
-            self.held_up = Some(self.txn.open_table(HELD_UP)?);
-        }
-        self.held_up.as_mut().ok_or(Error::Closed)
+        opened(self.txn, &mut self.held_up, HELD_UP)
     }
 
     fn history(&mut self) -> Result<&mut Table<'t, u64, (u8, &'static [u8])>, Error> {
-        if self.history.is_none() {
-            self.history = Some(self.txn.open_table(HISTORY)?);
-        }
-        self.history.as_mut().ok_or(Error::Closed)
+        opened(self.txn, &mut self.history, HISTORY)
     }
 
     fn history_acks(&mut self) -> Result<&mut Table<'t, (&'static str, &'static str), u64>, Error> {
-        if self.history_acks.is_none() {
-            self.history_acks = Some(self.txn.open_table(HISTORY_ACKS)?);
-        }
-        self.history_acks.as_mut().ok_or(Error::Closed)
+        opened(self.txn, &mut self.history_acks, HISTORY_ACKS)
     }
 
     fn down_decisions(
         &mut self,
     ) -> Result<&mut Table<'t, (&'static str, &'static str, u32), i64>, Error> {
-        if self.down_decisions.is_none() {
-            self.down_decisions = Some(self.txn.open_table(DOWN_DECISIONS)?);
-        }
-        self.down_decisions.as_mut().ok_or(Error::Closed)
+        opened(self.txn, &mut self.down_decisions, DOWN_DECISIONS)
     }
 
     fn consumers(&mut self) -> Result<&mut ConsumersTable<'t>, Error> {
-        if self.consumers.is_none() {
-            self.consumers = Some(self.txn.open_table(CONSUMERS)?);
-        }
-        self.consumers.as_mut().ok_or(Error::Closed)
+        opened(self.txn, &mut self.consumers, CONSUMERS)
     }
 
     fn consumer_acks(&mut self) -> Result<&mut ConsumerAcksTable<'t>, Error> {
-        if self.consumer_acks.is_none() {
-            self.consumer_acks = Some(self.txn.open_table(CONSUMER_ACKS)?);
-        }
-        self.consumer_acks.as_mut().ok_or(Error::Closed)
+        opened(self.txn, &mut self.consumer_acks, CONSUMER_ACKS)
     }
 
     fn checkpoints(&mut self) -> Result<&mut Table<'t, u64, &'static [u8]>, Error> {
-        if self.checkpoints.is_none() {
-            self.checkpoints = Some(self.txn.open_table(AUDIT_CHECKPOINTS)?);
-        }
-        self.checkpoints.as_mut().ok_or(Error::Closed)
+        opened(self.txn, &mut self.checkpoints, AUDIT_CHECKPOINTS)
     }
 
     /// Records that this state includes the write-ahead log's batches up
