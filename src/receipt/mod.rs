@@ -140,7 +140,8 @@ fn root_statement(size: u64, root: &merkle::Hash) -> Vec<u8> {
 }
 
 /// Receipts signed together: the receipts of one commit. The signature is
-/// made once, by whichever receipt is asked for first.
+/// made once: by [`Group::sign`] if the store's writer signs the group,
+/// else by whichever receipt is asked for first.
 #[derive(Debug)]
 pub struct Group {
     receipts: Vec<Vec<u8>>,
