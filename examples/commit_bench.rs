@@ -15,6 +15,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(n) => n.parse()?,
         None => 4000,
     };
+    if writes == 0 {
+        return Err("WRITES must be at least 1".into());
+    }
     let dir = tempfile::tempdir()?;
     let store = Store::open(&dir.path().join("s.redb"))?;
     let mut took = Vec::with_capacity(writes);
@@ -37,7 +40,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     store.close().await;
     took.sort_unstable();
     let at = |q: f64| took[((took.len() - 1) as f64 * q) as usize];
-    let mean = took.iter().sum::<u64>() / took.len().max(1) as u64;
+    let mean = took.iter().sum::<u64>() / took.len() as u64;
     println!(
         "{writes} writes alone, 1,200-byte reports into the inbox: p50 {} µs, p90 {} µs, p99 {} µs, mean {mean} µs",
         at(0.5),

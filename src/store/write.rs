@@ -83,7 +83,7 @@ impl Write for PutReceipted {
     fn seal(out: &mut Self::Out, receipt: InGroup) {
         out.1 = Some(receipt);
     }
-    fn signer(&self) -> Option<&Arc<Identity>> {
+    fn signer(&self) -> Option<&Identity> {
         Some(&self.signer)
     }
 }

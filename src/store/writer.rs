@@ -90,7 +90,7 @@ pub(super) trait Write: Send + 'static {
 
     /// Who signs the receipt [`Write::receipt`] gives, if the writer may
     /// sign its group.
-    fn signer(&self) -> Option<&Arc<Identity>> {
+    fn signer(&self) -> Option<&Identity> {
         None
     }
 
@@ -113,7 +113,7 @@ pub(super) trait Job: Send {
     /// See [`Write::seal`].
     fn seal(&mut self, receipt: InGroup);
     /// See [`Write::signer`].
-    fn signer(&self) -> Option<&Arc<Identity>>;
+    fn signer(&self) -> Option<&Identity>;
     /// See [`Write::logged`].
     fn logged(&self) -> Option<wal::Logged>;
     /// Answers the caller: the write's outcome if the batch committed.
@@ -163,7 +163,7 @@ impl<W: Write> Job for Pending<W> {
         self.write.logged()
     }
 
-    fn signer(&self) -> Option<&Arc<Identity>> {
+    fn signer(&self) -> Option<&Identity> {
         self.write.signer()
     }
 
@@ -608,7 +608,7 @@ fn group_receipts(batch: &mut [Box<dyn Job>], sign: bool) {
         return;
     }
     let group = Arc::new(Group::new(receipts));
-    if let Some(signer) = batch.iter().find_map(|job| job.signer()).filter(|_| sign) {
+    if sign && let Some(signer) = batch.iter().find_map(|job| job.signer()) {
         group.sign(signer);
     }
     for (index, i) in members.into_iter().enumerate() {
@@ -698,7 +698,10 @@ fn commit(
         // once applied, so that it is never written twice, nor its
         // write-back undone. Either is waited for before the transaction
         // commits, so nothing is visible, or answered, before it is durable.
-        let cuttable = batch_len > 1 && !batch.iter().any(|j| urgent_item(j.as_ref()));
+        // A cut never happens with an urgent item in the batch, so this
+        // holds for what is left of it after one too.
+        let urgent = batch.iter().any(|j| urgent_item(j.as_ref()));
+        let cuttable = batch_len > 1 && !urgent;
         let mut frame = logged.map(|writes| wal::Batch {
             seq,
             now_ms: now,
@@ -764,8 +767,7 @@ fn commit(
         // thread that may be busy; they are handed out only once it is
         // there. A busy store's routine commits leave the signature to
         // their callers, off this thread, which every commit waits for.
-        let sign = inline || batch.iter().any(|j| urgent_item(j.as_ref()));
-        group_receipts(batch, sign);
+        group_receipts(batch, inline || urgent);
         match written {
             Some(written) => {
                 used = false;
@@ -825,7 +827,7 @@ mod tests {
             None
         }
         fn seal(&mut self, _: InGroup) {}
-        fn signer(&self) -> Option<&Arc<Identity>> {
+        fn signer(&self) -> Option<&Identity> {
             None
         }
         fn hold(&mut self, _: crate::store::priority::Pressed) {}
