@@ -1039,14 +1039,11 @@ impl<'t> Txn<'t> {
         data: &[u8],
     ) -> Result<(), Error> {
         self.chunk_table()?.insert((id, attachment, index), data)?;
-        let (held, _, announced) = self
-            .uploads()?
-            .get((child, id))?
-            .map_or((0, 0, 0), |v| v.value());
-        let bytes = held.saturating_add(data.len() as u64);
         let now = self.now;
-        self.uploads()?
-            .insert((child, id), (bytes, now, announced.max(bytes)))?;
+        let uploads = self.uploads()?;
+        let (held, _, announced) = uploads.get((child, id))?.map_or((0, 0, 0), |v| v.value());
+        let bytes = held.saturating_add(data.len() as u64);
+        uploads.insert((child, id), (bytes, now, announced.max(bytes)))?;
         Ok(())
     }
 
@@ -1058,10 +1055,10 @@ impl<'t> Txn<'t> {
         id: &str,
         announced: u64,
     ) -> Result<(), Error> {
-        let held = self.uploads()?.get((child, id))?.map_or(0, |v| v.value().0);
         let now = self.now;
-        self.uploads()?
-            .insert((child, id), (held, now, announced.max(held)))?;
+        let uploads = self.uploads()?;
+        let held = uploads.get((child, id))?.map_or(0, |v| v.value().0);
+        uploads.insert((child, id), (held, now, announced.max(held)))?;
         Ok(())
     }
 
@@ -1078,17 +1075,20 @@ impl<'t> Txn<'t> {
         Ok(bytes)
     }
 
-    /// Forgets every stored chunk of an item.
-    pub(super) fn drop_chunks(&mut self, id: &str) -> Result<(), Error> {
-        let keys: Vec<(u32, u32)> = self
-            .chunk_table()?
-            .range((id, 0, 0)..=(id, u32::MAX, u32::MAX))?
-            .map(|e| e.map(|(k, _)| (k.value().1, k.value().2)))
-            .collect::<Result<_, _>>()?;
-        for (a, i) in keys {
-            self.chunk_table()?.remove((id, a, i))?;
+    /// Forgets every stored chunk of an item; returns their bytes.
+    pub(super) fn drop_chunks(&mut self, id: &str) -> Result<u64, Error> {
+        let chunks = self.chunk_table()?;
+        let mut freed = 0u64;
+        let mut keys = Vec::new();
+        for row in chunks.range((id, 0, 0)..=(id, u32::MAX, u32::MAX))? {
+            let (k, v) = row?;
+            freed += v.value().len() as u64;
+            keys.push((k.value().1, k.value().2));
         }
-        Ok(())
+        for (a, i) in keys {
+            chunks.remove((id, a, i))?;
+        }
+        Ok(freed)
     }
 
     /// Drops the body and attachments of `id` if `rule` still allows it
@@ -1112,19 +1112,7 @@ impl<'t> Txn<'t> {
         rec.origin = brief.origin;
         rec.priority = brief.priority;
         rec.title = brief.title;
-        let mut freed = rec.signed.len() as u64;
-        let mut keys = Vec::new();
-        for row in self
-            .chunk_table()?
-            .range((id, 0, 0)..=(id, u32::MAX, u32::MAX))?
-        {
-            let (k, v) = row?;
-            freed += v.value().len() as u64;
-            keys.push((k.value().1, k.value().2));
-        }
-        for (a, i) in keys {
-            self.chunk_table()?.remove((id, a, i))?;
-        }
+        let freed = rec.signed.len() as u64 + self.drop_chunks(id)?;
         rec.signed = Vec::new();
         rec.pruned_ms = self.now;
         rec.pruned_bytes = freed;

@@ -388,7 +388,7 @@ struct DropChunks {
 impl Write for DropChunks {
     type Out = ();
     fn apply(&self, txn: &mut Txn<'_>) -> Result<(), Error> {
-        txn.drop_chunks(&self.id)
+        txn.drop_chunks(&self.id).map(|_| ())
     }
 }
 
