@@ -349,6 +349,12 @@ async fn forward_stream(
 /// served apart, as a county's forwarder does for its urgent items. With
 /// `during`, they start at its instant, and only those answered while its
 /// flag is still set count.
+/// How often the hub's emergency probe sends one: apart, like emergencies
+/// that come independently of the load, so that a loaded run's probes are
+/// spread over seconds of it (its full commits among them) rather than
+/// sent back to back in its first tenth of a second.
+const PROBE_EVERY: Duration = Duration::from_millis(20);
+
 fn hub_probe(
     addr: &str,
     id: &Arc<Identity>,
@@ -376,7 +382,10 @@ fn hub_probe(
                 tokio::time::sleep_until((*at).into()).await;
             }
             let mut out = Vec::with_capacity(n);
+            let mut every = tokio::time::interval(PROBE_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             for item in items {
+                every.tick().await;
                 let t = Instant::now();
                 tx.send(ForwardRequest {
                     kind: Some(forward_request::Kind::Item(item)),
@@ -906,12 +915,17 @@ pub fn table(r: &Results) -> String {
          over mutual TLS, \
          each verified, stored (fsync) and answered with a signed receipt;\n  \
          1 stream x 1 in flight, then {} streams x {} in flight over {} connection(s);\n  \
-         emergencies one at a time on an urgent connection of their own (as a forwarder\n  \
-         opens for its urgent items), idle, then during that run\n\
+         emergencies one at a time, one every {} ms, on an urgent connection of their own\n  \
+         (as a forwarder opens for its urgent items), idle, then during that run\n\
          end to end: operators on each node's socket, submit -> the hub's receipt stored\n  \
          at the node (one Submit call that waits for it); 1 operator, then {} node(s) x {}\n  \
          concurrent operators\n",
-        r.ingest_streams, r.ingest_window, r.ingest_connections, r.nodes, r.e2e_concurrency
+        r.ingest_streams,
+        r.ingest_window,
+        r.ingest_connections,
+        PROBE_EVERY.as_millis(),
+        r.nodes,
+        r.e2e_concurrency
     );
     let _ = writeln!(
         s,
