@@ -69,6 +69,7 @@ pub mod tables;
 mod txn;
 mod wal;
 mod write;
+mod writeout;
 mod writer;
 
 use std::collections::HashMap;

@@ -443,6 +443,8 @@ fn multi_threaded_runtime() -> bool {
 /// it after one) at its last durable state, and applies the batches logged
 /// since; the custody log's head is read back from what is then stored.
 fn reopen(inner: &Inner, wal: &mut Wal, chain: &mut Chain) -> Result<(), Error> {
+    // The log is opened again below: nothing may still be writing it.
+    wal.stop_writing_out();
     inner.db.reopen()?;
     let db = inner.db.get()?;
     let replayed = replay(&db, wal.path()).and_then(|w| Ok((w, super::read::audit_chain(&db)?)));
