@@ -343,18 +343,18 @@ async fn forward_stream(
     Ok(latencies)
 }
 
-/// Sends `n` emergencies into the hub one at a time, as `id`, from a
-/// thread, runtime and connection of their own (so they measure the hub,
-/// not this process's queue of load tasks); the connection asks to be
-/// served apart, as a county's forwarder does for its urgent items. With
-/// `during`, they start at its instant, and only those answered while its
-/// flag is still set count.
 /// How often the hub's emergency probe sends one: apart, like emergencies
 /// that come independently of the load, so that a loaded run's probes are
 /// spread over seconds of it (its full commits among them) rather than
 /// sent back to back in its first tenth of a second.
 const PROBE_EVERY: Duration = Duration::from_millis(20);
 
+/// Sends `n` emergencies into the hub one at a time, [`PROBE_EVERY`]
+/// apart, as `id`, from a thread, runtime and connection of their own (so
+/// they measure the hub, not this process's queue of load tasks); the
+/// connection asks to be served apart, as a county's forwarder does for
+/// its urgent items. With `during`, they start at its instant, and only
+/// those answered while its flag is still set count.
 fn hub_probe(
     addr: &str,
     id: &Arc<Identity>,

@@ -50,9 +50,9 @@ use super::writeout::WriteOut;
 /// (and the log emptied). A full commit stops the writer for tens of
 /// milliseconds at load, and an urgent item that comes meanwhile waits for
 /// it: the more log between two, the fewer meet one. (From 16 MiB to 64,
-/// the emergencies that met one during a saturating load went from about 3
-/// in 100 to under 1; each full commit took as long: redb writes out at
-/// most half its cache at one.)
+/// an emergency's p99 during a saturating load fell in every pair of runs
+/// measured; each full commit took about as long: redb writes out at most
+/// half its cache at one.)
 pub(super) const CHECKPOINT_BYTES: u64 = 64 << 20;
 /// Log bytes a store logs between full commits before its log file is
 /// written out further (see [`writeout`](super::writeout)).
