@@ -291,6 +291,8 @@ struct Inner {
     metrics: std::sync::OnceLock<Arc<crate::metrics::Metrics>>,
     /// The writer thread's priority, raised while pressing writes wait.
     priority: Arc<priority::Priority>,
+    /// [`Store`] handles open (see [`Handle`]).
+    handles: std::sync::atomic::AtomicUsize,
 }
 
 impl Inner {
@@ -326,6 +328,42 @@ impl Inner {
     }
 }
 
+/// A counted reference to the store, as [`Store`] holds it: the store's
+/// own threads hold theirs uncounted, for a moment, so that
+/// [`Store::close`] can tell the last handle by this count.
+struct Handle(Arc<Inner>);
+
+impl Handle {
+    fn new(inner: Arc<Inner>) -> Self {
+        inner
+            .handles
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Self(inner)
+    }
+}
+
+impl Clone for Handle {
+    fn clone(&self) -> Self {
+        Self::new(self.0.clone())
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.0
+            .handles
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+impl std::ops::Deref for Handle {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
 /// One write counted in [`Inner::pending`] and not handed on: counted down
 /// when dropped.
 struct Counted<'a>(&'a writer::Load);
@@ -339,7 +377,7 @@ impl Drop for Counted<'_> {
 /// A handle on the custody store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    inner: Arc<Inner>,
+    inner: Handle,
     /// Writes made through this handle are the only ones their caller has
     /// under way (see [`Store::alone`]).
     alone: bool,
@@ -408,6 +446,7 @@ impl Store {
             waiters: Mutex::default(),
             metrics: std::sync::OnceLock::new(),
             priority: Arc::default(),
+            handles: std::sync::atomic::AtomicUsize::new(0),
         });
         flusher(path, Arc::downgrade(&inner))?;
         let writer = Arc::downgrade(&inner);
@@ -422,16 +461,15 @@ impl Store {
             .spawn(move || {
                 let _context = runtime.as_ref().map(tokio::runtime::Handle::enter);
                 // Dropped last, after the writes still queued. Not taken
-                // through `writer`: a handle held here for a moment could
-                // be what a caller closing the store right after opening
-                // it finds, and it would not wait for the file to close.
+                // through `writer`, which would keep the store open while
+                // this thread starts.
                 let _running = priority.writer_started();
                 writer::run(rx, &writer);
                 let _ = closed_tx.send(true);
             })
             .map_err(|e| Error::Thread(Arc::new(e)))?;
         Ok(Self {
-            inner,
+            inner: Handle::new(inner),
             alone: false,
             pressing: false,
         })
@@ -444,10 +482,15 @@ impl Store {
     }
 
     /// Drops this handle and, if it was the last, waits until the writer
-    /// has closed the database file.
+    /// has closed the database file (after the store's own threads have
+    /// let go of it, which they hold only for a moment).
     pub async fn close(self) {
         let mut closed = self.closed();
-        let last = Arc::strong_count(&self.inner) == 1;
+        let last = self
+            .inner
+            .handles
+            .load(std::sync::atomic::Ordering::Acquire)
+            == 1;
         drop(self);
         if last {
             let _ = closed.wait_for(|c| *c).await;

@@ -1072,3 +1072,22 @@ async fn writer_priority_follows_pressing_writes() {
     );
     assert_eq!(applied.lock().unwrap()[..2], [0, 1], "the emergency first");
 }
+
+#[tokio::test]
+async fn close_waits_for_the_file_though_a_store_thread_holds_the_store_a_moment() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let store = Store::open(&path).unwrap();
+    // As the flusher or the writer thread does, for a moment.
+    let held = store.inner.0.clone();
+    let closed = store.closed();
+    let mut close = Box::pin(store.close());
+    assert!(
+        futures::FutureExt::now_or_never(close.as_mut()).is_none(),
+        "the last handle's close waits for the file"
+    );
+    drop(held);
+    close.await;
+    assert!(*closed.borrow());
+    Store::open(&path).expect("the file can be opened again");
+}

@@ -231,8 +231,8 @@ pub(super) fn run(mut rx: mpsc::Receiver<Box<dyn Job>>, inner: &Weak<Inner>) {
         inner.pending.done(writes - rest.len());
         queued.put_back(rest);
         // Let go of the store before answering: a caller that closes its
-        // last handle on the answer must find the writer holding none, or
-        // it would not wait for the file to close.
+        // last handle on the answer then waits for the file to close, not
+        // for this thread to come back to it.
         drop(inner);
         for job in batch {
             job.answer(answer.clone());
