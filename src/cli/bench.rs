@@ -164,6 +164,8 @@ pub struct Results {
     pub hub_peak_rss_kib: u64,
     /// A county node's peak RSS, KiB.
     pub node_peak_rss_kib: u64,
+    /// The disk's and the CPU's own figures, measured as the run started.
+    pub floor: super::bench_floor::Floor,
 }
 
 /// Items the hub's metrics at `addr` count as accepted, all classes.
@@ -584,6 +586,10 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
         e2e_concurrency: opts.e2e_concurrency,
         ..Default::default()
     };
+    // Before any node starts, so that nothing else writes to the disk.
+    let (cert, key) = trust::node_paths(&pki_dir, &counties[0]);
+    res.floor = super::bench_floor::Floor::measure(dir, &Identity::load(&cert, &key)?)
+        .context("measuring this machine's floors in the scratch directory")?;
 
     let free = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let mut hub_cfg = NodeConfig::for_node("hub", &pki_dir, &dir.join("data/hub"));
@@ -1005,6 +1011,13 @@ pub fn table(r: &Results) -> String {
         "peak RSS: hub {} MiB, county node {} MiB",
         r.hub_peak_rss_kib / 1024,
         r.node_peak_rss_kib / 1024
+    );
+    let _ = writeln!(
+        s,
+        "this machine as the run started: a 1 KiB overwrite and its fdatasync {} ms (p50),\n  \
+         one Ed25519 signature {:.1} µs (the peer bench's limits step measures both alike)",
+        ms(r.floor.fdatasync_p50_us),
+        r.floor.ed25519_sign_us
     );
     s
 }

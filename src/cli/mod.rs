@@ -6,6 +6,7 @@
 pub(crate) mod args;
 mod audit;
 mod bench;
+mod bench_floor;
 mod bench_stats;
 mod demo;
 mod fetch;

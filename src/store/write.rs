@@ -42,6 +42,9 @@ impl Write for Put {
             self.may_hold_back,
         ))))
     }
+    fn logs(&self) -> bool {
+        true
+    }
 }
 
 /// A put whose caller wants this node's receipt for the item, signed with
@@ -69,6 +72,9 @@ impl Write for PutReceipted {
     }
     fn logged(&self) -> Option<wal::Logged> {
         self.put.logged()
+    }
+    fn logs(&self) -> bool {
+        true
     }
     fn receipt(&self, out: &Self::Out) -> Option<Vec<u8>> {
         let (PutOutcome::Stored(rec) | PutOutcome::Duplicate(rec)) = &out.0 else {

@@ -100,6 +100,13 @@ pub(super) trait Write: Send + 'static {
     fn logged(&self) -> Option<wal::Logged> {
         None
     }
+
+    /// Whether [`Write::logged`] gives the write, without building its
+    /// log record (which copies a report's bytes): a write that overrides
+    /// `logged` should say so here too.
+    fn logs(&self) -> bool {
+        self.logged().is_some()
+    }
 }
 
 /// A write on its way through the writer, with its caller's reply channel.
@@ -116,6 +123,8 @@ pub(super) trait Job: Send {
     fn signer(&self) -> Option<&Identity>;
     /// See [`Write::logged`].
     fn logged(&self) -> Option<wal::Logged>;
+    /// See [`Write::logs`].
+    fn logs(&self) -> bool;
     /// Answers the caller: the write's outcome if the batch committed.
     fn answer(self: Box<Self>, committed: Result<(), Error>);
     /// Keeps the writer's priority raised until the write is answered.
@@ -161,6 +170,10 @@ impl<W: Write> Job for Pending<W> {
 
     fn logged(&self) -> Option<wal::Logged> {
         self.write.logged()
+    }
+
+    fn logs(&self) -> bool {
+        self.write.logs()
     }
 
     fn signer(&self) -> Option<&Identity> {
@@ -327,7 +340,7 @@ pub(super) fn commit_alone(inner: &Inner, job: Box<dyn Job>, calm: bool) -> Opti
     if inner.db.get().is_err()
         || core.wal.checkpoint_due()
         || job.bytes() > wal::MAX_BATCH_BYTES
-        || job.logged().is_none()
+        || !job.logs()
     {
         return Some(job);
     }
@@ -833,6 +846,9 @@ mod tests {
             None
         }
         fn hold(&mut self, _: crate::store::priority::Pressed) {}
+        fn logs(&self) -> bool {
+            self.logs
+        }
         fn logged(&self) -> Option<wal::Logged> {
             self.logs.then(|| {
                 wal::Logged::of(wal::Kind::Note(wal::Note {
