@@ -688,9 +688,16 @@ pub struct NodeConfig {
 pub struct MetricsConfig {
     /// Serve `GET /metrics` (plain HTTP, the Prometheus text format) at
     /// this address; absent = no metrics listener. Bind it to loopback or
-    /// a management network: it is not authenticated.
+    /// a management network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listen: Option<SocketAddr>,
+    /// A file holding a secret every scrape must send as `Authorization:
+    /// Bearer <secret>` (Prometheus: `authorization: { credentials_file:
+    /// ... }` naming the same file); absent = scrapes are not
+    /// authenticated. Read at start: a file that is missing, unreadable or
+    /// empty stops the start, naming `metrics.token_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
 }
 
 /// `[log]`: how the node writes its log.
@@ -852,6 +859,13 @@ impl NodeConfig {
             return Err(invalid(
                 "operator.allowed",
                 "operator.listen is set but no certificate is allowed to use it".into(),
+            ));
+        }
+        if self.metrics.token_file.is_some() && self.metrics.listen.is_none() {
+            return Err(invalid(
+                "metrics.token_file",
+                "metrics.token_file is set but metrics.listen is not: there is nothing to guard"
+                    .into(),
             ));
         }
         for id in self.relay.iter().flat_map(|r| &r.consumers) {

@@ -37,7 +37,8 @@
 //!
 //! Tools: [`pki`] makes the region's certificates (`zhibao certs`);
 //! [`telemetry`] sets up logs (text in local time, or JSON lines);
-//! [`metrics`] counts what a node does, for Prometheus. The `zhibao`
+//! [`metrics`] counts what a node does, for Prometheus; [`secret`]
+//! compares and reads the shared secrets people and scrapers present. The `zhibao`
 //! binary (`src/main.rs`, `src/cli/`: commands, output for people,
 //! `demo`, `bench`) is built on these; the library does not depend on it.
 //!
@@ -75,6 +76,7 @@ pub mod pki;
 pub mod proto;
 pub mod receipt;
 pub mod score;
+pub mod secret;
 pub mod store;
 pub mod telemetry;
 pub mod tls;

@@ -21,23 +21,30 @@ const WAIT: Duration = Duration::from_secs(20);
 
 /// `GET path` over plain HTTP/1.1: (status, content type, body).
 async fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
+    let (status, head, body) = get_with(addr, path, "").await;
+    let content_type = header(&head, "content-type").unwrap_or_default();
+    (status, content_type, body)
+}
+
+/// `GET path` with `extra` header lines: (status, head, body).
+async fn get_with(addr: SocketAddr, path: &str, extra: &str) -> (u16, String, String) {
     let mut tcp = TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n");
     tcp.write_all(req.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
     tcp.read_to_end(&mut raw).await.unwrap();
     let text = String::from_utf8(raw).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let content_type = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-type: ")
-                .map(str::to_string)
-        })
-        .unwrap_or_default();
-    (status, content_type, body.to_string())
+    (status, head.to_string(), body.to_string())
+}
+
+/// The value of header `name` (lower case) in a response's head.
+fn header(head: &str, name: &str) -> Option<String> {
+    head.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+    })
 }
 
 /// The node's metrics, parsed.
@@ -408,6 +415,68 @@ async fn a_metrics_listener_that_cannot_bind_stops_the_start_naming_the_field() 
     assert!(text.contains("metrics listener"), "{text}");
 }
 
+#[tokio::test]
+async fn with_a_token_file_only_scrapes_that_bear_the_token_are_answered() {
+    let region = Region::new(&[]);
+    let token_file = region.dir.path().join("metrics.token");
+    std::fs::write(&token_file, "t0ken-of-the-scraper\n").unwrap();
+    let mut cfg = region.hub_config("127.0.0.1:0".parse().unwrap());
+    cfg.metrics.listen = local();
+    cfg.metrics.token_file = Some(token_file);
+    let hub = node::start(cfg).await.unwrap();
+    let addr = hub.metrics_addr.expect("the hub serves metrics");
+
+    for (extra, why) in [
+        ("", "no Authorization header"),
+        ("Authorization: Bearer wrong\r\n", "another token"),
+        ("Authorization: Bearer t0ken-of-the-scrape\r\n", "a prefix"),
+        (
+            "Authorization: Basic dDBrZW4tb2YtdGhlLXNjcmFwZXI=\r\n",
+            "another scheme",
+        ),
+    ] {
+        let (status, head, body) = get_with(addr, "/metrics", extra).await;
+        assert_eq!(status, 401, "{why}: {body}");
+        assert_eq!(
+            header(&head, "www-authenticate").as_deref(),
+            Some("Bearer realm=\"zhibao metrics\""),
+            "{why}"
+        );
+        assert!(!body.contains("zhibao_"), "{why}: nothing of the metrics");
+    }
+    for scheme in ["Bearer", "bearer"] {
+        let extra = format!("Authorization: {scheme} t0ken-of-the-scraper\r\n");
+        let (status, _, body) = get_with(addr, "/metrics", &extra).await;
+        assert_eq!(status, 200, "{scheme}: {body}");
+        assert!(body.contains("zhibao_items_accepted_total"), "{body}");
+    }
+    hub.shutdown(WAIT).await;
+}
+
+#[tokio::test]
+async fn a_token_file_that_cannot_be_used_stops_the_start_naming_the_field() {
+    let region = Region::new(&[]);
+    let empty = region.dir.path().join("empty.token");
+    std::fs::write(&empty, "\n").unwrap();
+    for (path, says) in [
+        (region.dir.path().join("absent.token"), "absent.token"),
+        (empty, "holds no secret"),
+    ] {
+        let mut cfg = region.hub_config("127.0.0.1:0".parse().unwrap());
+        cfg.metrics.listen = local();
+        cfg.metrics.token_file = Some(path);
+        let e = node::start(cfg).await.expect_err("no usable token");
+        assert_eq!(e.field(), "metrics.token_file");
+        let text = e.to_string();
+        assert!(text.contains(says), "{text}");
+    }
+    // A token with no listener to guard is a mistake in the file, too.
+    let mut cfg = region.hub_config("127.0.0.1:0".parse().unwrap());
+    cfg.metrics.token_file = Some(region.dir.path().join("absent.token"));
+    let e = node::start(cfg).await.expect_err("nothing to guard");
+    assert_eq!(e.field(), "metrics.token_file");
+}
+
 #[test]
 fn the_alert_rules_are_yaml_with_the_promised_alerts() {
     let text = std::fs::read_to_string(
@@ -432,6 +501,19 @@ fn the_alert_rules_are_yaml_with_the_promised_alerts() {
         let expr = r["expr"].as_str().expect("every rule has an expr");
         assert!(expr.contains("zhibao"), "{expr}");
     }
+}
+
+#[test]
+fn the_scrape_configuration_sends_a_bearer_token_from_a_file() {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus/scrape.yml"),
+    )
+    .unwrap();
+    let docs = yaml_rust2::YamlLoader::load_from_str(&text).expect("valid YAML");
+    let job = &docs[0]["scrape_configs"][0];
+    assert_eq!(job["job_name"].as_str(), Some("zhibao"));
+    assert_eq!(job["authorization"]["type"].as_str(), Some("Bearer"));
+    assert!(job["authorization"]["credentials_file"].as_str().is_some());
 }
 
 #[test]

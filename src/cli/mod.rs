@@ -124,6 +124,11 @@ fn hint(e: &anyhow::Error) -> Option<&'static str> {
             S::Config(_) => {
                 return Some("fix it in the configuration (config/*.toml documents every field)");
             }
+            S::Secret { .. } => {
+                return Some(
+                    "write the secret to that file (one line, e.g. `openssl rand -hex 32 > FILE`), readable by the node's user",
+                );
+            }
             S::Store { .. } | S::CaKeyPresent { .. } => {}
         }
     }

@@ -1,7 +1,9 @@
 //! The metrics endpoint: plain HTTP/1.1 on its own listener (off unless
 //! `[metrics] listen` is set), `GET /metrics` answered with the text
 //! exposition, anything else 404. Bounded like every door: a few
-//! connections at once, a request's head within a few seconds.
+//! connections at once, a request's head within a few seconds. With
+//! `metrics.token_file` set, a scrape without that bearer token (RFC 6750)
+//! is answered 401 and logged with the scraper's address.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -29,11 +31,13 @@ const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 /// Reads the store and routes for a scrape.
 pub type Source = Arc<dyn Fn() -> BoxFuture<'static, Snapshot> + Send + Sync>;
 
-/// Serves `GET /metrics` on `listener` until `shutdown`.
+/// Serves `GET /metrics` on `listener` until `shutdown`; with `token`,
+/// only to scrapes that send it as `Authorization: Bearer <token>`.
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     source: Source,
+    token: Option<Arc<str>>,
     shutdown: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(CONNECTIONS));
@@ -55,9 +59,18 @@ pub async fn serve(
             },
             () = shutdown.cancelled() => return,
         };
-        let (metrics, source) = (metrics.clone(), source.clone());
-        let service =
-            hyper::service::service_fn(move |req| answer(req, metrics.clone(), source.clone()));
+        let (metrics, source, token) = (metrics.clone(), source.clone(), token.clone());
+        let service = hyper::service::service_fn(move |req| {
+            let refused = token.as_deref().is_some_and(|t| !bearer_is(&req, t));
+            let (metrics, source) = (metrics.clone(), source.clone());
+            async move {
+                if refused {
+                    warn!(%peer, "metrics scrape refused: no bearer token, or not metrics.token_file's");
+                    return Ok(unauthorized());
+                }
+                answer(req, metrics, source).await
+            }
+        });
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(HEAD_TIMEOUT)
@@ -76,6 +89,42 @@ pub async fn serve(
             }
         });
     }
+}
+
+/// Whether `req` carries `Authorization: Bearer <token>` (the scheme's
+/// name in any case, as RFC 7235 allows).
+fn bearer_is(req: &Request<Incoming>, token: &str) -> bool {
+    let Some(value) = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    match value.split_once(' ') {
+        Some((scheme, given)) if scheme.eq_ignore_ascii_case("bearer") => {
+            crate::secret::same_secret(given.trim(), token)
+        }
+        _ => false,
+    }
+}
+
+/// 401, asking for the bearer token.
+fn unauthorized() -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from_static(
+        b"a bearer token is required (metrics.token_file)\n",
+    )));
+    *resp.status_mut() = StatusCode::UNAUTHORIZED;
+    let headers = resp.headers_mut();
+    headers.insert(
+        hyper::header::WWW_AUTHENTICATE,
+        hyper::header::HeaderValue::from_static("Bearer realm=\"zhibao metrics\""),
+    );
+    headers.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
 }
 
 async fn answer(

@@ -62,6 +62,14 @@ pub enum StartError {
         /// Why.
         source: store::Error,
     },
+    /// A secret's file could not be used.
+    #[error("invalid `{field}`: {source}")]
+    Secret {
+        /// The configuration field naming the file.
+        field: &'static str,
+        /// Why.
+        source: crate::secret::SecretFileError,
+    },
     /// A listener could not be bound.
     #[error("invalid `{field}`: cannot bind {what}: {source}")]
     Bind {
@@ -91,7 +99,9 @@ impl StartError {
         match self {
             Self::Config(ConfigError::Invalid { field, .. }) => field,
             Self::Config(_) => "(configuration file)",
-            Self::Load { field, .. } | Self::Bind { field, .. } => field,
+            Self::Load { field, .. } | Self::Bind { field, .. } | Self::Secret { field, .. } => {
+                field
+            }
             Self::IdentityMismatch { .. } => "node_id",
             Self::NotTrusted { .. } | Self::Tls(_) => "tls.cert",
             Self::CaKeyPresent { .. } => "tls.key",

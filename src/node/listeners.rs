@@ -84,7 +84,9 @@ pub(crate) struct Bound {
     pub(crate) relay: Option<(TcpListener, SocketAddr)>,
     /// The web desk (`[web]`), with its login token written.
     pub(crate) web: Option<crate::web::Door>,
-    pub(crate) metrics: Option<(TcpListener, SocketAddr)>,
+    /// The metrics listener, and the bearer token scrapes must send, if
+    /// `metrics.token_file` is set.
+    pub(crate) metrics: Option<(TcpListener, SocketAddr, Option<String>)>,
 }
 
 /// Binds every listener the configuration names.
@@ -103,7 +105,24 @@ pub(crate) async fn bind(cfg: &NodeConfig) -> Result<Bound, StartError> {
         None => None,
     };
     let metrics = match cfg.metrics.listen {
-        Some(addr) => Some(bind_tcp(addr, "metrics.listen", "metrics listener").await?),
+        Some(addr) => {
+            // Read before binding: a node whose configured token cannot be
+            // used serves no metrics at all, rather than serving them open.
+            let token = match &cfg.metrics.token_file {
+                Some(path) => Some(crate::secret::read_secret_file(path).map_err(|source| {
+                    StartError::Secret {
+                        field: "metrics.token_file",
+                        source,
+                    }
+                })?),
+                None => None,
+            };
+            let (listener, bound) = bind_tcp(addr, "metrics.listen", "metrics listener").await?;
+            if token.is_none() && !addr.ip().is_loopback() {
+                warn!(listen = %bound, "metrics are served to anyone who can reach this address: set metrics.token_file, or bind to loopback");
+            }
+            Some((listener, bound, token))
+        }
         None => None,
     };
     Ok(Bound {

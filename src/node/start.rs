@@ -348,11 +348,16 @@ async fn servers(parts: &Parts, bound: Bound) -> (Stage, Addrs) {
         let task = crate::web::serve(door, operator.clone(), stage.token.clone());
         stage.tasks.push(task);
     }
-    if let Some((listener, addr)) = bound.metrics {
+    if let Some((listener, addr, token)) = bound.metrics {
         addrs.metrics = Some(addr);
         let source = super::scrape::source(parts.store.clone(), parts.routes.clone(), parts.clock);
-        let serve =
-            crate::metrics::serve(listener, parts.metrics.clone(), source, stage.token.clone());
+        let serve = crate::metrics::serve(
+            listener,
+            parts.metrics.clone(),
+            source,
+            token.map(Arc::from),
+            stage.token.clone(),
+        );
         stage.tasks.push(tokio::spawn(serve));
     }
     if let Some((listener, addr)) = bound.operator_tcp {
