@@ -477,13 +477,16 @@ async fn a_token_file_that_cannot_be_used_stops_the_start_naming_the_field() {
     assert_eq!(e.field(), "metrics.token_file");
 }
 
+/// The YAML documents of a file of the repository.
+fn deploy_yaml(path: &str) -> Vec<yaml_rust2::Yaml> {
+    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
+        .unwrap();
+    yaml_rust2::YamlLoader::load_from_str(&text).expect("valid YAML")
+}
+
 #[test]
 fn the_alert_rules_are_yaml_with_the_promised_alerts() {
-    let text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus/alerts.yml"),
-    )
-    .unwrap();
-    let docs = yaml_rust2::YamlLoader::load_from_str(&text).expect("valid YAML");
+    let docs = deploy_yaml("deploy/prometheus/alerts.yml");
     let groups = docs[0]["groups"].as_vec().expect("a list of groups");
     let rules: Vec<_> = groups
         .iter()
@@ -505,11 +508,7 @@ fn the_alert_rules_are_yaml_with_the_promised_alerts() {
 
 #[test]
 fn the_scrape_configuration_sends_a_bearer_token_from_a_file() {
-    let text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus/scrape.yml"),
-    )
-    .unwrap();
-    let docs = yaml_rust2::YamlLoader::load_from_str(&text).expect("valid YAML");
+    let docs = deploy_yaml("deploy/prometheus/scrape.yml");
     let job = &docs[0]["scrape_configs"][0];
     assert_eq!(job["job_name"].as_str(), Some("zhibao"));
     assert_eq!(job["authorization"]["type"].as_str(), Some("Bearer"));
