@@ -28,6 +28,11 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time for one whole connection (a scrape takes milliseconds).
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A scraper refused again and again (from one address) is logged once a
+/// minute, with how many refusals were left out.
+static REFUSALS: std::sync::LazyLock<crate::telemetry::Throttles> =
+    std::sync::LazyLock::new(|| crate::telemetry::Throttles::new(Duration::from_secs(60)));
+
 /// Reads the store and routes for a scrape.
 pub type Source = Arc<dyn Fn() -> BoxFuture<'static, Snapshot> + Send + Sync>;
 
@@ -65,7 +70,9 @@ pub async fn serve(
             let (metrics, source) = (metrics.clone(), source.clone());
             async move {
                 if refused {
-                    warn!(%peer, "metrics scrape refused: no bearer token, or not metrics.token_file's");
+                    if let Some(left_out) = REFUSALS.allow(&peer.ip().to_string()) {
+                        warn!(%peer, left_out, "metrics scrape refused: no bearer token, or not metrics.token_file's");
+                    }
                     return Ok(unauthorized());
                 }
                 answer(req, metrics, source).await
