@@ -39,7 +39,7 @@ async fn get_with(addr: SocketAddr, path: &str, extra: &str) -> (u16, String, St
     (status, head.to_string(), body.to_string())
 }
 
-/// The value of header `name` (lower case) in a response's head.
+/// The value of header `name` (in any case) in a response's head.
 fn header(head: &str, name: &str) -> Option<String> {
     head.lines().find_map(|l| {
         let (n, v) = l.split_once(':')?;

@@ -586,9 +586,15 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
         e2e_concurrency: opts.e2e_concurrency,
         ..Default::default()
     };
+    let identities: Vec<Arc<Identity>> = counties
+        .iter()
+        .map(|c| {
+            let (cert, key) = trust::node_paths(&pki_dir, c);
+            Identity::load(&cert, &key).map(Arc::new)
+        })
+        .collect::<Result<_, _>>()?;
     // Before any node starts, so that nothing else writes to the disk.
-    let (cert, key) = trust::node_paths(&pki_dir, &counties[0]);
-    res.floor = super::bench_floor::Floor::measure(dir, &Identity::load(&cert, &key)?)
+    res.floor = super::bench_floor::Floor::measure(dir, &identities[0])
         .context("measuring this machine's floors in the scratch directory")?;
 
     let free = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
@@ -608,13 +614,6 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
     let hub_addr = free.to_string();
 
     // Hub ingest.
-    let identities: Vec<Arc<Identity>> = counties
-        .iter()
-        .map(|c| {
-            let (cert, key) = trust::node_paths(&pki_dir, c);
-            Identity::load(&cert, &key).map(Arc::new)
-        })
-        .collect::<Result<_, _>>()?;
     let trust = Trust::load(&pki_dir.join(trust::CA_CERT), None)?;
     // Each stream connects as the county whose reports it carries: a hub
     // takes an item only from the node its custody chain says holds it.

@@ -74,7 +74,7 @@ impl Write for PutReceipted {
         self.put.logged()
     }
     fn logs(&self) -> bool {
-        true
+        self.put.logs()
     }
     fn receipt(&self, out: &Self::Out) -> Option<Vec<u8>> {
         let (PutOutcome::Stored(rec) | PutOutcome::Duplicate(rec)) = &out.0 else {

@@ -101,9 +101,9 @@ pub(super) trait Write: Send + 'static {
         None
     }
 
-    /// Whether [`Write::logged`] gives the write, without building its
-    /// log record (which copies a report's bytes): a write that overrides
-    /// `logged` should say so here too.
+    /// Whether [`Write::logged`] gives the write. The default builds the
+    /// log record to see; a write whose record copies a report's bytes
+    /// says so here without building it.
     fn logs(&self) -> bool {
         self.logged().is_some()
     }

@@ -66,8 +66,6 @@ pub(super) fn write_token(path: &Path, token: &str) -> std::io::Result<()> {
     file.sync_all()
 }
 
-pub(super) use crate::secret::same_secret;
-
 /// One logged-in browser.
 #[derive(Debug, Clone)]
 pub(super) struct Session {
@@ -81,7 +79,7 @@ pub(super) struct Session {
 impl Session {
     /// Whether a form's CSRF token is this session's.
     pub(super) fn check_csrf(&self, given: &str) -> bool {
-        same_secret(&self.csrf, given)
+        crate::secret::same_secret(&self.csrf, given)
     }
 }
 

@@ -216,7 +216,7 @@ async fn login(
     Extension(ctx): Extension<Ctx>,
     Form(form): Form<LoginForm>,
 ) -> Response {
-    if !auth::same_secret(form.token.trim(), &web.token) {
+    if !crate::secret::same_secret(form.token.trim(), &web.token) {
         warn!(peer = %ctx.peer, "web desk: refused a login with a wrong token");
         return html::refusal(
             StatusCode::UNAUTHORIZED,
