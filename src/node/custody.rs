@@ -166,6 +166,7 @@ impl Custody {
             answers: report.answers.clone(),
             origin: report.origin.clone(),
             title: report.title.clone(),
+            priority: report.priority,
             ..Default::default()
         };
         let dest = if self.routes.is_final() {

@@ -745,16 +745,29 @@ impl Operator for OperatorService {
     ) -> Result<Response<StoreStatsResponse>, Status> {
         use crate::proto::store_stats_response::{Count, File, Table};
         let stats = self.store.stats().await.map_err(Error::from)?;
-        let mut files = Vec::new();
-        for name in ["store.redb", "store.redb.log"] {
-            let path = self.data_dir.join(name);
-            if let Ok(meta) = std::fs::metadata(&path) {
-                files.push(File {
-                    path: path.display().to_string(),
+        // The database and its log's segments (`store.redb.log`,
+        // `store.redb.log.1`, …), which hold the reports.
+        let mut files: Vec<File> = std::fs::read_dir(&self.data_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| {
+                e.file_name().to_str().is_some_and(|n| {
+                    n == "store.redb"
+                        || n == "store.redb.log"
+                        || n.strip_prefix("store.redb.log.")
+                            .is_some_and(|k| k.bytes().all(|b| b.is_ascii_digit()))
+                })
+            })
+            .filter_map(|e| {
+                let meta = e.metadata().ok()?;
+                Some(File {
+                    path: e.path().display().to_string(),
                     bytes: meta.len(),
-                });
-            }
-        }
+                })
+            })
+            .collect();
+        files.sort_by_key(|f| (f.path.len(), f.path.clone()));
         if let Ok(dir) = std::fs::read_dir(self.retainer.archive_dir()) {
             let mut archives: Vec<File> = dir
                 .flatten()

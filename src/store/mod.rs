@@ -43,7 +43,8 @@
 //! - `write`: the write API, one message to the writer per call;
 //! - `writer`: the writer thread (and the commit a caller alone makes),
 //!   where the contract above is kept;
-//! - `wal`: the write-ahead log's file and records;
+//! - `wal`: the write-ahead log's files and records;
+//! - `bodies`: reports kept in the log's segments rather than in redb;
 //! - `txn`: what each write does to the tables;
 //! - `office`: reads for solicitations, bulletins, answers and the
 //!   statistics' fact tables;
@@ -57,6 +58,7 @@
 //! The store knows nothing of the network: its errors are its own, and the
 //! node says what they mean to a peer.
 
+mod bodies;
 mod gauges;
 mod office;
 mod priority;
@@ -147,6 +149,16 @@ pub enum Error {
     /// The database is being reopened after a failed write; try again.
     #[error("store: reopening after a failed write; try again shortly")]
     Reopening,
+    /// A report's bytes kept in the log could not be read back whole.
+    #[error("store: report bytes at offset {offset} of {path}: {why}")]
+    Body {
+        /// The log segment.
+        path: PathBuf,
+        /// Where the bytes were to be.
+        offset: u64,
+        /// Why they were not read.
+        why: String,
+    },
     /// The write-ahead log could not be written or read.
     #[error("store: write-ahead log {path}: {source}")]
     Log {
@@ -262,6 +274,8 @@ fn free_bytes(dir: &Path) -> Option<u64> {
 
 struct Inner {
     db: Db,
+    /// Reports kept in the log's segments.
+    bodies: Arc<bodies::Bodies>,
     /// Where the store lives, for the free-space floor.
     dir: PathBuf,
     /// New data is refused while less than this is free.
@@ -427,6 +441,7 @@ impl Store {
         let (closed_tx, closed) = watch::channel(false);
         let inner = Arc::new(Inner {
             db,
+            bodies: Arc::new(bodies::Bodies::new(path)),
             dir: path
                 .parent()
                 .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
@@ -448,6 +463,14 @@ impl Store {
             priority: Arc::default(),
             handles: std::sync::atomic::AtomicUsize::new(0),
         });
+        // Segments left by a crash between a commit and their deletion.
+        let segment = inner
+            .core
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .wal
+            .segment();
+        writer::drop_unused_segments(&inner, segment);
         flusher(path, Arc::downgrade(&inner))?;
         let writer = Arc::downgrade(&inner);
         let priority = inner.priority.clone();

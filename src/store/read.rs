@@ -43,11 +43,12 @@ impl Store {
 
     /// The record of `id`, if stored.
     pub async fn get(&self, id: String) -> Result<Option<ItemRecord>, Error> {
+        let bodies = &self.inner.bodies;
         self.lookup(move |db| {
             let txn = db.begin_read()?;
             let items = txn.open_table(ITEMS)?;
             Ok(match items.get(id.as_str())? {
-                Some(v) => Some(decode(v.value())?),
+                Some(v) => Some(bodies.decode(v.value())?),
                 None => None,
             })
         })
@@ -61,6 +62,7 @@ impl Store {
         limit: usize,
         skip: impl Fn(&str) -> bool,
     ) -> Result<Vec<(String, ItemRecord)>, Error> {
+        let bodies = &self.inner.bodies;
         self.lookup(move |db| {
             let txn = db.begin_read()?;
             let queue = txn.open_table(QUEUE)?;
@@ -77,7 +79,7 @@ impl Store {
                     continue;
                 }
                 if let Some(v) = items.get(id)? {
-                    out.push((id.to_string(), decode(v.value())?));
+                    out.push((id.to_string(), bodies.decode(v.value())?));
                 }
             }
             Ok(out)
@@ -101,6 +103,7 @@ impl Store {
         until_ms: i64,
         limit: usize,
     ) -> Result<Vec<(String, ItemRecord)>, Error> {
+        let bodies = &self.inner.bodies;
         self.lookup(move |db| {
             let txn = db.begin_read()?;
             let deadlines = txn.open_table(DEADLINES)?;
@@ -115,7 +118,7 @@ impl Store {
                 }
                 let (_, id) = entry?;
                 if let Some(v) = items.get(id.value())? {
-                    out.push((id.value().to_string(), decode(v.value())?));
+                    out.push((id.value().to_string(), bodies.decode(v.value())?));
                 }
             }
             Ok(out)
@@ -152,10 +155,19 @@ impl Store {
         limit: usize,
         keep: impl Fn(&str, &ItemRecord) -> bool + Send + 'static,
     ) -> Result<Vec<(String, ItemRecord)>, Error> {
+        let bodies = self.inner.bodies.clone();
         self.read(move |db| {
             let txn = db.begin_read()?;
             let items = txn.open_table(ITEMS)?;
             let mut out = Vec::new();
+            // Only the records kept get their reports back.
+            let take = |out: &mut Vec<_>, id: &str, mut rec: ItemRecord| -> Result<(), Error> {
+                if keep(id, &rec) {
+                    bodies.fill(&mut rec)?;
+                    out.push((id.to_string(), rec));
+                }
+                Ok(())
+            };
             if overdue_only {
                 let overdue = txn.open_table(OVERDUE)?;
                 for entry in overdue.iter()?.rev() {
@@ -164,10 +176,7 @@ impl Store {
                     }
                     let (_, id) = entry?;
                     if let Some(v) = items.get(id.value())? {
-                        let rec = decode(v.value())?;
-                        if keep(id.value(), &rec) {
-                            out.push((id.value().to_string(), rec));
-                        }
+                        take(&mut out, id.value(), decode(v.value())?)?;
                     }
                 }
             } else {
@@ -181,10 +190,7 @@ impl Store {
                         break;
                     }
                     let (id, v) = entry?;
-                    let rec = decode(v.value())?;
-                    if keep(id.value(), &rec) {
-                        out.push((id.value().to_string(), rec));
-                    }
+                    take(&mut out, id.value(), decode(v.value())?)?;
                 }
             }
             Ok(out)
@@ -208,6 +214,7 @@ impl Store {
         cursor: [u64; 3],
         limit: usize,
     ) -> Result<Vec<(u8, u64, String, ItemRecord)>, Error> {
+        let bodies = self.inner.bodies.clone();
         self.read(move |db| {
             let txn = db.begin_read()?;
             let inbox = txn.open_table(INBOX)?;
@@ -223,7 +230,7 @@ impl Store {
                     let (_, seq) = key.value();
                     let id = id.value().to_string();
                     if let Some(v) = items.get(id.as_str())? {
-                        out.push((lane, seq, id, decode(v.value())?));
+                        out.push((lane, seq, id, bodies.decode(v.value())?));
                     }
                 }
             }
@@ -245,6 +252,7 @@ impl Store {
         limit: usize,
         budget: usize,
     ) -> Result<Backlog, Error> {
+        let bodies = self.inner.bodies.clone();
         self.read(move |db| {
             let txn = db.begin_read()?;
             let inbox = txn.open_table(INBOX)?;
@@ -277,7 +285,7 @@ impl Store {
                     }
                     let id = id.value().to_string();
                     if let Some(v) = items.get(id.as_str())? {
-                        out.items.push((lane, seq, id, decode(v.value())?));
+                        out.items.push((lane, seq, id, bodies.decode(v.value())?));
                     }
                 }
             }
@@ -429,13 +437,14 @@ impl Store {
         &self,
         id: String,
     ) -> Result<Option<(ItemRecord, Vec<Vec<u8>>)>, Error> {
+        let bodies = &self.inner.bodies;
         self.lookup(move |db| {
             let txn = db.begin_read()?;
             let items = txn.open_table(ITEMS)?;
             let Some(v) = items.get(id.as_str())? else {
                 return Ok(None);
             };
-            let rec = decode(v.value())?;
+            let rec = bodies.decode(v.value())?;
             let decisions = txn.open_table(DECISIONS)?;
             let list = decisions
                 .range((id.as_str(), 0)..=(id.as_str(), u32::MAX))?
@@ -706,6 +715,34 @@ pub(super) fn wal_applied(db: &Database) -> Result<u64, Error> {
     Ok(meta
         .get(super::tables::meta::WAL_APPLIED)?
         .map_or(0, |v| v.value()))
+}
+
+/// Where the write-ahead log is read back from: (segment, offset), as the
+/// last full commit left it.
+pub(super) fn wal_start(db: &Database) -> Result<(u64, u64), Error> {
+    use super::tables::meta;
+    let txn = db.begin_read()?;
+    let table = txn.open_table(super::tables::META)?;
+    let get = |key| -> Result<u64, Error> { Ok(table.get(key)?.map_or(0, |v| v.value())) };
+    Ok((get(meta::WAL_SEGMENT)?, get(meta::WAL_START)?))
+}
+
+/// The segments of the log before `current` that no item's row points
+/// into: their files can go.
+pub(super) fn unused_segments(
+    db: &Database,
+    on_disk: &[u64],
+    current: u64,
+) -> Result<Vec<u64>, Error> {
+    let txn = db.begin_read()?;
+    let segments = txn.open_table(super::tables::SEGMENTS)?;
+    let mut out = Vec::new();
+    for &n in on_disk.iter().filter(|n| **n < current) {
+        if segments.get(n)?.is_none_or(|rows| rows.value() == 0) {
+            out.push(n);
+        }
+    }
+    Ok(out)
 }
 
 /// Where the custody log goes on: after its last record, or after the

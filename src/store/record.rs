@@ -151,6 +151,30 @@ pub struct ItemRecord {
     /// How many bytes of body and attachments were pruned.
     #[prost(uint64, tag = "45")]
     pub pruned_bytes: u64,
+    /// Where the signed report bytes are kept when not in `signed`: in a
+    /// segment of the store's log (see `store::bodies`). The store's reads
+    /// put them back in `signed`, checked against their CRC-32.
+    #[prost(message, optional, tag = "46")]
+    pub body: Option<BodyRef>,
+}
+
+/// Where a report's bytes lie in the store's log: the segment, the offset
+/// in its file and the length. Written once, with the frame that made the
+/// item durable, and never moved.
+#[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
+pub struct BodyRef {
+    /// The log's segment (see `store::bodies`).
+    #[prost(uint64, tag = "1")]
+    pub segment: u64,
+    /// The report's first byte in the segment's file.
+    #[prost(uint64, tag = "2")]
+    pub offset: u64,
+    /// The report's length, bytes.
+    #[prost(uint32, tag = "3")]
+    pub len: u32,
+    /// CRC-32 of the report's bytes, checked at every read.
+    #[prost(fixed32, tag = "4")]
+    pub crc32: u32,
 }
 
 /// What a person reads of an item at a glance, from its body or, once the
@@ -213,6 +237,12 @@ impl ItemRecord {
         self.sha256.as_slice().try_into().ok()
     }
 
+    /// Whether the report's bytes are kept: in the record, or in the log
+    /// where it points (see [`ItemRecord::body`]).
+    pub fn has_body(&self) -> bool {
+        !self.signed.is_empty() || self.body.is_some()
+    }
+
     /// Whether the body and attachments were pruned (the digest, receipts
     /// and decisions are still here).
     pub fn is_pruned(&self) -> bool {
@@ -222,8 +252,11 @@ impl ItemRecord {
     /// Origin, priority and title: from the body while it is here.
     pub fn brief(&self) -> Brief {
         use prost::Message;
-        let report = crate::proto::SignedReport::decode(self.signed.as_slice())
-            .ok()
+        // Empty bytes decode as an empty report: the record's own fields
+        // are what is left then (a body pruned, or kept in the log).
+        let report = (!self.signed.is_empty())
+            .then(|| crate::proto::SignedReport::decode(self.signed.as_slice()).ok())
+            .flatten()
             .and_then(|s| crate::proto::Report::decode(s.report.as_slice()).ok());
         match report {
             Some(r) if !self.is_pruned() => Brief {
@@ -276,7 +309,7 @@ impl Retention {
     /// item not yet delivered, one whose origin owes an answer on it, or
     /// one already pruned.
     pub fn allows(&self, rec: &ItemRecord, now_ms: i64) -> bool {
-        if rec.is_pruned() || rec.signed.is_empty() || rec.answer_by_ms != 0 {
+        if rec.is_pruned() || !rec.has_body() || rec.answer_by_ms != 0 {
             return false;
         }
         match *self {

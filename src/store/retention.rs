@@ -183,7 +183,8 @@ impl Store {
                     stats.pruned_items += 1;
                     stats.pruned_bytes += rec.pruned_bytes;
                 } else {
-                    stats.report_bytes += rec.signed.len() as u64;
+                    stats.report_bytes +=
+                        rec.signed.len() as u64 + rec.body.map_or(0, |at| u64::from(at.len));
                 }
             }
             stats.items_by_state = by_state

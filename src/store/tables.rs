@@ -65,7 +65,11 @@
 //!   the item's created ms), one row per decision kept, likewise;
 //! - `targets`: (county, year) → (points, adopted items), yearly targets
 //!   set by command (they override the configuration's);
-//! - `meta`: counters (sequences, the overdue total);
+//! - `meta`: counters (sequences, the overdue total), and where the
+//!   write-ahead log is read back from;
+//! - `segments`: segment → rows of `items` whose report lies in that
+//!   segment of the log (see `store::bodies`); a segment without a row is
+//!   deleted;
 //! - `reviews`: id → encoded [`ReviewRecord`](super::ReviewRecord), items
 //!   written here and waiting for the office leader's review (把关): not
 //!   signed yet, so not in `items`; and emergencies that left at once and
@@ -121,6 +125,7 @@ pub(super) const DECISION_FACTS: TableDefinition<'_, DecisionFactKey<'_>, (u8, &
 pub(super) const TARGETS: TableDefinition<'_, (&str, i32), (i64, i64)> =
     TableDefinition::new("targets");
 pub(super) const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+pub(super) const SEGMENTS: TableDefinition<'_, u64, u64> = TableDefinition::new("segments");
 pub(super) const AUDIT: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("audit");
 pub(super) const AUDIT_CHECKPOINTS: TableDefinition<'_, u64, &[u8]> =
     TableDefinition::new("audit_checkpoints");
@@ -143,6 +148,12 @@ pub(super) mod meta {
     pub(in crate::store) const OVERDUE_TOTAL: &str = "overdue_total";
     /// The last batch of the write-ahead log this state includes.
     pub(in crate::store) const WAL_APPLIED: &str = "wal_applied";
+    /// The log's segment the last full commit left it appending to (0 if
+    /// never set: a store of an earlier version, with one log file).
+    pub(in crate::store) const WAL_SEGMENT: &str = "wal_segment";
+    /// The offset in that segment where the batches after the last full
+    /// commit start.
+    pub(in crate::store) const WAL_START: &str = "wal_start";
 }
 
 /// Creates every table, so readers never meet a missing one.
@@ -173,6 +184,7 @@ pub(super) fn create_all(db: &redb::Database) -> Result<(), super::Error> {
     txn.open_table(DECISION_FACTS)?;
     txn.open_table(TARGETS)?;
     txn.open_table(META)?;
+    txn.open_table(SEGMENTS)?;
     txn.open_table(AUDIT)?;
     txn.open_table(AUDIT_CHECKPOINTS)?;
     txn.open_table(REVIEWS)?;

@@ -761,17 +761,17 @@ async fn items_only_in_the_log_are_applied_again_at_open() {
     for (id, rec) in &mut stored {
         *rec = store.get(id.clone()).await.unwrap().unwrap();
     }
-    let log = wal::path_for(&path);
+    let log = bodies::segment_path(&path, 0);
     // Six writes awaited one by one (three items, one for the inbox, the
     // receipt, the acknowledgement) and the forwarded record, which is not
     // awaited: in the acknowledgement's batch, or alone when the writer
     // took it before the acknowledgement came (a busy machine).
-    let logged = wal::Wal::open(&log).unwrap().1.len();
+    let logged = wal::Wal::open(&path, 0, 0).unwrap().1.len();
     assert!(
         (6..=7).contains(&logged),
         "the batches went to the log: {logged}"
     );
-    std::fs::copy(&log, wal::path_for(&b.path().join("s.redb"))).unwrap();
+    std::fs::copy(&log, bodies::segment_path(&b.path().join("s.redb"), 0)).unwrap();
     let head = store.audit_head().await.unwrap();
 
     let again = Store::open(&b.path().join("s.redb")).unwrap();
@@ -1090,4 +1090,100 @@ async fn close_waits_for_the_file_though_a_store_thread_holds_the_store_a_moment
     close.await;
     assert!(*closed.borrow());
     Store::open(&path).expect("the file can be opened again");
+}
+
+#[tokio::test]
+async fn reports_stay_in_the_log_and_a_segment_goes_once_nothing_points_into_it() {
+    use redb::ReadableDatabase;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let store = Store::open(&path).unwrap();
+    // Every full commit starts a new segment.
+    store.inner.core.lock().unwrap().wal.set_rotate_at(1);
+    inbox(&store, 1, &["a", "b"]).await;
+    let row = |id: &str| {
+        let db = store.inner.db.get().unwrap();
+        let txn = db.begin_read().unwrap();
+        let items = txn.open_table(tables::ITEMS).unwrap();
+        decode(items.get(id).unwrap().unwrap().value()).unwrap()
+    };
+    let a = row("a");
+    assert!(a.signed.is_empty(), "the row does not hold the report");
+    assert_eq!(a.body.map(|b| (b.segment, b.len)), Some((0, 6)));
+    assert_eq!(
+        store.get("a".into()).await.unwrap().unwrap().signed,
+        b"signed"
+    );
+
+    let archive = Retention::Archive { keep_ms: 0 };
+    let pruned = store
+        .prune(vec!["a".into()], archive, "test".into())
+        .await
+        .unwrap();
+    assert_eq!(pruned, vec![("a".to_string(), 6)]);
+    assert_eq!(store.inner.core.lock().unwrap().wal.segment(), 1);
+    assert!(
+        bodies::segment_path(&path, 0).exists(),
+        "b's report is in it"
+    );
+    assert_eq!(
+        store.get("b".into()).await.unwrap().unwrap().signed,
+        b"signed"
+    );
+
+    inbox(&store, 1, &["c"]).await;
+    assert_eq!(row("c").body.map(|b| b.segment), Some(1));
+    store
+        .prune(vec!["b".into()], archive, "test".into())
+        .await
+        .unwrap();
+    assert!(
+        !bodies::segment_path(&path, 0).exists(),
+        "nothing points into it"
+    );
+    assert!(
+        bodies::segment_path(&path, 1).exists(),
+        "c's report is in it"
+    );
+    let b = store.get("b".into()).await.unwrap().unwrap();
+    assert!(b.is_pruned() && !b.has_body());
+    store.close().await;
+
+    let again = Store::open(&path).unwrap();
+    assert_eq!(
+        again.get("c".into()).await.unwrap().unwrap().signed,
+        b"signed"
+    );
+    let stats = again.stats().await.unwrap();
+    assert_eq!(stats.report_bytes, 6);
+}
+
+#[tokio::test]
+async fn a_report_damaged_in_the_log_is_an_error_not_a_report() {
+    use std::os::unix::fs::FileExt as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let store = Store::open(&path).unwrap();
+    inbox(&store, 1, &["a"]).await;
+    let at = store.get("a".into()).await.unwrap().unwrap();
+    assert_eq!(at.signed, b"signed");
+    let at = {
+        let db = store.inner.db.get().unwrap();
+        let txn = redb::ReadableDatabase::begin_read(&*db).unwrap();
+        let items = txn.open_table(tables::ITEMS).unwrap();
+        decode(items.get("a").unwrap().unwrap().value())
+            .unwrap()
+            .body
+            .unwrap()
+    };
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(bodies::segment_path(&path, 0))
+        .unwrap();
+    file.write_all_at(b"S", at.offset).unwrap();
+    let e = store.get("a".into()).await.unwrap_err();
+    assert!(matches!(e, Error::Body { .. }), "{e}");
+    assert!(e.to_string().contains("CRC-32"), "{e}");
 }

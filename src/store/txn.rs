@@ -7,12 +7,12 @@ use super::record::{
     Acked, ConsumerOpened, ConsumerPosition, Decision, DecisionOutcome, Destination, Escalation,
     FROM_OPERATOR, ItemRecord, PutOutcome, ReceiptOutcome, RecordState, RouteReceiptRecord,
 };
-use super::record::{HistoryKind, HoldOutcome, NoticeOutcome, Retention};
+use super::record::{BodyRef, HistoryKind, HoldOutcome, NoticeOutcome, Retention};
 use super::tables::{
     ANSWERS, AUDIT, AUDIT_CHECKPOINTS, CHUNKS, CONSUMER_ACKS, CONSUMERS, DEADLINES, DECISION_FACTS,
     DECISIONS, DOWN, DOWN_DECISIONS, HELD, HELD_UP, HISTORY, HISTORY_ACKS, INBOX, ITEM_FACTS,
     ITEMS, META, NOTICE_ACKS, NOTICE_FIRED, NOTICES, OVERDUE, QUEUE, REVIEWS, REVIEWS_RETURNED,
-    SOL_ANSWERS, TARGETS, UPLOADS, meta,
+    SEGMENTS, SOL_ANSWERS, TARGETS, UPLOADS, meta,
 };
 use super::tables::{DecisionFactKey, ItemFactRow};
 use super::{Error, decode, encode};
@@ -37,6 +37,8 @@ pub(super) struct Effects {
     pub(super) history: bool,
     /// A notice was kept or acknowledged.
     pub(super) notices: bool,
+    /// A segment of the log lost its last report (see `store::bodies`).
+    pub(super) segment_freed: bool,
     /// What the batch did, for the custody log.
     pub(super) audit: Vec<Entry>,
 }
@@ -101,6 +103,13 @@ pub(super) struct Txn<'t> {
     /// Unix ms the batch is stamped with.
     pub(super) now: i64,
     pub(super) fx: Effects,
+    /// Where the log's frame holds the report of the write being applied,
+    /// if it does: a new item's row then points there instead of holding
+    /// it (set by the writer for each write of a logged batch).
+    pub(super) body: Option<BodyRef>,
+    /// Rows pointing into each segment of the log, gained or lost by this
+    /// batch, written to `segments` by [`Txn::count_bodies`].
+    bodies: Vec<(u64, i64)>,
 }
 
 impl<'t> Txn<'t> {
@@ -132,6 +141,8 @@ impl<'t> Txn<'t> {
             decision_facts: None,
             now,
             fx: Effects::default(),
+            body: None,
+            bodies: Vec::new(),
         })
     }
 
@@ -226,6 +237,43 @@ impl<'t> Txn<'t> {
     /// to `seq`.
     pub(super) fn set_wal_applied(&mut self, seq: u64) -> Result<(), Error> {
         self.meta.insert(meta::WAL_APPLIED, seq)?;
+        Ok(())
+    }
+
+    /// Records where the write-ahead log is read back from: (segment,
+    /// offset), as of this commit with fsync.
+    pub(super) fn set_wal_start(&mut self, (segment, offset): (u64, u64)) -> Result<(), Error> {
+        self.meta.insert(meta::WAL_SEGMENT, segment)?;
+        self.meta.insert(meta::WAL_START, offset)?;
+        Ok(())
+    }
+
+    /// Notes one row more (or fewer) pointing into `segment` of the log.
+    fn count_body(&mut self, segment: u64, delta: i64) {
+        match self.bodies.iter_mut().find(|(s, _)| *s == segment) {
+            Some((_, d)) => *d += delta,
+            None => self.bodies.push((segment, delta)),
+        }
+    }
+
+    /// Writes the batch's changes to the rows pointing into each segment
+    /// (once per batch: a busy one holds many items).
+    pub(super) fn count_bodies(&mut self) -> Result<(), Error> {
+        let changes = std::mem::take(&mut self.bodies);
+        if changes.iter().all(|(_, d)| *d == 0) {
+            return Ok(());
+        }
+        let mut table = self.txn.open_table(SEGMENTS)?;
+        for (segment, delta) in changes {
+            let had = table.get(segment)?.map_or(0, |v| v.value());
+            let now = had.saturating_add_signed(delta);
+            if now == 0 {
+                table.remove(segment)?;
+                self.fx.segment_freed = true;
+            } else {
+                table.insert(segment, now)?;
+            }
+        }
         Ok(())
     }
 
@@ -405,6 +453,9 @@ impl<'t> Txn<'t> {
         record: &ItemRecord,
         dest: &Destination,
     ) -> Result<PutOutcome, Error> {
+        // The frame's place for the report, or (applied again from the
+        // log) the place the record was given when it was written.
+        let at = self.body.take().or(record.body);
         Ok(match self.record(id)? {
             Some(old) if old.sha256 == record.sha256 => PutOutcome::Duplicate(old),
             Some(old) => PutOutcome::Conflict(old),
@@ -442,7 +493,21 @@ impl<'t> Txn<'t> {
                         }
                     }
                 }
-                self.save(id, &rec)?;
+                match at {
+                    Some(at) if !rec.signed.is_empty() => {
+                        // The row points at the report instead of holding
+                        // it; the answer still carries it.
+                        rec.body = Some(at);
+                        let signed = std::mem::take(&mut rec.signed);
+                        self.save(id, &rec)?;
+                        rec.signed = signed;
+                        self.count_body(at.segment, 1);
+                    }
+                    _ => {
+                        rec.body = None;
+                        self.save(id, &rec)?;
+                    }
+                }
                 if !rec.answers.is_empty() {
                     self.sol_answers()?.insert(
                         (rec.answers.as_str(), rec.origin.as_str(), id),
@@ -1112,8 +1177,12 @@ impl<'t> Txn<'t> {
         rec.origin = brief.origin;
         rec.priority = brief.priority;
         rec.title = brief.title;
-        let freed = rec.signed.len() as u64 + self.drop_chunks(id)?;
+        let mut freed = rec.signed.len() as u64 + self.drop_chunks(id)?;
         rec.signed = Vec::new();
+        if let Some(at) = rec.body.take() {
+            freed += u64::from(at.len);
+            self.count_body(at.segment, -1);
+        }
         rec.pruned_ms = self.now;
         rec.pruned_bytes = freed;
         self.save(id, &rec)?;
@@ -1338,8 +1407,9 @@ pub(super) fn build_facts(db: &redb::Database) -> Result<(), Error> {
                 continue;
             };
             let mut rec = decode(bytes.value())?;
-            if let Some(report) = SignedReport::decode(rec.signed.as_slice())
-                .ok()
+            if let Some(report) = (!rec.signed.is_empty())
+                .then(|| SignedReport::decode(rec.signed.as_slice()).ok())
+                .flatten()
                 .and_then(|s| Report::decode(s.report.as_slice()).ok())
             {
                 rec.origin = report.origin;

@@ -43,7 +43,8 @@ use std::time::{Duration, Instant};
 
 use prost::Message;
 
-use super::record::{Destination, ItemRecord};
+use super::bodies::segment_path;
+use super::record::{BodyRef, Destination, ItemRecord};
 use super::writeout::WriteOut;
 
 /// Log bytes after which the next batch is committed by redb with fsync
@@ -76,6 +77,12 @@ pub(super) const CHECKPOINT_AGE: Duration = Duration::from_secs(8);
 pub(super) const MAX_BATCH_BYTES: usize = 1 << 20;
 /// Largest frame read back: far above any batch the writer makes.
 const MAX_FRAME: usize = 256 << 20;
+/// Set in a frame's length word when its payload starts with the batch's
+/// report bodies (see [`Frame`]); frames of earlier versions never set it
+/// (they are shorter than [`MAX_FRAME`]).
+const WITH_BODIES: u32 = 1 << 31;
+/// Bytes before a frame's first body: length, checksum, bodies' length.
+const BODIES_AT: u64 = 12;
 /// The log's size on disk from the start (zeros until written): all a
 /// quiet store needs.
 const PREALLOCATED: u64 = QUIET_BYTES + SLACK;
@@ -252,9 +259,42 @@ pub(super) struct Written {
     bytes: u64,
 }
 
+/// A batch laid out for the log: its reports' bytes taken out of its new
+/// items' records, to be written raw at the front of the frame, each record
+/// pointing at where its report will lie ([`ItemRecord::body`]). On disk:
+/// `[len | WITH_BODIES: u32 LE][crc32: u32 LE][bodies' length: u32 LE]
+/// [bodies][encoded batch]`, the checksum over all after it.
+#[derive(Debug)]
+pub(super) struct Frame {
+    pub batch: Batch,
+    /// One per write: the report's bytes, empty for writes without one.
+    bodies: Vec<Vec<u8>>,
+}
+
+impl Frame {
+    /// Where the report of write `i` will lie, if it has one.
+    pub(super) fn body(&self, i: usize) -> Option<BodyRef> {
+        match self.batch.writes.get(i)?.kind.as_ref()? {
+            Kind::Put(put) => put.record.as_ref()?.body,
+            _ => None,
+        }
+    }
+
+    /// Keeps the first `n` writes (a batch cut short): the bodies of those
+    /// kept come first, so where they lie does not move.
+    pub(super) fn truncate(&mut self, n: usize) {
+        self.batch.writes.truncate(n);
+        self.bodies.truncate(n);
+    }
+}
+
 /// The open log.
 #[derive(Debug)]
 pub(super) struct Wal {
+    /// The database the log is beside (its segments are named after it).
+    db: PathBuf,
+    /// The segment appended to.
+    segment: u64,
     path: PathBuf,
     file: File,
     /// Bytes of whole frames in the file.
@@ -270,12 +310,30 @@ pub(super) struct Wal {
     generation: [u8; GENERATION],
     /// How far the file is written out, and the thread writing it further.
     written_out: WriteOut,
+    /// The next segment's file, written out in the background ahead of
+    /// need once this one is busy.
+    spare: Option<WriteOut>,
+    /// Bytes past which the next full commit starts a new segment.
+    rotate_at: u64,
 }
 
 impl Wal {
-    /// Opens the log at `path` (created if missing) and reads back its
-    /// batches; a torn tail is cut off.
-    pub(super) fn open(path: &Path) -> std::io::Result<(Self, Vec<Batch>)> {
+    /// Opens segment `segment` of the log of the database at `db` (created
+    /// if missing) and reads back its batches from `start`, where the last
+    /// full commit left it; a torn tail is cut off.
+    pub(super) fn open(db: &Path, segment: u64, start: u64) -> std::io::Result<(Self, Vec<Batch>)> {
+        Self::open_segment(db, segment, start, false)
+    }
+
+    /// [`Wal::open`]; a `fresh` segment (one no commit has named yet, so
+    /// with no frames: zeros at most) is not read.
+    fn open_segment(
+        db: &Path,
+        segment: u64,
+        start: u64,
+        fresh: bool,
+    ) -> std::io::Result<(Self, Vec<Batch>)> {
+        let path = &segment_path(db, segment);
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -283,9 +341,25 @@ impl Wal {
             .truncate(false)
             .open(path)?;
         let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
-        let (batches, len, stamp) = frames(&bytes);
-        let have = bytes.len() as u64;
+        if !fresh {
+            file.read_to_end(&mut bytes)?;
+        }
+        let Some(from) = bytes.get(start as usize..) else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "the last full commit left the log at byte {start}, past its end ({})",
+                    bytes.len()
+                ),
+            ));
+        };
+        let (batches, at, stamp) = frames(from, segment, start);
+        let len = start + at;
+        let have = if fresh {
+            file.metadata()?.len()
+        } else {
+            bytes.len() as u64
+        };
         if have < PREALLOCATED && room_for_preallocation(path) {
             // Written out once, so that appends overwrite blocks the file
             // already has: their fdatasync then writes the data and nothing
@@ -313,6 +387,8 @@ impl Wal {
         }
         let written_out = WriteOut::new(file.metadata()?.len());
         let wal = Self {
+            db: db.to_path_buf(),
+            segment,
             path: path.to_path_buf(),
             file,
             len,
@@ -321,8 +397,124 @@ impl Wal {
             broken: false,
             generation,
             written_out,
+            spare: None,
+            rotate_at: CHECKPOINT_BYTES,
         };
         Ok((wal, batches))
+    }
+
+    /// The segment appended to.
+    pub(super) fn segment(&self) -> u64 {
+        self.segment
+    }
+
+    /// Where the next batch goes: (segment, offset). A full commit records
+    /// it, and the log is read back from there.
+    pub(super) fn end(&self) -> (u64, u64) {
+        (self.segment, self.len)
+    }
+
+    /// Starts a new segment at the next full commit past `bytes`.
+    #[cfg(test)]
+    pub(super) fn set_rotate_at(&mut self, bytes: u64) {
+        self.rotate_at = bytes;
+    }
+
+    /// Whether the next full commit should start a new segment: this one
+    /// is full, or cannot take appends without writing its size.
+    pub(super) fn rotation_due(&self) -> bool {
+        self.len >= self.rotate_at
+            || (self.len >= QUIET_BYTES && self.len + SLACK > self.written_out.done())
+    }
+
+    /// Opens the next segment, to be appended to once a full commit has
+    /// recorded it as the log's start ([`Wal::rotate`]). Its file is the
+    /// spare written out in the background, if that is done; else it is
+    /// written out now, as a log is opened.
+    pub(super) fn next_segment(&mut self) -> std::io::Result<Self> {
+        if let Some(mut spare) = self.spare.take() {
+            spare.stop();
+        }
+        let (mut next, _) = Self::open_segment(&self.db, self.segment + 1, 0, true)?;
+        next.rotate_at = self.rotate_at;
+        Ok(next)
+    }
+
+    /// Appends to `next` from now on (a full commit has just recorded it as
+    /// the log's start); the file appended to so far is kept for the
+    /// reports in it, cut to its frames.
+    pub(super) fn rotate(&mut self, mut next: Self) {
+        next.last_seq = self.last_seq;
+        let old = std::mem::replace(self, next);
+        drop(old.written_out);
+        if let Err(e) = old.file.set_len(old.len) {
+            tracing::debug!(path = %old.path.display(), error = %e, "store log: a full segment not cut to its frames");
+        }
+        tracing::debug!(from = %old.path.display(), to = %self.path.display(), "store log: a new segment");
+    }
+
+    /// Writes the next segment's file out in the background, once this
+    /// one is written out and half full, so that starting it costs a full
+    /// commit nothing.
+    fn prepare_spare(&mut self) {
+        if self.spare.is_some()
+            || self.len < self.rotate_at / 2
+            || self.written_out.done() < WRITTEN_OUT.min(self.rotate_at + SLACK)
+        {
+            return;
+        }
+        let path = segment_path(&self.db, self.segment + 1);
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        if super::free_bytes(dir).is_none_or(|free| free < ROOM + PREALLOCATED) {
+            return;
+        }
+        let spare = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .and_then(|file| {
+                let mut out = WriteOut::new(file.metadata()?.len());
+                out.start(file, PREALLOCATED)?;
+                Ok(out)
+            });
+        match spare {
+            Ok(out) => self.spare = Some(out),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "store log: the next segment not written out ahead; the full commit that starts it writes it");
+                // Not tried again for this segment.
+                self.spare = Some(WriteOut::new(0));
+            }
+        }
+    }
+
+    /// Lays `batch` out as the next frame (see [`Frame`]): each new item's
+    /// report is taken out of its record, which points at where it will lie.
+    pub(super) fn frame(&self, mut batch: Batch) -> Frame {
+        let mut bodies = Vec::with_capacity(batch.writes.len());
+        let mut at = self.len + BODIES_AT;
+        for write in &mut batch.writes {
+            let body = match write.kind.as_mut() {
+                Some(Kind::Put(Put {
+                    record: Some(record),
+                    ..
+                })) if !record.signed.is_empty() => {
+                    let body = std::mem::take(&mut record.signed);
+                    record.body = Some(BodyRef {
+                        segment: self.segment,
+                        offset: at,
+                        len: u32::try_from(body.len()).unwrap_or(u32::MAX),
+                        crc32: crc32fast::hash(&body),
+                    });
+                    at += body.len() as u64;
+                    body
+                }
+                _ => Vec::new(),
+            };
+            bodies.push(body);
+        }
+        Frame { batch, bodies }
     }
 
     /// The log file.
@@ -349,6 +541,7 @@ impl Wal {
     /// Once the log has grown past [`WRITE_OUT_FROM`], writes the rest of
     /// the file out in the background, where the disk has room for it.
     fn write_out_ahead(&mut self) {
+        self.prepare_spare();
         if self.len < WRITE_OUT_FROM
             || self.written_out.asked()
             || self.written_out.done() >= WRITTEN_OUT
@@ -390,7 +583,7 @@ impl Wal {
     /// was (or, if even that fails, takes no more batches until emptied).
     #[cfg(test)]
     pub(super) fn append(&mut self, batch: &Batch) -> std::io::Result<()> {
-        let written = self.write(batch)?;
+        let written = self.write(&self.frame(batch.clone()))?;
         self.sync(written)
     }
 
@@ -399,19 +592,28 @@ impl Wal {
     /// applies the batch to redb meanwhile), or [`Wal::cancel`] takes it
     /// back. Nothing is durable, and the log's length and sequence do not
     /// move, until `sync` returns. On failure the log is as it was.
-    pub(super) fn write(&mut self, batch: &Batch) -> std::io::Result<Written> {
-        let mut payload = batch.encode_to_vec();
+    pub(super) fn write(&mut self, frame: &Frame) -> std::io::Result<Written> {
+        let bodies: usize = frame.bodies.iter().map(Vec::len).sum();
+        let mut payload = Vec::with_capacity(4 + bodies + frame.batch.encoded_len() + 20);
+        payload.extend_from_slice(&u32::try_from(bodies).unwrap_or(u32::MAX).to_le_bytes());
+        for body in &frame.bodies {
+            payload.extend_from_slice(body);
+        }
+        frame
+            .batch
+            .encode(&mut payload)
+            .map_err(std::io::Error::other)?;
         Stamp {
             generation: self.generation.to_vec(),
         }
         .encode(&mut payload)
         .map_err(std::io::Error::other)?;
-        let frame = frame(&payload);
+        let framed = framed(&payload, WITH_BODIES);
         let written = Written {
-            seq: batch.seq,
-            bytes: frame.len() as u64,
+            seq: frame.batch.seq,
+            bytes: framed.len() as u64,
         };
-        if let Err(e) = self.file.write_all(&frame) {
+        if let Err(e) = self.file.write_all(&framed) {
             self.back();
             return Err(e);
         }
@@ -476,14 +678,15 @@ impl Wal {
         }
     }
 
-    /// Empties the log: redb has just committed with fsync everything in
-    /// it. The next batch is written at the start; what is left after it
-    /// is older (a lower sequence number), and ends the log when read back.
+    /// Starts the log afresh after its end: redb has just committed with
+    /// fsync everything in it, and recorded [`Wal::end`] as where the log
+    /// is read back from. The frames before stay where they are, for the
+    /// reports in them; the next batch is written after them, in a new
+    /// generation.
     pub(super) fn reset(&mut self) {
         self.durable_at = Instant::now();
-        match self.file.seek(SeekFrom::Start(0)) {
+        match self.file.seek(SeekFrom::Start(self.len)) {
             Ok(_) => {
-                self.len = 0;
                 self.broken = false;
                 self.written_out.unrefuse();
                 // A new generation, drawn from the last (which nobody else
@@ -499,31 +702,32 @@ impl Wal {
     }
 }
 
-/// `payload` framed: `[len: u32 LE][crc32: u32 LE][payload]`.
-fn frame(payload: &[u8]) -> Vec<u8> {
+/// `payload` framed: `[len | flags: u32 LE][crc32: u32 LE][payload]`.
+fn framed(payload: &[u8], flags: u32) -> Vec<u8> {
     let mut frame = Vec::with_capacity(payload.len() + 8);
     frame.extend_from_slice(
-        &u32::try_from(payload.len())
-            .unwrap_or(u32::MAX)
-            .to_le_bytes(),
+        &(u32::try_from(payload.len()).unwrap_or(u32::MAX) | flags).to_le_bytes(),
     );
     frame.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
     frame.extend_from_slice(payload);
     frame
 }
 
-/// The batches at the start of `bytes`, and where they end: frames in
+/// The batches at the start of `bytes` (which start at `offset` in
+/// segment `segment`), and where they end: frames in
 /// order of rising sequence numbers, up to the first that is empty, does
 /// not verify or does not decode (a torn or never-written tail), is of
 /// another generation than the first (see [`Stamp`]) or is older than the
 /// one before it (left from before the log was emptied); and their
-/// generation.
-fn frames(bytes: &[u8]) -> (Vec<Batch>, u64, Option<Vec<u8>>) {
+/// generation. Each new item's report is put back in its record, which
+/// still points where it lies.
+fn frames(bytes: &[u8], segment: u64, offset: u64) -> (Vec<Batch>, u64, Option<Vec<u8>>) {
     let mut batches: Vec<Batch> = Vec::new();
     let mut generation: Option<Vec<u8>> = None;
     let mut at = 0usize;
     while let Some(head) = bytes.get(at..at + 8) {
-        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let word = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+        let len = (word & !WITH_BODIES) as usize;
         let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
         if len == 0 || len > MAX_FRAME {
             break;
@@ -534,7 +738,12 @@ fn frames(bytes: &[u8]) -> (Vec<Batch>, u64, Option<Vec<u8>>) {
         if crc32fast::hash(payload) != crc {
             break;
         }
-        let Ok(mut batch) = Batch::decode(payload) else {
+        let start = offset + at as u64;
+        let Some(mut batch) = (if word & WITH_BODIES != 0 {
+            with_bodies(payload, segment, start)
+        } else {
+            Batch::decode(payload).ok()
+        }) else {
             break;
         };
         let stamp = std::mem::take(&mut batch.generation);
@@ -550,6 +759,36 @@ fn frames(bytes: &[u8]) -> (Vec<Batch>, u64, Option<Vec<u8>>) {
     (batches, at as u64, generation)
 }
 
+/// The batch in a frame's `payload` laid out with its bodies (see
+/// [`Frame`]), the frame starting at `start` in segment `segment`: each
+/// body is put back in the record that points at it, and must lie where
+/// it says, inside the bodies.
+fn with_bodies(payload: &[u8], segment: u64, start: u64) -> Option<Batch> {
+    let head = payload.get(..4)?;
+    let bodies_len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as u64;
+    let bodies = payload.get(4..usize::try_from(4 + bodies_len).ok()?)?;
+    let mut batch = Batch::decode(payload.get(bodies.len() + 4..)?).ok()?;
+    let first = start + BODIES_AT;
+    for write in &mut batch.writes {
+        if let Some(Kind::Put(Put {
+            record: Some(record),
+            ..
+        })) = write.kind.as_mut()
+            && let Some(body) = record.body
+        {
+            let from = body.offset.checked_sub(first)?;
+            if body.segment != segment {
+                return None;
+            }
+            let to = from.checked_add(u64::from(body.len))?;
+            record.signed = bodies
+                .get(usize::try_from(from).ok()?..usize::try_from(to).ok()?)?
+                .to_vec();
+        }
+    }
+    Some(batch)
+}
+
 /// Whether the disk under `path` has room to write the log out ahead and
 /// still log batches after (see [`ROOM`]).
 fn room_for_preallocation(path: &Path) -> bool {
@@ -557,16 +796,40 @@ fn room_for_preallocation(path: &Path) -> bool {
     super::free_bytes(dir).is_some_and(|free| free >= ROOM + PREALLOCATED)
 }
 
-/// The log's path beside the database file at `db`.
-pub(super) fn path_for(db: &Path) -> PathBuf {
-    let mut name = db.file_name().unwrap_or_default().to_os_string();
-    name.push(".log");
-    db.with_file_name(name)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Opens the log file at `path` as segment 0 of its database's log,
+    /// from its start; batches read back without where their bodies lie.
+    fn open(path: &Path) -> (Wal, Vec<Batch>) {
+        open_from(path, 0)
+    }
+
+    /// Likewise, from `start`.
+    fn open_from(path: &Path, start: u64) -> (Wal, Vec<Batch>) {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let db = path.with_file_name(name.strip_suffix(".log").unwrap());
+        let (wal, mut batches) = Wal::open(&db, 0, start).unwrap();
+        for batch in &mut batches {
+            for write in &mut batch.writes {
+                if let Some(Kind::Put(Put {
+                    record: Some(record),
+                    ..
+                })) = write.kind.as_mut()
+                {
+                    record.body = None;
+                }
+            }
+        }
+        (wal, batches)
+    }
+
+    impl Wal {
+        fn write_batch(&mut self, batch: Batch) -> std::io::Result<Written> {
+            self.write(&self.frame(batch))
+        }
+    }
 
     fn batch(seq: u64, ids: &[&str]) -> Batch {
         Batch {
@@ -609,7 +872,7 @@ mod tests {
             return;
         }
         let path = dir.path().join("store.redb.log");
-        let (mut wal, _) = Wal::open(&path).unwrap();
+        let (mut wal, _) = open(&path);
         wal.set_last_seq(0);
         let mut seq = 0;
         while wal.len < WRITE_OUT_FROM {
@@ -628,7 +891,7 @@ mod tests {
         assert!(!wal.checkpoint_due(), "a written-out log takes more");
         drop(wal);
         // Every frame reads back: none was written over by the zeros.
-        let (_, back) = Wal::open(&path).unwrap();
+        let (_, back) = open(&path);
         assert_eq!(back.len() as u64, seq);
         assert_eq!(back.last(), Some(&big(seq, 512 << 10)));
     }
@@ -637,7 +900,7 @@ mod tests {
     fn a_log_not_written_out_takes_a_full_commit_past_a_quiet_one() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store.redb.log");
-        let (mut wal, _) = Wal::open(&path).unwrap();
+        let (mut wal, _) = open(&path);
         // As if the disk had no room to write it out further.
         wal.written_out.refuse();
         wal.set_last_seq(0);
@@ -654,7 +917,7 @@ mod tests {
     fn batches_come_back_in_order_and_a_torn_tail_is_cut_off() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store.redb.log");
-        let (mut wal, none) = Wal::open(&path).unwrap();
+        let (mut wal, none) = open(&path);
         assert!(none.is_empty());
         wal.append(&batch(1, &["a", "b"])).unwrap();
         wal.append(&batch(2, &["c"])).unwrap();
@@ -664,16 +927,17 @@ mod tests {
         let third = batch(3, &["d"]).encode_to_vec();
         let mut f = OpenOptions::new().write(true).open(&path).unwrap();
         f.seek(SeekFrom::Start(end)).unwrap();
-        f.write_all(&frame(&third)[..8 + third.len() / 2]).unwrap();
+        f.write_all(&framed(&third, 0)[..8 + third.len() / 2])
+            .unwrap();
         drop(f);
 
-        let (mut wal, back) = Wal::open(&path).unwrap();
+        let (mut wal, back) = open(&path);
         assert_eq!(back, vec![batch(1, &["a", "b"]), batch(2, &["c"])]);
         assert_eq!(wal.len, end, "the torn tail is where the next goes");
         wal.set_last_seq(2);
         wal.append(&batch(3, &["e"])).unwrap();
         drop(wal);
-        let (_, back) = Wal::open(&path).unwrap();
+        let (_, back) = open(&path);
         assert_eq!(back.len(), 3);
         assert!(matches!(&back[2].writes[0].kind, Some(Kind::Put(p)) if p.id == "e"));
     }
@@ -689,7 +953,7 @@ mod tests {
             .encode(&mut payload)
             .unwrap();
         }
-        frame(&payload)
+        framed(&payload, 0)
     }
 
     #[test]
@@ -697,7 +961,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store.redb.log");
         for forged in [None, Some(&[7u8; GENERATION][..])] {
-            let (mut wal, _) = Wal::open(&path).unwrap();
+            let (mut wal, _) = open(&path);
             wal.reset();
             wal.set_last_seq(0);
             wal.append(&batch(1, &["a"])).unwrap();
@@ -711,7 +975,7 @@ mod tests {
             f.write_all(&frame_stamped(&batch(2, &["forged"]), forged))
                 .unwrap();
             drop(f);
-            let (_, back) = Wal::open(&path).unwrap();
+            let (_, back) = open(&path);
             assert_eq!(back, vec![batch(1, &["a"])], "stamp {forged:?}");
         }
     }
@@ -724,7 +988,7 @@ mod tests {
         bytes.extend(frame_stamped(&batch(2, &["c"]), None));
         bytes.extend([0; 64]);
         std::fs::write(&path, &bytes).unwrap();
-        let (_, back) = Wal::open(&path).unwrap();
+        let (_, back) = open(&path);
         assert_eq!(back, vec![batch(1, &["a", "b"]), batch(2, &["c"])]);
     }
 
@@ -732,7 +996,7 @@ mod tests {
     fn a_frame_that_fails_its_checksum_ends_the_log() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store.redb.log");
-        let (mut wal, _) = Wal::open(&path).unwrap();
+        let (mut wal, _) = open(&path);
         wal.append(&batch(1, &["a"])).unwrap();
         wal.append(&batch(2, &["b"])).unwrap();
         let last = wal.len as usize - 1;
@@ -740,7 +1004,7 @@ mod tests {
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[last] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
-        let (_, back) = Wal::open(&path).unwrap();
+        let (_, back) = open(&path);
         assert_eq!(back, vec![batch(1, &["a"])]);
     }
 
@@ -748,50 +1012,140 @@ mod tests {
     fn an_emptied_log_reads_back_from_its_new_start() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store.redb.log");
-        let (mut wal, _) = Wal::open(&path).unwrap();
+        let (mut wal, _) = open(&path);
         if room_for_preallocation(&path) {
             assert!(std::fs::metadata(&path).unwrap().len() >= PREALLOCATED);
         }
         wal.append(&batch(1, &["a", "b", "c"])).unwrap();
         wal.append(&batch(2, &["d"])).unwrap();
+        wal.reset();
+        // The frames before stay, for their reports; the log goes on after
+        // them, and is read back from there.
+        let (segment, start) = wal.end();
+        assert_eq!(segment, 0);
         wal.append(&batch(3, &["e"])).unwrap();
-        wal.reset();
-        // Shorter than batch 1: batch 1's tail follows it, then 2 and 3.
-        wal.append(&batch(4, &["f"])).unwrap();
         drop(wal);
-        let (_, back) = Wal::open(&path).unwrap();
-        assert_eq!(back, vec![batch(4, &["f"])]);
+        let (_, back) = open_from(&path, start);
+        assert_eq!(back, vec![batch(3, &["e"])]);
+        // Read from the start, the old generation ends where it ended.
+        let (_, back) = open_from(&path, 0);
+        assert_eq!(back, vec![batch(1, &["a", "b", "c"]), batch(2, &["d"])]);
+    }
 
-        // Written exactly over batch 1: the old 2 and 3 follow, older.
-        let (mut wal, _) = Wal::open(&path).unwrap();
-        wal.reset();
-        wal.append(&batch(5, &["a", "b", "c"])).unwrap();
+    #[test]
+    fn reports_lie_where_their_records_point_and_nowhere_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb.log");
+        let (mut wal, _) = open(&path);
+        wal.append(&batch(1, &["a"])).unwrap();
+        let mut second = batch(2, &["b", "c"]);
+        if let Some(Kind::Put(put)) = second.writes[1].kind.as_mut() {
+            put.record.as_mut().unwrap().signed = b"the report of c".to_vec();
+        }
+        // A write without a report between them takes no room.
+        second.writes.insert(
+            1,
+            Logged::of(Kind::AckDown(AckDown {
+                child: "x".into(),
+                ids: vec!["a".into()],
+            })),
+        );
+        let frame = wal.frame(second.clone());
+        let refs: Vec<_> = (0..3).map(|i| frame.body(i)).collect();
+        assert!(refs[1].is_none());
+        let written = wal.write(&frame).unwrap();
+        wal.sync(written).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let at = |r: BodyRef| &bytes[r.offset as usize..(r.offset + u64::from(r.len)) as usize];
+        assert_eq!(at(refs[0].unwrap()), &[7; 100][..]);
+        assert_eq!(at(refs[2].unwrap()), b"the report of c");
+        assert_eq!(refs[2].unwrap().segment, 0);
         drop(wal);
-        let (_, back) = Wal::open(&path).unwrap();
-        assert_eq!(back, vec![batch(5, &["a", "b", "c"])]);
+        // Read back, each record has its report again and still points at it.
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let db = path.with_file_name(name.strip_suffix(".log").unwrap());
+        let (_, back) = Wal::open(&db, 0, 0).unwrap();
+        let Some(Kind::Put(put)) = back[1].writes[2].kind.as_ref() else {
+            panic!("a put");
+        };
+        let record = put.record.as_ref().unwrap();
+        assert_eq!(record.signed, b"the report of c");
+        assert_eq!(record.body, refs[2]);
+        assert_eq!(back.len(), 2);
+    }
+
+    #[test]
+    fn a_frame_pointing_outside_its_reports_ends_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb.log");
+        let (mut wal, _) = open(&path);
+        wal.append(&batch(1, &["a"])).unwrap();
+        // The second frame's record claims bytes of the first frame.
+        let mut frame = wal.frame(batch(2, &["b"]));
+        if let Some(Kind::Put(put)) = frame.batch.writes[0].kind.as_mut() {
+            put.record.as_mut().unwrap().body = Some(BodyRef {
+                segment: 0,
+                offset: 12,
+                len: 100,
+                crc32: crc32fast::hash(&[7; 100]),
+            });
+        }
+        let written = wal.write(&frame).unwrap();
+        wal.sync(written).unwrap();
+        drop(wal);
+        let (_, back) = open(&path);
+        assert_eq!(back, vec![batch(1, &["a"])]);
+    }
+
+    #[test]
+    fn a_full_segment_gives_way_to_the_next_and_keeps_its_frames() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("store.redb");
+        let (mut wal, _) = Wal::open(&db, 0, 0).unwrap();
+        wal.rotate_at = 1000;
+        wal.set_last_seq(0);
+        let mut seq = 0;
+        while !wal.rotation_due() {
+            seq += 1;
+            wal.append(&batch(seq, &["a"])).unwrap();
+        }
+        let kept = wal.len;
+        let next = wal.next_segment().unwrap();
+        assert_eq!(next.end(), (1, 0));
+        wal.rotate(next);
+        assert_eq!(wal.segment(), 1);
+        assert_eq!(wal.next_seq(), seq + 1, "the sequence goes on");
+        assert_eq!(std::fs::metadata(segment_path(&db, 0)).unwrap().len(), kept);
+        wal.append(&batch(seq + 1, &["b"])).unwrap();
+        drop(wal);
+        let (_, back) = Wal::open(&db, 1, 0).unwrap();
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].seq, seq + 1);
+        let (_, old) = Wal::open(&db, 0, 0).unwrap();
+        assert_eq!(old.len() as u64, seq);
     }
 
     #[test]
     fn a_batch_taken_back_is_never_read_back() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store.redb.log");
-        let (mut wal, _) = Wal::open(&path).unwrap();
+        let (mut wal, _) = open(&path);
         wal.set_last_seq(0);
         wal.append(&batch(1, &["a"])).unwrap();
-        let written = wal.write(&batch(2, &["b", "c"])).unwrap();
+        let written = wal.write_batch(batch(2, &["b", "c"])).unwrap();
         wal.cancel(written);
         assert_eq!(wal.next_seq(), 2, "its number is not spent");
         drop(wal);
-        let (mut wal, back) = Wal::open(&path).unwrap();
+        let (mut wal, back) = open(&path);
         assert_eq!(back, vec![batch(1, &["a"])]);
 
         // The next batch takes its place (shorter: what is left after it
         // of the one taken back does not verify).
         wal.set_last_seq(1);
-        let written = wal.write(&batch(2, &["d"])).unwrap();
+        let written = wal.write_batch(batch(2, &["d"])).unwrap();
         wal.sync(written).unwrap();
         drop(wal);
-        let (_, back) = Wal::open(&path).unwrap();
+        let (_, back) = open(&path);
         assert_eq!(back, vec![batch(1, &["a"]), batch(2, &["d"])]);
     }
 }

@@ -397,6 +397,7 @@ fn commit_batch(
     // disk fill under a commit, nothing is then waiting in the log for
     // room to be applied again.
     let room = super::free_bytes(&inner.dir).is_some_and(|free| free >= wal::ROOM);
+    let segment = core.wal.segment();
     let committed = db
         .map_err(|e| (e, false))
         .and_then(|db| commit(&db, &mut batch, &mut rest, cut, core, room, inline));
@@ -413,6 +414,8 @@ fn commit_batch(
         Ok((effects, logged)) => {
             if logged {
                 inner.unflushed.store(true, Ordering::Relaxed);
+            } else if effects.segment_freed || core.wal.segment() != segment {
+                drop_unused_segments(inner, core.wal.segment());
             }
             inner.wake(effects);
             Ok(())
@@ -445,6 +448,39 @@ fn commit_batch(
     }
 }
 
+/// Deletes the log's segments before `current` that no item's row points
+/// into any more (see [`bodies`](super::bodies)). Called right after a
+/// commit with fsync, so the store's durable state no longer points into
+/// them either; one that cannot be deleted now is tried again after the
+/// next such commit that frees or starts a segment, or at the next open.
+pub(super) fn drop_unused_segments(inner: &Inner, current: u64) {
+    let unused = inner.db.get().and_then(|db| {
+        let on_disk = super::bodies::segments_on_disk(&inner.db.path).map_err(|e| Error::Log {
+            path: inner.dir.clone(),
+            source: Arc::new(e),
+        })?;
+        super::read::unused_segments(&db, &on_disk, current)
+    });
+    match unused {
+        Ok(unused) => {
+            for n in unused {
+                match inner.bodies.remove(n) {
+                    Ok(()) => info!(
+                        segment = n,
+                        "store log: a segment no report lies in any more deleted"
+                    ),
+                    Err(e) => {
+                        warn!(segment = n, error = %e, "store log: a segment no report lies in any more not deleted")
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            warn!(error = %e, "store log: the segments no report lies in were not looked for")
+        }
+    }
+}
+
 /// Whether this thread runs a multi-threaded tokio runtime's tasks, where
 /// [`tokio::task::block_in_place`] may be used.
 fn multi_threaded_runtime() -> bool {
@@ -460,7 +496,8 @@ fn reopen(inner: &Inner, wal: &mut Wal, chain: &mut Chain) -> Result<(), Error> 
     wal.stop_writing_out();
     inner.db.reopen()?;
     let db = inner.db.get()?;
-    let replayed = replay(&db, wal.path()).and_then(|w| Ok((w, super::read::audit_chain(&db)?)));
+    let replayed =
+        replay(&db, &inner.db.path).and_then(|w| Ok((w, super::read::audit_chain(&db)?)));
     let (replayed, head) = match replayed {
         Ok(done) => done,
         Err(e) => {
@@ -484,15 +521,17 @@ fn reopen(inner: &Inner, wal: &mut Wal, chain: &mut Chain) -> Result<(), Error> 
 /// Opens the write-ahead log of the database at `db_path` and applies the
 /// batches it holds that `db` does not (see [`wal`]).
 pub(super) fn replay_log(db: &Database, db_path: &std::path::Path) -> Result<Wal, Error> {
-    replay(db, &wal::path_for(db_path))
+    replay(db, db_path)
 }
 
-fn replay(db: &Database, path: &std::path::Path) -> Result<Wal, Error> {
+fn replay(db: &Database, db_path: &std::path::Path) -> Result<Wal, Error> {
+    let (segment, start) = super::read::wal_start(db)?;
+    let path = &super::bodies::segment_path(db_path, segment);
     let log_err = |e: std::io::Error| Error::Log {
         path: path.to_path_buf(),
         source: Arc::new(e),
     };
-    let (mut wal, batches) = Wal::open(path).map_err(log_err)?;
+    let (mut wal, batches) = Wal::open(db_path, segment, start).map_err(log_err)?;
     let applied = super::read::wal_applied(db)?;
     let mut chain = super::read::audit_chain(db)?;
     let mut last = applied;
@@ -510,9 +549,11 @@ fn replay(db: &Database, path: &std::path::Path) -> Result<Wal, Error> {
             super::write::apply_logged(write, &mut t)?;
         }
         t.log(&mut chain)?;
+        t.count_bodies()?;
         t.set_wal_applied(batch.seq)?;
         last = batch.seq;
     }
+    Txn::open(&txn, 0)?.set_wal_start(wal.end())?;
     txn.commit()?;
     if last > applied {
         info!(path = %path.display(), batches = last - applied, "store log: batches written since the last full commit applied again");
@@ -691,6 +732,20 @@ fn commit(
         } else {
             batch.iter().map(|j| j.logged()).collect()
         };
+    // A full commit records where the log goes on after it: in a new
+    // segment if this one is full (opened first, so that the commit never
+    // names a file that is not there).
+    let next = match logged {
+        Some(_) => None,
+        None if wal.rotation_due() => wal
+            .next_segment()
+            .inspect_err(
+                |e| warn!(error = %e, "store log: no new segment started; the full one goes on"),
+            )
+            .ok(),
+        None => None,
+    };
+    let start = next.as_ref().map_or_else(|| wal.end(), Wal::end);
     // Whether redb's transaction may have been used in vain (see above).
     let mut used = false;
     let log_err = |e: std::io::Error, path: std::path::PathBuf| match e.kind() {
@@ -717,11 +772,13 @@ fn commit(
         // holds for what is left of it after one too.
         let urgent = batch.iter().any(|j| urgent_item(j.as_ref()));
         let cuttable = batch_len > 1 && !urgent;
-        let mut frame = logged.map(|writes| wal::Batch {
-            seq,
-            now_ms: now,
-            writes,
-            generation: Vec::new(),
+        let mut frame = logged.map(|writes| {
+            wal.frame(wal::Batch {
+                seq,
+                now_ms: now,
+                writes,
+                generation: Vec::new(),
+            })
         });
         let mut written = None;
         if let Some(frame) = frame.as_ref().filter(|_| !cuttable) {
@@ -740,15 +797,21 @@ fn commit(
             let mut applied = 0;
             let effects = {
                 let mut t = Txn::open(&txn, now)?;
-                for job in batch.iter_mut() {
+                for (i, job) in batch.iter_mut().enumerate() {
+                    t.body = frame.as_ref().and_then(|f| f.body(i));
                     job.apply(&mut t)?;
+                    t.body = None;
                     applied += 1;
                     if cuttable && applied < batch_len && cut() {
                         break;
                     }
                 }
                 t.log(chain)?;
+                t.count_bodies()?;
                 t.set_wal_applied(seq)?;
+                if frame.is_none() {
+                    t.set_wal_start(start)?;
+                }
                 t.fx
             };
             Ok((txn, effects, applied))
@@ -758,7 +821,7 @@ fn commit(
                 if applied < batch.len() {
                     *rest = batch.split_off(applied);
                     if let Some(frame) = frame.as_mut() {
-                        frame.writes.truncate(applied);
+                        frame.truncate(applied);
                     }
                 }
                 (txn, effects)
@@ -797,6 +860,9 @@ fn commit(
             None => {
                 txn.commit()?;
                 wal.reset();
+                if let Some(next) = next {
+                    wal.rotate(next);
+                }
                 Ok((effects, false))
             }
         }
@@ -1000,14 +1066,14 @@ mod tests {
         };
         let db = store.inner.db.get().unwrap();
         let mut core = store.inner.core.lock().unwrap();
-        let wal_path = core.wal.path().to_path_buf();
+        let (segment, start) = super::super::read::wal_start(&db).unwrap();
         let (_, logged) =
             commit(&db, &mut batch, &mut rest, &mut cut, &mut core, true, false).unwrap();
         assert!(logged, "made durable by the log");
         assert_eq!((batch.len(), rest.len()), (2, 3));
         assert_eq!(applied.load(Ordering::Relaxed), 2, "the rest not applied");
         // Read back as a crash would: the log holds the two applied.
-        let (_, back) = Wal::open(&wal_path).unwrap();
+        let (_, back) = Wal::open(&store.inner.db.path, segment, start).unwrap();
         assert_eq!(back.len(), 1);
         assert_eq!(back[0].writes.len(), 2);
 
