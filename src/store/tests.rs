@@ -1187,3 +1187,52 @@ async fn a_report_damaged_in_the_log_is_an_error_not_a_report() {
     assert!(matches!(e, Error::Body { .. }), "{e}");
     assert!(e.to_string().contains("CRC-32"), "{e}");
 }
+
+#[tokio::test]
+async fn items_in_a_new_segment_are_applied_again_at_open_beside_the_old_ones() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    if free_bytes(a.path()).is_none_or(|free| free < wal::ROOM) {
+        eprintln!("SKIPPED: too little free space for the log to be used");
+        return;
+    }
+    let path = a.path().join("s.redb");
+    let store = Store::open(&path).unwrap();
+    store.inner.core.lock().unwrap().wal.set_rotate_at(1);
+    inbox(&store, 1, &["x1"]).await;
+    // A write the log does not take: a full commit, which starts segment 1.
+    store
+        .set_target("county-a".into(), 2026, 10, 1)
+        .await
+        .unwrap();
+    assert_eq!(store.inner.core.lock().unwrap().wal.segment(), 1);
+    // The state of that full commit, then an item only in segment 1's log.
+    std::fs::copy(&path, b.path().join("s.redb")).unwrap();
+    inbox(&store, 1, &["x2"]).await;
+    let x2 = store.get("x2".into()).await.unwrap().unwrap();
+    assert_eq!(x2.body.map(|at| at.segment), Some(1));
+    for n in [0, 1] {
+        std::fs::copy(
+            bodies::segment_path(&path, n),
+            bodies::segment_path(&b.path().join("s.redb"), n),
+        )
+        .unwrap();
+    }
+
+    let again = Store::open(&b.path().join("s.redb")).unwrap();
+    assert_eq!(
+        again.get("x2".into()).await.unwrap(),
+        Some(x2),
+        "applied again"
+    );
+    let x1 = again.get("x1".into()).await.unwrap().unwrap();
+    assert_eq!(
+        (x1.signed.as_slice(), x1.body.map(|at| at.segment)),
+        (&b"signed"[..], Some(0))
+    );
+    // Both segments hold a report: neither is deleted.
+    again.close().await;
+    assert!(bodies::segment_path(&b.path().join("s.redb"), 0).exists());
+    let third = Store::open(&b.path().join("s.redb")).unwrap();
+    assert!(third.get("x1".into()).await.unwrap().unwrap().has_body());
+}

@@ -373,9 +373,11 @@ impl Wal {
                 tracing::warn!(path = %path.display(), error = %e, "store log not written out ahead; appends also write its size");
                 file.set_len(have)?;
             }
-            if let Some(dir) = path.parent() {
-                File::open(dir)?.sync_all()?;
-            }
+        }
+        // The file's name is on the disk before any frame is written to
+        // it, or a commit names it as where the log goes on.
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir)?.sync_all()?;
         }
         file.seek(SeekFrom::Start(len))?;
         // Appends go on in the generation of the batches read, if stamped.
