@@ -21,10 +21,11 @@
 //! most — is made durable by one sequential append and `fdatasync` of a log
 //! beside the database, not by a redb commit with fsync (which writes a
 //! header and pages scattered over the file); redb commits it without
-//! fsync, and commits with fsync every other batch and regularly, emptying
-//! the log. At open, batches logged after the last durable commit are
-//! applied again. The promise is the same: nothing is answered before it is
-//! on disk. See `wal`.
+//! fsync, and commits with fsync every other batch and regularly. At open,
+//! batches logged after the last durable commit are applied again. The
+//! promise is the same: nothing is answered before it is on disk. See
+//! `wal`. The log also keeps the reports of the items it made durable,
+//! which their rows point at rather than hold: see `bodies`.
 //!
 //! # A full disk
 //! New items and attachment chunks are refused ([`Error::Full`]) while the

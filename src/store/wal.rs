@@ -12,29 +12,42 @@
 //! answered. Every other batch — and one every [`CHECKPOINT_BYTES`] of log
 //! or [`CHECKPOINT_AGE`], every batch of more than [`MAX_BATCH_BYTES`], and
 //! every batch while less than [`ROOM`] is free on the disk — is committed
-//! by redb with fsync, which makes every earlier
-//! commit durable too; the log is then emptied.
+//! by redb with fsync, which makes every earlier commit durable too, and
+//! records where the log goes on after it ([`Wal::end`]).
 //!
 //! Each transaction records, in the store's `meta` table, the sequence
 //! number of the last logged batch it includes. At open (and after a failed
-//! commit, when redb is reopened at its last durable state), batches logged
-//! after that number are applied again, in order, with the clock reading
-//! they were first applied with: applying a batch is deterministic, so the
-//! store ends exactly as it was when those writes were answered.
+//! commit, when redb is reopened at its last durable state), the log is read
+//! from where the last full commit left it, and batches logged after that
+//! number are applied again, in order, with the clock reading they were
+//! first applied with: applying a batch is deterministic, so the store ends
+//! exactly as it was when those writes were answered.
+//!
+//! # Reports in the log
+//! A frame holds its batch's reports raw, ahead of the encoded batch, and
+//! each new item's record points at where its report lies (see
+//! [`Frame`] and [`bodies`](super::bodies)): the log is where reports are
+//! kept, not only a copy until the next full commit. So it never goes back
+//! over a frame: a full commit leaves it appending after its last, and
+//! once a file is full ([`CHECKPOINT_BYTES`]) the next full commit starts a
+//! new one, the next *segment*; the old ones stay as long as a row points
+//! into them.
 //!
 //! # The file
 //! Frames `[len: u32 LE][crc32: u32 LE][payload]`, the payload an encoded
-//! [`Batch`] stamped with the log's secret generation ([`Stamp`]), in a
-//! file written out with zeros once (so an append's `fdatasync` writes its
-//! data and none of the file's metadata): a quiet store's share as it is
-//! opened, a busy store's rest in the background (see
-//! [`writeout`](super::writeout)). The log is emptied by writing the
-//! next batch at the start, in a new generation. A frame that is empty,
+//! [`Batch`] stamped with the log's secret generation ([`Stamp`]), or with
+//! the reports before it (see [`Frame`]), in a
+//! file written out with zeros ahead of its appends (so an append's
+//! `fdatasync` writes its data and none of the file's metadata): a store's
+//! first part as the file is opened, the rest in the background (see
+//! [`writeout`](super::writeout)), and the next segment's likewise before
+//! it is needed. A frame that is empty,
 //! short, fails its checksum, does not decode, is of another generation or
 //! is older than the one before it ends the log: it is the tail of an
-//! append a crash cut off (never acknowledged), or left from before the log
-//! was emptied — where a sender's report body could have been made to look
-//! like a frame, which the generation keeps from being read as one.
+//! append a crash cut off (never acknowledged), or one taken back — where a
+//! sender's report body could have been made to look like a frame, which
+//! the generation, drawn afresh at every full commit, keeps from being read
+//! as one.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write as _};
@@ -48,7 +61,7 @@ use super::record::{BodyRef, Destination, ItemRecord};
 use super::writeout::WriteOut;
 
 /// Log bytes after which the next batch is committed by redb with fsync
-/// (and the log emptied). A full commit stops the writer for tens of
+/// (and the log started afresh after it). A full commit stops the writer for tens of
 /// milliseconds at load, and an urgent item that comes meanwhile waits for
 /// it: the more log between two, the fewer meet one. (From 16 MiB to 64,
 /// an emergency's p99 during a saturating load fell in every pair of runs
@@ -108,7 +121,7 @@ pub(super) struct Batch {
 /// The log's generation, appended to each frame's encoded [`Batch`] (a
 /// protobuf field appended to a message is read as the message's own).
 ///
-/// Drawn afresh whenever the log is opened or emptied, and never written
+/// Drawn afresh whenever the log is opened or started afresh by a full commit, and never written
 /// anywhere but this file. A frame of another generation ends the log, so
 /// bytes left from before — another batch's tail after a shorter one
 /// written over it, report bodies among them, chosen by whoever sent the
@@ -304,7 +317,7 @@ pub(super) struct Wal {
     /// When redb last committed with fsync.
     durable_at: Instant,
     /// An append failed and its tail could not be cut off: nothing more is
-    /// logged until the log is emptied.
+    /// logged until the next full commit.
     broken: bool,
     /// This generation's stamp (see [`Stamp`]).
     generation: [u8; GENERATION],
@@ -552,7 +565,7 @@ impl Wal {
         }
         let dir = self.path.parent().unwrap_or(Path::new("."));
         if super::free_bytes(dir).is_none_or(|free| free < ROOM + WRITTEN_OUT) {
-            // Looked at again once the log is emptied.
+            // Looked at again at the next full commit.
             self.written_out.refuse();
             return;
         }
@@ -582,7 +595,7 @@ impl Wal {
     }
 
     /// Appends `batch` and makes it durable. On failure the log is as it
-    /// was (or, if even that fails, takes no more batches until emptied).
+    /// was (or, if even that fails, takes no more batches until the next full commit).
     #[cfg(test)]
     pub(super) fn append(&mut self, batch: &Batch) -> std::io::Result<()> {
         let written = self.write(&self.frame(batch.clone()))?;
@@ -632,7 +645,7 @@ impl Wal {
     }
 
     /// Makes the batch `written` durable. On failure the log is as it was
-    /// (or, if even that fails, takes no more batches until emptied).
+    /// (or, if even that fails, takes no more batches until the next full commit).
     pub(super) fn sync(&mut self, written: Written) -> std::io::Result<()> {
         match self.file.sync_data() {
             Ok(()) => {
@@ -652,8 +665,9 @@ impl Wal {
     /// is overwritten with an empty one, which ends the log, and that is
     /// made durable, so that it is never applied again. Should that fail,
     /// the batch's sequence number is spent and no batch is logged until
-    /// the log is emptied by a commit with fsync, which records the number
-    /// as applied: the frame can then be applied again only by a crash
+    /// the next commit with fsync, which records the number as applied
+    /// (and the log going on at that frame, which the next batch writes
+    /// over): the frame can then be applied again only by a crash
     /// before that commit — the writes of a batch whose callers heard it
     /// failed, stored after all (each write is idempotent by item id).
     pub(super) fn cancel(&mut self, written: Written) {
@@ -663,7 +677,7 @@ impl Wal {
             .and_then(|_| self.file.write_all(&[0; 8]))
             .and_then(|()| self.file.sync_data());
         if let Err(e) = zeroed {
-            tracing::error!(path = %self.path.display(), error = %e, "store log: a batch whose transaction failed could not be taken back; batches are committed with fsync until the log is emptied");
+            tracing::error!(path = %self.path.display(), error = %e, "store log: a batch whose transaction failed could not be taken back; batches are committed with fsync until the next full commit");
             self.last_seq = written.seq;
             self.broken = true;
         }
@@ -675,7 +689,7 @@ impl Wal {
     /// that does not verify, or an older one, which ends the log.
     fn back(&mut self) {
         if let Err(seek) = self.file.seek(SeekFrom::Start(self.len)) {
-            tracing::error!(path = %self.path.display(), error = %seek, "store log: cannot go back after a failed append; batches are committed with fsync until the log is emptied");
+            tracing::error!(path = %self.path.display(), error = %seek, "store log: cannot go back after a failed append; batches are committed with fsync until the next full commit");
             self.broken = true;
         }
     }
@@ -692,13 +706,13 @@ impl Wal {
                 self.broken = false;
                 self.written_out.unrefuse();
                 // A new generation, drawn from the last (which nobody else
-                // knows) rather than from the OS, so emptying cannot fail.
+                // knows) rather than from the OS, so starting afresh cannot fail.
                 let next = ring::digest::digest(&ring::digest::SHA256, &self.generation);
                 self.generation
                     .copy_from_slice(&next.as_ref()[..GENERATION]);
             }
             Err(e) => {
-                tracing::warn!(path = %self.path.display(), error = %e, "store log not emptied; its batches are all in the store already")
+                tracing::warn!(path = %self.path.display(), error = %e, "store log: not started afresh after a full commit; its batches are all in the store already")
             }
         }
     }
@@ -720,7 +734,7 @@ fn framed(payload: &[u8], flags: u32) -> Vec<u8> {
 /// order of rising sequence numbers, up to the first that is empty, does
 /// not verify or does not decode (a torn or never-written tail), is of
 /// another generation than the first (see [`Stamp`]) or is older than the
-/// one before it (left from before the log was emptied); and their
+/// one before it (left from before, after an append torn or taken back); and their
 /// generation. Each new item's report is put back in its record, which
 /// still points where it lies.
 fn frames(bytes: &[u8], segment: u64, offset: u64) -> (Vec<Batch>, u64, Option<Vec<u8>>) {
@@ -1011,7 +1025,7 @@ mod tests {
     }
 
     #[test]
-    fn an_emptied_log_reads_back_from_its_new_start() {
+    fn a_log_started_afresh_reads_back_from_its_new_start() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store.redb.log");
         let (mut wal, _) = open(&path);

@@ -700,7 +700,7 @@ fn refuse_growth_when_low(inner: &Inner, batch: Vec<Box<dyn Job>>) -> Vec<Box<dy
 /// Applies a batch in one transaction, with the custody log's records of
 /// it, and makes it durable: by the write-ahead log if every write is one
 /// it takes (and no full commit is due), else by a redb commit with fsync,
-/// which also empties the log; says which. If it fails, `chain` is as it
+/// which also records where the log goes on; says which. If it fails, `chain` is as it
 /// was.
 ///
 /// A batch of routine writes alone is cut short when `cut` says urgent
