@@ -461,6 +461,13 @@ pub struct Limits {
     /// less than this many bytes are free where the store is, so the disk
     /// never fills in the middle of a commit; what is stored still moves on.
     pub min_free_disk_bytes: u64,
+    /// Bytes of the store's log after which it goes on in a new file (a
+    /// segment), 64 KiB to 64 MiB. The log keeps the reports it made
+    /// durable, and a segment's file is deleted once every report in it is
+    /// pruned: smaller segments give disk back sooner after pruning, at the
+    /// cost of a full commit and a new file (written out with zeros ahead,
+    /// in the background) each time.
+    pub log_segment_bytes: u64,
     /// Seconds between signed checkpoints of the custody log (when it grew).
     pub audit_checkpoint_secs: u64,
     /// Days the custody log's records are kept; older ones are deleted, but
@@ -510,6 +517,7 @@ impl Default for Limits {
             max_bytes_in_flight: 32 * 1024 * 1024,
             max_streams_per_connection: 8,
             min_free_disk_bytes: 64 * 1024 * 1024,
+            log_segment_bytes: crate::store::LOG_SEGMENT_BYTES,
             audit_checkpoint_secs: 60,
             audit_retention_days: 0,
             keepalive_secs: 2,
@@ -989,6 +997,13 @@ impl NodeConfig {
                 "must be at most 1 GiB".into(),
             ));
         }
+        if !(64 << 10..=crate::store::LOG_SEGMENT_BYTES).contains(&l.log_segment_bytes) {
+            return Err(invalid(
+                "limits.log_segment_bytes",
+                "must be between 64 KiB and 64 MiB (the most the log takes between two full commits)"
+                    .into(),
+            ));
+        }
         if !(1024..=1024 * 1024).contains(&l.chunk_bytes) {
             return Err(invalid(
                 "limits.chunk_bytes",
@@ -1359,6 +1374,15 @@ key = "certs/county-a.key"
         assert!(err.to_string().contains("bogus"), "{err}");
         let err = parse(&BASE.replace("county-a\"\ndata", "County A\"\ndata")).unwrap_err();
         assert!(err.to_string().contains("node_id"), "{err}");
+        for bytes in [65535, (64 << 20) + 1] {
+            let err = parse(&format!("{BASE}[limits]\nlog_segment_bytes = {bytes}\n")).unwrap_err();
+            assert!(
+                err.to_string().contains("limits.log_segment_bytes"),
+                "{err}"
+            );
+        }
+        let cfg = parse(&format!("{BASE}[limits]\nlog_segment_bytes = 65536\n")).unwrap();
+        assert_eq!(cfg.limits.log_segment_bytes, 65536);
     }
 
     #[test]

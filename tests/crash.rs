@@ -167,3 +167,96 @@ async fn hub_killed_mid_stream_loses_nothing_and_duplicates_nothing() {
     node.shutdown(WAIT).await;
     drop(hub);
 }
+
+/// `config` with the store's log in segments of 64 KiB, so a few hundred
+/// reports span many.
+fn small_segments(config: PathBuf) -> PathBuf {
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replacen("[limits]\n", "[limits]\nlog_segment_bytes = 65536\n", 1);
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+/// The log segments after the first in a node's data directory.
+fn later_segments(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix("store.redb.log."))
+                .is_some_and(|n| n.parse::<u64>().is_ok())
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn reports_kept_across_log_segments_survive_kill9_of_both_nodes() {
+    let region = Region::new(&["county-a"]);
+    let hub_addr = free_port();
+    let hub_config = small_segments(write_config(&region, HUB, Some(hub_addr), None));
+    let node_config = small_segments(write_config(&region, "county-a", None, Some(hub_addr)));
+    let hub = Daemon::start(&hub_config);
+    let node = Daemon::start(&node_config);
+    let body = |i: usize| format!("report {i} ").repeat(150).into_bytes();
+    let mut op = Operator::connect(&node.socket).await.unwrap();
+    let mut ids = Vec::new();
+    // Delivered, then queued at the county while the hub is down: both
+    // nodes' logs move on to new segments as they go.
+    for i in 0..100 {
+        ids.push(
+            op.submit(Class::ALL[i % 3], &format!("item {i}"), body(i), 0)
+                .await
+                .unwrap(),
+        );
+    }
+    for id in &ids {
+        op.wait_receipt(id, WAIT).await.unwrap();
+    }
+    hub.kill9();
+    for i in 100..200 {
+        ids.push(
+            op.submit(Class::ALL[i % 3], &format!("item {i}"), body(i), 0)
+                .await
+                .unwrap(),
+        );
+    }
+    drop(op);
+    node.kill9();
+
+    // Both come back from their logs; the county sends what it queued,
+    // reading each report back from the segment it was written to.
+    let hub = Daemon::start(&hub_config);
+    let node = Daemon::start(&node_config);
+    let mut op = Operator::connect(&node.socket).await.unwrap();
+    for i in 200..250 {
+        ids.push(
+            op.submit(Class::ALL[i % 3], &format!("item {i}"), body(i), 0)
+                .await
+                .unwrap(),
+        );
+    }
+    for id in &ids {
+        let st = op.wait_receipt(id, WAIT).await.unwrap();
+        assert_eq!(st.state, ItemState::Receipted as i32, "{id}");
+        assert!(st.receipt_verification.starts_with("valid"), "{id}");
+    }
+    let mut seen = HashMap::new();
+    for signed in common::inbox_items(&region, hub_addr).await {
+        let r = Report::decode(signed.report.as_slice()).unwrap();
+        let i: usize = r.title.strip_prefix("item ").unwrap().parse().unwrap();
+        assert_eq!(r.body, body(i), "{} came through whole", r.id);
+        *seen.entry(r.id).or_insert(0) += 1;
+    }
+    assert_eq!(seen.len(), ids.len(), "every item reached the inbox");
+    assert!(seen.values().all(|n| *n == 1), "an item was stored twice");
+    for name in ["county-a", HUB] {
+        assert!(
+            later_segments(&region.data(name)) >= 2,
+            "{name}'s log went on in new segments"
+        );
+    }
+    drop(node);
+    drop(hub);
+}

@@ -128,7 +128,11 @@ fn refuse_ca_key(cfg: &NodeConfig) -> Result<(), StartError> {
 
 fn open_store(cfg: &NodeConfig) -> Result<Store, StartError> {
     let path = cfg.data_dir.join("store.redb");
-    Store::open_with(&path, Clock::System, cfg.limits.min_free_disk_bytes)
+    let options = crate::store::Options {
+        min_free_bytes: cfg.limits.min_free_disk_bytes,
+        log_segment_bytes: cfg.limits.log_segment_bytes,
+    };
+    Store::open_with(&path, Clock::System, options)
         .map_err(|source| StartError::Store { path, source })
 }
 

@@ -113,6 +113,29 @@ use writer::{Job, Pending, Write};
 /// less peak RSS and about 7 % fewer items/s (four pairs).
 const CACHE_BYTES: usize = 8 << 20;
 
+/// The store log's segment size unless configured (see `bodies`): one
+/// full commit's worth of log (see `wal`).
+pub const LOG_SEGMENT_BYTES: u64 = wal::CHECKPOINT_BYTES;
+
+/// How a store is opened.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// New items and chunks are refused while less than this is free on
+    /// the store's file system.
+    pub min_free_bytes: u64,
+    /// Bytes of log after which it goes on in a new segment.
+    pub log_segment_bytes: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            min_free_bytes: 0,
+            log_segment_bytes: LOG_SEGMENT_BYTES,
+        }
+    }
+}
+
 /// Writes waiting for the writer thread at most.
 const WRITE_QUEUE: usize = 4096;
 
@@ -417,12 +440,15 @@ impl Store {
     /// Like [`Store::open`], stamping writes (commit times, overdue times)
     /// by `clock`.
     pub fn open_with_clock(path: &Path, clock: Clock) -> Result<Self, Error> {
-        Self::open_with(path, clock, 0)
+        Self::open_with(path, clock, Options::default())
     }
 
-    /// Like [`Store::open_with_clock`], refusing new items and chunks while
-    /// less than `min_free_bytes` are free on the store's file system.
-    pub fn open_with(path: &Path, clock: Clock, min_free_bytes: u64) -> Result<Self, Error> {
+    /// Like [`Store::open_with_clock`], with `options`.
+    pub fn open_with(path: &Path, clock: Clock, options: Options) -> Result<Self, Error> {
+        let Options {
+            min_free_bytes,
+            log_segment_bytes,
+        } = options;
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| Error::Dir {
                 path: parent.to_path_buf(),
@@ -431,7 +457,7 @@ impl Store {
         }
         let db = Db::open(path)?;
         tables::create_all(&db)?;
-        let wal = writer::replay_log(&db, path)?;
+        let wal = writer::replay_log(&db, path, log_segment_bytes)?;
         txn::build_facts(&db)?;
         let chain = read::audit_chain(&db)?;
         let db = Db {

@@ -717,14 +717,23 @@ async fn held_notices_are_bounded_and_go_when_the_item_arrives() {
 /// New items are made durable by the write-ahead log: a store found at its
 /// last full commit, with the log beside it, is the store as answered —
 /// the same items, sequence numbers, commit times and custody log.
-#[tokio::test]
-async fn items_only_in_the_log_are_applied_again_at_open() {
+/// A store's directory and another to copy its files into, if the disk
+/// has room for the log to be used at all (else the test is skipped).
+fn two_dirs_with_room_for_the_log() -> Option<(tempfile::TempDir, tempfile::TempDir)> {
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
     if free_bytes(a.path()).is_none_or(|free| free < wal::ROOM) {
         eprintln!("SKIPPED: too little free space for the log to be used");
-        return;
+        return None;
     }
+    Some((a, b))
+}
+
+#[tokio::test]
+async fn items_only_in_the_log_are_applied_again_at_open() {
+    let Some((a, b)) = two_dirs_with_room_for_the_log() else {
+        return;
+    };
     let path = a.path().join("s.redb");
     let store = Store::open(&path).unwrap();
     // The state of the last full commit (the one made at open).
@@ -766,7 +775,10 @@ async fn items_only_in_the_log_are_applied_again_at_open() {
     // receipt, the acknowledgement) and the forwarded record, which is not
     // awaited: in the acknowledgement's batch, or alone when the writer
     // took it before the acknowledgement came (a busy machine).
-    let logged = wal::Wal::open(&path, 0, 0).unwrap().1.len();
+    let logged = wal::Wal::open(&path, 0, 0, wal::CHECKPOINT_BYTES)
+        .unwrap()
+        .1
+        .len();
     assert!(
         (6..=7).contains(&logged),
         "the batches went to the log: {logged}"
@@ -1099,9 +1111,10 @@ async fn reports_stay_in_the_log_and_a_segment_goes_once_nothing_points_into_it(
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.redb");
     let store = Store::open(&path).unwrap();
-    // Every full commit starts a new segment.
-    store.inner.core.lock().unwrap().wal.set_rotate_at(1);
     inbox(&store, 1, &["a", "b"]).await;
+    // From now on a segment is full once it holds a frame: the next batch
+    // is a full commit, which starts a new segment.
+    store.inner.core.lock().unwrap().wal.set_rotate_at(1);
     let row = |id: &str| {
         let db = store.inner.db.get().unwrap();
         let txn = db.begin_read().unwrap();
@@ -1190,12 +1203,9 @@ async fn a_report_damaged_in_the_log_is_an_error_not_a_report() {
 
 #[tokio::test]
 async fn items_in_a_new_segment_are_applied_again_at_open_beside_the_old_ones() {
-    let a = tempfile::tempdir().unwrap();
-    let b = tempfile::tempdir().unwrap();
-    if free_bytes(a.path()).is_none_or(|free| free < wal::ROOM) {
-        eprintln!("SKIPPED: too little free space for the log to be used");
+    let Some((a, b)) = two_dirs_with_room_for_the_log() else {
         return;
-    }
+    };
     let path = a.path().join("s.redb");
     let store = Store::open(&path).unwrap();
     store.inner.core.lock().unwrap().wal.set_rotate_at(1);

@@ -334,8 +334,15 @@ impl Wal {
     /// Opens segment `segment` of the log of the database at `db` (created
     /// if missing) and reads back its batches from `start`, where the last
     /// full commit left it; a torn tail is cut off.
-    pub(super) fn open(db: &Path, segment: u64, start: u64) -> std::io::Result<(Self, Vec<Batch>)> {
-        Self::open_segment(db, segment, start, false)
+    /// `segment_bytes`: the log goes on in a new segment past this many
+    /// bytes (at most [`CHECKPOINT_BYTES`]).
+    pub(super) fn open(
+        db: &Path,
+        segment: u64,
+        start: u64,
+        segment_bytes: u64,
+    ) -> std::io::Result<(Self, Vec<Batch>)> {
+        Self::open_segment(db, segment, start, segment_bytes, false)
     }
 
     /// [`Wal::open`]; a `fresh` segment (one no commit has named yet, so
@@ -344,8 +351,11 @@ impl Wal {
         db: &Path,
         segment: u64,
         start: u64,
+        segment_bytes: u64,
         fresh: bool,
     ) -> std::io::Result<(Self, Vec<Batch>)> {
+        let rotate_at = segment_bytes.clamp(1, CHECKPOINT_BYTES);
+        let preallocated = PREALLOCATED.min(rotate_at + SLACK);
         let path = &segment_path(db, segment);
         let mut file = OpenOptions::new()
             .read(true)
@@ -373,14 +383,14 @@ impl Wal {
         } else {
             bytes.len() as u64
         };
-        if have < PREALLOCATED && room_for_preallocation(path) {
+        if have < preallocated && room_for_preallocation(path) {
             // Written out once, so that appends overwrite blocks the file
             // already has: their fdatasync then writes the data and nothing
             // of the file's metadata. (On a disk too full for it, nothing is
             // logged anyway.)
             file.seek(SeekFrom::Start(have))?;
             let zeros = file
-                .write_all(&vec![0; (PREALLOCATED - have) as usize])
+                .write_all(&vec![0; (preallocated - have) as usize])
                 .and_then(|()| file.sync_all());
             if let Err(e) = zeros {
                 tracing::warn!(path = %path.display(), error = %e, "store log not written out ahead; appends also write its size");
@@ -413,7 +423,7 @@ impl Wal {
             generation,
             written_out,
             spare: None,
-            rotate_at: CHECKPOINT_BYTES,
+            rotate_at,
         };
         Ok((wal, batches))
     }
@@ -429,10 +439,21 @@ impl Wal {
         (self.segment, self.len)
     }
 
-    /// Starts a new segment at the next full commit past `bytes`.
+    /// Starts a new segment at the next full commit past `bytes` (which
+    /// comes once the log is that long).
     #[cfg(test)]
     pub(super) fn set_rotate_at(&mut self, bytes: u64) {
         self.rotate_at = bytes;
+    }
+
+    /// Bytes of log after which it goes on in a new segment.
+    pub(super) fn segment_bytes(&self) -> u64 {
+        self.rotate_at
+    }
+
+    /// How far a segment's file is written out with zeros at most.
+    fn written_out_to(&self) -> u64 {
+        WRITTEN_OUT.min(self.rotate_at + SLACK)
     }
 
     /// Whether the next full commit should start a new segment: this one
@@ -450,7 +471,8 @@ impl Wal {
         if let Some(mut spare) = self.spare.take() {
             spare.stop();
         }
-        let (mut next, _) = Self::open_segment(&self.db, self.segment + 1, 0, true)?;
+        let (mut next, _) =
+            Self::open_segment(&self.db, self.segment + 1, 0, self.rotate_at, true)?;
         next.rotate_at = self.rotate_at;
         Ok(next)
     }
@@ -474,7 +496,7 @@ impl Wal {
     fn prepare_spare(&mut self) {
         if self.spare.is_some()
             || self.len < self.rotate_at / 2
-            || self.written_out.done() < WRITTEN_OUT.min(self.rotate_at + SLACK)
+            || self.written_out.done() < self.written_out_to()
         {
             return;
         }
@@ -491,7 +513,7 @@ impl Wal {
             .open(&path)
             .and_then(|file| {
                 let mut out = WriteOut::new(file.metadata()?.len());
-                out.start(file, PREALLOCATED)?;
+                out.start(file, PREALLOCATED.min(self.rotate_at + SLACK))?;
                 Ok(out)
             });
         match spare {
@@ -542,7 +564,7 @@ impl Wal {
     /// out, less [`SLACK`]: never where the write-out thread writes.
     pub(super) fn checkpoint_due(&self) -> bool {
         self.broken
-            || self.len >= CHECKPOINT_BYTES
+            || self.len >= self.rotate_at
             || (self.len >= QUIET_BYTES && self.len + SLACK > self.written_out.done())
             || self.durable_at.elapsed() >= CHECKPOINT_AGE
     }
@@ -559,7 +581,7 @@ impl Wal {
         self.prepare_spare();
         if self.len < WRITE_OUT_FROM
             || self.written_out.asked()
-            || self.written_out.done() >= WRITTEN_OUT
+            || self.written_out.done() >= self.written_out_to()
         {
             return;
         }
@@ -572,7 +594,7 @@ impl Wal {
         if let Err(e) = self
             .file
             .try_clone()
-            .and_then(|file| self.written_out.start(file, WRITTEN_OUT))
+            .and_then(|file| self.written_out.start(file, self.written_out_to()))
         {
             self.written_out.refuse();
             tracing::warn!(path = %self.path.display(), error = %e, "store log: not written out ahead; full commits come sooner");
@@ -826,7 +848,7 @@ mod tests {
     fn open_from(path: &Path, start: u64) -> (Wal, Vec<Batch>) {
         let name = path.file_name().unwrap().to_str().unwrap();
         let db = path.with_file_name(name.strip_suffix(".log").unwrap());
-        let (wal, mut batches) = Wal::open(&db, 0, start).unwrap();
+        let (wal, mut batches) = Wal::open(&db, 0, start, CHECKPOINT_BYTES).unwrap();
         for batch in &mut batches {
             for write in &mut batch.writes {
                 if let Some(Kind::Put(Put {
@@ -1080,7 +1102,7 @@ mod tests {
         // Read back, each record has its report again and still points at it.
         let name = path.file_name().unwrap().to_str().unwrap();
         let db = path.with_file_name(name.strip_suffix(".log").unwrap());
-        let (_, back) = Wal::open(&db, 0, 0).unwrap();
+        let (_, back) = Wal::open(&db, 0, 0, CHECKPOINT_BYTES).unwrap();
         let Some(Kind::Put(put)) = back[1].writes[2].kind.as_ref() else {
             panic!("a put");
         };
@@ -1117,7 +1139,7 @@ mod tests {
     fn a_full_segment_gives_way_to_the_next_and_keeps_its_frames() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("store.redb");
-        let (mut wal, _) = Wal::open(&db, 0, 0).unwrap();
+        let (mut wal, _) = Wal::open(&db, 0, 0, CHECKPOINT_BYTES).unwrap();
         wal.rotate_at = 1000;
         wal.set_last_seq(0);
         let mut seq = 0;
@@ -1134,10 +1156,10 @@ mod tests {
         assert_eq!(std::fs::metadata(segment_path(&db, 0)).unwrap().len(), kept);
         wal.append(&batch(seq + 1, &["b"])).unwrap();
         drop(wal);
-        let (_, back) = Wal::open(&db, 1, 0).unwrap();
+        let (_, back) = Wal::open(&db, 1, 0, CHECKPOINT_BYTES).unwrap();
         assert_eq!(back.len(), 1);
         assert_eq!(back[0].seq, seq + 1);
-        let (_, old) = Wal::open(&db, 0, 0).unwrap();
+        let (_, old) = Wal::open(&db, 0, 0, CHECKPOINT_BYTES).unwrap();
         assert_eq!(old.len() as u64, seq);
     }
 

@@ -496,8 +496,8 @@ fn reopen(inner: &Inner, wal: &mut Wal, chain: &mut Chain) -> Result<(), Error> 
     wal.stop_writing_out();
     inner.db.reopen()?;
     let db = inner.db.get()?;
-    let replayed =
-        replay(&db, &inner.db.path).and_then(|w| Ok((w, super::read::audit_chain(&db)?)));
+    let replayed = replay(&db, &inner.db.path, wal.segment_bytes())
+        .and_then(|w| Ok((w, super::read::audit_chain(&db)?)));
     let (replayed, head) = match replayed {
         Ok(done) => done,
         Err(e) => {
@@ -520,18 +520,22 @@ fn reopen(inner: &Inner, wal: &mut Wal, chain: &mut Chain) -> Result<(), Error> 
 
 /// Opens the write-ahead log of the database at `db_path` and applies the
 /// batches it holds that `db` does not (see [`wal`]).
-pub(super) fn replay_log(db: &Database, db_path: &std::path::Path) -> Result<Wal, Error> {
-    replay(db, db_path)
+pub(super) fn replay_log(
+    db: &Database,
+    db_path: &std::path::Path,
+    segment_bytes: u64,
+) -> Result<Wal, Error> {
+    replay(db, db_path, segment_bytes)
 }
 
-fn replay(db: &Database, db_path: &std::path::Path) -> Result<Wal, Error> {
+fn replay(db: &Database, db_path: &std::path::Path, segment_bytes: u64) -> Result<Wal, Error> {
     let (segment, start) = super::read::wal_start(db)?;
     let path = &super::bodies::segment_path(db_path, segment);
     let log_err = |e: std::io::Error| Error::Log {
         path: path.to_path_buf(),
         source: Arc::new(e),
     };
-    let (mut wal, batches) = Wal::open(db_path, segment, start).map_err(log_err)?;
+    let (mut wal, batches) = Wal::open(db_path, segment, start, segment_bytes).map_err(log_err)?;
     let applied = super::read::wal_applied(db)?;
     let mut chain = super::read::audit_chain(db)?;
     let mut last = applied;
@@ -1073,7 +1077,8 @@ mod tests {
         assert_eq!((batch.len(), rest.len()), (2, 3));
         assert_eq!(applied.load(Ordering::Relaxed), 2, "the rest not applied");
         // Read back as a crash would: the log holds the two applied.
-        let (_, back) = Wal::open(&store.inner.db.path, segment, start).unwrap();
+        let (_, back) =
+            Wal::open(&store.inner.db.path, segment, start, wal::CHECKPOINT_BYTES).unwrap();
         assert_eq!(back.len(), 1);
         assert_eq!(back[0].writes.len(), 2);
 
