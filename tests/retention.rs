@@ -94,6 +94,15 @@ async fn a_delivered_item_is_pruned_its_proof_stays_and_an_undelivered_one_is_ke
     let chunks = stats.tables.iter().find(|t| t.name == "chunks").unwrap();
     assert_eq!(chunks.entries, 0, "{stats:?}");
     assert!(stats.files.iter().any(|f| f.path.ends_with("store.redb")));
+    // The log's first segment, where the reports are kept, is listed too.
+    assert!(
+        stats
+            .files
+            .iter()
+            .any(|f| f.path.ends_with("store.redb.log")),
+        "{:?}",
+        stats.files
+    );
 
     // The custody log says so.
     let mut log = op.audit().await.unwrap();

@@ -74,8 +74,6 @@ pub(crate) struct OperatorService {
     pub(crate) shutdown: CancellationToken,
     pub(crate) reviews: Arc<Reviews>,
     pub(crate) retainer: Arc<super::retention::Retainer>,
-    /// The data directory, for the sizes of the store's files.
-    pub(crate) data_dir: std::path::PathBuf,
 }
 
 impl OperatorService {
@@ -745,29 +743,19 @@ impl Operator for OperatorService {
     ) -> Result<Response<StoreStatsResponse>, Status> {
         use crate::proto::store_stats_response::{Count, File, Table};
         let stats = self.store.stats().await.map_err(Error::from)?;
-        // The database and its log's segments (`store.redb.log`,
-        // `store.redb.log.1`, …), which hold the reports.
-        let mut files: Vec<File> = std::fs::read_dir(&self.data_dir)
+        // The database and its log's segments, which hold the reports.
+        let mut files: Vec<File> = self
+            .store
+            .files()
             .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| {
-                e.file_name().to_str().is_some_and(|n| {
-                    n == "store.redb"
-                        || n == "store.redb.log"
-                        || n.strip_prefix("store.redb.log.")
-                            .is_some_and(|k| k.bytes().all(|b| b.is_ascii_digit()))
-                })
-            })
-            .filter_map(|e| {
-                let meta = e.metadata().ok()?;
+            .filter_map(|path| {
+                let meta = std::fs::metadata(&path).ok()?;
                 Some(File {
-                    path: e.path().display().to_string(),
+                    path: path.display().to_string(),
                     bytes: meta.len(),
                 })
             })
             .collect();
-        files.sort_by_key(|f| (f.path.len(), f.path.clone()));
         if let Ok(dir) = std::fs::read_dir(self.retainer.archive_dir()) {
             let mut archives: Vec<File> = dir
                 .flatten()

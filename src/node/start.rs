@@ -334,7 +334,6 @@ async fn servers(parts: &Parts, bound: Bound) -> (Stage, Addrs) {
         shutdown: stage.token.clone(),
         reviews: parts.reviews.clone(),
         retainer: parts.retainer.clone(),
-        data_dir: cfg.data_dir.clone(),
     });
     let token = stage.token.clone();
     let staff = parts.reconfigure.staff.clone();

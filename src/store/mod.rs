@@ -525,6 +525,16 @@ impl Store {
         })
     }
 
+    /// The store's files: the database, then its log's segments (which
+    /// hold the reports), in order.
+    pub fn files(&self) -> Vec<PathBuf> {
+        let db = &self.inner.db.path;
+        let segments = bodies::segments_on_disk(db).unwrap_or_default();
+        std::iter::once(db.clone())
+            .chain(segments.into_iter().map(|n| bodies::segment_path(db, n)))
+            .collect()
+    }
+
     /// A flag that turns `true` once the last handle is gone and the
     /// database file is closed, so the same file can be opened again.
     pub fn closed(&self) -> watch::Receiver<bool> {

@@ -355,7 +355,7 @@ impl Wal {
         fresh: bool,
     ) -> std::io::Result<(Self, Vec<Batch>)> {
         let rotate_at = segment_bytes.clamp(1, CHECKPOINT_BYTES);
-        let preallocated = PREALLOCATED.min(rotate_at + SLACK);
+        let preallocated = preallocated(rotate_at);
         let path = &segment_path(db, segment);
         let mut file = OpenOptions::new()
             .read(true)
@@ -471,10 +471,8 @@ impl Wal {
         if let Some(mut spare) = self.spare.take() {
             spare.stop();
         }
-        let (mut next, _) =
-            Self::open_segment(&self.db, self.segment + 1, 0, self.rotate_at, true)?;
-        next.rotate_at = self.rotate_at;
-        Ok(next)
+        Self::open_segment(&self.db, self.segment + 1, 0, self.rotate_at, true)
+            .map(|(next, _)| next)
     }
 
     /// Appends to `next` from now on (a full commit has just recorded it as
@@ -513,7 +511,7 @@ impl Wal {
             .open(&path)
             .and_then(|file| {
                 let mut out = WriteOut::new(file.metadata()?.len());
-                out.start(file, PREALLOCATED.min(self.rotate_at + SLACK))?;
+                out.start(file, preallocated(self.rotate_at))?;
                 Ok(out)
             });
         match spare {
@@ -825,6 +823,12 @@ fn with_bodies(payload: &[u8], segment: u64, start: u64) -> Option<Batch> {
         }
     }
     Some(batch)
+}
+
+/// How much of a segment's file is written out before its first append:
+/// all a quiet store needs, or the whole of a smaller segment.
+fn preallocated(rotate_at: u64) -> u64 {
+    PREALLOCATED.min(rotate_at + SLACK)
 }
 
 /// Whether the disk under `path` has room to write the log out ahead and
