@@ -186,3 +186,85 @@ async fn the_hub_archives_whole_items_before_pruning_them() {
     county.shutdown(Duration::from_secs(2)).await;
     hub.shutdown(Duration::from_secs(2)).await;
 }
+
+#[tokio::test]
+async fn a_report_kept_after_the_rest_is_pruned_is_moved_out_of_its_log_segment_which_goes() {
+    use zhibao::proto::{DisposeRequest, DispositionKind};
+
+    let region = Region::new(&["county-rc"]);
+    let mut hub_cfg = region.hub_config("127.0.0.1:0".parse().unwrap());
+    hub_cfg.retention.archive_secs = 0;
+    // Small segments, so a few dozen reports fill one.
+    hub_cfg.limits.log_segment_bytes = 64 << 10;
+    let hub = node::start(hub_cfg).await.unwrap();
+    let mut cfg = region.node_config("county-rc", hub.relay_addr.unwrap());
+    cfg.retention.delivered = zhibao::config::DeliveredRetention::Keep;
+    let county = node::start(cfg).await.unwrap();
+    let mut op = common::operator(&county).await;
+    let mut desk = common::operator(&hub).await;
+
+    // Returned for more facts: an answer is owed on it, so it is kept.
+    let kept = op
+        .submit(Class::BadNews, "堤坝渗水", vec![b'k'; 1024], 0)
+        .await
+        .unwrap();
+    op.wait_receipt(&kept, WAIT).await.unwrap();
+    desk.dispose(DisposeRequest {
+        item_id: kept.clone(),
+        kind: DispositionKind::Returned as i32,
+        text: "渗水范围？".into(),
+        answer_by_unix_ms: zhibao::clock::now_ms() + 3_600_000,
+        staff: String::new(),
+    })
+    .await
+    .unwrap();
+    // Enough reports after it that the hub's log goes on in a new
+    // segment: the one after that is made ahead once the second is half
+    // full. (The hub's scheduled passes, every second here, prune and
+    // compact meanwhile.)
+    let first = region.data(HUB).join("store.redb.log");
+    let third = region.data(HUB).join("store.redb.log.2");
+    let mut n = 0;
+    while !third.exists() {
+        n += 1;
+        assert!(n < 400, "the hub's log never went on in a new segment");
+        let id = op
+            .submit(Class::Routine, &format!("日报 {n}"), vec![b'r'; 1024], 0)
+            .await
+            .unwrap();
+        op.wait_receipt(&id, WAIT).await.unwrap();
+    }
+    desk.prune(PruneRequest {}).await.unwrap();
+    // Every other report in the first segment was pruned, and the one
+    // still kept moved out of it: its file is gone.
+    assert!(!first.exists(), "the first segment is deleted");
+    let files = desk.store_stats(StoreStatsRequest {}).await.unwrap().files;
+    assert!(
+        !files.iter().any(|f| f.path.ends_with("store.redb.log")),
+        "{files:?}"
+    );
+
+    // The kept report is whole, from its row now.
+    let st = desk.show(&kept).await.unwrap();
+    assert_eq!(st.pruned_unix_ms, 0, "{st:?}");
+    let body = |st: zhibao::proto::ItemStatus| {
+        let signed = st.report.expect("the report is held");
+        zhibao::proto::Report::decode(signed.report.as_slice())
+            .unwrap()
+            .body
+    };
+    assert_eq!(body(st), vec![b'k'; 1024]);
+
+    // And after a restart.
+    let hub_addr = hub.relay_addr.unwrap();
+    hub.shutdown(Duration::from_secs(2)).await;
+    let mut hub_cfg = region.hub_config(hub_addr);
+    hub_cfg.retention.archive_secs = 0;
+    hub_cfg.limits.log_segment_bytes = 64 << 10;
+    let hub = node::start(hub_cfg).await.unwrap();
+    let mut desk = common::operator(&hub).await;
+    assert_eq!(body(desk.show(&kept).await.unwrap()), vec![b'k'; 1024]);
+
+    county.shutdown(Duration::from_secs(2)).await;
+    hub.shutdown(Duration::from_secs(2)).await;
+}

@@ -96,7 +96,8 @@ async fn prune(target: &Target, out: &Output) -> anyhow::Result<()> {
     if out.json {
         println!(
             "{}",
-            json!({"items": r.items, "bytes": r.bytes, "archived_to": r.archived_to, "retention": r.retention})
+            json!({"items": r.items, "bytes": r.bytes, "archived_to": r.archived_to, "retention": r.retention,
+                "compacted_reports": r.compacted_reports, "log_bytes_freed": r.log_bytes_freed})
         );
         return Ok(());
     }
@@ -112,6 +113,20 @@ async fn prune(target: &Target, out: &Output) -> anyhow::Result<()> {
     }
     for f in &r.archived_to {
         println!("{} {f}", v.t("archived to", "已归档至"));
+    }
+    if r.compacted_reports > 0 || r.log_bytes_freed > 0 {
+        match v.lang {
+            super::when::Lang::Zh => println!(
+                "日志段整理：{} 条正文移入数据库，删除日志文件 {}",
+                r.compacted_reports,
+                size(r.log_bytes_freed)
+            ),
+            super::when::Lang::En => println!(
+                "log compacted: {} reports moved into the database, {} of log files deleted",
+                r.compacted_reports,
+                size(r.log_bytes_freed)
+            ),
+        }
     }
     println!("{} {}", v.t("retention:", "保留规则："), r.retention);
     Ok(())

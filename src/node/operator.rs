@@ -811,6 +811,8 @@ impl Operator for OperatorService {
                         .map(|p| p.display().to_string())
                         .collect(),
                     retention: self.retainer.describe(),
+                    compacted_reports: pass.compacted,
+                    log_bytes_freed: pass.segment_bytes_freed,
                 }))
             }
             Err(super::retention::PassError::Store(e)) => Err(Error::from(e).into()),

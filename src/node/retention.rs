@@ -38,6 +38,14 @@ pub(crate) struct Pass {
     pub bytes: u64,
     /// Archive files written to (the final hub).
     pub archived_to: Vec<PathBuf>,
+    /// Reports moved out of the log's mostly emptied segments into their
+    /// rows (see `store::compact`).
+    pub compacted: u64,
+    /// Segments of the log nothing points into after that: their files are
+    /// deleted.
+    pub segments_freed: Vec<u64>,
+    /// Bytes of those segments' files.
+    pub segment_bytes_freed: u64,
 }
 
 /// Why a pass stopped.
@@ -116,9 +124,12 @@ impl Retainer {
             return Ok(done);
         };
         let mut after = String::new();
+        // Segments of the log that pruning has mostly emptied: the scan
+        // below notes what they still hold, moved out after it.
+        let mut sparse = self.store.sparse_segments().await?;
         loop {
             let now = self.clock.now_ms();
-            let found = self.store.prunable(rule, now, after).await?;
+            let found = self.store.prunable(rule, now, after, &mut sparse).await?;
             for ids in found.ids.chunks(BATCH) {
                 let why = match rule {
                     Retention::Delivered { .. } => "retention after delivery".to_string(),
@@ -151,6 +162,21 @@ impl Retainer {
                 archived_to = ?done.archived_to,
                 "retention: pruned the reports and attachments of items whose time was up"
             );
+        }
+        if !sparse.is_empty() {
+            let compacted = self.store.compact(sparse).await?;
+            if compacted.reports > 0 {
+                info!(
+                    reports = compacted.reports,
+                    bytes = compacted.bytes,
+                    segments = ?compacted.segments,
+                    freed_bytes = compacted.freed_bytes,
+                    "retention: the last reports of mostly emptied log segments moved into their rows, and the segments deleted"
+                );
+            }
+            done.compacted = compacted.reports;
+            done.segments_freed = compacted.segments;
+            done.segment_bytes_freed = compacted.freed_bytes;
         }
         Ok(done)
     }

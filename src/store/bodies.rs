@@ -17,9 +17,9 @@
 //! full commit starts a new one. An older segment is read only for the
 //! bodies in it, and deleted once no row points into it: the `segments`
 //! table counts the rows that do, and a count that falls to zero (bodies
-//! pruned) lets the file go after the next commit with fsync, never
-//! before, so the store's last durable state never points into a missing
-//! file.
+//! pruned, or the last ones moved into their rows by `compact`) lets the
+//! file go after the next commit with fsync, never before, so the store's
+//! last durable state never points into a missing file.
 //!
 //! # Reads
 //! Every read of a body checks it against the CRC-32 its row keeps: bytes

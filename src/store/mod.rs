@@ -46,6 +46,8 @@
 //!   where the contract above is kept;
 //! - `wal`: the write-ahead log's files and records;
 //! - `bodies`: reports kept in the log's segments rather than in redb;
+//! - `compact`: moving the last reports out of segments pruning has
+//!   mostly emptied, so their files go;
 //! - `txn`: what each write does to the tables;
 //! - `office`: reads for solicitations, bulletins, answers and the
 //!   statistics' fact tables;
@@ -60,6 +62,7 @@
 //! node says what they mean to a peer.
 
 mod bodies;
+mod compact;
 mod gauges;
 mod office;
 mod priority;
@@ -82,6 +85,7 @@ use std::sync::{Arc, Mutex};
 use redb::Database;
 use tokio::sync::{mpsc, oneshot, watch};
 
+pub use compact::{Compacted, Sparse};
 pub use gauges::StoreGauges;
 pub use record::Brief;
 pub use record::{

@@ -160,7 +160,8 @@ pub struct ItemRecord {
 
 /// Where a report's bytes lie in the store's log: the segment, the offset
 /// in its file and the length. Written once, with the frame that made the
-/// item durable, and never moved.
+/// item durable; the bytes move only into the row itself, when the rest
+/// of their segment has been pruned (see `store::compact`).
 #[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
 pub struct BodyRef {
     /// The log's segment (see `store::bodies`).

@@ -14,7 +14,7 @@ use super::record::{ItemRecord, RecordState, Retention};
 use super::tables::{CHUNKS, ITEMS};
 use super::txn::Txn;
 use super::writer::Write;
-use super::{Error, Store, decode};
+use super::{Error, Sparse, Store, decode};
 
 /// Items read per call of [`Store::prunable`]: a pass over a large store is
 /// many short reads, not one long one.
@@ -83,42 +83,55 @@ impl Write for Prune {
 impl Store {
     /// Items `rule` allows pruning at `now_ms`, reading at most a few
     /// thousand records from the item after `after` (from the start if
-    /// empty).
+    /// empty). The reports of the others that lie in one of `sparse`'s
+    /// segments are noted in it, for [`Store::compact`].
     pub async fn prunable(
         &self,
         rule: Retention,
         now_ms: i64,
         after: String,
+        sparse: &mut Sparse,
     ) -> Result<Candidates, Error> {
-        self.read(move |db| {
-            let txn = db.begin_read()?;
-            let items = txn.open_table(ITEMS)?;
-            let range = if after.is_empty() {
-                items.range::<&str>(..)?
-            } else {
-                items.range::<&str>((
-                    std::ops::Bound::Excluded(after.as_str()),
-                    std::ops::Bound::Unbounded,
-                ))?
-            };
-            let mut out = Candidates::default();
-            let mut read = 0;
-            for row in range {
-                let (k, v) = row?;
-                let id = k.value();
-                let rec = decode(v.value())?;
-                if rule.allows(&rec, now_ms) {
-                    out.ids.push(id.to_string());
+        let wanted = sparse.wanted();
+        let (candidates, kept) = self
+            .read(move |db| {
+                let txn = db.begin_read()?;
+                let items = txn.open_table(ITEMS)?;
+                let range = if after.is_empty() {
+                    items.range::<&str>(..)?
+                } else {
+                    items.range::<&str>((
+                        std::ops::Bound::Excluded(after.as_str()),
+                        std::ops::Bound::Unbounded,
+                    ))?
+                };
+                let mut out = Candidates::default();
+                let mut kept = Vec::new();
+                let mut read = 0;
+                for row in range {
+                    let (k, v) = row?;
+                    let id = k.value();
+                    let rec = decode(v.value())?;
+                    if rule.allows(&rec, now_ms) {
+                        out.ids.push(id.to_string());
+                    } else if let Some(at) = rec.body
+                        && wanted.binary_search(&at.segment).is_ok()
+                    {
+                        kept.push((id.to_string(), at));
+                    }
+                    read += 1;
+                    if read == SCAN {
+                        out.next = Some(id.to_string());
+                        break;
+                    }
                 }
-                read += 1;
-                if read == SCAN {
-                    out.next = Some(id.to_string());
-                    break;
-                }
-            }
-            Ok(out)
-        })
-        .await
+                Ok((out, kept))
+            })
+            .await?;
+        for (id, at) in kept {
+            sparse.note(id, at);
+        }
+        Ok(candidates)
     }
 
     /// Prunes `ids` (those `rule` still allows), recording `why` in the

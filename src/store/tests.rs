@@ -1246,3 +1246,88 @@ async fn items_in_a_new_segment_are_applied_again_at_open_beside_the_old_ones() 
     let third = Store::open(&b.path().join("s.redb")).unwrap();
     assert!(third.get("x1".into()).await.unwrap().unwrap().has_body());
 }
+
+#[tokio::test]
+async fn the_last_reports_of_a_mostly_pruned_segment_move_into_their_rows_and_it_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let store = Store::open(&path).unwrap();
+    let ids: Vec<String> = (0..40).map(|i| format!("i{i:02}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let rec = ItemRecord {
+            signed: vec![i as u8; 4096],
+            ..record(1, "county-a")
+        };
+        store
+            .put(id.clone(), rec, Destination::Inbox)
+            .await
+            .unwrap();
+    }
+    store.inner.core.lock().unwrap().wal.set_rotate_at(1);
+    // A write the log does not take: a full commit, which starts segment 1.
+    store
+        .set_target("county-a".into(), 2026, 10, 1)
+        .await
+        .unwrap();
+    assert_eq!(store.inner.core.lock().unwrap().wal.segment(), 1);
+    let first = bodies::segment_path(&path, 0);
+    let file_bytes = std::fs::metadata(&first).unwrap().len();
+    let keep_all = Retention::Archive { keep_ms: i64::MAX };
+    let scan = |mut sparse: Sparse| async {
+        let found = store
+            .prunable(keep_all, now_ms(), String::new(), &mut sparse)
+            .await
+            .unwrap();
+        assert!(found.ids.is_empty() && found.next.is_none());
+        sparse
+    };
+
+    // Every report still kept: nothing to gain.
+    let sparse = scan(store.sparse_segments().await.unwrap()).await;
+    assert!(!sparse.is_empty(), "segment 0 is a candidate");
+    assert!(sparse.worth_it().is_empty());
+    assert_eq!(store.compact(sparse).await.unwrap(), Compacted::default());
+
+    // All but one pruned: that one keeps the whole file, until moved.
+    let gone: Vec<String> = ids.iter().filter(|id| *id != "i07").cloned().collect();
+    let pruned = store
+        .prune(gone, Retention::Archive { keep_ms: 0 }, "test".into())
+        .await
+        .unwrap();
+    assert_eq!(pruned.len(), 39);
+    assert!(first.exists(), "i07's report is in it");
+    let sparse = scan(store.sparse_segments().await.unwrap()).await;
+    assert_eq!(sparse.worth_it(), vec![0]);
+    let done = store.compact(sparse).await.unwrap();
+    assert_eq!(
+        done,
+        Compacted {
+            segments: vec![0],
+            reports: 1,
+            bytes: 4096,
+            freed_bytes: file_bytes,
+        }
+    );
+    assert!(!first.exists(), "deleted once nothing points into it");
+    let row = {
+        use redb::ReadableDatabase;
+        let db = store.inner.db.get().unwrap();
+        let txn = db.begin_read().unwrap();
+        let items = txn.open_table(tables::ITEMS).unwrap();
+        decode(items.get("i07").unwrap().unwrap().value()).unwrap()
+    };
+    assert_eq!((row.body, row.signed.len()), (None, 4096), "in its row");
+    let i07 = store.get("i07".into()).await.unwrap().unwrap();
+    assert_eq!(i07.signed, vec![7; 4096]);
+    assert!(i07.has_body() && !i07.is_pruned());
+    // Nothing is left to compact, and the next pass finds nothing.
+    assert!(store.sparse_segments().await.unwrap().is_empty());
+    store.close().await;
+
+    let again = Store::open(&path).unwrap();
+    assert_eq!(
+        again.get("i07".into()).await.unwrap().unwrap().signed,
+        vec![7; 4096]
+    );
+    assert_eq!(again.stats().await.unwrap().report_bytes, 4096);
+}

@@ -1193,6 +1193,28 @@ impl<'t> Txn<'t> {
         Ok(Some(freed))
     }
 
+    /// Puts `report`, read back from `at`, into `id`'s row, if the row
+    /// still points there (see `compact`); the segment then counts one row
+    /// fewer. Says whether it did.
+    pub(super) fn take_body_into_row(
+        &mut self,
+        id: &str,
+        at: &BodyRef,
+        report: &[u8],
+    ) -> Result<bool, Error> {
+        let Some(mut rec) = self.record(id)? else {
+            return Ok(false);
+        };
+        if rec.body.as_ref() != Some(at) || !rec.signed.is_empty() {
+            return Ok(false);
+        }
+        rec.body = None;
+        rec.signed = report.to_vec();
+        self.save(id, &rec)?;
+        self.count_body(at.segment, -1);
+        Ok(true)
+    }
+
     /// Registers the durable consumer `name` of `owner` (a certificate's
     /// node id), unless `owner` already has `max` of them.
     pub(super) fn open_consumer(
