@@ -404,3 +404,66 @@ async fn operator_api_over_mtls_admits_only_listed_certificates() {
     node.shutdown(WAIT).await;
     hub.shutdown(WAIT).await;
 }
+
+#[tokio::test]
+async fn a_queued_report_damaged_on_the_countys_disk_is_refused_with_an_alarm_and_the_next_goes_on()
+{
+    common::init_logs();
+    let region = Region::new(&["county-dm"]);
+    let hub = region.start_hub().await;
+    let link = common::LinkProxy::start(hub.relay_addr.unwrap()).await;
+    link.cut();
+    let county = region.start_node("county-dm", link.addr).await;
+    let mut op = common::operator(&county).await;
+    let marker = b"damaged-on-the-disk-0123456789";
+    let damaged = op
+        .submit(Class::Routine, "坏道上的报告", marker.to_vec(), 0)
+        .await
+        .unwrap();
+    let next = op
+        .submit(Class::Routine, "其后的报告", b"intact".to_vec(), 0)
+        .await
+        .unwrap();
+    // The report's bytes, in the county's log: one of them changed.
+    let log = region.data("county-dm").join("store.redb.log");
+    let bytes = std::fs::read(&log).unwrap();
+    let at = bytes
+        .windows(marker.len())
+        .position(|w| w == marker)
+        .expect("the report is in the log");
+    assert!(
+        bytes[at + 1..].windows(marker.len()).all(|w| w != marker),
+        "once"
+    );
+    {
+        use std::os::unix::fs::FileExt as _;
+        let f = std::fs::OpenOptions::new().write(true).open(&log).unwrap();
+        f.write_all_at(b"#", (at + 5) as u64).unwrap();
+    }
+
+    link.restore();
+    let st = op.wait_receipt(&next, WAIT).await.unwrap();
+    assert_eq!(st.state, ItemState::Receipted as i32);
+    // Ahead of it in the queue, the damaged one was never sent: refused
+    // here with an alarm that names it, before the next one went.
+    let alarms = common::log_lines_with(&["ALARM", "report-damaged", &damaged]);
+    assert_eq!(alarms.len(), 1, "{alarms:?}");
+    assert!(alarms[0].contains("CRC-32"), "{}", alarms[0]);
+    let inbox = common::inbox_items(&region, hub.relay_addr.unwrap()).await;
+    let titles: Vec<String> = inbox
+        .iter()
+        .map(|s| Report::decode(s.report.as_slice()).unwrap().title)
+        .collect();
+    assert_eq!(titles, vec!["其后的报告".to_string()]);
+    // Asking for its report is answered DATA_LOSS, saying where.
+    match op.show(&damaged).await {
+        Err(zhibao::client::ClientError::Status(s)) => {
+            assert_eq!(s.code(), tonic::Code::DataLoss, "{s:?}");
+            assert!(s.message().contains("store.redb.log"), "{s:?}");
+        }
+        other => panic!("expected DATA_LOSS, got {other:?}"),
+    }
+
+    county.shutdown(Duration::from_secs(2)).await;
+    hub.shutdown(Duration::from_secs(2)).await;
+}

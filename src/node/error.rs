@@ -444,6 +444,9 @@ impl Error {
             Self::Store(s) => match s {
                 store::Error::Full => Code::ResourceExhausted,
                 store::Error::Closed | store::Error::Reopening => Code::Unavailable,
+                // A report kept in the log that cannot be read back whole:
+                // what gRPC names unrecoverable loss or corruption.
+                store::Error::Body { .. } | store::Error::BodyGone { .. } => Code::DataLoss,
                 _ => Code::Internal,
             },
             Self::Conflict { .. } => Code::AlreadyExists,
@@ -473,7 +476,11 @@ impl Error {
 
 impl From<Error> for Status {
     fn from(e: Error) -> Self {
-        Self::new(e.code(), e.to_string())
+        let code = e.code();
+        if code == tonic::Code::DataLoss {
+            tracing::error!(alarm = "data-loss", error = %e, "ALARM: stored data cannot be read back whole");
+        }
+        Self::new(code, e.to_string())
     }
 }
 
@@ -523,6 +530,14 @@ mod tests {
                 Code::ResourceExhausted,
             ),
             (Error::Store(store::Error::Full), Code::ResourceExhausted),
+            (
+                Error::Store(store::Error::Body {
+                    path: "s.redb.log".into(),
+                    offset: 8,
+                    why: "damaged".into(),
+                }),
+                Code::DataLoss,
+            ),
             (
                 Error::Conflict {
                     id: "x".into(),

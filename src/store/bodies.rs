@@ -120,7 +120,10 @@ impl Bodies {
             offset: at.offset,
             why,
         };
-        let file = self.file(at.segment).map_err(|e| fail(e.to_string()))?;
+        let file = self.file(at.segment).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::BodyGone { path: path.clone() },
+            _ => fail(e.to_string()),
+        })?;
         let mut bytes = vec![0; at.len as usize];
         file.read_exact_at(&mut bytes, at.offset)
             .map_err(|e| fail(e.to_string()))?;
@@ -202,7 +205,8 @@ mod tests {
 
         bodies.remove(2).unwrap();
         assert!(!segment_path(&db, 2).exists());
-        assert!(bodies.read(&at).is_err());
+        let e = bodies.read(&at).unwrap_err();
+        assert!(matches!(e, Error::BodyGone { .. }), "{e}");
         bodies.remove(2).unwrap();
     }
 }

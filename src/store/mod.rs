@@ -87,6 +87,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use compact::{Compacted, Sparse};
 pub use gauges::StoreGauges;
+pub use read::Queued;
 pub use record::Brief;
 pub use record::{
     Acked, Backlog, ConsumerOpened, ConsumerPosition, Decision, DecisionFact, DecisionOutcome,
@@ -186,6 +187,17 @@ pub enum Error {
         offset: u64,
         /// Why they were not read.
         why: String,
+    },
+    /// A report's segment of the log was not there when the report was
+    /// read: the row read pointed into it before its last reports moved
+    /// into their rows or were pruned, and the file went meanwhile. Reads
+    /// that put reports back try once more, from a newer snapshot (see
+    /// `Store::lookup_reports`); this reaches a caller only if the file is
+    /// missing for good.
+    #[error("store: the log segment {path}, which a report was to be read from, is not there")]
+    BodyGone {
+        /// The log segment.
+        path: PathBuf,
     },
     /// The write-ahead log could not be written or read.
     #[error("store: write-ahead log {path}: {source}")]

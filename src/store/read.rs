@@ -17,6 +17,18 @@ use super::{Error, Store, decode};
 use crate::audit::{AuditRecord, Chain, SignedCheckpoint};
 use crate::digest::Sha256;
 
+/// An item [`Store::next_queued`] found.
+#[derive(Debug)]
+pub struct Queued {
+    /// Its id.
+    pub id: String,
+    /// Its record, the report back in `signed` unless `damaged`.
+    pub rec: ItemRecord,
+    /// Why its report could not be read back whole, if it could not: it
+    /// cannot be sent.
+    pub damaged: Option<Error>,
+}
+
 impl Store {
     /// Runs a read transaction on a blocking thread.
     pub(super) async fn read<T: Send + 'static>(
@@ -41,10 +53,32 @@ impl Store {
         f(&*self.inner.db.get()?)
     }
 
+    /// [`lookup`](Self::lookup) for a read that puts reports back from
+    /// the log: if a report's segment was deleted between the read's
+    /// snapshot and its read of the file ([`Error::BodyGone`]: the report
+    /// was just moved into its row, or pruned), `f` runs once more, from a
+    /// snapshot taken after that, which no longer points there.
+    pub(super) fn lookup_reports<T>(
+        &self,
+        f: impl Fn(&Database) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let db = self.inner.db.get()?;
+        again_if_gone(|| f(&db))
+    }
+
+    /// [`read`](Self::read) for a read that puts reports back from the
+    /// log, with [`lookup_reports`](Self::lookup_reports)'s second try.
+    pub(super) async fn read_reports<T: Send + 'static>(
+        &self,
+        f: impl Fn(&Database) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        self.read(move |db| again_if_gone(|| f(db))).await
+    }
+
     /// The record of `id`, if stored.
     pub async fn get(&self, id: String) -> Result<Option<ItemRecord>, Error> {
         let bodies = &self.inner.bodies;
-        self.lookup(move |db| {
+        self.lookup_reports(move |db| {
             let txn = db.begin_read()?;
             let items = txn.open_table(ITEMS)?;
             Ok(match items.get(id.as_str())? {
@@ -55,15 +89,17 @@ impl Store {
     }
 
     /// The next `limit` items queued on `route` in schedule order, skipping
-    /// those `skip` names (already in flight).
+    /// those `skip` names (already in flight). An item whose report cannot
+    /// be read back whole is among them, saying so ([`Queued::damaged`]),
+    /// so it holds up none behind it.
     pub async fn next_queued(
         &self,
         route: &str,
         limit: usize,
         skip: impl Fn(&str) -> bool,
-    ) -> Result<Vec<(String, ItemRecord)>, Error> {
+    ) -> Result<Vec<Queued>, Error> {
         let bodies = &self.inner.bodies;
-        self.lookup(move |db| {
+        self.lookup_reports(move |db| {
             let txn = db.begin_read()?;
             let queue = txn.open_table(QUEUE)?;
             let items = txn.open_table(ITEMS)?;
@@ -79,7 +115,18 @@ impl Store {
                     continue;
                 }
                 if let Some(v) = items.get(id)? {
-                    out.push((id.to_string(), bodies.decode(v.value())?));
+                    let mut rec = decode(v.value())?;
+                    let damaged = match bodies.fill(&mut rec) {
+                        Ok(()) => None,
+                        // Gone: read again, from a newer snapshot.
+                        Err(e @ Error::BodyGone { .. }) => return Err(e),
+                        Err(e) => Some(e),
+                    };
+                    out.push(Queued {
+                        id: id.to_string(),
+                        rec,
+                        damaged,
+                    });
                 }
             }
             Ok(out)
@@ -104,7 +151,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<(String, ItemRecord)>, Error> {
         let bodies = &self.inner.bodies;
-        self.lookup(move |db| {
+        self.lookup_reports(move |db| {
             let txn = db.begin_read()?;
             let deadlines = txn.open_table(DEADLINES)?;
             let items = txn.open_table(ITEMS)?;
@@ -156,7 +203,7 @@ impl Store {
         keep: impl Fn(&str, &ItemRecord) -> bool + Send + 'static,
     ) -> Result<Vec<(String, ItemRecord)>, Error> {
         let bodies = self.inner.bodies.clone();
-        self.read(move |db| {
+        self.read_reports(move |db| {
             let txn = db.begin_read()?;
             let items = txn.open_table(ITEMS)?;
             let mut out = Vec::new();
@@ -215,7 +262,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<(u8, u64, String, ItemRecord)>, Error> {
         let bodies = self.inner.bodies.clone();
-        self.read(move |db| {
+        self.read_reports(move |db| {
             let txn = db.begin_read()?;
             let inbox = txn.open_table(INBOX)?;
             let items = txn.open_table(ITEMS)?;
@@ -253,7 +300,7 @@ impl Store {
         budget: usize,
     ) -> Result<Backlog, Error> {
         let bodies = self.inner.bodies.clone();
-        self.read(move |db| {
+        self.read_reports(move |db| {
             let txn = db.begin_read()?;
             let inbox = txn.open_table(INBOX)?;
             let items = txn.open_table(ITEMS)?;
@@ -438,7 +485,7 @@ impl Store {
         id: String,
     ) -> Result<Option<(ItemRecord, Vec<Vec<u8>>)>, Error> {
         let bodies = &self.inner.bodies;
-        self.lookup(move |db| {
+        self.lookup_reports(move |db| {
             let txn = db.begin_read()?;
             let items = txn.open_table(ITEMS)?;
             let Some(v) = items.get(id.as_str())? else {
@@ -766,4 +813,16 @@ pub(super) fn audit_chain(db: &Database) -> Result<Chain, Error> {
         }
     }
     Ok(Chain::genesis())
+}
+
+/// Runs `f`, and once more if a report's segment was gone (see
+/// [`Store::lookup_reports`]).
+fn again_if_gone<T>(f: impl Fn() -> Result<T, Error>) -> Result<T, Error> {
+    match f() {
+        Err(Error::BodyGone { path }) => {
+            tracing::debug!(path = %path.display(), "store: a report's segment went while it was read; reading again");
+            f()
+        }
+        done => done,
+    }
 }

@@ -52,7 +52,7 @@ async fn routes_settle_on_the_first_receipt_and_emergencies_keep_going() {
         .await
         .unwrap()
         .into_iter()
-        .map(|(id, _)| id)
+        .map(|q| q.id)
         .collect();
     assert_eq!(
         ids,
@@ -1298,6 +1298,10 @@ async fn the_last_reports_of_a_mostly_pruned_segment_move_into_their_rows_and_it
     assert!(first.exists(), "i07's report is in it");
     let sparse = scan(store.sparse_segments().await.unwrap()).await;
     assert_eq!(sparse.worth_it(), vec![0]);
+    // A reader whose snapshot is from before the move.
+    let before = std::cell::Cell::new(Some(
+        redb::ReadableDatabase::begin_read(&*store.inner.db.get().unwrap()).unwrap(),
+    ));
     let done = store.compact(sparse).await.unwrap();
     assert_eq!(
         done,
@@ -1317,6 +1321,22 @@ async fn the_last_reports_of_a_mostly_pruned_segment_move_into_their_rows_and_it
         decode(items.get("i07").unwrap().unwrap().value()).unwrap()
     };
     assert_eq!((row.body, row.signed.len()), (None, 4096), "in its row");
+    // The reader from before finds the segment gone, and reads again from
+    // a snapshot that has the report in its row.
+    let tries = std::cell::Cell::new(0);
+    let read = store
+        .lookup_reports(|db| {
+            tries.set(tries.get() + 1);
+            let txn = match before.take() {
+                Some(old) => old,
+                None => redb::ReadableDatabase::begin_read(db)?,
+            };
+            let items = txn.open_table(tables::ITEMS)?;
+            let v = items.get("i07")?.unwrap();
+            store.inner.bodies.decode(v.value())
+        })
+        .unwrap();
+    assert_eq!((read.signed, tries.get()), (vec![7; 4096], 2));
     let i07 = store.get("i07".into()).await.unwrap().unwrap();
     assert_eq!(i07.signed, vec![7; 4096]);
     assert!(i07.has_body() && !i07.is_pruned());
@@ -1330,4 +1350,49 @@ async fn the_last_reports_of_a_mostly_pruned_segment_move_into_their_rows_and_it
         vec![7; 4096]
     );
     assert_eq!(again.stats().await.unwrap().report_bytes, 4096);
+}
+
+#[tokio::test]
+async fn a_queued_report_damaged_in_the_log_is_named_and_holds_up_none_behind_it() {
+    use std::os::unix::fs::FileExt as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let store = Store::open(&path).unwrap();
+    for id in ["q1", "q2"] {
+        store
+            .put(
+                id.into(),
+                record(2, FROM_OPERATOR),
+                Destination::Queue(vec!["up".into()]),
+            )
+            .await
+            .unwrap();
+    }
+    let at = {
+        use redb::ReadableDatabase;
+        let db = store.inner.db.get().unwrap();
+        let txn = db.begin_read().unwrap();
+        let items = txn.open_table(tables::ITEMS).unwrap();
+        decode(items.get("q1").unwrap().unwrap().value())
+            .unwrap()
+            .body
+            .unwrap()
+    };
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(bodies::segment_path(&path, at.segment))
+        .unwrap()
+        .write_all_at(b"X", at.offset + 1)
+        .unwrap();
+
+    let next = store.next_queued("up", 10, |_| false).await.unwrap();
+    assert_eq!(next.len(), 2);
+    assert_eq!(next[0].id, "q1");
+    let e = next[0].damaged.as_ref().expect("q1 is damaged");
+    assert!(matches!(e, Error::Body { .. }), "{e}");
+    assert!(next[0].rec.signed.is_empty(), "nothing to send of it");
+    assert_eq!(next[1].id, "q2");
+    assert!(next[1].damaged.is_none());
+    assert_eq!(next[1].rec.signed, b"signed");
 }

@@ -293,11 +293,21 @@ impl<'f> Session<'f> {
             })
             .await?;
         let mut uploading = self.in_flight.values().filter(|s| s.uploads).count();
-        for (id, rec) in next {
+        for store::Queued { id, rec, damaged } in next {
             // Schedule order is lane first, so once one item may not go,
             // none after it may either.
             if self.in_flight.len() >= cap(rec.lane(), limit, window) {
                 break;
+            }
+            if let Some(e) = damaged {
+                let route = self.fwd.name();
+                // Never sent as it is, and never in the way of the rest.
+                error!(alarm = "report-damaged", %id, error = %e, "ALARM: a queued report cannot be read back whole from the store; marking it refused on this route");
+                self.fwd
+                    .store
+                    .record_refusal(id, route.to_string(), format!("damaged in store: {e}"))
+                    .await?;
+                continue;
             }
             if rec.attachments > 0 {
                 if uploading >= UPLOADS_IN_FLIGHT {
