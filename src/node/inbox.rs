@@ -146,6 +146,10 @@ pub(super) fn item(custody: &Custody, id: &str, rec: &ItemRecord) -> Option<Inbo
         tracing::debug!(%id, "inbox item archived; skipping it in the inbox stream");
         return None;
     }
+    if rec.unreadable() {
+        // Damaged on the disk: alarmed by the read; nothing to send.
+        return None;
+    }
     match SignedReport::decode(rec.signed.as_slice()) {
         Ok(item) => Some(InboxItem {
             receipt: Some(custody.receipt(id, rec)),

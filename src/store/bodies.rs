@@ -112,6 +112,22 @@ impl Bodies {
         Ok(())
     }
 
+    /// [`Bodies::fill`] for a read of many items, which one damaged
+    /// report must not stop: such a report is logged (an ALARM) and left
+    /// out, `rec.signed` staying empty while `rec.body` still points at
+    /// it ([`ItemRecord::unreadable`]). A segment gone
+    /// ([`Error::BodyGone`]) is still an error, for the read to be made
+    /// again.
+    pub(super) fn fill_or_skip(&self, id: &str, rec: &mut ItemRecord) -> Result<(), Error> {
+        match self.fill(rec) {
+            Err(e @ Error::Body { .. }) => {
+                tracing::error!(alarm = "report-damaged", %id, error = %e, "ALARM: a stored report cannot be read back whole; passed over");
+                Ok(())
+            }
+            done => done,
+        }
+    }
+
     /// The `at.len` bytes at `at`, checked against `at.crc32`.
     pub(super) fn read(&self, at: &BodyRef) -> Result<Vec<u8>, Error> {
         let path = segment_path(&self.db, at.segment);

@@ -255,7 +255,9 @@ impl Store {
     }
 
     /// Up to `limit` inbox items after `cursor` (one position per lane),
-    /// most urgent lane first. Returns (lane, sequence, id, record).
+    /// most urgent lane first. Returns (lane, sequence, id, record); a
+    /// record whose report is damaged is among them without it
+    /// ([`ItemRecord::unreadable`]), so it stops none behind it.
     pub async fn inbox_after(
         &self,
         cursor: [u64; 3],
@@ -277,7 +279,9 @@ impl Store {
                     let (_, seq) = key.value();
                     let id = id.value().to_string();
                     if let Some(v) = items.get(id.as_str())? {
-                        out.push((lane, seq, id, bodies.decode(v.value())?));
+                        let mut rec = decode(v.value())?;
+                        bodies.fill_or_skip(&id, &mut rec)?;
+                        out.push((lane, seq, id, rec));
                     }
                 }
             }
@@ -332,7 +336,9 @@ impl Store {
                     }
                     let id = id.value().to_string();
                     if let Some(v) = items.get(id.as_str())? {
-                        out.items.push((lane, seq, id, bodies.decode(v.value())?));
+                        let mut rec = decode(v.value())?;
+                        bodies.fill_or_skip(&id, &mut rec)?;
+                        out.items.push((lane, seq, id, rec));
                     }
                 }
             }

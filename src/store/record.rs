@@ -238,6 +238,13 @@ impl ItemRecord {
         self.sha256.as_slice().try_into().ok()
     }
 
+    /// Of a record a store read handed out: whether it points at a report
+    /// kept in the log that the read could not put back (damaged on the
+    /// disk: see `store::bodies`); its `signed` is then empty.
+    pub fn unreadable(&self) -> bool {
+        self.body.is_some() && self.signed.is_empty()
+    }
+
     /// Whether the report's bytes are kept: in the record, or in the log
     /// where it points (see [`ItemRecord::body`]).
     pub fn has_body(&self) -> bool {

@@ -1199,6 +1199,25 @@ async fn a_report_damaged_in_the_log_is_an_error_not_a_report() {
     let e = store.get("a".into()).await.unwrap_err();
     assert!(matches!(e, Error::Body { .. }), "{e}");
     assert!(e.to_string().contains("CRC-32"), "{e}");
+
+    // In the inbox, it is passed over without its report; what comes
+    // after it is read whole.
+    inbox(&store, 1, &["b"]).await;
+    let read = store.inbox_after([0; 3], 10).await.unwrap();
+    let seen: Vec<(&str, bool, &[u8])> = read
+        .iter()
+        .map(|(_, _, id, rec)| (id.as_str(), rec.unreadable(), rec.signed.as_slice()))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![("a", true, &b""[..]), ("b", false, &b"signed"[..])]
+    );
+    let backlog = store
+        .consumer_backlog("office".into(), "desk".into(), [0; 3], 10, 10)
+        .await
+        .unwrap();
+    assert_eq!(backlog.items.len(), 2);
+    assert!(backlog.items[0].3.unreadable() && !backlog.items[1].3.unreadable());
 }
 
 #[tokio::test]
