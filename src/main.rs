@@ -7,6 +7,13 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+// mimalloc rather than glibc's malloc: a node allocates and frees small
+// buffers per item on every thread (protobuf, HTTP/2 frames, TLS records,
+// redb pages), and glibc's arenas spent a tenth of the store writer's time
+// in malloc, free and their consolidation (see the README, "Allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = cli::args::Cli::parse();
     if let Err(e) = zhibao::telemetry::init_with(&cli::log_options(&args)) {
