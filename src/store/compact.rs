@@ -34,7 +34,7 @@ use std::collections::BTreeMap;
 
 use redb::ReadableDatabase;
 
-use tracing::warn;
+use tracing::error;
 
 use super::record::BodyRef;
 use super::txn::Txn;
@@ -160,9 +160,9 @@ impl Write for Move {
 }
 
 impl Store {
-    /// The log's segments that may be compacted (see the module's docs):
-    /// their files' lengths and the rows counted in them; the scan of a
-    /// retention pass then notes what it finds in them.
+    /// The log's segments that may be compacted (see the module's docs),
+    /// with their files' lengths; the scan of a retention pass then notes
+    /// what it finds in them.
     pub async fn sparse_segments(&self) -> Result<Sparse, Error> {
         let path = self.inner.db.path.clone();
         self.read(move |db| {
@@ -226,13 +226,16 @@ impl Store {
                             .filter_map(|(id, at)| match bodies.read(&at) {
                                 Ok(report) => Some((id, at, report)),
                                 Err(e) => {
-                                    warn!(item = %id, error = %e, "store log: a report not moved out of its segment, which is kept");
+                                    error!(alarm = "report-damaged", item = %id, error = %e, "ALARM: a stored report cannot be read back whole; left in its segment, which is kept");
                                     None
                                 }
                             })
                             .collect::<Vec<_>>())
                     })
                     .await?;
+                if reports.is_empty() {
+                    continue;
+                }
                 let (moved, bytes) = self.write(Move { reports }).await?;
                 done.reports += moved;
                 done.bytes += bytes;
