@@ -1168,6 +1168,45 @@ mod tests {
     }
 
     #[test]
+    fn the_next_segment_is_written_out_ahead_once_this_one_is_half_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("store.redb");
+        if !room_for_preallocation(&db) {
+            eprintln!("skipped: no room on this disk to write the log out ahead");
+            return;
+        }
+        let (mut wal, _) = Wal::open(&db, 0, 0, CHECKPOINT_BYTES).unwrap();
+        wal.rotate_at = 4000;
+        wal.set_last_seq(0);
+        wal.written_out.wait();
+        let mut seq = 0;
+        while wal.len < wal.rotate_at / 2 {
+            assert!(wal.spare.is_none(), "not before it is half full");
+            seq += 1;
+            wal.append(&batch(seq, &["a"])).unwrap();
+        }
+        seq += 1;
+        wal.append(&batch(seq, &["a"])).unwrap();
+        let spare = wal.spare.as_mut().expect("started once half full");
+        spare.wait();
+        let ahead = preallocated(wal.rotate_at);
+        assert!(spare.done() >= ahead, "{} < {ahead}", spare.done());
+        let next = segment_path(&db, 1);
+        assert!(std::fs::metadata(&next).unwrap().len() >= ahead);
+        assert!(std::fs::read(&next).unwrap().iter().all(|b| *b == 0));
+
+        // The next segment is that file, already written out.
+        let next = wal.next_segment().unwrap();
+        assert!(wal.spare.is_none(), "taken");
+        assert!(next.written_out.done() >= ahead);
+        wal.rotate(next);
+        wal.append(&batch(seq + 1, &["b"])).unwrap();
+        drop(wal);
+        let (_, back) = Wal::open(&db, 1, 0, CHECKPOINT_BYTES).unwrap();
+        assert_eq!(back.iter().map(|b| b.seq).collect::<Vec<_>>(), [seq + 1]);
+    }
+
+    #[test]
     fn a_batch_taken_back_is_never_read_back() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store.redb.log");
