@@ -191,6 +191,23 @@ fn later_segments(dir: &std::path::Path) -> usize {
         .count()
 }
 
+/// Item `i`'s body, about 1.5 KiB.
+fn body(i: usize) -> Vec<u8> {
+    format!("report {i} ").repeat(150).into_bytes()
+}
+
+/// Submits items `range` (classes in turn, [`body`]) and adds their ids
+/// to `ids`.
+async fn submit_items(op: &mut Operator, range: std::ops::Range<usize>, ids: &mut Vec<String>) {
+    for i in range {
+        ids.push(
+            op.submit(Class::ALL[i % 3], &format!("item {i}"), body(i), 0)
+                .await
+                .unwrap(),
+        );
+    }
+}
+
 #[tokio::test]
 async fn reports_kept_across_log_segments_survive_kill9_of_both_nodes() {
     let region = Region::new(&["county-a"]);
@@ -199,29 +216,16 @@ async fn reports_kept_across_log_segments_survive_kill9_of_both_nodes() {
     let node_config = small_segments(write_config(&region, "county-a", None, Some(hub_addr)));
     let hub = Daemon::start(&hub_config);
     let node = Daemon::start(&node_config);
-    let body = |i: usize| format!("report {i} ").repeat(150).into_bytes();
     let mut op = Operator::connect(&node.socket).await.unwrap();
     let mut ids = Vec::new();
     // Delivered, then queued at the county while the hub is down: both
     // nodes' logs move on to new segments as they go.
-    for i in 0..100 {
-        ids.push(
-            op.submit(Class::ALL[i % 3], &format!("item {i}"), body(i), 0)
-                .await
-                .unwrap(),
-        );
-    }
+    submit_items(&mut op, 0..100, &mut ids).await;
     for id in &ids {
         op.wait_receipt(id, WAIT).await.unwrap();
     }
     hub.kill9();
-    for i in 100..200 {
-        ids.push(
-            op.submit(Class::ALL[i % 3], &format!("item {i}"), body(i), 0)
-                .await
-                .unwrap(),
-        );
-    }
+    submit_items(&mut op, 100..200, &mut ids).await;
     drop(op);
     node.kill9();
 
@@ -230,13 +234,7 @@ async fn reports_kept_across_log_segments_survive_kill9_of_both_nodes() {
     let hub = Daemon::start(&hub_config);
     let node = Daemon::start(&node_config);
     let mut op = Operator::connect(&node.socket).await.unwrap();
-    for i in 200..250 {
-        ids.push(
-            op.submit(Class::ALL[i % 3], &format!("item {i}"), body(i), 0)
-                .await
-                .unwrap(),
-        );
-    }
+    submit_items(&mut op, 200..250, &mut ids).await;
     for id in &ids {
         let st = op.wait_receipt(id, WAIT).await.unwrap();
         assert_eq!(st.state, ItemState::Receipted as i32, "{id}");

@@ -41,10 +41,8 @@ pub(crate) struct Pass {
     /// Reports moved out of the log's mostly emptied segments into their
     /// rows (see `store::compact`).
     pub compacted: u64,
-    /// Segments of the log nothing points into after that: their files are
+    /// Bytes of the log's segment files nothing points into after that,
     /// deleted.
-    pub segments_freed: Vec<u64>,
-    /// Bytes of those segments' files.
     pub segment_bytes_freed: u64,
 }
 
@@ -175,7 +173,6 @@ impl Retainer {
                 );
             }
             done.compacted = compacted.reports;
-            done.segments_freed = compacted.segments;
             done.segment_bytes_freed = compacted.freed_bytes;
         }
         Ok(done)

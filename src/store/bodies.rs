@@ -113,19 +113,26 @@ impl Bodies {
     }
 
     /// [`Bodies::fill`] for a read of many items, which one damaged
-    /// report must not stop: such a report is logged (an ALARM) and left
-    /// out, `rec.signed` staying empty while `rec.body` still points at
-    /// it ([`ItemRecord::unreadable`]). A segment gone
-    /// ([`Error::BodyGone`]) is still an error, for the read to be made
-    /// again.
-    pub(super) fn fill_or_skip(&self, id: &str, rec: &mut ItemRecord) -> Result<(), Error> {
+    /// report must not stop: such a report is left out, `rec.signed`
+    /// staying empty while `rec.body` still points at it
+    /// ([`ItemRecord::unreadable`]), and answered as `Ok(Some(why))`. A
+    /// segment gone ([`Error::BodyGone`]) is still an error, for the read
+    /// to be made again.
+    pub(super) fn fill_unless_damaged(&self, rec: &mut ItemRecord) -> Result<Option<Error>, Error> {
         match self.fill(rec) {
-            Err(e @ Error::Body { .. }) => {
-                tracing::error!(alarm = "report-damaged", %id, error = %e, "ALARM: a stored report cannot be read back whole; passed over");
-                Ok(())
-            }
-            done => done,
+            Ok(()) => Ok(None),
+            Err(e @ Error::Body { .. }) => Ok(Some(e)),
+            Err(e) => Err(e),
         }
+    }
+
+    /// [`Bodies::fill_unless_damaged`], a damaged report logged (an ALARM)
+    /// and passed over.
+    pub(super) fn fill_or_skip(&self, id: &str, rec: &mut ItemRecord) -> Result<(), Error> {
+        if let Some(e) = self.fill_unless_damaged(rec)? {
+            tracing::error!(alarm = "report-damaged", %id, error = %e, "ALARM: a stored report cannot be read back whole; passed over");
+        }
+        Ok(())
     }
 
     /// The `at.len` bytes at `at`, checked against `at.crc32`.

@@ -67,8 +67,13 @@ struct Candidate {
 }
 
 impl Candidate {
-    fn live_bytes(&self) -> u64 {
-        self.found.iter().map(|(_, at)| u64::from(at.len)).sum()
+    /// Whether moving its reports is worth it: they take at most a
+    /// quarter of the file, so moving them frees at least three times what
+    /// it copies. (One the pass empties by pruning alone is deleted
+    /// without this.)
+    fn worth_it(&self) -> bool {
+        let live: u64 = self.found.iter().map(|(_, at)| u64::from(at.len)).sum();
+        !self.found.is_empty() && live.saturating_mul(4) <= self.file_bytes
     }
 }
 
@@ -99,16 +104,11 @@ impl Sparse {
         }
     }
 
-    /// The candidates worth compacting: the reports still kept in them
-    /// take at most a quarter of the file, so moving them frees at least
-    /// three times what it copies. (One the pass empties by pruning alone
-    /// is deleted without this.)
+    /// The candidates worth compacting (see `Candidate::worth_it`).
     pub fn worth_it(&self) -> Vec<u64> {
         self.segments
             .iter()
-            .filter(|(_, c)| {
-                !c.found.is_empty() && c.live_bytes().saturating_mul(4) <= c.file_bytes
-            })
+            .filter(|(_, c)| c.worth_it())
             .map(|(n, _)| *n)
             .collect()
     }
@@ -202,12 +202,9 @@ impl Store {
     /// each segment's file is deleted once nothing points into it. A
     /// report that cannot be read back whole stays where it is (and keeps
     /// its segment), named in the log.
-    pub async fn compact(&self, mut sparse: Sparse) -> Result<Compacted, Error> {
+    pub async fn compact(&self, sparse: Sparse) -> Result<Compacted, Error> {
         let mut done = Compacted::default();
-        for n in sparse.worth_it() {
-            let Some(c) = sparse.segments.remove(&n) else {
-                continue;
-            };
+        for (n, c) in sparse.segments.into_iter().filter(|(_, c)| c.worth_it()) {
             let mut left = c.found.as_slice();
             while !left.is_empty() {
                 let (mut take, mut bytes) = (0, 0);

@@ -116,12 +116,7 @@ impl Store {
                 }
                 if let Some(v) = items.get(id)? {
                     let mut rec = decode(v.value())?;
-                    let damaged = match bodies.fill(&mut rec) {
-                        Ok(()) => None,
-                        // Gone: read again, from a newer snapshot.
-                        Err(e @ Error::BodyGone { .. }) => return Err(e),
-                        Err(e) => Some(e),
-                    };
+                    let damaged = bodies.fill_unless_damaged(&mut rec)?;
                     out.push(Queued {
                         id: id.to_string(),
                         rec,

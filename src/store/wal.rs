@@ -1195,7 +1195,7 @@ mod tests {
         assert!(std::fs::metadata(&next).unwrap().len() >= ahead);
         assert!(std::fs::read(&next).unwrap().iter().all(|b| *b == 0));
 
-        // The next segment is that file, already written out.
+        // The next segment takes the spare, and starts written out.
         let next = wal.next_segment().unwrap();
         assert!(wal.spare.is_none(), "taken");
         assert!(next.written_out.done() >= ahead);
