@@ -406,8 +406,8 @@ async fn operator_api_over_mtls_admits_only_listed_certificates() {
 }
 
 #[tokio::test]
-async fn a_queued_report_damaged_on_the_countys_disk_is_refused_with_an_alarm_and_the_next_goes_on()
-{
+async fn a_queued_report_damaged_on_the_countys_disk_is_refused_with_an_alarm_the_next_goes_on_and_its_state_still_shows()
+ {
     common::init_logs();
     let region = Region::new(&["county-dm"]);
     let hub = region.start_hub().await;
@@ -455,14 +455,26 @@ async fn a_queued_report_damaged_on_the_countys_disk_is_refused_with_an_alarm_an
         .map(|s| Report::decode(s.report.as_slice()).unwrap().title)
         .collect();
     assert_eq!(titles, vec!["其后的报告".to_string()]);
-    // Asking for its report is answered DATA_LOSS, saying where.
-    match op.show(&damaged).await {
-        Err(zhibao::client::ClientError::Status(s)) => {
-            assert_eq!(s.code(), tonic::Code::DataLoss, "{s:?}");
-            assert!(s.message().contains("store.redb.log"), "{s:?}");
-        }
-        other => panic!("expected DATA_LOSS, got {other:?}"),
-    }
+    // Its state is still shown, saying the report is damaged and where;
+    // the report itself is not.
+    let shown = op.show(&damaged).await.unwrap();
+    assert_eq!(shown.state, ItemState::Refused as i32, "{shown:?}");
+    assert!(
+        shown.report_damaged.contains("store.redb.log") && shown.report_damaged.contains("CRC-32"),
+        "{}",
+        shown.report_damaged
+    );
+    assert!(shown.report.is_none() && shown.body_bytes == 0);
+    assert_eq!(shown.title, "坏道上的报告", "the record keeps the title");
+    // The listing has both, the damaged one marked, the other whole.
+    let (listed, _) = op.list(false, 10).await.unwrap();
+    let marked: Vec<(&str, bool)> = listed
+        .iter()
+        .map(|s| (s.id.as_str(), !s.report_damaged.is_empty()))
+        .collect();
+    assert_eq!(marked.len(), 2, "{marked:?}");
+    assert!(marked.contains(&(damaged.as_str(), true)), "{marked:?}");
+    assert!(marked.contains(&(next.as_str(), false)), "{marked:?}");
 
     county.shutdown(Duration::from_secs(2)).await;
     hub.shutdown(Duration::from_secs(2)).await;

@@ -117,7 +117,18 @@ fn head(out: &mut String, s: &ItemStatus, v: View) {
     line(out, v, "origin:", "报送单位：", &s.origin);
     line(out, v, "class:", "类别：", class_of(s.priority, v));
     line(out, v, "title:", "标题：", &s.title);
-    let body = if s.pruned_unix_ms > 0 {
+    let body = if !s.report_damaged.is_empty() {
+        match v.lang {
+            Lang::Zh => format!(
+                "已损坏：本节点磁盘上保存的正文无法完整读出，不会发送或转交（{}）",
+                s.report_damaged
+            ),
+            Lang::En => format!(
+                "DAMAGED: the report kept on this node's disk cannot be read back whole; it is not sent on ({})",
+                s.report_damaged
+            ),
+        }
+    } else if s.pruned_unix_ms > 0 {
         match v.lang {
             Lang::Zh => format!(
                 "已于 {} 按保留期限清理（正文和附件；摘要、回执和处理记录仍在）",
@@ -527,6 +538,9 @@ pub fn status_line(s: &ItemStatus, v: View) -> String {
     if s.escalated_unix_ms > 0 {
         marks.push(v.t("escalated", "已升级").to_string());
     }
+    if !s.report_damaged.is_empty() {
+        marks.push(v.t("REPORT DAMAGED", "正文损坏").to_string());
+    }
     if s.decided != 0 {
         marks.push(kind_name_zh(s.decided).to_string());
     }
@@ -609,6 +623,7 @@ pub fn status_json(s: &ItemStatus) -> Value {
         "preview": s.preview,
         "body_bytes": s.body_bytes,
         "pruned_unix_ms": s.pruned_unix_ms,
+        "report_damaged": s.report_damaged,
         "created_unix_ms": s.created_unix_ms,
         "stored_unix_ms": s.stored_unix_ms,
         "deadline_unix_ms": s.deadline_unix_ms,
@@ -793,4 +808,43 @@ pub(crate) fn node(n: &zhibao::proto::NodeStatus, v: View) -> String {
         n.overdue_total
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::when::Tz;
+
+    #[test]
+    fn a_damaged_report_is_said_in_both_languages_and_marked_in_a_listing() {
+        let s = ItemStatus {
+            id: "x1".into(),
+            title: "河道险情".into(),
+            report_damaged: "store: report bytes at offset 12 of /d/store.redb.log: damaged".into(),
+            ..Default::default()
+        };
+        let en = View {
+            tz: Tz::UTC,
+            lang: Lang::En,
+        };
+        let zh = View {
+            tz: Tz::UTC,
+            lang: Lang::Zh,
+        };
+        let text = status(&s, en);
+        assert!(
+            text.contains("DAMAGED") && text.contains("store.redb.log"),
+            "{text}"
+        );
+        let text = status(&s, zh);
+        assert!(text.contains("正文：") && text.contains("已损坏"), "{text}");
+        assert!(status_line(&s, zh).contains("正文损坏"));
+        assert!(status_line(&s, en).contains("REPORT DAMAGED"));
+        let whole = ItemStatus {
+            report_damaged: String::new(),
+            ..s
+        };
+        assert!(!status_line(&whole, en).contains("DAMAGED"));
+        assert_eq!(status_json(&whole)["report_damaged"], "");
+    }
 }

@@ -22,7 +22,7 @@ use super::events::Events;
 use super::routes::Routes;
 use crate::class::Class;
 use crate::clock::{Clock, Steady};
-use crate::proto::{EventKind, HeldNotice, Report, SignedReport};
+use crate::proto::{EventKind, HeldNotice};
 use crate::store::{self, ItemRecord, Store};
 use crate::trust::Keys;
 use prost::Message;
@@ -95,10 +95,8 @@ impl DeadlineWatch {
         let Some(keys) = &self.keys else {
             return Ok(());
         };
-        let report = SignedReport::decode(rec.signed.as_slice())
-            .ok()
-            .and_then(|s| Report::decode(s.report.as_slice()).ok())
-            .unwrap_or_default();
+        // The record's own copy: the deadline watcher reads no report.
+        let brief = rec.brief();
         let why = if let Some(at) = stuck_at {
             format!(
                 "in custody at {at} since {}, not delivered",
@@ -116,8 +114,8 @@ impl DeadlineWatch {
             &keys.current(),
             HeldNotice {
                 item_id: id.to_string(),
-                origin: report.origin,
-                priority: report.priority,
+                origin: brief.origin,
+                priority: brief.priority,
                 since_unix_ms: rec.stored_ms,
                 deadline_unix_ms: rec.deadline_ms,
                 why,

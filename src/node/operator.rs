@@ -45,7 +45,7 @@ use crate::proto::{
     SubmitRequest, SubmitResponse, TargetRequest, TargetResponse, WatchRequest,
     operator_server::Operator,
 };
-use crate::store::{FROM_OPERATOR, ItemRecord, RecordState, Store};
+use crate::store::{FROM_OPERATOR, Found, ItemRecord, RecordState, Store};
 use crate::trust::{Freshness, Keys, Trust};
 
 /// Chunks of an attachment stored per write (4 MiB at the default size).
@@ -368,13 +368,18 @@ impl OperatorService {
     /// decision verified now; with `full`, the signed report too.
     async fn status(&self, id: &str, full: bool) -> Result<ItemStatus, Error> {
         envelope::check_id(id)?;
-        let Some((rec, decisions)) = self.store.get_with_decisions(id.to_string()).await? else {
+        let Some(found) = self.store.get_with_decisions(id.to_string()).await? else {
             // Not signed yet: awaiting review, or returned by it.
             return match self.store.review(id.to_string()).await? {
                 Some(held) => Ok(self.reviews.view(id, &held)),
                 None => Err(Error::NotFound(id.to_string())),
             };
         };
+        let Found {
+            rec,
+            decisions,
+            damaged,
+        } = found;
         let check = Check::Now(&self.trust, &self.custody);
         let mut status = self.view(id, &rec, check);
         self.reviews.annotate(&mut status).await?;
@@ -382,7 +387,10 @@ impl OperatorService {
             .iter()
             .map(|bytes| decision_view(id, &rec, bytes, check))
             .collect();
-        if full && !rec.is_pruned() {
+        if let Some(e) = damaged {
+            // The state is still worth reading; the report is not there to give.
+            status.report_damaged = e.to_string();
+        } else if full && !rec.is_pruned() {
             status.report = SignedReport::decode(rec.signed.as_slice())
                 .map(Some)
                 .map_err(|source| Error::Corrupt {

@@ -29,6 +29,10 @@ pub(crate) enum Check<'a> {
     Now(&'a Trust, &'a Custody),
 }
 
+/// What a listing says of a report the store could not read back whole;
+/// `zhibao status` gives the file, offset and check instead.
+const UNREADABLE: &str = "the stored report cannot be read back whole (damaged on this node's disk; the node's log names the file: ALARM report-damaged)";
+
 /// The operator's view of a stored item; `in_flight` says whether a route
 /// has it on the wire right now.
 pub(crate) fn view(id: &str, rec: &ItemRecord, in_flight: bool, check: Check<'_>) -> ItemStatus {
@@ -69,6 +73,11 @@ pub(crate) fn view(id: &str, rec: &ItemRecord, in_flight: bool, check: Check<'_>
         answer_overdue_unix_ms: rec.answer_overdue_ms,
         review: report.review,
         reviewed_by: rec.reviewed_by.clone(),
+        report_damaged: if rec.unreadable() {
+            UNREADABLE.to_string()
+        } else {
+            String::new()
+        },
         ..Default::default()
     };
     if let Some(signed) = decode(&rec.delivery) {

@@ -87,7 +87,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use compact::{Compacted, Sparse};
 pub use gauges::StoreGauges;
-pub use read::Queued;
+pub use read::{Found, Queued};
 pub use record::Brief;
 pub use record::{
     Acked, Backlog, ConsumerOpened, ConsumerPosition, Decision, DecisionFact, DecisionOutcome,

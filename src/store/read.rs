@@ -29,6 +29,18 @@ pub struct Queued {
     pub damaged: Option<Error>,
 }
 
+/// An item [`Store::get_with_decisions`] found.
+#[derive(Debug)]
+pub struct Found {
+    /// Its record, the report back in `signed` unless `damaged`.
+    pub rec: ItemRecord,
+    /// Every office decision on it, as stored (encoded
+    /// `SignedDisposition`s), oldest first.
+    pub decisions: Vec<Vec<u8>>,
+    /// Why its report could not be read back whole, if it could not.
+    pub damaged: Option<Error>,
+}
+
 impl Store {
     /// Runs a read transaction on a blocking thread.
     pub(super) async fn read<T: Send + 'static>(
@@ -139,14 +151,18 @@ impl Store {
     }
 
     /// Like [`Store::due`], starting at the (deadline, sequence) key `from`.
+    ///
+    /// The records come without their reports: what a deadline acts on
+    /// (class, times, routes, and the origin and title the record keeps:
+    /// [`ItemRecord::brief`]) is in the record, and one report damaged on
+    /// the disk must not stop every deadline behind it.
     pub async fn due_from(
         &self,
         from: (i64, u64),
         until_ms: i64,
         limit: usize,
     ) -> Result<Vec<(String, ItemRecord)>, Error> {
-        let bodies = &self.inner.bodies;
-        self.lookup_reports(move |db| {
+        self.lookup(move |db| {
             let txn = db.begin_read()?;
             let deadlines = txn.open_table(DEADLINES)?;
             let items = txn.open_table(ITEMS)?;
@@ -160,7 +176,7 @@ impl Store {
                 }
                 let (_, id) = entry?;
                 if let Some(v) = items.get(id.value())? {
-                    out.push((id.value().to_string(), bodies.decode(v.value())?));
+                    out.push((id.value().to_string(), decode(v.value())?));
                 }
             }
             Ok(out)
@@ -189,7 +205,9 @@ impl Store {
 
     /// Like [`Store::list`] (or, with `oldest_first` and not
     /// `overdue_only`, oldest first), only the items `keep` accepts;
-    /// `limit` counts those.
+    /// `limit` counts those. A record whose report cannot be read back
+    /// whole is listed without it ([`ItemRecord::unreadable`]): one damaged
+    /// report does not hide every other item from the office.
     pub async fn list_matching(
         &self,
         overdue_only: bool,
@@ -205,7 +223,9 @@ impl Store {
             // Only the records kept get their reports back.
             let take = |out: &mut Vec<_>, id: &str, mut rec: ItemRecord| -> Result<(), Error> {
                 if keep(id, &rec) {
-                    bodies.fill(&mut rec)?;
+                    // The listing says it is damaged; the ALARM is the
+                    // reader's that first meets it (forwarder, inbox).
+                    let _damaged = bodies.fill_unless_damaged(&mut rec)?;
                     out.push((id.to_string(), rec));
                 }
                 Ok(())
@@ -481,10 +501,9 @@ impl Store {
 
     /// The record of `id` and every office decision on it, read together
     /// (one snapshot: the record's summary of the decisions matches them).
-    pub async fn get_with_decisions(
-        &self,
-        id: String,
-    ) -> Result<Option<(ItemRecord, Vec<Vec<u8>>)>, Error> {
+    /// A report that cannot be read back whole does not hide the rest: the
+    /// record comes without it, saying why ([`Found::damaged`]).
+    pub async fn get_with_decisions(&self, id: String) -> Result<Option<Found>, Error> {
         let bodies = &self.inner.bodies;
         self.lookup_reports(move |db| {
             let txn = db.begin_read()?;
@@ -492,13 +511,18 @@ impl Store {
             let Some(v) = items.get(id.as_str())? else {
                 return Ok(None);
             };
-            let rec = bodies.decode(v.value())?;
+            let mut rec = decode(v.value())?;
+            let damaged = bodies.fill_unless_damaged(&mut rec)?;
             let decisions = txn.open_table(DECISIONS)?;
-            let list = decisions
+            let decisions = decisions
                 .range((id.as_str(), 0)..=(id.as_str(), u32::MAX))?
                 .map(|e| Ok(e?.1.value().to_vec()))
                 .collect::<Result<Vec<_>, Error>>()?;
-            Ok(Some((rec, list)))
+            Ok(Some(Found {
+                rec,
+                decisions,
+                damaged,
+            }))
         })
     }
 

@@ -1372,7 +1372,7 @@ async fn the_last_reports_of_a_mostly_pruned_segment_move_into_their_rows_and_it
 }
 
 #[tokio::test]
-async fn a_queued_report_damaged_in_the_log_is_named_and_holds_up_none_behind_it() {
+async fn a_queued_report_damaged_in_the_log_is_named_and_holds_up_nothing_behind_it() {
     use std::os::unix::fs::FileExt as _;
 
     let dir = tempfile::tempdir().unwrap();
@@ -1414,4 +1414,30 @@ async fn a_queued_report_damaged_in_the_log_is_named_and_holds_up_none_behind_it
     assert_eq!(next[1].id, "q2");
     assert!(next[1].damaged.is_none());
     assert_eq!(next[1].rec.signed, b"signed");
+
+    // Nor does it stop the deadlines behind it, which read no reports.
+    let due = store.due(i64::MAX, 10).await.unwrap();
+    let due: Vec<&str> = due.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(due, ["q1", "q2"]);
+    // Nor a listing: it is there without its report, the other whole.
+    let listed = store.list(false, 10).await.unwrap();
+    let listed: Vec<(&str, bool)> = listed
+        .iter()
+        .map(|(id, rec)| (id.as_str(), rec.unreadable()))
+        .collect();
+    assert_eq!(listed, [("q2", false), ("q1", true)]);
+    // Nor its own status: the record, saying why its report is not there.
+    let found = store
+        .get_with_decisions("q1".into())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(found.rec.unreadable());
+    assert!(matches!(found.damaged, Some(Error::Body { .. })));
+    let found = store
+        .get_with_decisions("q2".into())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(found.damaged.is_none() && found.rec.signed == b"signed");
 }

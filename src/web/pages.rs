@@ -498,6 +498,22 @@ async fn item(
         return html::respond(StatusCode::OK, live);
     }
     let (css, class) = html::class_label(s.priority, l);
+    let text = if s.report_damaged.is_empty() {
+        esc(&String::from_utf8_lossy(&report.body))
+    } else {
+        format!(
+            "<span class=\"late\">{}</span> {}",
+            l.t("damaged", "已损坏"),
+            esc(&format!(
+                "{} ({})",
+                l.t(
+                    "The report kept on this node's disk cannot be read back whole; it is not sent on.",
+                    "本节点磁盘上保存的正文无法完整读出，不会发送或转交。"
+                ),
+                s.report_damaged
+            ))
+        )
+    };
     let mut body = format!(
         "<p><a href=\"/\">← {}</a></p><article class=\"report {css}\"><h1 id=\"title\"><span class=\"tag {css}\">{class}</span> {}</h1>\
          <dl class=\"facts\"><dt>{}</dt><dd>{}</dd><dt>{}</dt><dd>{}</dd><dt>{}</dt><dd>{}</dd><dt>{}</dt><dd>{}</dd><dt>{}</dt><dd><code>{}</code></dd></dl>\
@@ -518,7 +534,7 @@ async fn item(
         web.when(s.deadline_unix_ms),
         l.t("Item", "编号"),
         esc(&s.id),
-        esc(&String::from_utf8_lossy(&report.body)),
+        text,
     );
     if !report.attachments.is_empty() {
         let _ = write!(
