@@ -132,6 +132,8 @@ async fn the_hub_archives_whole_items_before_pruning_them() {
     let region = Region::new(&["county-ra"]);
     let mut hub_cfg = region.hub_config("127.0.0.1:0".parse().unwrap());
     hub_cfg.retention.archive_secs = 0;
+    let hub_toml = region.dir.path().join("hub.toml");
+    std::fs::write(&hub_toml, hub_cfg.to_toml().unwrap()).unwrap();
     let hub = node::start(hub_cfg).await.unwrap();
     let mut cfg = region.node_config("county-ra", hub.relay_addr.unwrap());
     cfg.retention.delivered = zhibao::config::DeliveredRetention::Keep;
@@ -151,6 +153,16 @@ async fn the_hub_archives_whole_items_before_pruning_them() {
     op.wait_receipt(&id, WAIT).await.unwrap();
 
     let mut hub_op = common::operator(&hub).await;
+    hub_op
+        .dispose(zhibao::proto::DisposeRequest {
+            item_id: id.clone(),
+            kind: zhibao::proto::DispositionKind::Instruction as i32,
+            text: "请汇总报市里".into(),
+            answer_by_unix_ms: 0,
+            staff: String::new(),
+        })
+        .await
+        .unwrap();
     hub_op.prune(PruneRequest {}).await.unwrap();
     let st = hub_op.show(&id).await.unwrap();
     assert!(st.pruned_unix_ms > 0, "{st:?}");
@@ -167,7 +179,7 @@ async fn the_hub_archives_whole_items_before_pruning_them() {
     assert!(files[0].extension().is_some_and(|e| e == "zba"));
     let items = node::read_archive(&files[0]).unwrap();
     let item = items.iter().rev().find(|i| i.id == id).unwrap();
-    assert_eq!(item.attachments, vec![scan]);
+    assert_eq!(item.attachments, vec![scan.clone()]);
     let signed = zhibao::proto::SignedReport::decode(item.signed_report.as_slice()).unwrap();
     let trust = region.trust();
     let opened = zhibao::envelope::open(
@@ -183,8 +195,81 @@ async fn the_hub_archives_whole_items_before_pruning_them() {
     let st = op.show(&id).await.unwrap();
     assert_eq!(st.pruned_unix_ms, 0);
 
+    // The office reads it back with zhibao, the hub still running.
+    let cfg = hub_toml.to_str().unwrap();
+    let listed = zhibao_cli(&["store", "archive", "list", "-c", cfg, "--json"]).await;
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    let line: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(line["id"], id.as_str());
+    assert_eq!(line["title"], "月度小结");
+    assert_eq!(line["origin"], "county-ra");
+    assert_eq!(
+        (line["attachments"].as_u64(), line["decisions"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let shown = zhibao_cli(&["store", "archive", "show", &id, "-c", cfg, "--lang", "zh"]).await;
+    assert!(shown.status.success(), "{}", text(&shown.stderr));
+    let shown = text(&shown.stdout);
+    for want in [
+        "月度小结",
+        "valid: signed by county-ra, as of when stored",
+        "与报送单位签名一致",
+        "批示",
+        "请汇总报市里",
+        "valid: signed by hub, as of when made",
+    ] {
+        assert!(shown.contains(want), "{want:?} not in:\n{shown}");
+    }
+    let saved = region.dir.path().join("a.bin");
+    let out = saved.to_str().unwrap();
+    let fetched = zhibao_cli(&[
+        "store",
+        "archive",
+        "show",
+        &id,
+        "-c",
+        cfg,
+        "--attachment",
+        "0",
+        "-o",
+        out,
+    ])
+    .await;
+    assert!(fetched.status.success(), "{}", text(&fetched.stderr));
+    assert_eq!(std::fs::read(&saved).unwrap(), scan);
+
+    // A byte changed in a copy of the archive: named, and nothing shown
+    // as checked from it.
+    let copy = region.dir.path().join("archive-copy");
+    std::fs::create_dir(&copy).unwrap();
+    let mut bytes = std::fs::read(&files[0]).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 1;
+    std::fs::write(copy.join(files[0].file_name().unwrap()), &bytes).unwrap();
+    let dir = copy.to_str().unwrap();
+    let bad = zhibao_cli(&["store", "archive", "show", &id, "-c", cfg, "--dir", dir]).await;
+    assert!(!bad.status.success());
+    let why = text(&bad.stderr);
+    assert!(why.contains("CRC-32") && why.contains("byte 0"), "{why}");
+
     county.shutdown(Duration::from_secs(2)).await;
     hub.shutdown(Duration::from_secs(2)).await;
+}
+
+async fn zhibao_cli(args: &[&str]) -> std::process::Output {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_zhibao"))
+            .args(&args)
+            .output()
+            .expect("run zhibao")
+    })
+    .await
+    .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }
 
 #[tokio::test]

@@ -764,6 +764,56 @@ pub(crate) enum StoreCommand {
         #[command(flatten)]
         out: Output,
     },
+    /// Read the final hub's archive: the reports retention took out of the
+    /// store, read from the files themselves (the node may run or not).
+    Archive {
+        #[command(subcommand)]
+        action: ArchiveCommand,
+    },
+}
+
+/// `zhibao store archive`.
+#[derive(Subcommand, Debug)]
+pub(crate) enum ArchiveCommand {
+    /// One line per archived item: id, when stored, county, class, title.
+    List {
+        #[command(flatten)]
+        from: ArchiveFrom,
+        /// Only the items stored in this month (YYYY-MM, the node's time
+        /// zone): the file of that month.
+        #[arg(long)]
+        month: Option<String>,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// One archived item: its report, with the signature and every decision
+    /// checked against the region CA as of when each was made; with
+    /// --attachment and --output, one attachment saved to a file.
+    Show {
+        /// The item id.
+        id: String,
+        #[command(flatten)]
+        from: ArchiveFrom,
+        /// Save this attachment (0 = the first) to --output instead.
+        #[arg(long, requires = "output")]
+        attachment: Option<u32>,
+        /// The file to write the attachment to (refuses to overwrite one).
+        #[arg(long, short, requires = "attachment")]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        out: Output,
+    },
+}
+
+/// Where `zhibao store archive` finds the archive and the trust to check it.
+#[derive(clap::Args, Debug)]
+pub(crate) struct ArchiveFrom {
+    /// The hub's configuration: its data directory, CA, CRL and time zone.
+    #[arg(long, short, default_value = "config/node.toml")]
+    pub(crate) config: PathBuf,
+    /// The archive directory; default: `archive` in the data directory.
+    #[arg(long)]
+    pub(crate) dir: Option<PathBuf>,
 }
 
 /// `zhibao audit`.

@@ -61,7 +61,7 @@ fn state_key(state: i32) -> String {
         .to_lowercase()
 }
 
-fn class_of(priority: i32, v: View) -> String {
+pub(crate) fn class_of(priority: i32, v: View) -> String {
     Class::from_proto(priority).map_or_else(
         || "?".to_string(),
         |c| match v.lang {
@@ -71,7 +71,7 @@ fn class_of(priority: i32, v: View) -> String {
     )
 }
 
-fn class_key(priority: i32) -> &'static str {
+pub(crate) fn class_key(priority: i32) -> &'static str {
     Class::from_proto(priority).map_or("unknown", Class::name)
 }
 

@@ -3,6 +3,7 @@
 //! and the node, human-readable output ([`fmt`]), and the two programs that
 //! run a whole region on loopback: [`demo`] and [`bench`].
 
+mod archive;
 pub(crate) mod args;
 mod audit;
 mod bench;

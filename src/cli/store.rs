@@ -1,5 +1,5 @@
 //! `zhibao store stats` and `zhibao store prune`: what a node's store
-//! holds, and retention run now.
+//! holds, and retention run now (`store archive`: see [`super::archive`]).
 
 use serde_json::json;
 use zhibao::proto::{PruneRequest, StoreStatsRequest};
@@ -12,6 +12,7 @@ pub(crate) async fn run(action: StoreCommand) -> anyhow::Result<()> {
     match action {
         StoreCommand::Stats { target, out } => stats(&target, &out).await,
         StoreCommand::Prune { target, out } => prune(&target, &out).await,
+        StoreCommand::Archive { action } => super::archive::run(action),
     }
 }
 

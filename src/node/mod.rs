@@ -57,6 +57,7 @@
 //! - [`error`]: why a node did not start or a request was refused, and the
 //!   one mapping of refusals to gRPC status codes.
 
+pub mod archive;
 mod audit;
 mod consumers;
 mod custody;
@@ -88,9 +89,9 @@ mod upload;
 mod urgent;
 mod who;
 
+pub use archive::read_archive;
 pub use error::StartError;
 pub use reconfigure::Reconfigured;
-pub use retention::read_archive;
 pub use start::{RunningNode, start};
 // The web desk (`crate::web`) serves the operator API's views and the desk.
 pub(crate) use listeners::bind_tcp as bind_web;

@@ -1,5 +1,6 @@
 //! Retention at a node: passes that prune what `[retention]` allows, and
-//! at the final hub the archive files written before anything is pruned.
+//! at the final hub the archive files (see [`super::archive`]) written before
+//! anything is pruned.
 //!
 //! A node with routes drops the bodies and attachments of items the final
 //! hub has (a delivery receipt is here), some days after their first
@@ -12,7 +13,6 @@
 //! item again on the next pass: a reader keeps the last copy of an id.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +22,7 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::archive::{append_all, frame};
 use crate::clock::Clock;
 use crate::proto::ArchivedItem;
 use crate::store::{self, Retention, Store};
@@ -208,6 +209,7 @@ impl Retainer {
                 path: PathBuf::new(),
                 source: std::io::Error::other(e),
             })?
+            .map_err(|(path, source)| PassError::Archive { path, source })
     }
 
     /// Runs a pass at start and then regularly (a quarter of the retention
@@ -231,67 +233,6 @@ impl Retainer {
             }
         }
     }
-}
-
-/// `[len BE][crc32 BE][message]`.
-fn frame(out: &mut Vec<u8>, msg: &[u8]) {
-    let len = u32::try_from(msg.len()).unwrap_or(u32::MAX);
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(&crc32fast::hash(msg).to_be_bytes());
-    out.extend_from_slice(msg);
-}
-
-fn append_all(dir: &Path, frames: BTreeMap<PathBuf, Vec<u8>>) -> Result<Vec<PathBuf>, PassError> {
-    let fail = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| PassError::Archive { path, source }
-    };
-    std::fs::create_dir_all(dir).map_err(fail(dir))?;
-    let mut written = Vec::new();
-    for (path, bytes) in frames {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(fail(&path))?;
-        f.write_all(&bytes).map_err(fail(&path))?;
-        f.sync_all().map_err(fail(&path))?;
-        written.push(path);
-    }
-    // A new file's name is durable only once its directory is.
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(fail(dir))?;
-    Ok(written)
-}
-
-/// Reads an archive file back: every item in it, in order. A torn last
-/// frame (a crash while appending) ends it; a bad checksum elsewhere is an
-/// error.
-pub fn read_archive(path: &Path) -> std::io::Result<Vec<ArchivedItem>> {
-    let bytes = std::fs::read(path)?;
-    let mut out = Vec::new();
-    let mut at = 0usize;
-    while bytes.len() - at >= 8 {
-        let len =
-            u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as usize;
-        let crc = u32::from_be_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]]);
-        let Some(msg) = bytes.get(at + 8..at + 8 + len) else {
-            break;
-        };
-        if crc32fast::hash(msg) != crc {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("{}: bad checksum at byte {at}", path.display()),
-            ));
-        }
-        out.push(
-            ArchivedItem::decode(msg)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?,
-        );
-        at += 8 + len;
-    }
-    Ok(out)
 }
 
 /// `YYYY-MM` of `ms` at `offset_ms` from UTC.
@@ -325,36 +266,5 @@ mod tests {
         let ms = 1_796_058_000_000;
         assert_eq!(month(ms, 0), "2026-11");
         assert_eq!(month(ms, 8 * 3_600_000), "2026-12");
-    }
-
-    #[test]
-    fn archive_frames_read_back_and_a_torn_tail_ends_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = ArchivedItem {
-            id: "a".into(),
-            signed_report: vec![1, 2, 3],
-            ..ArchivedItem::default()
-        };
-        let b = ArchivedItem {
-            id: "b".into(),
-            attachments: vec![vec![9; 100]],
-            ..ArchivedItem::default()
-        };
-        let mut bytes = Vec::new();
-        frame(&mut bytes, &a.encode_to_vec());
-        frame(&mut bytes, &b.encode_to_vec());
-        let path = dir.path().join("2026-11.zba");
-        let mut frames = BTreeMap::new();
-        frames.insert(path.clone(), bytes.clone());
-        append_all(dir.path(), frames).unwrap();
-        assert_eq!(read_archive(&path).unwrap(), vec![a.clone(), b.clone()]);
-        // Torn: the last frame cut short.
-        std::fs::write(&path, &bytes[..bytes.len() - 10]).unwrap();
-        assert_eq!(read_archive(&path).unwrap(), vec![a]);
-        // A flipped byte inside a frame is an error, not a silent skip.
-        let mut bad = bytes.clone();
-        bad[10] ^= 1;
-        std::fs::write(&path, &bad).unwrap();
-        assert!(read_archive(&path).is_err());
     }
 }
