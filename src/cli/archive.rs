@@ -147,11 +147,13 @@ fn list(from: &ArchiveFrom, month: Option<&str>, out: &Output) -> anyhow::Result
     let v = hub.view(out)?;
     let files = hub.files(month)?;
     if files.is_empty() {
-        eprintln!(
-            "{} {}",
-            v.t("nothing archived in", "没有归档："),
-            hub.dir.display()
-        );
+        let dir = hub.dir.display();
+        match (month, v.lang) {
+            (Some(m), Lang::Zh) => eprintln!("{dir} 中没有 {m} 的归档"),
+            (Some(m), Lang::En) => eprintln!("nothing archived for {m} in {dir}"),
+            (None, Lang::Zh) => eprintln!("{dir} 中尚无归档"),
+            (None, Lang::En) => eprintln!("nothing archived in {dir}"),
+        }
         return Ok(());
     }
     // An item archived twice (a pass that crashed before its prune) is

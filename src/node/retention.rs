@@ -30,6 +30,11 @@ use crate::store::{self, Retention, Store};
 /// Items pruned per write: one commit stays short beside the hot path.
 const BATCH: usize = 256;
 
+/// Archive frames held in memory before they are written and synced: a
+/// batch of items with large attachments is archived a few at a time, not
+/// all at once (an item's own size is bounded by `limits`).
+const ARCHIVE_BUFFER: usize = 32 << 20;
+
 /// What one pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Pass {
@@ -71,6 +76,8 @@ pub(crate) struct Retainer {
     rule: Option<Retention>,
     archive_dir: PathBuf,
     utc_offset_ms: i64,
+    /// [`ARCHIVE_BUFFER`], but for tests.
+    archive_buffer: usize,
     /// One pass at a time (the schedule's and a command's).
     running: Mutex<()>,
 }
@@ -89,6 +96,7 @@ impl Retainer {
             rule,
             archive_dir: data_dir.join("archive"),
             utc_offset_ms,
+            archive_buffer: ARCHIVE_BUFFER,
             running: Mutex::new(()),
         }
     }
@@ -179,10 +187,13 @@ impl Retainer {
         Ok(done)
     }
 
-    /// Appends `ids` to their months' archive files and syncs them; answers
-    /// the files written.
+    /// Appends `ids` to their months' archive files and syncs them, at
+    /// most [`ARCHIVE_BUFFER`] of frames at a time; answers the files
+    /// written.
     async fn archive(&self, ids: &[String]) -> Result<Vec<PathBuf>, PassError> {
+        let mut written: Vec<PathBuf> = Vec::new();
         let mut frames: BTreeMap<PathBuf, Vec<u8>> = BTreeMap::new();
+        let mut buffered = 0;
         for id in ids {
             let Some(rec) = self.store.get(id.clone()).await? else {
                 continue;
@@ -200,16 +211,43 @@ impl Retainer {
             let path = self
                 .archive_dir
                 .join(format!("{}.zba", month(rec.stored_ms, self.utc_offset_ms)));
-            frame(frames.entry(path).or_default(), &item.encode_to_vec());
+            let msg = item.encode_to_vec();
+            drop(item);
+            buffered += msg.len();
+            frame(frames.entry(path).or_default(), &msg);
+            if buffered >= self.archive_buffer {
+                buffered = 0;
+                self.append(std::mem::take(&mut frames), &mut written)
+                    .await?;
+            }
         }
+        if !frames.is_empty() {
+            self.append(frames, &mut written).await?;
+        }
+        Ok(written)
+    }
+
+    /// Appends `frames` to their files and syncs them (on a blocking
+    /// thread), adding the files to `written`.
+    async fn append(
+        &self,
+        frames: BTreeMap<PathBuf, Vec<u8>>,
+        written: &mut Vec<PathBuf>,
+    ) -> Result<(), PassError> {
         let dir = self.archive_dir.clone();
-        tokio::task::spawn_blocking(move || append_all(&dir, frames))
+        let files = tokio::task::spawn_blocking(move || append_all(&dir, frames))
             .await
             .map_err(|e| PassError::Archive {
                 path: PathBuf::new(),
                 source: std::io::Error::other(e),
             })?
-            .map_err(|(path, source)| PassError::Archive { path, source })
+            .map_err(|(path, source)| PassError::Archive { path, source })?;
+        for f in files {
+            if !written.contains(&f) {
+                written.push(f);
+            }
+        }
+        Ok(())
     }
 
     /// Runs a pass at start and then regularly (a quarter of the retention
@@ -266,5 +304,44 @@ mod tests {
         let ms = 1_796_058_000_000;
         assert_eq!(month(ms, 0), "2026-11");
         assert_eq!(month(ms, 8 * 3_600_000), "2026-12");
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_archived_a_few_items_at_a_time_and_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let ids: Vec<String> = (0..5).map(|i| format!("item-{i}")).collect();
+        for id in &ids {
+            let rec = store::ItemRecord {
+                signed: vec![7; 1000],
+                lane: 2,
+                sha256: vec![1; 32],
+                from: "county-a".into(),
+                ..Default::default()
+            };
+            store
+                .put(id.clone(), rec, store::Destination::Inbox)
+                .await
+                .unwrap();
+        }
+        let mut r = Retainer::new(
+            store.clone(),
+            Clock::System,
+            Some(Retention::Archive { keep_ms: 0 }),
+            dir.path(),
+            0,
+        );
+        // Written out after every item.
+        r.archive_buffer = 1;
+        let done = r.pass().await.unwrap();
+        assert_eq!(done.items, 5);
+        assert_eq!(done.archived_to.len(), 1, "{:?}", done.archived_to);
+        let read = super::super::archive::read_archive(&done.archived_to[0]).unwrap();
+        let read: Vec<&str> = read.iter().map(|i| i.id.as_str()).collect();
+        assert_eq!(read, ids.iter().map(String::as_str).collect::<Vec<_>>());
+        for id in ids {
+            assert!(store.get(id).await.unwrap().unwrap().is_pruned());
+        }
+        store.close().await;
     }
 }
