@@ -20,7 +20,7 @@ use std::time::Duration;
 use prost::Message;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::archive::{append_all, frame};
 use crate::clock::Clock;
@@ -66,6 +66,14 @@ pub(crate) enum PassError {
         /// Why.
         source: std::io::Error,
     },
+}
+
+/// What [`Retainer::archive`] did with a batch.
+struct Archived {
+    /// The files it appended to.
+    files: Vec<PathBuf>,
+    /// Items left out: their reports could not be read back whole.
+    damaged: Vec<String>,
 }
 
 /// The node's retention: its rule, and where the hub's archive goes.
@@ -138,13 +146,19 @@ impl Retainer {
             let now = self.clock.now_ms();
             let found = self.store.prunable(rule, now, after, &mut sparse).await?;
             for ids in found.ids.chunks(BATCH) {
+                let mut ids = ids.to_vec();
                 let why = match rule {
                     Retention::Delivered { .. } => "retention after delivery".to_string(),
                     Retention::Archive { .. } => {
-                        let files = self.archive(ids).await?;
-                        let names: Vec<String> =
-                            files.iter().map(|p| p.display().to_string()).collect();
-                        for f in files {
+                        let archived = self.archive(&ids).await?;
+                        // Not archived whole, so not pruned: kept as it is.
+                        ids.retain(|id| !archived.damaged.contains(id));
+                        let names: Vec<String> = archived
+                            .files
+                            .iter()
+                            .map(|p| p.display().to_string())
+                            .collect();
+                        for f in archived.files {
                             if !done.archived_to.contains(&f) {
                                 done.archived_to.push(f);
                             }
@@ -152,7 +166,7 @@ impl Retainer {
                         format!("archived to {}", names.join(", "))
                     }
                 };
-                for (_, bytes) in self.store.prune(ids.to_vec(), rule, why).await? {
+                for (_, bytes) in self.store.prune(ids, rule, why).await? {
                     done.items += 1;
                     done.bytes += bytes;
                 }
@@ -188,15 +202,24 @@ impl Retainer {
     }
 
     /// Appends `ids` to their months' archive files and syncs them, at
-    /// most [`ARCHIVE_BUFFER`] of frames at a time; answers the files
-    /// written.
-    async fn archive(&self, ids: &[String]) -> Result<Vec<PathBuf>, PassError> {
+    /// most [`ARCHIVE_BUFFER`] of frames at a time. An item whose report
+    /// cannot be read back whole is left out (an ALARM): archived, it
+    /// would be lost once pruned; kept, it holds up none of the others.
+    async fn archive(&self, ids: &[String]) -> Result<Archived, PassError> {
         let mut written: Vec<PathBuf> = Vec::new();
+        let mut damaged = Vec::new();
         let mut frames: BTreeMap<PathBuf, Vec<u8>> = BTreeMap::new();
         let mut buffered = 0;
         for id in ids {
-            let Some(rec) = self.store.get(id.clone()).await? else {
-                continue;
+            let rec = match self.store.get(id.clone()).await {
+                Ok(Some(rec)) => rec,
+                Ok(None) => continue,
+                Err(e @ store::Error::Body { .. }) => {
+                    error!(alarm = "report-damaged", %id, error = %e, "ALARM: a stored report cannot be read back whole; not archived, and kept in the store");
+                    damaged.push(id.clone());
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
             };
             if rec.is_pruned() {
                 continue;
@@ -224,7 +247,10 @@ impl Retainer {
         if !frames.is_empty() {
             self.append(frames, &mut written).await?;
         }
-        Ok(written)
+        Ok(Archived {
+            files: written,
+            damaged,
+        })
     }
 
     /// Appends `frames` to their files and syncs them (on a blocking
@@ -342,6 +368,56 @@ mod tests {
         for id in ids {
             assert!(store.get(id).await.unwrap().unwrap().is_pruned());
         }
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_report_that_cannot_be_read_back_is_neither_archived_nor_pruned_nor_in_the_way() {
+        use std::os::unix::fs::FileExt as _;
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        for (id, body) in [("a", b"report-a-0123456789"), ("b", b"report-b-0123456789")] {
+            let rec = store::ItemRecord {
+                signed: body.to_vec(),
+                lane: 2,
+                sha256: vec![1; 32],
+                from: "county-a".into(),
+                ..Default::default()
+            };
+            store
+                .put(id.into(), rec, store::Destination::Inbox)
+                .await
+                .unwrap();
+        }
+        // One byte of a's report changed in the log.
+        let log = dir.path().join("s.redb.log");
+        let bytes = std::fs::read(&log).unwrap();
+        let at = bytes
+            .windows(8)
+            .position(|w| w == b"report-a")
+            .expect("a's report is in the log");
+        let file = std::fs::OpenOptions::new().write(true).open(&log).unwrap();
+        file.write_all_at(b"R", at as u64).unwrap();
+
+        let r = Retainer::new(
+            store.clone(),
+            Clock::System,
+            Some(Retention::Archive { keep_ms: 0 }),
+            dir.path(),
+            0,
+        );
+        let done = r.pass().await.unwrap();
+        assert_eq!(done.items, 1, "b alone");
+        let read = super::super::archive::read_archive(&done.archived_to[0]).unwrap();
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].id, "b");
+        assert!(store.get("b".into()).await.unwrap().unwrap().is_pruned());
+        // a is still in the store as it was, its record not pruned.
+        assert!(matches!(
+            store.get("a".into()).await,
+            Err(store::Error::Body { .. })
+        ));
         store.close().await;
     }
 }
