@@ -479,3 +479,64 @@ async fn a_queued_report_damaged_on_the_countys_disk_is_refused_with_an_alarm_th
     county.shutdown(Duration::from_secs(2)).await;
     hub.shutdown(Duration::from_secs(2)).await;
 }
+
+#[tokio::test]
+async fn a_decision_on_a_report_since_damaged_on_the_countys_disk_still_comes_down_and_is_kept() {
+    use zhibao::proto::{DisposeRequest, DispositionKind, EventKind};
+
+    let region = Region::new(&["county-dd"]);
+    let hub = region.start_hub().await;
+    let county = region
+        .start_node("county-dd", hub.relay_addr.unwrap())
+        .await;
+    let mut op = common::operator(&county).await;
+    let marker = b"kept-at-the-county-then-damaged";
+    let id = op
+        .submit(Class::BadNews, "桥梁裂缝", marker.to_vec(), 0)
+        .await
+        .unwrap();
+    op.wait_receipt(&id, WAIT).await.unwrap();
+    // The county's copy of the report: one byte changed in its log.
+    let log = region.data("county-dd").join("store.redb.log");
+    let bytes = std::fs::read(&log).unwrap();
+    let at = bytes
+        .windows(marker.len())
+        .position(|w| w == marker)
+        .expect("the report is in the log");
+    {
+        use std::os::unix::fs::FileExt as _;
+        let f = std::fs::OpenOptions::new().write(true).open(&log).unwrap();
+        f.write_all_at(b"#", (at + 3) as u64).unwrap();
+    }
+
+    // The office decides; the decision comes down, is checked against the
+    // record's digest (not the damaged bytes) and kept.
+    let mut events = op.watch().await.unwrap();
+    let mut desk = common::operator(&hub).await;
+    desk.dispose(DisposeRequest {
+        item_id: id.clone(),
+        kind: DispositionKind::Instruction as i32,
+        text: "请核实裂缝宽度".into(),
+        answer_by_unix_ms: 0,
+        staff: String::new(),
+    })
+    .await
+    .unwrap();
+    common::await_event(&mut events, WAIT, |e| {
+        e.kind == EventKind::Disposed as i32 && e.item_id == id
+    })
+    .await;
+    let st = op.status(&id).await.unwrap();
+    assert_eq!(st.dispositions.len(), 1, "{st:?}");
+    assert!(!st.report_damaged.is_empty());
+    // And the link keeps working: the next report is receipted.
+    let next = op
+        .submit(Class::Routine, "其后", b"x".to_vec(), 0)
+        .await
+        .unwrap();
+    let st = op.wait_receipt(&next, WAIT).await.unwrap();
+    assert_eq!(st.state, ItemState::Receipted as i32);
+
+    county.shutdown(Duration::from_secs(2)).await;
+    hub.shutdown(Duration::from_secs(2)).await;
+}

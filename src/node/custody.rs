@@ -218,7 +218,7 @@ impl Custody {
     /// same origin. (One this node does not hold is taken as it is: the
     /// hub will judge it against the original.)
     async fn check_link_origin(&self, report: &crate::proto::Report) -> Result<(), Error> {
-        let Some(target) = self.store.get(report.links_to.clone()).await? else {
+        let Some(target) = self.store.record(report.links_to.clone()).await? else {
             return Ok(());
         };
         let origin = target.brief().origin;

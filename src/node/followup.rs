@@ -73,7 +73,7 @@ impl FollowUpWatch {
             if !self.store.answer_overdue(id.clone(), due_ms).await? {
                 continue;
             }
-            let Some(rec) = self.store.get(id.clone()).await? else {
+            let Some(rec) = self.store.record(id.clone()).await? else {
                 continue;
             };
             let class = Class::from_lane(rec.lane());

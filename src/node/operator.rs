@@ -448,7 +448,7 @@ impl OperatorService {
                 if items.len() >= limit || !listed.insert(n.item_id.clone()) {
                     continue;
                 }
-                if self.store.get(n.item_id.clone()).await?.is_some() {
+                if self.store.record(n.item_id.clone()).await?.is_some() {
                     continue;
                 }
                 items.push(ItemStatus {

@@ -416,7 +416,11 @@ impl Relay for RelayService {
         let result = async {
             let verified = self.check(&peer, item, urgent).await?;
             if !verified.report().attachments.is_empty()
-                && self.store.get(verified.id().to_string()).await?.is_none()
+                && self
+                    .store
+                    .record(verified.id().to_string())
+                    .await?
+                    .is_none()
             {
                 return Err(Error::AttachmentsNeedStream);
             }

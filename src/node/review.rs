@@ -261,7 +261,7 @@ impl Reviews {
         envelope::check_id(&req.id)?;
         let id = req.id;
         let Some(rec) = self.store.review(id.clone()).await? else {
-            return Err(match self.store.get(id.clone()).await? {
+            return Err(match self.store.record(id.clone()).await? {
                 Some(item) if item.lane() == Class::Emergency.lane() => Error::NotAwaitingReview {
                     id,
                     why: "it is an emergency that is not awaiting sign-off (signed off already, or sent before review was configured)".into(),

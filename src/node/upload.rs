@@ -80,7 +80,7 @@ impl Uploads {
         verified: Verified,
     ) -> Result<Step, Error> {
         let id = verified.id().to_string();
-        if self.store.get(id.clone()).await?.is_some() {
+        if self.store.record(id.clone()).await?.is_some() {
             // Taken earlier: custody answers with the original receipt.
             self.forget(&id);
             return Ok(Step::Complete(Box::new((item, verified))));

@@ -100,6 +100,24 @@ impl Store {
         })
     }
 
+    /// The record of `id`, if stored, without its report: `signed` stays
+    /// empty when the report is kept in the log (its `body` still says
+    /// where). For what needs the item's state, class, digest, origin or
+    /// title ([`ItemRecord::brief`]) and not its bytes: no file read, and
+    /// a report damaged on the disk does not make it fail. (Not for a view
+    /// of the item: [`ItemRecord::unreadable`] says nothing of such a
+    /// record.)
+    pub async fn record(&self, id: String) -> Result<Option<ItemRecord>, Error> {
+        self.lookup(move |db| {
+            let txn = db.begin_read()?;
+            let items = txn.open_table(ITEMS)?;
+            items
+                .get(id.as_str())?
+                .map(|v| decode(v.value()))
+                .transpose()
+        })
+    }
+
     /// The next `limit` items queued on `route` in schedule order, skipping
     /// those `skip` names (already in flight). An item whose report cannot
     /// be read back whole is among them, saying so ([`Queued::damaged`]),

@@ -56,7 +56,7 @@ impl Forwarder {
             return Ok(());
         };
         let id = named.item_id;
-        let Some(rec) = self.store.get(id.clone()).await? else {
+        let Some(rec) = self.store.record(id.clone()).await? else {
             warn!(alarm = "unknown-receipt", upstream = %up, %id, "delivery receipt for an item never sent here; ignored");
             self.events.alarm(
                 &id,
@@ -116,7 +116,7 @@ impl Forwarder {
             return Ok(());
         };
         let id = named.item_id;
-        let Some(rec) = self.store.get(id.clone()).await? else {
+        let Some(rec) = self.store.record(id.clone()).await? else {
             warn!(alarm = "unknown-disposition", upstream = %up, %id, "decision on an item never sent here; ignored");
             self.events.alarm(
                 &id,
