@@ -277,6 +277,45 @@ async fn an_item_not_acknowledged_in_time_comes_again_on_the_same_stream_and_the
 }
 
 #[tokio::test]
+async fn an_item_damaged_on_the_hubs_disk_after_it_was_sent_is_passed_over_not_sent_again() {
+    let region = Region::new(&["county-a", "analyst"]);
+    // One second to acknowledge; two items out at most.
+    let hub = start_hub(&region, 1, 2).await;
+    let addr = hub.relay_addr.unwrap();
+    let mut county = County::connect(&region, addr).await;
+    let marker = "sent-whole-then-damaged-0123456789";
+    county.deliver(Class::Routine, marker).await;
+    county.deliver(Class::Routine, "r2").await;
+    let mut inbox = inbox_as(&region, addr, "analyst").await;
+    let mut stream = inbox.subscribe_as("desk", true).await.unwrap();
+    let r1 = next(&mut stream).await;
+    let r2 = next(&mut stream).await;
+    assert_eq!((r1.0.as_str(), r2.0.as_str()), (marker, "r2"));
+
+    // Neither acknowledged; the first report's bytes change on the disk.
+    let log = region.data(HUB).join("store.redb.log");
+    let bytes = std::fs::read(&log).unwrap();
+    let at = bytes
+        .windows(marker.len())
+        .position(|w| w == marker.as_bytes())
+        .expect("the report is in the log");
+    {
+        use std::os::unix::fs::FileExt as _;
+        let f = std::fs::OpenOptions::new().write(true).open(&log).unwrap();
+        f.write_all_at(b"#", (at + 4) as u64).unwrap();
+    }
+    // After the wait, the stream goes on: r2 comes again, the damaged one
+    // does not, and its slot is free for what comes next.
+    let again = next(&mut stream).await;
+    assert_eq!((again.0.as_str(), again.2), ("r2", 2));
+    inbox.ack("desk", vec![r2.1.clone()]).await.unwrap();
+    county.deliver(Class::Routine, "r3").await;
+    let r3 = next(&mut stream).await;
+    assert_eq!((r3.0.as_str(), r3.2), ("r3", 1));
+    hub.shutdown(PATIENCE).await;
+}
+
+#[tokio::test]
 async fn consumers_are_apart_by_name_and_by_certificate_and_a_newer_subscription_takes_over() {
     let region = Region::new(&["county-a", "analyst", "console"]);
     let hub = start_hub(&region, 30, 256).await;

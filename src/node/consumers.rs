@@ -44,7 +44,7 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::custody::Custody;
 use super::error::Error;
@@ -510,12 +510,20 @@ impl Delivery {
             .collect();
         let mut out = Vec::with_capacity(due.len());
         for ((lane, seq), id) in due {
-            match self.consumers.store.get(id.clone()).await? {
-                Some(rec) => out.push((lane, seq, id, rec)),
+            match self.consumers.store.get(id.clone()).await {
+                Ok(Some(rec)) => out.push((lane, seq, id, rec)),
                 // Never expected: inbox items are not deleted.
-                None => {
+                Ok(None) => {
                     self.outstanding.remove(&(lane, seq));
                 }
+                // Damaged on the disk since it was sent: it cannot be sent
+                // again, and must not stop the stream; passed over, as the
+                // stream passes over one found damaged before it was sent.
+                Err(e @ crate::store::Error::Body { .. }) => {
+                    error!(alarm = "report-damaged", peer = %self.key.0, consumer = %self.key.1, %id, error = %e, "ALARM: a stored report cannot be read back whole to be sent again; passed over");
+                    self.outstanding.remove(&(lane, seq));
+                }
+                Err(e) => return Err(e.into()),
             }
         }
         Ok(out)
