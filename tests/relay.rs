@@ -465,6 +465,10 @@ async fn a_queued_report_damaged_on_the_countys_disk_is_refused_with_an_alarm_th
         shown.report_damaged
     );
     assert!(shown.report.is_none() && shown.body_bytes == 0);
+    // Waiting on it answers the same way, not with an error.
+    let waited = op.wait_receipt(&damaged, WAIT).await.unwrap();
+    assert_eq!(waited.state, ItemState::Refused as i32);
+    assert!(waited.report_damaged.contains("CRC-32"), "{waited:?}");
     assert_eq!(shown.title, "坏道上的报告", "the record keeps the title");
     // The listing has both, the damaged one marked, the other whole.
     let (listed, _) = op.list(false, 10).await.unwrap();

@@ -509,10 +509,7 @@ impl OperatorService {
     async fn status_within(&self, id: &str, wait: Duration) -> Option<ItemStatus> {
         let waited = match tokio::time::timeout(wait, self.wait_receipt(id)).await {
             Ok(waited) => waited,
-            Err(_) => self
-                .record(id)
-                .await
-                .map(|rec| self.view(id, &rec, Check::AsStored)),
+            Err(_) => self.stored_view(id).await,
         };
         waited
             .inspect_err(|e| warn!(%id, error = %e, "stored, but its receipt could not be awaited"))
@@ -521,8 +518,9 @@ impl OperatorService {
 
     async fn wait_receipt(&self, id: &str) -> Result<ItemStatus, Error> {
         envelope::check_id(id)?;
-        // Read once here, and used as the loop's first look.
-        let mut rec = match self.store.get(id.to_string()).await? {
+        // Read once here, and used as the loop's first look. The loop reads
+        // the record alone; the report is read once, for the answer.
+        let mut rec = match self.store.record(id.to_string()).await? {
             Some(rec) => rec,
             None => {
                 return match self.store.review(id.to_string()).await? {
@@ -532,22 +530,37 @@ impl OperatorService {
                 };
             }
         };
+        let bare = |rec: Option<ItemRecord>| rec.ok_or_else(|| Error::NotFound(id.to_string()));
         loop {
             if rec.state() != Some(RecordState::Queued) {
-                return Ok(self.view(id, &rec, Check::AsStored));
+                return self.stored_view(id).await;
             }
             // Register, then look again, so a receipt stored in between is not missed.
             let changed = self.store.changed(id);
-            rec = self.record(id).await?;
+            rec = bare(self.store.record(id.to_string()).await?)?;
             if rec.state() != Some(RecordState::Queued) {
-                return Ok(self.view(id, &rec, Check::AsStored));
+                return self.stored_view(id).await;
             }
             tokio::select! {
                 r = changed => r.map_err(|_| Error::ShuttingDown)?,
                 () = self.shutdown.cancelled() => return Err(Error::ShuttingDown),
             }
-            rec = self.record(id).await?;
+            rec = bare(self.store.record(id.to_string()).await?)?;
         }
+    }
+
+    /// The item as stored, receipts as verified when stored; a report that
+    /// cannot be read back whole is said so (`report_damaged`), not an
+    /// error that hides the item's state.
+    async fn stored_view(&self, id: &str) -> Result<ItemStatus, Error> {
+        let Some((rec, damaged)) = self.store.get_or_damaged(id.to_string()).await? else {
+            return Err(Error::NotFound(id.to_string()));
+        };
+        let mut status = self.view(id, &rec, Check::AsStored);
+        if let Some(e) = damaged {
+            status.report_damaged = e.to_string();
+        }
+        Ok(status)
     }
 }
 

@@ -100,6 +100,26 @@ impl Store {
         })
     }
 
+    /// The record of `id`, if stored, its report back unless it cannot be
+    /// read back whole: then without it, and why ([`ItemRecord::unreadable`]).
+    /// For a view of the item, which a damaged report must not hide.
+    pub async fn get_or_damaged(
+        &self,
+        id: String,
+    ) -> Result<Option<(ItemRecord, Option<Error>)>, Error> {
+        let bodies = &self.inner.bodies;
+        self.lookup_reports(move |db| {
+            let txn = db.begin_read()?;
+            let items = txn.open_table(ITEMS)?;
+            let Some(v) = items.get(id.as_str())? else {
+                return Ok(None);
+            };
+            let mut rec = decode(v.value())?;
+            let damaged = bodies.fill_unless_damaged(&mut rec)?;
+            Ok(Some((rec, damaged)))
+        })
+    }
+
     /// The record of `id`, if stored, without its report: `signed` stays
     /// empty when the report is kept in the log (its `body` still says
     /// where). For what needs the item's state, class, digest, origin or
