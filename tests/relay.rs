@@ -480,6 +480,13 @@ async fn a_queued_report_damaged_on_the_countys_disk_is_refused_with_an_alarm_th
     assert!(marked.contains(&(damaged.as_str(), true)), "{marked:?}");
     assert!(marked.contains(&(next.as_str(), false)), "{marked:?}");
 
+    // And it can still be withdrawn: the withdrawal takes the original's
+    // class and title from the record.
+    let withdrawal = op.withdraw(&damaged, "磁盘损坏，另行报送").await.unwrap();
+    let w = op.status(&withdrawal).await.unwrap();
+    assert_eq!(w.title, "撤回：坏道上的报告");
+    assert_eq!(w.priority, shown.priority);
+
     county.shutdown(Duration::from_secs(2)).await;
     hub.shutdown(Duration::from_secs(2)).await;
 }

@@ -167,14 +167,6 @@ impl OperatorService {
         Ok(refs)
     }
 
-    async fn record(&self, id: &str) -> Result<ItemRecord, Error> {
-        envelope::check_id(id)?;
-        self.store
-            .get(id.to_string())
-            .await?
-            .ok_or_else(|| Error::NotFound(id.to_string()))
-    }
-
     fn view(&self, id: &str, rec: &ItemRecord, check: Check<'_>) -> ItemStatus {
         view(id, rec, self.routes.is_in_flight(id), check)
     }
@@ -200,7 +192,15 @@ impl OperatorService {
             return Ok(None);
         }
         let id = req.links_to.clone();
-        let target = self.record(&id).await?;
+        envelope::check_id(&id)?;
+        // A report damaged on this node's disk can still be followed up
+        // (corrected, withdrawn): what a follow-up takes from it, the
+        // record keeps.
+        let (target, _damaged) = self
+            .store
+            .get_or_damaged(id.clone())
+            .await?
+            .ok_or_else(|| Error::NotFound(id.clone()))?;
         let refuse = |why: String| Error::FollowUp {
             id: id.clone(),
             why,
@@ -213,7 +213,7 @@ impl OperatorService {
                 by: self.keys.current().node_id().to_string(),
             });
         }
-        let original = if target.is_pruned() {
+        let original = if target.is_pruned() || target.unreadable() {
             // What the record kept of it is what a follow-up needs.
             let brief = target.brief();
             Report {
