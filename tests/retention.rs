@@ -256,13 +256,11 @@ async fn the_hub_archives_whole_items_before_pruning_them() {
     hub.shutdown(Duration::from_secs(2)).await;
 }
 
+/// `zhibao ARGS`, off the runtime the hub in this process runs on.
 async fn zhibao_cli(args: &[&str]) -> std::process::Output {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_zhibao"))
-            .args(&args)
-            .output()
-            .expect("run zhibao")
+        common::zhibao(&args.iter().map(String::as_str).collect::<Vec<_>>())
     })
     .await
     .unwrap()

@@ -24,7 +24,7 @@ use zhibao::proto::{
 use zhibao::trust::Trust;
 
 use super::args::{ArchiveCommand, ArchiveFrom, Output};
-use super::fmt::{class_key, class_of, decision_json, decision_line, size};
+use super::fmt::{class_key, class_of, decision_json, decision_list, size};
 use super::when::{Lang, Tz, View};
 
 /// Some of the archive could not be read: what was readable was shown.
@@ -423,13 +423,7 @@ fn text(item: &ArchivedItem, file: &Path, c: &Checked, v: View) -> String {
             );
         }
     }
-    let _ = writeln!(out, "── {}", v.t("decisions", "处理情况"));
-    if c.decisions.is_empty() {
-        let _ = writeln!(out, "  {}", v.t("none", "无"));
-    }
-    for d in &c.decisions {
-        let _ = writeln!(out, "  {}", decision_line(d, v));
-    }
+    decision_list(&mut out, &c.decisions, v.t("none", "无"), v);
     out
 }
 

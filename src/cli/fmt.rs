@@ -500,14 +500,19 @@ pub fn show(s: &ItemStatus, v: View) -> String {
     }
     let _ = writeln!(out, "── {}", v.t("receipts", "回执"));
     receipts(&mut out, s, v);
+    decision_list(&mut out, &s.dispositions, v.t("none yet", "尚无"), v);
+    out
+}
+
+/// The decisions part of `show`: a heading, then one line each, or `none`.
+pub(crate) fn decision_list(out: &mut String, list: &[DispositionView], none: &str, v: View) {
     let _ = writeln!(out, "── {}", v.t("decisions", "处理情况"));
-    if s.dispositions.is_empty() {
-        let _ = writeln!(out, "  {}", v.t("none yet", "尚无"));
+    if list.is_empty() {
+        let _ = writeln!(out, "  {none}");
     }
-    for d in &s.dispositions {
+    for d in list {
         let _ = writeln!(out, "  {}", decision_line(d, v));
     }
-    out
 }
 
 /// A size for people: bytes, KiB or MiB.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable};
 
+use super::bodies::Bodies;
 use super::record::{Backlog, ConsumerPosition, ItemRecord, UploadUsage};
 use super::tables::{
     ANSWERS, AUDIT, AUDIT_CHECKPOINTS, CHUNKS, CONSUMER_ACKS, CONSUMERS, DEADLINES, DECISIONS,
@@ -108,16 +109,7 @@ impl Store {
         id: String,
     ) -> Result<Option<(ItemRecord, Option<Error>)>, Error> {
         let bodies = &self.inner.bodies;
-        self.lookup_reports(move |db| {
-            let txn = db.begin_read()?;
-            let items = txn.open_table(ITEMS)?;
-            let Some(v) = items.get(id.as_str())? else {
-                return Ok(None);
-            };
-            let mut rec = decode(v.value())?;
-            let damaged = bodies.fill_unless_damaged(&mut rec)?;
-            Ok(Some((rec, damaged)))
-        })
+        self.lookup_reports(move |db| whole_or_damaged(&db.begin_read()?, bodies, &id))
     }
 
     /// The record of `id`, if stored, without its report: `signed` stays
@@ -545,12 +537,9 @@ impl Store {
         let bodies = &self.inner.bodies;
         self.lookup_reports(move |db| {
             let txn = db.begin_read()?;
-            let items = txn.open_table(ITEMS)?;
-            let Some(v) = items.get(id.as_str())? else {
+            let Some((rec, damaged)) = whole_or_damaged(&txn, bodies, &id)? else {
                 return Ok(None);
             };
-            let mut rec = decode(v.value())?;
-            let damaged = bodies.fill_unless_damaged(&mut rec)?;
             let decisions = txn.open_table(DECISIONS)?;
             let decisions = decisions
                 .range((id.as_str(), 0)..=(id.as_str(), u32::MAX))?
@@ -880,6 +869,22 @@ pub(super) fn audit_chain(db: &Database) -> Result<Chain, Error> {
 
 /// Runs `f`, and once more if a report's segment was gone (see
 /// [`Store::lookup_reports`]).
+/// In `txn`, the record of `id`, its report back unless it cannot be read
+/// back whole: then without it, and why.
+fn whole_or_damaged(
+    txn: &redb::ReadTransaction,
+    bodies: &Bodies,
+    id: &str,
+) -> Result<Option<(ItemRecord, Option<Error>)>, Error> {
+    let items = txn.open_table(ITEMS)?;
+    let Some(v) = items.get(id)? else {
+        return Ok(None);
+    };
+    let mut rec = decode(v.value())?;
+    let damaged = bodies.fill_unless_damaged(&mut rec)?;
+    Ok(Some((rec, damaged)))
+}
+
 fn again_if_gone<T>(f: impl Fn() -> Result<T, Error>) -> Result<T, Error> {
     match f() {
         Err(Error::BodyGone { path }) => {
