@@ -211,7 +211,7 @@ pub(crate) enum Error {
     /// The item's report and attachments were pruned after the retention
     /// period (archived first at a hub); its receipts and decisions remain.
     #[error(
-        "the report and attachments of {id} are no longer held here: pruned after the retention period (at Unix ms {at_ms}); its receipts and decisions remain"
+        "the report and attachments of {id} are no longer held here: pruned after the retention period (at Unix ms {at_ms}); its receipts and decisions remain (at the final hub, the archived report: `zhibao store archive show {id}`)"
     )]
     Pruned {
         /// The item.
