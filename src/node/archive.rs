@@ -8,7 +8,7 @@
 //! Files are only appended to, and synced after each append. A crash while
 //! appending leaves a torn last frame, which ends the file; a crash between
 //! an append and the prune archives the item again, so a reader keeps the
-//! last copy of an id ([`latest`]).
+//! last copy of an id (as `zhibao store archive` does).
 //!
 //! Reading goes frame by frame ([`Frames`]): a year of a busy hub's
 //! reports and attachments is never held in memory at once.
@@ -169,23 +169,6 @@ pub fn files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Of items read in order, the last copy of each id (an item archived
-/// twice, by a pass that crashed before its prune), keeping the order in
-/// which each id was last written.
-pub fn latest(items: impl IntoIterator<Item = ArchivedItem>) -> Vec<ArchivedItem> {
-    let mut last: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    let items: Vec<ArchivedItem> = items.into_iter().collect();
-    for (i, item) in items.iter().enumerate() {
-        last.insert(item.id.clone(), i);
-    }
-    items
-        .into_iter()
-        .enumerate()
-        .filter(|(i, item)| last.get(&item.id) == Some(i))
-        .map(|(_, item)| item)
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,14 +218,6 @@ mod tests {
             e.contains(&format!("byte {second}")) && e.contains("CRC-32"),
             "{e}"
         );
-    }
-
-    #[test]
-    fn an_item_archived_twice_is_read_once_as_last_written() {
-        let mut again = item("a", 1);
-        again.stored_unix_ms = 7;
-        let got = latest([item("a", 0), item("b", 0), again.clone()]);
-        assert_eq!(got, vec![item("b", 0), again]);
     }
 
     #[test]

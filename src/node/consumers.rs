@@ -510,20 +510,19 @@ impl Delivery {
             .collect();
         let mut out = Vec::with_capacity(due.len());
         for ((lane, seq), id) in due {
-            match self.consumers.store.get(id.clone()).await {
-                Ok(Some(rec)) => out.push((lane, seq, id, rec)),
-                // Never expected: inbox items are not deleted.
-                Ok(None) => {
-                    self.outstanding.remove(&(lane, seq));
-                }
+            match self.consumers.store.get_or_damaged(id.clone()).await? {
+                Some((rec, None)) => out.push((lane, seq, id, rec)),
                 // Damaged on the disk since it was sent: it cannot be sent
                 // again, and must not stop the stream; passed over, as the
                 // stream passes over one found damaged before it was sent.
-                Err(e @ crate::store::Error::Body { .. }) => {
+                Some((_, Some(e))) => {
                     error!(alarm = "report-damaged", peer = %self.key.0, consumer = %self.key.1, %id, error = %e, "ALARM: a stored report cannot be read back whole to be sent again; passed over");
                     self.outstanding.remove(&(lane, seq));
                 }
-                Err(e) => return Err(e.into()),
+                // Never expected: inbox items are not deleted.
+                None => {
+                    self.outstanding.remove(&(lane, seq));
+                }
             }
         }
         Ok(out)

@@ -211,15 +211,14 @@ impl Retainer {
         let mut frames: BTreeMap<PathBuf, Vec<u8>> = BTreeMap::new();
         let mut buffered = 0;
         for id in ids {
-            let rec = match self.store.get(id.clone()).await {
-                Ok(Some(rec)) => rec,
-                Ok(None) => continue,
-                Err(e @ store::Error::Body { .. }) => {
+            let rec = match self.store.get_or_damaged(id.clone()).await? {
+                Some((rec, None)) => rec,
+                Some((_, Some(e))) => {
                     error!(alarm = "report-damaged", %id, error = %e, "ALARM: a stored report cannot be read back whole; not archived, and kept in the store");
                     damaged.push(id.clone());
                     continue;
                 }
-                Err(e) => return Err(e.into()),
+                None => continue,
             };
             if rec.is_pruned() {
                 continue;
@@ -332,37 +331,47 @@ mod tests {
         assert_eq!(month(ms, 8 * 3_600_000), "2026-12");
     }
 
+    /// Puts a report `signed` into the inbox of `store` as item `id`.
+    async fn in_inbox(store: &Store, id: &str, signed: &[u8]) {
+        let rec = store::ItemRecord {
+            signed: signed.to_vec(),
+            lane: 2,
+            sha256: vec![1; 32],
+            from: "county-a".into(),
+            ..Default::default()
+        };
+        store
+            .put(id.into(), rec, store::Destination::Inbox)
+            .await
+            .unwrap();
+    }
+
+    /// A final hub's retention over `store` that archives everything now.
+    fn archiving_now(store: &Store, data_dir: &Path) -> Retainer {
+        Retainer::new(
+            store.clone(),
+            Clock::System,
+            Some(Retention::Archive { keep_ms: 0 }),
+            data_dir,
+            0,
+        )
+    }
+
     #[tokio::test]
     async fn a_batch_is_archived_a_few_items_at_a_time_and_whole() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.redb")).unwrap();
         let ids: Vec<String> = (0..5).map(|i| format!("item-{i}")).collect();
         for id in &ids {
-            let rec = store::ItemRecord {
-                signed: vec![7; 1000],
-                lane: 2,
-                sha256: vec![1; 32],
-                from: "county-a".into(),
-                ..Default::default()
-            };
-            store
-                .put(id.clone(), rec, store::Destination::Inbox)
-                .await
-                .unwrap();
+            in_inbox(&store, id, &[7; 1000]).await;
         }
-        let mut r = Retainer::new(
-            store.clone(),
-            Clock::System,
-            Some(Retention::Archive { keep_ms: 0 }),
-            dir.path(),
-            0,
-        );
+        let mut r = archiving_now(&store, dir.path());
         // Written out after every item.
         r.archive_buffer = 1;
         let done = r.pass().await.unwrap();
         assert_eq!(done.items, 5);
         assert_eq!(done.archived_to.len(), 1, "{:?}", done.archived_to);
-        let read = super::super::archive::read_archive(&done.archived_to[0]).unwrap();
+        let read = crate::node::archive::read_archive(&done.archived_to[0]).unwrap();
         let read: Vec<&str> = read.iter().map(|i| i.id.as_str()).collect();
         assert_eq!(read, ids.iter().map(String::as_str).collect::<Vec<_>>());
         for id in ids {
@@ -378,17 +387,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.redb")).unwrap();
         for (id, body) in [("a", b"report-a-0123456789"), ("b", b"report-b-0123456789")] {
-            let rec = store::ItemRecord {
-                signed: body.to_vec(),
-                lane: 2,
-                sha256: vec![1; 32],
-                from: "county-a".into(),
-                ..Default::default()
-            };
-            store
-                .put(id.into(), rec, store::Destination::Inbox)
-                .await
-                .unwrap();
+            in_inbox(&store, id, body).await;
         }
         // One byte of a's report changed in the log.
         let log = dir.path().join("s.redb.log");
@@ -400,16 +399,9 @@ mod tests {
         let file = std::fs::OpenOptions::new().write(true).open(&log).unwrap();
         file.write_all_at(b"R", at as u64).unwrap();
 
-        let r = Retainer::new(
-            store.clone(),
-            Clock::System,
-            Some(Retention::Archive { keep_ms: 0 }),
-            dir.path(),
-            0,
-        );
-        let done = r.pass().await.unwrap();
+        let done = archiving_now(&store, dir.path()).pass().await.unwrap();
         assert_eq!(done.items, 1, "b alone");
-        let read = super::super::archive::read_archive(&done.archived_to[0]).unwrap();
+        let read = crate::node::archive::read_archive(&done.archived_to[0]).unwrap();
         assert_eq!(read.len(), 1);
         assert_eq!(read[0].id, "b");
         assert!(store.get("b".into()).await.unwrap().unwrap().is_pruned());
