@@ -188,6 +188,16 @@ async fn a_forward_request_carrying_an_item_and_a_chunk_is_refused() {
         "{}",
         status.message()
     );
+    // Refused by our codec, before the stream's handler saw a message: the
+    // hub's log still names the peer.
+    assert!(
+        !common::log_lines_with(&[
+            "refused message on a Forward stream",
+            "peer=county-a",
+            "carries both"
+        ])
+        .is_empty()
+    );
     drop(tx);
     let stored = common::inbox_items(&region, addr).await;
     assert!(
@@ -228,6 +238,38 @@ async fn malformed_protobuf_is_invalid_argument() {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
     assert!(common::inbox_items(&region, addr).await.is_empty());
+    // tonic refused it before any handler of ours ran: still a line that
+    // names the peer, the method and why (logged before the answer left).
+    let refused = |method: &str| {
+        common::log_lines_with(&[
+            "refused call before it reached zhibao",
+            "peer=county-a",
+            method,
+        ])
+    };
+    let lines = refused("method=\"/zhibao.v1.Relay/Deliver\"");
+    assert!(
+        lines.iter().any(|l| l.contains("InvalidArgument")),
+        "{lines:?}"
+    );
+
+    // So is a call of a method that does not exist.
+    let channel = channel_as(&region, "county-a", addr).await;
+    let err = grpc(channel)
+        .await
+        .unary(
+            tonic::Request::new(vec![]),
+            PathAndQuery::from_static("/zhibao.v1.Relay/NoSuchMethod"),
+            RawCodec::<SignedReceipt>::new(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unimplemented, "{err:?}");
+    assert_eq!(
+        refused("method=\"/zhibao.v1.Relay/NoSuchMethod\"").len(),
+        1,
+        "one line for one refusal"
+    );
     hub.shutdown(PATIENCE).await;
 }
 

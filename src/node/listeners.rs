@@ -29,6 +29,7 @@ use super::desk::DeskService;
 use super::error::{Error, StartError};
 use super::inbox::InboxService;
 use super::operator::OperatorService;
+use super::refusals::RefusalsLayer;
 use super::relay::RelayService;
 use super::who::Staff;
 use crate::config::NodeConfig;
@@ -245,6 +246,7 @@ pub(crate) async fn serve_operator_socket(
     tokio::spawn(async move {
         let OperatorSocket { listener, file } = socket;
         let res = Server::builder()
+            .layer(RefusalsLayer::new("operator socket"))
             .add_service(svc)
             .add_service(health)
             .add_service(reflection)
@@ -304,7 +306,7 @@ pub(crate) fn serve_operator_tcp(
     );
     tokio::spawn(async move {
         let res = Server::builder()
-            .layer(size_limit_layer())
+            .layer(RefusalsLayer::new("operator listener"))
             .add_service(svc)
             .add_service(reflection)
             .add_service(reflection_alpha)
@@ -339,7 +341,7 @@ pub(crate) async fn serve_relay(
         .max_concurrent_streams(Some(streams))
         .http2_keepalive_interval(Some(keepalive.keepalive_interval))
         .http2_keepalive_timeout(Some(keepalive.keepalive_timeout))
-        .layer(size_limit_layer())
+        .layer(RefusalsLayer::new("relay listener"))
         .add_service(relay_svc)
         .add_service(inbox_svc)
         .add_service(desk_svc)
@@ -370,25 +372,6 @@ pub(crate) async fn serve_relay(
         }
         urgent.await;
     })
-}
-
-/// tonic refuses a request message over the size limit with OUT_OF_RANGE;
-/// gRPC's convention (and the README) is RESOURCE_EXHAUSTED. Such a refusal
-/// is a trailers-only response, so the status is in its headers; nothing
-/// of ours answers OUT_OF_RANGE. (Within a stream, `relay` maps it.)
-fn size_limit_layer<B>() -> tower::util::MapResponseLayer<fn(http::Response<B>) -> http::Response<B>>
-{
-    fn rewrite<B>(mut resp: http::Response<B>) -> http::Response<B> {
-        let headers = resp.headers_mut();
-        if headers
-            .get("grpc-status")
-            .is_some_and(|v| v.as_bytes() == b"11")
-        {
-            headers.insert("grpc-status", http::HeaderValue::from_static("8"));
-        }
-        resp
-    }
-    tower::util::MapResponseLayer::new(rewrite::<B>)
 }
 
 /// What every mutual-TLS listener of a node shares: who it is, whom it

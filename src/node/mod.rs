@@ -76,6 +76,7 @@ mod office;
 mod operator;
 mod push_down;
 mod reconfigure;
+mod refusals;
 mod relay;
 mod reload;
 mod retention;

@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::custody::Custody;
 use super::error::Error;
@@ -310,6 +310,27 @@ impl RelayService {
     }
 }
 
+/// A `Forward` stream's message that could not be read: the status the
+/// stream ends with, logged naming the peer when it is a refusal (our
+/// codec's, or the size limit's) rather than the connection going away.
+fn stream_refusal(peer: &PeerInfo, status: Status) -> Status {
+    let status = match status.code() {
+        // tonic says OUT_OF_RANGE for a message over the size limit;
+        // gRPC's convention is RESOURCE_EXHAUSTED.
+        tonic::Code::OutOfRange => Status::resource_exhausted(status.message()),
+        _ => status,
+    };
+    match status.code() {
+        tonic::Code::InvalidArgument | tonic::Code::ResourceExhausted => {
+            warn!(peer = %peer.node_id, addr = %peer.addr, code = ?status.code(), error = status.message(), "refused message on a Forward stream; the stream ends");
+        }
+        _ => {
+            debug!(peer = %peer.node_id, addr = %peer.addr, error = %status, "Forward stream ended by its transport");
+        }
+    }
+    status
+}
+
 /// The class an item on a `Forward` request claims (unverified), for
 /// counting its refusal.
 fn claimed_class(req: &ForwardRequest) -> Option<Class> {
@@ -380,12 +401,7 @@ impl Relay for RelayService {
                 let peer = peer.clone();
                 let uploads = uploads.clone();
                 async move {
-                    // tonic says OUT_OF_RANGE for a message over the size
-                    // limit; gRPC's convention is RESOURCE_EXHAUSTED.
-                    let msg = msg.map_err(|s| match s.code() {
-                        tonic::Code::OutOfRange => Status::resource_exhausted(s.message()),
-                        _ => s,
-                    })?;
+                    let msg = msg.map_err(|s| stream_refusal(&peer, s))?;
                     let answer = service.answer(&peer, msg, &uploads, urgent).await;
                     drop(held);
                     answer

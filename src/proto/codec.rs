@@ -18,6 +18,10 @@ use tonic_prost::ProstEncoder;
 
 use super::v1::*;
 
+/// How every refusal of this codec's begins: it is made before any
+/// handler sees the call (see `node::refusals`).
+pub const MALFORMED: &str = "malformed message";
+
 /// A `oneof` group of a message: its members' field numbers and names.
 #[derive(Debug)]
 pub struct Oneof {
@@ -158,13 +162,13 @@ impl<U: Message + Default + Strict> Decoder for StrictDecoder<U> {
         }
         U::decode(bytes)
             .map(Some)
-            .map_err(|e| Status::invalid_argument(format!("malformed message: {e}")))
+            .map_err(|e| Status::invalid_argument(format!("{MALFORMED}: {e}")))
     }
 }
 
 /// Refuses a message in which two members of one `oneof` appear.
 fn check_oneofs(mut bytes: &[u8], oneofs: &[Oneof]) -> Result<(), Status> {
-    let malformed = || Status::invalid_argument("malformed message: bad field framing");
+    let malformed = || Status::invalid_argument(format!("{MALFORMED}: bad field framing"));
     let mut seen: Vec<Option<(u32, &str)>> = vec![None; oneofs.len()];
     while !bytes.is_empty() {
         let key = varint(&mut bytes).ok_or_else(malformed)?;
@@ -190,7 +194,7 @@ fn check_oneofs(mut bytes: &[u8], oneofs: &[Oneof]) -> Result<(), Status> {
             match *slot {
                 Some((m, other)) if m != n => {
                     return Err(Status::invalid_argument(format!(
-                        "{} carries both `{other}` and `{name}`; it must carry exactly one of {}",
+                        "{MALFORMED}: {} carries both `{other}` and `{name}`; it must carry exactly one of {}",
                         group.message,
                         group
                             .members

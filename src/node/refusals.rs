@@ -1,0 +1,160 @@
+//! Refusals made by the gRPC layer before a call reaches a handler of ours:
+//! a message that does not decode, one over the size limit, a method that
+//! does not exist. Each gets a log line naming the peer, as every refusal
+//! made by a handler does, and the size limit's code is gRPC's.
+//!
+//! tonic answers such calls itself, so no handler of ours runs and nothing
+//! else would log them; a hostile or broken client would be refused in
+//! silence. They are told apart from a handler's refusals (which log with
+//! more context, and are not logged twice) by what only tonic or our codec
+//! says: `OUT_OF_RANGE` (tonic's size limit; nothing of ours answers it),
+//! `UNIMPLEMENTED` (tonic's router) and `INVALID_ARGUMENT` starting with
+//! [`MALFORMED`] (our codec, `proto::codec`).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tonic::{Code, Status};
+use tracing::warn;
+
+use crate::proto::codec::MALFORMED;
+use crate::tls::PeerInfo;
+
+/// Logs the gRPC layer's own refusals on one server (see the module doc).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RefusalsLayer {
+    /// Which listener, for the log line of a peer without a certificate
+    /// (the operator socket).
+    listener: &'static str,
+}
+
+impl RefusalsLayer {
+    pub(crate) fn new(listener: &'static str) -> Self {
+        Self { listener }
+    }
+}
+
+impl<S> tower::Layer<S> for RefusalsLayer {
+    type Service = Refusals<S>;
+
+    fn layer(&self, inner: S) -> Refusals<S> {
+        Refusals {
+            inner,
+            listener: self.listener,
+        }
+    }
+}
+
+/// The service [`RefusalsLayer`] wraps around a server's routes.
+#[derive(Debug, Clone)]
+pub(crate) struct Refusals<S> {
+    inner: S,
+    listener: &'static str,
+}
+
+impl<S, B, R> tower::Service<http::Request<B>> for Refusals<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
+    S::Future: Send + 'static,
+    R: Send + 'static,
+{
+    type Response = http::Response<R>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let peer = req.extensions().get::<PeerInfo>().cloned();
+        let uri = req.uri().clone();
+        let listener = self.listener;
+        let answer = self.inner.call(req);
+        Box::pin(async move {
+            let mut resp = answer.await?;
+            if let Some(status) = refused_before_handler(&mut resp) {
+                let method = uri.path();
+                let (code, why) = (status.code(), status.message());
+                match &peer {
+                    Some(p) => {
+                        warn!(peer = %p.node_id, addr = %p.addr, method, ?code, error = why, "refused call before it reached zhibao")
+                    }
+                    None => {
+                        warn!(
+                            peer = listener,
+                            method,
+                            ?code,
+                            error = why,
+                            "refused call before it reached zhibao"
+                        )
+                    }
+                }
+            }
+            Ok(resp)
+        })
+    }
+}
+
+/// The status of a refusal made by tonic or our codec, if `resp` is one
+/// (a trailers-only answer: its status is in the headers). Rewrites
+/// tonic's `OUT_OF_RANGE` for a message over the size limit to gRPC's
+/// convention (and the README's), `RESOURCE_EXHAUSTED`.
+fn refused_before_handler<R>(resp: &mut http::Response<R>) -> Option<Status> {
+    let status = Status::from_header_map(resp.headers())?;
+    match status.code() {
+        Code::OutOfRange => {
+            resp.headers_mut().insert(
+                "grpc-status",
+                http::HeaderValue::from_static(RESOURCE_EXHAUSTED),
+            );
+            Some(Status::resource_exhausted(status.message()))
+        }
+        Code::Unimplemented => Some(status),
+        Code::InvalidArgument if status.message().starts_with(MALFORMED) => Some(status),
+        _ => None,
+    }
+}
+
+/// `RESOURCE_EXHAUSTED`'s number, as the `grpc-status` header carries it.
+const RESOURCE_EXHAUSTED: &str = "8";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: &Status) -> http::Response<()> {
+        let mut resp = http::Response::new(());
+        status
+            .add_header(resp.headers_mut())
+            .expect("a status's headers");
+        resp
+    }
+
+    #[test]
+    fn the_size_limits_refusal_is_resource_exhausted_and_logged() {
+        let mut resp = answer(&Status::out_of_range("message too large"));
+        let status = refused_before_handler(&mut resp).expect("tonic's refusal");
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert_eq!(resp.headers()["grpc-status"], RESOURCE_EXHAUSTED);
+    }
+
+    #[test]
+    fn the_codecs_and_the_routers_refusals_are_told_apart_from_a_handlers() {
+        let malformed = Status::invalid_argument(format!("{MALFORMED}: invalid varint"));
+        assert!(refused_before_handler(&mut answer(&malformed)).is_some());
+        let unknown = Status::unimplemented("");
+        assert!(refused_before_handler(&mut answer(&unknown)).is_some());
+        // A handler's refusals log themselves.
+        for status in [
+            Status::invalid_argument("report: title is empty"),
+            Status::permission_denied("not the holder"),
+            Status::ok(""),
+        ] {
+            let mut resp = answer(&status);
+            assert!(refused_before_handler(&mut resp).is_none(), "{status:?}");
+        }
+        assert!(refused_before_handler(&mut http::Response::new(())).is_none());
+    }
+}
