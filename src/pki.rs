@@ -218,6 +218,10 @@ pub struct IssueOptions {
     /// Put the node id URI SAN in the certificate (tests turn this off to
     /// make a certificate that names no node).
     pub with_node_id: bool,
+    /// Allow the key to make digital signatures (tests turn this off to
+    /// make a certificate whose key usage is key agreement only, which
+    /// nothing in zhibao accepts: see `trust::usage`).
+    pub may_sign: bool,
     /// Extra DNS names or IP addresses the node answers to as a TLS server.
     pub extra_names: Vec<String>,
 }
@@ -229,6 +233,7 @@ impl Default for IssueOptions {
             not_before: now - Duration::minutes(5),
             not_after: now + Duration::days(365),
             with_node_id: true,
+            may_sign: true,
             extra_names: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
         }
     }
@@ -418,7 +423,11 @@ fn node_params(node: &str, opts: &IssueOptions) -> Result<CertificateParams, Err
     dn.push(DnType::OrganizationName, "zhibao");
     params.distinguished_name = dn;
     params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.key_usages = vec![if opts.may_sign {
+        KeyUsagePurpose::DigitalSignature
+    } else {
+        KeyUsagePurpose::KeyAgreement
+    }];
     // Every node may be both a client (to its upstream) and a server (to its
     // children and consumers), so it gets both purposes.
     params.extended_key_usages = vec![

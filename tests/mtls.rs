@@ -161,6 +161,28 @@ async fn certificate_without_node_id_is_refused() {
     hub.shutdown(PATIENCE).await;
 }
 
+#[tokio::test]
+async fn a_certificate_whose_key_may_not_sign_is_refused() {
+    let region = Region::new(&["county-a"]);
+    let opts = pki::IssueOptions {
+        may_sign: false,
+        ..Default::default()
+    };
+    // A client: its key usage is key agreement only, so its handshake
+    // signature is not one its certificate allows (RFC 8446 §4.4.2.2).
+    pki::issue_with(&region.pki(), "county-ka", &opts).unwrap();
+    let hub = region.start_hub().await;
+    let addr = hub.relay_addr.unwrap();
+    call_is_refused(
+        addr,
+        client_cfg(&region, &region.pki(), "county-ka"),
+        &region.identity("county-ka"),
+    )
+    .await;
+    assert_logged(&["refused TLS client", "key may not sign", "\"county-ka\""]).await;
+    hub.shutdown(PATIENCE).await;
+}
+
 fn client_cfg_no_id(region: &Region) -> rustls::ClientConfig {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
     let (c, k) = trust::node_paths(&region.pki(), "anonymous");

@@ -114,6 +114,19 @@ async fn an_expired_own_certificate_or_one_from_another_ca_stops_the_node() {
 }
 
 #[tokio::test]
+async fn an_own_certificate_whose_key_may_not_sign_stops_the_node() {
+    let region = Region::new(&[]);
+    let opts = pki::IssueOptions {
+        may_sign: false,
+        ..Default::default()
+    };
+    pki::issue_with(&region.pki(), "ka-hub", &opts).unwrap();
+    let mut cfg = NodeConfig::for_node("ka-hub", &region.pki(), &region.data("ka-hub"));
+    cfg.relay = hub(&region).relay;
+    refused(cfg, "tls.cert", "digitalSignature").await;
+}
+
+#[tokio::test]
 async fn a_crl_deleted_or_spoiled_while_running_keeps_the_last_good_one() {
     let region = Region::new(&["county-r"]);
     pki::revoke(&region.pki(), "county-r").unwrap();

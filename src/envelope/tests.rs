@@ -279,6 +279,24 @@ fn a_signer_certificate_naming_no_node_is_refused() {
 }
 
 #[test]
+fn a_signer_whose_key_usage_does_not_allow_signing_is_refused() {
+    let r = region();
+    let opts = crate::pki::IssueOptions {
+        may_sign: false,
+        ..Default::default()
+    };
+    crate::pki::issue_with(&r.dir.path().join("certs"), "county-ka", &opts).unwrap();
+    let signer = identity(&r.dir.path().join("certs"), "county-ka");
+    let (signed, _) = sealed(draft(Class::Emergency), &signer);
+    let err = open_now(&signed, &r.trust).unwrap_err();
+    assert!(
+        matches!(err, VerifyError::Signer(SignerError::KeyUsage(_))),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("digitalSignature"), "{err}");
+}
+
+#[test]
 fn signed_bytes_that_are_not_a_report_are_refused_as_malformed() {
     let r = region();
     let bytes = vec![0x0a, 0x05, b'x'];

@@ -36,7 +36,7 @@ pub use accept::{ListenLimits, RefusalHook, spawn_acceptor};
 pub use connect::{ConnectOptions, Refused, connect_channel};
 pub use peer::{CutHook, PeerInfo, PeerStream};
 
-use crate::trust::{Identity, TrustSnapshot, node_id_of};
+use crate::trust::{Identity, TrustSnapshot, may_sign, node_id_of};
 
 /// The ALPN protocol id a client offers after `h2` to ask for a connection
 /// served apart, for urgent items only. The server still selects `h2`
@@ -136,7 +136,14 @@ impl ClientCertVerifier for NodeClientVerifier {
                     _ => "invalid",
                 };
                 let claimed = claimed_name(end_entity);
-                if let Some(left_out) = REFUSALS.allow(&format!("{claimed} {why}")) {
+                // Kinds of "invalid" are told apart (a wrong purpose is not
+                // an unknown extension); the others carry times, so that
+                // keying on them would log every try.
+                let key = match why {
+                    "invalid" => format!("{claimed} {e}"),
+                    _ => format!("{claimed} {why}"),
+                };
+                if let Some(left_out) = REFUSALS.allow(&key) {
                     warn!(
                         %peer,
                         %claimed,
@@ -147,12 +154,24 @@ impl ClientCertVerifier for NodeClientVerifier {
                     );
                 }
             })?;
+        if let Err(why) = may_sign(end_entity) {
+            warn!(
+                %peer,
+                claimed = %claimed_name(end_entity),
+                reason = "key usage",
+                error = why,
+                "refused TLS client: certificate's key may not sign"
+            );
+            return Err(rustls::Error::InvalidCertificate(
+                CertificateError::InvalidPurpose,
+            ));
+        }
         if node_id_of(end_entity).is_none() {
             warn!(
                 %peer,
                 claimed = %claimed_name(end_entity),
                 reason = "no node id",
-                "refused TLS client: certificate names no node (no urn:zhibao:node: URI SAN)"
+                "refused TLS client: certificate names no node (exactly one valid urn:zhibao:node: URI SAN is required)"
             );
             return Err(rustls::Error::InvalidCertificate(
                 CertificateError::ApplicationVerificationFailure,
@@ -271,6 +290,11 @@ impl ServerCertVerifier for UpstreamVerifier {
             ocsp_response,
             now,
         )?;
+        if let Err(why) = may_sign(end_entity) {
+            return Err(rustls::Error::General(format!(
+                "upstream certificate refused: {why}"
+            )));
+        }
         match node_id_of(end_entity) {
             Some(id) if id == self.expect => Ok(ok),
             other => Err(rustls::Error::General(format!(

@@ -40,6 +40,10 @@ pub enum SignerError {
     /// The certificate is valid but names no node.
     #[error("signer certificate names no node (no {NODE_URI_PREFIX}<id> URI SAN)")]
     NoNodeId,
+    /// The certificate's key usage does not allow digital signatures (see
+    /// [`super::usage`]).
+    #[error("signer certificate refused: {0}")]
+    KeyUsage(&'static str),
     /// The signature does not match the bytes.
     #[error("signature does not verify")]
     BadSignature,
@@ -68,6 +72,7 @@ impl SignerError {
             Self::Certificate(webpki::Error::UnknownIssuer) => "signer_other_ca",
             Self::Certificate(_) => "signer_certificate",
             Self::NoNodeId => "signer_no_node",
+            Self::KeyUsage(_) => "signer_key_usage",
             Self::BadSignature => "bad_signature",
             Self::Key(_) => "signer_weak_key",
             Self::StaleCrl { .. } => "crl_stale",
@@ -518,6 +523,7 @@ impl Trust {
             None,
         )
         .map_err(SignerError::Certificate)?;
+        super::may_sign(cert_der).map_err(SignerError::KeyUsage)?;
         node_id_of(cert_der).ok_or(SignerError::NoNodeId)
     }
 }

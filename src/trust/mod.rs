@@ -13,7 +13,9 @@
 //!   certificate handed over inside a message (not only on a TLS
 //!   connection) and a signature made with it;
 //! - [`signature`]: the one rule Ed25519 signatures are checked by, alone
-//!   or batched across connections.
+//!   or batched across connections;
+//! - [`usage`]: the key usage a certificate must allow for its key to sign
+//!   anything here.
 //!
 //! Everything that runs depends on these rules; `zhibao certs` ([`crate::pki`])
 //! writes files that follow them.
@@ -25,6 +27,7 @@ pub mod identity;
 pub mod keys;
 pub mod node_id;
 pub mod signature;
+pub mod usage;
 
 pub use anchors::{CrlInstallError, Reload, Signer, SignerError, Trust, TrustSnapshot};
 pub use crl::{CrlInfo, Freshness};
@@ -32,6 +35,7 @@ pub use files::{CA_CERT, CA_KEY, CRL, compat_paths, node_paths};
 pub use identity::{Identity, LoadError};
 pub use keys::{Keys, KeysReload};
 pub use node_id::{BadNodeId, NODE_URI_PREFIX, node_id_of, validate_node_id};
+pub use usage::may_sign;
 
 /// What a statement's signature covers: a context line naming its kind
 /// (`zhibao.v1.Disposition\n`, …), then its bytes — so that a statement of
