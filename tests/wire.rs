@@ -274,6 +274,33 @@ async fn malformed_protobuf_is_invalid_argument() {
 }
 
 #[tokio::test]
+async fn a_request_that_is_not_grpc_is_answered_415_and_logged() {
+    use tower::ServiceExt;
+    let region = Region::new(&["county-a"]);
+    let hub = region.start_hub().await;
+    let addr = hub.relay_addr.unwrap();
+    let channel = channel_as(&region, "county-a", addr).await;
+    let req = http::Request::post(format!("https://{addr}/grpc.health.v1.Health/Check"))
+        .header("content-type", "application/json")
+        .header("te", "trailers")
+        .body(tonic::body::Body::empty())
+        .unwrap();
+    let resp = channel.oneshot(req).await.unwrap();
+    // gRPC over HTTP/2: another content type is HTTP 415, so that a client
+    // that is not gRPC does not take a gRPC error's HTTP 200 for success.
+    assert_eq!(resp.status(), http::StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(
+        !common::log_lines_with(&[
+            "refused call before it reached zhibao",
+            "peer=county-a",
+            "application/json"
+        ])
+        .is_empty()
+    );
+    hub.shutdown(PATIENCE).await;
+}
+
+#[tokio::test]
 async fn a_forward_request_with_nothing_set_is_refused_per_item() {
     let region = Region::new(&["county-a"]);
     let hub = region.start_hub().await;

@@ -1,15 +1,18 @@
 //! Refusals made by the gRPC layer before a call reaches a handler of ours:
-//! a message that does not decode, one over the size limit, a method that
-//! does not exist. Each gets a log line naming the peer, as every refusal
-//! made by a handler does, and the size limit's code is gRPC's.
+//! a request that is not gRPC, a message that does not decode or breaks
+//! gRPC's framing, one over the size limit, a method that does not exist.
+//! Each gets a log line naming the peer, as every refusal made by a
+//! handler does, and the size limit's code is gRPC's.
 //!
 //! tonic answers such calls itself, so no handler of ours runs and nothing
 //! else would log them; a hostile or broken client would be refused in
 //! silence. They are told apart from a handler's refusals (which log with
 //! more context, and are not logged twice) by what only tonic or our codec
 //! says: `OUT_OF_RANGE` (tonic's size limit; nothing of ours answers it),
-//! `UNIMPLEMENTED` (tonic's router) and `INVALID_ARGUMENT` starting with
-//! [`MALFORMED`] (our codec, `proto::codec`).
+//! `UNIMPLEMENTED` (tonic's router, or a compression we do not take),
+//! `INVALID_ARGUMENT` starting with [`MALFORMED`] (our codec,
+//! `proto::codec`), and `INTERNAL` in tonic's words for broken framing.
+//! A request whose content type is not gRPC's is answered HTTP 415 here.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -57,7 +60,8 @@ impl<S, B, R> tower::Service<http::Request<B>> for Refusals<S>
 where
     S: tower::Service<http::Request<B>, Response = http::Response<R>>,
     S::Future: Send + 'static,
-    R: Send + 'static,
+    S::Error: Send + 'static,
+    R: Default + Send + 'static,
 {
     type Response = http::Response<R>;
     type Error = S::Error;
@@ -71,29 +75,54 @@ where
         let peer = req.extensions().get::<PeerInfo>().cloned();
         let uri = req.uri().clone();
         let listener = self.listener;
+        let said = move |code: &dyn std::fmt::Debug, why: &str| {
+            let method = uri.path();
+            match &peer {
+                Some(p) => {
+                    warn!(peer = %p.node_id, addr = %p.addr, method, ?code, error = why, "refused call before it reached zhibao")
+                }
+                None => {
+                    warn!(
+                        peer = listener,
+                        method,
+                        ?code,
+                        error = why,
+                        "refused call before it reached zhibao"
+                    )
+                }
+            }
+        };
+        if let Some(other) = not_grpc(req.headers()) {
+            // gRPC's HTTP/2 protocol: a server answers another content
+            // type with 415, so that a client that is not gRPC does not
+            // read a gRPC error's HTTP 200 as success.
+            said(
+                &http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                &format!("content-type {other:?} is not application/grpc"),
+            );
+            let mut resp = http::Response::new(R::default());
+            *resp.status_mut() = http::StatusCode::UNSUPPORTED_MEDIA_TYPE;
+            return Box::pin(std::future::ready(Ok(resp)));
+        }
         let answer = self.inner.call(req);
         Box::pin(async move {
             let mut resp = answer.await?;
             if let Some(status) = refused_before_handler(&mut resp) {
-                let method = uri.path();
-                let (code, why) = (status.code(), status.message());
-                match &peer {
-                    Some(p) => {
-                        warn!(peer = %p.node_id, addr = %p.addr, method, ?code, error = why, "refused call before it reached zhibao")
-                    }
-                    None => {
-                        warn!(
-                            peer = listener,
-                            method,
-                            ?code,
-                            error = why,
-                            "refused call before it reached zhibao"
-                        )
-                    }
-                }
+                said(&status.code(), status.message());
             }
             Ok(resp)
         })
+    }
+}
+
+/// The content type of a request that is not gRPC (`""` if it has none).
+fn not_grpc(headers: &http::HeaderMap) -> Option<String> {
+    let ct = headers.get(http::header::CONTENT_TYPE);
+    match ct.map(http::HeaderValue::as_bytes) {
+        Some(v) if v.starts_with(b"application/grpc") => None,
+        _ => Some(ct.map_or_else(String::new, |v| {
+            String::from_utf8_lossy(v.as_bytes()).into_owned()
+        })),
     }
 }
 
@@ -113,9 +142,21 @@ fn refused_before_handler<R>(resp: &mut http::Response<R>) -> Option<Status> {
         }
         Code::Unimplemented => Some(status),
         Code::InvalidArgument if status.message().starts_with(MALFORMED) => Some(status),
+        // tonic's own words for a stream that breaks gRPC's framing (a
+        // compressed flag without an encoding, a message cut short).
+        Code::Internal
+            if TONIC_FRAMING
+                .iter()
+                .any(|p| status.message().starts_with(p)) =>
+        {
+            Some(status)
+        }
         _ => None,
     }
 }
+
+/// How tonic's refusals of a broken gRPC framing begin (tonic 0.14).
+const TONIC_FRAMING: &[&str] = &["protocol error", "Unexpected EOF"];
 
 /// `RESOURCE_EXHAUSTED`'s number, as the `grpc-status` header carries it.
 const RESOURCE_EXHAUSTED: &str = "8";
@@ -156,5 +197,40 @@ mod tests {
             assert!(refused_before_handler(&mut resp).is_none(), "{status:?}");
         }
         assert!(refused_before_handler(&mut http::Response::new(())).is_none());
+    }
+
+    #[test]
+    fn tonics_words_for_broken_framing_are_its_refusals() {
+        for why in [
+            "protocol error: received message with compressed-flag but no grpc-encoding was specified",
+            "Unexpected EOF decoding stream.",
+        ] {
+            let mut resp = answer(&Status::internal(why));
+            assert!(refused_before_handler(&mut resp).is_some(), "{why}");
+        }
+        // A store failure is a handler's, logged there.
+        let mut resp = answer(&Status::internal("store: commit failed"));
+        assert!(refused_before_handler(&mut resp).is_none());
+    }
+
+    #[test]
+    fn only_grpcs_content_types_are_grpc() {
+        let with = |ct: Option<&'static str>| {
+            let mut h = http::HeaderMap::new();
+            if let Some(ct) = ct {
+                h.insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static(ct),
+                );
+            }
+            not_grpc(&h)
+        };
+        assert_eq!(with(Some("application/grpc")), None);
+        assert_eq!(with(Some("application/grpc+proto")), None);
+        assert_eq!(
+            with(Some("application/json")).as_deref(),
+            Some("application/json")
+        );
+        assert_eq!(with(None).as_deref(), Some(""));
     }
 }
