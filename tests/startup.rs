@@ -124,3 +124,28 @@ async fn a_node_stops_in_reverse_and_its_data_dir_opens_again() {
     assert_store_free(&data_dir, "after the county's shutdown").await;
     hub.shutdown(PATIENCE).await;
 }
+
+#[tokio::test]
+async fn a_data_dir_open_to_other_users_is_warned_about_and_one_it_makes_is_not() {
+    use std::os::unix::fs::PermissionsExt;
+    let region = Region::new(&[]);
+    // Made by zhibao: closed to others, whatever the umask.
+    let hub = region.start_hub().await;
+    let data_dir = region.data(common::HUB);
+    let mode = std::fs::metadata(&data_dir).unwrap().permissions().mode();
+    assert_eq!(mode & 0o007, 0, "{mode:o}");
+    hub.shutdown(PATIENCE).await;
+    let warned = || common::log_lines_with(&["data directory is open to other users", "755"]);
+    assert!(warned().is_empty());
+
+    // Opened up by hand: said at the next start.
+    std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let hub = region.start_hub().await;
+    let lines = warned();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains(&data_dir.display().to_string()),
+        "{lines:?}"
+    );
+    hub.shutdown(PATIENCE).await;
+}

@@ -41,7 +41,7 @@ pub(super) fn append_all(
         let path = path.to_path_buf();
         move |e| (path, e)
     };
-    std::fs::create_dir_all(dir).map_err(fail(dir))?;
+    crate::store::create_data_dir(dir).map_err(fail(dir))?;
     let mut written = Vec::new();
     for (path, bytes) in frames {
         let mut f = std::fs::OpenOptions::new()

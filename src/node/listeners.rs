@@ -142,7 +142,7 @@ fn bind_operator_socket(socket: &Path, mode: u32) -> Result<OperatorSocket, Star
         source,
     };
     if let Some(dir) = socket.parent() {
-        std::fs::create_dir_all(dir)
+        crate::store::create_data_dir(dir)
             .map_err(|e| bind_err(format!("operator socket directory {}", dir.display()), e))?;
     }
     let named = format!("operator socket {}", socket.display());

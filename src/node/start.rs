@@ -132,8 +132,27 @@ fn open_store(cfg: &NodeConfig) -> Result<Store, StartError> {
         min_free_bytes: cfg.limits.min_free_disk_bytes,
         log_segment_bytes: cfg.limits.log_segment_bytes,
     };
-    Store::open_with(&path, Clock::System, options)
-        .map_err(|source| StartError::Store { path, source })
+    let store = Store::open_with(&path, Clock::System, options)
+        .map_err(|source| StartError::Store { path, source })?;
+    warn_if_open_to_others(&cfg.data_dir);
+    Ok(store)
+}
+
+/// A data directory made before zhibao made it (or changed since) may let
+/// other users read the reports: said at every start, not refused (the
+/// directory's owner decides, and systemd's unit makes it 0750).
+fn warn_if_open_to_others(dir: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(dir) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o007 != 0 {
+            warn!(
+                dir = %dir.display(),
+                mode = format!("{mode:o}"),
+                "data directory is open to other users: they may read the reports (chmod o-rwx)"
+            );
+        }
+    }
 }
 
 /// The parts every service and task is made of, built once at start.

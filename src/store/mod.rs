@@ -466,7 +466,7 @@ impl Store {
             log_segment_bytes,
         } = options;
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| Error::Dir {
+            create_data_dir(parent).map_err(|e| Error::Dir {
                 path: parent.to_path_buf(),
                 source: Arc::new(e),
             })?;
@@ -727,3 +727,16 @@ fn encode(record: &ItemRecord) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests;
+
+/// Creates `dir` and its missing parents for a node's data (the store, its
+/// log, the archive, the operator socket): mode 0750, so that reports are
+/// never readable by other users whatever the umask is (the group may
+/// enter: the operator socket's access is its group). A directory that
+/// exists is left as it is.
+pub fn create_data_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o750)
+        .create(dir)
+}

@@ -1441,3 +1441,16 @@ async fn a_queued_report_damaged_in_the_log_is_named_and_holds_up_nothing_behind
         .unwrap();
     assert!(found.damaged.is_none() && found.rec.signed == b"signed");
 }
+
+#[tokio::test]
+async fn a_data_directory_it_creates_is_closed_to_other_users() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data").join("hub");
+    let _store = Store::open(&data.join("store.redb")).unwrap();
+    for d in [&data, &dir.path().join("data")] {
+        let mode = std::fs::metadata(d).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o007, 0, "{} is {mode:o}", d.display());
+        assert_eq!(mode & 0o700, 0o700, "{} is {mode:o}", d.display());
+    }
+}
