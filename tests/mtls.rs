@@ -183,6 +183,44 @@ async fn a_certificate_whose_key_may_not_sign_is_refused() {
     hub.shutdown(PATIENCE).await;
 }
 
+#[tokio::test]
+async fn an_upstream_whose_key_may_not_sign_is_refused() {
+    let region = Region::new(&["county-a"]);
+    let opts = pki::IssueOptions {
+        may_sign: false,
+        ..Default::default()
+    };
+    pki::issue_with(&region.pki(), "hub-ka", &opts).unwrap();
+    // A TLS server that is not ours, presenting that certificate.
+    let upstream = region.identity("hub-ka");
+    let server = rustls::ServerConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
+        .with_no_client_auth()
+        .with_single_cert(vec![upstream.cert().clone()], upstream.private_key())
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+    let served = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        // The county ends the handshake; what the server sees is not the test.
+        let _ = acceptor.accept(tcp).await;
+    });
+    let county = zhibao::tls::client_config(
+        &region.identity("county-a"),
+        &region.trust().snapshot(),
+        "hub-ka",
+    )
+    .unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("hub-ka").unwrap();
+    let err = tokio_rustls::TlsConnector::from(Arc::new(county))
+        .connect(name, tcp)
+        .await
+        .expect_err("an upstream whose key may not sign was taken");
+    assert!(err.to_string().contains("digitalSignature"), "{err}");
+    served.await.unwrap();
+}
+
 fn client_cfg_no_id(region: &Region) -> rustls::ClientConfig {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
     let (c, k) = trust::node_paths(&region.pki(), "anonymous");
