@@ -127,31 +127,43 @@ fn not_grpc(headers: &http::HeaderMap) -> Option<String> {
 }
 
 /// The status of a refusal made by tonic or our codec, if `resp` is one
-/// (a trailers-only answer: its status is in the headers). Rewrites
-/// tonic's `OUT_OF_RANGE` for a message over the size limit to gRPC's
-/// convention (and the README's), `RESOURCE_EXHAUSTED`.
+/// (a trailers-only answer: its status is in the headers), with the
+/// answer's code rewritten as [`made_before_handler`] says.
 fn refused_before_handler<R>(resp: &mut http::Response<R>) -> Option<Status> {
     let status = Status::from_header_map(resp.headers())?;
+    let oversize = status.code() == Code::OutOfRange;
+    let (status, refused) = made_before_handler(status);
+    if oversize {
+        resp.headers_mut().insert(
+            "grpc-status",
+            http::HeaderValue::from_static(RESOURCE_EXHAUSTED),
+        );
+    }
+    refused.then_some(status)
+}
+
+/// The one rule, for calls and for messages within a stream: `status` as
+/// it is answered (tonic's `OUT_OF_RANGE` for a message over the size
+/// limit becomes gRPC's convention, and the README's,
+/// `RESOURCE_EXHAUSTED`), and whether tonic or our codec made it, so that
+/// no handler of ours has logged it.
+pub(super) fn made_before_handler(status: Status) -> (Status, bool) {
     match status.code() {
-        Code::OutOfRange => {
-            resp.headers_mut().insert(
-                "grpc-status",
-                http::HeaderValue::from_static(RESOURCE_EXHAUSTED),
-            );
-            Some(Status::resource_exhausted(status.message()))
+        Code::OutOfRange => (Status::resource_exhausted(status.message()), true),
+        Code::Unimplemented => (status, true),
+        Code::InvalidArgument => {
+            let ours = status.message().starts_with(MALFORMED);
+            (status, ours)
         }
-        Code::Unimplemented => Some(status),
-        Code::InvalidArgument if status.message().starts_with(MALFORMED) => Some(status),
         // tonic's own words for a stream that breaks gRPC's framing (a
         // compressed flag without an encoding, a message cut short).
-        Code::Internal
-            if TONIC_FRAMING
+        Code::Internal => {
+            let tonics = TONIC_FRAMING
                 .iter()
-                .any(|p| status.message().starts_with(p)) =>
-        {
-            Some(status)
+                .any(|p| status.message().starts_with(p));
+            (status, tonics)
         }
-        _ => None,
+        _ => (status, false),
     }
 }
 

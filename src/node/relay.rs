@@ -311,22 +311,15 @@ impl RelayService {
 }
 
 /// A `Forward` stream's message that could not be read: the status the
-/// stream ends with, logged naming the peer when it is a refusal (our
-/// codec's, or the size limit's) rather than the connection going away.
+/// stream ends with, logged naming the peer when it is a refusal (by the
+/// rule every call's refusals follow, `refusals::made_before_handler`)
+/// rather than the connection going away.
 fn stream_refusal(peer: &PeerInfo, status: Status) -> Status {
-    let status = match status.code() {
-        // tonic says OUT_OF_RANGE for a message over the size limit;
-        // gRPC's convention is RESOURCE_EXHAUSTED.
-        tonic::Code::OutOfRange => Status::resource_exhausted(status.message()),
-        _ => status,
-    };
-    match status.code() {
-        tonic::Code::InvalidArgument | tonic::Code::ResourceExhausted => {
-            warn!(peer = %peer.node_id, addr = %peer.addr, code = ?status.code(), error = status.message(), "refused message on a Forward stream; the stream ends");
-        }
-        _ => {
-            debug!(peer = %peer.node_id, addr = %peer.addr, error = %status, "Forward stream ended by its transport");
-        }
+    let (status, refused) = super::refusals::made_before_handler(status);
+    if refused {
+        warn!(peer = %peer.node_id, addr = %peer.addr, code = ?status.code(), error = status.message(), "refused message on a Forward stream; the stream ends");
+    } else {
+        debug!(peer = %peer.node_id, addr = %peer.addr, error = %status, "Forward stream ended by its transport");
     }
     status
 }
