@@ -190,6 +190,15 @@ impl StaffRole {
             Self::Deputy => "deputy",
         }
     }
+
+    /// The role's name in Chinese.
+    pub const fn name_zh(self) -> &'static str {
+        match self {
+            Self::Staff => "工作人员",
+            Self::Director => "主任",
+            Self::Deputy => "副主任",
+        }
+    }
 }
 
 /// A member of staff using the operator API: a local user of the socket,

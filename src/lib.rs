@@ -81,4 +81,5 @@ pub mod store;
 pub mod telemetry;
 pub mod tls;
 pub mod trust;
+pub mod verdict;
 pub mod web;

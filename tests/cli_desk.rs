@@ -113,10 +113,20 @@ async fn an_office_reads_decides_and_the_county_sees_it_all_from_the_command_lin
     .await;
     assert!(adopted.status.success(), "{}", err(&adopted));
     assert!(out(&adopted).contains("采用"), "{}", out(&adopted));
-    common::await_event(&mut events, WAIT, |e| {
+    let decided = common::await_event(&mut events, WAIT, |e| {
         e.kind == EventKind::Disposed as i32 && e.item_id == id
     })
     .await;
+    // The county's watchers are told in both languages.
+    assert!(
+        decided.message.starts_with("adopted (采用) by hub"),
+        "{decided:?}"
+    );
+    assert!(
+        decided.message_zh.starts_with("采用（hub，")
+            && decided.message_zh.ends_with("：《情况专报》第12期"),
+        "{decided:?}"
+    );
 
     // The county reads the whole report with the decision, in local time.
     let shown = zhibao(args(&["show", &id], &county_sock)).await;
@@ -137,13 +147,26 @@ async fn an_office_reads_decides_and_the_county_sees_it_all_from_the_command_lin
     assert!(out(&utc).contains(" UTC"), "{}", out(&utc));
     // In the office's language, or in English.
     let zh = zhibao(args(&["show", &id, "--lang", "zh"], &county_sock)).await;
-    for want in ["标题：", "正文", "处理情况", "采用（hub，"] {
+    // The checks of the receipt and the decision too.
+    for want in [
+        "标题：",
+        "正文",
+        "处理情况",
+        "采用（hub，",
+        "有效：由 hub 签发，摘要一致，按时",
+        "[有效：由 hub 签发]",
+    ] {
         assert!(
             out(&zh).contains(want),
             "{want:?} missing from:\n{}",
             out(&zh)
         );
     }
+    assert!(
+        !out(&zh).contains("valid"),
+        "English words in:\n{}",
+        out(&zh)
+    );
     let en = zhibao(args(&["show", &id, "--lang", "en"], &county_sock)).await;
     assert!(out(&en).contains("title:"), "{}", out(&en));
     assert!(!out(&en).contains("标题："));

@@ -210,12 +210,22 @@ async fn the_hub_archives_whole_items_before_pruning_them() {
     let shown = zhibao_cli(&["store", "archive", "show", &id, "-c", cfg, "--lang", "zh"]).await;
     assert!(shown.status.success(), "{}", text(&shown.stderr));
     let shown = text(&shown.stdout);
+    // The checks read in Chinese, the office's language.
     for want in [
         "月度小结",
-        "valid: signed by county-ra, as of when stored",
+        "签名： 入库时有效：由 county-ra 签发",
         "与报送单位签名一致",
         "批示",
         "请汇总报市里",
+        "[入库时有效：由 hub 签发]",
+    ] {
+        assert!(shown.contains(want), "{want:?} not in:\n{shown}");
+    }
+    assert!(!shown.contains("valid"), "English words in:\n{shown}");
+    let shown = zhibao_cli(&["store", "archive", "show", &id, "-c", cfg, "--lang", "en"]).await;
+    let shown = text(&shown.stdout);
+    for want in [
+        "valid: signed by county-ra, as of when stored",
         "valid: signed by hub, as of when made",
     ] {
         assert!(shown.contains(want), "{want:?} not in:\n{shown}");

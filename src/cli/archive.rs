@@ -19,9 +19,10 @@ use zhibao::config::NodeConfig;
 use zhibao::digest::{hex, sha256};
 use zhibao::node::archive::{Frames, files};
 use zhibao::proto::{
-    ArchivedItem, DispositionView, Report, SignedDisposition, SignedReport, Verdict,
+    ArchivedItem, DispositionView, Report, SignedDisposition, SignedReport, Verdict, VerdictOutcome,
 };
 use zhibao::trust::Trust;
+use zhibao::verdict::{found, invalid};
 
 use super::args::{ArchiveCommand, ArchiveFrom, Output};
 use super::fmt::{class_key, class_of, decision_json, decision_list, size};
@@ -237,8 +238,10 @@ fn find(hub: &Hub, id: &str) -> anyhow::Result<(PathBuf, ArchivedItem)> {
 struct Checked {
     signed: SignedReport,
     report: Report,
-    /// The signature, in words: valid (and by whom), or why not.
+    /// The signature, in English words: valid (and by whom), or why not.
     signature: String,
+    /// The same as data, for words in the reader's language.
+    signature_verdict: Verdict,
     signature_ok: bool,
     decisions: Vec<DispositionView>,
     /// Each attachment: whether its bytes are those the origin signed.
@@ -252,7 +255,7 @@ fn check(trust: &Trust, item: &ArchivedItem) -> anyhow::Result<Checked> {
         .with_context(|| format!("item {}: the signed report does not decode", item.id))?;
     let stored = at(item.stored_unix_ms);
     let digest = sha256(&signed.report);
-    let (signature, signature_ok) = match trust.verify_signed(
+    let (signature, signature_verdict) = match trust.verify_signed(
         &signed.signer_cert,
         &signed.report,
         &signed.signature,
@@ -260,17 +263,18 @@ fn check(trust: &Trust, item: &ArchivedItem) -> anyhow::Result<Checked> {
     ) {
         Ok(signer) if signer == report.origin => (
             format!("valid: signed by {signer}, as of when stored"),
-            true,
+            found(VerdictOutcome::ValidWhenStored, &signer, false),
         ),
         Ok(signer) => (
             format!(
                 "INVALID: signed by {signer}, but the report names {} as its origin",
                 report.origin
             ),
-            false,
+            invalid(&signer, "signer_mismatch"),
         ),
-        Err(e) => (format!("INVALID: {e}"), false),
+        Err(e) => (format!("INVALID: {e}"), invalid("", e.problem())),
     };
+    let signature_ok = signature_verdict.outcome != VerdictOutcome::Invalid as i32;
     let decisions = item
         .decisions
         .iter()
@@ -290,31 +294,42 @@ fn check(trust: &Trust, item: &ArchivedItem) -> anyhow::Result<Checked> {
         signed,
         report,
         signature,
+        signature_verdict,
         signature_ok,
         decisions,
         attachments,
     })
 }
 
-/// One decision, checked as of when it was made.
+/// One decision, checked as of when it was made. At the final hub a
+/// decision is its own office's, stored as it is made: its verdict says
+/// "valid when stored".
 fn decision(trust: &Trust, id: &str, digest: &[u8], bytes: &[u8]) -> DispositionView {
     let Ok(signed) = SignedDisposition::decode(bytes) else {
         return DispositionView {
             verification: "INVALID: does not decode".into(),
+            verdict: Some(invalid("", "malformed")),
             ..Default::default()
         };
     };
     let body = zhibao::disposition::peek(&signed);
     let when = at(body.as_ref().map_or(0, |b| b.at_unix_ms));
-    let verification = match zhibao::disposition::open_for(&signed, trust, when, id, digest) {
-        Ok(opened) => format!("valid: signed by {}, as of when made", opened.body.node),
-        Err(e) => format!("INVALID: {e}"),
-    };
+    let (verification, verdict) =
+        match zhibao::disposition::open_for(&signed, trust, when, id, digest) {
+            Ok(opened) => (
+                format!("valid: signed by {}, as of when made", opened.body.node),
+                found(VerdictOutcome::ValidWhenStored, &opened.body.node, false),
+            ),
+            Err(e) => {
+                let signer = body.as_ref().map_or("", |b| b.node.as_str());
+                (format!("INVALID: {e}"), invalid(signer, e.problem()))
+            }
+        };
     DispositionView {
         signed: Some(signed),
         body,
         verification,
-        verdict: None::<Verdict>,
+        verdict: Some(verdict),
     }
 }
 
@@ -391,7 +406,15 @@ fn text(item: &ArchivedItem, file: &Path, c: &Checked, v: View) -> String {
             v.t("digest:", "摘要："),
             format!("sha256:{}", hex(&sha256(&c.signed.report))),
         ),
-        (v.t("signature:", "签名："), c.signature.clone()),
+        (
+            v.t("signature:", "签名："),
+            zhibao::verdict::words(
+                Some(&c.signature_verdict),
+                &c.signature,
+                false,
+                v.lang == Lang::Zh,
+            ),
+        ),
     ];
     for (label, value) in rows {
         let _ = writeln!(out, "{label} {value}");

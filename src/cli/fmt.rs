@@ -11,7 +11,7 @@ use zhibao::digest::hex;
 use zhibao::disposition::{kind_name, kind_name_zh};
 use zhibao::proto::{
     DispositionKind, DispositionView, Event, EventKind, HopStatement, InboxItem, ItemState,
-    ItemStatus, Report, ReviewOutcome, ReviewSignOff, RouteReceipt, SignedReport,
+    ItemStatus, Report, ReviewOutcome, ReviewSignOff, RouteReceipt, SignedReport, Verdict,
 };
 
 use super::when::{Lang, View};
@@ -73,6 +73,16 @@ pub(crate) fn class_of(priority: i32, v: View) -> String {
 
 pub(crate) fn class_key(priority: i32) -> &'static str {
     Class::from_proto(priority).map_or("unknown", Class::name)
+}
+
+/// A class in one word for a listing's column: the key `--class` takes
+/// in English, the seed's name in Chinese.
+fn class_word(priority: i32, v: View) -> &'static str {
+    match (Class::from_proto(priority), v.lang) {
+        (Some(c), Lang::Zh) => c.name_zh(),
+        (Some(c), Lang::En) => c.name(),
+        (None, _) => "?",
+    }
 }
 
 fn receipt_kind(kind: i32) -> &'static str {
@@ -310,6 +320,12 @@ pub(crate) fn review_text(r: &ReviewSignOff, v: View) -> String {
     text
 }
 
+/// What checking a receipt or decision found, in the reader's language
+/// (see [`zhibao::verdict`]); `receipt` as there.
+fn checked(verdict: Option<&Verdict>, english: &str, receipt: bool, v: View) -> String {
+    zhibao::verdict::words(verdict, english, receipt, v.lang == Lang::Zh)
+}
+
 /// The receipts part of a status.
 fn receipts(out: &mut String, s: &ItemStatus, v: View) {
     let kind = |k: i32| match (k, v.lang) {
@@ -342,39 +358,37 @@ fn receipts(out: &mut String, s: &ItemStatus, v: View) {
             "  摘要：",
             format!("sha256:{}", hex(&r.report_sha256)),
         );
-        line(out, v, "  check:", "  验证：", &s.receipt_verification);
+        let check = checked(s.receipt_verdict.as_ref(), &s.receipt_verification, true, v);
+        line(out, v, "  check:", "  验证：", check);
     } else {
         line(out, v, "receipt:", "回执：", v.t("none yet", "尚无"));
     }
     for rr in &s.route_receipts {
         let at = rr.receipt_body.as_ref().map_or(0, |r| r.stored_unix_ms);
         let k = kind(rr.receipt_body.as_ref().map_or(0, |r| r.kind));
-        let _ = writeln!(
-            out,
-            "  {} {}: {k}, {} {}; {}",
-            v.t("route", "路由"),
-            rr.route,
-            v.t("stored", "入库"),
-            v.show(at),
-            rr.verification
-        );
+        let check = checked(rr.verdict.as_ref(), &rr.verification, true, v);
+        let _ = match v.lang {
+            Lang::Zh => writeln!(
+                out,
+                "  路由 {}：{k}，入库 {}；{check}",
+                rr.route,
+                v.show(at)
+            ),
+            Lang::En => writeln!(
+                out,
+                "  route {}: {k}, stored {}; {check}",
+                rr.route,
+                v.show(at)
+            ),
+        };
     }
     match &s.delivery {
         Some(d) => {
             let at = d.receipt_body.as_ref().map_or(0, |r| r.stored_unix_ms);
+            let check = checked(d.verdict.as_ref(), &d.verification, true, v);
             let text = match v.lang {
-                Lang::Zh => format!(
-                    "已送达 {}，入库 {}；{}",
-                    d.route,
-                    v.show(at),
-                    d.verification
-                ),
-                Lang::En => format!(
-                    "at hub {}, stored {}; {}",
-                    d.route,
-                    v.show(at),
-                    d.verification
-                ),
+                Lang::Zh => format!("已送达 {}，入库 {}；{check}", d.route, v.show(at)),
+                Lang::En => format!("at hub {}, stored {}; {check}", d.route, v.show(at)),
             };
             line(out, v, "delivery:", "送达：", text);
         }
@@ -389,7 +403,10 @@ fn receipts(out: &mut String, s: &ItemStatus, v: View) {
 /// One decision in one line.
 pub fn decision_line(d: &DispositionView, v: View) -> String {
     let Some(b) = &d.body else {
-        return format!("? ({})", d.verification);
+        return format!(
+            "? ({})",
+            checked(d.verdict.as_ref(), &d.verification, false, v)
+        );
     };
     let mut out = match v.lang {
         Lang::Zh => format!(
@@ -419,7 +436,11 @@ pub fn decision_line(d: &DispositionView, v: View) -> String {
             v.show(b.answer_by_unix_ms)
         );
     }
-    let _ = write!(out, "  [{}]", d.verification);
+    let _ = write!(
+        out,
+        "  [{}]",
+        checked(d.verdict.as_ref(), &d.verification, false, v)
+    );
     out
 }
 
@@ -579,7 +600,7 @@ pub fn status_line(s: &ItemStatus, v: View) -> String {
         "{}\t{}\t{}\t{}\t{} {}\t{}\t{}\t{}",
         s.id,
         s.origin,
-        class_key(s.priority),
+        class_word(s.priority, v),
         state_name(s.state, v),
         v.t("due", "时限"),
         v.short(s.deadline_unix_ms),
@@ -699,20 +720,28 @@ fn event_kind(kind: i32) -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
-/// One line per event for `zhibao watch`.
+/// One line per event for `zhibao watch`: in English, the kind and class
+/// as `--json` and `--class` name them; in Chinese, in words.
 pub fn event(e: &Event, v: View) -> String {
-    let class = Class::from_proto(e.priority).map_or("", Class::name);
+    let kind = match (v.lang, EventKind::try_from(e.kind)) {
+        (Lang::Zh, Ok(k)) => k.words().1.to_string(),
+        _ => event_kind(e.kind),
+    };
+    let class = if e.priority == 0 {
+        ""
+    } else {
+        class_word(e.priority, v)
+    };
     format!(
-        "{}\t{}\t{}\t{class}\t{}\t{}",
+        "{}\t{kind}\t{}\t{class}\t{}\t{}",
         v.show(e.at_unix_ms),
-        event_kind(e.kind),
         if e.item_id.is_empty() {
             "-"
         } else {
             &e.item_id
         },
         if e.route.is_empty() { "-" } else { &e.route },
-        e.message
+        e.said(v.lang == Lang::Zh)
     )
 }
 
@@ -725,6 +754,7 @@ pub fn event_json(e: &Event) -> Value {
         "class": Class::from_proto(e.priority).map(Class::name),
         "route": e.route,
         "message": e.message,
+        "message_zh": e.message_zh,
     })
 }
 
@@ -743,7 +773,7 @@ pub fn inbox_item(item: &InboxItem, v: View) -> String {
         "{}\t{}\t{}\t{}\t{}\t{}\t{}",
         report.id,
         report.origin,
-        class_key(report.priority),
+        class_word(report.priority, v),
         v.short(report.created_unix_ms),
         report.title,
         zhibao::envelope::preview(&report.body),
@@ -788,31 +818,84 @@ pub fn inbox_json(item: &InboxItem) -> Value {
 pub(crate) fn node(n: &zhibao::proto::NodeStatus, v: View) -> String {
     let secs = |s: i64| v.show(s.saturating_mul(1000));
     let mut out = String::new();
-    let _ = writeln!(out, "node:      {}", n.node_id);
-    let _ = writeln!(out, "cert:      valid until {}", secs(n.cert_not_after));
-    let _ = writeln!(
-        out,
-        "crl:       number {}, next update {}, {}",
-        n.crl_number,
-        secs(n.crl_next_update),
-        n.crl_state
-    );
+    line(&mut out, v, "node:", "节点：", &n.node_id);
+    let cert = match v.lang {
+        Lang::Zh => format!("有效期至 {}", secs(n.cert_not_after)),
+        Lang::En => format!("valid until {}", secs(n.cert_not_after)),
+    };
+    line(&mut out, v, "cert:", "证书：", cert);
+    let crl = match v.lang {
+        Lang::Zh => format!(
+            "第 {} 号，下次更新 {}，{}",
+            n.crl_number,
+            secs(n.crl_next_update),
+            crl_state_zh(&n.crl_state)
+        ),
+        Lang::En => format!(
+            "number {}, next update {}, {}",
+            n.crl_number,
+            secs(n.crl_next_update),
+            n.crl_state
+        ),
+    };
+    line(&mut out, v, "crl:", "吊销列表：", crl);
     if n.routes.is_empty() {
-        let _ = writeln!(out, "routes:    none (a hub: items end here)");
+        let none = v.t(
+            "none (a hub: items end here)",
+            "无（最终枢纽：信息在此入库）",
+        );
+        line(&mut out, v, "routes:", "上报路由：", none);
     }
     for r in &n.routes {
-        let _ = writeln!(
-            out,
-            "route:     {} ({}): {}, {} in flight",
-            r.route, r.role, r.state, r.in_flight
-        );
+        let text = match v.lang {
+            Lang::Zh => format!(
+                "{}（{}）：{}，在途 {} 条",
+                r.route,
+                route_word_zh(&r.role),
+                route_word_zh(&r.state),
+                r.in_flight
+            ),
+            Lang::En => format!(
+                "{} ({}): {}, {} in flight",
+                r.route, r.role, r.state, r.in_flight
+            ),
+        };
+        line(&mut out, v, "route:", "上报路由：", text);
     }
-    let _ = writeln!(
-        out,
-        "overdue:   {} items ever missed their deadline here",
-        n.overdue_total
-    );
+    let overdue = match v.lang {
+        Lang::Zh => format!("本节点累计 {} 条信息超时", n.overdue_total),
+        Lang::En => format!("{} items ever missed their deadline here", n.overdue_total),
+    };
+    line(&mut out, v, "overdue:", "超时：", overdue);
     out
+}
+
+/// The CRL's state as the node says it (`NodeStatus.crl_state`), in
+/// Chinese; anything this build does not know stays as said.
+fn crl_state_zh(state: &str) -> String {
+    match state {
+        "none configured" => "未配置".into(),
+        "fresh" => "有效".into(),
+        "stale: relay traffic refused" => "已失效，拒收中继流量".into(),
+        s => match s.strip_prefix("expired, tolerated until ") {
+            Some(until) => format!("已过期，宽限至 {until}"),
+            None => s.into(),
+        },
+    }
+}
+
+/// A route's role or state as the node says it (`RouteStatus`), in
+/// Chinese; anything this build does not know stays as said.
+fn route_word_zh(word: &str) -> &str {
+    match word {
+        "primary" => "主路由",
+        "alternate" => "同级备用",
+        "skip" => "越级",
+        "up" => "连通",
+        "down" => "中断",
+        "not tried yet" => "尚未连接",
+        w => w,
+    }
 }
 
 #[cfg(test)]
@@ -851,5 +934,71 @@ mod tests {
         };
         assert!(!status_line(&whole, en).contains("DAMAGED"));
         assert_eq!(status_json(&whole)["report_damaged"], "");
+    }
+
+    #[test]
+    fn a_watcher_in_chinese_reads_events_and_the_node_in_chinese() {
+        let (en, zh) = (
+            View {
+                tz: Tz::UTC,
+                lang: Lang::En,
+            },
+            View {
+                tz: Tz::UTC,
+                lang: Lang::Zh,
+            },
+        );
+        let e = Event {
+            kind: EventKind::Receipted as i32,
+            item_id: "x1".into(),
+            priority: Class::Emergency.to_proto() as i32,
+            route: "hub".into(),
+            message: "receipt from hub, on time".into(),
+            message_zh: "hub 的回执，按时".into(),
+            at_unix_ms: 0,
+        };
+        let line = event(&e, zh);
+        for want in ["已收回执", "重大紧急", "hub 的回执，按时"] {
+            assert!(line.contains(want), "{want:?} not in {line}");
+        }
+        let line = event(&e, en);
+        for want in [
+            "\treceipted\t",
+            "\temergency\t",
+            "receipt from hub, on time",
+        ] {
+            assert!(line.contains(want), "{want:?} not in {line}");
+        }
+        // A node that gave no Chinese words: its English ones.
+        let old = Event {
+            message_zh: String::new(),
+            ..e
+        };
+        assert!(event(&old, zh).ends_with("receipt from hub, on time"));
+
+        let node_status = zhibao::proto::NodeStatus {
+            node_id: "county-a".into(),
+            crl_number: 3,
+            crl_state: "expired, tolerated until 2026-12-01 08:00".into(),
+            routes: vec![zhibao::proto::RouteStatus {
+                route: "hub".into(),
+                role: "primary".into(),
+                state: "down".into(),
+                in_flight: 2,
+            }],
+            ..Default::default()
+        };
+        let text = node(&node_status, zh);
+        for want in [
+            "第 3 号",
+            "已过期，宽限至 2026-12-01 08:00",
+            "hub（主路由）：中断，在途 2 条",
+            "本节点累计 0 条信息超时",
+        ] {
+            assert!(text.contains(want), "{want:?} not in:\n{text}");
+        }
+        assert!(!text.contains("route"), "{text}");
+        let text = node(&node_status, en);
+        assert!(text.contains("hub (primary): down, 2 in flight"), "{text}");
     }
 }

@@ -523,10 +523,16 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 }
             }
             if !out.json {
-                eprintln!(
-                    "{} listed; {overdue_total} items have missed their deadline at this node",
-                    items.len()
-                );
+                match tz.lang {
+                    Lang::Zh => eprintln!(
+                        "共 {} 条；本节点累计 {overdue_total} 条信息超时",
+                        items.len()
+                    ),
+                    Lang::En => eprintln!(
+                        "{} listed; {overdue_total} items have missed their deadline at this node",
+                        items.len()
+                    ),
+                }
             }
         }
         Command::Inbox {

@@ -430,7 +430,11 @@ fn notice_full(v: &NoticeView, view: View) -> String {
         n.staff,
         view.show(n.at_unix_ms),
         view.t("signature", "签名"),
-        v.verification
+        if v.verification == "verified" {
+            view.t("verified", "有效")
+        } else {
+            &v.verification
+        }
     ));
     match &n.body {
         Some(Body::Solicitation(sol)) => {

@@ -14,7 +14,7 @@ use prost::Message;
 use tracing::{error, info};
 
 use super::error::Error;
-use super::events::Events;
+use super::events::{Events, Said};
 use super::live::Live;
 use super::routes::Routes;
 use crate::config::Deadlines;
@@ -192,7 +192,14 @@ impl Custody {
                     item.id(),
                     Some(item.class()),
                     "",
-                    format!("from {from}: {}", report.title),
+                    Said::both(
+                        format!("from {from}: {}", report.title),
+                        if from == FROM_OPERATOR {
+                            format!("本节点报送：{}", report.title)
+                        } else {
+                            format!("来自 {from}：{}", report.title)
+                        },
+                    ),
                 );
                 Ok(rec)
             }
@@ -240,9 +247,15 @@ impl Custody {
             &notice.item_id,
             crate::class::Class::from_proto(notice.priority),
             &notice.holder,
-            format!(
-                "from {}: held at {} past its deadline: {}",
-                notice.origin, notice.holder, notice.why
+            Said::both(
+                format!(
+                    "from {}: held at {} past its deadline: {}",
+                    notice.origin, notice.holder, notice.why
+                ),
+                format!(
+                    "来自 {}：超过时限仍滞留在 {}：{}",
+                    notice.origin, notice.holder, notice.why
+                ),
             ),
         );
     }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
-use super::events::Events;
+use super::events::{Events, Said};
 use super::routes::Routes;
 use crate::class::Class;
 use crate::clock::{Clock, Steady};
@@ -225,19 +225,27 @@ impl DeadlineWatch {
                     .first()
                     .map(|r| r.route.clone())
                     .filter(|_| rec.state() == Some(store::RecordState::Receipted));
+                let since = crate::clock::show(rec.receipted_ms, self.utc_offset_ms);
                 let message = if let Some(holder) = &held_by {
                     error!(alarm = "overdue", %id, class = ?class, late_ms = late, %holder,
                         "ALARM: in custody upstream but not delivered by the deadline");
                     self.notify_held(&id, &rec, Some(holder)).await?;
-                    format!(
-                        "in custody at {holder} since {}, not delivered to the final hub {late} ms after the deadline",
-                        rec.receipted_ms
+                    Said::both(
+                        format!(
+                            "in custody at {holder} since {since}, not delivered to the final hub {late} ms after the deadline"
+                        ),
+                        format!(
+                            "自 {since} 起由 {holder} 保管，超过时限 {late} 毫秒仍未送达最终枢纽"
+                        ),
                     )
                 } else {
                     error!(alarm = "overdue", %id, class = ?class, late_ms = late, routes = ?rec.pending_routes,
                         "ALARM: no receipt by the deadline; escalating, and retrying until receipted");
                     self.notify_held(&id, &rec, None).await?;
-                    format!("no receipt {late} ms after the deadline")
+                    Said::both(
+                        format!("no receipt {late} ms after the deadline"),
+                        format!("超过时限 {late} 毫秒仍无回执"),
+                    )
                 };
                 self.events
                     .emit(EventKind::Overdue, &id, class, "", message);
@@ -248,7 +256,10 @@ impl DeadlineWatch {
                     &id,
                     class,
                     "",
-                    format!("now also sent to {}", done.added.join(", ")),
+                    Said::both(
+                        format!("now also sent to {}", done.added.join(", ")),
+                        format!("已同时发往 {}", done.added.join("、")),
+                    ),
                 );
             }
         }
@@ -288,9 +299,12 @@ impl DeadlineWatch {
                     &id,
                     class,
                     "",
-                    format!(
-                        "no primary route reachable; now also sent to {}",
-                        done.added.join(", ")
+                    Said::both(
+                        format!(
+                            "no primary route reachable; now also sent to {}",
+                            done.added.join(", ")
+                        ),
+                        format!("主路由均不通，已同时发往 {}", done.added.join("、")),
                     ),
                 );
             }

@@ -23,7 +23,7 @@ use tracing::{info, warn};
 
 use super::custody::Custody;
 use super::error::Error;
-use super::events::Events;
+use super::events::{Events, Said};
 use super::status::{Check, decision_view};
 use super::who::Actor;
 use crate::class::Class;
@@ -209,19 +209,22 @@ impl Desk {
     }
 }
 
-/// A decision in one line, for events and logs: "adopted (采用) by hub,
-/// 王芳: 《情况专报》第12期".
-pub(crate) fn describe(kind: i32, text: &str, node: &str, staff: &str) -> String {
-    let mut out = format!(
+/// A decision in one line, for events: "adopted (采用) by hub, 王芳:
+/// 《情况专报》第12期", and in Chinese "采用（hub，王芳）：《情况专报》第12期".
+pub(crate) fn describe(kind: i32, text: &str, node: &str, staff: &str) -> Said {
+    let mut en = format!(
         "{} ({}) by {node}, {staff}",
         disposition::kind_name(kind),
         disposition::kind_name_zh(kind)
     );
+    let mut zh = format!("{}（{node}，{staff}）", disposition::kind_name_zh(kind));
     if !text.is_empty() {
-        out.push_str(": ");
-        out.push_str(text);
+        en.push_str(": ");
+        en.push_str(text);
+        zh.push('：');
+        zh.push_str(text);
     }
-    out
+    Said::both(en, zh)
 }
 
 /// `Desk` on the relay listener: the hub's own certificate and its

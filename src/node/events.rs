@@ -18,6 +18,35 @@ use crate::proto::{Event, EventKind};
 /// Events kept for a slow watcher before it starts missing them.
 const BACKLOG: usize = 1024;
 
+/// What an event says to people: in English always, and in Chinese where
+/// the node has words for it (`Event.message_zh`; empty otherwise, and a
+/// watcher in Chinese shows the English).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Said {
+    /// English.
+    pub(crate) en: String,
+    /// Chinese, or empty.
+    pub(crate) zh: String,
+}
+
+impl Said {
+    /// The same in both languages.
+    pub(crate) fn both(en: String, zh: String) -> Self {
+        Self { en, zh }
+    }
+}
+
+impl From<String> for Said {
+    /// English only: details the node has only in English (an error's
+    /// words).
+    fn from(en: String) -> Self {
+        Self {
+            en,
+            zh: String::new(),
+        }
+    }
+}
+
 /// Where the node's parts tell watchers what happened; cheap to clone.
 #[derive(Debug, Clone)]
 pub(crate) struct Events {
@@ -54,21 +83,23 @@ impl Events {
         item_id: &str,
         class: Option<Class>,
         route: &str,
-        message: String,
+        message: impl Into<Said>,
     ) {
+        let said = message.into();
         self.metrics.event(kind, class, route);
         let _ = self.tx.send(Event {
             kind: kind as i32,
             item_id: item_id.to_string(),
             priority: class.map_or(0, |c| c.to_proto() as i32),
             route: route.to_string(),
-            message,
+            message: said.en,
+            message_zh: said.zh,
             at_unix_ms: self.clock.now_ms(),
         });
     }
 
     /// An alarm: something an operator must look at.
-    pub(crate) fn alarm(&self, item_id: &str, route: &str, message: String) {
+    pub(crate) fn alarm(&self, item_id: &str, route: &str, message: impl Into<Said>) {
         self.emit(EventKind::Alarm, item_id, None, route, message);
     }
 
@@ -82,6 +113,7 @@ impl Events {
         Event {
             kind: EventKind::Alarm as i32,
             message: format!("this watcher fell behind and missed {missed} events"),
+            message_zh: format!("本监视端处理不及，漏收 {missed} 条事件"),
             at_unix_ms: self.clock.now_ms(),
             ..Default::default()
         }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
-use super::events::Events;
+use super::events::{Events, Said};
 use crate::class::Class;
 use crate::clock::Clock;
 use crate::proto::EventKind;
@@ -86,8 +86,13 @@ impl FollowUpWatch {
                     &id,
                     class,
                     "",
-                    format!(
-                        "the office asked for more information by its deadline and has no answer yet: answer with `zhibao submit --supplements {id}`"
+                    Said::both(
+                        format!(
+                            "the office asked for more information by its deadline and has no answer yet: answer with `zhibao submit --supplements {id}`"
+                        ),
+                        format!(
+                            "信息科要求补充的情况已到期，尚未补报：用 `zhibao submit --supplements {id}` 补报"
+                        ),
                     ),
                 );
             } else {
@@ -95,8 +100,11 @@ impl FollowUpWatch {
                 self.events.alarm(
                     &id,
                     "",
-                    format!(
-                        "{origin} has not answered the question on this report by its deadline"
+                    Said::both(
+                        format!(
+                            "{origin} has not answered the question on this report by its deadline"
+                        ),
+                        format!("{origin} 未在时限内补报本条信息所问情况"),
                     ),
                 );
             }

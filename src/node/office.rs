@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::error::Error;
-use super::events::Events;
+use super::events::{Events, Said};
 use super::who::Actor;
 use crate::class::Class;
 use crate::clock::Clock;
@@ -494,43 +494,55 @@ pub(crate) fn answer_states(
 
 /// What a node's watchers are told when a notice arrives or changes:
 /// `me` is this node (empty at the publisher, which is told of its own).
-pub(crate) fn describe(n: &Notice, me: &str, offset_ms: i64) -> Option<(EventKind, String)> {
+pub(crate) fn describe(n: &Notice, me: &str, offset_ms: i64) -> Option<(EventKind, Said)> {
     match &n.body {
         Some(Body::Solicitation(s)) => {
             if !me.is_empty() && !notice::asks(s, me) {
                 return None;
             }
-            let class = Class::from_proto(s.priority).map_or("?", Class::name);
-            let text = if s.withdrawn {
-                format!(
-                    "solicitation (约稿) {} «{}» withdrawn: {}",
-                    n.id, s.topic, s.note
+            let class = Class::from_proto(s.priority);
+            let due = crate::clock::show(s.deadline_unix_ms, offset_ms);
+            let (id, topic) = (&n.id, &s.topic);
+            let said = if s.withdrawn {
+                Said::both(
+                    format!("solicitation (约稿) {id} «{topic}» withdrawn: {}", s.note),
+                    format!("约稿 {id}《{topic}》已撤回：{}", s.note),
                 )
             } else if n.version > 1 {
-                format!(
-                    "solicitation (约稿) {} «{}»: deadline now {} ({})",
-                    n.id,
-                    s.topic,
-                    crate::clock::show(s.deadline_unix_ms, offset_ms),
-                    s.note
+                Said::both(
+                    format!(
+                        "solicitation (约稿) {id} «{topic}»: deadline now {due} ({})",
+                        s.note
+                    ),
+                    format!("约稿 {id}《{topic}》：截止时间改为 {due}（{}）", s.note),
                 )
             } else {
-                format!(
-                    "solicitation (约稿) {} from {}: «{}», answers due {} as {class}: answer with `zhibao submit --answers {}`",
-                    n.id,
-                    n.publisher,
-                    s.topic,
-                    crate::clock::show(s.deadline_unix_ms, offset_ms),
-                    n.id
+                Said::both(
+                    format!(
+                        "solicitation (约稿) {id} from {}: «{topic}», answers due {due} as {}: answer with `zhibao submit --answers {id}`",
+                        n.publisher,
+                        class.map_or("?", Class::name)
+                    ),
+                    format!(
+                        "{} 约稿 {id}《{topic}》，{due} 前按「{}」报送：用 `zhibao submit --answers {id}` 报送",
+                        n.publisher,
+                        class.map_or("?", Class::name_zh)
+                    ),
                 )
             };
-            Some((EventKind::Solicitation, text))
+            Some((EventKind::Solicitation, said))
         }
         Some(Body::Bulletin(b)) => Some((
             EventKind::Bulletin,
-            format!(
-                "bulletin (通报) {} from {}: {} — `zhibao bulletins --id {}` shows it",
-                n.id, n.publisher, b.title, n.id
+            Said::both(
+                format!(
+                    "bulletin (通报) {} from {}: {} — `zhibao bulletins --id {}` shows it",
+                    n.id, n.publisher, b.title, n.id
+                ),
+                format!(
+                    "{} 发布通报 {}：{}（`zhibao bulletins --id {}` 查看）",
+                    n.publisher, n.id, b.title, n.id
+                ),
             ),
         )),
         None => None,
@@ -629,11 +641,20 @@ impl SolicitationWatch {
                     office.events.alarm(
                         &id,
                         "",
-                        format!(
-                            "{} of {} counties asked have not answered solicitation (约稿) {id} «{}» by its deadline: {list}",
-                            missing.len(),
-                            counties.len(),
-                            s.topic
+                        Said::both(
+                            format!(
+                                "{} of {} counties asked have not answered solicitation (约稿) {id} «{}» by its deadline: {list}",
+                                missing.len(),
+                                counties.len(),
+                                s.topic
+                            ),
+                            format!(
+                                "约稿 {id}《{}》已到截止时间，约请的 {} 个县中 {} 个未报送：{}",
+                                s.topic,
+                                counties.len(),
+                                missing.len(),
+                                missing.join("、")
+                            ),
                         ),
                     );
                 }
@@ -644,9 +665,15 @@ impl SolicitationWatch {
                     &id,
                     Class::from_proto(s.priority),
                     "",
-                    format!(
-                        "solicitation (约稿) {id} «{}» from {} is past its deadline with no answer from here: answer with `zhibao submit --answers {id}` (it will count as late)",
-                        s.topic, n.publisher
+                    Said::both(
+                        format!(
+                            "solicitation (约稿) {id} «{}» from {} is past its deadline with no answer from here: answer with `zhibao submit --answers {id}` (it will count as late)",
+                            s.topic, n.publisher
+                        ),
+                        format!(
+                            "{} 的约稿 {id}《{}》已过截止时间，本县尚未报送：用 `zhibao submit --answers {id}` 报送（记为迟交）",
+                            n.publisher, s.topic
+                        ),
                     ),
                 );
             }

@@ -29,7 +29,7 @@ use tracing::{error, info, warn};
 
 use super::custody::Custody;
 use super::error::Error;
-use super::events::Events;
+use super::events::{Events, Said};
 use super::routes::Routes;
 use super::who::Actor;
 use crate::class::Class;
@@ -126,8 +126,11 @@ impl Reviews {
             links_to,
             ..Default::default()
         };
-        self.keep(draft.id(), &rec, "awaits review (把关) by the director")
-            .await
+        let what = Said::both(
+            "awaits review (把关) by the director".into(),
+            "待主任审核（把关）".into(),
+        );
+        self.keep(draft.id(), &rec, what).await
     }
 
     /// Notes that an emergency sent at once awaits its sign-off.
@@ -142,15 +145,14 @@ impl Reviews {
             sign_off: true,
             ..Default::default()
         };
-        self.keep(
-            item.id(),
-            &rec,
-            "sent; awaits sign-off (把关) by the director",
-        )
-        .await
+        let what = Said::both(
+            "sent; awaits sign-off (把关) by the director".into(),
+            "已发出，待主任审核签发（把关）".into(),
+        );
+        self.keep(item.id(), &rec, what).await
     }
 
-    async fn keep(&self, id: &str, rec: &ReviewRecord, what: &str) -> Result<(), Error> {
+    async fn keep(&self, id: &str, rec: &ReviewRecord, what: Said) -> Result<(), Error> {
         if !self.store.hold_for_review(id.to_string(), rec).await? {
             return Err(Error::Conflict {
                 id: id.to_string(),
@@ -159,13 +161,16 @@ impl Reviews {
             });
         }
         let at = self.schedule(rec).auto_at;
-        info!(%id, author = %rec.author, auto_send_ms = at, "{what}");
+        info!(%id, author = %rec.author, auto_send_ms = at, "{}", what.en);
         self.events.emit(
             EventKind::Review,
             id,
             Class::from_proto(rec.priority),
             "",
-            format!("{what}: {}", rec.title),
+            Said::both(
+                format!("{}: {}", what.en, rec.title),
+                format!("{}：{}", what.zh, rec.title),
+            ),
         );
         self.wake.notify_one();
         Ok(())
@@ -350,11 +355,19 @@ impl Reviews {
             &id,
             Class::from_proto(rec.priority),
             "",
-            format!(
-                "returned to {} by {} ({}): {note}",
-                rec.author,
-                actor.name,
-                actor.role.name()
+            Said::both(
+                format!(
+                    "returned to {} by {} ({}): {note}",
+                    rec.author,
+                    actor.name,
+                    actor.role.name()
+                ),
+                format!(
+                    "{}（{}）退回 {}：{note}",
+                    actor.name,
+                    actor.role.name_zh(),
+                    rec.author
+                ),
             ),
         );
         Ok(id)
@@ -421,18 +434,26 @@ impl Reviews {
             return Ok(None);
         };
         let what = match (outcome, rec.sign_off) {
-            (ReviewOutcome::TimedOut, false) => {
+            (ReviewOutcome::TimedOut, false) => Said::both(
                 "sent without review: neither the director nor the deputy reviewed it in time"
-                    .to_string()
-            }
-            (ReviewOutcome::TimedOut, true) => {
+                    .into(),
+                "主任、副主任均未按时审核，已未经审核发出".into(),
+            ),
+            (ReviewOutcome::TimedOut, true) => Said::both(
                 "sign-off sent as timed out: neither the director nor the deputy signed it off in time"
-                    .to_string()
-            }
-            (_, false) => format!("approved by {reviewer} and sent"),
-            (_, true) => format!("signed off by {reviewer}: sign-off {} sent", item.id()),
+                    .into(),
+                "主任、副主任均未按时审核签发，已按超时发出审核报告".into(),
+            ),
+            (_, false) => Said::both(
+                format!("approved by {reviewer} and sent"),
+                format!("{reviewer} 审核通过，已发出"),
+            ),
+            (_, true) => Said::both(
+                format!("signed off by {reviewer}: sign-off {} sent", item.id()),
+                format!("{reviewer} 已审核签发：审核报告 {} 已发出", item.id()),
+            ),
         };
-        info!(%id, sent = %item.id(), stored_ms = stored.stored_ms, "{what}");
+        info!(%id, sent = %item.id(), stored_ms = stored.stored_ms, "{}", what.en);
         self.events
             .emit(EventKind::Review, id, Some(class), "", what);
         Ok(Some(item.id().to_string()))
@@ -514,9 +535,15 @@ impl ReviewWatch {
                         &id,
                         class,
                         "",
-                        format!(
-                            "offered to the deputy: the director did not review it in time; it goes without review at {}",
-                            r.local(at.auto_at)
+                        Said::both(
+                            format!(
+                                "offered to the deputy: the director did not review it in time; it goes without review at {}",
+                                r.local(at.auto_at)
+                            ),
+                            format!(
+                                "主任未按时审核，已转副主任；{} 起未经审核发出",
+                                r.local(at.auto_at)
+                            ),
                         ),
                     );
                 } else {
@@ -531,9 +558,15 @@ impl ReviewWatch {
                     r.events.alarm(
                         &id,
                         "",
-                        format!(
-                            "half the time to its deadline has passed and nobody has reviewed it; it goes without review at {}",
-                            r.local(at.auto_at)
+                        Said::both(
+                            format!(
+                                "half the time to its deadline has passed and nobody has reviewed it; it goes without review at {}",
+                                r.local(at.auto_at)
+                            ),
+                            format!(
+                                "距时限已过半仍无人审核；{} 起未经审核发出",
+                                r.local(at.auto_at)
+                            ),
                         ),
                     );
                 } else {

@@ -18,6 +18,7 @@ use crate::proto::{
 use crate::receipt;
 use crate::store::{ItemRecord, RecordState};
 use crate::trust::Trust;
+use crate::verdict::{found, invalid};
 
 /// How much checking a view does.
 #[derive(Debug, Clone, Copy)]
@@ -192,27 +193,6 @@ pub(crate) fn decision_view(
         body,
         verification,
         verdict: Some(verdict),
-    }
-}
-
-/// A check that found what it looked for.
-fn found(outcome: VerdictOutcome, signer: &str, on_time: bool) -> Verdict {
-    Verdict {
-        outcome: outcome as i32,
-        signer: signer.to_string(),
-        on_time,
-        problem: String::new(),
-    }
-}
-
-/// A check that failed: `problem` is the error's code; `signer` who the
-/// signed thing claims made it, if it could be read.
-fn invalid(signer: &str, problem: &str) -> Verdict {
-    Verdict {
-        outcome: VerdictOutcome::Invalid as i32,
-        signer: signer.to_string(),
-        on_time: false,
-        problem: problem.to_string(),
     }
 }
 

@@ -12,7 +12,7 @@ use time::{OffsetDateTime, UtcOffset};
 pub(super) use crate::score::Lang;
 
 use crate::class::Class;
-use crate::proto::{ItemState, Verdict, VerdictOutcome};
+use crate::proto::{ItemState, Verdict};
 
 /// Text made safe to put in HTML, in an element or a quoted attribute
 /// (the bulletin's escaping: control characters become U+FFFD too).
@@ -100,55 +100,10 @@ pub(super) fn state_label(state: i32, lang: Lang) -> &'static str {
 
 /// What checking a receipt or decision found, for people: the English
 /// `words` the API gives, or, in Chinese, words made from its `verdict`
-/// (the English words where there is none). `receipt`: a receipt, which
-/// also states its item's digest and whether it was on time.
+/// (see [`crate::verdict`]). `receipt`: a receipt, which also states its
+/// item's digest and whether it was on time.
 pub(super) fn verdict(verdict: Option<&Verdict>, words: &str, receipt: bool, lang: Lang) -> String {
-    let Some(v) = verdict.filter(|_| lang == Lang::Zh) else {
-        return words.to_string();
-    };
-    let by = |v: &Verdict| {
-        if !receipt {
-            return format!("由 {} 签发", v.signer);
-        }
-        let timing = if v.on_time { "按时" } else { "迟到" };
-        format!("由 {} 签发，摘要一致，{timing}", v.signer)
-    };
-    match VerdictOutcome::try_from(v.outcome) {
-        Ok(VerdictOutcome::Valid) => format!("有效：{}", by(v)),
-        Ok(VerdictOutcome::ValidWhenStored) => format!("入库时有效：{}", by(v)),
-        Ok(VerdictOutcome::IssuedHere) => "本节点（最终枢纽）签收入库".into(),
-        Ok(VerdictOutcome::Invalid) => match problem_zh(&v.problem) {
-            Some(why) => format!("无效：{why}"),
-            None => words.to_string(),
-        },
-        Ok(VerdictOutcome::Unspecified) | Err(_) => words.to_string(),
-    }
-}
-
-/// A failed check's reason (`Verdict.problem`) in Chinese.
-fn problem_zh(problem: &str) -> Option<&'static str> {
-    Some(match problem {
-        "malformed" => "无法解码",
-        "bad_signature" => "签名与内容不符",
-        "signer_revoked" => "签发者证书已吊销",
-        "signer_expired" => "签发者证书已过期",
-        "signer_not_yet_valid" => "签发者证书尚未生效",
-        "signer_other_ca" => "签发者证书不是本区域CA签发的",
-        "signer_certificate" => "签发者证书未通过检查",
-        "signer_no_node" => "签发者证书未标明节点",
-        "signer_key_usage" => "签发者证书的密钥用途不允许签名",
-        "signer_weak_key" => "签发者证书的密钥不能证明签发者",
-        "crl_stale" => "区域吊销列表已过期，正在等待新的列表",
-        "signer_mismatch" => "所署节点与签发者不符",
-        "other_item" => "说的是另一条信息",
-        "other_bytes" => "与本条信息的摘要不符",
-        "bad_group_path" => "批次路径格式错误",
-        "other_receiver" => "签收方不是本条信息发往的节点",
-        "no_receipt" => "未附决定方的签收回执",
-        "decider_receipt" => "所附回执不能证明决定方收到过本条信息",
-        "breaks_rules" => "内容不合规则",
-        _ => return None,
-    })
+    crate::verdict::words(verdict, words, receipt, lang == Lang::Zh)
 }
 
 /// A decision kind for people.
@@ -293,118 +248,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn verdicts_read_in_chinese() {
-        let v = |outcome: VerdictOutcome, on_time: bool, problem: &str| Verdict {
-            outcome: outcome as i32,
-            signer: "hub".into(),
-            on_time,
-            problem: problem.into(),
-        };
-        let valid = v(VerdictOutcome::Valid, true, "");
+    fn verdicts_follow_the_page_language() {
+        let valid = crate::verdict::found(crate::proto::VerdictOutcome::Valid, "hub", true);
         let words = "valid: signed by hub, digest matches, on time";
         assert_eq!(
             verdict(Some(&valid), words, true, Lang::Zh),
             "有效：由 hub 签发，摘要一致，按时"
         );
         assert_eq!(verdict(Some(&valid), words, true, Lang::En), words);
-        let late = v(VerdictOutcome::ValidWhenStored, false, "");
-        assert_eq!(
-            verdict(Some(&late), "", true, Lang::Zh),
-            "入库时有效：由 hub 签发，摘要一致，迟到"
-        );
-        assert_eq!(
-            verdict(Some(&valid), "valid: signed by hub", false, Lang::Zh),
-            "有效：由 hub 签发"
-        );
-        let bad = v(VerdictOutcome::Invalid, false, "bad_signature");
-        assert_eq!(
-            verdict(
-                Some(&bad),
-                "INVALID: signature does not verify",
-                true,
-                Lang::Zh
-            ),
-            "无效：签名与内容不符"
-        );
-        // A reason without Chinese words, or no verdict: the English words.
-        let odd = v(VerdictOutcome::Invalid, false, "something_new");
-        assert_eq!(
-            verdict(Some(&odd), "INVALID: something new", true, Lang::Zh),
-            "INVALID: something new"
-        );
-        assert_eq!(verdict(None, "valid: x", true, Lang::Zh), "valid: x");
-    }
-
-    #[test]
-    fn every_problem_code_the_api_names_has_chinese_words() {
-        let proto = include_str!("../../proto/zhibao/v1/zhibao.proto");
-        let at = proto
-            .find("// INVALID: why, as one of:")
-            .expect("Verdict.problem's doc");
-        let doc: String = proto[at..]
-            .lines()
-            .take_while(|l| l.trim_start().starts_with("//"))
-            .map(|l| l.trim_start().trim_start_matches("//"))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let list = doc.split_once("one of:").expect("a list").1;
-        let codes: Vec<&str> = list
-            .split([',', '.'])
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-            .collect();
-        assert!(codes.len() >= 18, "{codes:?}");
-        for code in &codes {
-            assert!(problem_zh(code).is_some(), "no Chinese words for {code}");
-        }
-        // And what the checks say is on that list.
-        use crate::disposition::DispositionError as D;
-        use crate::receipt::ReceiptError as R;
-        use crate::trust::SignerError as S;
-        let (a, b) = (String::from("a"), String::from("b"));
-        let said = [
-            S::Certificate(webpki::Error::CertRevoked).problem(),
-            S::Certificate(webpki::Error::UnknownIssuer).problem(),
-            S::Certificate(webpki::Error::BadDer).problem(),
-            S::NoNodeId.problem(),
-            S::KeyUsage("").problem(),
-            S::BadSignature.problem(),
-            S::StaleCrl { expired: 0 }.problem(),
-            R::OtherBytes.problem(),
-            R::OtherItem(a.clone()).problem(),
-            R::ReceiverMismatch {
-                named: a.clone(),
-                signer: b.clone(),
-            }
-            .problem(),
-            R::OtherReceiver {
-                actual: a.clone(),
-                expected: b.clone(),
-            }
-            .problem(),
-            R::BadPath {
-                index: 0,
-                size: 0,
-                hashes: 0,
-            }
-            .problem(),
-            D::NoReceipt.problem(),
-            D::Seq(0).problem(),
-            D::NodeMismatch {
-                named: a.clone(),
-                signer: b,
-            }
-            .problem(),
-            D::OtherItem { item: a }.problem(),
-            D::Receipt(R::OtherBytes).problem(),
-            D::Signer(S::BadSignature).problem(),
-        ];
-        for code in said {
-            assert!(
-                codes.contains(&code),
-                "{code} is not in Verdict.problem's list"
-            );
-        }
     }
 
     #[test]

@@ -65,24 +65,7 @@ pub(super) async fn events(
 /// An event as the page's script reads it: `{"kind","id","class","text"}`.
 fn describe(e: &Event, lang: Lang, offset_ms: i64) -> String {
     let kind = EventKind::try_from(e.kind).unwrap_or(EventKind::Unspecified);
-    let (en, zh) = match kind {
-        EventKind::Submitted => ("new report", "新报告"),
-        EventKind::Receipted => ("receipted", "已收回执"),
-        EventKind::Overdue => ("OVERDUE", "超时"),
-        EventKind::Escalated => ("escalated", "已越级"),
-        EventKind::Refused => ("refused", "被拒收"),
-        EventKind::Alarm => ("ALARM", "告警"),
-        EventKind::RouteUp => ("route up", "线路恢复"),
-        EventKind::RouteDown => ("route down", "线路中断"),
-        EventKind::Delivered => ("delivered", "已送达"),
-        EventKind::Upload => ("attachment", "附件"),
-        EventKind::Disposed => ("decided", "已处理"),
-        EventKind::Reminder => ("reminder", "提醒"),
-        EventKind::Solicitation => ("solicitation", "约稿"),
-        EventKind::Bulletin => ("bulletin", "通报"),
-        EventKind::Review => ("review", "审核"),
-        EventKind::Unspecified => ("event", "事件"),
-    };
+    let (en, zh) = kind.words();
     let (_, class) = html::class_label(e.priority, lang);
     let mut text = format!(
         "{} {}",
@@ -97,9 +80,10 @@ fn describe(e: &Event, lang: Lang, offset_ms: i64) -> String {
         text.push_str(" · ");
         text.push_str(&e.item_id);
     }
-    if !e.message.is_empty() {
+    let said = e.said(lang == Lang::Zh);
+    if !said.is_empty() {
         text.push_str(" · ");
-        text.extend(e.message.chars().take(160));
+        text.extend(said.chars().take(160));
     }
     serde_json::json!({
         "kind": kind.as_str_name().trim_start_matches("EVENT_KIND_").to_lowercase(),

@@ -14,6 +14,7 @@ use tracing::{debug, error, info, warn};
 
 use super::session::send;
 use super::{Forwarder, SessionEnd};
+use crate::node::events::Said;
 use crate::proto::{
     DeliveryAck, DispositionRef, EventKind, ForwardRequest, NoticeRef, ReceiptKind,
     SignedDisposition, SignedNotice, SignedReceipt, forward_request,
@@ -88,7 +89,10 @@ impl Forwarder {
             &id,
             None,
             up,
-            format!("delivery receipt from {hub}"),
+            Said::both(
+                format!("delivery receipt from {hub}"),
+                format!("{hub} 的送达回执"),
+            ),
         );
         let ack = forward_request::Kind::Ack(DeliveryAck {
             item_ids: vec![id],

@@ -27,7 +27,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use super::events::Events;
+use super::events::{Events, Said};
 use super::routes::Routes;
 use crate::config::UpstreamConfig;
 use crate::proto::EventKind;
@@ -197,11 +197,20 @@ impl Forwarder {
         let route = self.name();
         if self.routes.set_up(route, up) {
             let (kind, msg) = if up {
-                (EventKind::RouteUp, format!("route {route} is up"))
+                (
+                    EventKind::RouteUp,
+                    Said::both(
+                        format!("route {route} is up"),
+                        format!("上报路由 {route} 已连通"),
+                    ),
+                )
             } else {
                 (
                     EventKind::RouteDown,
-                    format!("route {route} is down: {why}"),
+                    Said::both(
+                        format!("route {route} is down: {why}"),
+                        format!("上报路由 {route} 中断：{why}"),
+                    ),
                 )
             };
             self.events.emit(kind, "", None, route, msg);

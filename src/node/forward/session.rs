@@ -28,6 +28,7 @@ use super::{Forwarder, SessionEnd};
 use crate::audit::{AuditKind, Entry};
 use crate::class::Class;
 use crate::envelope::hops;
+use crate::node::events::Said;
 use crate::proto::{
     Chunk, ChunkNeed, EventKind, ForwardRequest, ForwardResponse, ReceiptKind, Refusal,
     SignedReceipt, SignedReport, forward_request, forward_response, relay_client::RelayClient,
@@ -555,17 +556,27 @@ impl<'f> Session<'f> {
                 id,
                 None,
                 route,
-                format!("delivery receipt from {route}"),
+                Said::both(
+                    format!("delivery receipt from {route}"),
+                    format!("{route} 的送达回执"),
+                ),
             );
         }
         if outcome == ReceiptOutcome::Settled {
-            let timing = if done.on_time { "on time" } else { "late" };
+            let (timing, timing_zh) = if done.on_time {
+                ("on time", "按时")
+            } else {
+                ("late", "迟到")
+            };
             fwd.events.emit(
                 EventKind::Receipted,
                 id,
                 None,
                 route,
-                format!("receipt from {route}, {timing}"),
+                Said::both(
+                    format!("receipt from {route}, {timing}"),
+                    format!("{route} 的回执，{timing_zh}"),
+                ),
             );
         }
         Ok(())
@@ -605,7 +616,10 @@ impl<'f> Session<'f> {
             &r.item_id,
             None,
             up,
-            format!("{up} refused it: {why}"),
+            Said::both(
+                format!("{up} refused it: {why}"),
+                format!("{up} 拒收：{why}"),
+            ),
         );
         fwd.store
             .record_refusal(r.item_id, up.to_string(), why)
@@ -621,17 +635,20 @@ impl<'f> Session<'f> {
         };
         let first = self.chunks.want(&need, sent.lane);
         if first || need.next.is_multiple_of(64) {
-            let what = if first && need.next > 0 {
-                "resuming at"
+            let (what, what_zh) = if first && need.next > 0 {
+                ("resuming at", "续传，从")
             } else {
-                "at"
+                ("at", "上传至")
             };
             self.fwd.events.emit(
                 EventKind::Upload,
                 &need.item_id,
                 None,
                 self.fwd.name(),
-                format!("attachment {} {what} chunk {}", need.attachment, need.next),
+                Said::both(
+                    format!("attachment {} {what} chunk {}", need.attachment, need.next),
+                    format!("附件 {} {what_zh}第 {} 块", need.attachment, need.next),
+                ),
             );
         }
     }
