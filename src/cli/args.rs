@@ -154,7 +154,8 @@ pub(crate) enum Command {
         /// What the county must answer.
         #[arg(long)]
         question: Option<String>,
-        /// When the answer is due, e.g. 2026-12-01T12:00 (node's local time).
+        /// When the answer is due: a time, e.g. 2026-12-01T12:00 (node's
+        /// local time), or a span from now, e.g. 2h or 3days.
         #[arg(long)]
         by: Option<String>,
         /// Passed on to the level above (上报).

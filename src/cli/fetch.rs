@@ -61,13 +61,27 @@ pub(crate) async fn run(
     }
     std::fs::rename(&partial, output)
         .with_context(|| format!("renaming {} into place", partial.display()))?;
+    let lang = super::when::Lang::choose(None)?;
     println!(
-        "saved {} ({} bytes, sha256:{} as signed by {}) to {}",
-        a.name,
-        a.size,
-        hex(&a.sha256),
-        report.origin,
-        output.display()
+        "{}",
+        match lang {
+            super::when::Lang::Zh => format!(
+                "已保存 {}（{} 字节，sha256:{}，与 {} 的签名一致）到 {}",
+                a.name,
+                a.size,
+                hex(&a.sha256),
+                report.origin,
+                output.display()
+            ),
+            super::when::Lang::En => format!(
+                "saved {} ({} bytes, sha256:{} as signed by {}) to {}",
+                a.name,
+                a.size,
+                hex(&a.sha256),
+                report.origin,
+                output.display()
+            ),
+        }
     );
     Ok(())
 }

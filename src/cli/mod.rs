@@ -356,12 +356,16 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let withdrawal = op.withdraw(&id, &reason).await?;
             let original = op.status(&id).await?;
             println!("{withdrawal}");
-            if original.state == zhibao::proto::ItemState::Withdrawn as i32 {
-                eprintln!(
+            let kept = original.state == zhibao::proto::ItemState::Withdrawn as i32;
+            match (Lang::choose(None)?, kept) {
+                (Lang::Zh, true) => eprintln!("{id} 尚未发出：留在本节点，标为已撤回，不再发送"),
+                (Lang::En, true) => eprintln!(
                     "{id} had not left this node: it is kept here, withdrawn, and will not be sent"
-                );
-            } else {
-                eprintln!("{id} had already left: the withdrawal follows it up the same way");
+                ),
+                (Lang::Zh, false) => eprintln!("{id} 已经发出：撤回报告沿同一路径随后送达"),
+                (Lang::En, false) => {
+                    eprintln!("{id} had already left: the withdrawal follows it up the same way")
+                }
             }
         }
         Command::Show { id, target, out } => {
@@ -411,7 +415,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 () => (K::Instruction, instruction),
             };
             let answer_by_unix_ms = match (&by, kind) {
-                (Some(by), K::Returned) => tz.tz.parse(by)?,
+                (Some(by), K::Returned) => tz.tz.time_or_span(by, "--by")?,
                 (Some(_), _) => bail!("--by goes with --return only"),
                 (None, _) => 0,
             };

@@ -308,27 +308,25 @@ pub(crate) async fn target(action: TargetCommand) -> anyhow::Result<()> {
                 adopted,
             })
             .await?;
-            if points == 0 && adopted == 0 {
-                println!("target of {county} for {year} cleared");
-            } else {
-                println!("target of {county} for {year}: {points} points, {adopted} adopted");
+            let cleared = points == 0 && adopted == 0;
+            match (Lang::choose(None)?, cleared) {
+                (Lang::Zh, true) => println!("已清除 {county} {year} 年的目标"),
+                (Lang::En, true) => println!("target of {county} for {year} cleared"),
+                (Lang::Zh, false) => {
+                    println!("{county} {year} 年目标：{points} 分，采用 {adopted} 篇")
+                }
+                (Lang::En, false) => {
+                    println!("target of {county} for {year}: {points} points, {adopted} adopted")
+                }
             }
         }
     }
     Ok(())
 }
 
-/// `--due`: a time (`2026-12-01T12:00`, the node's local time unless it
-/// says otherwise) or a span from now (`36h`, `3days`).
+/// `--due`: a time or a span from now (see [`super::when::Tz::time_or_span`]).
 fn due_ms(view: View, text: &str) -> anyhow::Result<i64> {
-    match view.tz.parse(text) {
-        Ok(ms) => Ok(ms),
-        Err(e) => match humantime::parse_duration(text.trim()) {
-            Ok(span) => Ok(zhibao::clock::now_ms()
-                .saturating_add(i64::try_from(span.as_millis()).unwrap_or(i64::MAX))),
-            Err(_) => Err(e.context("--due takes a time like 2026-12-01T12:00 or a span like 36h")),
-        },
-    }
+    view.tz.time_or_span(text, "--due")
 }
 
 fn lang_name(lang: Lang) -> &'static str {

@@ -20,6 +20,22 @@ pub(crate) struct Tz {
 }
 
 impl Tz {
+    /// A deadline as an operator gives it (`flag` names the option in the
+    /// error): a time (`2026-12-01T12:00`, in this zone unless it says
+    /// otherwise) or a span from now (`36h`, `3days`); Unix ms.
+    pub(crate) fn time_or_span(self, text: &str, flag: &str) -> anyhow::Result<i64> {
+        match self.parse(text) {
+            Ok(ms) => Ok(ms),
+            Err(e) => match humantime::parse_duration(text.trim()) {
+                Ok(span) => Ok(zhibao::clock::now_ms()
+                    .saturating_add(i64::try_from(span.as_millis()).unwrap_or(i64::MAX))),
+                Err(_) => Err(e.context(format!(
+                    "{flag} takes a time like 2026-12-01T12:00 or a span like 36h"
+                ))),
+            },
+        }
+    }
+
     /// UTC.
     pub(crate) const UTC: Self = Self {
         offset: UtcOffset::UTC,
@@ -178,6 +194,22 @@ mod tests {
             assert!(e.contains("2026-12-01T12:00"), "{bad}: {e}");
         }
         assert_eq!(CST.show(0), "-");
+    }
+
+    #[test]
+    fn a_deadline_is_a_time_or_a_span_from_now() {
+        let at = CST.time_or_span("2026-12-01T12:00", "--by").unwrap();
+        assert_eq!(at, CST.parse("2026-12-01T12:00").unwrap());
+        let before = zhibao::clock::now_ms();
+        let in_2h = CST.time_or_span("2h", "--by").unwrap();
+        let after = zhibao::clock::now_ms();
+        let span = 2 * 3600 * 1000;
+        assert!((before + span..=after + span).contains(&in_2h), "{in_2h}");
+        let e = format!("{:#}", CST.time_or_span("soon", "--by").unwrap_err());
+        assert!(
+            e.contains("--by takes a time like 2026-12-01T12:00 or a span like 36h"),
+            "{e}"
+        );
     }
 }
 
