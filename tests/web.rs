@@ -323,6 +323,29 @@ async fn the_desk_refuses_strangers_escapes_fields_and_refuses_cross_site_posts(
     .await;
     assert_eq!(status, 400);
     assert!(page.contains("补报时限"), "{page}");
+    // One the node refuses: said in Chinese, the node's reason beside it.
+    let (status, _, _) = http(
+        web,
+        "POST",
+        &dispose,
+        &[("Cookie", &cookie), ("Origin", &origin)],
+        &format!("csrf={csrf}&kind=closed&text="),
+    )
+    .await;
+    assert_eq!(status, 303, "closing the item");
+    let (status, _, page) = http(
+        web,
+        "POST",
+        &dispose,
+        &[("Cookie", &cookie), ("Origin", &origin)],
+        &format!("csrf={csrf}&kind=instruction&text=%E5%86%8D%E6%9F%A5"),
+    )
+    .await;
+    assert_eq!(status, 409, "{page}");
+    assert!(
+        page.contains("这条信息当前的状态不允许这样处理") && page.contains("closed"),
+        "{page}"
+    );
 
     // Attachments by item and number only.
     let (status, headers, body) = http(
