@@ -17,6 +17,25 @@ use crate::proto::{
 };
 use crate::trust::{Identity, Trust};
 
+/// What kind of refusal a node's gRPC status is, in Chinese, for a member
+/// of staff: said before the node's reason, which is in English (the web
+/// desk's refusal page, the CLI's error line).
+pub fn refusal_zh(code: tonic::Code) -> &'static str {
+    match code {
+        tonic::Code::NotFound => "找不到这条信息或这项内容",
+        tonic::Code::InvalidArgument | tonic::Code::OutOfRange => {
+            "填写的内容不符合要求，请按所附原因修改后重试"
+        }
+        tonic::Code::FailedPrecondition | tonic::Code::AlreadyExists | tonic::Code::Aborted => {
+            "这条信息当前的状态不允许这样处理"
+        }
+        tonic::Code::PermissionDenied => "无权进行这项操作",
+        tonic::Code::ResourceExhausted => "内容过大或请求过多，请稍后重试",
+        tonic::Code::Unavailable => "节点暂时不能处理，请稍后重试",
+        _ => "节点处理出错，已记入日志，原因见所附",
+    }
+}
+
 /// Errors talking to a node.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

@@ -33,7 +33,10 @@ fn main() -> ExitCode {
     match runtime.block_on(cli::run(args.command)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", cli::error_line(&e));
+            eprintln!(
+                "{}",
+                cli::error_text(&e, cli::when::Lang::of_command_line())
+            );
             cli::exit_code(&e)
         }
     }

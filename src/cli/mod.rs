@@ -62,6 +62,28 @@ const EX_UNAVAILABLE: u8 = 69;
 /// each said once (wrappers often repeat what they wrap, and some say it
 /// in their own words and again through their source), and what to do
 /// where the kind of failure says it.
+/// The line `zhibao` ends with on an error, in the language of its
+/// output: in Chinese, a node's refusal first says what kind it is
+/// ([`zhibao::client::refusal_zh`]); the details stay as they were made.
+pub(crate) fn error_text(e: &anyhow::Error, lang: Lang) -> String {
+    match lang {
+        Lang::En => format!("error: {}", error_line(e)),
+        Lang::Zh => {
+            let refusal = e
+                .chain()
+                .find_map(|c| match c.downcast_ref::<ClientError>() {
+                    Some(ClientError::Status(s)) => Some(s.code()),
+                    _ => c.downcast_ref::<tonic::Status>().map(tonic::Status::code),
+                })
+                .map(zhibao::client::refusal_zh);
+            match refusal {
+                Some(kind) => format!("错误：{kind}（{}）", error_line(e)),
+                None => format!("错误：{}", error_line(e)),
+            }
+        }
+    }
+}
+
 pub(crate) fn error_line(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {

@@ -224,6 +224,21 @@ pub(crate) enum Lang {
 }
 
 impl Lang {
+    /// The language the command line asked for (`--lang`, as [`choose`]
+    /// takes it), for what is said after the command ran: its error line.
+    /// English where the command line's `--lang` is not one.
+    ///
+    /// [`choose`]: Self::choose
+    pub(crate) fn of_command_line() -> Self {
+        let args: Vec<String> = std::env::args().collect();
+        let asked = args.iter().enumerate().find_map(|(i, a)| {
+            a.strip_prefix("--lang=")
+                .map(str::to_string)
+                .or_else(|| (a == "--lang").then(|| args.get(i + 1).cloned()).flatten())
+        });
+        Self::choose(asked.as_deref()).unwrap_or(Self::En)
+    }
+
     /// `--lang` if given, else `ZHIBAO_LANG`, else the locale (`LC_ALL`,
     /// `LANG`): Chinese for a `zh` locale, English otherwise.
     pub(crate) fn choose(asked: Option<&str>) -> anyhow::Result<Self> {

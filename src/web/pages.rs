@@ -132,7 +132,7 @@ fn failed_at(web: &Web, ctx: &Ctx, status: &tonic::Status, back: Option<&str>) -
     // what kind of refusal it is.
     let kind = match (l, status.code()) {
         (Lang::En, _) => String::new(),
-        (Lang::Zh, c) => format!("<p class=\"why\">{}</p>", refusal_zh(c)),
+        (Lang::Zh, c) => format!("<p class=\"why\">{}</p>", crate::client::refusal_zh(c)),
     };
     let body = format!(
         "<section class=\"error\"><h1>{}</h1>{kind}<p id=\"error\">{}</p><p><a href=\"{}\">{}</a></p></section>",
@@ -146,24 +146,6 @@ fn failed_at(web: &Web, ctx: &Ctx, status: &tonic::Status, back: Option<&str>) -
         }
     );
     html::respond(code, html::page(&web.frame(ctx, title, ""), &body))
-}
-
-/// What kind of refusal a gRPC status is, in Chinese, for a member of
-/// staff.
-fn refusal_zh(code: tonic::Code) -> &'static str {
-    match code {
-        tonic::Code::NotFound => "找不到这条信息或这项内容。",
-        tonic::Code::InvalidArgument | tonic::Code::OutOfRange => {
-            "填写的内容不符合要求，请按下面的原因修改后重试。"
-        }
-        tonic::Code::FailedPrecondition | tonic::Code::AlreadyExists | tonic::Code::Aborted => {
-            "这条信息当前的状态不允许这样处理。"
-        }
-        tonic::Code::PermissionDenied => "无权进行这项操作。",
-        tonic::Code::ResourceExhausted => "内容过大或请求过多，请稍后重试。",
-        tonic::Code::Unavailable => "节点暂时不能处理，请稍后重试。",
-        _ => "节点处理出错，详情见下（英文），并已记入日志。",
-    }
 }
 
 async fn not_found(State(web): State<Arc<Web>>, Extension(ctx): Extension<Ctx>) -> Response {
