@@ -298,6 +298,7 @@ async fn a_county_keeps_only_what_the_deciding_hub_really_signed() {
         .unwrap();
     // Three alarms, one per lie, and the genuine decision kept.
     let mut alarms = Vec::new();
+    let mut alarms_zh = Vec::new();
     let mut notice_alarms = Vec::new();
     let mut kept = false;
     tokio::time::timeout(WAIT, async {
@@ -312,6 +313,7 @@ async fn a_county_keeps_only_what_the_deciding_hub_really_signed() {
             }
             if e.kind == EventKind::Alarm as i32 {
                 alarms.push(e.message);
+                alarms_zh.push(e.message_zh);
             } else if e.kind == EventKind::Disposed as i32 {
                 kept = true;
             }
@@ -332,6 +334,20 @@ async fn a_county_keeps_only_what_the_deciding_hub_really_signed() {
         "{alarms:?}"
     );
     assert!(alarms.iter().any(|a| a.contains("#3")), "{alarms:?}");
+    // Said to a watcher in Chinese too, the reason in words.
+    let failed: Vec<_> = alarms_zh
+        .iter()
+        .filter(|a| a.contains("处理意见未通过验证："))
+        .collect();
+    assert!(!failed.is_empty(), "{alarms_zh:?}");
+    assert!(
+        failed.iter().all(|a| !a.contains("原因见英文")),
+        "{failed:?}"
+    );
+    assert!(
+        alarms_zh.iter().any(|a| a.contains("第 3 号处理意见")),
+        "{alarms_zh:?}"
+    );
     let st = op.status(&id).await.unwrap();
     assert_eq!(st.dispositions.len(), 1, "only the genuine decision");
     let d = &st.dispositions[0];

@@ -214,7 +214,16 @@ impl Custody {
                     offered: hex(item.sha256()),
                 };
                 error!(alarm = "id-conflict", item = %item.id(), %from, origin = %report.origin, stored = %hex(&old.sha256), offered = %hex(item.sha256()), "ALARM: an item id arrived again with different bytes; the stored one is kept, the new one refused");
-                self.events.alarm(item.id(), "", e.to_string());
+                self.events.alarm(
+                    item.id(),
+                    "",
+                    Said::both(
+                        e.to_string(),
+                        format!(
+                            "同一编号的信息再次到达但内容不同：保留原有的，拒收新的（来自 {from}）"
+                        ),
+                    ),
+                );
                 Err(e)
             }
         }

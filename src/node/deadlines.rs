@@ -151,8 +151,11 @@ impl DeadlineWatch {
             self.events.alarm(
                 "",
                 "",
-                format!(
-                    "the system clock jumped by {jump} ms; deadlines keep to the monotonic clock"
+                Said::both(
+                    format!(
+                        "the system clock jumped by {jump} ms; deadlines keep to the monotonic clock"
+                    ),
+                    format!("系统时钟跳变 {jump} 毫秒；时限仍按单调时钟计算"),
                 ),
             );
         }

@@ -354,7 +354,10 @@ impl OperatorService {
                 self.events.alarm(
                     item.id(),
                     "",
-                    format!("sent, but its sign-off cannot be awaited: {e}"),
+                    super::events::Said::both(
+                        format!("sent, but its sign-off cannot be awaited: {e}"),
+                        format!("已发出，但无法等待其审核签发：{e}"),
+                    ),
                 );
             }
         }

@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
-use super::events::Events;
+use super::events::{Events, Said};
 use crate::trust::{self, Freshness, Keys, KeysReload, Trust};
 
 /// How often the files are looked at.
@@ -74,7 +74,10 @@ impl Reload {
                 self.events.alarm(
                     "",
                     "",
-                    format!("CA/CRL cannot be used, previous one kept: {e}"),
+                    Said::both(
+                        format!("CA/CRL cannot be used, previous one kept: {e}"),
+                        format!("新的区域CA或吊销列表不能使用，仍用原有的：{e}"),
+                    ),
                 );
             }
         }
@@ -88,8 +91,14 @@ impl Reload {
             }
             KeysReload::Failed(e) => {
                 error!(alarm = "keys-reload", error = %e, "ALARM: this node's certificate or key changed but cannot be used; the current ones stay in use");
-                self.events
-                    .alarm("", "", format!("renewed certificate or key not used: {e}"));
+                self.events.alarm(
+                    "",
+                    "",
+                    Said::both(
+                        format!("renewed certificate or key not used: {e}"),
+                        format!("更新的证书或密钥不能使用，仍用当前的：{e}"),
+                    ),
+                );
             }
         }
     }
@@ -110,7 +119,10 @@ fn report(events: &Events, freshness: Freshness, offset_ms: i64) {
             events.alarm(
                 "",
                 "",
-                format!("the region CRL expired at {}; relay traffic stops at {} unless a fresh CRL arrives", local(expired), local(refuse_at)),
+                Said::both(
+                    format!("the region CRL expired at {}; relay traffic stops at {} unless a fresh CRL arrives", local(expired), local(refuse_at)),
+                    format!("区域吊销列表已于 {} 过期；如无新列表，{} 起停止中继", local(expired), local(refuse_at)),
+                ),
             );
         }
         Freshness::Stale { expired } => {
@@ -122,7 +134,10 @@ fn report(events: &Events, freshness: Freshness, offset_ms: i64) {
             events.alarm(
                 "",
                 "",
-                format!("the region CRL expired at {} and its grace is over: relay traffic refused until a fresh CRL arrives", local(expired)),
+                Said::both(
+                    format!("the region CRL expired at {} and its grace is over: relay traffic refused until a fresh CRL arrives", local(expired)),
+                    format!("区域吊销列表已于 {} 过期且宽限期已过：在新列表到达前拒绝中继", local(expired)),
+                ),
             );
         }
     }

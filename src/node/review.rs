@@ -518,8 +518,14 @@ impl ReviewWatch {
                 warn!(review = "timed-out", %id, "review timed out: sending without it");
                 if let Err(e) = r.send(&id, &rec, review).await {
                     error!(alarm = "review-send", %id, error = %e, "ALARM: an item whose review timed out cannot be sent");
-                    r.events
-                        .alarm(&id, "", format!("cannot send after review timed out: {e}"));
+                    r.events.alarm(
+                        &id,
+                        "",
+                        Said::both(
+                            format!("cannot send after review timed out: {e}"),
+                            format!("审核超时后未能发出：{e}"),
+                        ),
+                    );
                 }
                 continue;
             }

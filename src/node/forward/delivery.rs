@@ -35,7 +35,11 @@ impl Forwarder {
             Ok(false) => {}
             Err(e) => {
                 error!(alarm = "crl-push", upstream = %up, error = %e, "ALARM: a CRL pushed by the upstream was refused");
-                self.events.alarm("", up, e.to_string());
+                self.events.alarm(
+                    "",
+                    up,
+                    Said::both(e.to_string(), format!("拒收 {up} 发来的吊销列表：{e}")),
+                );
             }
         }
     }
@@ -52,7 +56,10 @@ impl Forwarder {
             self.events.alarm(
                 "",
                 up,
-                format!("delivery receipt from {up} does not decode"),
+                Said::both(
+                    format!("delivery receipt from {up} does not decode"),
+                    format!("{up} 的送达回执无法解码"),
+                ),
             );
             return Ok(());
         };
@@ -62,7 +69,10 @@ impl Forwarder {
             self.events.alarm(
                 &id,
                 up,
-                format!("{up} pushed a delivery receipt for an unknown item"),
+                Said::both(
+                    format!("{up} pushed a delivery receipt for an unknown item"),
+                    format!("{up} 发来本节点没有的信息的送达回执"),
+                ),
             );
             return Ok(());
         };
@@ -115,8 +125,14 @@ impl Forwarder {
         let up = self.name();
         let Some(named) = disposition::peek(signed) else {
             error!(alarm = "bad-disposition", upstream = %up, "ALARM: pushed-down decision does not decode; ignored");
-            self.events
-                .alarm("", up, format!("a decision from {up} does not decode"));
+            self.events.alarm(
+                "",
+                up,
+                Said::both(
+                    format!("a decision from {up} does not decode"),
+                    format!("{up} 发来的处理意见无法解码"),
+                ),
+            );
             return Ok(());
         };
         let id = named.item_id;
@@ -125,7 +141,10 @@ impl Forwarder {
             self.events.alarm(
                 &id,
                 up,
-                format!("{up} pushed a decision on an unknown item"),
+                Said::both(
+                    format!("{up} pushed a decision on an unknown item"),
+                    format!("{up} 发来本节点没有的信息的处理意见"),
+                ),
             );
             return Ok(());
         };
@@ -137,7 +156,13 @@ impl Forwarder {
                 self.events.alarm(
                     &id,
                     up,
-                    format!("a decision from {up} does not verify: {e}"),
+                    Said::both(
+                        format!("a decision from {up} does not verify: {e}"),
+                        format!(
+                            "{up} 发来的处理意见未通过验证：{}",
+                            crate::verdict::problem_zh(e.problem()).unwrap_or("原因见英文")
+                        ),
+                    ),
                 );
                 return Ok(());
             }
@@ -183,9 +208,15 @@ impl Forwarder {
                 self.events.alarm(
                     &id,
                     up,
-                    format!(
-                        "{up} pushed decision #{} of {} that differs from the one kept",
-                        body.seq, body.node
+                    Said::both(
+                        format!(
+                            "{up} pushed decision #{} of {} that differs from the one kept",
+                            body.seq, body.node
+                        ),
+                        format!(
+                            "{up} 发来的 {} 第 {} 号处理意见与本节点所存不同",
+                            body.node, body.seq
+                        ),
                     ),
                 );
                 return Ok(());
@@ -195,9 +226,15 @@ impl Forwarder {
                 self.events.alarm(
                     &id,
                     up,
-                    format!(
-                        "{up} pushed decision #{} of {} where #{expected} was due (or its link to the one before is wrong)",
-                        body.seq, body.node
+                    Said::both(
+                        format!(
+                            "{up} pushed decision #{} of {} where #{expected} was due (or its link to the one before is wrong)",
+                            body.seq, body.node
+                        ),
+                        format!(
+                            "{up} 发来 {} 第 {} 号处理意见，应为第 {expected} 号（或与前一号的链接不符）",
+                            body.node, body.seq
+                        ),
                     ),
                 );
                 return Ok(());
@@ -231,8 +268,14 @@ impl Forwarder {
             Err(e) => {
                 let id = notice::peek(signed).map(|n| n.id).unwrap_or_default();
                 error!(alarm = "bad-notice", upstream = %up, id = %id.chars().take(40).collect::<String>(), error = %e, "ALARM: pushed-down notice does not verify; not taken");
-                self.events
-                    .alarm("", up, format!("a notice from {up} was refused: {e}"));
+                self.events.alarm(
+                    "",
+                    up,
+                    Said::both(
+                        format!("a notice from {up} was refused: {e}"),
+                        format!("拒收 {up} 发来的通知（约稿或通报）：{e}"),
+                    ),
+                );
                 return Ok(());
             }
         };
@@ -261,9 +304,15 @@ impl Forwarder {
                 self.events.alarm(
                     "",
                     up,
-                    format!(
-                        "{up} pushed version {} of {} that does not follow the versions kept here ({outcome:?})",
-                        body.version, body.id
+                    Said::both(
+                        format!(
+                            "{up} pushed version {} of {} that does not follow the versions kept here ({outcome:?})",
+                            body.version, body.id
+                        ),
+                        format!(
+                            "{up} 发来 {} 的第 {} 版，与本节点所存各版不衔接",
+                            body.id, body.version
+                        ),
                     ),
                 );
                 return Ok(());

@@ -173,7 +173,7 @@ impl Forwarder {
                     id,
                     None,
                     route,
-                    format!("{route}: {why}"),
+                    Said::both(format!("{route}: {why}"), format!("{route} 拒收：{why}")),
                 );
             }
             total += ids.len();
@@ -186,7 +186,10 @@ impl Forwarder {
             self.events.alarm(
                 "",
                 route,
-                format!("{why}: {total} queued items marked refused"),
+                Said::both(
+                    format!("{why}: {total} queued items marked refused"),
+                    format!("{why}：排队中的 {total} 条信息已标为被拒收"),
+                ),
             );
         }
         Ok(())

@@ -388,7 +388,10 @@ impl<'f> Session<'f> {
                 self.fwd.events.alarm(
                     &id,
                     self.fwd.name(),
-                    format!("chunk {index} of attachment {attachment} is missing here"),
+                    Said::both(
+                        format!("chunk {index} of attachment {attachment} is missing here"),
+                        format!("本节点缺少附件 {attachment} 的第 {index} 块"),
+                    ),
                 );
                 self.chunks.done(&id);
                 Ok(())
@@ -480,8 +483,14 @@ impl<'f> Session<'f> {
         // once `open_for` has verified it.
         let Some(named) = receipt::peek(&signed) else {
             error!(alarm = "bad-receipt", upstream = %up, "ALARM: receipt does not decode; ignored");
-            fwd.events
-                .alarm("", up, format!("receipt from {up} does not decode"));
+            fwd.events.alarm(
+                "",
+                up,
+                Said::both(
+                    format!("receipt from {up} does not decode"),
+                    format!("{up} 的回执无法解码"),
+                ),
+            );
             return;
         };
         let id = named.item_id;
@@ -491,7 +500,10 @@ impl<'f> Session<'f> {
             fwd.events.alarm(
                 &id,
                 up,
-                format!("{up} sent a receipt for an item not sent to it"),
+                Said::both(
+                    format!("{up} sent a receipt for an item not sent to it"),
+                    format!("{up} 发来未曾发给它的信息的回执"),
+                ),
             );
             return;
         };
@@ -501,8 +513,17 @@ impl<'f> Session<'f> {
             Ok(r) => r,
             Err(e) => {
                 error!(alarm = "bad-receipt", upstream = %up, %id, error = %e, "ALARM: receipt does not verify or match the item; it stays queued");
-                fwd.events
-                    .alarm(&id, up, format!("receipt from {up} rejected: {e}"));
+                fwd.events.alarm(
+                    &id,
+                    up,
+                    Said::both(
+                        format!("receipt from {up} rejected: {e}"),
+                        format!(
+                            "拒收 {up} 的回执：{}",
+                            crate::verdict::problem_zh(e.problem()).unwrap_or("原因见英文")
+                        ),
+                    ),
+                );
                 return;
             }
         };
