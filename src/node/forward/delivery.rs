@@ -85,8 +85,17 @@ impl Forwarder {
             }
             Err(e) => {
                 error!(alarm = "bad-receipt", upstream = %up, %id, error = %e, "ALARM: pushed-down delivery receipt does not match the item");
-                self.events
-                    .alarm(&id, up, format!("delivery receipt does not match: {e}"));
+                self.events.alarm(
+                    &id,
+                    up,
+                    Said::both(
+                        format!("delivery receipt does not match: {e}"),
+                        format!(
+                            "送达回执不符：{}",
+                            crate::verdict::problem_zh(e.problem()).unwrap_or("原因见英文")
+                        ),
+                    ),
+                );
                 return Ok(());
             }
         };
