@@ -63,6 +63,13 @@ pub fn words(verdict: Option<&Verdict>, english: &str, receipt: bool, chinese: b
         .unwrap_or_else(|| english.to_string())
 }
 
+/// Why a check failed, for a message in Chinese: the words for its
+/// `problem` code, or, for a code without them, the error's own
+/// (English) words, since the Chinese message is shown alone.
+pub fn reason_zh(problem: &str, error: &dyn std::fmt::Display) -> String {
+    problem_zh(problem).map_or_else(|| error.to_string(), str::to_string)
+}
+
 /// A failed check's reason (`Verdict.problem`) in Chinese.
 pub fn problem_zh(problem: &str) -> Option<&'static str> {
     Some(match problem {
@@ -129,6 +136,18 @@ mod tests {
             "INVALID: something new"
         );
         assert_eq!(words(None, "valid: x", true, true), "valid: x");
+    }
+
+    #[test]
+    fn a_reason_without_chinese_words_keeps_the_errors_own() {
+        assert_eq!(
+            reason_zh("bad_signature", &"signature does not verify"),
+            "签名与内容不符"
+        );
+        assert_eq!(
+            reason_zh("something_new", &"a new failure"),
+            "a new failure"
+        );
     }
 
     #[test]

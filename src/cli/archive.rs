@@ -242,10 +242,16 @@ struct Checked {
     signature: String,
     /// The same as data, for words in the reader's language.
     signature_verdict: Verdict,
-    signature_ok: bool,
     decisions: Vec<DispositionView>,
     /// Each attachment: whether its bytes are those the origin signed.
     attachments: Vec<bool>,
+}
+
+impl Checked {
+    /// Whether the origin's signature checked.
+    fn signature_ok(&self) -> bool {
+        self.signature_verdict.outcome != VerdictOutcome::Invalid as i32
+    }
 }
 
 fn check(trust: &Trust, item: &ArchivedItem) -> anyhow::Result<Checked> {
@@ -274,7 +280,6 @@ fn check(trust: &Trust, item: &ArchivedItem) -> anyhow::Result<Checked> {
         ),
         Err(e) => (format!("INVALID: {e}"), invalid("", e.problem())),
     };
-    let signature_ok = signature_verdict.outcome != VerdictOutcome::Invalid as i32;
     let decisions = item
         .decisions
         .iter()
@@ -295,7 +300,6 @@ fn check(trust: &Trust, item: &ArchivedItem) -> anyhow::Result<Checked> {
         report,
         signature,
         signature_verdict,
-        signature_ok,
         decisions,
         attachments,
     })
@@ -365,7 +369,7 @@ fn show(from: &ArchiveFrom, id: &str, out: &Output) -> anyhow::Result<()> {
                 "body": String::from_utf8_lossy(&c.report.body),
                 "report_sha256": hex(&sha256(&c.signed.report)),
                 "signature": c.signature,
-                "signature_valid": c.signature_ok,
+                "signature_valid": c.signature_ok(),
                 "attachments": attachments,
                 "decisions": c.decisions.iter().map(decision_json).collect::<Vec<_>>(),
             })
@@ -373,7 +377,7 @@ fn show(from: &ArchiveFrom, id: &str, out: &Output) -> anyhow::Result<()> {
     } else {
         print!("{}", text(&item, &file, &c, v));
     }
-    if !c.signature_ok || c.attachments.iter().any(|ok| !ok) {
+    if !c.signature_ok() || c.attachments.iter().any(|ok| !ok) {
         bail!("item {id}: the archived report does not check (see above)");
     }
     Ok(())
@@ -461,7 +465,7 @@ fn save(from: &ArchiveFrom, id: &str, index: u32, output: &Path) -> anyhow::Resu
     let trust = hub.trust()?;
     let (_, item) = find(&hub, id)?;
     let c = check(&trust, &item)?;
-    if !c.signature_ok {
+    if !c.signature_ok() {
         bail!("item {id}: {}; no attachment saved", c.signature);
     }
     let i = usize::try_from(index).unwrap_or(usize::MAX);

@@ -58,10 +58,6 @@ struct Refused {
 /// Exit code when the node is not running (sysexits EX_UNAVAILABLE).
 const EX_UNAVAILABLE: u8 = 69;
 
-/// A failed command's error as one line for people: its causes joined,
-/// each said once (wrappers often repeat what they wrap, and some say it
-/// in their own words and again through their source), and what to do
-/// where the kind of failure says it.
 /// The line `zhibao` ends with on an error, in the language of its
 /// output: in Chinese, a node's refusal first says what kind it is
 /// ([`zhibao::client::refusal_zh`]); the details stay as they were made.
@@ -84,6 +80,10 @@ pub(crate) fn error_text(e: &anyhow::Error, lang: Lang) -> String {
     }
 }
 
+/// A failed command's error as one line for people: its causes joined,
+/// each said once (wrappers often repeat what they wrap, and some say it
+/// in their own words and again through their source), and what to do
+/// where the kind of failure says it.
 pub(crate) fn error_line(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {

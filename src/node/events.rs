@@ -21,7 +21,7 @@ const BACKLOG: usize = 1024;
 /// What an event says to people: in English always, and in Chinese where
 /// the node has words for it (`Event.message_zh`; empty otherwise, and a
 /// watcher in Chinese shows the English).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) struct Said {
     /// English.
     pub(crate) en: String,

@@ -92,7 +92,7 @@ impl Forwarder {
                         format!("delivery receipt does not match: {e}"),
                         format!(
                             "送达回执不符：{}",
-                            crate::verdict::problem_zh(e.problem()).unwrap_or("原因见英文")
+                            crate::verdict::reason_zh(e.problem(), &e)
                         ),
                     ),
                 );
@@ -169,7 +169,7 @@ impl Forwarder {
                         format!("a decision from {up} does not verify: {e}"),
                         format!(
                             "{up} 发来的处理意见未通过验证：{}",
-                            crate::verdict::problem_zh(e.problem()).unwrap_or("原因见英文")
+                            crate::verdict::reason_zh(e.problem(), &e)
                         ),
                     ),
                 );

@@ -520,7 +520,7 @@ impl<'f> Session<'f> {
                         format!("receipt from {up} rejected: {e}"),
                         format!(
                             "拒收 {up} 的回执：{}",
-                            crate::verdict::problem_zh(e.problem()).unwrap_or("原因见英文")
+                            crate::verdict::reason_zh(e.problem(), &e)
                         ),
                     ),
                 );
