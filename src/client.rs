@@ -36,6 +36,24 @@ pub fn refusal_zh(code: tonic::Code) -> &'static str {
     }
 }
 
+/// A node's refusal in Chinese, where it says it: the `zh-CN`
+/// `google.rpc.LocalizedMessage` in the status's details (every refusal
+/// made by a node's handlers carries one); `None` for a status without
+/// (one made by the gRPC layer, or by another implementation).
+pub fn refusal_in_chinese(s: &tonic::Status) -> Option<String> {
+    use tonic_types::StatusExt;
+    s.get_details_localized_message()
+        .filter(|m| m.locale.starts_with("zh") && !m.message.trim().is_empty())
+        .map(|m| m.message)
+}
+
+/// Why a node refused, as the stable name programs match on
+/// (`google.rpc.ErrorInfo.reason`, e.g. `BODY_TOO_LARGE`), where it says.
+pub fn refusal_reason(s: &tonic::Status) -> Option<String> {
+    use tonic_types::StatusExt;
+    s.get_details_error_info().map(|i| i.reason)
+}
+
 /// Errors talking to a node.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

@@ -455,6 +455,19 @@ async fn reviews_that_cannot_be_done_are_refused_with_their_reason() {
     let (code, msg) = refusal(director.review(&own, ReviewAction::Approve, "").await);
     assert_eq!(code, tonic::Code::PermissionDenied, "own report: {msg}");
     assert!(msg.contains("your own report"), "{msg}");
+    // The reason by name and in Chinese, in the status's details, for any
+    // gRPC client to read.
+    let Err(ClientError::Status(s)) = director.review(&own, ReviewAction::Approve, "").await else {
+        panic!("expected a refusal");
+    };
+    assert_eq!(
+        zhibao::client::refusal_reason(&s).as_deref(),
+        Some("OWN_REPORT")
+    );
+    assert_eq!(
+        zhibao::client::refusal_in_chinese(&s).as_deref(),
+        Some(format!("信息 {own} 是您本人的报告：须由另一位审核人把关").as_str())
+    );
     let (code, msg) = refusal(director.review(&id, ReviewAction::Reject, "  ").await);
     assert_eq!(code, tonic::Code::InvalidArgument, "no note: {msg}");
     let unknown = zhibao::envelope::new_item_id();

@@ -59,21 +59,29 @@ struct Refused {
 const EX_UNAVAILABLE: u8 = 69;
 
 /// The line `zhibao` ends with on an error, in the language of its
-/// output: in Chinese, a node's refusal first says what kind it is
-/// ([`zhibao::client::refusal_zh`]); the details stay as they were made.
+/// output. In Chinese, a node's refusal is said in the Chinese words the
+/// node sent with it ([`zhibao::client::refusal_in_chinese`]); a refusal
+/// without them first says what kind it is
+/// ([`zhibao::client::refusal_zh`]), then the details as they were made.
 pub(crate) fn error_text(e: &anyhow::Error, lang: Lang) -> String {
     match lang {
         Lang::En => format!("error: {}", error_line(e)),
         Lang::Zh => {
-            let refusal = e
+            let status = e
                 .chain()
                 .find_map(|c| match c.downcast_ref::<ClientError>() {
-                    Some(ClientError::Status(s)) => Some(s.code()),
-                    _ => c.downcast_ref::<tonic::Status>().map(tonic::Status::code),
-                })
-                .map(zhibao::client::refusal_zh);
-            match refusal {
-                Some(kind) => format!("错误：{kind}（{}）", error_line(e)),
+                    Some(ClientError::Status(s)) => Some(s),
+                    _ => c.downcast_ref::<tonic::Status>(),
+                });
+            match status {
+                Some(s) if zhibao::client::refusal_in_chinese(s).is_some() => {
+                    format!("错误：{}", line_of(e, true))
+                }
+                Some(s) => format!(
+                    "错误：{}（{}）",
+                    zhibao::client::refusal_zh(s.code()),
+                    error_line(e)
+                ),
                 None => format!("错误：{}", error_line(e)),
             }
         }
@@ -85,13 +93,27 @@ pub(crate) fn error_text(e: &anyhow::Error, lang: Lang) -> String {
 /// in their own words and again through their source), and what to do
 /// where the kind of failure says it.
 pub(crate) fn error_line(e: &anyhow::Error) -> String {
+    line_of(e, false)
+}
+
+/// [`error_line`], with a node's refusal in its Chinese words if
+/// `chinese` and it has them.
+fn line_of(e: &anyhow::Error, chinese: bool) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {
-        // A status straight from a gRPC call: its message names what is
-        // wrong; its own Display is `code: '...', message: "..."`.
-        let text = match cause.downcast_ref::<tonic::Status>() {
-            Some(s) if !s.message().trim().is_empty() => s.message().to_string(),
-            _ => cause.to_string(),
+        let status = match cause.downcast_ref::<ClientError>() {
+            Some(ClientError::Status(s)) => Some(s),
+            _ => cause.downcast_ref::<tonic::Status>(),
+        };
+        // A status's message names what is wrong; its own Display is
+        // `code: '...', message: "..."`.
+        let text = match status {
+            Some(s) => chinese
+                .then(|| zhibao::client::refusal_in_chinese(s))
+                .flatten()
+                .or_else(|| (!s.message().trim().is_empty()).then(|| s.message().to_string()))
+                .unwrap_or_else(|| cause.to_string()),
+            None => cause.to_string(),
         };
         let text = text.trim().trim_end_matches('.').to_string();
         if text.is_empty() || parts.iter().any(|p| p.contains(&text)) {

@@ -14,9 +14,10 @@ use prost::Message;
 use tracing::{error, info};
 
 use super::error::Error;
-use super::events::{Events, Said};
+use super::events::Events;
 use super::live::Live;
 use super::routes::Routes;
+use super::said::Said;
 use crate::config::Deadlines;
 use crate::digest::hex;
 use crate::envelope::Verified;

@@ -18,8 +18,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
-use super::events::{Events, Said};
+use super::events::Events;
 use super::routes::Routes;
+use super::said::Said;
 use crate::class::Class;
 use crate::clock::{Clock, Steady};
 use crate::proto::{EventKind, HeldNotice};

@@ -23,7 +23,8 @@ use tracing::{info, warn};
 
 use super::custody::Custody;
 use super::error::Error;
-use super::events::{Events, Said};
+use super::events::Events;
+use super::said::Said;
 use super::status::{Check, decision_view};
 use super::who::Actor;
 use crate::class::Class;
@@ -69,11 +70,15 @@ impl Desk {
             .iter()
             .map(|o| format!("{} ({})", o.key, o.zh))
             .collect();
-        Err(super::office::OfficeError::Invalid(format!(
-            "outlet {:?} is not one of office.outlets: {}; give its key, optionally with the issue, e.g. `{}: 第12期`",
-            decision.text.chars().take(80).collect::<String>(),
-            known.join(", "),
-            outlets[0].key
+        let given = decision.text.chars().take(80).collect::<String>();
+        let (known, example) = (known.join(", "), &outlets[0].key);
+        Err(super::office::OfficeError::Invalid(Said::both(
+            format!(
+                "outlet {given:?} is not one of office.outlets: {known}; give its key, optionally with the issue, e.g. `{example}: 第12期`"
+            ),
+            format!(
+                "刊物 {given:?} 不在 office.outlets 中：{known}；请写刊物的代号，可带期号，例如 `{example}: 第12期`"
+            ),
         ))
         .into())
     }
@@ -107,14 +112,16 @@ impl Desk {
             why,
         };
         if rec.from == FROM_OPERATOR || rec.from.is_empty() {
-            return Err(not(
+            return Err(not(Said::both(
                 "it was written at this node; an office decides on reports from below",
-            ));
+                "它是本节点撰写的；信息科只对下面报来的信息作处理决定",
+            )));
         }
         if rec.closed_ms != 0 {
-            return Err(not(
+            return Err(not(Said::both(
                 "it is closed (办结); nothing more can be decided on it",
-            ));
+                "它已办结；不能再作处理决定",
+            )));
         }
         if rec.is_pruned() {
             return Err(Error::Pruned {

@@ -15,37 +15,10 @@ use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::proto::{Event, EventKind};
 
+use super::said::Said;
+
 /// Events kept for a slow watcher before it starts missing them.
 const BACKLOG: usize = 1024;
-
-/// What an event says to people: in English always, and in Chinese where
-/// the node has words for it (`Event.message_zh`; empty otherwise, and a
-/// watcher in Chinese shows the English).
-#[derive(Debug)]
-pub(crate) struct Said {
-    /// English.
-    pub(crate) en: String,
-    /// Chinese, or empty.
-    pub(crate) zh: String,
-}
-
-impl Said {
-    /// The same in both languages.
-    pub(crate) fn both(en: String, zh: String) -> Self {
-        Self { en, zh }
-    }
-}
-
-impl From<String> for Said {
-    /// English only: details the node has only in English (an error's
-    /// words).
-    fn from(en: String) -> Self {
-        Self {
-            en,
-            zh: String::new(),
-        }
-    }
-}
 
 /// Where the node's parts tell watchers what happened; cheap to clone.
 #[derive(Debug, Clone)]

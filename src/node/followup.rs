@@ -14,7 +14,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
-use super::events::{Events, Said};
+use super::events::Events;
+use super::said::Said;
 use crate::class::Class;
 use crate::clock::Clock;
 use crate::proto::EventKind;

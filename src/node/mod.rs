@@ -82,6 +82,7 @@ mod reload;
 mod retention;
 mod review;
 mod routes;
+mod said;
 mod scores;
 mod scrape;
 mod start;

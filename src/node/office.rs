@@ -19,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::error::Error;
-use super::events::{Events, Said};
+use super::events::Events;
+use super::said::Said;
 use super::who::Actor;
 use crate::class::Class;
 use crate::clock::Clock;
@@ -38,7 +39,7 @@ use crate::trust::{Keys, Trust};
 pub(crate) enum OfficeError {
     /// The request is malformed or out of range.
     #[error("{0}")]
-    Invalid(String),
+    Invalid(Said),
     /// No such solicitation or bulletin here.
     #[error("no {what} {id} has reached this node{hint}")]
     NotFound {
@@ -51,13 +52,13 @@ pub(crate) enum OfficeError {
     },
     /// No figures for what was asked.
     #[error("{0}")]
-    NoFigures(String),
+    NoFigures(Said),
     /// It cannot be done in the state things are in.
     #[error("{0}")]
-    Precondition(String),
+    Precondition(Said),
     /// Too big to publish.
     #[error("{0}")]
-    TooLarge(String),
+    TooLarge(Said),
     /// A notice that does not keep the rules.
     #[error(transparent)]
     Notice(#[from] NoticeError),
@@ -118,9 +119,10 @@ impl Office {
         actor: &Actor,
     ) -> Result<NoticeView, Error> {
         if !self.has_children {
-            return Err(OfficeError::Precondition(
-                "this node has no [relay] listener, so no county below it to ask".into(),
-            )
+            return Err(OfficeError::Precondition(Said::both(
+                "this node has no [relay] listener, so no county below it to ask",
+                "本节点没有 [relay] 监听，下面没有可约稿的县",
+            ))
             .into());
         }
         let now = self.clock.now_ms();
@@ -135,25 +137,30 @@ impl Office {
                     _ => return Err(self.not_found("solicitation", &req.id).into()),
                 };
                 if s.withdrawn {
-                    return Err(OfficeError::Precondition(format!(
-                        "{} was withdrawn; publish a new solicitation instead",
-                        req.id
+                    return Err(OfficeError::Precondition(Said::both(
+                        format!(
+                            "{} was withdrawn; publish a new solicitation instead",
+                            req.id
+                        ),
+                        format!("约稿 {} 已撤回；请另发一个新的约稿", req.id),
                     ))
                     .into());
                 }
                 if action == Action::Extend {
                     if req.deadline_unix_ms <= s.deadline_unix_ms.max(now) {
-                        return Err(OfficeError::Invalid(
-                            "an extension needs a new deadline later than the current one and in the future (--due)".into(),
-                        )
+                        return Err(OfficeError::Invalid(Said::both(
+                            "an extension needs a new deadline later than the current one and in the future (--due)",
+                            "延期需要一个比现在的截止时间更晚、且在将来的新截止时间（--due）",
+                        ))
                         .into());
                     }
                     s.deadline_unix_ms = req.deadline_unix_ms;
                 } else {
                     if req.note.trim().is_empty() {
-                        return Err(OfficeError::Invalid(
-                            "a withdrawal needs a reason (--note)".into(),
-                        )
+                        return Err(OfficeError::Invalid(Said::both(
+                            "a withdrawal needs a reason (--note)",
+                            "撤回约稿须写明理由（--note）",
+                        ))
                         .into());
                     }
                     s.withdrawn = true;
@@ -171,7 +178,11 @@ impl Office {
                 (next, Some(prev))
             }
             Action::Unspecified => {
-                return Err(OfficeError::Invalid("say publish, extend or withdraw".into()).into());
+                return Err(OfficeError::Invalid(Said::both(
+                    "say publish, extend or withdraw",
+                    "请说明是发布（publish）、延期（extend）还是撤回（withdraw）",
+                ))
+                .into());
             }
         };
         notice::check(&notice).map_err(OfficeError::from)?;
@@ -187,9 +198,9 @@ impl Office {
             )
             .await?;
         if outcome != NoticeOutcome::Stored {
-            return Err(OfficeError::Precondition(format!(
-                "{} changed at the same moment; try again",
-                body.id
+            return Err(OfficeError::Precondition(Said::both(
+                format!("{} changed at the same moment; try again", body.id),
+                format!("{} 在同一时刻被改动；请重试", body.id),
             ))
             .into());
         }
@@ -212,15 +223,16 @@ impl Office {
         now: i64,
     ) -> Result<Notice, OfficeError> {
         if req.deadline_unix_ms <= now {
-            return Err(OfficeError::Invalid(
-                "a solicitation needs a deadline in the future (--due)".into(),
-            ));
+            return Err(OfficeError::Invalid(Said::both(
+                "a solicitation needs a deadline in the future (--due)",
+                "约稿需要一个在将来的截止时间（--due）",
+            )));
         }
         if Class::from_proto(req.priority).is_none() {
-            return Err(OfficeError::Invalid(
-                "say which class answers travel in: emergency, bad_news or routine (--priority)"
-                    .into(),
-            ));
+            return Err(OfficeError::Invalid(Said::both(
+                "say which class answers travel in: emergency, bad_news or routine (--priority)",
+                "请说明来稿按哪一类报送：emergency（重大紧急）、bad_news（报忧）或 routine（动态）（--priority）",
+            )));
         }
         let counties: BTreeSet<String> =
             req.counties.iter().map(|c| c.trim().to_string()).collect();
@@ -228,9 +240,10 @@ impl Office {
             .iter()
             .find(|c| crate::trust::validate_node_id(c).is_err())
         {
-            return Err(OfficeError::Invalid(format!(
-                "{:?} is not a county's node id",
-                bad.chars().take(80).collect::<String>()
+            let bad = bad.chars().take(80).collect::<String>();
+            return Err(OfficeError::Invalid(Said::both(
+                format!("{bad:?} is not a county's node id"),
+                format!("{bad:?} 不是县级节点的编号"),
             )));
         }
         Ok(Notice {
@@ -267,9 +280,10 @@ impl Office {
     /// was kept).
     async fn solicitation(&self, id: &str) -> Result<(Notice, SignedNotice), Error> {
         if notice::check_id(id) != Ok(Kind::Solicitation) {
-            return Err(OfficeError::Invalid(format!(
-                "a solicitation id is SOL- and 16 hex digits, not {:?}",
-                id.chars().take(40).collect::<String>()
+            let id = id.chars().take(40).collect::<String>();
+            return Err(OfficeError::Invalid(Said::both(
+                format!("a solicitation id is SOL- and 16 hex digits, not {id:?}"),
+                format!("约稿编号是 SOL- 加 16 位十六进制数字，{id:?} 不是"),
             ))
             .into());
         }
@@ -288,9 +302,12 @@ impl Office {
     async fn own_solicitation(&self, id: &str) -> Result<(Notice, SignedNotice), Error> {
         let (body, signed) = self.solicitation(id).await?;
         if body.publisher != self.me() {
-            return Err(OfficeError::Precondition(format!(
-                "{id} was published by {}; only its publisher can change it",
-                body.publisher
+            return Err(OfficeError::Precondition(Said::both(
+                format!(
+                    "{id} was published by {}; only its publisher can change it",
+                    body.publisher
+                ),
+                format!("{id} 由 {} 发布；只有发布方可以改动它", body.publisher),
             ))
             .into());
         }
@@ -345,7 +362,7 @@ impl Office {
             };
             self.store.notices(prefix).await?
         } else {
-            let kind = notice::check_id(&req.id).map_err(OfficeError::Invalid)?;
+            let kind = notice::check_id(&req.id).map_err(|e| OfficeError::Invalid(e.into()))?;
             let what = if kind == Kind::Solicitation {
                 "solicitation"
             } else {
@@ -389,21 +406,25 @@ impl Office {
         };
         let me = self.me();
         if s.withdrawn {
-            return Err(OfficeError::Precondition(format!(
-                "{id} was withdrawn by {} ({}); it needs no answer",
-                body.publisher,
-                if s.note.is_empty() {
-                    "no reason given"
-                } else {
-                    &s.note
-                }
+            let (why_en, why_zh) = if s.note.is_empty() {
+                ("no reason given", "未写理由")
+            } else {
+                (s.note.as_str(), s.note.as_str())
+            };
+            return Err(OfficeError::Precondition(Said::both(
+                format!(
+                    "{id} was withdrawn by {} ({why_en}); it needs no answer",
+                    body.publisher
+                ),
+                format!("{id} 已由 {} 撤回（{why_zh}）；无需回稿", body.publisher),
             ))
             .into());
         }
         if !notice::asks(&s, &me) {
-            return Err(OfficeError::Precondition(format!(
-                "{id} was not addressed to {me} (it asks {})",
-                s.counties.join(", ")
+            let asked = s.counties.join(", ");
+            return Err(OfficeError::Precondition(Said::both(
+                format!("{id} was not addressed to {me} (it asks {asked})"),
+                format!("{id} 不是发给 {me} 的（它约的是 {asked}）"),
             ))
             .into());
         }
@@ -426,7 +447,11 @@ impl Office {
             .ok_or_else(|| self.not_found("solicitation", &req.id))?;
         let body = view.body.clone().unwrap_or_default();
         let Some(Body::Solicitation(s)) = &body.body else {
-            return Err(OfficeError::Invalid(format!("{} is not a solicitation", req.id)).into());
+            return Err(OfficeError::Invalid(Said::both(
+                format!("{} is not a solicitation", req.id),
+                format!("{} 不是约稿", req.id),
+            ))
+            .into());
         };
         let counties = self.counties_asked(s).await?;
         let answers = self.store.answers_to(req.id.clone()).await?;

@@ -28,6 +28,7 @@ use super::error::{Error, SubmitError};
 use super::events::Events;
 use super::review::Reviews;
 use super::routes::Routes;
+use super::said::Said;
 use super::status::{Check, decision_view, view};
 use super::who::Actor;
 use crate::class::Class;
@@ -180,13 +181,19 @@ impl OperatorService {
     ) -> Result<Option<(LinkKind, String)>, Error> {
         let kind = LinkKind::try_from(req.link).map_err(|_| Error::FollowUp {
             id: req.links_to.clone(),
-            why: format!("unknown link kind {}", req.link),
+            why: Said::both(
+                format!("unknown link kind {}", req.link),
+                format!("未知的关联类型 {}", req.link),
+            ),
         })?;
         if kind == LinkKind::None {
             if !req.links_to.is_empty() {
                 return Err(Error::FollowUp {
                     id: req.links_to.clone(),
-                    why: "links_to is set but the link kind is not".into(),
+                    why: Said::both(
+                        "links_to is set but the link kind is not",
+                        "给了 links_to，却没有给关联类型",
+                    ),
                 });
             }
             return Ok(None);
@@ -201,7 +208,7 @@ impl OperatorService {
             .get_or_damaged(id.clone())
             .await?
             .ok_or_else(|| Error::NotFound(id.clone()))?;
-        let refuse = |why: String| Error::FollowUp {
+        let refuse = |why: Said| Error::FollowUp {
             id: id.clone(),
             why,
         };
@@ -231,35 +238,44 @@ impl OperatorService {
                 })?
         };
         if target.link == LinkKind::Withdraws as i32 {
-            return Err(refuse(
-                "it is a withdrawal; a withdrawal cannot be followed up".into(),
-            ));
+            return Err(refuse(Said::both(
+                "it is a withdrawal; a withdrawal cannot be followed up",
+                "它是一份撤回；撤回不能再更正、补充或撤回",
+            )));
         }
         if !target.withdrawn_by.is_empty() {
-            return Err(refuse(format!(
-                "it was withdrawn (by {})",
-                target.withdrawn_by
+            return Err(refuse(Said::both(
+                format!("it was withdrawn (by {})", target.withdrawn_by),
+                format!("它已撤回（见 {}）", target.withdrawn_by),
             )));
         }
         match kind {
             LinkKind::Corrects if !target.corrected_by.is_empty() => {
-                return Err(refuse(format!(
-                    "it was already corrected by {c}; correct {c} instead",
-                    c = target.corrected_by
+                return Err(refuse(Said::both(
+                    format!(
+                        "it was already corrected by {c}; correct {c} instead",
+                        c = target.corrected_by
+                    ),
+                    format!("它已由 {c} 更正；请更正 {c}", c = target.corrected_by),
                 )));
             }
             LinkKind::Supplements if target.closed_ms != 0 => {
-                return Err(refuse(
-                    "it is closed (办结); nothing can be added to it".into(),
-                ));
+                return Err(refuse(Said::both(
+                    "it is closed (办结); nothing can be added to it",
+                    "它已办结；不能再补充",
+                )));
             }
             LinkKind::Withdraws if req.body.iter().all(u8::is_ascii_whitespace) => {
-                return Err(refuse("a withdrawal needs a reason (--reason)".into()));
+                return Err(refuse(Said::both(
+                    "a withdrawal needs a reason (--reason)",
+                    "撤回须写明理由（--reason）",
+                )));
             }
             LinkKind::Reviewed => {
-                return Err(refuse(
-                    "a sign-off is made by a reviewer with `zhibao review approve`".into(),
-                ));
+                return Err(refuse(Said::both(
+                    "a sign-off is made by a reviewer with `zhibao review approve`",
+                    "把关签发由审核人用 `zhibao review approve` 完成",
+                )));
             }
             _ => {}
         }
@@ -268,9 +284,16 @@ impl OperatorService {
         if req.priority == 0 {
             req.priority = original.priority;
         } else if keeps_class && req.priority != original.priority {
-            let class = Class::from_proto(original.priority).map_or("?", Class::name);
-            return Err(refuse(format!(
-                "a correction or withdrawal travels in the original's class ({class})"
+            let class = Class::from_proto(original.priority);
+            return Err(refuse(Said::both(
+                format!(
+                    "a correction or withdrawal travels in the original's class ({})",
+                    class.map_or("?", Class::name)
+                ),
+                format!(
+                    "更正或撤回按原报告的类别（{}）报送",
+                    class.map_or("?", Class::name_zh)
+                ),
             )));
         }
         if kind == LinkKind::Withdraws && req.title.trim().is_empty() {
@@ -354,7 +377,7 @@ impl OperatorService {
                 self.events.alarm(
                     item.id(),
                     "",
-                    super::events::Said::both(
+                    Said::both(
                         format!("sent, but its sign-off cannot be awaited: {e}"),
                         format!("已发出，但无法等待其审核签发：{e}"),
                     ),

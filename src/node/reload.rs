@@ -17,7 +17,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
-use super::events::{Events, Said};
+use super::events::Events;
+use super::said::Said;
 use crate::trust::{self, Freshness, Keys, KeysReload, Trust};
 
 /// How often the files are looked at.

@@ -29,8 +29,9 @@ use tracing::{error, info, warn};
 
 use super::custody::Custody;
 use super::error::Error;
-use super::events::{Events, Said};
+use super::events::Events;
 use super::routes::Routes;
+use super::said::Said;
 use super::who::Actor;
 use crate::class::Class;
 use crate::clock::Clock;
@@ -126,10 +127,7 @@ impl Reviews {
             links_to,
             ..Default::default()
         };
-        let what = Said::both(
-            "awaits review (把关) by the director".into(),
-            "待主任审核（把关）".into(),
-        );
+        let what = Said::both("awaits review (把关) by the director", "待主任审核（把关）");
         self.keep(draft.id(), &rec, what).await
     }
 
@@ -146,8 +144,8 @@ impl Reviews {
             ..Default::default()
         };
         let what = Said::both(
-            "sent; awaits sign-off (把关) by the director".into(),
-            "已发出，待主任审核签发（把关）".into(),
+            "sent; awaits sign-off (把关) by the director",
+            "已发出，待主任审核签发（把关）",
         );
         self.keep(item.id(), &rec, what).await
     }
@@ -269,18 +267,24 @@ impl Reviews {
             return Err(match self.store.record(id.clone()).await? {
                 Some(item) if item.lane() == Class::Emergency.lane() => Error::NotAwaitingReview {
                     id,
-                    why: "it is an emergency that is not awaiting sign-off (signed off already, or sent before review was configured)".into(),
+                    why: Said::both(
+                        "it is an emergency that is not awaiting sign-off (signed off already, or sent before review was configured)",
+                        "它是重大紧急信息，不在等待签发（已签发，或在配置审核之前已发出）",
+                    ),
                 },
                 Some(_) => Error::NotAwaitingReview {
                     id,
-                    why: "it has been sent already".into(),
+                    why: Said::both("it has been sent already", "它已经发出"),
                 },
                 None => Error::NotFound(id),
             });
         };
         if rec.returned_ms != 0 {
             return Err(Error::NotAwaitingReview {
-                why: format!("it was returned to its author by {}", rec.returned_by),
+                why: Said::both(
+                    format!("it was returned to its author by {}", rec.returned_by),
+                    format!("它已由 {} 退回给撰写人", rec.returned_by),
+                ),
                 id,
             });
         }
@@ -298,7 +302,10 @@ impl Reviews {
         }
         let note = req.note.trim().to_string();
         if note.len() > MAX_REVIEW_NOTE_BYTES {
-            return Err(Error::BadReview("the note is over 4096 bytes"));
+            return Err(Error::BadReview(Said::both(
+                "the note is over 4096 bytes",
+                "意见超过 4096 字节",
+            )));
         }
         match ReviewAction::try_from(req.action) {
             Ok(ReviewAction::Approve) => {
@@ -311,13 +318,16 @@ impl Reviews {
                 };
                 self.send(&id, &rec, review)
                     .await?
-                    .ok_or(Error::NotAwaitingReview {
+                    .ok_or_else(|| Error::NotAwaitingReview {
                         id,
-                        why: "it was reviewed or sent a moment ago".into(),
+                        why: just_reviewed(),
                     })
             }
             Ok(ReviewAction::Reject) => self.reject(id, rec, note, actor).await,
-            _ => Err(Error::BadReview("say approve or reject")),
+            _ => Err(Error::BadReview(Said::both(
+                "say approve or reject",
+                "请说明是通过（approve）还是退回（reject）",
+            ))),
         }
     }
 
@@ -329,14 +339,18 @@ impl Reviews {
         actor: &Actor,
     ) -> Result<String, Error> {
         if note.is_empty() {
-            return Err(Error::BadReview(
+            return Err(Error::BadReview(Said::both(
                 "a rejection needs a note telling the author why (--note)",
-            ));
+                "退回须附意见，告诉撰写人原因（--note）",
+            )));
         }
         if rec.sign_off {
             return Err(Error::NotAwaitingReview {
                 id,
-                why: "it is an emergency that has left already: approve it, or have its author correct or withdraw it".into(),
+                why: Said::both(
+                    "it is an emergency that has left already: approve it, or have its author correct or withdraw it",
+                    "它是已经发出的重大紧急信息：请签发通过，或请撰写人更正或撤回",
+                ),
             });
         }
         rec.returned_by.clone_from(&actor.name);
@@ -346,7 +360,7 @@ impl Reviews {
         if !self.store.return_review(id.clone(), &rec).await? {
             return Err(Error::NotAwaitingReview {
                 id,
-                why: "it was reviewed or sent a moment ago".into(),
+                why: just_reviewed(),
             });
         }
         info!(%id, reviewer = %actor.name, role = actor.role.name(), "returned to its author by review");
@@ -435,14 +449,12 @@ impl Reviews {
         };
         let what = match (outcome, rec.sign_off) {
             (ReviewOutcome::TimedOut, false) => Said::both(
-                "sent without review: neither the director nor the deputy reviewed it in time"
-                    .into(),
-                "主任、副主任均未按时审核，已未经审核发出".into(),
+                "sent without review: neither the director nor the deputy reviewed it in time",
+                "主任、副主任均未按时审核，已未经审核发出",
             ),
             (ReviewOutcome::TimedOut, true) => Said::both(
-                "sign-off sent as timed out: neither the director nor the deputy signed it off in time"
-                    .into(),
-                "主任、副主任均未按时审核签发，已按超时发出审核报告".into(),
+                "sign-off sent as timed out: neither the director nor the deputy signed it off in time",
+                "主任、副主任均未按时审核签发，已按超时发出审核报告",
             ),
             (_, false) => Said::both(
                 format!("approved by {reviewer} and sent"),
@@ -586,6 +598,14 @@ impl ReviewWatch {
         }
         Ok(next)
     }
+}
+
+/// Why an item that was awaiting review a moment ago is not now.
+fn just_reviewed() -> Said {
+    Said::both(
+        "it was reviewed or sent a moment ago",
+        "它刚刚已被审核或发出",
+    )
 }
 
 #[cfg(test)]

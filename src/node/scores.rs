@@ -13,6 +13,7 @@ use prost::Message;
 
 use super::error::Error;
 use super::office::{Office, OfficeError};
+use super::said::Said;
 use super::who::Actor;
 use crate::class::Class;
 use crate::notice::{self, NoticeError};
@@ -118,9 +119,14 @@ impl Office {
         if !req.county.is_empty() {
             stats.counties.retain(|c| c.county == req.county);
             if stats.counties.is_empty() {
-                return Err(OfficeError::NoFigures(format!(
-                    "no figures for county {} in {period} (`zhibao stats` without --county lists every county)",
-                    req.county.chars().take(80).collect::<String>()
+                let county = req.county.chars().take(80).collect::<String>();
+                return Err(OfficeError::NoFigures(Said::both(
+                    format!(
+                        "no figures for county {county} in {period} (`zhibao stats` without --county lists every county)"
+                    ),
+                    format!(
+                        "{period} 没有县 {county} 的数据（`zhibao stats` 不带 --county 列出每个县）"
+                    ),
                 ))
                 .into());
             }
@@ -135,12 +141,13 @@ impl Office {
             }
             "csv" => stats.to_csv(),
             "json" => serde_json::to_string_pretty(&stats)
-                .map_err(|e| OfficeError::Invalid(format!("figures do not serialise: {e}")))?,
+                .map_err(|e| OfficeError::Invalid(not_serialised(&e)))?,
             "html" => score::bulletin_html(&stats, lang, self.keys.current().node_id()),
             other => {
-                return Err(OfficeError::Invalid(format!(
-                    "format {:?}: use table, csv, json or html",
-                    other.chars().take(20).collect::<String>()
+                let other = other.chars().take(20).collect::<String>();
+                return Err(OfficeError::Invalid(Said::both(
+                    format!("format {other:?}: use table, csv, json or html"),
+                    format!("格式 {other:?}：请用 table、csv、json 或 html"),
                 ))
                 .into());
             }
@@ -160,16 +167,18 @@ impl Office {
         actor: &Actor,
     ) -> Result<NoticeView, Error> {
         if !self.has_children {
-            return Err(OfficeError::Precondition(
-                "this node has no [relay] listener, so no county below it to publish to".into(),
-            )
+            return Err(OfficeError::Precondition(Said::both(
+                "this node has no [relay] listener, so no county below it to publish to",
+                "本节点没有 [relay] 监听，下面没有可发布通报的县",
+            ))
             .into());
         }
         let period = parse_period(&req.period)?;
         if matches!(period, Period::Year { .. }) {
-            return Err(OfficeError::Invalid(
-                "a bulletin is for a month (--month) or a quarter (--quarter)".into(),
-            )
+            return Err(OfficeError::Invalid(Said::both(
+                "a bulletin is for a month (--month) or a quarter (--quarter)",
+                "通报按月（--month）或按季度（--quarter）发布",
+            ))
             .into());
         }
         let lang = parse_lang(&req.lang)?;
@@ -177,8 +186,7 @@ impl Office {
         let me = self.keys.current().node_id().to_string();
         let html = score::bulletin_html(&stats, lang, &me);
         let json = |stats: &Stats| {
-            serde_json::to_string(stats)
-                .map_err(|e| OfficeError::Invalid(format!("figures do not serialise: {e}")))
+            serde_json::to_string(stats).map_err(|e| OfficeError::Invalid(not_serialised(&e)))
         };
         let mut figures_json = json(&stats)?;
         if html.len() + figures_json.len() > notice::MAX_BULLETIN_BYTES {
@@ -193,9 +201,14 @@ impl Office {
         }
         let size = html.len() + figures_json.len();
         if size > notice::MAX_BULLETIN_BYTES {
-            return Err(OfficeError::TooLarge(format!(
-                "the bulletin is {size} bytes, over the {} bytes a notice may carry down the tree; write it with -o and circulate the file",
-                notice::MAX_BULLETIN_BYTES
+            let limit = notice::MAX_BULLETIN_BYTES;
+            return Err(OfficeError::TooLarge(Said::both(
+                format!(
+                    "the bulletin is {size} bytes, over the {limit} bytes a notice may carry down the tree; write it with -o and circulate the file"
+                ),
+                format!(
+                    "通报有 {size} 字节，超过通知可向下传送的 {limit} 字节；请用 -o 写成文件另行印发"
+                ),
             ))
             .into());
         }
@@ -241,8 +254,9 @@ impl Office {
             .keep_notice(id.clone(), version, previous, signed.encode_to_vec())
             .await?;
         if outcome != NoticeOutcome::Stored {
-            return Err(OfficeError::Precondition(format!(
-                "{id} changed at the same moment; try again"
+            return Err(OfficeError::Precondition(Said::both(
+                format!("{id} changed at the same moment; try again"),
+                format!("{id} 在同一时刻被改动；请重试"),
             ))
             .into());
         }
@@ -252,13 +266,22 @@ impl Office {
 
     /// Sets (or clears) a county's yearly target.
     pub(crate) async fn set_target(&self, req: TargetRequest) -> Result<(), Error> {
-        crate::trust::validate_node_id(&req.county)
-            .map_err(|e| OfficeError::Invalid(format!("county: {e}")))?;
+        crate::trust::validate_node_id(&req.county).map_err(|e| {
+            OfficeError::Invalid(Said::both(format!("county: {e}"), format!("县：{e}")))
+        })?;
         if !(2000..=2100).contains(&req.year) {
-            return Err(OfficeError::Invalid(format!("year {} is out of range", req.year)).into());
+            return Err(OfficeError::Invalid(Said::both(
+                format!("year {} is out of range", req.year),
+                format!("年份 {} 超出范围", req.year),
+            ))
+            .into());
         }
         if req.points < 0 || req.adopted < 0 {
-            return Err(OfficeError::Invalid("a target cannot be negative".into()).into());
+            return Err(OfficeError::Invalid(Said::both(
+                "a target cannot be negative",
+                "目标不能是负数",
+            ))
+            .into());
         }
         self.store
             .set_target(req.county, req.year, req.points, req.adopted)
@@ -269,9 +292,12 @@ impl Office {
 
 fn parse_period(text: &str) -> Result<Period, OfficeError> {
     Period::from_str(text).map_err(|_| {
-        OfficeError::Invalid(format!(
-            "{:?} is not a period: use a month (2026-11), a quarter (2026Q4) or a year (2026)",
-            text.chars().take(20).collect::<String>()
+        let text = text.chars().take(20).collect::<String>();
+        OfficeError::Invalid(Said::both(
+            format!(
+                "{text:?} is not a period: use a month (2026-11), a quarter (2026Q4) or a year (2026)"
+            ),
+            format!("{text:?} 不是统计期：请写月份（2026-11）、季度（2026Q4）或年份（2026）"),
         ))
     })
 }
@@ -280,9 +306,19 @@ fn parse_lang(text: &str) -> Result<Lang, OfficeError> {
     match text {
         "" | "zh" => Ok(Lang::Zh),
         "en" => Ok(Lang::En),
-        other => Err(OfficeError::Invalid(format!(
-            "language {:?}: use zh or en",
-            other.chars().take(10).collect::<String>()
-        ))),
+        other => {
+            let other = other.chars().take(10).collect::<String>();
+            Err(OfficeError::Invalid(Said::both(
+                format!("language {other:?}: use zh or en"),
+                format!("语言 {other:?}：请用 zh 或 en"),
+            )))
+        }
     }
+}
+
+fn not_serialised(e: &dyn std::fmt::Display) -> Said {
+    Said::both(
+        format!("figures do not serialise: {e}"),
+        format!("数据无法序列化：{e}"),
+    )
 }

@@ -128,16 +128,24 @@ fn failed_at(web: &Web, ctx: &Ctx, status: &tonic::Status, back: Option<&str>) -
     };
     let l = ctx.lang;
     let title = l.t("Not done", "未能完成");
-    // The node's reason is in English; in Chinese the page first says
-    // what kind of refusal it is.
-    let kind = match (l, status.code()) {
-        (Lang::En, _) => String::new(),
-        (Lang::Zh, c) => format!("<p class=\"why\">{}</p>", crate::client::refusal_zh(c)),
+    // In Chinese, the node's reason in its Chinese words; a refusal
+    // without them (made by the gRPC layer) keeps its English, after a
+    // line saying what kind of refusal it is.
+    let chinese = match l {
+        Lang::En => None,
+        Lang::Zh => crate::client::refusal_in_chinese(status),
+    };
+    let kind = match (l, &chinese) {
+        (Lang::Zh, None) => format!(
+            "<p class=\"why\">{}</p>",
+            crate::client::refusal_zh(status.code())
+        ),
+        _ => String::new(),
     };
     let body = format!(
         "<section class=\"error\"><h1>{}</h1>{kind}<p id=\"error\">{}</p><p><a href=\"{}\">{}</a></p></section>",
         title,
-        esc(status.message()),
+        esc(chinese.as_deref().unwrap_or(status.message())),
         esc(back.unwrap_or("/")),
         if back.is_some() {
             l.t("Back to the report", "返回报告")

@@ -14,7 +14,7 @@ use tracing::{debug, error, info, warn};
 
 use super::session::send;
 use super::{Forwarder, SessionEnd};
-use crate::node::events::Said;
+use crate::node::said::Said;
 use crate::proto::{
     DeliveryAck, DispositionRef, EventKind, ForwardRequest, NoticeRef, ReceiptKind,
     SignedDisposition, SignedNotice, SignedReceipt, forward_request,

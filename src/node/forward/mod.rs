@@ -27,8 +27,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use super::events::{Events, Said};
+use super::events::Events;
 use super::routes::Routes;
+use super::said::Said;
 use crate::config::UpstreamConfig;
 use crate::proto::EventKind;
 use crate::store::{self, Store};

@@ -28,7 +28,7 @@ use super::{Forwarder, SessionEnd};
 use crate::audit::{AuditKind, Entry};
 use crate::class::Class;
 use crate::envelope::hops;
-use crate::node::events::Said;
+use crate::node::said::Said;
 use crate::proto::{
     Chunk, ChunkNeed, EventKind, ForwardRequest, ForwardResponse, ReceiptKind, Refusal,
     SignedReceipt, SignedReport, forward_request, forward_response, relay_client::RelayClient,

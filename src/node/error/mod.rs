@@ -9,10 +9,13 @@
 //! `PERMISSION_DENIED`, anything over a limit (or a full disk)
 //! `RESOURCE_EXHAUSTED`, and the same id with other bytes `ALREADY_EXISTS`.
 
+mod words;
+
 use std::path::PathBuf;
 
 use tonic::Status;
 
+use super::said::Said;
 use crate::config::ConfigError;
 use crate::envelope::{AttachmentError, BadItemId, VerifyError};
 use crate::store;
@@ -257,7 +260,7 @@ pub(crate) enum Error {
         /// The item.
         id: String,
         /// Why not.
-        why: &'static str,
+        why: Said,
     },
     /// Another decision on the item was recorded at the same moment.
     #[error("item {0}: another decision was recorded at the same moment; try again")]
@@ -288,7 +291,7 @@ pub(crate) enum Error {
         /// The report followed up.
         id: String,
         /// Why not.
-        why: String,
+        why: Said,
     },
     /// The socket's caller could not be identified.
     #[error("cannot tell who is calling on the operator socket (no peer credentials)")]
@@ -323,11 +326,11 @@ pub(crate) enum Error {
         /// The item.
         id: String,
         /// What it is instead.
-        why: String,
+        why: Said,
     },
     /// A review request that cannot be done as asked.
     #[error("{0}")]
-    BadReview(&'static str),
+    BadReview(Said),
 }
 
 /// What is wrong with an operator's submission.
@@ -475,12 +478,22 @@ impl Error {
 }
 
 impl From<Error> for Status {
+    /// The code, the English message, and in the status's details (gRPC's
+    /// richer error model) a `google.rpc.ErrorInfo` naming the reason and
+    /// a `zh-CN` `google.rpc.LocalizedMessage` (see [`words`]).
     fn from(e: Error) -> Self {
+        use tonic_types::{ErrorDetails, StatusExt};
         let code = e.code();
         if code == tonic::Code::DataLoss {
             tracing::error!(alarm = "data-loss", error = %e, "ALARM: stored data cannot be read back whole");
         }
-        Self::new(code, e.to_string())
+        let mut details = ErrorDetails::with_error_info(
+            e.reason(),
+            words::DOMAIN,
+            std::collections::HashMap::new(),
+        );
+        details.set_localized_message(words::LOCALE, e.in_chinese());
+        Self::with_error_details(code, e.to_string(), details)
     }
 }
 
@@ -562,6 +575,116 @@ mod tests {
             let status = Status::from(e);
             assert_eq!(status.code(), code, "{text}");
             assert_eq!(status.message(), text);
+        }
+    }
+
+    #[test]
+    fn every_refusal_names_its_reason_and_says_it_in_chinese() {
+        use tonic_types::StatusExt;
+        let cases = [
+            (
+                Error::NotFound("item-1".into()),
+                "NO_SUCH_ITEM",
+                "没有信息 item-1",
+            ),
+            (
+                Error::Submit(SubmitError::BodyTooLarge {
+                    len: 9000,
+                    budget: 8000,
+                    limit: 8192,
+                }),
+                "BODY_TOO_LARGE",
+                "正文 9000 字节，超过这个标题下可用的 8000 字节（limits.max_report_bytes = 8192）",
+            ),
+            (
+                Error::Verify(VerifyError::Signer(SignerError::BadSignature)),
+                "BAD_SIGNATURE",
+                "报告的签名未通过检查：签名与内容不符",
+            ),
+            (
+                Error::NotDecidable {
+                    id: "item-2".into(),
+                    why: Said::both("it is closed", "它已办结"),
+                },
+                "NOT_DECIDABLE",
+                "信息 item-2：它已办结",
+            ),
+            (
+                Error::FollowUp {
+                    id: "item-3".into(),
+                    why: Said::from("only in English".to_string()),
+                },
+                "FOLLOW_UP_REFUSED",
+                "信息 item-3：only in English",
+            ),
+            (Error::Store(store::Error::Full), "STORE_FULL", "存储已满"),
+        ];
+        for (e, reason, chinese) in cases {
+            let english = e.to_string();
+            let status = Status::from(e);
+            // The English stays the message; the rest is in the details,
+            // as gRPC's richer error model carries them.
+            assert_eq!(status.message(), english);
+            let details = status.check_error_details().expect("details decode");
+            let info = details.error_info().expect("an ErrorInfo");
+            assert_eq!(info.reason, reason, "{english}");
+            assert_eq!(info.domain, "zhibao.v1");
+            let said = details.localized_message().expect("a LocalizedMessage");
+            assert_eq!(said.locale, "zh-CN");
+            assert!(said.message.starts_with(chinese), "{}", said.message);
+            assert_eq!(
+                crate::client::refusal_in_chinese(&status).as_deref(),
+                Some(said.message.as_str())
+            );
+            assert_eq!(
+                crate::client::refusal_reason(&status).as_deref(),
+                Some(reason)
+            );
+        }
+        // A status made elsewhere (the gRPC layer) says nothing more.
+        let bare = Status::not_found("no route");
+        assert_eq!(crate::client::refusal_in_chinese(&bare), None);
+        assert_eq!(crate::client::refusal_reason(&bare), None);
+    }
+
+    #[test]
+    fn reasons_are_upper_snake_case_as_error_info_asks() {
+        let errors = [
+            Error::NoPeer,
+            Error::NotOperator("x".into()),
+            Error::CursorWithConsumer,
+            Error::ShuttingDown,
+            Error::BadAck,
+            Error::Verify(VerifyError::TooManyHops(17)),
+            Error::Verify(VerifyError::Signer(SignerError::StaleCrl { expired: 0 })),
+            Error::Store(store::Error::Closed),
+            Error::Submit(SubmitError::EmptyTitle),
+            Error::Decision(crate::disposition::DispositionError::AnswerBy),
+            Error::HeldFull(3),
+            Error::Unlisted(1000),
+        ];
+        for e in errors {
+            let reason = e.reason();
+            // google.rpc.ErrorInfo: [A-Z][A-Z0-9_]+[A-Z0-9], at most 63.
+            assert!(reason.len() <= 63, "{reason}");
+            assert!(
+                reason.starts_with(|c: char| c.is_ascii_uppercase()),
+                "{reason}"
+            );
+            assert!(!reason.ends_with('_'), "{reason}");
+            assert!(
+                reason
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'),
+                "{reason}"
+            );
+            let chinese = e.in_chinese();
+            assert!(
+                chinese
+                    .chars()
+                    .any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)),
+                "no Chinese words for {reason}: {chinese}"
+            );
         }
     }
 }
