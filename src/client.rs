@@ -38,8 +38,8 @@ pub fn refusal_zh(code: tonic::Code) -> &'static str {
 
 /// A node's refusal in Chinese, where it says it: the `zh-CN`
 /// `google.rpc.LocalizedMessage` in the status's details (every refusal
-/// made by a node's handlers carries one); `None` for a status without
-/// (one made by the gRPC layer, or by another implementation).
+/// a zhibao node makes carries one); `None` for a status without
+/// (one made by another implementation, or a bare one).
 pub fn refusal_in_chinese(s: &tonic::Status) -> Option<String> {
     use tonic_types::StatusExt;
     s.get_details_localized_message()

@@ -237,6 +237,15 @@ async fn malformed_protobuf_is_invalid_argument() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    // Said as a handler's refusals are: the reason by name, in Chinese too.
+    assert_eq!(
+        zhibao::client::refusal_reason(&err).as_deref(),
+        Some("MESSAGE_MALFORMED")
+    );
+    assert!(
+        zhibao::client::refusal_in_chinese(&err).is_some_and(|m| m.starts_with("消息无法解码")),
+        "{err:?}"
+    );
     assert!(common::inbox_items(&region, addr).await.is_empty());
     // tonic refused it before any handler of ours ran: still a line that
     // names the peer, the method and why (logged before the answer left).
@@ -265,6 +274,14 @@ async fn malformed_protobuf_is_invalid_argument() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unimplemented, "{err:?}");
+    assert_eq!(
+        err.message(),
+        "no method /zhibao.v1.Relay/NoSuchMethod here"
+    );
+    assert_eq!(
+        zhibao::client::refusal_reason(&err).as_deref(),
+        Some("UNKNOWN_METHOD")
+    );
     assert_eq!(
         refused("method=\"/zhibao.v1.Relay/NoSuchMethod\"").len(),
         1,

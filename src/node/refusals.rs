@@ -2,7 +2,9 @@
 //! a request that is not gRPC, a message that does not decode or breaks
 //! gRPC's framing, one over the size limit, a method that does not exist.
 //! Each gets a log line naming the peer, as every refusal made by a
-//! handler does, and the size limit's code is gRPC's.
+//! handler does, the size limit's code is gRPC's, and each is answered
+//! with its reason by name and in Chinese in the status's details
+//! ([`in_words`]), as a handler's refusal is (`node::error::words`).
 //!
 //! tonic answers such calls itself, so no handler of ours runs and nothing
 //! else would log them; a hostile or broken client would be refused in
@@ -21,6 +23,7 @@ use std::task::{Context, Poll};
 use tonic::{Code, Status};
 use tracing::warn;
 
+use super::said::Said;
 use crate::proto::codec::MALFORMED;
 use crate::tls::PeerInfo;
 
@@ -74,6 +77,7 @@ where
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let peer = req.extensions().get::<PeerInfo>().cloned();
         let uri = req.uri().clone();
+        let method = uri.path().to_string();
         let listener = self.listener;
         let said = move |code: &dyn std::fmt::Debug, why: &str| {
             let method = uri.path();
@@ -107,7 +111,7 @@ where
         let answer = self.inner.call(req);
         Box::pin(async move {
             let mut resp = answer.await?;
-            if let Some(status) = refused_before_handler(&mut resp) {
+            if let Some(status) = refused_before_handler(&mut resp, &method) {
                 said(&status.code(), status.message());
             }
             Ok(resp)
@@ -128,18 +132,57 @@ fn not_grpc(headers: &http::HeaderMap) -> Option<String> {
 
 /// The status of a refusal made by tonic or our codec, if `resp` is one
 /// (a trailers-only answer: its status is in the headers), with the
-/// answer's code rewritten as [`made_before_handler`] says.
-fn refused_before_handler<R>(resp: &mut http::Response<R>) -> Option<Status> {
+/// answer rewritten as [`made_before_handler`] and [`in_words`] say.
+fn refused_before_handler<R>(resp: &mut http::Response<R>, method: &str) -> Option<Status> {
     let status = Status::from_header_map(resp.headers())?;
-    let oversize = status.code() == Code::OutOfRange;
     let (status, refused) = made_before_handler(status);
-    if oversize {
-        resp.headers_mut().insert(
-            "grpc-status",
-            http::HeaderValue::from_static(RESOURCE_EXHAUSTED),
-        );
+    if !refused {
+        return None;
     }
-    refused.then_some(status)
+    let status = in_words(&status, method);
+    if status.add_header(resp.headers_mut()).is_err() {
+        // Only a message that cannot be a header value fails; ours are
+        // made here, so the code alone goes.
+        resp.headers_mut()
+            .insert("grpc-status", http::HeaderValue::from(status.code() as i32));
+    }
+    Some(status)
+}
+
+/// A refusal made before a handler ran, said as a handler's are (see
+/// `node::error::words`): the reason by name and in Chinese beside the
+/// English; an unknown method's empty message names the method.
+pub(super) fn in_words(status: &Status, method: &str) -> Status {
+    let why = status.message();
+    let (reason, said) = match status.code() {
+        Code::ResourceExhausted => (
+            "MESSAGE_TOO_LARGE",
+            Said::both(why, format!("消息超过大小上限：{why}")),
+        ),
+        Code::Unimplemented if why.trim().is_empty() => (
+            "UNKNOWN_METHOD",
+            Said::both(
+                format!("no method {method} here"),
+                format!("这里没有方法 {method}"),
+            ),
+        ),
+        Code::Unimplemented => (
+            "COMPRESSION_NOT_TAKEN",
+            Said::both(
+                why,
+                format!("消息经过压缩（grpc-encoding），zhibao 不接受压缩的消息：{why}"),
+            ),
+        ),
+        Code::InvalidArgument => (
+            "MESSAGE_MALFORMED",
+            Said::both(why, format!("消息无法解码：{why}")),
+        ),
+        _ => (
+            "BROKEN_FRAMING",
+            Said::both(why, format!("gRPC 消息的分帧有误：{why}")),
+        ),
+    };
+    crate::node::error::status(status.code(), reason, &said)
 }
 
 /// The one rule, for calls and for messages within a stream: `status` as
@@ -170,9 +213,6 @@ pub(super) fn made_before_handler(status: Status) -> (Status, bool) {
 /// How tonic's refusals of a broken gRPC framing begin (tonic 0.14).
 const TONIC_FRAMING: &[&str] = &["protocol error", "Unexpected EOF"];
 
-/// `RESOURCE_EXHAUSTED`'s number, as the `grpc-status` header carries it.
-const RESOURCE_EXHAUSTED: &str = "8";
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,17 +228,42 @@ mod tests {
     #[test]
     fn the_size_limits_refusal_is_resource_exhausted_and_logged() {
         let mut resp = answer(&Status::out_of_range("message too large"));
-        let status = refused_before_handler(&mut resp).expect("tonic's refusal");
+        let status = refused_before_handler(&mut resp, "/m").expect("tonic's refusal");
         assert_eq!(status.code(), Code::ResourceExhausted);
-        assert_eq!(resp.headers()["grpc-status"], RESOURCE_EXHAUSTED);
+        let answered = Status::from_header_map(resp.headers()).expect("a status");
+        assert_eq!(answered.code(), Code::ResourceExhausted);
+        assert_eq!(
+            crate::client::refusal_reason(&answered).as_deref(),
+            Some("MESSAGE_TOO_LARGE")
+        );
+    }
+
+    #[test]
+    fn an_unknown_method_is_named_in_both_languages() {
+        let mut resp = answer(&Status::unimplemented(""));
+        refused_before_handler(&mut resp, "/zhibao.v1.Operator/Nope").expect("the router's");
+        let answered = Status::from_header_map(resp.headers()).expect("a status");
+        assert_eq!(answered.code(), Code::Unimplemented);
+        assert_eq!(
+            answered.message(),
+            "no method /zhibao.v1.Operator/Nope here"
+        );
+        assert_eq!(
+            crate::client::refusal_reason(&answered).as_deref(),
+            Some("UNKNOWN_METHOD")
+        );
+        assert_eq!(
+            crate::client::refusal_in_chinese(&answered).as_deref(),
+            Some("这里没有方法 /zhibao.v1.Operator/Nope")
+        );
     }
 
     #[test]
     fn the_codecs_and_the_routers_refusals_are_told_apart_from_a_handlers() {
         let malformed = Status::invalid_argument(format!("{MALFORMED}: invalid varint"));
-        assert!(refused_before_handler(&mut answer(&malformed)).is_some());
+        assert!(refused_before_handler(&mut answer(&malformed), "/m").is_some());
         let unknown = Status::unimplemented("");
-        assert!(refused_before_handler(&mut answer(&unknown)).is_some());
+        assert!(refused_before_handler(&mut answer(&unknown), "/m").is_some());
         // A handler's refusals log themselves.
         for status in [
             Status::invalid_argument("report: title is empty"),
@@ -206,9 +271,12 @@ mod tests {
             Status::ok(""),
         ] {
             let mut resp = answer(&status);
-            assert!(refused_before_handler(&mut resp).is_none(), "{status:?}");
+            assert!(
+                refused_before_handler(&mut resp, "/m").is_none(),
+                "{status:?}"
+            );
         }
-        assert!(refused_before_handler(&mut http::Response::new(())).is_none());
+        assert!(refused_before_handler(&mut http::Response::new(()), "/m").is_none());
     }
 
     #[test]
@@ -218,11 +286,11 @@ mod tests {
             "Unexpected EOF decoding stream.",
         ] {
             let mut resp = answer(&Status::internal(why));
-            assert!(refused_before_handler(&mut resp).is_some(), "{why}");
+            assert!(refused_before_handler(&mut resp, "/m").is_some(), "{why}");
         }
         // A store failure is a handler's, logged there.
         let mut resp = answer(&Status::internal("store: commit failed"));
-        assert!(refused_before_handler(&mut resp).is_none());
+        assert!(refused_before_handler(&mut resp, "/m").is_none());
     }
 
     #[test]

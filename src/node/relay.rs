@@ -318,6 +318,7 @@ fn stream_refusal(peer: &PeerInfo, status: Status) -> Status {
     let (status, refused) = super::refusals::made_before_handler(status);
     if refused {
         warn!(peer = %peer.node_id, addr = %peer.addr, code = ?status.code(), error = status.message(), "refused message on a Forward stream; the stream ends");
+        return super::refusals::in_words(&status, "/zhibao.v1.Relay/Forward");
     } else {
         debug!(peer = %peer.node_id, addr = %peer.addr, error = %status, "Forward stream ended by its transport");
     }

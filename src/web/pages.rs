@@ -129,7 +129,7 @@ fn failed_at(web: &Web, ctx: &Ctx, status: &tonic::Status, back: Option<&str>) -
     let l = ctx.lang;
     let title = l.t("Not done", "未能完成");
     // In Chinese, the node's reason in its Chinese words; a refusal
-    // without them (made by the gRPC layer) keeps its English, after a
+    // without them (a node that sends none) keeps its English, after a
     // line saying what kind of refusal it is.
     let chinese = match l {
         Lang::En => None,

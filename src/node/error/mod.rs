@@ -11,6 +11,8 @@
 
 mod words;
 
+pub(crate) use words::status;
+
 use std::path::PathBuf;
 
 use tonic::Status;
@@ -482,18 +484,11 @@ impl From<Error> for Status {
     /// richer error model) a `google.rpc.ErrorInfo` naming the reason and
     /// a `zh-CN` `google.rpc.LocalizedMessage` (see [`words`]).
     fn from(e: Error) -> Self {
-        use tonic_types::{ErrorDetails, StatusExt};
         let code = e.code();
         if code == tonic::Code::DataLoss {
             tracing::error!(alarm = "data-loss", error = %e, "ALARM: stored data cannot be read back whole");
         }
-        let mut details = ErrorDetails::with_error_info(
-            e.reason(),
-            words::DOMAIN,
-            std::collections::HashMap::new(),
-        );
-        details.set_localized_message(words::LOCALE, e.in_chinese());
-        Self::with_error_details(code, e.to_string(), details)
+        words::status(code, e.reason(), &Said::both(e.to_string(), e.in_chinese()))
     }
 }
 
@@ -641,7 +636,7 @@ mod tests {
                 Some(reason)
             );
         }
-        // A status made elsewhere (the gRPC layer) says nothing more.
+        // A status made elsewhere (another server) says nothing more.
         let bare = Status::not_found("no route");
         assert_eq!(crate::client::refusal_in_chinese(&bare), None);
         assert_eq!(crate::client::refusal_reason(&bare), None);

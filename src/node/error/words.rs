@@ -15,6 +15,7 @@ use crate::envelope::{AttachmentError, BadItemId, MAX_ATTACHMENTS, MAX_HOPS, MAX
 use crate::envelope::{MAX_AUTHOR_BYTES, VerifyError};
 use crate::held::HeldError;
 use crate::node::office::OfficeError;
+use crate::node::said::Said;
 use crate::notice::NoticeError;
 use crate::store;
 use crate::trust::SignerError;
@@ -25,6 +26,17 @@ pub(crate) const DOMAIN: &str = "zhibao.v1";
 
 /// `LocalizedMessage.locale` of the Chinese reason.
 pub(crate) const LOCALE: &str = "zh-CN";
+
+/// A refusal as every refusal of zhibao's is answered: `code`, the English
+/// words as the message, and in the details the reason by name and the
+/// Chinese words (the English again where `said` has no Chinese).
+pub(crate) fn status(code: tonic::Code, reason: &str, said: &Said) -> tonic::Status {
+    use tonic_types::{ErrorDetails, StatusExt};
+    let mut details =
+        ErrorDetails::with_error_info(reason, DOMAIN, std::collections::HashMap::new());
+    details.set_localized_message(LOCALE, said.zh_or_en());
+    tonic::Status::with_error_details(code, said.en.clone(), details)
+}
 
 impl Error {
     /// Why, as a stable UPPER_SNAKE_CASE name (`ErrorInfo.reason`): one per
