@@ -341,6 +341,10 @@ pub(crate) enum Command {
         /// (prints its address and how to log in), until Ctrl-C.
         #[arg(long)]
         web: bool,
+        /// zh (中文) or en: the demo's report, and the reports its counties
+        /// write; default: ZHIBAO_LANG, else the locale (LANG).
+        #[arg(long)]
+        lang: Option<String>,
     },
     /// Print a shell completion script: `zhibao completions bash >
     /// /etc/bash_completion.d/zhibao` (zsh: into a directory of $fpath as

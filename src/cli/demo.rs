@@ -9,7 +9,9 @@
 //! (采用记分) and publishes the bulletin (月度通报), which a county receives.
 //! Succeeds only if every item was receipted with a valid receipt and
 //! reached the inbox exactly once with a valid origin signature, and each
-//! of the office's statements arrived verified where it should.
+//! of the office's statements arrived verified where it should. It speaks
+//! the language asked for (`--lang`, else the locale), and its counties
+//! write their reports in it.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -26,6 +28,8 @@ use zhibao::node::{self, RunningNode};
 use zhibao::proto::{Cursor, ItemState, Receipt, Report};
 use zhibao::trust::Trust;
 use zhibao::{pki, trust};
+
+use super::when::Lang;
 
 const COUNTIES: [&str; 3] = ["county-a", "county-b", "county-c"];
 const HUB: &str = "hub";
@@ -76,21 +80,39 @@ async fn start_hub(
 /// Runs the demo; returns whether every check passed. With `web`, the
 /// hub also serves the office's web desk, and the region keeps running
 /// after the checks until Ctrl-C, for exploring it.
-pub async fn run(web: bool) -> anyhow::Result<bool> {
+pub async fn run(web: bool, lang: Lang) -> anyhow::Result<bool> {
+    let t = |en, zh| say(lang, en, zh);
     let started = Instant::now();
     let tmp = super::scratch::ScratchDir::new("run").context("creating a temporary directory")?;
+    let log = log_path();
     println!(
-        "the nodes log to {} (what follows is the demo's own report)",
-        log_path().display()
+        "{}",
+        t(
+            format!(
+                "the nodes log to {} (what follows is the demo's own report)",
+                log.display()
+            ),
+            format!("各节点的日志写在 {}（以下是演示本身的报告）", log.display()),
+        )
     );
     let pki_dir = tmp.path().join("certs");
     let data = tmp.path().join("data");
     let counties: Vec<String> = COUNTIES.iter().map(|s| (*s).to_string()).collect();
     pki::init(&pki_dir, "demo", HUB, &counties)?;
     println!(
-        "region CA, hub and {} county certificates in {}",
-        COUNTIES.len(),
-        pki_dir.display()
+        "{}",
+        t(
+            format!(
+                "region CA, hub and {} county certificates in {}",
+                COUNTIES.len(),
+                pki_dir.display()
+            ),
+            format!(
+                "区域 CA、枢纽和 {} 个县的证书在 {}",
+                COUNTIES.len(),
+                pki_dir.display()
+            ),
+        )
     );
 
     let web_at: Option<SocketAddr> = if web {
@@ -102,7 +124,13 @@ pub async fn run(web: bool) -> anyhow::Result<bool> {
     // The restarted hub keeps the desk's address.
     let web_at = hub.web_addr;
     let hub_addr = hub.relay_addr.context("hub has no relay address")?;
-    println!("hub listening on {hub_addr} (mutual TLS 1.3)");
+    println!(
+        "{}",
+        t(
+            format!("hub listening on {hub_addr} (mutual TLS 1.3)"),
+            format!("枢纽在 {hub_addr} 监听（双向 TLS 1.3）"),
+        )
+    );
 
     let mut nodes = Vec::new();
     let mut ops = Vec::new();
@@ -119,28 +147,42 @@ pub async fn run(web: bool) -> anyhow::Result<bool> {
         ops.push(Operator::connect(&n.operator_socket).await?);
         nodes.push(n);
     }
-    println!("{} county nodes up, each with its own store", nodes.len());
+    println!(
+        "{}",
+        t(
+            format!("{} county nodes up, each with its own store", nodes.len()),
+            format!("{} 个县级节点已启动，各有自己的存储", nodes.len()),
+        )
+    );
 
-    let mix = [
-        (
-            Class::Routine,
-            "Daily situation: grain procurement on schedule",
-        ),
-        (Class::BadNews, "Irrigation channel breach, 200 mu affected"),
-        (
-            Class::Emergency,
-            "Flash flood on the river road, 2 villages cut off",
-        ),
-        (Class::Routine, "Township meeting on winter heating held"),
-    ];
+    let mix = match lang {
+        Lang::En => [
+            (
+                Class::Routine,
+                "Daily situation: grain procurement on schedule",
+            ),
+            (Class::BadNews, "Irrigation channel breach, 200 mu affected"),
+            (
+                Class::Emergency,
+                "Flash flood on the river road, 2 villages cut off",
+            ),
+            (Class::Routine, "Township meeting on winter heating held"),
+        ],
+        Lang::Zh => [
+            (Class::Routine, "今日动态：秋粮收购进度正常"),
+            (Class::BadNews, "灌溉渠决口，200亩农田受淹"),
+            (Class::Emergency, "沿河公路突发山洪，2个村被困"),
+            (Class::Routine, "各乡镇召开冬季供暖工作会议"),
+        ],
+    };
     let mut items = Vec::new();
     let mut submitted_at = HashMap::new();
     for (i, op) in ops.iter_mut().enumerate() {
         for (class, title) in mix {
-            let body = format!(
-                "{title}. Reported by {} at {:?}.",
-                COUNTIES[i],
-                SystemTime::now()
+            let at = humantime::format_rfc3339_seconds(SystemTime::now());
+            let body = t(
+                format!("{title}. Reported by {} at {at}.", COUNTIES[i]),
+                format!("{title}。{}于 {at} 报送。", COUNTIES[i]),
             )
             .into_bytes();
             let id = op.submit(class, title, body, 0).await?;
@@ -159,12 +201,22 @@ pub async fn run(web: bool) -> anyhow::Result<bool> {
         ops[i].wait_receipt(&it.id, Duration::from_secs(20)).await?;
     }
 
-    println!("\n-- stopping the hub: the counties keep accepting and queue --");
+    println!(
+        "\n{}",
+        t(
+            "-- stopping the hub: the counties keep accepting and queue --".into(),
+            "-- 停止枢纽：各县照常受理，信息排队等候 --".into(),
+        )
+    );
     hub.shutdown(Duration::from_secs(5)).await;
     let outage = Instant::now();
     for (i, op) in ops.iter_mut().enumerate() {
         for (class, title) in [mix[2], mix[1], mix[0]] {
-            let body = format!("{title} (while the hub was down)").into_bytes();
+            let body = t(
+                format!("{title} (while the hub was down)"),
+                format!("{title}（枢纽停机期间报送）"),
+            )
+            .into_bytes();
             let id = op.submit(class, title, body, 0).await?;
             let st = op.status(&id).await?;
             if st.state == ItemState::Receipted as i32 {
@@ -180,13 +232,23 @@ pub async fn run(web: bool) -> anyhow::Result<bool> {
         }
     }
     let queued = items.iter().filter(|i| i.during_outage).count();
-    println!("{queued} items queued at the counties while the hub is down");
+    println!(
+        "{}",
+        t(
+            format!("{queued} items queued at the counties while the hub is down"),
+            format!("枢纽停机期间，各县共有 {queued} 条信息排队"),
+        )
+    );
     // Keep the hub down for a few seconds, as a real outage would be.
     tokio::time::sleep(Duration::from_secs(3).saturating_sub(outage.elapsed())).await;
     let hub = start_hub(&pki_dir, &data, hub_addr, web_at).await?;
+    let down = outage.elapsed().as_secs_f64();
     println!(
-        "-- hub restarted on {hub_addr} after {:.1} s --\n",
-        outage.elapsed().as_secs_f64()
+        "{}\n",
+        t(
+            format!("-- hub restarted on {hub_addr} after {down:.1} s --"),
+            format!("-- {down:.1} 秒后枢纽在 {hub_addr} 重新启动 --"),
+        )
     );
 
     let mut ok = true;
@@ -234,9 +296,39 @@ pub async fn run(web: bool) -> anyhow::Result<bool> {
         e.1 = check.map(|_| ()).map_err(|e| e.to_string());
     }
 
+    let cols = |cells: [&str; 7]| {
+        let w = [14, 9, 10, 14, 9, 16, 0];
+        let mut line = String::new();
+        for (i, (cell, width)) in cells.iter().zip(w).enumerate() {
+            if i > 0 {
+                line.push(' ');
+            }
+            line.push_str(&pad(cell, width, i != 3));
+        }
+        line.trim_end().to_string()
+    };
     println!(
-        "{:<14} {:<9} {:<10} {:>14} {:<9} {:<16} inbox copies",
-        "item", "county", "class", "latency (ms)", "receipt", "origin signature"
+        "{}",
+        match lang {
+            Lang::En => cols([
+                "item",
+                "county",
+                "class",
+                "latency (ms)",
+                "receipt",
+                "origin signature",
+                "inbox copies",
+            ]),
+            Lang::Zh => cols([
+                "信息",
+                "县",
+                "类别",
+                "用时（毫秒）",
+                "回执",
+                "原发签名",
+                "收件份数",
+            ]),
+        }
     );
     for (it, latency, receipt_ok, receipt) in &rows {
         let (copies, sig) = seen
@@ -245,35 +337,41 @@ pub async fn run(web: bool) -> anyhow::Result<bool> {
             .unwrap_or((0, Err("not in inbox".into())));
         ok &= copies == 1 && sig.is_ok();
         let sig_text = match &sig {
-            Ok(()) => "valid".to_string(),
-            Err(e) => format!("INVALID: {e}"),
+            Ok(()) => t("valid".into(), "有效".into()),
+            Err(e) => t(format!("INVALID: {e}"), format!("无效：{e}")),
         };
         let receiver = receipt
             .as_ref()
             .map_or("-", |r: &Receipt| r.receiver.as_str());
-        println!(
-            "{:<14} {:<9} {:<10} {:>14} {:<9} {:<16} {}{}",
+        let row = cols([
             &it.id[it.id.len().saturating_sub(12)..],
             it.county,
-            it.class.name(),
-            if *latency >= 0 {
+            match lang {
+                Lang::En => it.class.name(),
+                Lang::Zh => it.class.name_zh(),
+            },
+            &if *latency >= 0 {
                 latency.to_string()
             } else {
-                "NOT RECEIPTED".into()
+                t("NOT RECEIPTED".into(), "未签收".into())
             },
-            if *receipt_ok {
-                format!("{receiver} ok")
+            &if *receipt_ok {
+                t(format!("{receiver} ok"), format!("{receiver} 有效"))
             } else {
-                "INVALID".into()
+                t("INVALID".into(), "无效".into())
             },
-            sig_text,
-            copies,
-            if it.during_outage {
-                "  (submitted while hub was down)"
-            } else {
-                ""
-            },
-        );
+            &sig_text,
+            &copies.to_string(),
+        ]);
+        let during = if it.during_outage {
+            t(
+                "  (submitted while hub was down)".into(),
+                "  （枢纽停机时报送）".into(),
+            )
+        } else {
+            String::new()
+        };
+        println!("{row}{during}");
     }
     let extra = seen
         .keys()
@@ -284,61 +382,116 @@ pub async fn run(web: bool) -> anyhow::Result<bool> {
     // The office's desk: the hub adopts the first emergency; the decision,
     // signed by the hub, travels back down to the county that wrote it.
     if let Some(first) = items.iter().find(|i| i.class == Class::Emergency) {
-        ok &= desk(&hub, &ops, first).await?;
+        ok &= desk(&hub, &ops, first, lang).await?;
     }
-    ok &= office(&hub, &ops).await?;
+    ok &= office(&hub, &ops, lang).await?;
     if let Some(addr) = hub.web_addr {
-        explore(addr, &data.join(HUB), &nodes).await?;
+        explore(addr, &data.join(HUB), &nodes, lang).await?;
     }
 
     hub.shutdown(Duration::from_secs(5)).await;
     for n in nodes {
         n.shutdown(Duration::from_secs(5)).await;
     }
+    let (n, inbox, secs) = (items.len(), order.len(), started.elapsed().as_secs_f64());
     println!(
-        "\n{} items, {} in the hub inbox, {} unexpected; {:.1} s in all: {}",
-        items.len(),
-        order.len(),
-        extra,
-        started.elapsed().as_secs_f64(),
-        if ok {
-            "every item receipted once with a valid signature"
-        } else {
-            "FAILED"
+        "\n{}",
+        match (lang, ok) {
+            (Lang::En, true) => format!(
+                "{n} items, {inbox} in the hub inbox, {extra} unexpected; {secs:.1} s in all: every item receipted once with a valid signature"
+            ),
+            (Lang::En, false) => format!(
+                "{n} items, {inbox} in the hub inbox, {extra} unexpected; {secs:.1} s in all: FAILED"
+            ),
+            (Lang::Zh, true) => format!(
+                "共 {n} 条信息，枢纽收件箱中 {inbox} 条，意外的 {extra} 条；共用时 {secs:.1} 秒：每条信息都签收一次，签名有效"
+            ),
+            (Lang::Zh, false) => format!(
+                "共 {n} 条信息，枢纽收件箱中 {inbox} 条，意外的 {extra} 条；共用时 {secs:.1} 秒：未通过"
+            ),
         }
     );
-    println!("the nodes' own log: {}", log_path().display());
+    println!(
+        "{}",
+        t(
+            format!("the nodes' own log: {}", log.display()),
+            format!("各节点的日志：{}", log.display()),
+        )
+    );
     Ok(ok)
 }
 
+/// `en` or `zh`, as `lang` asks.
+fn say(lang: Lang, en: String, zh: String) -> String {
+    match lang {
+        Lang::En => en,
+        Lang::Zh => zh,
+    }
+}
+
+/// `s` padded to `width` columns as a terminal shows it (a Chinese
+/// character takes two), on the right if `left`.
+fn pad(s: &str, width: usize, left: bool) -> String {
+    let fill = " ".repeat(width.saturating_sub(zhibao::score::display_width(s)));
+    if left {
+        format!("{s}{fill}")
+    } else {
+        format!("{fill}{s}")
+    }
+}
+
 /// Leaves the region running with the web desk open until Ctrl-C.
-async fn explore(addr: SocketAddr, hub_data: &Path, nodes: &[RunningNode]) -> anyhow::Result<()> {
+async fn explore(
+    addr: SocketAddr,
+    hub_data: &Path,
+    nodes: &[RunningNode],
+    lang: Lang,
+) -> anyhow::Result<()> {
     let token_file = hub_data.join("web.token");
     let token = std::fs::read_to_string(&token_file)
         .with_context(|| format!("reading the web desk's token {}", token_file.display()))?;
-    println!(
-        "\nThe region keeps running. The office's web desk (信息科网页工作台):\n\
-         \n    http://{addr}/login?token={}\n\
-         \nOpen it in a browser on this machine, give your name and log in (the token is\n\
-         also in {}). Submit from a county and watch it arrive, e.g.:\n\
-         \n    zhibao submit --socket {} -p emergency -t \"山洪\" --body \"两个村被困\"\n\
-         \nCtrl-C stops the region.",
-        token.trim(),
-        token_file.display(),
-        nodes
-            .first()
-            .map_or_else(String::new, |n| n.operator_socket.display().to_string()),
-    );
+    let (token, file) = (token.trim(), token_file.display());
+    let socket = nodes
+        .first()
+        .map_or_else(String::new, |n| n.operator_socket.display().to_string());
+    let submit =
+        format!("zhibao submit --socket {socket} -p emergency -t \"山洪\" --body \"两个村被困\"");
+    match lang {
+        Lang::En => println!(
+            "\nThe region keeps running. The office's web desk (信息科网页工作台):\n\
+             \n    http://{addr}/login?token={token}\n\
+             \nOpen it in a browser on this machine, give your name and log in (the token is\n\
+             also in {file}). Submit from a county and watch it arrive, e.g.:\n\
+             \n    {submit}\n\
+             \nCtrl-C stops the region."
+        ),
+        Lang::Zh => println!(
+            "\n本区域继续运行。信息科网页工作台：\n\
+             \n    http://{addr}/login?token={token}\n\
+             \n请在本机的浏览器中打开，填写姓名后登录（令牌也在 {file}）。\n\
+             从一个县报送一条信息，看着它到达，例如：\n\
+             \n    {submit}\n\
+             \n按 Ctrl-C 停止本区域。"
+        ),
+    }
     tokio::signal::ctrl_c()
         .await
         .context("waiting for Ctrl-C")?;
-    println!("stopping the region");
+    println!(
+        "{}",
+        say(lang, "stopping the region".into(), "正在停止本区域".into())
+    );
     Ok(())
 }
 
 /// The hub's office adopts `item`; returns whether the county it came from
 /// holds the decision, verified, within a few seconds.
-async fn desk(hub: &RunningNode, ops: &[Operator], item: &Submitted) -> anyhow::Result<bool> {
+async fn desk(
+    hub: &RunningNode,
+    ops: &[Operator],
+    item: &Submitted,
+    lang: Lang,
+) -> anyhow::Result<bool> {
     use zhibao::proto::{DisposeRequest, DispositionKind, EventKind};
     let i = COUNTIES.iter().position(|c| *c == item.county).unwrap_or(0);
     let mut county = ops[i].clone();
@@ -352,9 +505,14 @@ async fn desk(hub: &RunningNode, ops: &[Operator], item: &Submitted) -> anyhow::
             ..Default::default()
         })
         .await?;
+    let short = &item.id[item.id.len().saturating_sub(12)..];
     println!(
-        "\n-- the office adopts {} into 《情况专报》2026年第1期 --",
-        &item.id[item.id.len().saturating_sub(12)..]
+        "\n{}",
+        say(
+            lang,
+            format!("-- the office adopts {short} into 《情况专报》2026年第1期 --"),
+            format!("-- 信息科将 {short} 采用于《情况专报》2026年第1期 --"),
+        )
     );
     let arrived = tokio::time::timeout(Duration::from_secs(10), async {
         while let Some(e) = events.message().await? {
@@ -369,17 +527,40 @@ async fn desk(hub: &RunningNode, ops: &[Operator], item: &Submitted) -> anyhow::
     let st = county.status(&item.id).await?;
     let seen = st.dispositions.first();
     let valid = seen.is_some_and(|d| d.verification.starts_with("valid"));
-    match seen.and_then(|d| d.body.as_ref()) {
-        Some(b) if arrived => println!(
-            "{} sees: {} ({}) by {}: {} [{}]",
-            item.county,
-            zhibao::disposition::kind_name(b.kind),
-            zhibao::disposition::kind_name_zh(b.kind),
-            b.node,
-            b.text,
-            seen.map_or("", |d| d.verification.as_str())
+    let county = item.county;
+    match (seen, seen.and_then(|d| d.body.as_ref())) {
+        (Some(d), Some(b)) if arrived => {
+            let check = zhibao::verdict::words(
+                d.verdict.as_ref(),
+                &d.verification,
+                false,
+                lang == Lang::Zh,
+            );
+            let (node, text) = (&b.node, &b.text);
+            println!(
+                "{}",
+                say(
+                    lang,
+                    format!(
+                        "{county} sees: {} ({}) by {node}: {text} [{check}]",
+                        zhibao::disposition::kind_name(b.kind),
+                        zhibao::disposition::kind_name_zh(b.kind),
+                    ),
+                    format!(
+                        "{county} 收到 {node} 的处理决定「{}」：{text}［{check}］",
+                        zhibao::disposition::kind_name_zh(b.kind),
+                    ),
+                )
+            );
+        }
+        _ => println!(
+            "{}",
+            say(
+                lang,
+                format!("{county} has NOT received the decision"),
+                format!("{county} 没有收到处理决定"),
+            )
         ),
-        _ => println!("{} has NOT received the decision", item.county),
     }
     Ok(arrived && valid)
 }
@@ -388,7 +569,7 @@ async fn desk(hub: &RunningNode, ops: &[Operator], item: &Submitted) -> anyhow::
 /// one does not. Then it prints the month's figures (采用记分) and
 /// publishes the bulletin (月度通报), which a county receives verified.
 /// Returns whether every step arrived where it should.
-async fn office(hub: &RunningNode, ops: &[Operator]) -> anyhow::Result<bool> {
+async fn office(hub: &RunningNode, ops: &[Operator], lang: Lang) -> anyhow::Result<bool> {
     use zhibao::proto::{
         EventKind, NoticesRequest, SolicitRequest, StatsRequest, SubmitRequest,
         solicit_request::Action,
@@ -411,7 +592,14 @@ async fn office(hub: &RunningNode, ops: &[Operator]) -> anyhow::Result<bool> {
         .body
         .unwrap_or_default()
         .id;
-    println!("\n-- the office asks every county for a report (约稿 {sol}) --");
+    println!(
+        "\n{}",
+        say(
+            lang,
+            format!("-- the office asks every county for a report (约稿 {sol}) --"),
+            format!("-- 信息科向各县约稿（{sol}）--"),
+        )
+    );
     let mut ok = true;
     for (i, events) in watches.iter_mut().enumerate() {
         let got = tokio::time::timeout(Duration::from_secs(10), async {
@@ -426,7 +614,15 @@ async fn office(hub: &RunningNode, ops: &[Operator]) -> anyhow::Result<bool> {
         .unwrap_or(Ok(false))?;
         ok &= got;
         if !got {
-            println!("{} has NOT received the solicitation", COUNTIES[i]);
+            let county = COUNTIES[i];
+            println!(
+                "{}",
+                say(
+                    lang,
+                    format!("{county} has NOT received the solicitation"),
+                    format!("{county} 没有收到约稿"),
+                )
+            );
         }
     }
     // Two counties answer; the third does not (yet).
@@ -444,7 +640,15 @@ async fn office(hub: &RunningNode, ops: &[Operator]) -> anyhow::Result<bool> {
     }
     let status = desk.solicitation_status(&sol).await?;
     for c in &status.counties {
-        println!("{:<9} {}", c.county, c.state);
+        let state = match (lang, c.state.as_str()) {
+            (Lang::En, s) => s,
+            (Lang::Zh, "on_time") => "按时报送",
+            (Lang::Zh, "late") => "迟报",
+            (Lang::Zh, "missing") => "未报送",
+            (Lang::Zh, "open") => "未到期，尚未报送",
+            (Lang::Zh, s) => s,
+        };
+        println!("{:<9} {state}", c.county);
     }
     ok &= status
         .counties
@@ -467,11 +671,21 @@ async fn office(hub: &RunningNode, ops: &[Operator]) -> anyhow::Result<bool> {
         .stats(StatsRequest {
             period: period.clone(),
             format: "table".into(),
-            lang: "zh".into(),
+            lang: match lang {
+                Lang::En => "en".into(),
+                Lang::Zh => "zh".into(),
+            },
             ..Default::default()
         })
         .await?;
-    println!("\n-- the month's figures (采用记分, {period}) --\n{table}");
+    println!(
+        "\n{}\n{table}",
+        say(
+            lang,
+            format!("-- the month's figures (采用记分, {period}) --"),
+            format!("-- 本月采用记分（{period}）--"),
+        )
+    );
     let mut third = ops[2].clone();
     let mut events = third.watch().await?;
     let published = desk
@@ -498,13 +712,18 @@ async fn office(hub: &RunningNode, ops: &[Operator]) -> anyhow::Result<bool> {
         })
         .await?;
     let verified = seen.first().is_some_and(|v| v.verification == "verified");
+    let county = COUNTIES[2];
     println!(
-        "bulletin {bid} published; {} {}",
-        COUNTIES[2],
-        if arrived && verified {
-            "holds it, verified"
-        } else {
-            "has NOT received it verified"
+        "{}",
+        match (lang, arrived && verified) {
+            (Lang::En, true) => format!("bulletin {bid} published; {county} holds it, verified"),
+            (Lang::En, false) => {
+                format!("bulletin {bid} published; {county} has NOT received it verified")
+            }
+            (Lang::Zh, true) => format!("月度通报 {bid} 已发布；{county} 已收到，验证有效"),
+            (Lang::Zh, false) => {
+                format!("月度通报 {bid} 已发布；{county} 没有收到经验证的通报")
+            }
         }
     );
     Ok(ok && arrived && verified)

@@ -700,8 +700,8 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
             clap_mangen::Man::new(cmd).render(&mut out)?;
             print_all(&out)?;
         }
-        Command::Demo { web } => {
-            let ok = demo::run(web).await?;
+        Command::Demo { web, lang } => {
+            let ok = demo::run(web, Lang::choose(lang.as_deref())?).await?;
             return Ok(if ok {
                 ExitCode::SUCCESS
             } else {
