@@ -20,7 +20,7 @@ use std::time::Duration;
 use prost::Message;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use super::archive::{append_all, frame};
 use crate::clock::Clock;
@@ -214,7 +214,8 @@ impl Retainer {
             let rec = match self.store.get_or_damaged(id.clone()).await? {
                 Some((rec, None)) => rec,
                 Some((_, Some(e))) => {
-                    error!(alarm = "report-damaged", %id, error = %e, "ALARM: a stored report cannot be read back whole; not archived, and kept in the store");
+                    self.store
+                        .alarm_damaged(id, &e, "not archived, and kept in the store");
                     damaged.push(id.clone());
                     continue;
                 }

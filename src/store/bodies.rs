@@ -29,7 +29,7 @@
 //! its signature and custody chain; the CRC covers every byte kept.) File handles are kept open, one per segment, so a read is one
 //! `pread` of bytes the kernel usually still holds.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
@@ -83,14 +83,48 @@ pub(super) fn segments_on_disk(db: &Path) -> std::io::Result<Vec<u64>> {
 pub(super) struct Bodies {
     db: PathBuf,
     files: Mutex<HashMap<u64, Arc<File>>>,
+    /// Damaged reports already alarmed, with what was done about them:
+    /// see [`Bodies::alarm_damaged`].
+    alarmed: Mutex<HashSet<(String, &'static str)>>,
 }
+
+/// Most damaged reports remembered as alarmed; past it, all are forgotten
+/// and alarmed once more (a bound on memory, not a limit on alarms).
+const MAX_ALARMED: usize = 4096;
 
 impl Bodies {
     pub(super) fn new(db: &Path) -> Self {
         Self {
             db: db.to_path_buf(),
             files: Mutex::new(HashMap::new()),
+            alarmed: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Logs that the report of `id` cannot be read back whole (`e`) and
+    /// what was `done` about it: an ALARM the first time this process
+    /// meets it for that, a DEBUG line after. A listing, a retention pass
+    /// and a compaction meet the same damaged report again and again; one
+    /// ALARM per report says it, a stream of them would bury the next one.
+    /// A restart raises each once more.
+    /// Returns whether it alarmed.
+    pub(super) fn alarm_damaged(&self, id: &str, e: &Error, done: &'static str) -> bool {
+        let first = {
+            let mut alarmed = self
+                .alarmed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if alarmed.len() >= MAX_ALARMED {
+                alarmed.clear();
+            }
+            alarmed.insert((id.to_string(), done))
+        };
+        if first {
+            tracing::error!(alarm = "report-damaged", %id, error = %e, "ALARM: a stored report cannot be read back whole; {done}");
+        } else {
+            tracing::debug!(%id, error = %e, "a stored report, alarmed before, still cannot be read back whole; {done}");
+        }
+        first
     }
 
     /// The item record in `bytes`, its report put back (see [`Bodies::fill`]).
@@ -130,7 +164,7 @@ impl Bodies {
     /// and passed over.
     pub(super) fn fill_or_skip(&self, id: &str, rec: &mut ItemRecord) -> Result<(), Error> {
         if let Some(e) = self.fill_unless_damaged(rec)? {
-            tracing::error!(alarm = "report-damaged", %id, error = %e, "ALARM: a stored report cannot be read back whole; passed over");
+            self.alarm_damaged(id, &e, "passed over");
         }
         Ok(())
     }
@@ -184,6 +218,29 @@ impl Bodies {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_damaged_report_is_alarmed_once_for_each_outcome() {
+        let bodies = Bodies::new(Path::new("s.redb"));
+        let e = Error::BodyGone {
+            path: "s.redb.log.2".into(),
+        };
+        assert!(bodies.alarm_damaged("a", &e, "passed over"));
+        assert!(!bodies.alarm_damaged("a", &e, "passed over"), "once");
+        assert!(
+            bodies.alarm_damaged("a", &e, "not archived"),
+            "another outcome"
+        );
+        assert!(
+            bodies.alarm_damaged("b", &e, "passed over"),
+            "another report"
+        );
+        // Bounded: past the bound everything is forgotten, then alarmed anew.
+        for i in 0..MAX_ALARMED {
+            bodies.alarm_damaged(&i.to_string(), &e, "passed over");
+        }
+        assert!(bodies.alarmed.lock().unwrap().len() <= MAX_ALARMED);
+    }
 
     #[test]
     fn segment_files_are_named_after_the_database_and_listed_in_order() {

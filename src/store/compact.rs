@@ -34,8 +34,6 @@ use std::collections::BTreeMap;
 
 use redb::ReadableDatabase;
 
-use tracing::error;
-
 use super::record::BodyRef;
 use super::txn::Txn;
 use super::writer::Write;
@@ -223,7 +221,11 @@ impl Store {
                             .filter_map(|(id, at)| match bodies.read(&at) {
                                 Ok(report) => Some((id, at, report)),
                                 Err(e) => {
-                                    error!(alarm = "report-damaged", item = %id, error = %e, "ALARM: a stored report cannot be read back whole; left in its segment, which is kept");
+                                    bodies.alarm_damaged(
+                                        &id,
+                                        &e,
+                                        "left in its segment, which is kept",
+                                    );
                                     None
                                 }
                             })

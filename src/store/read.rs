@@ -112,6 +112,13 @@ impl Store {
         self.lookup_reports(move |db| whole_or_damaged(&db.begin_read()?, bodies, &id))
     }
 
+    /// Logs that the report of `id` cannot be read back whole and what was
+    /// `done` about it: an ALARM once per report and outcome in this
+    /// process, a DEBUG line when it is met again.
+    pub fn alarm_damaged(&self, id: &str, e: &Error, done: &'static str) {
+        let _alarmed = self.inner.bodies.alarm_damaged(id, e, done);
+    }
+
     /// The record of `id`, if stored, without its report: `signed` stays
     /// empty when the report is kept in the log (its `body` still says
     /// where). For what needs the item's state, class, digest, origin or
