@@ -96,6 +96,31 @@ pub enum ClientError {
     Tls(#[from] crate::tls::TlsError),
 }
 
+impl ClientError {
+    /// What went wrong, in Chinese, for an operator: a node's refusal in
+    /// the node's Chinese words ([`refusal_in_chinese`]), and this
+    /// client's own failures (the node not running, no receipt in time,
+    /// no connection); `None` where there are no Chinese words.
+    pub fn in_chinese(&self) -> Option<String> {
+        match self {
+            Self::NotRunning { path, source } => Some(format!(
+                "节点没有运行：无法连接 {}：{source}",
+                path.display()
+            )),
+            Self::Status(s) => refusal_in_chinese(s),
+            Self::Timeout { id, after } => Some(format!(
+                "{} 内没有收到 {id} 的回执；它仍在队列中，上级接收后即发出（用 `zhibao status {id}` 跟踪）",
+                humantime::format_duration(*after)
+            )),
+            Self::Transport { to, source } => Some(format!(
+                "无法连接 {to}：{}",
+                crate::telemetry::chain(source)
+            )),
+            Self::Load(_) | Self::Tls(_) => None,
+        }
+    }
+}
+
 impl From<tonic::Status> for ClientError {
     fn from(s: tonic::Status) -> Self {
         Self::Status(s)

@@ -61,6 +61,27 @@ fn submit_to_a_node_that_is_not_running_says_so() {
         "{}",
         stderr(&out)
     );
+    // In Chinese, what happened and what to do.
+    let sock = sock.to_str().unwrap();
+    let args = [
+        "submit",
+        "--socket",
+        sock,
+        "-p",
+        "emergency",
+        "-t",
+        "x",
+        "--body",
+        "y",
+    ];
+    let out = common::zhibao_in(&args, Some("zh"));
+    assert_eq!(out.status.code(), Some(69), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.starts_with("错误：节点没有运行：无法连接 "), "{err}");
+    assert!(
+        err.contains("；请用 `zhibao serve --config FILE` 启动它"),
+        "{err}"
+    );
 }
 
 #[test]

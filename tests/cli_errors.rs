@@ -156,6 +156,28 @@ async fn a_wait_that_runs_out_says_so_in_words() {
         assert!(err.contains("no receipt for"), "{err}");
         assert!(err.contains("zhibao status"), "says what to do: {err}");
     }
+    // In the operator's language, the same in Chinese.
+    let out = common::zhibao_in(
+        &[
+            "submit",
+            "--socket",
+            &socket,
+            "-p",
+            "routine",
+            "-t",
+            "t",
+            "--body",
+            "b",
+            "--wait",
+            "--timeout",
+            "1ms",
+        ],
+        Some("zh"),
+    );
+    assert_eq!(out.status.code(), Some(75), "{out:?}");
+    let err = stderr(&out);
+    assert!(err.starts_with("错误：1ms 内没有收到 "), "{err}");
+    assert!(err.contains("用 `zhibao status "), "{err}");
     county.shutdown(Duration::from_secs(5)).await;
 }
 

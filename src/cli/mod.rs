@@ -60,8 +60,9 @@ const EX_UNAVAILABLE: u8 = 69;
 
 /// The line `zhibao` ends with on an error, in the language of its
 /// output. In Chinese, a node's refusal is said in the Chinese words the
-/// node sent with it ([`zhibao::client::refusal_in_chinese`]); a refusal
-/// without them first says what kind it is
+/// node sent with it ([`zhibao::client::refusal_in_chinese`]), and this
+/// client's own failures in Chinese ([`ClientError::in_chinese`]); a
+/// refusal without Chinese words first says what kind it is
 /// ([`zhibao::client::refusal_zh`]), then the details as they were made.
 pub(crate) fn error_text(e: &anyhow::Error, lang: Lang) -> String {
     match lang {
@@ -74,15 +75,12 @@ pub(crate) fn error_text(e: &anyhow::Error, lang: Lang) -> String {
                     _ => c.downcast_ref::<tonic::Status>(),
                 });
             match status {
-                Some(s) if zhibao::client::refusal_in_chinese(s).is_some() => {
-                    format!("错误：{}", line_of(e, true))
-                }
-                Some(s) => format!(
+                Some(s) if zhibao::client::refusal_in_chinese(s).is_none() => format!(
                     "错误：{}（{}）",
                     zhibao::client::refusal_zh(s.code()),
-                    error_line(e)
+                    line_of(e, Lang::Zh)
                 ),
-                None => format!("错误：{}", error_line(e)),
+                _ => format!("错误：{}", line_of(e, Lang::Zh)),
             }
         }
     }
@@ -93,27 +91,34 @@ pub(crate) fn error_text(e: &anyhow::Error, lang: Lang) -> String {
 /// in their own words and again through their source), and what to do
 /// where the kind of failure says it.
 pub(crate) fn error_line(e: &anyhow::Error) -> String {
-    line_of(e, false)
+    line_of(e, Lang::En)
 }
 
-/// [`error_line`], with a node's refusal in its Chinese words if
-/// `chinese` and it has them.
-fn line_of(e: &anyhow::Error, chinese: bool) -> String {
+/// [`error_line`] in `lang`: in Chinese, a node's refusal and this
+/// client's failures in their Chinese words where they have them, and the
+/// hint in Chinese.
+fn line_of(e: &anyhow::Error, lang: Lang) -> String {
+    let chinese = lang == Lang::Zh;
     let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {
-        let status = match cause.downcast_ref::<ClientError>() {
+        let client = cause.downcast_ref::<ClientError>();
+        let status = match client {
             Some(ClientError::Status(s)) => Some(s),
             _ => cause.downcast_ref::<tonic::Status>(),
         };
+        let in_chinese = if chinese {
+            client
+                .and_then(ClientError::in_chinese)
+                .or_else(|| status.and_then(zhibao::client::refusal_in_chinese))
+        } else {
+            None
+        };
         // A status's message names what is wrong; its own Display is
         // `code: '...', message: "..."`.
-        let text = match status {
-            Some(s) => chinese
-                .then(|| zhibao::client::refusal_in_chinese(s))
-                .flatten()
-                .or_else(|| (!s.message().trim().is_empty()).then(|| s.message().to_string()))
-                .unwrap_or_else(|| cause.to_string()),
-            None => cause.to_string(),
+        let text = match (in_chinese, status) {
+            (Some(words), _) => words,
+            (None, Some(s)) if !s.message().trim().is_empty() => s.message().to_string(),
+            (None, _) => cause.to_string(),
         };
         let text = text.trim().trim_end_matches('.').to_string();
         if text.is_empty() || parts.iter().any(|p| p.contains(&text)) {
@@ -123,17 +128,23 @@ fn line_of(e: &anyhow::Error, chinese: bool) -> String {
         parts.retain(|p| !text.contains(p.as_str()));
         parts.push(text);
     }
-    let mut line = parts.join(": ");
-    if let Some(hint) = hint(e) {
-        line.push_str("; ");
-        line.push_str(hint);
+    let mut line = parts.join(if chinese { "：" } else { ": " });
+    if let Some((en, zh)) = hint(e) {
+        line.push_str(if chinese { "；" } else { "; " });
+        line.push_str(if chinese { zh } else { en });
     }
     line
 }
 
-/// What to do about `e`, for the kinds of failure where the message itself
-/// does not say.
-fn hint(e: &anyhow::Error) -> Option<&'static str> {
+/// The hint for a configuration that does not do.
+const FIX_CONFIG: (&str, &str) = (
+    "fix it in the configuration (config/*.toml documents every field)",
+    "请在配置中改正（config/*.toml 说明了每个字段）",
+);
+
+/// What to do about `e`, in English and in Chinese, for the kinds of
+/// failure where the message itself does not say.
+fn hint(e: &anyhow::Error) -> Option<(&'static str, &'static str)> {
     use zhibao::config::ConfigError;
     // Only when nothing around it already says what to do.
     match e
@@ -142,10 +153,13 @@ fn hint(e: &anyhow::Error) -> Option<&'static str> {
         .and_then(|t| t.downcast_ref::<ConfigError>())
     {
         Some(ConfigError::Parse { .. } | ConfigError::Invalid { .. }) => {
-            return Some("fix it in the configuration (config/*.toml documents every field)");
+            return Some(FIX_CONFIG);
         }
         Some(ConfigError::Read { .. }) => {
-            return Some("give the node's configuration file with --config (examples in config/)");
+            return Some((
+                "give the node's configuration file with --config (examples in config/)",
+                "请用 --config 给出节点的配置文件（示例在 config/）",
+            ));
         }
         None => {}
     }
@@ -157,22 +171,25 @@ fn hint(e: &anyhow::Error) -> Option<&'static str> {
         use node::StartError as S;
         match start {
             S::Bind { .. } => {
-                return Some(
+                return Some((
                     "stop what holds that address, or give another one in the configuration",
-                );
+                    "请停止占用该地址的程序，或在配置中另给一个地址",
+                ));
             }
             S::Load { .. } | S::NotTrusted { .. } | S::Tls(_) | S::IdentityMismatch { .. } => {
-                return Some(
+                return Some((
                     "give the node its own files from the region's PKI (`zhibao certs bundle --node ID`)",
-                );
+                    "请给节点区域 PKI 中它自己的文件（`zhibao certs bundle --node ID`）",
+                ));
             }
             S::Config(_) => {
-                return Some("fix it in the configuration (config/*.toml documents every field)");
+                return Some(FIX_CONFIG);
             }
             S::Secret { .. } => {
-                return Some(
+                return Some((
                     "write the secret to that file (one line, e.g. `openssl rand -hex 32 > FILE`), readable by the node's user",
-                );
+                    "请把密钥写进该文件（一行，例如 `openssl rand -hex 32 > FILE`），让节点的用户可以读取",
+                ));
             }
             S::Store { .. } | S::CaKeyPresent { .. } => {}
         }
@@ -182,17 +199,20 @@ fn hint(e: &anyhow::Error) -> Option<&'static str> {
             Some(zhibao::store::Error::Db(db)) if matches!(**db, redb::Error::DatabaseAlreadyOpen))
     });
     if store_in_use {
-        return Some(
+        return Some((
             "another zhibao process has this data directory open: stop that node first, or give this one its own data_dir",
-        );
+            "另一个 zhibao 进程正在使用这个数据目录：请先停止那个节点，或给这个节点单独的 data_dir",
+        ));
     }
     match e.downcast_ref::<ClientError>() {
-        Some(ClientError::NotRunning { .. }) => Some(
+        Some(ClientError::NotRunning { .. }) => Some((
             "start it with `zhibao serve --config FILE`, or give the right --config or --socket",
-        ),
-        Some(ClientError::Transport { .. }) => {
-            Some("check the address, and that the node there is running")
-        }
+            "请用 `zhibao serve --config FILE` 启动它，或给出正确的 --config 或 --socket",
+        )),
+        Some(ClientError::Transport { .. }) => Some((
+            "check the address, and that the node there is running",
+            "请检查地址，以及那里的节点是否在运行",
+        )),
         _ => None,
     }
 }

@@ -24,10 +24,23 @@ pub const HUB: &str = "hub";
 
 /// Runs the `zhibao` command with `args` and waits for it.
 pub fn zhibao(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_zhibao"))
-        .args(args)
-        .output()
-        .expect("run zhibao")
+    zhibao_in(args, None)
+}
+
+/// [`zhibao`] with `ZHIBAO_LANG` set to `lang`, or, with `None`, with no
+/// language from the environment at all (no `ZHIBAO_LANG`, `LC_ALL` or
+/// `LANG`): the output is English unless the command line asks, whatever
+/// the machine running the tests is set to.
+pub fn zhibao_in(args: &[&str], lang: Option<&str>) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_zhibao"));
+    cmd.args(args)
+        .env_remove("ZHIBAO_LANG")
+        .env_remove("LC_ALL")
+        .env_remove("LANG");
+    if let Some(lang) = lang {
+        cmd.env("ZHIBAO_LANG", lang);
+    }
+    cmd.output().expect("run zhibao")
 }
 
 /// What a command wrote to standard error.
