@@ -17,6 +17,9 @@ async fn zhibao(args: Vec<String>) -> Output {
     tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_zhibao"))
             .args(&args)
+            .env_remove("ZHIBAO_LANG")
+            .env_remove("LC_ALL")
+            .env_remove("LANG")
             .output()
             .expect("run zhibao")
     })

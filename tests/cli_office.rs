@@ -64,6 +64,9 @@ async fn zhibao(list: &[&str], socket: &Path) -> Output {
     tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_zhibao"))
             .args(&args)
+            .env_remove("ZHIBAO_LANG")
+            .env_remove("LC_ALL")
+            .env_remove("LANG")
             .output()
             .expect("run zhibao")
     })
