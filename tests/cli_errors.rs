@@ -135,21 +135,27 @@ async fn a_wait_that_runs_out_says_so_in_words() {
         .start_node("county-a", "127.0.0.1:9".parse().unwrap())
         .await;
     let socket = county.operator_socket.to_str().unwrap().to_string();
+    let wait = |timeout: &str, lang: Option<&str>| {
+        common::zhibao_in(
+            &[
+                "submit",
+                "--socket",
+                &socket,
+                "-p",
+                "routine",
+                "-t",
+                "t",
+                "--body",
+                "b",
+                "--wait",
+                "--timeout",
+                timeout,
+            ],
+            lang,
+        )
+    };
     for timeout in ["1ms", "1us", "50ms"] {
-        let out = zhibao(&[
-            "submit",
-            "--socket",
-            &socket,
-            "-p",
-            "routine",
-            "-t",
-            "t",
-            "--body",
-            "b",
-            "--wait",
-            "--timeout",
-            timeout,
-        ]);
+        let out = wait(timeout, None);
         assert_eq!(out.status.code(), Some(75), "{timeout}: {out:?}");
         let err = stderr(&out);
         assert_for_people(&err);
@@ -157,23 +163,7 @@ async fn a_wait_that_runs_out_says_so_in_words() {
         assert!(err.contains("zhibao status"), "says what to do: {err}");
     }
     // In the operator's language, the same in Chinese.
-    let out = common::zhibao_in(
-        &[
-            "submit",
-            "--socket",
-            &socket,
-            "-p",
-            "routine",
-            "-t",
-            "t",
-            "--body",
-            "b",
-            "--wait",
-            "--timeout",
-            "1ms",
-        ],
-        Some("zh"),
-    );
+    let out = wait("1ms", Some("zh"));
     assert_eq!(out.status.code(), Some(75), "{out:?}");
     let err = stderr(&out);
     assert!(err.starts_with("错误：1ms 内没有收到 "), "{err}");
