@@ -81,7 +81,7 @@ async fn start_hub(
 /// hub also serves the office's web desk, and the region keeps running
 /// after the checks until Ctrl-C, for exploring it.
 pub async fn run(web: bool, lang: Lang) -> anyhow::Result<bool> {
-    let t = |en, zh| say(lang, en, zh);
+    let t = |en: String, zh: String| lang.pick(en, zh);
     let started = Instant::now();
     let tmp = super::scratch::ScratchDir::new("run").context("creating a temporary directory")?;
     let log = log_path();
@@ -303,7 +303,7 @@ pub async fn run(web: bool, lang: Lang) -> anyhow::Result<bool> {
             if i > 0 {
                 line.push(' ');
             }
-            line.push_str(&pad(cell, width, i != 3));
+            line.push_str(&zhibao::score::pad(cell, width, i != 3));
         }
         line.trim_end().to_string()
     };
@@ -421,25 +421,6 @@ pub async fn run(web: bool, lang: Lang) -> anyhow::Result<bool> {
     Ok(ok)
 }
 
-/// `en` or `zh`, as `lang` asks.
-fn say(lang: Lang, en: String, zh: String) -> String {
-    match lang {
-        Lang::En => en,
-        Lang::Zh => zh,
-    }
-}
-
-/// `s` padded to `width` columns as a terminal shows it (a Chinese
-/// character takes two), on the right if `left`.
-fn pad(s: &str, width: usize, left: bool) -> String {
-    let fill = " ".repeat(width.saturating_sub(zhibao::score::display_width(s)));
-    if left {
-        format!("{s}{fill}")
-    } else {
-        format!("{fill}{s}")
-    }
-}
-
 /// Leaves the region running with the web desk open until Ctrl-C.
 async fn explore(
     addr: SocketAddr,
@@ -477,10 +458,7 @@ async fn explore(
     tokio::signal::ctrl_c()
         .await
         .context("waiting for Ctrl-C")?;
-    println!(
-        "{}",
-        say(lang, "stopping the region".into(), "正在停止本区域".into())
-    );
+    println!("{}", lang.pick("stopping the region", "正在停止本区域"));
     Ok(())
 }
 
@@ -508,8 +486,7 @@ async fn desk(
     let short = &item.id[item.id.len().saturating_sub(12)..];
     println!(
         "\n{}",
-        say(
-            lang,
+        lang.pick(
             format!("-- the office adopts {short} into 《情况专报》2026年第1期 --"),
             format!("-- 信息科将 {short} 采用于《情况专报》2026年第1期 --"),
         )
@@ -539,8 +516,7 @@ async fn desk(
             let (node, text) = (&b.node, &b.text);
             println!(
                 "{}",
-                say(
-                    lang,
+                lang.pick(
                     format!(
                         "{county} sees: {} ({}) by {node}: {text} [{check}]",
                         zhibao::disposition::kind_name(b.kind),
@@ -555,8 +531,7 @@ async fn desk(
         }
         _ => println!(
             "{}",
-            say(
-                lang,
+            lang.pick(
                 format!("{county} has NOT received the decision"),
                 format!("{county} 没有收到处理决定"),
             )
@@ -594,8 +569,7 @@ async fn office(hub: &RunningNode, ops: &[Operator], lang: Lang) -> anyhow::Resu
         .id;
     println!(
         "\n{}",
-        say(
-            lang,
+        lang.pick(
             format!("-- the office asks every county for a report (约稿 {sol}) --"),
             format!("-- 信息科向各县约稿（{sol}）--"),
         )
@@ -617,8 +591,7 @@ async fn office(hub: &RunningNode, ops: &[Operator], lang: Lang) -> anyhow::Resu
             let county = COUNTIES[i];
             println!(
                 "{}",
-                say(
-                    lang,
+                lang.pick(
                     format!("{county} has NOT received the solicitation"),
                     format!("{county} 没有收到约稿"),
                 )
@@ -680,8 +653,7 @@ async fn office(hub: &RunningNode, ops: &[Operator], lang: Lang) -> anyhow::Resu
         .await?;
     println!(
         "\n{}\n{table}",
-        say(
-            lang,
+        lang.pick(
             format!("-- the month's figures (采用记分, {period}) --"),
             format!("-- 本月采用记分（{period}）--"),
         )

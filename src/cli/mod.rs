@@ -68,12 +68,7 @@ pub(crate) fn error_text(e: &anyhow::Error, lang: Lang) -> String {
     match lang {
         Lang::En => format!("error: {}", error_line(e)),
         Lang::Zh => {
-            let status = e
-                .chain()
-                .find_map(|c| match c.downcast_ref::<ClientError>() {
-                    Some(ClientError::Status(s)) => Some(s),
-                    _ => c.downcast_ref::<tonic::Status>(),
-                });
+            let status = e.chain().find_map(status_in);
             match status {
                 Some(s) if zhibao::client::refusal_in_chinese(s).is_none() => format!(
                     "错误：{}（{}）",
@@ -83,6 +78,15 @@ pub(crate) fn error_text(e: &anyhow::Error, lang: Lang) -> String {
                 _ => format!("错误：{}", line_of(e, Lang::Zh)),
             }
         }
+    }
+}
+
+/// A node's refusal, if `cause` is one: a status straight from a gRPC
+/// call, or as the client wraps it.
+fn status_in<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a tonic::Status> {
+    match cause.downcast_ref::<ClientError>() {
+        Some(ClientError::Status(s)) => Some(s),
+        _ => cause.downcast_ref::<tonic::Status>(),
     }
 }
 
@@ -102,10 +106,7 @@ fn line_of(e: &anyhow::Error, lang: Lang) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {
         let client = cause.downcast_ref::<ClientError>();
-        let status = match client {
-            Some(ClientError::Status(s)) => Some(s),
-            _ => cause.downcast_ref::<tonic::Status>(),
-        };
+        let status = status_in(cause);
         let in_chinese = if chinese {
             client
                 .and_then(ClientError::in_chinese)

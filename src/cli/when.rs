@@ -224,6 +224,14 @@ pub(crate) enum Lang {
 }
 
 impl Lang {
+    /// `en` or `zh`, as this language is.
+    pub(crate) fn pick<T>(self, en: T, zh: T) -> T {
+        match self {
+            Self::Zh => zh,
+            Self::En => en,
+        }
+    }
+
     /// The language the command line asked for (`--lang`, as [`choose`]
     /// takes it), for what is said after the command ran: its error line.
     /// English where the command line's `--lang` is not one.
@@ -270,10 +278,7 @@ pub(crate) struct View {
 impl View {
     /// `en` or `zh`, as the language is.
     pub(crate) fn t<'a>(self, en: &'a str, zh: &'a str) -> &'a str {
-        match self.lang {
-            Lang::Zh => zh,
-            Lang::En => en,
-        }
+        self.lang.pick(en, zh)
     }
 
     /// A time in full, in the zone.

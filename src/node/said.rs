@@ -6,7 +6,7 @@
 
 /// What is said: English, and Chinese or empty (a reader in Chinese is
 /// then shown the English).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) struct Said {
     /// English.
     pub(crate) en: String,

@@ -44,8 +44,8 @@ pub use stats::{
     AdoptedReport, AnswerCounts, ClassCounts, CountyStats, InstructionNote, LateReport,
     MissingAnswer, OutletName, PointsDetail, Progress, Stats, Status, TargetProgress,
 };
-pub use text::display_width;
 pub(crate) use text::html as escape_html;
+pub use text::{display_width, pad};
 
 use crate::class::Class;
 

@@ -50,7 +50,7 @@ fn char_width(c: char) -> usize {
 
 /// `s` padded with spaces to `width` columns, on the right (`left` aligned)
 /// or on the left.
-pub(crate) fn pad(s: &str, width: usize, left: bool) -> String {
+pub fn pad(s: &str, width: usize, left: bool) -> String {
     let fill = " ".repeat(width.saturating_sub(display_width(s)));
     if left {
         format!("{s}{fill}")

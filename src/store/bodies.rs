@@ -240,6 +240,10 @@ mod tests {
             bodies.alarm_damaged(&i.to_string(), &e, "passed over");
         }
         assert!(bodies.alarmed.lock().unwrap().len() <= MAX_ALARMED);
+        assert!(
+            bodies.alarm_damaged("a", &e, "passed over"),
+            "forgotten past the bound, so alarmed again"
+        );
     }
 
     #[test]

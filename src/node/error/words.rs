@@ -19,7 +19,7 @@ use crate::node::said::Said;
 use crate::notice::NoticeError;
 use crate::store;
 use crate::trust::SignerError;
-use crate::verdict::problem_zh;
+use crate::verdict::reason_zh;
 
 /// `ErrorInfo.domain`: the API the reasons belong to.
 pub(crate) const DOMAIN: &str = "zhibao.v1";
@@ -254,12 +254,11 @@ fn signer_reason(s: &SignerError) -> &'static str {
 /// A signer's failure in Chinese; a certificate refused for a reason
 /// without words of its own keeps webpki's.
 fn signer_zh(s: &SignerError) -> String {
-    match (s, problem_zh(s.problem())) {
-        (SignerError::Certificate(_), Some(words)) if s.problem() == "signer_certificate" => {
-            format!("{words}（{s}）")
-        }
-        (_, Some(words)) => words.to_string(),
-        (_, None) => s.to_string(),
+    let words = reason_zh(s.problem(), s);
+    if s.problem() == "signer_certificate" {
+        format!("{words}（{s}）")
+    } else {
+        words
     }
 }
 
@@ -443,7 +442,7 @@ fn decision_zh(d: &DispositionError) -> String {
         DispositionError::NoReceipt => "处理决定未附决定方对这条信息的签收回执".into(),
         DispositionError::Receipt(r) => format!(
             "所附回执不能证明决定方收到过这条信息：{}",
-            crate::verdict::reason_zh(r.problem(), r)
+            reason_zh(r.problem(), r)
         ),
         DispositionError::ReceiptSigner { receipt, node } => {
             format!("所附回执由 {receipt:?} 签发，处理决定却由 {node:?} 签发")
