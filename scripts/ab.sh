@@ -12,7 +12,8 @@
 #   PAIRS         how many pairs
 #   BENCH ARGS    passed to `zhibao bench` (default: 16 streams x 1, short
 #                 end-to-end and probe runs)
-#   A_ENV, B_ENV  optional `NAME=value` settings for one side's runs (a
+#   A_ENV, B_ENV  optional `NAME=value` settings, separated by spaces, for
+#                 one side's runs (a
 #                 throwaway build switched by an environment variable)
 #
 # Example:
@@ -41,7 +42,9 @@ trap 'rm -rf "$out"' EXIT
 
 run() { # side bin env pair
     local json="$out/$1-$4.json"
-    if ! env ${3:+"$3"} "$2" bench "${args[@]}" --json "$json" >"$out/$1-$4.log" 2>&1; then
+    local settings
+    read -ra settings <<<"$3"
+    if ! env "${settings[@]}" "$2" bench "${args[@]}" --json "$json" >"$out/$1-$4.log" 2>&1; then
         echo "ab: run $4 of $1 failed; its output:" >&2
         tail -n 20 "$out/$1-$4.log" >&2
         exit 1

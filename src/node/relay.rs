@@ -116,10 +116,23 @@ impl RelayService {
     ) -> Result<SignedReceipt, Error> {
         // A stream's items are polled together in one task: its write may
         // be committed there only if it is the one message in flight.
-        let alone = self.inflight.in_flight() <= 1;
-        self.custody
+        let in_flight = self.inflight.in_flight();
+        let alone = in_flight <= 1;
+        // With many items under way, the store's writer gathers them into
+        // fewer, larger commits. The last item of a load says so, rather
+        // than leaving the figure where the load left it. (Told after every
+        // item, the figure dips as each commit's items are answered, and
+        // the writer gathered less: a hub at 64 streams x 1 took 6 % fewer
+        // items a second, in eight alternating pairs.)
+        self.store.under_way(in_flight);
+        let kept = self
+            .custody
             .keep_receipted(item, verified, &peer.node_id, alone)
-            .await
+            .await;
+        if self.inflight.in_flight() <= 1 {
+            self.store.under_way(0);
+        }
+        kept
     }
 
     /// An item on a `Forward` stream: its id (for a refusal) and its

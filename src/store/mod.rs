@@ -323,6 +323,11 @@ struct Inner {
     ops: mpsc::Sender<Box<dyn Job>>,
     /// What commits need from one to the next; held by whoever commits.
     core: Mutex<writer::Core>,
+    /// The writer thread, while it waits to make a larger commit.
+    gathering: writer::Gathering,
+    /// Writes the store's caller last said it has under way (see
+    /// [`Store::under_way`]).
+    under_way: std::sync::atomic::AtomicUsize,
     /// Writes handed to the store and not answered yet.
     pending: writer::Load,
     queue_version: watch::Sender<u64>,
@@ -491,6 +496,8 @@ impl Store {
             min_free_bytes,
             ops,
             core: Mutex::new(writer::Core { wal, chain, clock }),
+            gathering: writer::Gathering::default(),
+            under_way: std::sync::atomic::AtomicUsize::new(0),
             pending: writer::Load::default(),
             queue_version: watch::channel(0).0,
             inbox_version: watch::channel(0).0,
@@ -586,6 +593,16 @@ impl Store {
         }
     }
 
+    /// Tells the store how many writes its caller has under way now (items
+    /// received and not yet answered, say). With many, the writer waits a
+    /// little for more of them before a commit, so that they share it (see
+    /// `writer::Queued::gather`); urgent writes never wait for that.
+    pub fn under_way(&self, n: usize) {
+        self.inner
+            .under_way
+            .store(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// A handle whose writes are pressing: an urgent item waits on each
     /// (its receipt, say), so while one is queued or being committed the
     /// writer thread runs at a higher priority (see `priority`). Writes of
@@ -616,6 +633,9 @@ impl Store {
                 job.hold(self.inner.priority.press());
             }
             self.inner.ops.send(job).await.map_err(|_| Error::Closed)?;
+            if pressing {
+                self.inner.gathering.wake();
+            }
         }
         std::mem::forget(counted);
         rx.await.map_err(|_| Error::Closed)?

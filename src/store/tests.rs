@@ -845,6 +845,37 @@ async fn a_write_alone_on_a_quiet_store_is_committed_by_its_caller() {
     assert!(store.get("a2".into()).await.unwrap().is_some());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_told_of_many_writes_under_way_still_commits_the_few_that_come() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.redb")).unwrap();
+    // The writer gathers before each commit from now on; far fewer writes
+    // come than it gathers for, and one is an emergency.
+    store.under_way(1000);
+    let put = |id: &str, lane: u32| {
+        let (id, store) = (id.to_string(), store.clone());
+        tokio::spawn(async move {
+            store
+                .put(id, record(lane, FROM_OPERATOR), Destination::Inbox)
+                .await
+        })
+    };
+    for round in 0..20 {
+        let writes: Vec<_> = [("r1", 2), ("r2", 2), ("e", 0), ("b", 1)]
+            .into_iter()
+            .map(|(id, lane)| put(&format!("{id}-{round}"), lane))
+            .collect();
+        for w in writes {
+            let stored = tokio::time::timeout(std::time::Duration::from_secs(60), w)
+                .await
+                .expect("a write waited for writes that never came")
+                .unwrap();
+            assert!(matches!(stored, Ok(PutOutcome::Stored(_))));
+        }
+    }
+    assert!(store.get("e-19".into()).await.unwrap().is_some());
+}
+
 #[tokio::test]
 async fn receipts_are_signed_by_a_quiet_or_urgent_commit_and_a_busy_routine_ones_by_their_callers()
 {
