@@ -21,7 +21,10 @@
 //!
 //! A write alone on a quiet store is committed the same way on its
 //! caller's thread instead (see [`commit_alone`]); whoever commits holds the
-//! writer's [`Core`], so there is one commit at a time either way.
+//! writer's [`Core`], so there is one commit at a time either way. Under
+//! a load of many writes at once, the writer waits a moment for more of
+//! them before each commit, so that fewer, larger commits carry them (see
+//! [`Queued::gather`]); an urgent write never waits for that.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
