@@ -849,9 +849,6 @@ async fn a_write_alone_on_a_quiet_store_is_committed_by_its_caller() {
 async fn a_writer_told_of_many_writes_under_way_still_commits_the_few_that_come() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("s.redb")).unwrap();
-    // The writer gathers before each commit from now on; far fewer writes
-    // come than it gathers for, and one is an emergency.
-    store.under_way(1000);
     let put = |id: &str, lane: u32| {
         let (id, store) = (id.to_string(), store.clone());
         tokio::spawn(async move {
@@ -861,6 +858,9 @@ async fn a_writer_told_of_many_writes_under_way_still_commits_the_few_that_come(
         })
     };
     for round in 0..20 {
+        // The writer gathers before its next commit; far fewer writes come
+        // than it gathers for, and one is an emergency.
+        store.under_way(1000);
         let writes: Vec<_> = [("r1", 2), ("r2", 2), ("e", 0), ("b", 1)]
             .into_iter()
             .map(|(id, lane)| put(&format!("{id}-{round}"), lane))
@@ -874,6 +874,23 @@ async fn a_writer_told_of_many_writes_under_way_still_commits_the_few_that_come(
         }
     }
     assert!(store.get("e-19".into()).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn a_load_that_ends_unannounced_is_forgotten_after_one_wait() {
+    use std::sync::atomic::Ordering;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.redb")).unwrap();
+    // Told of a load whose items then never come.
+    store.under_way(1000);
+    let stored = store
+        .put("a".into(), record(2, FROM_OPERATOR), Destination::Inbox)
+        .await
+        .unwrap();
+    assert!(matches!(stored, PutOutcome::Stored(_)));
+    // The writer waited once, for nothing, before committing it.
+    assert_eq!(store.inner.under_way.load(Ordering::Relaxed), 0);
 }
 
 #[tokio::test]
