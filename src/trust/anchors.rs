@@ -78,6 +78,24 @@ impl SignerError {
             Self::StaleCrl { .. } => "crl_stale",
         }
     }
+
+    /// The reason as a refusal names it (`google.rpc.ErrorInfo.reason`):
+    /// [`SignerError::problem`] in upper case, matched here on the variant
+    /// itself so that a new one cannot go without a reason of its own.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Certificate(webpki::Error::CertRevoked) => "SIGNER_REVOKED",
+            Self::Certificate(webpki::Error::CertExpired { .. }) => "SIGNER_EXPIRED",
+            Self::Certificate(webpki::Error::CertNotValidYet { .. }) => "SIGNER_NOT_YET_VALID",
+            Self::Certificate(webpki::Error::UnknownIssuer) => "SIGNER_OTHER_CA",
+            Self::Certificate(_) => "SIGNER_CERTIFICATE",
+            Self::NoNodeId => "SIGNER_NO_NODE",
+            Self::KeyUsage(_) => "SIGNER_KEY_USAGE",
+            Self::BadSignature => "BAD_SIGNATURE",
+            Self::Key(_) => "SIGNER_WEAK_KEY",
+            Self::StaleCrl { .. } => "CRL_STALE",
+        }
+    }
 }
 
 /// webpki's reason in words an operator reads.

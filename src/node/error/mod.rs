@@ -682,4 +682,25 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn a_signers_reason_is_its_problem_code_in_upper_case() {
+        use crate::trust::signature::KeyError;
+        let signers = [
+            SignerError::Certificate(webpki::Error::CertRevoked),
+            SignerError::Certificate(webpki::Error::UnknownIssuer),
+            SignerError::Certificate(webpki::Error::BadDer),
+            SignerError::NoNodeId,
+            SignerError::KeyUsage("x"),
+            SignerError::BadSignature,
+            SignerError::Key(KeyError::NotEd25519),
+            SignerError::StaleCrl { expired: 0 },
+        ];
+        for s in signers {
+            let reason = s.reason();
+            assert_eq!(reason, s.problem().to_ascii_uppercase(), "{s}");
+            // A refusal names it so.
+            assert_eq!(Error::Verify(VerifyError::Signer(s)).reason(), reason);
+        }
+    }
 }

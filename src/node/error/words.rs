@@ -89,7 +89,7 @@ impl Error {
             Self::DecisionRace(_) => "DECISION_RACE",
             Self::HeldFull(_) => "HELD_NOTICES_FULL",
             Self::Held(h) => match h {
-                HeldError::Signer(s) => signer_reason(s),
+                HeldError::Signer(s) => s.reason(),
                 HeldError::Malformed(_) => "HELD_NOTICE_MALFORMED",
                 HeldError::HolderMismatch { .. } => "HELD_NOTICE_HOLDER_MISMATCH",
                 HeldError::Invalid(_) => "HELD_NOTICE_INVALID",
@@ -105,7 +105,7 @@ impl Error {
                 OfficeError::Precondition(_) => "OFFICE_PRECONDITION",
                 OfficeError::TooLarge(_) => "NOTICE_TOO_LARGE",
                 OfficeError::Notice(n) => match n {
-                    NoticeError::Signer(s) => signer_reason(s),
+                    NoticeError::Signer(s) => s.reason(),
                     NoticeError::Malformed(_) => "NOTICE_MALFORMED",
                     NoticeError::PublisherMismatch { .. } => "NOTICE_PUBLISHER_MISMATCH",
                     NoticeError::NotAPublisher { .. } => "NOT_A_PUBLISHER",
@@ -236,21 +236,6 @@ impl Error {
     }
 }
 
-fn signer_reason(s: &SignerError) -> &'static str {
-    match s.problem() {
-        "signer_revoked" => "SIGNER_REVOKED",
-        "signer_expired" => "SIGNER_EXPIRED",
-        "signer_not_yet_valid" => "SIGNER_NOT_YET_VALID",
-        "signer_other_ca" => "SIGNER_OTHER_CA",
-        "signer_no_node" => "SIGNER_NO_NODE",
-        "signer_key_usage" => "SIGNER_KEY_USAGE",
-        "bad_signature" => "BAD_SIGNATURE",
-        "signer_weak_key" => "SIGNER_WEAK_KEY",
-        "crl_stale" => "CRL_STALE",
-        _ => "SIGNER_CERTIFICATE",
-    }
-}
-
 /// A signer's failure in Chinese; a certificate refused for a reason
 /// without words of its own keeps webpki's.
 fn signer_zh(s: &SignerError) -> String {
@@ -265,7 +250,7 @@ fn signer_zh(s: &SignerError) -> String {
 fn verify_reason(v: &VerifyError) -> &'static str {
     match v {
         VerifyError::TooLarge { .. } => "REPORT_TOO_LARGE",
-        VerifyError::Signer(s) => signer_reason(s),
+        VerifyError::Signer(s) => s.reason(),
         VerifyError::Malformed(_) => "REPORT_MALFORMED",
         VerifyError::OriginMismatch { .. } => "ORIGIN_MISMATCH",
         VerifyError::BadId(_) => "BAD_ITEM_ID",
@@ -398,7 +383,7 @@ fn decision_reason(d: &DispositionError) -> &'static str {
         DispositionError::StaffTooLong(_) => "STAFF_NAME_TOO_LONG",
         DispositionError::AnswerBy => "ANSWER_BY_NEEDED",
         DispositionError::AnswerByNotReturned => "ANSWER_BY_NOT_RETURNED",
-        DispositionError::Signer(s) => signer_reason(s),
+        DispositionError::Signer(s) => s.reason(),
         DispositionError::Malformed(_) => "DECISION_MALFORMED",
         DispositionError::NodeMismatch { .. } => "DECISION_SIGNER_MISMATCH",
         DispositionError::OtherItem { .. } => "DECISION_OTHER_ITEM",
