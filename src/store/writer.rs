@@ -222,7 +222,8 @@ pub(super) fn run(mut rx: mpsc::Receiver<Box<dyn Job>>, inner: &Weak<Inner>) {
             }
         }
         queued.take_waiting(&mut rx);
-        if let Some(inner) = inner.upgrade() {
+        let strong = inner.upgrade();
+        if let Some(inner) = &strong {
             let under_way = inner.under_way.load(Ordering::Relaxed);
             // Nothing came in a whole wait: the load the caller told of has
             // ended (its last items never reached the point where it says
@@ -238,7 +239,7 @@ pub(super) fn run(mut rx: mpsc::Receiver<Box<dyn Job>>, inner: &Weak<Inner>) {
             }
         }
         let batch = queued.next_batch();
-        let Some(inner) = inner.upgrade() else {
+        let Some(inner) = strong else {
             for job in batch {
                 job.answer(Err(Error::Closed));
             }
