@@ -394,6 +394,76 @@ async fn a_cut_off_county_shows_its_queues_overdue_items_escalations_and_routes_
     county.shutdown(WAIT).await;
 }
 
+/// An operator's item submitted while the county's route has nothing else
+/// to do goes up while the county's own commit of it goes to the disk:
+/// counted as sent early, receipted as ever, and named in the county's
+/// custody log as accepted, then sent, then receipted (and delivered).
+#[tokio::test]
+async fn an_item_sent_up_before_its_commit_ends_is_counted_receipted_and_logged_in_order() {
+    use prost::Message;
+    use zhibao::audit::{AuditKind, AuditRecord};
+
+    let region = Region::new(&["county-a"]);
+    let hub = region.start_hub().await;
+    let mut county_cfg = region.node_config("county-a", hub.relay_addr.unwrap());
+    county_cfg.metrics.listen = local();
+    let county = node::start(county_cfg).await.unwrap();
+    let county_metrics = county.metrics_addr.unwrap();
+    let route = [("route", common::HUB)];
+    scrape_until(county_metrics, |s| {
+        value(s, "zhibao_upstream_up", &route) == 1.0
+    })
+    .await;
+
+    // The route is idle between one item's receipt and the next submit,
+    // but for the moment its session takes to see the receipt stored: one
+    // of a few items goes early.
+    let mut op = common::operator(&county).await;
+    let mut ids = Vec::new();
+    let mut early = 0.0;
+    while early < 1.0 && ids.len() < 20 {
+        let id = op
+            .submit(
+                Class::Routine,
+                &format!("item {}", ids.len()),
+                b"x".to_vec(),
+                0,
+            )
+            .await
+            .unwrap();
+        op.wait_receipt(&id, WAIT).await.unwrap();
+        ids.push(id);
+        early = value(
+            &scrape(county_metrics).await,
+            "zhibao_items_sent_early_total",
+            &route,
+        );
+    }
+    assert!(early >= 1.0, "none of {} items went early", ids.len());
+
+    // Each item's records in the county's custody log, in order.
+    let mut log = op.audit().await.unwrap();
+    let mut kinds: HashMap<String, Vec<i32>> = HashMap::new();
+    while let Some(batch) = log.message().await.unwrap() {
+        for bytes in batch.records {
+            let r = AuditRecord::decode(bytes.as_slice()).unwrap();
+            kinds.entry(r.item_id).or_default().push(r.kind);
+        }
+    }
+    let want = [
+        AuditKind::Accepted as i32,
+        AuditKind::Forwarded as i32,
+        AuditKind::Receipted as i32,
+        // The hub's receipt is its delivery receipt: the item is in its inbox.
+        AuditKind::Delivered as i32,
+    ];
+    for id in &ids {
+        assert_eq!(kinds.get(id).map(Vec::as_slice), Some(&want[..]), "{id}");
+    }
+    county.shutdown(WAIT).await;
+    hub.shutdown(WAIT).await;
+}
+
 #[tokio::test]
 async fn a_node_without_metrics_configured_has_no_listener() {
     let region = Region::new(&[]);

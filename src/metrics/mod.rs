@@ -60,11 +60,13 @@ type FloatGauge = Gauge<f64, AtomicU64>;
 type PerClass = [Counter; 3];
 
 /// An upstream route's reconnect counter, and whether it has been up yet
-/// (the first time up is a connect, not a reconnect).
+/// (the first time up is a connect, not a reconnect); the items sent up it
+/// early.
 #[derive(Debug)]
 struct RouteCounters {
     reconnects: Counter,
     was_up: AtomicBool,
+    sent_early: Counter,
 }
 
 /// Every metric of one node.
@@ -209,6 +211,12 @@ impl Metrics {
             "Times an upstream route came back up after being down",
             reconnects.clone(),
         );
+        let sent_early = Family::<Labels, Counter>::default();
+        registry.register(
+            "items_sent_early",
+            "Operators' items sent up a route while this node's own commit of them was still going to the disk (the route had nothing else to do)",
+            sent_early.clone(),
+        );
         let latency = Labelled {
             label: "class",
             parts: Class::ALL
@@ -272,9 +280,11 @@ impl Metrics {
         let routes = routes
             .into_iter()
             .map(|r| {
+                let route = vec![("route", r.to_string())];
                 let counters = RouteCounters {
-                    reconnects: reconnects.get_or_create_owned(&vec![("route", r.to_string())]),
+                    reconnects: reconnects.get_or_create_owned(&route),
                     was_up: AtomicBool::new(false),
+                    sent_early: sent_early.get_or_create_owned(&route),
                 };
                 (r.to_string(), counters)
             })
@@ -338,6 +348,14 @@ impl Metrics {
     pub fn urgent_connection_item(&self, class: Option<Class>) {
         if let Some(class) = class {
             self.urgent_connection[usize::from(class.lane())].inc();
+        }
+    }
+
+    /// An operator's item went up `route` before this node's commit of it
+    /// had ended.
+    pub fn sent_early(&self, route: &str) {
+        if let Some(r) = self.routes.get(route) {
+            r.sent_early.inc();
         }
     }
 

@@ -15,6 +15,7 @@ use tracing::{error, info};
 
 use super::error::Error;
 use super::events::Events;
+use super::forward::early::{self, Offered};
 use super::live::Live;
 use super::routes::Routes;
 use super::said::Said;
@@ -88,9 +89,33 @@ impl Custody {
         alone: bool,
     ) -> Result<ItemRecord, Error> {
         let (record, dest) = self.prepare(signed, item, from).await?;
-        let store = self.store_for(alone);
+        let report = item.report();
+        let offered = match &dest {
+            // A plain new item of this node's own operators, offered to
+            // the routes with nothing else to do before it is on this
+            // node's disk (see `early`).
+            Destination::Queue(to)
+                if from == FROM_OPERATOR
+                    && !may_hold_back
+                    && report.link == 0
+                    && report.attachments.is_empty()
+                    && self.store.has_room() =>
+            {
+                early::offer(&self.routes, to, item.id(), &record)
+            }
+            _ => Offered::default(),
+        };
+        // Committed on this task only if no session took it: one that did
+        // is woken on this thread, and sends it while the store's own
+        // thread commits.
+        let store = self.store_for(alone && offered.is_empty());
         let put = store.put_with(item.id().to_string(), record, dest, may_hold_back);
-        self.settle(put.await?, item, from)
+        let outcome = put.await;
+        offered.stored(matches!(
+            outcome,
+            Ok(PutOutcome::Stored(_) | PutOutcome::Duplicate(_))
+        ));
+        self.settle(outcome?, item, from)
     }
 
     /// Like [`Custody::keep`], with this node's receipt for the item, signed

@@ -2,11 +2,17 @@
 //! to (policy, from the configuration, replaced when SIGHUP changes it),
 //! and how each route is doing now —
 //! up or down, and which items are on its wire (state, kept by the
-//! forwarders, read by `status` and the deadline watch).
+//! forwarders, read by `status` and the deadline watch) — and, while a
+//! route's session has nothing to do, where an operator's new item is
+//! offered to it before it is on this node's disk (see
+//! [`early`](super::forward::early)).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, RwLock};
 
+use tokio::sync::mpsc;
+
+use super::forward::early::Early;
 use crate::class::Class;
 use crate::config::{Role, UpstreamConfig};
 
@@ -16,7 +22,18 @@ struct RouteState {
     up: Option<bool>,
     /// Items sent on the current session and not yet answered.
     in_flight: HashSet<String>,
+    /// Where the current session takes items offered early, while it says
+    /// it is idle.
+    early: Option<mpsc::Sender<Early>>,
+    /// Whether the current session has nothing on its wire and nothing
+    /// queued: an item offered now would be the next it sends anyway.
+    idle: bool,
 }
+
+/// Items offered early that a route's session has not looked at yet: one
+/// is offered at a time (see [`Routes::offer`]); room for a few more in
+/// case a session is slow to look.
+const EARLY_OFFERS: usize = 4;
 
 /// The node's routes upstream; none for a hub.
 #[derive(Debug)]
@@ -92,8 +109,50 @@ impl Routes {
             s.up = Some(up);
             if !up {
                 s.in_flight.clear();
+                s.early = None;
+                s.idle = false;
             }
             changed
+        })
+    }
+
+    /// Opens `route`'s mailbox for items offered early, for a session
+    /// starting; the previous session's is closed. Offers are taken only
+    /// while the session says it is idle ([`Routes::set_idle`]).
+    pub(crate) fn open_early(&self, route: &str) -> mpsc::Receiver<Early> {
+        let (tx, rx) = mpsc::channel(EARLY_OFFERS);
+        self.with(|state| {
+            let s = state.entry(route.to_string()).or_default();
+            s.early = Some(tx);
+            s.idle = false;
+        });
+        rx
+    }
+
+    /// Whether `route`'s session is idle: nothing on its wire, nothing
+    /// queued for it.
+    pub(crate) fn set_idle(&self, route: &str, idle: bool) {
+        self.with(|state| {
+            if let Some(s) = state.get_mut(route) {
+                s.idle = idle && s.early.is_some();
+            }
+        });
+    }
+
+    /// Offers an item to `route`'s session if it is idle (see
+    /// [`early`](super::forward::early)); `make` is called only then. The
+    /// route counts as busy from now until its session says otherwise, so
+    /// a second item offered meanwhile waits for the store like any other.
+    /// Says whether the offer was made.
+    pub(crate) fn offer(&self, route: &str, make: impl FnOnce() -> Early) -> bool {
+        self.with(|state| {
+            let Some(s) = state.get_mut(route).filter(|s| s.idle) else {
+                return false;
+            };
+            s.idle = false;
+            s.early
+                .as_ref()
+                .is_some_and(|tx| tx.try_send(make()).is_ok())
         })
     }
 
@@ -171,6 +230,49 @@ mod tests {
         assert_eq!(routes.initial(Class::Routine), ["hub"]);
         assert_eq!(routes.escalation(), ["hub-b", "top"]);
         assert!(!routes.is_final());
+    }
+
+    fn early(id: &str) -> Early {
+        Early {
+            id: id.into(),
+            rec: crate::store::ItemRecord::default(),
+            stored: tokio::sync::oneshot::channel().1,
+        }
+    }
+
+    #[test]
+    fn an_item_is_offered_early_only_to_an_idle_session_and_one_at_a_time() {
+        let routes = Routes::new(&[route("hub", Role::Primary)]);
+        assert!(!routes.offer("hub", || early("a")), "no session yet");
+        let mut rx = routes.open_early("hub");
+        assert!(!routes.offer("hub", || early("a")), "not idle yet");
+        routes.set_idle("hub", true);
+        assert!(routes.offer("hub", || early("a")));
+        assert!(
+            !routes.offer("hub", || early("b")),
+            "busy from the offer on, until the session says otherwise"
+        );
+        assert_eq!(rx.try_recv().unwrap().id, "a");
+        assert!(rx.try_recv().is_err(), "b was never sent");
+        routes.set_idle("hub", true);
+        assert!(!routes.offer("other", || early("c")), "another route");
+        // The session ends: nothing more is offered until the next opens.
+        routes.set_up("hub", false);
+        routes.set_idle("hub", true);
+        assert!(!routes.offer("hub", || early("c")));
+        drop(rx);
+        let _next = routes.open_early("hub");
+        routes.set_idle("hub", true);
+        assert!(routes.offer("hub", || early("d")));
+    }
+
+    #[test]
+    fn an_offer_to_a_session_gone_is_not_made() {
+        let routes = Routes::new(&[route("hub", Role::Primary)]);
+        let rx = routes.open_early("hub");
+        routes.set_idle("hub", true);
+        drop(rx);
+        assert!(!routes.offer("hub", || early("a")));
     }
 
     #[test]

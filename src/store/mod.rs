@@ -603,6 +603,15 @@ impl Store {
             .store(n, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Whether new items would be taken now: at least the floor of free
+    /// space is free (or no floor is set). The writer asks again for each
+    /// batch; this is for a caller about to do something on the strength
+    /// of an item being stored (send it up before its commit ends, say).
+    pub fn has_room(&self) -> bool {
+        self.inner.min_free_bytes == 0
+            || free_bytes(&self.inner.dir).is_none_or(|free| free >= self.inner.min_free_bytes)
+    }
+
     /// A handle whose writes are pressing: an urgent item waits on each
     /// (its receipt, say), so while one is queued or being committed the
     /// writer thread runs at a higher priority (see `priority`). Writes of

@@ -17,6 +17,7 @@
 mod backoff;
 pub(crate) mod chunks;
 mod delivery;
+pub(crate) mod early;
 pub(crate) mod pace;
 mod session;
 mod supervise;

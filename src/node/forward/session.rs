@@ -7,7 +7,9 @@
 //! [`Session::next_chunk`] (one attachment chunk up, from the most urgent
 //! upload), then waits for whichever comes first: an answer from upstream
 //! ([`Session::on_response`]), a receipt reaching the disk
-//! ([`Session::on_commit`]), or new items in the queue.
+//! ([`Session::on_commit`]), new items in the queue, or, while it has
+//! nothing else to do, an operator's item offered before it is on this
+//! node's disk ([`Session::on_early`], see [`super::early`]).
 
 use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
@@ -16,13 +18,14 @@ use std::sync::Arc;
 use futures::stream::FuturesUnordered;
 use futures::{Future, StreamExt};
 use prost::Message;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Streaming};
 use tracing::{debug, error, info, warn};
 
 use super::chunks::ChunkSchedule;
+use super::early::Early;
 use super::pace::{Pace, cap};
 use super::{Forwarder, SessionEnd};
 use crate::audit::{AuditKind, Entry};
@@ -138,6 +141,18 @@ pub(super) struct Session<'f> {
     held_due: bool,
     /// Whether the upstream has answered anything: the link works.
     progressed: bool,
+    /// Items offered before they were on this node's disk.
+    early: mpsc::Receiver<Early>,
+    /// Of the items on the wire, those sent early, until their receipt or
+    /// refusal: whether this node's commit of them succeeded (`None`: not
+    /// known), told once the custody log's record of the sending is
+    /// queued, if it did.
+    local: HashMap<String, oneshot::Receiver<Option<bool>>>,
+    /// Whether the last look at the queue found everything in it on the
+    /// wire (it asked for more than it got).
+    drained: bool,
+    /// Whether the routes last heard this session is idle.
+    idle: bool,
 }
 
 impl<'f> Session<'f> {
@@ -181,6 +196,10 @@ impl<'f> Session<'f> {
             held_sent: HashSet::new(),
             held_due: true,
             progressed: false,
+            early: fwd.routes.open_early(fwd.name()),
+            local: HashMap::new(),
+            drained: false,
+            idle: false,
         };
         Ok((session, responses))
     }
@@ -211,8 +230,10 @@ impl<'f> Session<'f> {
         self.fill_window().await?;
         self.next_chunk().await?;
         self.send_held().await?;
+        self.tell_idle();
         let room = self.in_flight.len() < cap(0, self.pace.limit(), self.fwd.window);
         tokio::select! {
+            Some(early) = self.early.recv() => self.on_early(early).await,
             msg = responses.message() => self.on_message(msg, false).await,
             // Its items are in the one window: if it ends, the session
             // does, and what had no receipt goes again on the next.
@@ -269,6 +290,7 @@ impl<'f> Session<'f> {
     /// Not while the CRL is stale: no receipt could be trusted; the session
     /// stays open for the fresh CRL the upstream pushes down it.
     async fn fill_window(&mut self) -> Result<(), SessionEnd> {
+        self.drained = false;
         if self
             .fwd
             .trust
@@ -286,13 +308,13 @@ impl<'f> Session<'f> {
         }
         self.queue.borrow_and_update();
         let in_flight = &self.in_flight;
+        let asked = most - in_flight.len();
         let next = self
             .fwd
             .store
-            .next_queued(self.fwd.name(), most - in_flight.len(), |id| {
-                in_flight.contains_key(id)
-            })
+            .next_queued(self.fwd.name(), asked, |id| in_flight.contains_key(id))
             .await?;
+        self.drained = next.len() < asked;
         let mut uploading = self.in_flight.values().filter(|s| s.uploads).count();
         for store::Queued { id, rec, damaged } in next {
             // Schedule order is lane first, so once one item may not go,
@@ -321,6 +343,62 @@ impl<'f> Session<'f> {
         Ok(())
     }
 
+    /// Tells the routes whether this session is idle — nothing on its
+    /// wire or being committed, nothing queued for it, no chunk to send —
+    /// so that an operator's new item may be offered to it early.
+    fn tell_idle(&mut self) {
+        let idle = self.drained
+            && self.in_flight.is_empty()
+            && self.commits.is_empty()
+            && !self.queue.has_changed().unwrap_or(true);
+        if idle != self.idle {
+            self.idle = idle;
+            self.fwd.routes.set_idle(self.fwd.name(), idle);
+        }
+    }
+
+    /// An operator's item offered before it is on this node's disk: sent
+    /// now if this session is still idle, so that it is the next item it
+    /// would send anyway; else left to come the usual way, from the queue,
+    /// once stored. See [`super::early`].
+    async fn on_early(&mut self, early: Early) -> Result<(), SessionEnd> {
+        // The routes count this session busy from the offer on.
+        self.idle = false;
+        let Early { id, rec, stored } = early;
+        let still_idle = self.in_flight.is_empty()
+            && self.commits.is_empty()
+            && !self.queue.has_changed().unwrap_or(true)
+            && !self
+                .fwd
+                .trust
+                .freshness(std::time::SystemTime::now())
+                .is_stale()
+            && cap(rec.lane(), self.pace.limit(), self.fwd.window) > 0;
+        if !still_idle {
+            return Ok(());
+        }
+        debug!(%id, lane = rec.lane(), "sending before it is on this node's disk");
+        self.fwd.events.metrics().sent_early(self.fwd.name());
+        // Recorded as sent once stored here: the custody log never names
+        // an item this node does not hold. Its receipt's record comes
+        // after: it is queued once this one is (both are small writes,
+        // which the store keeps in order).
+        let (store, entry) = (
+            self.fwd.store.clone(),
+            Entry::new(AuditKind::Forwarded, &id).with_peer(self.fwd.name()),
+        );
+        let (noted, local) = oneshot::channel();
+        tokio::spawn(async move {
+            let stored = stored.await.ok();
+            if stored == Some(true) {
+                store.log_soon(entry);
+            }
+            let _ = noted.send(stored);
+        });
+        self.local.insert(id.clone(), local);
+        self.put_on_wire(id, rec).await
+    }
+
     /// Sends one stored item; an item held for a child gets our hop first.
     async fn send_item(&mut self, id: String, rec: ItemRecord) -> Result<(), SessionEnd> {
         let route = self.fwd.name();
@@ -344,10 +422,33 @@ impl<'f> Session<'f> {
                 rec.stored_ms,
             );
         }
-        self.fwd.routes.sent(route, &id);
         self.fwd
             .store
             .log_soon(Entry::new(AuditKind::Forwarded, &id).with_peer(route));
+        self.put_item_on_wire(id, rec, item).await
+    }
+
+    /// Sends an item offered early: its record, as it will be stored.
+    async fn put_on_wire(&mut self, id: String, rec: ItemRecord) -> Result<(), SessionEnd> {
+        match SignedReport::decode(rec.signed.as_slice()) {
+            Ok(item) => self.put_item_on_wire(id, rec, item).await,
+            // Sealed here a moment ago: it will come from the queue too.
+            Err(e) => {
+                error!(%id, error = %e, "an item offered early does not decode; it goes once stored");
+                self.local.remove(&id);
+                Ok(())
+            }
+        }
+    }
+
+    /// Puts `item` on the wire: the routine stream, or the urgent one.
+    async fn put_item_on_wire(
+        &mut self,
+        id: String,
+        rec: ItemRecord,
+        item: SignedReport,
+    ) -> Result<(), SessionEnd> {
+        self.fwd.routes.sent(self.fwd.name(), &id);
         self.pace.sent(&id);
         debug!(%id, lane = rec.lane(), "sending");
         let lane = rec.lane();
@@ -548,10 +649,21 @@ impl<'f> Session<'f> {
         };
         let route = up.to_string();
         let bytes = signed.encode_to_vec();
+        let local = self.local.remove(&id);
         self.commits.push(Box::pin(async move {
-            let stored = store
-                .record_receipt(id.clone(), route, bytes, delivery)
-                .await;
+            // Sent early: its receipt is kept once the item is (see
+            // `early`); if it is not stored here, there is nothing to
+            // settle.
+            let stored = if let Some(local) = local
+                && local.await == Ok(Some(false))
+            {
+                warn!(%id, upstream = %route, "the upstream took an item this node could not store; its receipt is not kept here");
+                Ok(ReceiptOutcome::NotPending)
+            } else {
+                store
+                    .record_receipt(id.clone(), route, bytes, delivery)
+                    .await
+            };
             Committed {
                 id,
                 on_time: receipt.on_time,
@@ -632,6 +744,12 @@ impl<'f> Session<'f> {
         error!(alarm = "refused", upstream = %up, id = %r.item_id, code = ?code, message = %r.message,
             "ALARM: upstream refused the item; it is kept here");
         let why = format!("{code:?}: {}", r.message);
+        // Sent early: what it said is noted once the item is stored here.
+        if let Some(local) = self.local.remove(&r.item_id)
+            && local.await == Ok(Some(false))
+        {
+            return Ok(());
+        }
         fwd.events.emit(
             EventKind::Refused,
             &r.item_id,
