@@ -396,7 +396,7 @@ impl<'f> Session<'f> {
             let _ = noted.send(stored);
         });
         self.local.insert(id.clone(), local);
-        self.put_on_wire(id, rec).await
+        self.send_offered(id, rec).await
     }
 
     /// Sends one stored item; an item held for a child gets our hop first.
@@ -429,7 +429,7 @@ impl<'f> Session<'f> {
     }
 
     /// Sends an item offered early: its record, as it will be stored.
-    async fn put_on_wire(&mut self, id: String, rec: ItemRecord) -> Result<(), SessionEnd> {
+    async fn send_offered(&mut self, id: String, rec: ItemRecord) -> Result<(), SessionEnd> {
         match SignedReport::decode(rec.signed.as_slice()) {
             Ok(item) => self.put_item_on_wire(id, rec, item).await,
             // Sealed here a moment ago: it will come from the queue too.
