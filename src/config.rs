@@ -503,6 +503,13 @@ pub struct Limits {
     /// most: beyond it, a child's notice is refused with
     /// RESOURCE_EXHAUSTED, so a child cannot fill the store with them.
     pub max_held_notices: u64,
+    /// An operator's new item may go up while this node's own commit of it
+    /// is still going to the disk, when the route has nothing else to do
+    /// (see `node::forward::early`): one operator's end-to-end time less
+    /// one `fdatasync`. Nobody is answered sooner either way; with `false`
+    /// an item goes up only once it is stored here, so a crash in that
+    /// moment can never leave a copy upstream that this node does not hold.
+    pub send_while_storing: bool,
 }
 
 impl Default for Limits {
@@ -536,6 +543,7 @@ impl Default for Limits {
             inbox_ack_wait_secs: 30,
             inbox_max_unacked: 256,
             max_held_notices: 100_000,
+            send_while_storing: true,
         }
     }
 }

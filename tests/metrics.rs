@@ -400,6 +400,20 @@ async fn a_cut_off_county_shows_its_queues_overdue_items_escalations_and_routes_
 /// custody log as accepted, then sent, then receipted (and delivered).
 #[tokio::test]
 async fn an_item_sent_up_before_its_commit_ends_is_counted_receipted_and_logged_in_order() {
+    submit_one_at_a_time(true).await;
+}
+
+/// With `limits.send_while_storing = false`, no item goes up before it is
+/// stored at the county, and each is receipted and logged as ever.
+#[tokio::test]
+async fn told_not_to_a_county_sends_nothing_up_before_it_is_stored() {
+    submit_one_at_a_time(false).await;
+}
+
+/// Items submitted one at a time at a county whose route is up and idle,
+/// each receipted; with `early`, until one has gone up while it was being
+/// stored, else five, none of which may have.
+async fn submit_one_at_a_time(early_allowed: bool) {
     use prost::Message;
     use zhibao::audit::{AuditKind, AuditRecord};
 
@@ -407,6 +421,7 @@ async fn an_item_sent_up_before_its_commit_ends_is_counted_receipted_and_logged_
     let hub = region.start_hub().await;
     let mut county_cfg = region.node_config("county-a", hub.relay_addr.unwrap());
     county_cfg.metrics.listen = local();
+    county_cfg.limits.send_while_storing = early_allowed;
     let county = node::start(county_cfg).await.unwrap();
     let county_metrics = county.metrics_addr.unwrap();
     let route = [("route", common::HUB)];
@@ -421,7 +436,8 @@ async fn an_item_sent_up_before_its_commit_ends_is_counted_receipted_and_logged_
     let mut op = common::operator(&county).await;
     let mut ids = Vec::new();
     let mut early = 0.0;
-    while early < 1.0 && ids.len() < 20 {
+    let most = if early_allowed { 20 } else { 5 };
+    while early < 1.0 && ids.len() < most {
         let id = op
             .submit(
                 Class::Routine,
@@ -439,7 +455,11 @@ async fn an_item_sent_up_before_its_commit_ends_is_counted_receipted_and_logged_
             &route,
         );
     }
-    assert!(early >= 1.0, "none of {} items went early", ids.len());
+    if early_allowed {
+        assert!(early >= 1.0, "none of {} items went early", ids.len());
+    } else {
+        assert_eq!(early, 0.0, "an item went early though told not to");
+    }
 
     // Each item's records in the county's custody log, in order.
     let mut log = op.audit().await.unwrap();

@@ -36,6 +36,9 @@ pub(crate) struct Custody {
     events: Events,
     /// Reloaded on SIGHUP.
     deadlines: Live<Deadlines>,
+    /// Whether an operator's new item may go up while it is being stored
+    /// (`limits.send_while_storing`, see `early`).
+    send_while_storing: bool,
 }
 
 impl Custody {
@@ -45,6 +48,7 @@ impl Custody {
         routes: Arc<Routes>,
         events: Events,
         deadlines: Deadlines,
+        send_while_storing: bool,
     ) -> Self {
         Self {
             store,
@@ -52,6 +56,7 @@ impl Custody {
             routes,
             events,
             deadlines: Live::new(deadlines),
+            send_while_storing,
         }
     }
 
@@ -95,7 +100,8 @@ impl Custody {
             // the routes with nothing else to do before it is on this
             // node's disk (see `early`).
             Destination::Queue(to)
-                if from == FROM_OPERATOR
+                if self.send_while_storing
+                    && from == FROM_OPERATOR
                     && !may_hold_back
                     && report.link == 0
                     && report.attachments.is_empty()

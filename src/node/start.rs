@@ -199,6 +199,7 @@ async fn spawn(
         routes.clone(),
         events.clone(),
         cfg.deadlines.clone(),
+        cfg.limits.send_while_storing,
     ));
     let reviews = Arc::new(Reviews {
         policy: cfg.review,
