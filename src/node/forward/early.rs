@@ -34,7 +34,9 @@
 //!   back behind its original), not one with attachments (whose upload is
 //!   announced with the item), not one larger than [`EARLY_MAX_BYTES`]
 //!   (held in memory twice meanwhile), not a child's item (its receipt
-//!   from here is signed at this node's commit).
+//!   from here is signed at this node's commit); and none while the store
+//!   is short of its free-space floor, where the commit's failure would be
+//!   certain, nor at all with `limits.send_while_storing = false`.
 
 use tokio::sync::oneshot;
 
