@@ -597,7 +597,7 @@ impl RunningNode {
 
     /// Takes a configuration read again (SIGHUP): applies what can change
     /// while running, logs what changed and what needs a restart. See
-    /// [`super::reconfigure`] for which fields are which.
+    /// `super::reconfigure` for which fields are which.
     ///
     /// # Errors
     /// The configuration in force with the new values would not validate;

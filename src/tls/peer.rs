@@ -3,7 +3,7 @@
 //! it is cut when its certificate stops being good.
 //!
 //! Every established connection is registered with its certificate. When
-//! the CA or CRL changes, or the CRL goes stale, [`Live::recheck`] checks
+//! the CA or CRL changes, or the CRL goes stale, `Live::recheck` checks
 //! each one again and cuts those whose certificate no longer passes: the
 //! connection fails its next read and write, so hyper closes it and every
 //! stream on it ends — inbox subscriptions, `Forward` streams in both

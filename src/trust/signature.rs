@@ -34,7 +34,7 @@
 //! checked alone, so only the bad one is refused.
 //!
 //! The checker thread runs at a lower priority than the node's others (see
-//! [`NICE`]): on a saturated node the CPU goes first to what urgent items
+//! `NICE`): on a saturated node the CPU goes first to what urgent items
 //! need — their signatures, checked at once where they arrive, the store's
 //! writer, the connections — and routine checks take the rest.
 //!

@@ -10,7 +10,7 @@
 //! why this was chosen over client certificates in the browser.
 //!
 //! Everything it shows or does goes through the node's operator API
-//! ([`OperatorService`]): listings, a report with its receipts and
+//! (`OperatorService`): listings, a report with its receipts and
 //! decisions, attachments, solicitations, figures, bulletins — and
 //! decisions through the same desk that signs them for `zhibao dispose`,
 //! in the name of the member of staff who logged in. Live updates come

@@ -1,5 +1,5 @@
 //! Why a node could not start ([`StartError`]), why a request was not served
-//! ([`Error`]), and the one place where the latter becomes a gRPC status.
+//! (`Error`), and the one place where the latter becomes a gRPC status.
 //!
 //! Every refusal a peer or an operator sees is built by `From<Error> for
 //! tonic::Status` below, so the codes the README promises are kept in one
