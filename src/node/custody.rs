@@ -107,7 +107,7 @@ impl Custody {
                     && report.attachments.is_empty()
                     && self.store.has_room() =>
             {
-                early::offer(&self.routes, to, item.id(), &record)
+                early::offer(&self.routes, to, item.id(), signed, &record)
             }
             _ => Offered::default(),
         };

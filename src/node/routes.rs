@@ -235,6 +235,7 @@ mod tests {
     fn early(id: &str) -> Early {
         Early {
             id: id.into(),
+            item: crate::proto::SignedReport::default(),
             rec: crate::store::ItemRecord::default(),
             stored: tokio::sync::oneshot::channel().1,
         }

@@ -451,6 +451,16 @@ impl std::fmt::Debug for Store {
     }
 }
 
+impl Inner {
+    /// Whether less than the free-space floor is free where the store is
+    /// (never, with no floor, or where free space cannot be told): new
+    /// data is refused then.
+    fn below_floor(&self) -> bool {
+        self.min_free_bytes != 0
+            && free_bytes(&self.dir).is_some_and(|free| free < self.min_free_bytes)
+    }
+}
+
 impl Store {
     /// Opens (or creates) the store at `path`, stamping writes by the
     /// system clock, and starts its writer thread.
@@ -608,8 +618,7 @@ impl Store {
     /// batch; this is for a caller about to do something on the strength
     /// of an item being stored (send it up before its commit ends, say).
     pub fn has_room(&self) -> bool {
-        self.inner.min_free_bytes == 0
-            || free_bytes(&self.inner.dir).is_none_or(|free| free >= self.inner.min_free_bytes)
+        !self.inner.below_floor()
     }
 
     /// A handle whose writes are pressing: an urgent item waits on each

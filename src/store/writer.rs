@@ -766,11 +766,7 @@ fn group_receipts(batch: &mut [Box<dyn Job>], sign: bool) {
 /// Answers the writes that add data with [`Error::Full`] while less than
 /// the floor is free; returns the rest.
 fn refuse_growth_when_low(inner: &Inner, batch: Vec<Box<dyn Job>>) -> Vec<Box<dyn Job>> {
-    if inner.min_free_bytes == 0 || !batch.iter().any(|j| j.grows()) {
-        return batch;
-    }
-    let low = super::free_bytes(&inner.dir).is_some_and(|free| free < inner.min_free_bytes);
-    if !low {
+    if !batch.iter().any(|j| j.grows()) || !inner.below_floor() {
         return batch;
     }
     let (refused, rest): (Vec<_>, Vec<_>) = batch.into_iter().partition(|j| j.grows());

@@ -65,35 +65,35 @@ pub enum SignerError {
 impl SignerError {
     /// The reason as a stable code (`Verdict.problem` in the API).
     pub fn problem(&self) -> &'static str {
-        match self {
-            Self::Certificate(webpki::Error::CertRevoked) => "signer_revoked",
-            Self::Certificate(webpki::Error::CertExpired { .. }) => "signer_expired",
-            Self::Certificate(webpki::Error::CertNotValidYet { .. }) => "signer_not_yet_valid",
-            Self::Certificate(webpki::Error::UnknownIssuer) => "signer_other_ca",
-            Self::Certificate(_) => "signer_certificate",
-            Self::NoNodeId => "signer_no_node",
-            Self::KeyUsage(_) => "signer_key_usage",
-            Self::BadSignature => "bad_signature",
-            Self::Key(_) => "signer_weak_key",
-            Self::StaleCrl { .. } => "crl_stale",
-        }
+        self.codes().0
     }
 
     /// The reason as a refusal names it (`google.rpc.ErrorInfo.reason`):
-    /// [`SignerError::problem`] in upper case, matched here on the variant
-    /// itself so that a new one cannot go without a reason of its own.
+    /// [`SignerError::problem`] in upper case.
     pub fn reason(&self) -> &'static str {
+        self.codes().1
+    }
+
+    /// Both codes, matched on the variant itself, so that a new one cannot
+    /// go without either.
+    fn codes(&self) -> (&'static str, &'static str) {
         match self {
-            Self::Certificate(webpki::Error::CertRevoked) => "SIGNER_REVOKED",
-            Self::Certificate(webpki::Error::CertExpired { .. }) => "SIGNER_EXPIRED",
-            Self::Certificate(webpki::Error::CertNotValidYet { .. }) => "SIGNER_NOT_YET_VALID",
-            Self::Certificate(webpki::Error::UnknownIssuer) => "SIGNER_OTHER_CA",
-            Self::Certificate(_) => "SIGNER_CERTIFICATE",
-            Self::NoNodeId => "SIGNER_NO_NODE",
-            Self::KeyUsage(_) => "SIGNER_KEY_USAGE",
-            Self::BadSignature => "BAD_SIGNATURE",
-            Self::Key(_) => "SIGNER_WEAK_KEY",
-            Self::StaleCrl { .. } => "CRL_STALE",
+            Self::Certificate(webpki::Error::CertRevoked) => ("signer_revoked", "SIGNER_REVOKED"),
+            Self::Certificate(webpki::Error::CertExpired { .. }) => {
+                ("signer_expired", "SIGNER_EXPIRED")
+            }
+            Self::Certificate(webpki::Error::CertNotValidYet { .. }) => {
+                ("signer_not_yet_valid", "SIGNER_NOT_YET_VALID")
+            }
+            Self::Certificate(webpki::Error::UnknownIssuer) => {
+                ("signer_other_ca", "SIGNER_OTHER_CA")
+            }
+            Self::Certificate(_) => ("signer_certificate", "SIGNER_CERTIFICATE"),
+            Self::NoNodeId => ("signer_no_node", "SIGNER_NO_NODE"),
+            Self::KeyUsage(_) => ("signer_key_usage", "SIGNER_KEY_USAGE"),
+            Self::BadSignature => ("bad_signature", "BAD_SIGNATURE"),
+            Self::Key(_) => ("signer_weak_key", "SIGNER_WEAK_KEY"),
+            Self::StaleCrl { .. } => ("crl_stale", "CRL_STALE"),
         }
     }
 }

@@ -41,6 +41,7 @@
 use tokio::sync::oneshot;
 
 use crate::node::routes::Routes;
+use crate::proto::SignedReport;
 use crate::store::ItemRecord;
 
 /// The largest item offered early, encoded: a copy is held for the
@@ -52,7 +53,11 @@ pub(crate) const EARLY_MAX_BYTES: usize = 64 * 1024;
 #[derive(Debug)]
 pub(crate) struct Early {
     pub(crate) id: String,
-    /// Its record as it will be stored; `stored_ms` is when it was offered.
+    /// The item, as it goes up.
+    pub(crate) item: SignedReport,
+    /// What the session keeps of it while it is on the wire (lane, digest,
+    /// attachments) as it will be stored; `stored_ms` is when it was
+    /// offered.
     pub(crate) rec: ItemRecord,
     /// Whether this node's commit of it succeeded: `Err` if whoever was
     /// storing it gave up waiting (the write may still be committed).
@@ -78,24 +83,33 @@ impl Offered {
     }
 }
 
-/// Offers the item `id`, to be stored as `rec`, to every route of `to`
-/// whose session is idle (see the module's documentation for which items
-/// may be); says which took it.
-pub(crate) fn offer(routes: &Routes, to: &[String], id: &str, rec: &ItemRecord) -> Offered {
+/// Offers the item `id`, `item`, to be stored as `rec`, to every route of
+/// `to` whose session is idle (see the module's documentation for which
+/// items may be); says which took it.
+pub(crate) fn offer(
+    routes: &Routes,
+    to: &[String],
+    id: &str,
+    item: &SignedReport,
+    rec: &ItemRecord,
+) -> Offered {
     if rec.signed.len() > EARLY_MAX_BYTES {
         return Offered::default();
     }
     let mut offered = Vec::new();
     for route in to {
         let (tx, rx) = oneshot::channel();
-        let made = routes.offer(route, || {
-            let mut rec = rec.clone();
-            rec.stored_ms = crate::clock::now_ms();
-            Early {
-                id: id.to_string(),
-                rec,
-                stored: rx,
-            }
+        let made = routes.offer(route, || Early {
+            id: id.to_string(),
+            item: item.clone(),
+            rec: ItemRecord {
+                lane: rec.lane,
+                sha256: rec.sha256.clone(),
+                attachments: rec.attachments,
+                stored_ms: crate::clock::now_ms(),
+                ..ItemRecord::default()
+            },
+            stored: rx,
         });
         if made {
             offered.push(tx);

@@ -343,14 +343,20 @@ impl<'f> Session<'f> {
         Ok(())
     }
 
-    /// Tells the routes whether this session is idle — nothing on its
-    /// wire or being committed, nothing queued for it, no chunk to send —
-    /// so that an operator's new item may be offered to it early.
-    fn tell_idle(&mut self) {
-        let idle = self.drained
-            && self.in_flight.is_empty()
+    /// Nothing on this session's wire (so no chunk to send either) or
+    /// being committed, and nothing stored in the queue since it last
+    /// looked.
+    fn quiet(&self) -> bool {
+        self.in_flight.is_empty()
             && self.commits.is_empty()
-            && !self.queue.has_changed().unwrap_or(true);
+            && !self.queue.has_changed().unwrap_or(true)
+    }
+
+    /// Tells the routes whether this session is idle — quiet, and nothing
+    /// left in the queue at its last look — so that an operator's new item
+    /// may be offered to it early.
+    fn tell_idle(&mut self) {
+        let idle = self.drained && self.quiet();
         if idle != self.idle {
             self.idle = idle;
             self.fwd.routes.set_idle(self.fwd.name(), idle);
@@ -364,10 +370,13 @@ impl<'f> Session<'f> {
     async fn on_early(&mut self, early: Early) -> Result<(), SessionEnd> {
         // The routes count this session busy from the offer on.
         self.idle = false;
-        let Early { id, rec, stored } = early;
-        let still_idle = self.in_flight.is_empty()
-            && self.commits.is_empty()
-            && !self.queue.has_changed().unwrap_or(true)
+        let Early {
+            id,
+            item,
+            rec,
+            stored,
+        } = early;
+        let still_idle = self.quiet()
             && !self
                 .fwd
                 .trust
@@ -396,7 +405,7 @@ impl<'f> Session<'f> {
             let _ = noted.send(stored);
         });
         self.local.insert(id.clone(), local);
-        self.send_offered(id, rec).await
+        self.put_item_on_wire(id, rec, item).await
     }
 
     /// Sends one stored item; an item held for a child gets our hop first.
@@ -426,19 +435,6 @@ impl<'f> Session<'f> {
             .store
             .log_soon(Entry::new(AuditKind::Forwarded, &id).with_peer(route));
         self.put_item_on_wire(id, rec, item).await
-    }
-
-    /// Sends an item offered early: its record, as it will be stored.
-    async fn send_offered(&mut self, id: String, rec: ItemRecord) -> Result<(), SessionEnd> {
-        match SignedReport::decode(rec.signed.as_slice()) {
-            Ok(item) => self.put_item_on_wire(id, rec, item).await,
-            // Sealed here a moment ago: it will come from the queue too.
-            Err(e) => {
-                error!(%id, error = %e, "an item offered early does not decode; it goes once stored");
-                self.local.remove(&id);
-                Ok(())
-            }
-        }
     }
 
     /// Puts `item` on the wire: the routine stream, or the urgent one.
