@@ -155,6 +155,11 @@ pub struct Results {
     pub emergency_idle: Latency,
     /// Emergency latency under a saturating routine load.
     pub emergency_loaded: Latency,
+    /// Emergency latency end to end (an operator at a county node, submit
+    /// → the hub's receipt stored there), during a second hub ingest run
+    /// like the first (only probes answered while it still ran): the
+    /// county quiet, the hub saturated.
+    pub emergency_hub_loaded: Latency,
     /// Routine items receipted during the loaded emergency run, per second.
     pub loaded_routine_items_per_s: f64,
     /// The hub process's CPU time (user and system, all its threads) during
@@ -297,6 +302,53 @@ fn sign_streams(
         chunks[i].push(sign_report(&ids[i % ids.len()], k, body, class));
     }
     chunks
+}
+
+/// The ingest run's connections to the hub: connection `i` as county
+/// `i % identities.len()`.
+async fn ingest_channels(
+    identities: &[Arc<Identity>],
+    trust: &Trust,
+    hub_addr: &str,
+    connections: usize,
+) -> anyhow::Result<Vec<tonic::transport::Channel>> {
+    let mut channels = Vec::with_capacity(connections);
+    for i in 0..connections {
+        let id = &identities[i % identities.len()];
+        let tls = Arc::new(zhibao::tls::client_config(id, &trust.snapshot(), "hub")?);
+        channels
+            .push(zhibao::tls::connect_channel(hub_addr, tls, "hub", Default::default()).await?);
+    }
+    Ok(channels)
+}
+
+/// A relay client that takes messages as large as the bench sends.
+fn big(channel: tonic::transport::Channel) -> RelayClient<tonic::transport::Channel> {
+    RelayClient::new(channel)
+        .max_decoding_message_size(4 << 20)
+        .max_encoding_message_size(4 << 20)
+}
+
+/// The ingest load: chunk `i` on stream `i`, over connection `i %
+/// channels.len()`, each task `window` in flight; every item's
+/// send→receipt latency.
+async fn ingest_load(
+    channels: Vec<tonic::transport::Channel>,
+    chunks: Vec<Vec<SignedReport>>,
+    window: usize,
+) -> anyhow::Result<Vec<Duration>> {
+    let mut tasks = Vec::with_capacity(chunks.len());
+    let mut total = 0;
+    for (i, chunk) in chunks.into_iter().enumerate() {
+        total += chunk.len();
+        let client = big(channels[i % channels.len()].clone());
+        tasks.push(tokio::spawn(forward_stream(client, chunk, window)));
+    }
+    let mut all = Vec::with_capacity(total);
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    Ok(all)
 }
 
 /// Streams `items` through one `Relay.Forward` stream with `window` in flight;
@@ -622,18 +674,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
     } else {
         identities.len()
     };
-    let mut channels = Vec::new();
-    for i in 0..connections {
-        let id = &identities[i % identities.len()];
-        let tls = Arc::new(zhibao::tls::client_config(id, &trust.snapshot(), "hub")?);
-        channels
-            .push(zhibao::tls::connect_channel(&hub_addr, tls, "hub", Default::default()).await?);
-    }
-    let big = |c: tonic::transport::Channel| {
-        RelayClient::new(c)
-            .max_decoding_message_size(4 << 20)
-            .max_encoding_message_size(4 << 20)
-    };
+    let channels = ingest_channels(&identities, &trust, &hub_addr, connections).await?;
 
     eprintln!("hub ingest: one stream, one item at a time...");
     let single = sign_reports(&identities[..1], 2_000, opts.body, Class::Routine);
@@ -669,11 +710,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
     let total: usize = chunks.iter().map(Vec::len).sum();
     let cpu_before = hub.cpu_time();
     let started = Instant::now();
-    let mut tasks = Vec::new();
-    for (i, chunk) in chunks.into_iter().enumerate() {
-        let client = big(channels[i % channels.len()].clone());
-        tasks.push(tokio::spawn(forward_stream(client, chunk, opts.window)));
-    }
+    let load = tokio::spawn(ingest_load(channels.clone(), chunks, opts.window));
     // Emergencies from another county while the load runs; they start once
     // the load has had a moment to fill the hub.
     let loaded = Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -685,10 +722,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
         opts.body,
         Some((started + Duration::from_millis(300), loaded.clone())),
     );
-    let mut all = Vec::with_capacity(total);
-    for t in tasks {
-        all.extend(t.await??);
-    }
+    let all = load.await??;
     loaded.store(false, std::sync::atomic::Ordering::SeqCst);
     res.ingest_items_per_s = total as f64 / started.elapsed().as_secs_f64();
     res.ingest_hub_cpu_us_per_item =
@@ -734,7 +768,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
     // emergency in a hundred would meet, and the "idle" figure would not
     // be one.
     eprintln!("emergency on an idle system...");
-    let probe = e2e_probe(&nodes[0].socket, opts.probes, &body);
+    let probe = e2e_probe(&nodes[0].socket, opts.probes, &body, None);
     res.emergency_idle = Latency::of(join_probe(probe).await?);
 
     eprintln!(
@@ -772,12 +806,36 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
         )
         .await
     });
-    let probe = e2e_probe(&nodes[0].socket, opts.probes, &body);
+    let probe = e2e_probe(&nodes[0].socket, opts.probes, &body, None);
     res.emergency_loaded = Latency::of(join_probe(probe).await?);
     stop.cancel();
     let loaded = load.await??;
     let routine_done: usize = loaded.values().map(Vec::len).sum();
     res.loaded_routine_items_per_s = routine_done as f64 / load_started.elapsed().as_secs_f64();
+
+    // The hub saturated as in its ingest run, and an operator's emergency
+    // going through a county node that is otherwise quiet.
+    eprintln!("end to end: emergency during a second hub ingest run...");
+    let chunks = sign_streams(
+        &identities,
+        opts.streams.max(1),
+        opts.ingest_items,
+        opts.body,
+        Class::Routine,
+    );
+    let channels = ingest_channels(&identities, &trust, &hub_addr, connections).await?;
+    let started = Instant::now();
+    let load = tokio::spawn(ingest_load(channels, chunks, opts.window));
+    let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let probe = e2e_probe(
+        &nodes[0].socket,
+        opts.probes,
+        &body,
+        Some((started + Duration::from_millis(300), running.clone())),
+    );
+    load.await??;
+    running.store(false, std::sync::atomic::Ordering::SeqCst);
+    res.emergency_hub_loaded = Latency::of(join_probe(probe).await?);
 
     res.hub_peak_rss_kib = hub.peak_rss_kib();
     res.node_peak_rss_kib = nodes.iter().map(Daemon::peak_rss_kib).max().unwrap_or(0);
@@ -823,6 +881,7 @@ fn e2e_probe(
     socket: &Path,
     n: usize,
     body: &[u8],
+    during: Option<(Instant, Arc<std::sync::atomic::AtomicBool>)>,
 ) -> std::thread::JoinHandle<anyhow::Result<Vec<Duration>>> {
     let (socket, body) = (socket.to_path_buf(), body.to_vec());
     std::thread::spawn(move || {
@@ -831,7 +890,27 @@ fn e2e_probe(
             .build()?;
         rt.block_on(async {
             let mut op = Operator::connect(&socket).await?;
-            sequential(&mut op, Class::Emergency, n, &body).await
+            let Some((at, running)) = during else {
+                return sequential(&mut op, Class::Emergency, n, &body).await;
+            };
+            // Apart, as the hub's probe during its ingest run.
+            tokio::time::sleep_until(at.into()).await;
+            let mut out = Vec::with_capacity(n);
+            let mut every = tokio::time::interval(PROBE_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            for i in 0..n {
+                every.tick().await;
+                let t = Instant::now();
+                let title = format!("probe {i}");
+                let timeout = Duration::from_secs(60);
+                submit_receipted(&mut op, Class::Emergency, &title, body.clone(), timeout).await?;
+                let took = t.elapsed();
+                if !running.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                out.push(took);
+            }
+            Ok(out)
         })
     })
 }
@@ -938,13 +1017,15 @@ pub fn table(r: &Results) -> String {
          (as a forwarder opens for its urgent items), idle, then during that run\n\
          end to end: operators on each node's socket, submit -> the hub's receipt stored\n  \
          at the node (one Submit call that waits for it); 1 operator, then {} node(s) x {}\n  \
-         concurrent operators\n",
+         concurrent operators; emergencies from one operator, idle, under those operators'\n  \
+         routine load, then one every {} ms during a second hub ingest run like the first\n",
         r.ingest_streams,
         r.ingest_window,
         r.ingest_connections,
         PROBE_EVERY.as_millis(),
         r.nodes,
-        r.e2e_concurrency
+        r.e2e_concurrency,
+        PROBE_EVERY.as_millis()
     );
     let _ = writeln!(
         s,
@@ -986,6 +1067,11 @@ pub fn table(r: &Results) -> String {
         "emergency, saturating routine load",
         &r.emergency_loaded,
     );
+    row(
+        &mut s,
+        "emergency, during a 2nd hub ingest run",
+        &r.emergency_hub_loaded,
+    );
     let _ = writeln!(s);
     let _ = writeln!(
         s,
@@ -1017,8 +1103,17 @@ pub fn table(r: &Results) -> String {
     } else {
         0.0
     };
+    let hub_loaded_ratio = if r.emergency_idle.p99_us > 0 {
+        r.emergency_hub_loaded.p99_us as f64 / r.emergency_idle.p99_us as f64
+    } else {
+        0.0
+    };
     let _ = writeln!(s, "hub emergency p99 loaded/idle {hub_ratio:>9.2}x");
     let _ = writeln!(s, "emergency p99 loaded / idle  {ratio:>10.2}x");
+    let _ = writeln!(
+        s,
+        "emergency p99, hub ingest run / idle {hub_loaded_ratio:>4.2}x (end to end, the hub saturated)"
+    );
     let _ = writeln!(
         s,
         "peak RSS: hub {} MiB, county node {} MiB",
