@@ -23,7 +23,14 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     cli::when::force_utc(args.utc);
-    let runtime = match tokio::runtime::Runtime::new() {
+    // The node raises its runtime's threads while urgent items are under way
+    // (`zhibao::node::boost`): they are registered as they start.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_start(zhibao::node::boost::thread_started)
+        .on_thread_stop(zhibao::node::boost::thread_stopped)
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

@@ -20,6 +20,7 @@
 //! - `relay`: children's `Forward` streams and `Deliver` calls (up: items,
 //!   chunks, acknowledgements; down: receipts, refusals, chunk requests);
 //!   `urgent`: children's connections for urgent items, served apart;
+//!   [`boost`]: the runtime raised while an urgent item is under way here;
 //! - `upload`: attachments arriving in chunks, until complete and verified,
 //!   within each child's quota; abandoned ones reclaimed;
 //! - `inflight`: what one child can make this node hold in memory at once;
@@ -59,6 +60,7 @@
 
 pub mod archive;
 mod audit;
+pub mod boost;
 mod consumers;
 mod custody;
 mod deadlines;

@@ -684,6 +684,10 @@ impl Operator for OperatorService {
         let author = Actor::of(&request);
         let req = request.into_inner();
         let class = crate::class::Class::from_proto(req.priority);
+        // Until answered, its receipt included when waited for.
+        let _raised = class
+            .is_some_and(crate::class::Class::is_urgent)
+            .then(super::boost::hold);
         let wait = Duration::from_millis(req.wait_receipt_ms.into()).min(MAX_SUBMIT_WAIT);
         match OperatorService::submit(&self, req, &author).await {
             Ok(mut done) => {

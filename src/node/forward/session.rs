@@ -50,6 +50,9 @@ struct Sent {
     stored_ms: i64,
     /// Whether its attachments are uploading.
     uploads: bool,
+    /// An urgent item's hold on the runtime's priority, until its receipt
+    /// is stored (or the session ends).
+    _raised: Option<crate::node::boost::Hold>,
 }
 
 /// Items with attachments on the wire at once: chunks go one at a time
@@ -455,6 +458,7 @@ impl<'f> Session<'f> {
                 lane,
                 stored_ms: rec.stored_ms,
                 uploads: rec.attachments > 0,
+                _raised: (lane < Class::Routine.lane()).then(crate::node::boost::hold),
             },
         );
         // Chunks go on the stream their item went up: the routine one.
