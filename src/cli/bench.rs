@@ -695,14 +695,18 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
     );
     res.hub_emergency_idle = Latency::of(join_probe(probe).await?);
 
+    // The ingest run's reports; each run signs its own, fresh ids.
+    let ingest_reports = || {
+        sign_streams(
+            &identities,
+            opts.streams.max(1),
+            opts.ingest_items,
+            opts.body,
+            Class::Routine,
+        )
+    };
     eprintln!("signing {} reports...", opts.ingest_items);
-    let chunks = sign_streams(
-        &identities,
-        opts.streams.max(1),
-        opts.ingest_items,
-        opts.body,
-        Class::Routine,
-    );
+    let chunks = ingest_reports();
     eprintln!(
         "hub ingest: {} streams x {} in flight...",
         opts.streams, opts.window
@@ -816,13 +820,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
     // The hub saturated as in its ingest run, and an operator's emergency
     // going through a county node that is otherwise quiet.
     eprintln!("end to end: emergency during a second hub ingest run...");
-    let chunks = sign_streams(
-        &identities,
-        opts.streams.max(1),
-        opts.ingest_items,
-        opts.body,
-        Class::Routine,
-    );
+    let chunks = ingest_reports();
     let channels = ingest_channels(&identities, &trust, &hub_addr, connections).await?;
     let started = Instant::now();
     let load = tokio::spawn(ingest_load(channels, chunks, opts.window));
