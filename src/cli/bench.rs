@@ -100,6 +100,15 @@ pub struct Latency {
 }
 
 impl Latency {
+    /// This p99 ÷ `idle`'s; 0 without an idle figure.
+    fn p99_over(&self, idle: &Latency) -> f64 {
+        if idle.p99_us > 0 {
+            self.p99_us as f64 / idle.p99_us as f64
+        } else {
+            0.0
+        }
+    }
+
     fn of(mut samples: Vec<Duration>) -> Self {
         if samples.is_empty() {
             return Self::default();
@@ -898,11 +907,7 @@ fn e2e_probe(
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             for i in 0..n {
                 every.tick().await;
-                let t = Instant::now();
-                let title = format!("probe {i}");
-                let timeout = Duration::from_secs(60);
-                submit_receipted(&mut op, Class::Emergency, &title, body.clone(), timeout).await?;
-                let took = t.elapsed();
+                let took = probe_once(&mut op, Class::Emergency, i, &body).await?;
                 if !running.load(std::sync::atomic::Ordering::SeqCst) {
                     break;
                 }
@@ -922,12 +927,22 @@ async fn sequential(
 ) -> anyhow::Result<Vec<Duration>> {
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
-        let t = Instant::now();
-        let title = format!("probe {i}");
-        submit_receipted(op, class, &title, body.to_vec(), Duration::from_secs(60)).await?;
-        out.push(t.elapsed());
+        out.push(probe_once(op, class, i, body).await?);
     }
     Ok(out)
+}
+
+/// Submits probe `i` and waits for its receipt; how long that took.
+async fn probe_once(
+    op: &mut Operator,
+    class: Class,
+    i: usize,
+    body: &[u8],
+) -> anyhow::Result<Duration> {
+    let t = Instant::now();
+    let title = format!("probe {i}");
+    submit_receipted(op, class, &title, body.to_vec(), Duration::from_secs(60)).await?;
+    Ok(t.elapsed())
 }
 
 /// Submits up to `n` items across `ops` with `concurrency` callers per node,
@@ -1091,21 +1106,9 @@ pub fn table(r: &Results) -> String {
         "routine under the probe load {:>10.0} receipted items/s",
         r.loaded_routine_items_per_s
     );
-    let ratio = if r.emergency_idle.p99_us > 0 {
-        r.emergency_loaded.p99_us as f64 / r.emergency_idle.p99_us as f64
-    } else {
-        0.0
-    };
-    let hub_ratio = if r.hub_emergency_idle.p99_us > 0 {
-        r.hub_emergency_loaded.p99_us as f64 / r.hub_emergency_idle.p99_us as f64
-    } else {
-        0.0
-    };
-    let hub_loaded_ratio = if r.emergency_idle.p99_us > 0 {
-        r.emergency_hub_loaded.p99_us as f64 / r.emergency_idle.p99_us as f64
-    } else {
-        0.0
-    };
+    let ratio = r.emergency_loaded.p99_over(&r.emergency_idle);
+    let hub_ratio = r.hub_emergency_loaded.p99_over(&r.hub_emergency_idle);
+    let hub_loaded_ratio = r.emergency_hub_loaded.p99_over(&r.emergency_idle);
     let _ = writeln!(s, "hub emergency p99 loaded/idle {hub_ratio:>9.2}x");
     let _ = writeln!(s, "emergency p99 loaded / idle  {ratio:>10.2}x");
     let _ = writeln!(

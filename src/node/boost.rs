@@ -130,8 +130,13 @@ impl Boost {
         if self.refused.load(Ordering::Relaxed) {
             return;
         }
-        for &(tid, own) in &state.threads {
+        for (i, &(tid, own)) in state.threads.iter().enumerate() {
             if !self.set_one(tid, own, raise) {
+                // Refused: those already raised go back, or nothing would
+                // ever lower them.
+                for &(tid, own) in &state.threads[..i] {
+                    self.set_one(tid, own, false);
+                }
                 return;
             }
         }
