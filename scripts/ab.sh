@@ -68,6 +68,7 @@ cols = [
     ("e2e p50 ms", lambda r: r["e2e_single"]["p50_us"] / 1000),
     ("fdatasync ms", lambda r: r["floor"]["fdatasync_p50_us"] / 1000),
     ("sign us", lambda r: r["floor"]["ed25519_sign_us"]),
+    ("hub RSS MiB", lambda r: r["hub_peak_rss_kib"] / 1024),
 ]
 runs = {s: [json.load(open(f"{out}/{s}-{i}.json")) for i in range(1, pairs + 1)] for s in "AB"}
 print("pair side " + " ".join(f"{name:>12}" for name, _ in cols))

@@ -142,6 +142,12 @@ pub struct Results {
     pub ingest_window: usize,
     /// TLS connections the ingest streams share (one per county identity).
     pub ingest_connections: usize,
+    /// The hub's bounds as the run set them: HTTP/2 streams at once on
+    /// one connection, items in flight from one child, and routine bytes
+    /// in flight node-wide (`limits.*`; see `admit_ingest`).
+    pub hub_streams_per_connection: u32,
+    pub hub_items_per_peer: usize,
+    pub hub_bytes_in_flight: usize,
     /// County nodes in the end-to-end runs.
     pub nodes: usize,
     /// Concurrent operators per node in the end-to-end runs.
@@ -292,6 +298,21 @@ fn sign_report(id: &Identity, i: usize, body: usize, class: Class) -> SignedRepo
     envelope::sign(&report, id)
 }
 
+/// A signed report ready to send, with the digest its receipt will name:
+/// taken when it is signed, so that the load generator does not spend the
+/// run's CPU hashing what it sends (no broker's client does).
+struct Outgoing {
+    signed: SignedReport,
+    sha256: [u8; 32],
+}
+
+impl From<SignedReport> for Outgoing {
+    fn from(signed: SignedReport) -> Self {
+        let sha256 = zhibao::digest::sha256(&signed.report);
+        Self { signed, sha256 }
+    }
+}
+
 /// `n` reports for `streams` streams, signed in the order they will be
 /// sent (report `k` on stream `k % streams`), so that their ids and
 /// creation times rise across the streams together, as a live feed's do.
@@ -302,15 +323,39 @@ fn sign_streams(
     n: usize,
     body: usize,
     class: Class,
-) -> Vec<Vec<SignedReport>> {
-    let mut chunks: Vec<Vec<SignedReport>> = (0..streams)
+) -> Vec<Vec<Outgoing>> {
+    let mut chunks: Vec<Vec<Outgoing>> = (0..streams)
         .map(|_| Vec::with_capacity(n.div_ceil(streams)))
         .collect();
     for k in 0..n {
         let i = k % streams;
-        chunks[i].push(sign_report(&ids[i % ids.len()], k, body, class));
+        chunks[i].push(sign_report(&ids[i % ids.len()], k, body, class).into());
     }
     chunks
+}
+
+/// Raises the hub's per-connection and per-child bounds, where their
+/// defaults are lower, to what the ingest run puts in flight at once:
+/// `opts.streams` streams over `connections` connections made as
+/// `identities` counties in turn, `opts.window` deep each. Past the first
+/// bound a stream waits for an earlier one to end, and past the second
+/// items wait unread, so the load would be less than it says (with the
+/// defaults, 8 streams and 256 items of a 64 × 32 run). The bounds on
+/// bytes in flight stay as configured: they are what keeps the hub's
+/// memory flat, and the run measures them.
+fn admit_ingest(
+    limits: &mut zhibao::config::Limits,
+    opts: &BenchOptions,
+    connections: usize,
+    identities: usize,
+) {
+    let streams = opts.streams.max(1);
+    let per_connection = streams.div_ceil(connections.max(1));
+    let per_peer = streams.div_ceil(connections.min(identities).max(1)) * opts.window.max(1);
+    limits.max_streams_per_connection = limits
+        .max_streams_per_connection
+        .max(u32::try_from(per_connection).unwrap_or(u32::MAX));
+    limits.max_items_in_flight_per_peer = limits.max_items_in_flight_per_peer.max(per_peer);
 }
 
 /// The ingest run's connections to the hub: connection `i` as county
@@ -343,7 +388,7 @@ fn big(channel: tonic::transport::Channel) -> RelayClient<tonic::transport::Chan
 /// send→receipt latency.
 async fn ingest_load(
     channels: Vec<tonic::transport::Channel>,
-    chunks: Vec<Vec<SignedReport>>,
+    chunks: Vec<Vec<Outgoing>>,
     window: usize,
 ) -> anyhow::Result<Vec<Duration>> {
     let mut tasks = Vec::with_capacity(chunks.len());
@@ -364,19 +409,18 @@ async fn ingest_load(
 /// returns send→receipt latencies.
 async fn forward_stream(
     mut client: RelayClient<tonic::transport::Channel>,
-    items: Vec<SignedReport>,
+    items: Vec<Outgoing>,
     window: usize,
 ) -> anyhow::Result<Vec<Duration>> {
     let (tx, rx) = mpsc::channel(window.max(1));
     let mut responses = client.forward(ReceiverStream::new(rx)).await?.into_inner();
-    let mut sent: HashMap<Vec<u8>, Instant> = HashMap::new();
+    let mut sent: HashMap<[u8; 32], Instant> = HashMap::with_capacity(window);
     let mut latencies = Vec::with_capacity(items.len());
     let mut queue = items.into_iter();
-    let digest = |s: &SignedReport| zhibao::digest::sha256(&s.report).to_vec();
     for item in queue.by_ref().take(window) {
-        sent.insert(digest(&item), Instant::now());
+        sent.insert(item.sha256, Instant::now());
         tx.send(ForwardRequest {
-            kind: Some(forward_request::Kind::Item(item)),
+            kind: Some(forward_request::Kind::Item(item.signed)),
         })
         .await?;
     }
@@ -392,13 +436,16 @@ async fn forward_stream(
             _ => bail!("hub refused a benchmark item: {resp:?}"),
         };
         let receipt: zhibao::proto::Receipt = prost::Message::decode(r.receipt.as_slice())?;
-        if let Some(t) = sent.remove(&receipt.report_sha256) {
+        if let Some(t) = <[u8; 32]>::try_from(receipt.report_sha256.as_slice())
+            .ok()
+            .and_then(|d| sent.remove(&d))
+        {
             latencies.push(t.elapsed());
         }
         if let Some(item) = queue.next() {
-            sent.insert(digest(&item), Instant::now());
+            sent.insert(item.sha256, Instant::now());
             tx.send(ForwardRequest {
-                kind: Some(forward_request::Kind::Item(item)),
+                kind: Some(forward_request::Kind::Item(item.signed)),
             })
             .await?;
         }
@@ -668,6 +715,17 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
     // Every ingest stream may be one county's connection; the emergency
     // probes and the county nodes' forwarders add their own.
     hub_cfg.limits.max_connections_per_peer = opts.streams.max(64) + 4;
+    // Each stream connects as the county whose reports it carries: a hub
+    // takes an item only from the node its custody chain says holds it.
+    let connections = if opts.connection_per_stream {
+        opts.streams.max(1)
+    } else {
+        identities.len()
+    };
+    admit_ingest(&mut hub_cfg.limits, &opts, connections, identities.len());
+    res.hub_streams_per_connection = hub_cfg.limits.max_streams_per_connection;
+    res.hub_items_per_peer = hub_cfg.limits.max_items_in_flight_per_peer;
+    res.hub_bytes_in_flight = hub_cfg.limits.max_bytes_in_flight;
     if opts.hub_metrics {
         hub_cfg.metrics.listen = Some(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?);
     }
@@ -676,17 +734,13 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
 
     // Hub ingest.
     let trust = Trust::load(&pki_dir.join(trust::CA_CERT), None)?;
-    // Each stream connects as the county whose reports it carries: a hub
-    // takes an item only from the node its custody chain says holds it.
-    let connections = if opts.connection_per_stream {
-        opts.streams.max(1)
-    } else {
-        identities.len()
-    };
     let channels = ingest_channels(&identities, &trust, &hub_addr, connections).await?;
 
     eprintln!("hub ingest: one stream, one item at a time...");
-    let single = sign_reports(&identities[..1], 2_000, opts.body, Class::Routine);
+    let single = sign_reports(&identities[..1], 2_000, opts.body, Class::Routine)
+        .into_iter()
+        .map(Outgoing::from)
+        .collect();
     // On a task of its own, as the load's streams below and each of the
     // peer bench's clients are: the thread that drives the bench is woken
     // more slowly than a worker, which the figure would count.
@@ -1025,7 +1079,9 @@ pub fn table(r: &Results) -> String {
         "hub ingest: reports signed in advance in the order they are sent, on Relay.Forward\n  \
          over mutual TLS, \
          each verified, stored (fsync) and answered with a signed receipt;\n  \
-         1 stream x 1 in flight, then {} streams x {} in flight over {} connection(s);\n  \
+         1 stream x 1 in flight, then {} streams x {} in flight over {} connection(s)\n  \
+         (the hub admitting {} streams per connection, {} items per county, {} MiB of\n  \
+         routine bytes in flight);\n  \
          emergencies one at a time, one every {} ms, on an urgent connection of their own\n  \
          (as a forwarder opens for its urgent items), idle, then during that run\n\
          end to end: operators on each node's socket, submit -> the hub's receipt stored\n  \
@@ -1035,6 +1091,9 @@ pub fn table(r: &Results) -> String {
         r.ingest_streams,
         r.ingest_window,
         r.ingest_connections,
+        r.hub_streams_per_connection,
+        r.hub_items_per_peer,
+        r.hub_bytes_in_flight >> 20,
         PROBE_EVERY.as_millis(),
         r.nodes,
         r.e2e_concurrency,
@@ -1135,6 +1194,50 @@ pub fn table(r: &Results) -> String {
 mod tests {
     use super::*;
 
+    /// The ingest run is what it says: every stream of a connection open
+    /// at once, every item of a stream's window taken, whatever the
+    /// defaults; the bounds on bytes are the ones under test.
+    #[test]
+    fn the_hub_admits_the_whole_ingest_load_and_keeps_its_byte_bounds() {
+        let defaults = zhibao::config::Limits::default();
+        let deep = BenchOptions {
+            streams: 64,
+            window: 32,
+            ..Default::default()
+        };
+        let mut l = defaults.clone();
+        admit_ingest(&mut l, &deep, 1, 1);
+        assert_eq!(l.max_streams_per_connection, 64);
+        assert_eq!(l.max_items_in_flight_per_peer, 2048);
+        // Four connections as four counties: 16 streams of 32 each.
+        let mut l = defaults.clone();
+        admit_ingest(&mut l, &deep, 4, 4);
+        assert_eq!(l.max_streams_per_connection, 16);
+        assert_eq!(l.max_items_in_flight_per_peer, 512);
+        assert_eq!(l.max_bytes_in_flight, defaults.max_bytes_in_flight);
+        assert_eq!(
+            l.max_bytes_in_flight_per_peer,
+            defaults.max_bytes_in_flight_per_peer
+        );
+        // One stream per connection, one in flight: the defaults already do.
+        let one = BenchOptions {
+            streams: 64,
+            window: 1,
+            connection_per_stream: true,
+            ..Default::default()
+        };
+        let mut l = defaults.clone();
+        admit_ingest(&mut l, &one, 64, 4);
+        assert_eq!(
+            l.max_streams_per_connection,
+            defaults.max_streams_per_connection
+        );
+        assert_eq!(
+            l.max_items_in_flight_per_peer,
+            defaults.max_items_in_flight_per_peer
+        );
+    }
+
     /// Report `k` goes on stream `k % streams`, signed in that order: read
     /// in the order they are sent, the reports' ids (milliseconds first)
     /// and creation times never go back, across the streams.
@@ -1154,7 +1257,11 @@ mod tests {
         let chunks = sign_streams(&ids, 3, 10, 16, Class::Routine);
         assert_eq!(chunks.iter().map(Vec::len).collect::<Vec<_>>(), [4, 3, 3]);
         let sent: Vec<Report> = (0..10)
-            .map(|k| prost::Message::decode(chunks[k % 3][k / 3].report.as_slice()).unwrap())
+            .map(|k| {
+                let out = &chunks[k % 3][k / 3];
+                assert_eq!(out.sha256, zhibao::digest::sha256(&out.signed.report));
+                prost::Message::decode(out.signed.report.as_slice()).unwrap()
+            })
             .collect();
         for (k, report) in sent.iter().enumerate() {
             assert_eq!(
