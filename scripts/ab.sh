@@ -69,6 +69,10 @@ cols = [
     ("fdatasync ms", lambda r: r["floor"]["fdatasync_p50_us"] / 1000),
     ("sign us", lambda r: r["floor"]["ed25519_sign_us"]),
     ("hub RSS MiB", lambda r: r["hub_peak_rss_kib"] / 1024),
+    ("hub urg. p99", lambda r: r["hub_emergency_loaded"]["p99_us"] / 1000),
+    ("loaded/idle", lambda r: r["hub_emergency_loaded"]["p99_us"] / max(1, r["hub_emergency_idle"]["p99_us"])),
+    ("e2e urg. p99", lambda r: r["emergency_loaded"]["p99_us"] / 1000),
+    ("e2e items/s", lambda r: r["e2e_items_per_s"]),
 ]
 runs = {s: [json.load(open(f"{out}/{s}-{i}.json")) for i in range(1, pairs + 1)] for s in "AB"}
 print("pair side " + " ".join(f"{name:>12}" for name, _ in cols))

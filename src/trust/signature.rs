@@ -55,8 +55,14 @@ pub const MAX_BATCH: usize = 32;
 /// Fewest signatures checked as a batch.
 const MIN_BATCH: usize = 4;
 /// The checker thread's nice value: below the runtime's threads, so that
-/// routine checks take the CPU they leave (see [`drain`]).
-const NICE: i32 = 10;
+/// routine checks take the CPU they leave (see [`drain`]). +10 (until
+/// 2026-11-29) starved it on a saturated hub: routine items waited for
+/// their checks and each cost more CPU. At +5 the hub took 6 % more items
+/// in the deep window and 15 % more at 64 streams × 1, and an emergency
+/// through a county under load was no slower; at 0, more still, but that
+/// emergency's p99 rose by a third (see "The signature checker less
+/// niced" in docs/performance.md).
+const NICE: i32 = 5;
 
 /// Why a key in a certificate cannot check signatures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
