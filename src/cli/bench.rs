@@ -175,6 +175,9 @@ pub struct Results {
     /// like the first (only probes answered while it still ran): the
     /// county quiet, the hub saturated.
     pub emergency_hub_loaded: Latency,
+    /// Items of that second run: the first run's, or more, so that it
+    /// lasts for every probe (see `outlasting_probes`).
+    pub hub_loaded_items: usize,
     /// Routine items receipted during the loaded emergency run, per second.
     pub loaded_routine_items_per_s: f64,
     /// The hub process's CPU time (user and system, all its threads) during
@@ -458,6 +461,32 @@ async fn forward_stream(
 /// spread over seconds of it (its full commits among them) rather than
 /// sent back to back in its first tenth of a second.
 const PROBE_EVERY: Duration = Duration::from_millis(20);
+
+/// How long after a loaded run starts its probes begin: once the load has
+/// had a moment to fill the hub.
+const PROBES_AFTER: Duration = Duration::from_millis(300);
+
+/// Items for the second hub ingest run, under which a county's
+/// emergencies are probed: as many as the first run's, or more if at the
+/// first run's `rate` (items/s) they would run out before all `probes`
+/// are sent. A p99 over fewer than 51 samples is their worst one (a run of
+/// 40,000 items at 64 streams used to end after 49 probes, and whether
+/// one of them met the hub's full commit decided the figure).
+fn outlasting_probes(first: usize, rate: f64, probes: usize) -> usize {
+    // Each probe waits for its receipt before the next is due: a few
+    // milliseconds under load; and a margin for a slower second run.
+    let probe = PROBE_EVERY + Duration::from_millis(10);
+    let needed = PROBES_AFTER + probe * u32::try_from(probes).unwrap_or(u32::MAX);
+    let needed = needed.as_secs_f64() * 1.5;
+    // Bounded, so that a mismeasured rate cannot make the bench sign
+    // millions of reports.
+    let cap = first.saturating_mul(10);
+    if rate.is_finite() && rate > 0.0 {
+        ((rate * needed).ceil() as usize).clamp(first, cap.max(first))
+    } else {
+        first
+    }
+}
 
 /// Sends `n` emergencies into the hub one at a time, [`PROBE_EVERY`]
 /// apart, as `id`, from a thread, runtime and connection of their own (so
@@ -759,17 +788,17 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
     res.hub_emergency_idle = Latency::of(join_probe(probe).await?);
 
     // The ingest run's reports; each run signs its own, fresh ids.
-    let ingest_reports = || {
+    let ingest_reports = |items: usize| {
         sign_streams(
             &identities,
             opts.streams.max(1),
-            opts.ingest_items,
+            items,
             opts.body,
             Class::Routine,
         )
     };
     eprintln!("signing {} reports...", opts.ingest_items);
-    let chunks = ingest_reports();
+    let chunks = ingest_reports(opts.ingest_items);
     eprintln!(
         "hub ingest: {} streams x {} in flight...",
         opts.streams, opts.window
@@ -787,7 +816,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
         &trust,
         opts.probes,
         opts.body,
-        Some((started + Duration::from_millis(300), loaded.clone())),
+        Some((started + PROBES_AFTER, loaded.clone())),
     );
     let all = load.await??;
     loaded.store(false, std::sync::atomic::Ordering::SeqCst);
@@ -882,8 +911,13 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
 
     // The hub saturated as in its ingest run, and an operator's emergency
     // going through a county node that is otherwise quiet.
-    eprintln!("end to end: emergency during a second hub ingest run...");
-    let chunks = ingest_reports();
+    res.hub_loaded_items =
+        outlasting_probes(opts.ingest_items, res.ingest_items_per_s, opts.probes);
+    eprintln!(
+        "end to end: emergency during a second hub ingest run ({} items)...",
+        res.hub_loaded_items
+    );
+    let chunks = ingest_reports(res.hub_loaded_items);
     let channels = ingest_channels(&identities, &trust, &hub_addr, connections).await?;
     let started = Instant::now();
     let load = tokio::spawn(ingest_load(channels, chunks, opts.window));
@@ -892,7 +926,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Results> {
         &nodes[0].socket,
         opts.probes,
         &body,
-        Some((started + Duration::from_millis(300), running.clone())),
+        Some((started + PROBES_AFTER, running.clone())),
     );
     load.await??;
     running.store(false, std::sync::atomic::Ordering::SeqCst);
@@ -1087,7 +1121,8 @@ pub fn table(r: &Results) -> String {
          end to end: operators on each node's socket, submit -> the hub's receipt stored\n  \
          at the node (one Submit call that waits for it); 1 operator, then {} node(s) x {}\n  \
          concurrent operators; emergencies from one operator, idle, under those operators'\n  \
-         routine load, then one every {} ms during a second hub ingest run like the first\n",
+         routine load, then one every {} ms during a second hub ingest run like the first,\n  \
+         of {} items (as many, or more, to last for every probe)\n",
         r.ingest_streams,
         r.ingest_window,
         r.ingest_connections,
@@ -1097,7 +1132,8 @@ pub fn table(r: &Results) -> String {
         PROBE_EVERY.as_millis(),
         r.nodes,
         r.e2e_concurrency,
-        PROBE_EVERY.as_millis()
+        PROBE_EVERY.as_millis(),
+        r.hub_loaded_items
     );
     let _ = writeln!(
         s,
@@ -1193,6 +1229,24 @@ pub fn table(r: &Results) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The second run lasts for every probe at the first run's rate, is
+    /// never shorter than the first, and a rate that makes no sense
+    /// leaves it as the first.
+    #[test]
+    fn the_second_hub_run_outlasts_its_probes() {
+        let (first, probes) = (40_000, 100);
+        let rate = 25_000.0;
+        let items = outlasting_probes(first, rate, probes);
+        let lasts = items as f64 / rate;
+        let probes_take =
+            (PROBES_AFTER + (PROBE_EVERY + Duration::from_millis(2)) * 100).as_secs_f64();
+        assert!(lasts > probes_take, "{items} items last {lasts} s");
+        assert_eq!(outlasting_probes(first, 1_000.0, probes), first);
+        assert_eq!(outlasting_probes(first, 0.0, probes), first);
+        assert_eq!(outlasting_probes(first, f64::NAN, probes), first);
+        assert_eq!(outlasting_probes(first, 1e12, probes), 10 * first);
+    }
 
     /// The ingest run is what it says: every stream of a connection open
     /// at once, every item of a stream's window taken, whatever the
