@@ -71,7 +71,10 @@ cols = [
     ("hub RSS MiB", lambda r: r["hub_peak_rss_kib"] / 1024),
     ("hub urg. p99", lambda r: r["hub_emergency_loaded"]["p99_us"] / 1000),
     ("loaded/idle", lambda r: r["hub_emergency_loaded"]["p99_us"] / max(1, r["hub_emergency_idle"]["p99_us"])),
+    ("e2e idle p99", lambda r: r["emergency_idle"]["p99_us"] / 1000),
     ("e2e urg. p99", lambda r: r["emergency_loaded"]["p99_us"] / 1000),
+    ("hub-sat. p50", lambda r: r["emergency_hub_loaded"]["p50_us"] / 1000),
+    ("hub-sat. p99", lambda r: r["emergency_hub_loaded"]["p99_us"] / 1000),
     ("e2e items/s", lambda r: r["e2e_items_per_s"]),
 ]
 runs = {s: [json.load(open(f"{out}/{s}-{i}.json")) for i in range(1, pairs + 1)] for s in "AB"}
