@@ -479,10 +479,10 @@ fn outlasting_probes(first: usize, rate: f64, probes: usize) -> usize {
     let needed = PROBES_AFTER + probe * u32::try_from(probes).unwrap_or(u32::MAX);
     let needed = needed.as_secs_f64() * 1.5;
     // Bounded, so that a mismeasured rate cannot make the bench sign
-    // millions of reports.
+    // millions of reports (never below `first`: ten times it, saturated).
     let cap = first.saturating_mul(10);
     if rate.is_finite() && rate > 0.0 {
-        ((rate * needed).ceil() as usize).clamp(first, cap.max(first))
+        ((rate * needed).ceil() as usize).clamp(first, cap)
     } else {
         first
     }
