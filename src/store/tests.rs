@@ -1058,6 +1058,15 @@ async fn emergency_cuts_short_the_batch() {
         vec![0, 1, 100, 2, 3, 4, 5],
         "the emergency is applied right after the write in progress"
     );
+    assert_eq!(
+        store
+            .inner
+            .pending
+            .joining
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "and committed with it"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -527,9 +527,23 @@ impl Wal {
     /// Lays `batch` out as the next frame (see [`Frame`]): each new item's
     /// report is taken out of its record, which points at where it will lie.
     pub(super) fn frame(&self, mut batch: Batch) -> Frame {
-        let mut bodies = Vec::with_capacity(batch.writes.len());
-        let mut at = self.len + BODIES_AT;
-        for write in &mut batch.writes {
+        let writes = std::mem::take(&mut batch.writes);
+        let mut frame = Frame {
+            bodies: Vec::with_capacity(writes.len()),
+            batch,
+        };
+        frame.batch.writes.reserve(writes.len());
+        self.extend(&mut frame, writes);
+        frame
+    }
+
+    /// Adds `writes` at the end of `frame`, laid out as [`Wal::frame`]
+    /// lays them: their reports after those already in it, so that where
+    /// those lie does not move.
+    pub(super) fn extend(&self, frame: &mut Frame, writes: Vec<Logged>) {
+        let mut at =
+            self.len + BODIES_AT + frame.bodies.iter().map(|b| b.len() as u64).sum::<u64>();
+        for mut write in writes {
             let body = match write.kind.as_mut() {
                 Some(Kind::Put(Put {
                     record: Some(record),
@@ -547,9 +561,9 @@ impl Wal {
                 }
                 _ => Vec::new(),
             };
-            bodies.push(body);
+            frame.bodies.push(body);
+            frame.batch.writes.push(write);
         }
-        Frame { batch, bodies }
     }
 
     /// The log file.
@@ -1204,6 +1218,56 @@ mod tests {
         drop(wal);
         let (_, back) = Wal::open(&db, 1, 0, CHECKPOINT_BYTES).unwrap();
         assert_eq!(back.iter().map(|b| b.seq).collect::<Vec<_>>(), [seq + 1]);
+    }
+
+    #[test]
+    fn writes_joined_to_a_cut_frame_are_laid_out_as_if_it_had_held_them_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb.log");
+        let (mut wal, _) = open(&path);
+        wal.set_last_seq(0);
+        wal.append(&batch(1, &["a"])).unwrap();
+        // A routine batch cut short after its first write, which the urgent
+        // write "u" (a report of other bytes and length) then joins.
+        let mut urgent = batch(2, &["u"]);
+        if let Some(Kind::Put(put)) = urgent.writes[0].kind.as_mut()
+            && let Some(record) = put.record.as_mut()
+        {
+            record.signed = vec![9; 37];
+        }
+        let mut frame = wal.frame(batch(2, &["r1", "r2", "r3"]));
+        frame.truncate(1);
+        wal.extend(&mut frame, urgent.writes.clone());
+        let mut whole = batch(2, &["r1"]);
+        whole.writes.extend(urgent.writes);
+        let whole = wal.frame(whole);
+        assert_eq!(
+            frame.batch, whole.batch,
+            "the same records, pointing at the same places"
+        );
+        assert_eq!(frame.bodies, whole.bodies);
+        let (r1, u) = (frame.body(0).unwrap(), frame.body(1).unwrap());
+        assert_eq!(u.offset, r1.offset + 100, "right after the report kept");
+
+        let written = wal.write(&frame).unwrap();
+        wal.sync(written).unwrap();
+        drop(wal);
+        // Read back as at a start after a crash.
+        let db = path.with_file_name("store.redb");
+        let (_, back) = Wal::open(&db, 0, 0, CHECKPOINT_BYTES).unwrap();
+        assert_eq!(back.len(), 2);
+        let ids: Vec<&str> = back[1]
+            .writes
+            .iter()
+            .filter_map(|w| match &w.kind {
+                Some(Kind::Put(put)) => Some(put.id.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ids, ["r1", "u"]);
+        let bodies = super::super::bodies::Bodies::new(&db);
+        assert_eq!(bodies.read(&u).unwrap(), vec![9; 37]);
+        assert_eq!(bodies.read(&r1).unwrap(), vec![7; 100]);
     }
 
     #[test]

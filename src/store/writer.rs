@@ -5,8 +5,10 @@
 //! [`MAX_BATCH`] writes or [`MAX_BATCH_BYTES`] of chunks) — urgent ones
 //! first, with no routine ones beside an urgent item, so an emergency is
 //! committed ahead of routine items already waiting, in a commit no routine
-//! write makes longer, and a routine batch being applied when an urgent
-//! item comes is cut short — applies them in one redb transaction, makes
+//! write makes longer; a routine batch being applied when an urgent item
+//! comes is cut short, and the urgent writes join what of it is applied,
+//! so that they wait for one commit, not two — applies them in one redb
+//! transaction, makes
 //! it durable (by the write-ahead log, or by a redb commit with fsync: see
 //! [`commit`]), and only then answers each write and wakes the watchers.
 //! If the commit
@@ -247,25 +249,42 @@ pub(super) fn run(mut rx: mpsc::Receiver<Box<dyn Job>>, inner: &Weak<Inner>) {
         };
         let writes = batch.len();
         // Urgent items that come while a batch of routine writes is being
-        // applied cut it short (see `commit`).
+        // applied cut it short, and join it (see `commit`); while the disk
+        // is short of its floor they only cut it, to be refused next.
+        let mut joined = 0;
         let mut cut = || {
             queued.take_waiting(&mut rx);
-            queued.urgent_items > 0
+            if queued.urgent_items == 0 {
+                return None;
+            }
+            if inner.below_floor() {
+                return Some(Vec::new());
+            }
+            let urgent = queued.urgent_lanes();
+            joined += urgent.len();
+            Some(urgent)
         };
         let Committed {
-            batch,
+            mut batch,
             answer,
             rest,
         } = {
             let mut core = inner.core.lock().unwrap_or_else(|e| e.into_inner());
             commit_batch(&inner, &mut core, batch, &mut cut, false)
         };
-        inner.pending.done(writes - rest.len());
+        inner.pending.done(writes + joined - rest.len());
+        #[cfg(test)]
+        inner.pending.joining.fetch_add(joined, Ordering::Relaxed);
         queued.put_back(rest);
         // Let go of the store before answering: a caller that closes its
         // last handle on the answer then waits for the file to close, not
         // for this thread to come back to it.
         drop(inner);
+        if joined > 0 {
+            // Urgent writes that joined a routine batch are answered
+            // first, not after its hundreds of routine ones.
+            batch.sort_by_key(|job| job.lane());
+        }
         for job in batch {
             job.answer(answer.clone());
         }
@@ -304,6 +323,10 @@ pub(super) struct Load {
     /// write was committed.
     #[cfg(test)]
     pub(super) inline: AtomicUsize,
+    /// Urgent writes handed to a batch cut short for them, for the tests
+    /// to tell that they joined it.
+    #[cfg(test)]
+    pub(super) joining: AtomicUsize,
 }
 
 impl Default for Load {
@@ -314,6 +337,8 @@ impl Default for Load {
             busy_until: AtomicU64::new(0),
             #[cfg(test)]
             inline: AtomicUsize::new(0),
+            #[cfg(test)]
+            joining: AtomicUsize::new(0),
         }
     }
 }
@@ -376,7 +401,7 @@ pub(super) fn commit_alone(inner: &Inner, job: Box<dyn Job>, calm: bool) -> Opti
         return Some(job);
     }
     let Committed { batch, answer, .. } =
-        commit_batch(inner, &mut core, vec![job], &mut || false, true);
+        commit_batch(inner, &mut core, vec![job], &mut || None, true);
     drop(core);
     #[cfg(test)]
     inner.pending.inline.fetch_add(1, Ordering::Relaxed);
@@ -405,7 +430,7 @@ fn commit_batch(
     inner: &Inner,
     core: &mut Core,
     batch: Vec<Box<dyn Job>>,
-    cut: &mut dyn FnMut() -> bool,
+    cut: &mut Cut<'_>,
     inline: bool,
 ) -> Committed {
     let mut batch = refuse_growth_when_low(inner, batch);
@@ -713,6 +738,20 @@ impl Queued {
             MAX_BATCH
         };
         self.held_back = routine == 0 && !self.lanes[2].is_empty();
+        self.take(routine)
+    }
+
+    /// The writes queued in the urgent lanes, to join a routine batch that
+    /// urgent items have cut short (see [`commit`]): the routine writes
+    /// already in it keep routine items moving, so none is held back for
+    /// their sake.
+    fn urgent_lanes(&mut self) -> Vec<Box<dyn Job>> {
+        self.take(0)
+    }
+
+    /// Takes the urgent lanes' writes and up to `routine` routine ones,
+    /// within a batch's bounds.
+    fn take(&mut self, routine: usize) -> Vec<Box<dyn Job>> {
         let mut batch = Vec::new();
         let mut bytes = 0;
         for (lane, queue) in self.lanes.iter_mut().enumerate() {
@@ -781,18 +820,60 @@ fn refuse_growth_when_low(inner: &Inner, batch: Vec<Box<dyn Job>>) -> Vec<Box<dy
     rest
 }
 
+/// Asked by [`commit`] after each write of a routine batch it applies:
+/// `None` while no urgent item has come, else the urgent writes to join the
+/// batch, cut short there (none: only cut short).
+type Cut<'a> = dyn FnMut() -> Option<Vec<Box<dyn Job>>> + 'a;
+
+/// Adds `urgent`, the urgent writes a batch was cut short for, to the
+/// batch and to its log frame, if it has one (see [`commit`]); says
+/// whether they joined. They do unless the batch is made durable by the
+/// log and the log does not take one of them, or a frame would not take
+/// them all ([`wal::MAX_BATCH_BYTES`]); they then go first in `rest`, for
+/// the next commit.
+fn join(
+    wal: &Wal,
+    frame: Option<&mut wal::Frame>,
+    batch: &mut Vec<Box<dyn Job>>,
+    rest: &mut Vec<Box<dyn Job>>,
+    urgent: Vec<Box<dyn Job>>,
+) -> bool {
+    if urgent.is_empty() {
+        return false;
+    }
+    if let Some(frame) = frame {
+        let bytes: usize = batch.iter().chain(&urgent).map(|j| j.bytes()).sum();
+        let logged: Option<Vec<wal::Logged>> = if bytes > wal::MAX_BATCH_BYTES {
+            None
+        } else {
+            urgent.iter().map(|j| j.logged()).collect()
+        };
+        let Some(logged) = logged else {
+            rest.splice(0..0, urgent);
+            return false;
+        };
+        wal.extend(frame, logged);
+    }
+    batch.extend(urgent);
+    true
+}
+
 /// Applies a batch in one transaction, with the custody log's records of
 /// it, and makes it durable: by the write-ahead log if every write is one
 /// it takes (and no full commit is due), else by a redb commit with fsync,
 /// which also records where the log goes on; says which. If it fails, `chain` is as it
 /// was.
 ///
-/// A batch of routine writes alone is cut short when `cut` says urgent
-/// items have come meanwhile (it is asked after each write applied but the
-/// last): what is applied so far is committed, and the rest is moved to
-/// `rest`, not applied and not logged, to go in a later batch. An
-/// emergency then waits for one routine write and a commit, not for a
-/// batch of hundreds (about 45 µs each on a busy hub here).
+/// A batch of routine writes alone is cut short when `cut` gives the
+/// urgent writes that have come meanwhile (it is asked after each write
+/// applied but the last): the rest is moved to `rest`, not applied and not
+/// logged, to go in a later batch, and the urgent writes join what is
+/// applied so far, in the same commit. An emergency then waits for one
+/// routine write and one commit, not for a batch of hundreds (about 45 µs
+/// each on a busy hub here), nor for the routine part's commit and then its
+/// own: one `fdatasync`, and one wake-up of this thread after it, fewer at
+/// each durable step. Urgent writes that cannot join (see [`join`]) go
+/// first in `rest`.
 ///
 /// The error says whether redb's transaction was committed in vain (the
 /// database must then be reopened) or never committed (a failed log append:
@@ -801,7 +882,7 @@ fn commit(
     db: &Database,
     batch: &mut Vec<Box<dyn Job>>,
     rest: &mut Vec<Box<dyn Job>>,
-    cut: &mut dyn FnMut() -> bool,
+    cut: &mut Cut<'_>,
     core: &mut Core,
     room: bool,
     inline: bool,
@@ -852,8 +933,9 @@ fn commit(
         // once applied, so that it is never written twice, nor its
         // write-back undone. Either is waited for before the transaction
         // commits, so nothing is visible, or answered, before it is durable.
-        // A cut never happens with an urgent item in the batch, so this
-        // holds for what is left of it after one too.
+        // A cut never happens with an urgent item in the batch, and the
+        // urgent writes that join it after one are laid out in its copy
+        // before it is written.
         let urgent = batch.iter().any(|j| urgent_item(j.as_ref()));
         let cuttable = batch_len > 1 && !urgent;
         let mut frame = logged.map(|writes| {
@@ -872,22 +954,33 @@ fn commit(
             );
         }
         used = true;
+        let mut joined = false;
         let applied = (|| {
             let mut txn = db.begin_write()?;
             if frame.is_some() {
                 txn.set_durability(Durability::None)
                     .map_err(|e| Error::from(redb::Error::from(e)))?;
             }
-            let mut applied = 0;
             let effects = {
                 let mut t = Txn::open(&txn, now)?;
-                for (i, job) in batch.iter_mut().enumerate() {
+                let mut i = 0;
+                let mut cut_short = false;
+                while i < batch.len() {
                     t.body = frame.as_ref().and_then(|f| f.body(i));
-                    job.apply(&mut t)?;
+                    batch[i].apply(&mut t)?;
                     t.body = None;
-                    applied += 1;
-                    if cuttable && applied < batch_len && cut() {
-                        break;
+                    i += 1;
+                    if cuttable
+                        && !cut_short
+                        && i < batch_len
+                        && let Some(urgent) = cut()
+                    {
+                        cut_short = true;
+                        *rest = batch.split_off(i);
+                        if let Some(frame) = frame.as_mut() {
+                            frame.truncate(i);
+                        }
+                        joined = join(wal, frame.as_mut(), batch, rest, urgent);
                     }
                 }
                 t.log(chain)?;
@@ -898,18 +991,10 @@ fn commit(
                 }
                 t.fx
             };
-            Ok((txn, effects, applied))
+            Ok((txn, effects))
         })();
         let (txn, effects) = match applied {
-            Ok((txn, effects, applied)) => {
-                if applied < batch.len() {
-                    *rest = batch.split_off(applied);
-                    if let Some(frame) = frame.as_mut() {
-                        frame.truncate(applied);
-                    }
-                }
-                (txn, effects)
-            }
+            Ok(applied) => applied,
             Err(e) => {
                 if let Some(written) = written {
                     wal.cancel(written);
@@ -929,7 +1014,7 @@ fn commit(
         // thread that may be busy; they are handed out only once it is
         // there. A busy store's routine commits leave the signature to
         // their callers, off this thread, which every commit waits for.
-        group_receipts(batch, inline || urgent);
+        group_receipts(batch, inline || urgent || joined);
         match written {
             Some(written) => {
                 used = false;
@@ -1146,7 +1231,7 @@ mod tests {
         let mut asked = 0;
         let mut cut = || {
             asked += 1;
-            asked == 2
+            (asked == 2).then(Vec::new)
         };
         let db = store.inner.db.get().unwrap();
         let mut core = store.inner.core.lock().unwrap();
@@ -1169,13 +1254,69 @@ mod tests {
             &db,
             &mut batch,
             &mut rest,
-            &mut || true,
+            &mut || Some(Vec::new()),
             &mut core,
             true,
             false,
         )
         .unwrap();
         assert_eq!((batch.len(), rest.len()), (3, 0));
+    }
+
+    fn logged(lane: u8, n: usize, applied: &Arc<AtomicUsize>) -> Box<dyn Job> {
+        Box::new(Fake {
+            lane,
+            item: true,
+            n,
+            logs: true,
+            applied: applied.clone(),
+        })
+    }
+
+    #[test]
+    fn urgent_writes_join_the_routine_batch_cut_short_for_them_in_one_logged_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let store = super::super::Store::open(&path).unwrap();
+        let db = store.inner.db.get().unwrap();
+        let mut core = store.inner.core.lock().unwrap();
+        let (segment, start) = super::super::read::wal_start(&db).unwrap();
+        let applied = Arc::new(AtomicUsize::new(0));
+
+        // Urgent writes come once two routine writes are applied: they are
+        // applied next, in the same transaction and the same log frame.
+        let mut batch: Vec<Box<dyn Job>> = (0..5).map(|n| logged(2, n, &applied)).collect();
+        let mut rest = Vec::new();
+        let mut asked = 0;
+        let mut cut = || {
+            asked += 1;
+            (asked == 2).then(|| vec![logged(0, 100, &applied), logged(1, 101, &applied)])
+        };
+        let (_, by_log) =
+            commit(&db, &mut batch, &mut rest, &mut cut, &mut core, true, false).unwrap();
+        assert!(by_log, "made durable by the log");
+        assert_eq!(asked, 2, "asked no more once cut");
+        assert_eq!(order(&batch), [(2, 0), (2, 1), (0, 100), (1, 101)]);
+        assert_eq!(
+            order(&rest),
+            [(2, 2), (2, 3), (2, 4)],
+            "the rest not applied"
+        );
+        assert_eq!(applied.load(Ordering::Relaxed), 4);
+        let (_, back) =
+            Wal::open(&store.inner.db.path, segment, start, wal::CHECKPOINT_BYTES).unwrap();
+        assert_eq!(back.len(), 1, "one frame");
+        assert_eq!(back[0].writes.len(), 4);
+
+        // An urgent write the log does not take cannot join a batch the log
+        // makes durable: it goes first in what is left, for the next commit.
+        let mut batch: Vec<Box<dyn Job>> = (0..3).map(|n| logged(2, n, &applied)).collect();
+        let mut rest = Vec::new();
+        let mut once = Some(vec![item(0, 100)]);
+        let mut cut = || once.take();
+        commit(&db, &mut batch, &mut rest, &mut cut, &mut core, true, false).unwrap();
+        assert_eq!(order(&batch), [(2, 0)]);
+        assert_eq!(order(&rest), [(0, 100), (2, 1), (2, 2)]);
     }
 
     #[test]
