@@ -1069,6 +1069,181 @@ async fn emergency_cuts_short_the_batch() {
     );
 }
 
+/// A real write that, with a gate, holds the writer thread once applied,
+/// as [`Gated`] does.
+struct Held<W> {
+    write: W,
+    gate: Option<Arc<Gate>>,
+}
+
+impl<W: writer::Write> writer::Write for Held<W> {
+    type Out = W::Out;
+
+    fn bytes(&self) -> usize {
+        self.write.bytes()
+    }
+
+    fn grows(&self) -> bool {
+        self.write.grows()
+    }
+
+    fn lane(&self) -> u8 {
+        self.write.lane()
+    }
+
+    fn apply(&self, txn: &mut txn::Txn<'_>) -> Result<W::Out, Error> {
+        let out = self.write.apply(txn)?;
+        if let Some(gate) = &self.gate {
+            if let Some(tx) = gate.entered.lock().unwrap().take() {
+                let _ = tx.send(());
+            }
+            let mut open = gate.open.lock().unwrap();
+            while !*open {
+                open = gate.opened.wait(open).unwrap();
+            }
+        }
+        Ok(out)
+    }
+
+    fn logged(&self) -> Option<wal::Logged> {
+        self.write.logged()
+    }
+
+    fn logs(&self) -> bool {
+        self.write.logs()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emergency_joined_to_a_cut_batch_is_in_its_log_frame_and_applied_again_at_open() {
+    // The gates hold the writer thread: a step that never comes must fail
+    // the test, not hang it.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        emergency_joined_and_applied_again(),
+    )
+    .await
+    .expect("the writes were not applied within 60 s");
+}
+
+async fn emergency_joined_and_applied_again() {
+    let Some((a, b)) = two_dirs_with_room_for_the_log() else {
+        return;
+    };
+    let path = a.path().join("s.redb");
+    let store = Store::open(&path).unwrap();
+    // The state of the last full commit (the one made at open).
+    std::fs::copy(&path, b.path().join("s.redb")).unwrap();
+    let reports: Vec<(&str, u32, Vec<u8>)> = vec![
+        ("r0", 2, b"the first routine report".to_vec()),
+        ("r1", 2, b"the second".to_vec()),
+        ("r2", 2, vec![2; 300]),
+        ("r3", 2, vec![3; 5]),
+        (
+            "u",
+            0,
+            b"an emergency, of another length than the rest".to_vec(),
+        ),
+    ];
+    // Put in the writer's channel by this task, one after the other (see
+    // `emergency_cuts_short_the_batch`).
+    let put = |n: usize, gate: Option<&Arc<Gate>>| {
+        let (id, lane, body) = &reports[n];
+        let write = Held {
+            write: write::Put {
+                id: (*id).to_string(),
+                record: ItemRecord {
+                    signed: body.clone(),
+                    ..record(*lane, "county-a")
+                },
+                dest: Destination::Queue(vec!["hub".into()]),
+                may_hold_back: false,
+            },
+            gate: gate.cloned(),
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: Box<dyn writer::Job> = Box::new(writer::Pending {
+            write,
+            out: None,
+            reply,
+            pressed: None,
+        });
+        let _ = store.inner.pending.arrive();
+        if store.inner.ops.try_send(job).is_err() {
+            panic!("the writer's channel took no write");
+        }
+        answer
+    };
+    // r0 holds the writer while r1 to r3 queue behind it, to make the
+    // next batch; r1, the first of it, holds it again while the emergency
+    // comes.
+    let (first, entered) = Gate::new();
+    let mut done = vec![put(0, Some(&first))];
+    entered.await.unwrap();
+    let (second, entered) = Gate::new();
+    done.push(put(1, Some(&second)));
+    done.push(put(2, None));
+    done.push(put(3, None));
+    first.open();
+    entered.await.unwrap();
+    done.push(put(4, None));
+    second.open();
+    for d in done {
+        assert!(matches!(d.await.unwrap().unwrap(), PutOutcome::Stored(_)));
+    }
+    assert_eq!(
+        store
+            .inner
+            .pending
+            .joining
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    let frames: Vec<Vec<String>> = wal::Wal::open(&path, 0, 0, wal::CHECKPOINT_BYTES)
+        .unwrap()
+        .1
+        .iter()
+        .map(|batch| {
+            batch
+                .writes
+                .iter()
+                .filter_map(|w| match &w.kind {
+                    Some(wal::Kind::Put(put)) => Some(put.id.clone()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        frames,
+        [vec!["r0"], vec!["r1", "u"], vec!["r2", "r3"]],
+        "the emergency in the frame of the write it cut short"
+    );
+
+    // As after a crash: the database as at its last full commit, and the
+    // log.
+    std::fs::copy(
+        bodies::segment_path(&path, 0),
+        bodies::segment_path(&b.path().join("s.redb"), 0),
+    )
+    .unwrap();
+    let again = Store::open(&b.path().join("s.redb")).unwrap();
+    for (id, lane, body) in &reports {
+        let back = again
+            .get((*id).to_string())
+            .await
+            .unwrap()
+            .expect("applied again");
+        assert_eq!(&back.signed, body, "{id}");
+        assert_eq!(back.lane, *lane, "{id}");
+        assert_eq!(
+            Some(back),
+            store.get((*id).to_string()).await.unwrap(),
+            "{id} as it was"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_writer_runs_at_a_higher_priority_while_a_pressing_write_waits() {
     // The gate holds the writer thread: a step that never comes must fail

@@ -13,11 +13,12 @@ use crate::receipt::InGroup;
 use crate::trust::Identity;
 use std::sync::Arc;
 
-struct Put {
-    id: String,
-    record: ItemRecord,
-    dest: Destination,
-    may_hold_back: bool,
+/// A new item, or one already stored (see [`Store::put_with`]).
+pub(super) struct Put {
+    pub(super) id: String,
+    pub(super) record: ItemRecord,
+    pub(super) dest: Destination,
+    pub(super) may_hold_back: bool,
 }
 
 impl Write for Put {
