@@ -729,15 +729,37 @@ fn two_dirs_with_room_for_the_log() -> Option<(tempfile::TempDir, tempfile::Temp
     Some((a, b))
 }
 
+/// A store in `a` and, in `b`, a copy of its database as at its last full
+/// commit (the one made at open); `None` where the log is not used.
+fn store_and_its_last_full_commit() -> Option<(tempfile::TempDir, tempfile::TempDir, Store)> {
+    let (a, b) = two_dirs_with_room_for_the_log()?;
+    let path = a.path().join("s.redb");
+    let store = Store::open(&path).unwrap();
+    std::fs::copy(&path, b.path().join("s.redb")).unwrap();
+    Some((a, b, store))
+}
+
+/// Opens the database copied to `b` with the log segments `segments` of
+/// the store at `path` beside it: the store as a crash would leave it,
+/// since the last full commit only in its log.
+fn open_as_after_a_crash(path: &std::path::Path, b: &std::path::Path, segments: &[u64]) -> Store {
+    let copy = b.join("s.redb");
+    for &n in segments {
+        std::fs::copy(
+            bodies::segment_path(path, n),
+            bodies::segment_path(&copy, n),
+        )
+        .unwrap();
+    }
+    Store::open(&copy).unwrap()
+}
+
 #[tokio::test]
 async fn items_only_in_the_log_are_applied_again_at_open() {
-    let Some((a, b)) = two_dirs_with_room_for_the_log() else {
+    let Some((a, b, store)) = store_and_its_last_full_commit() else {
         return;
     };
     let path = a.path().join("s.redb");
-    let store = Store::open(&path).unwrap();
-    // The state of the last full commit (the one made at open).
-    std::fs::copy(&path, b.path().join("s.redb")).unwrap();
     let mut stored = Vec::new();
     for (i, lane) in [2, 0, 2].into_iter().enumerate() {
         let id = format!("w{i}");
@@ -770,7 +792,6 @@ async fn items_only_in_the_log_are_applied_again_at_open() {
     for (id, rec) in &mut stored {
         *rec = store.get(id.clone()).await.unwrap().unwrap();
     }
-    let log = bodies::segment_path(&path, 0);
     // Six writes awaited one by one (three items, one for the inbox, the
     // receipt, the acknowledgement) and the forwarded record, which is not
     // awaited: in the acknowledgement's batch, or alone when the writer
@@ -783,10 +804,9 @@ async fn items_only_in_the_log_are_applied_again_at_open() {
         (6..=7).contains(&logged),
         "the batches went to the log: {logged}"
     );
-    std::fs::copy(&log, bodies::segment_path(&b.path().join("s.redb"), 0)).unwrap();
     let head = store.audit_head().await.unwrap();
 
-    let again = Store::open(&b.path().join("s.redb")).unwrap();
+    let again = open_as_after_a_crash(&path, b.path(), &[0]);
     for (id, rec) in &stored {
         let back = again.get(id.clone()).await.unwrap().expect("applied again");
         assert_eq!(&back, rec, "{id}");
@@ -964,6 +984,60 @@ impl Gate {
         *self.open.lock().unwrap() = true;
         self.opened.notify_all();
     }
+
+    /// Says so to whoever waits for the writer to come here, and holds the
+    /// writer thread until the gate opens.
+    fn pass(&self) {
+        if let Some(tx) = self.entered.lock().unwrap().take() {
+            let _ = tx.send(());
+        }
+        let mut open = self.open.lock().unwrap();
+        while !*open {
+            open = self.opened.wait(open).unwrap();
+        }
+    }
+}
+
+/// Urgent writes handed to a batch cut short for them, so far.
+fn joining(store: &Store) -> usize {
+    store
+        .inner
+        .pending
+        .joining
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Runs a test whose gates hold the writer thread: a step that never
+/// comes must fail the test, not hang it.
+async fn gated(test: impl std::future::Future<Output = ()>) {
+    tokio::time::timeout(std::time::Duration::from_secs(60), test)
+        .await
+        .expect("the writes were not applied within 60 s");
+}
+
+/// Puts `write` in the writer's channel at once, as `Store::write` does
+/// when it cannot commit on the caller's thread: writes sent one after the
+/// other by one task are there in that order once this returns. (Writes
+/// from tasks of their own, counted by the channel's capacity, were not: a
+/// sender counts once it has its permit, before its write is in the
+/// channel, and a loaded machine once let later ones in first.)
+fn send<W: writer::Write>(
+    store: &Store,
+    write: W,
+) -> tokio::sync::oneshot::Receiver<Result<W::Out, Error>> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let job: Box<dyn writer::Job> = Box::new(writer::Pending {
+        write,
+        out: None,
+        reply,
+        pressed: None,
+    });
+    let _ = store.inner.pending.arrive();
+    // Far below the channel's bound: `try_send` never finds it full.
+    if store.inner.ops.try_send(job).is_err() {
+        panic!("the writer's channel took no write");
+    }
+    answer
 }
 
 impl writer::Write for Gated {
@@ -980,13 +1054,7 @@ impl writer::Write for Gated {
     fn apply(&self, _: &mut txn::Txn<'_>) -> Result<(), Error> {
         self.applied.lock().unwrap().push(self.n);
         if let Some(gate) = &self.gate {
-            if let Some(tx) = gate.entered.lock().unwrap().take() {
-                let _ = tx.send(());
-            }
-            let mut open = gate.open.lock().unwrap();
-            while !*open {
-                open = gate.opened.wait(open).unwrap();
-            }
+            gate.pass();
         }
         Ok(())
     }
@@ -994,14 +1062,7 @@ impl writer::Write for Gated {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_emergency_cuts_short_the_routine_batch_being_applied() {
-    // The gates hold the writer thread: a step that never comes must fail
-    // the test, not hang it.
-    tokio::time::timeout(
-        std::time::Duration::from_secs(60),
-        emergency_cuts_short_the_batch(),
-    )
-    .await
-    .expect("the writes were not applied within 60 s");
+    gated(emergency_cuts_short_the_batch()).await;
 }
 
 async fn emergency_cuts_short_the_batch() {
@@ -1009,30 +1070,17 @@ async fn emergency_cuts_short_the_batch() {
     let store = Store::open(&dir.path().join("s.redb")).unwrap();
     let applied = Arc::new(Mutex::new(Vec::new()));
     // Each write is put in the writer's channel by this task, one after
-    // the other, so they are there in this order once `write` returns.
-    // (Writes from tasks of their own, counted by the channel's capacity,
-    // were not: a sender counts once it has its permit, before its write
-    // is in the channel, and a loaded machine once let later ones in first.)
+    // the other (see `send`).
     let write = |n: u32, lane: u8, gate: Option<&Arc<Gate>>| {
-        let job = Gated {
-            n,
-            lane,
-            applied: applied.clone(),
-            gate: gate.cloned(),
-        };
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let job: Box<dyn writer::Job> = Box::new(writer::Pending {
-            write: job,
-            out: None,
-            reply,
-            pressed: None,
-        });
-        let _ = store.inner.pending.arrive();
-        // Far below the channel's bound: `try_send` never finds it full.
-        if store.inner.ops.try_send(job).is_err() {
-            panic!("the writer's channel took no write");
-        }
-        answer
+        send(
+            &store,
+            Gated {
+                n,
+                lane,
+                applied: applied.clone(),
+                gate: gate.cloned(),
+            },
+        )
     };
     // Write 0 holds the writer while routine writes 1 to 5 queue behind
     // it, so that they make the next batch together.
@@ -1058,15 +1106,7 @@ async fn emergency_cuts_short_the_batch() {
         vec![0, 1, 100, 2, 3, 4, 5],
         "the emergency is applied right after the write in progress"
     );
-    assert_eq!(
-        store
-            .inner
-            .pending
-            .joining
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1,
-        "and committed with it"
-    );
+    assert_eq!(joining(&store), 1, "and committed with it");
 }
 
 /// A real write that, with a gate, holds the writer thread once applied,
@@ -1094,13 +1134,7 @@ impl<W: writer::Write> writer::Write for Held<W> {
     fn apply(&self, txn: &mut txn::Txn<'_>) -> Result<W::Out, Error> {
         let out = self.write.apply(txn)?;
         if let Some(gate) = &self.gate {
-            if let Some(tx) = gate.entered.lock().unwrap().take() {
-                let _ = tx.send(());
-            }
-            let mut open = gate.open.lock().unwrap();
-            while !*open {
-                open = gate.opened.wait(open).unwrap();
-            }
+            gate.pass();
         }
         Ok(out)
     }
@@ -1116,24 +1150,14 @@ impl<W: writer::Write> writer::Write for Held<W> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_emergency_joined_to_a_cut_batch_is_in_its_log_frame_and_applied_again_at_open() {
-    // The gates hold the writer thread: a step that never comes must fail
-    // the test, not hang it.
-    tokio::time::timeout(
-        std::time::Duration::from_secs(60),
-        emergency_joined_and_applied_again(),
-    )
-    .await
-    .expect("the writes were not applied within 60 s");
+    gated(emergency_joined_and_applied_again()).await;
 }
 
 async fn emergency_joined_and_applied_again() {
-    let Some((a, b)) = two_dirs_with_room_for_the_log() else {
+    let Some((a, b, store)) = store_and_its_last_full_commit() else {
         return;
     };
     let path = a.path().join("s.redb");
-    let store = Store::open(&path).unwrap();
-    // The state of the last full commit (the one made at open).
-    std::fs::copy(&path, b.path().join("s.redb")).unwrap();
     let reports: Vec<(&str, u32, Vec<u8>)> = vec![
         ("r0", 2, b"the first routine report".to_vec()),
         ("r1", 2, b"the second".to_vec()),
@@ -1146,33 +1170,24 @@ async fn emergency_joined_and_applied_again() {
         ),
     ];
     // Put in the writer's channel by this task, one after the other (see
-    // `emergency_cuts_short_the_batch`).
+    // `send`).
     let put = |n: usize, gate: Option<&Arc<Gate>>| {
         let (id, lane, body) = &reports[n];
-        let write = Held {
-            write: write::Put {
-                id: (*id).to_string(),
-                record: ItemRecord {
-                    signed: body.clone(),
-                    ..record(*lane, "county-a")
+        send(
+            &store,
+            Held {
+                write: write::Put {
+                    id: (*id).to_string(),
+                    record: ItemRecord {
+                        signed: body.clone(),
+                        ..record(*lane, "county-a")
+                    },
+                    dest: Destination::Queue(vec!["hub".into()]),
+                    may_hold_back: false,
                 },
-                dest: Destination::Queue(vec!["hub".into()]),
-                may_hold_back: false,
+                gate: gate.cloned(),
             },
-            gate: gate.cloned(),
-        };
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let job: Box<dyn writer::Job> = Box::new(writer::Pending {
-            write,
-            out: None,
-            reply,
-            pressed: None,
-        });
-        let _ = store.inner.pending.arrive();
-        if store.inner.ops.try_send(job).is_err() {
-            panic!("the writer's channel took no write");
-        }
-        answer
+        )
     };
     // r0 holds the writer while r1 to r3 queue behind it, to make the
     // next batch; r1, the first of it, holds it again while the emergency
@@ -1191,14 +1206,7 @@ async fn emergency_joined_and_applied_again() {
     for d in done {
         assert!(matches!(d.await.unwrap().unwrap(), PutOutcome::Stored(_)));
     }
-    assert_eq!(
-        store
-            .inner
-            .pending
-            .joining
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
+    assert_eq!(joining(&store), 1, "the emergency joined the batch");
     let frames: Vec<Vec<String>> = wal::Wal::open(&path, 0, 0, wal::CHECKPOINT_BYTES)
         .unwrap()
         .1
@@ -1220,14 +1228,7 @@ async fn emergency_joined_and_applied_again() {
         "the emergency in the frame of the write it cut short"
     );
 
-    // As after a crash: the database as at its last full commit, and the
-    // log.
-    std::fs::copy(
-        bodies::segment_path(&path, 0),
-        bodies::segment_path(&b.path().join("s.redb"), 0),
-    )
-    .unwrap();
-    let again = Store::open(&b.path().join("s.redb")).unwrap();
+    let again = open_as_after_a_crash(&path, b.path(), &[0]);
     for (id, lane, body) in &reports {
         let back = again
             .get((*id).to_string())
@@ -1246,14 +1247,7 @@ async fn emergency_joined_and_applied_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_writer_runs_at_a_higher_priority_while_a_pressing_write_waits() {
-    // The gate holds the writer thread: a step that never comes must fail
-    // the test, not hang it.
-    tokio::time::timeout(
-        std::time::Duration::from_secs(60),
-        writer_priority_follows_pressing_writes(),
-    )
-    .await
-    .expect("the writes were not applied within 60 s");
+    gated(writer_priority_follows_pressing_writes()).await;
 }
 
 async fn writer_priority_follows_pressing_writes() {
@@ -1472,15 +1466,7 @@ async fn items_in_a_new_segment_are_applied_again_at_open_beside_the_old_ones() 
     inbox(&store, 1, &["x2"]).await;
     let x2 = store.get("x2".into()).await.unwrap().unwrap();
     assert_eq!(x2.body.map(|at| at.segment), Some(1));
-    for n in [0, 1] {
-        std::fs::copy(
-            bodies::segment_path(&path, n),
-            bodies::segment_path(&b.path().join("s.redb"), n),
-        )
-        .unwrap();
-    }
-
-    let again = Store::open(&b.path().join("s.redb")).unwrap();
+    let again = open_as_after_a_crash(&path, b.path(), &[0, 1]);
     assert_eq!(
         again.get("x2".into()).await.unwrap(),
         Some(x2),
