@@ -505,7 +505,13 @@ impl Store {
                 .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
             min_free_bytes,
             ops,
-            core: Mutex::new(writer::Core { wal, chain, clock }),
+            core: Mutex::new(writer::Core {
+                wal,
+                chain,
+                clock,
+                #[cfg(test)]
+                joined: 0,
+            }),
             gathering: writer::Gathering::default(),
             under_way: std::sync::atomic::AtomicUsize::new(0),
             pending: writer::Load::default(),

@@ -998,13 +998,9 @@ impl Gate {
     }
 }
 
-/// Urgent writes handed to a batch cut short for them, so far.
-fn joining(store: &Store) -> usize {
-    store
-        .inner
-        .pending
-        .joining
-        .load(std::sync::atomic::Ordering::Relaxed)
+/// Urgent writes that joined a batch cut short for them, so far.
+fn joined(store: &Store) -> usize {
+    store.inner.core.lock().unwrap().joined
 }
 
 /// Runs a test whose gates hold the writer thread: a step that never
@@ -1106,7 +1102,7 @@ async fn emergency_cuts_short_the_batch() {
         vec![0, 1, 100, 2, 3, 4, 5],
         "the emergency is applied right after the write in progress"
     );
-    assert_eq!(joining(&store), 1, "and committed with it");
+    assert_eq!(joined(&store), 1, "and committed with it");
 }
 
 /// A real write that, with a gate, holds the writer thread once applied,
@@ -1206,7 +1202,7 @@ async fn emergency_joined_and_applied_again() {
     for d in done {
         assert!(matches!(d.await.unwrap().unwrap(), PutOutcome::Stored(_)));
     }
-    assert_eq!(joining(&store), 1, "the emergency joined the batch");
+    assert_eq!(joined(&store), 1, "the emergency joined the batch");
     let frames: Vec<Vec<String>> = wal::Wal::open(&path, 0, 0, wal::CHECKPOINT_BYTES)
         .unwrap()
         .1

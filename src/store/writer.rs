@@ -211,6 +211,10 @@ pub(super) struct Core {
     pub(super) wal: Wal,
     pub(super) chain: Chain,
     pub(super) clock: Clock,
+    /// Urgent writes that joined a batch cut short for them, for the
+    /// tests to tell that they did.
+    #[cfg(test)]
+    pub(super) joined: usize,
 }
 
 /// Runs until every sender of `rx` is gone.
@@ -273,8 +277,6 @@ pub(super) fn run(mut rx: mpsc::Receiver<Box<dyn Job>>, inner: &Weak<Inner>) {
             commit_batch(&inner, &mut core, batch, &mut cut, false)
         };
         inner.pending.done(writes + joined - rest.len());
-        #[cfg(test)]
-        inner.pending.joining.fetch_add(joined, Ordering::Relaxed);
         queued.put_back(rest);
         // Let go of the store before answering: a caller that closes its
         // last handle on the answer then waits for the file to close, not
@@ -323,10 +325,6 @@ pub(super) struct Load {
     /// write was committed.
     #[cfg(test)]
     pub(super) inline: AtomicUsize,
-    /// Urgent writes handed to a batch cut short for them, for the tests
-    /// to tell that they joined it.
-    #[cfg(test)]
-    pub(super) joining: AtomicUsize,
 }
 
 impl Default for Load {
@@ -337,8 +335,6 @@ impl Default for Load {
             busy_until: AtomicU64::new(0),
             #[cfg(test)]
             inline: AtomicUsize::new(0),
-            #[cfg(test)]
-            joining: AtomicUsize::new(0),
         }
     }
 }
@@ -921,6 +917,8 @@ fn commit(
         },
     };
     let batch_len = batch.len();
+    // Urgent writes that joined the batch after a cut.
+    let mut joined = 0;
     let result = (|| {
         let seq = if logged.is_some() {
             wal.next_seq()
@@ -954,7 +952,6 @@ fn commit(
             );
         }
         used = true;
-        let mut joined = false;
         let applied = (|| {
             let mut txn = db.begin_write()?;
             if frame.is_some() {
@@ -980,7 +977,10 @@ fn commit(
                         if let Some(frame) = frame.as_mut() {
                             frame.truncate(i);
                         }
-                        joined = join(wal, frame.as_mut(), batch, rest, urgent);
+                        let handed = urgent.len();
+                        if join(wal, frame.as_mut(), batch, rest, urgent) {
+                            joined = handed;
+                        }
                     }
                 }
                 t.log(chain)?;
@@ -1014,7 +1014,7 @@ fn commit(
         // thread that may be busy; they are handed out only once it is
         // there. A busy store's routine commits leave the signature to
         // their callers, off this thread, which every commit waits for.
-        group_receipts(batch, inline || urgent || joined);
+        group_receipts(batch, inline || urgent || joined > 0);
         match written {
             Some(written) => {
                 used = false;
@@ -1038,6 +1038,10 @@ fn commit(
     })();
     if result.is_err() {
         *chain = before;
+    }
+    #[cfg(test)]
+    if result.is_ok() {
+        core.joined += joined;
     }
     result.map_err(|e| (e, used))
 }
